@@ -1,0 +1,14 @@
+//! Access tokens: verification of incoming JWTs and minting with our own keys.
+//!
+//! Signature checking is `jsonwebtoken`'s job; every time-based or identity
+//! claim (`exp`, `nbf`, `iss`, `aud`) is checked here against the `now` the
+//! caller passes, so expiry is tested with a virtual clock.
+
+mod keys;
+mod token;
+
+pub use keys::{Algorithm, KeyError, KeyMaterial};
+pub use token::{AuthError, Identity, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+//! The checks run before a WebSocket upgrade is answered (DESIGN §2):
+//! IP ban → connection rate and caps → Origin → token. Bans and caps arrive
+//! with the abuse-defence work; this module owns the order.
+
+use palisade_protocol::{BEARER_PROTOCOL_PREFIX, SUBPROTOCOL};
+
+use crate::Timestamp;
+use crate::auth::{AuthError, Identity, TokenVerifier};
+use crate::origin::{CredentialKind, OriginError, OriginPolicy};
+
+/// The parts of an upgrade request the decision needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HandshakeRequest<'a> {
+    /// `Origin` header.
+    pub origin: Option<&'a str>,
+    /// `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// All `Sec-WebSocket-Protocol` values, comma-joined.
+    pub protocols: Option<&'a str>,
+    /// `access_token` query parameter.
+    pub query_token: Option<&'a str>,
+}
+
+/// A request that may be upgraded.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The verified user.
+    pub identity: Identity,
+    /// Whether to answer with `Sec-WebSocket-Protocol: palisade.v1`.
+    pub select_subprotocol: bool,
+}
+
+/// Why an upgrade was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Origin check failed.
+    #[error("origin: {0}")]
+    Origin(OriginError),
+    /// Authentication failed.
+    #[error("auth: {0}")]
+    Auth(AuthError),
+}
+
+impl Rejection {
+    /// HTTP status of the refusal.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Origin(_) => 403,
+            Self::Auth(_) => 401,
+        }
+    }
+
+    /// The JSON body of the refusal. Every authentication failure shares one
+    /// body, so a client cannot tell an unknown key from an expired token.
+    pub fn body(self) -> &'static str {
+        match self {
+            Self::Origin(_) => r#"{"error":"forbidden","message":"origin not allowed"}"#,
+            Self::Auth(_) => r#"{"error":"unauthorized","message":"authentication required"}"#,
+        }
+    }
+}
+
+/// The handshake rules.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    origins: OriginPolicy,
+    verifier: TokenVerifier,
+    allow_query_token: bool,
+}
+
+impl Gate {
+    /// Builds the gate.
+    pub fn new(origins: OriginPolicy, verifier: TokenVerifier, allow_query_token: bool) -> Self {
+        Self {
+            origins,
+            verifier,
+            allow_query_token,
+        }
+    }
+
+    /// The token verifier, for `refresh` frames.
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.verifier
+    }
+
+    /// Decides an upgrade request at `now`.
+    pub fn admit(&self, req: &HandshakeRequest<'_>, now: Timestamp) -> Result<Admitted, Rejection> {
+        let offered = offered_protocols(req.protocols);
+        let token = self.credential(req, &offered).map_err(Rejection::Auth);
+        // The origin is judged before the token is, so a cross-site page
+        // learns nothing about tokens; both kinds here are bearer tokens.
+        self.origins
+            .check(req.origin, CredentialKind::Bearer)
+            .map_err(Rejection::Origin)?;
+        let identity = self.verifier.verify(token?, now).map_err(Rejection::Auth)?;
+        Ok(Admitted {
+            identity,
+            select_subprotocol: offered.iter().any(|p| *p == SUBPROTOCOL),
+        })
+    }
+
+    /// Finds exactly one credential.
+    fn credential<'a>(
+        &self,
+        req: &HandshakeRequest<'a>,
+        offered: &[&'a str],
+    ) -> Result<&'a str, AuthError> {
+        let header = req.authorization.map(|h| {
+            let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h, ""));
+            if scheme.eq_ignore_ascii_case("bearer") {
+                rest.trim()
+            } else {
+                ""
+            }
+        });
+        let protocol = offered
+            .iter()
+            .find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
+        let query = req.query_token.filter(|_| self.allow_query_token);
+        let mut found = [header, protocol, query].into_iter().flatten();
+        match (found.next(), found.next()) {
+            (None, _) => Err(AuthError::Missing),
+            (Some(_), Some(_)) => Err(AuthError::Ambiguous),
+            (Some(""), None) => Err(AuthError::Malformed),
+            (Some(token), None) => Ok(token),
+        }
+    }
+}
+
+fn offered_protocols(raw: Option<&str>) -> Vec<&str> {
+    raw.map(|r| {
+        r.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testkit::{T0, mint, verifier};
+
+    fn gate(allow_query: bool) -> Gate {
+        Gate::new(
+            OriginPolicy::new(&["https://app.example.com"]).unwrap(),
+            verifier(),
+            allow_query,
+        )
+    }
+
+    #[test]
+    fn token_from_header_or_subprotocol_exactly_once() {
+        let t = mint("u1", &[], Duration::from_secs(60), T0);
+        let bearer = format!("Bearer {t}");
+        let proto = format!("palisade.v1, palisade.bearer.{t}");
+        let g = gate(false);
+        let a = g
+            .admit(
+                &HandshakeRequest {
+                    authorization: Some(&bearer),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .unwrap();
+        assert!(!a.select_subprotocol);
+        let a = g
+            .admit(
+                &HandshakeRequest {
+                    protocols: Some(&proto),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .unwrap();
+        assert!(a.select_subprotocol);
+        let both = HandshakeRequest {
+            authorization: Some(&bearer),
+            protocols: Some(&proto),
+            ..Default::default()
+        };
+        assert_eq!(
+            g.admit(&both, T0).unwrap_err(),
+            Rejection::Auth(AuthError::Ambiguous)
+        );
+        assert_eq!(
+            g.admit(&HandshakeRequest::default(), T0).unwrap_err(),
+            Rejection::Auth(AuthError::Missing)
+        );
+        let basic = HandshakeRequest {
+            authorization: Some("Basic abc"),
+            ..Default::default()
+        };
+        assert_eq!(
+            g.admit(&basic, T0).unwrap_err(),
+            Rejection::Auth(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn query_tokens_only_when_enabled() {
+        let t = mint("u1", &[], Duration::from_secs(60), T0);
+        let req = HandshakeRequest {
+            query_token: Some(&t),
+            ..Default::default()
+        };
+        assert_eq!(
+            gate(false).admit(&req, T0).unwrap_err(),
+            Rejection::Auth(AuthError::Missing)
+        );
+        assert!(gate(true).admit(&req, T0).is_ok());
+    }
+
+    #[test]
+    fn origin_is_judged_before_the_token_and_bodies_do_not_leak() {
+        let g = gate(false);
+        let req = HandshakeRequest {
+            origin: Some("https://evil.example"),
+            authorization: Some("Bearer x"),
+            ..Default::default()
+        };
+        let r = g.admit(&req, T0).unwrap_err();
+        assert_eq!(
+            (r.status(), r.body()),
+            (403, Rejection::Origin(OriginError::NotAllowed).body())
+        );
+        let bodies: std::collections::HashSet<_> = [
+            AuthError::Missing,
+            AuthError::Expired,
+            AuthError::BadSignature,
+            AuthError::UnknownKey,
+        ]
+        .map(|e| Rejection::Auth(e).body())
+        .into_iter()
+        .collect();
+        assert_eq!(bodies.len(), 1);
+    }
+}

@@ -1,0 +1,38 @@
+//! Palisade's security decisions, with no I/O.
+//!
+//! Everything here is deterministic: functions take `now` as an argument and
+//! return a verdict, and `palisade-server` performs it (answer the upgrade,
+//! send a frame, close a socket). That keeps every rule testable by stepping
+//! a virtual clock instead of sleeping.
+//!
+//! How the pieces fit:
+//! - [`auth`] verifies access tokens (and mints them for our own keys);
+//! - [`origin`] decides which browser origins may open a socket;
+//! - [`handshake`] runs the checks before the HTTP 101, in DESIGN §2 order;
+//! - [`policy`] holds roles, room rules and declared events;
+//! - [`session`] is the per-connection state machine that turns one client
+//!   frame into one decision (the message pipeline of DESIGN §3).
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod handshake;
+pub mod origin;
+pub mod policy;
+pub mod session;
+mod time;
+
+#[cfg(test)]
+mod testkit;
+
+pub use time::Timestamp;
+
+/// Random, URL-safe identifier with a readable prefix (`s_…`, `r_…`).
+pub fn random_id(prefix: &str) -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 12] = rand::random();
+    let mut id = String::with_capacity(prefix.len() + 16);
+    id.push_str(prefix);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut id);
+    id
+}

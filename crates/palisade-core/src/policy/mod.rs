@@ -1,0 +1,227 @@
+//! The declarative policy: roles and their permissions, room rules, and the
+//! events clients may publish.
+//!
+//! Config deserializes into the plain [`PolicySpec`]; [`Policy::compile`]
+//! validates it (naming the offending key) into the form checked on every
+//! request.
+
+mod permission;
+mod room;
+mod spec;
+
+use std::collections::HashMap;
+
+use palisade_protocol::ErrorCode;
+
+pub use permission::Permission;
+pub use room::{RoomPattern, valid_room_name};
+pub use spec::{EventSpec, PolicySpec, RoleSpec, RoomSpec};
+
+use crate::auth::Identity;
+
+/// A policy error found at load time; `key` is the config path to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {why}")]
+pub struct PolicyError {
+    /// Config key, e.g. `rooms."course:*".join`.
+    pub key: String,
+    /// What is wrong.
+    pub why: String,
+}
+
+/// A request the policy refuses: the wire code, and a reason for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denied {
+    /// What the client sees.
+    pub code: ErrorCode,
+    /// What the operator sees.
+    pub reason: &'static str,
+}
+
+impl Denied {
+    pub(crate) const fn new(code: ErrorCode, reason: &'static str) -> Self {
+        Self { code, reason }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RoomRule {
+    pattern: RoomPattern,
+    join: Option<Permission>,
+    publish: Option<Permission>,
+}
+
+/// One declared event.
+#[derive(Debug, Clone)]
+pub struct EventRule {
+    permission: Option<Permission>,
+}
+
+/// The compiled policy.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    roles: HashMap<String, Vec<Permission>>,
+    default_roles: Vec<String>,
+    /// Most specific first: exact names, then longer prefixes.
+    rooms: Vec<RoomRule>,
+    events: HashMap<String, EventRule>,
+}
+
+impl Policy {
+    /// Validates and compiles a spec. `default_roles` are granted to every
+    /// authenticated user on top of the roles in their token.
+    pub fn compile(spec: &PolicySpec) -> Result<Self, PolicyError> {
+        let perm = |key: String, raw: &str| {
+            Permission::parse(raw).map_err(|why| PolicyError {
+                key,
+                why: why.to_owned(),
+            })
+        };
+        let mut roles = HashMap::new();
+        for (name, role) in &spec.roles {
+            let perms = role
+                .permissions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| perm(format!("roles.{name}.permissions[{i}]"), p))
+                .collect::<Result<Vec<_>, _>>()?;
+            roles.insert(name.clone(), perms);
+        }
+        for (i, role) in spec.default_roles.iter().enumerate() {
+            if !roles.contains_key(role) {
+                return Err(PolicyError {
+                    key: format!("auth.default_roles[{i}]"),
+                    why: format!("role `{role}` is not defined under [roles]"),
+                });
+            }
+        }
+        let mut rooms = Vec::new();
+        for (raw, room) in &spec.rooms {
+            let key = |field: &str| format!("rooms.\"{raw}\"{field}");
+            let pattern = RoomPattern::parse(raw).map_err(|why| PolicyError {
+                key: key(""),
+                why: why.to_owned(),
+            })?;
+            let join = room
+                .join
+                .as_deref()
+                .map(|p| perm(key(".join"), p))
+                .transpose()?;
+            let publish = room
+                .publish
+                .as_deref()
+                .map(|p| perm(key(".publish"), p))
+                .transpose()?;
+            rooms.push(RoomRule {
+                pattern,
+                join,
+                publish,
+            });
+        }
+        rooms.sort_by(|a, b| b.pattern.specificity().cmp(&a.pattern.specificity()));
+        let mut events = HashMap::new();
+        for (name, event) in &spec.events {
+            if !valid_event_name(name) {
+                return Err(PolicyError {
+                    key: format!("events.\"{name}\""),
+                    why: "event names use letters, digits, '.', '_' and '-' (at most 64)"
+                        .to_owned(),
+                });
+            }
+            let permission = event
+                .permission
+                .as_deref()
+                .map(|p| perm(format!("events.\"{name}\".permission"), p))
+                .transpose()?;
+            events.insert(name.clone(), EventRule { permission });
+        }
+        Ok(Self {
+            roles,
+            default_roles: spec.default_roles.clone(),
+            rooms,
+            events,
+        })
+    }
+
+    /// May this user join `room`?
+    pub fn check_join(&self, who: &Identity, room: &str) -> Result<(), Denied> {
+        let rule = self.room_rule(room)?;
+        if let Some(allowed) = &who.rooms {
+            // The token's `rooms` claim narrows what the token may join.
+            let listed = allowed
+                .iter()
+                .any(|p| RoomPattern::parse(p).is_ok_and(|p| p.matches(room)));
+            if !listed {
+                return Err(Denied::new(
+                    ErrorCode::Forbidden,
+                    "room not in token's rooms claim",
+                ));
+            }
+        }
+        self.require(who, rule.join.as_ref(), "missing room join permission")
+    }
+
+    /// May this user publish `event` in `room`? Membership is the caller's
+    /// concern; this checks the event and the permissions.
+    pub fn check_publish(
+        &self,
+        who: &Identity,
+        room: &str,
+        event: &str,
+    ) -> Result<&EventRule, Denied> {
+        let rule = self
+            .events
+            .get(event)
+            .ok_or(Denied::new(ErrorCode::UnknownEvent, "event not declared"))?;
+        let room_rule = self.room_rule(room)?;
+        self.require(
+            who,
+            room_rule.publish.as_ref(),
+            "missing room publish permission",
+        )?;
+        self.require(who, rule.permission.as_ref(), "missing event permission")?;
+        Ok(rule)
+    }
+
+    fn room_rule(&self, room: &str) -> Result<&RoomRule, Denied> {
+        if !valid_room_name(room) {
+            return Err(Denied::new(ErrorCode::BadRequest, "invalid room name"));
+        }
+        self.rooms
+            .iter()
+            .find(|r| r.pattern.matches(room))
+            .ok_or(Denied::new(ErrorCode::Forbidden, "no room rule matches"))
+    }
+
+    fn require(
+        &self,
+        who: &Identity,
+        needed: Option<&Permission>,
+        reason: &'static str,
+    ) -> Result<(), Denied> {
+        let Some(needed) = needed else { return Ok(()) };
+        let granted = who
+            .roles
+            .iter()
+            .chain(&self.default_roles)
+            .filter_map(|role| self.roles.get(role))
+            .flatten()
+            .any(|held| held.grants(needed));
+        if granted {
+            Ok(())
+        } else {
+            Err(Denied::new(ErrorCode::Forbidden, reason))
+        }
+    }
+}
+
+fn valid_event_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests;

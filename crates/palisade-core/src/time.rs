@@ -1,0 +1,78 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A wall-clock instant in Unix milliseconds.
+///
+/// Core code never reads the clock: callers pass a `Timestamp` in, and tests
+/// construct whatever instant they need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// From Unix milliseconds.
+    pub const fn from_millis(ms: u64) -> Self {
+        Self(ms)
+    }
+
+    /// From Unix seconds (JWT `exp`, `nbf`, `iat`).
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(1000))
+    }
+
+    /// Unix milliseconds.
+    pub const fn as_millis(self) -> u64 {
+        self.0
+    }
+
+    /// Unix seconds, rounded down.
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1000
+    }
+
+    /// `self + d`, saturating.
+    pub fn add(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// `self - d`, saturating at the epoch.
+    pub fn sub(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// Time from `self` until `later`, zero if `later` is not later.
+    pub fn until(self, later: Timestamp) -> Duration {
+        Duration::from_millis(later.0.saturating_sub(self.0))
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Self(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates() {
+        let t = Timestamp::from_secs(10);
+        assert_eq!(t.as_millis(), 10_000);
+        assert_eq!(t.sub(Duration::from_secs(20)), Timestamp::from_millis(0));
+        assert_eq!(
+            Timestamp::from_millis(u64::MAX)
+                .add(Duration::from_secs(1))
+                .as_millis(),
+            u64::MAX
+        );
+        assert_eq!(t.until(Timestamp::from_secs(12)), Duration::from_secs(2));
+        assert_eq!(t.until(Timestamp::from_secs(5)), Duration::ZERO);
+    }
+}

@@ -1,0 +1,398 @@
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::{ErrorCode, MAX_ID_LEN};
+
+/// A request from a client, borrowed from the text frame it arrived in.
+#[derive(Debug)]
+pub enum ClientFrame<'a> {
+    /// Join a room.
+    Join {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+    },
+    /// Leave a room.
+    Leave {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+    },
+    /// Publish an event to a room.
+    Send {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+        /// Event name, declared in the policy.
+        event: Cow<'a, str>,
+        /// The event's payload, as the client wrote it.
+        data: &'a RawValue,
+        /// CSRF token echo, where the event or the session requires it.
+        csrf: Option<Cow<'a, str>>,
+        /// Replay nonce, where the event requires it.
+        nonce: Option<Cow<'a, str>>,
+        /// Client timestamp in Unix milliseconds, for replay checks.
+        ts: Option<u64>,
+    },
+    /// Replace the connection's access token with a fresh one.
+    Refresh {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// The new access token.
+        token: Cow<'a, str>,
+    },
+    /// Replay a room's history after `since`.
+    Recover {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+        /// Last sequence number the client saw.
+        since: u64,
+    },
+}
+
+/// Why a text frame is not a valid request. `id` is the correlation id when
+/// the frame carried a usable one, so the error can still be correlated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    /// The request's correlation id, if it could be read.
+    pub id: Option<String>,
+    /// What was wrong, for the operator's log (never sent to the client).
+    pub reason: &'static str,
+}
+
+// Every field of every request type, flat: serde's internally tagged enums
+// buffer their input and cannot borrow a `RawValue`, so the envelope is read
+// in one pass and checked per type below.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    room: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    event: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    csrf: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    nonce: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ts: Option<u64>,
+    #[serde(default, borrow)]
+    token: Option<Cow<'a, str>>,
+    #[serde(default)]
+    since: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+}
+
+impl<'a> ClientFrame<'a> {
+    /// Parses one text frame.
+    pub fn parse(text: &'a str) -> Result<Self, FrameError> {
+        let env: Envelope<'a> = serde_json::from_str(text).map_err(|_| FrameError {
+            id: salvage_id(text),
+            reason: "not a valid request envelope",
+        })?;
+        let id = match env.id {
+            Some(id) if !id.is_empty() && id.len() <= MAX_ID_LEN => id,
+            _ => {
+                return Err(FrameError {
+                    id: None,
+                    reason: "missing or oversized id",
+                });
+            }
+        };
+        let fail = |reason| {
+            Err(FrameError {
+                id: Some(id.to_string()),
+                reason,
+            })
+        };
+        let frame = match env.kind.as_ref() {
+            "join" | "leave" => {
+                let Some(room) = env.room else {
+                    return fail("missing room");
+                };
+                if env.event.is_some() || env.data.is_some() || env.token.is_some() {
+                    return fail("unexpected field");
+                }
+                if env.kind == "join" {
+                    ClientFrame::Join { id, room }
+                } else {
+                    ClientFrame::Leave { id, room }
+                }
+            }
+            "send" => {
+                let (Some(room), Some(event), Some(data)) = (env.room, env.event, env.data) else {
+                    return fail("send needs room, event and data");
+                };
+                ClientFrame::Send {
+                    id,
+                    room,
+                    event,
+                    data,
+                    csrf: env.csrf,
+                    nonce: env.nonce,
+                    ts: env.ts,
+                }
+            }
+            "refresh" => {
+                let Some(token) = env.token else {
+                    return fail("missing token");
+                };
+                ClientFrame::Refresh { id, token }
+            }
+            "recover" => {
+                let (Some(room), Some(since)) = (env.room, env.since) else {
+                    return fail("recover needs room and since");
+                };
+                ClientFrame::Recover { id, room, since }
+            }
+            _ => return fail("unknown frame type"),
+        };
+        Ok(frame)
+    }
+
+    /// The request's correlation id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Join { id, .. }
+            | Self::Leave { id, .. }
+            | Self::Send { id, .. }
+            | Self::Refresh { id, .. }
+            | Self::Recover { id, .. } => id,
+        }
+    }
+}
+
+/// Reads just the `id` of a frame whose envelope is otherwise invalid, so the
+/// error can still be correlated. Only a well-formed JSON object counts.
+fn salvage_id(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Loose<'a> {
+        #[serde(borrow, flatten)]
+        inner: IdOnly<'a>,
+        #[serde(flatten)]
+        _rest: serde::de::IgnoredAny,
+    }
+    let loose: Loose<'_> = serde_json::from_str(text).ok()?;
+    loose
+        .inner
+        .id
+        .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
+        .map(Cow::into_owned)
+}
+
+/// A message from the server.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// First frame on every connection.
+    Welcome(Welcome<'a>),
+    /// A request succeeded.
+    Ack {
+        /// The request's correlation id.
+        id: &'a str,
+        /// The sequence number the room assigned, for `send`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<u64>,
+    },
+    /// An event published in a room the connection has joined.
+    Event(EventFrame<'a>),
+    /// A request failed.
+    Error(ErrorFrame<'a>),
+    /// The token expires soon; send `refresh`.
+    Expiring {
+        /// Expiry, Unix milliseconds.
+        expires_at: u64,
+    },
+    /// The CSRF token rotated.
+    Csrf {
+        /// The new token.
+        csrf: &'a str,
+    },
+}
+
+/// The `welcome` frame.
+#[derive(Debug, Serialize)]
+pub struct Welcome<'a> {
+    /// Session id.
+    pub session: &'a str,
+    /// Who the server thinks the client is.
+    pub user: UserInfo<'a>,
+    /// CSRF token to echo on events that require it.
+    pub csrf: &'a str,
+    /// Interval of the server's pings.
+    pub heartbeat_ms: u64,
+    /// Largest text frame the server accepts.
+    pub max_message_bytes: usize,
+    /// When the access token expires, Unix milliseconds.
+    pub expires_at: u64,
+}
+
+/// The verified identity of a user, as shown to that user.
+#[derive(Debug, Serialize)]
+pub struct UserInfo<'a> {
+    /// User id (`sub`).
+    pub id: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// Roles.
+    pub roles: &'a [String],
+}
+
+/// The sender of an event, taken from the verified token only.
+#[derive(Debug, Serialize)]
+pub struct Identity<'a> {
+    /// User id (`sub`).
+    pub id: &'a str,
+    /// Display name.
+    pub name: &'a str,
+}
+
+/// The `event` frame.
+#[derive(Debug, Serialize)]
+pub struct EventFrame<'a> {
+    /// Room name.
+    pub room: &'a str,
+    /// Per-room sequence number.
+    pub seq: u64,
+    /// Event name.
+    pub event: &'a str,
+    /// Sender.
+    pub from: Identity<'a>,
+    /// Payload after the policy's checks.
+    pub data: &'a RawValue,
+    /// Server time of publication, Unix milliseconds.
+    pub ts: u64,
+}
+
+/// The `error` frame.
+#[derive(Debug, Serialize)]
+pub struct ErrorFrame<'a> {
+    /// The failed request's id, when it had a readable one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    /// Stable error code.
+    pub code: ErrorCode,
+    /// Short generic message.
+    pub message: &'static str,
+    /// When to retry, for `rate_limited`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// Reference to the server's log line.
+    #[serde(rename = "ref")]
+    pub reference: &'a str,
+}
+
+impl ServerFrame<'_> {
+    /// Serializes the frame to JSON text.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: every field is a string,
+        // integer or already-valid raw JSON, and map keys are strings.
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| String::from("{\"type\":\"error\",\"code\":\"internal\"}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_request_type() {
+        let f = ClientFrame::parse(r#"{"type":"join","id":"1","room":"lobby"}"#).unwrap();
+        assert!(
+            matches!(f, ClientFrame::Join { ref id, ref room } if id == "1" && room == "lobby")
+        );
+        let f = ClientFrame::parse(
+            r#"{"type":"send","id":"3","room":"lobby","event":"chat.message","data":{"content":"hi"},"ts":5}"#,
+        )
+        .unwrap();
+        match f {
+            ClientFrame::Send { data, ts, .. } => {
+                assert_eq!(data.get(), r#"{"content":"hi"}"#);
+                assert_eq!(ts, Some(5));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"recover","id":"5","room":"r","since":42}"#),
+            Ok(ClientFrame::Recover { since: 42, .. })
+        ));
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"refresh","id":"4","token":"t"}"#),
+            Ok(ClientFrame::Refresh { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_envelopes_keeping_the_id_when_readable() {
+        let e = ClientFrame::parse(r#"{"type":"join","id":"7"}"#).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("7"));
+        let e = ClientFrame::parse(r#"{"type":"nope","id":"8","room":"x"}"#).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("8"));
+        let e = ClientFrame::parse(r#"{"type":"join","id":"9","room":"x","extra":1}"#).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("9"));
+        let e = ClientFrame::parse(r#"{"type":"join","id":"9","id":"10","room":"x"}"#).unwrap_err();
+        assert!(e.reason.contains("envelope"));
+        assert!(ClientFrame::parse("not json").unwrap_err().id.is_none());
+        assert!(ClientFrame::parse("[1,2]").unwrap_err().id.is_none());
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        let e = ClientFrame::parse(&format!(r#"{{"type":"join","id":"{long}","room":"x"}}"#))
+            .unwrap_err();
+        assert!(e.id.is_none());
+    }
+
+    #[test]
+    fn event_frame_embeds_raw_data_verbatim() {
+        let data = RawValue::from_string(r#"{"content":"hi"}"#.to_string()).unwrap();
+        let json = ServerFrame::Event(EventFrame {
+            room: "lobby",
+            seq: 43,
+            event: "chat.message",
+            from: Identity {
+                id: "u1",
+                name: "alice",
+            },
+            data: &data,
+            ts: 1,
+        })
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"event","room":"lobby","seq":43,"event":"chat.message","from":{"id":"u1","name":"alice"},"data":{"content":"hi"},"ts":1}"#
+        );
+    }
+
+    #[test]
+    fn error_frame_uses_ref_and_skips_absent_fields() {
+        let json = ServerFrame::Error(ErrorFrame {
+            id: None,
+            code: ErrorCode::BadRequest,
+            message: ErrorCode::BadRequest.message(),
+            retry_after_ms: None,
+            reference: "r_1",
+        })
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"bad_request","message":"malformed request","ref":"r_1"}"#
+        );
+    }
+}
