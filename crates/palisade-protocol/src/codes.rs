@@ -127,6 +127,11 @@ impl CloseCode {
         }
     }
 
+    /// The close code with this number, if Palisade uses it.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.code() == code)
+    }
+
     /// The short reason sent with the close frame.
     pub fn reason(self) -> &'static str {
         match self {

@@ -1,1 +1,17 @@
-//! server
+//! The `palisade` server: HTTP and WebSocket listener, connection tasks,
+//! room hub, configuration and CLI.
+//!
+//! This crate performs what `palisade-core` decides: it reads sockets and
+//! the clock, feeds frames to a core `Session`, and writes what the session
+//! says. Start at [`server::Server`]; config loading is in [`config`] and
+//! what a config compiles to is in [`settings`].
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+mod http;
+pub mod server;
+pub mod settings;
+mod state;
+mod ws;

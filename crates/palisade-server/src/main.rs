@@ -1,1 +1,45 @@
-fn main() {}
+//! The `palisade` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use palisade_server::cli::{self, Cli, Command, ServeArgs};
+use palisade_server::config::{ProcessEnv, env::ENV_LOG};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+    let env = ProcessEnv;
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs {
+        dev: true,
+        ..ServeArgs::default()
+    })) {
+        Command::Serve(args) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(cli::serve(args, &env)),
+            Err(e) => Err(cli::CliError::Failed(format!(
+                "cannot start the runtime: {e}"
+            ))),
+        },
+        Command::Token(args) => cli::token(args, &env).map(|token| {
+            #[allow(clippy::print_stdout, reason = "the token is the command's output")]
+            {
+                println!("{token}");
+            }
+        }),
+        Command::Init(args) => cli::init(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

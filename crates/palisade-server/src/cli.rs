@@ -1,0 +1,214 @@
+//! Command-line interface: `serve` (the default), `token` and `init`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use palisade_core::auth::TokenRequest;
+
+use crate::config::{Config, ConfigError, Env, Source, env::ENV_CONFIG, render_init};
+use crate::server::{Server, shutdown_signal};
+use crate::settings::{Profile, Settings, signer};
+use crate::state::now;
+
+/// Palisade: a hardened real-time WebSocket server.
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about)]
+pub struct Cli {
+    /// What to do; without one, `serve --dev`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print a signed access token on stdout.
+    Token(TokenArgs),
+    /// Write a commented config file with fresh secrets.
+    Init(InitArgs),
+}
+
+/// Where the config comes from, shared by `serve` and `token`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ConfigArgs {
+    /// Config file (default: none, built-in defaults).
+    #[arg(long, short, env = ENV_CONFIG)]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// `palisade serve`
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    /// Config source.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Development profile: localhost origins and a generated signing key.
+    #[arg(long)]
+    pub dev: bool,
+    /// Listen address (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `palisade token`
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Config source; without --config, the dev key in the data directory.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// User id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// Display name (default: the user id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Comma-separated roles.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// Comma-separated rooms or `prefix*` patterns the token may join
+    /// (default: no restriction beyond the policy).
+    #[arg(long, value_delimiter = ',')]
+    pub rooms: Option<Vec<String>>,
+    /// Lifetime, like "15m" or "2h" (default: auth.token_ttl).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub ttl: Option<Duration>,
+}
+
+/// `palisade init`
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// File to write.
+    #[arg(long, short, default_value = "palisade.toml")]
+    pub output: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A failed command, with the process exit code it deserves.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad configuration (exit 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Anything else (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// Exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) => 2,
+            Self::Failed(_) => 1,
+        }
+    }
+}
+
+impl ConfigArgs {
+    /// Loads the config these arguments name.
+    pub fn load(&self, env: &dyn Env) -> Result<Config, ConfigError> {
+        let source = self
+            .config
+            .as_deref()
+            .map_or(Source::Defaults, Source::File);
+        let mut config = Config::load(source, env)?;
+        if let Some(data) = &self.data {
+            config.server.data_dir.clone_from(data);
+        }
+        Ok(config)
+    }
+}
+
+/// `palisade serve`: runs until SIGINT/SIGTERM.
+pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
+    let mut config = args.config.load(env)?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    let profile = if args.dev {
+        Profile::Dev
+    } else {
+        Profile::Production
+    };
+    let settings = Settings::new(config, profile)?;
+    let server = Server::bind(settings)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    banner(server.local_addr(), profile, args.config.config.as_deref());
+    server.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// `palisade token`: the token on stdout, nothing else.
+pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
+    let config = args.config.load(env)?;
+    // Without a config file the dev key is the only key there is.
+    let profile = if args.config.config.is_some() {
+        Profile::Production
+    } else {
+        Profile::Dev
+    };
+    let ttl = args.ttl.unwrap_or(config.auth.token_ttl);
+    let signer = signer(&config, profile)?;
+    let request = TokenRequest {
+        user_id: args.sub,
+        name: args.name,
+        roles: args.roles,
+        rooms: args.rooms,
+        ttl,
+    };
+    signer
+        .mint(request, now())
+        .map_err(|e| CliError::Failed(e.to_string()))
+}
+
+/// `palisade init`: writes the file, refusing to overwrite without --force.
+pub fn init(args: &InitArgs) -> Result<(), CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if args.force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        // The file holds a signing secret.
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let fail = |e: std::io::Error| {
+        CliError::Failed(format!("cannot write {}: {e}", args.output.display()))
+    };
+    let mut file = options.open(&args.output).map_err(fail)?;
+    std::io::Write::write_all(&mut file, render_init().as_bytes()).map_err(fail)?;
+    eprintln!(
+        "wrote {} (it contains a secret: keep it private)",
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn banner(addr: SocketAddr, profile: Profile, config: Option<&Path>) {
+    eprintln!("Palisade listening on ws://{addr}/ws (subprotocol palisade.v1)");
+    match profile {
+        Profile::Dev => {
+            let data = config.map_or_else(String::new, |c| format!(" --config {}", c.display()));
+            eprintln!(
+                "  dev profile: localhost origins allowed, signing key in the data directory"
+            );
+            eprintln!("  get a token:  cargo run --release -- token --sub alice{data}");
+            eprintln!("  health:       http://{addr}/healthz");
+        }
+        Profile::Production => eprintln!("  health: http://{addr}/healthz"),
+    }
+}

@@ -1,0 +1,304 @@
+//! `palisade.toml`: the config tree, how it is loaded, and what it becomes.
+//!
+//! Defaults live in one place, the commented template `palisade.toml` next
+//! to this file, which is also what `palisade init` writes. A user's file is
+//! merged over it (tables merge key by key; the policy maps `roles`, `rooms`
+//! and `events`, and all arrays, are replaced whole), then `PALISADE_*`
+//! overrides are applied, then the tree is deserialized with unknown keys
+//! refused and every error naming its key.
+
+mod duration;
+pub mod env;
+mod init;
+mod keys;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use palisade_core::policy::{EventSpec, RoleSpec, RoomSpec};
+use serde::{Deserialize, Serialize};
+
+pub use env::{Env, ProcessEnv};
+pub use init::render_init;
+pub use keys::{KeyConfig, dev_key};
+
+/// The default config, with comments: the single source of defaults.
+pub(crate) const TEMPLATE: &str = include_str!("palisade.toml");
+
+/// Origins the dev profile allows on top of the configured ones.
+pub const DEV_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
+
+/// Top-level keys whose tables are replaced, not merged, by a user's file:
+/// their entries are names the user chooses, so merging would keep default
+/// rooms or roles the user meant to drop.
+const REPLACED_TABLES: [&str; 3] = ["roles", "rooms", "events"];
+
+/// A config that could not be loaded; the message names the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax {
+        /// File.
+        path: PathBuf,
+        /// Parser message, with line and column.
+        message: String,
+    },
+    /// A key is unknown or has a bad value.
+    #[error("config key `{key}`: {why}")]
+    Invalid {
+        /// Dotted key path.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// An environment override is malformed.
+    #[error("environment variable {var}: {why}")]
+    Env {
+        /// Variable name.
+        var: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(key: impl Into<String>, why: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            why: why.into(),
+        }
+    }
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
+    /// `[origins]`
+    pub origins: OriginsConfig,
+    /// `[limits]`
+    pub limits: LimitsConfig,
+    /// `[roles.<name>]`
+    #[serde(default)]
+    pub roles: BTreeMap<String, RoleSpec>,
+    /// `[rooms."<pattern>"]`
+    #[serde(default)]
+    pub rooms: BTreeMap<String, RoomSpec>,
+    /// `[events."<name>"]`
+    #[serde(default)]
+    pub events: BTreeMap<String, EventSpec>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listener address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Deadline for the HTTP upgrade request.
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    /// Time given to connections to close on shutdown.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+    /// Serve `/conformance/echo`.
+    pub conformance_echo: bool,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Required `iss`, "" for none.
+    pub issuer: String,
+    /// Required `aud`, "" for none.
+    pub audience: String,
+    /// Clock skew on `exp`/`nbf`, and grace after `exp`.
+    #[serde(with = "duration")]
+    pub leeway: Duration,
+    /// Lead time of the `expiring` notice.
+    #[serde(with = "duration")]
+    pub expiry_notice: Duration,
+    /// Lifetime of minted tokens.
+    #[serde(with = "duration")]
+    pub token_ttl: Duration,
+    /// Longest token accepted.
+    pub max_token_bytes: usize,
+    /// Accept `?access_token=`.
+    pub allow_query_token: bool,
+    /// Roles every user has.
+    pub default_roles: Vec<String>,
+    /// Verification and signing keys.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+}
+
+/// `[origins]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginsConfig {
+    /// Allowed origins and patterns.
+    pub allow: Vec<String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest client frame/message.
+    pub max_message_bytes: usize,
+    /// Outbound queue length per connection.
+    pub outbound_queue: usize,
+    /// Write buffer bound per connection.
+    pub max_write_buffer_bytes: usize,
+    /// Read buffer per connection.
+    pub read_buffer_bytes: usize,
+    /// Ping interval.
+    #[serde(with = "duration")]
+    pub heartbeat_interval: Duration,
+    /// Extra silence tolerated after a ping.
+    #[serde(with = "duration")]
+    pub heartbeat_timeout: Duration,
+    /// Wait for the peer's close frame.
+    #[serde(with = "duration")]
+    pub close_timeout: Duration,
+    /// Open connections per process.
+    pub max_connections: usize,
+    /// Rooms per connection.
+    pub max_rooms_per_connection: usize,
+}
+
+/// Where the config comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// Defaults only.
+    Defaults,
+    /// A file merged over the defaults.
+    File(&'a Path),
+}
+
+impl Config {
+    /// Loads and validates the config from `source` plus `env` overrides.
+    pub fn load(source: Source<'_>, env: &dyn Env) -> Result<Self, ConfigError> {
+        let defaults = template_table();
+        let mut tree = defaults.clone();
+        if let Source::File(path) = source {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            Self::merge_text(&mut tree, &text, path)?;
+        }
+        env::apply(env, &mut tree, &defaults)?;
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::invalid(
+                    if key == "." { String::new() } else { key },
+                    e.into_inner().to_string(),
+                )
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses `text` (from `path`) over the tree, with the merge rules above.
+    fn merge_text(tree: &mut toml::Table, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let user: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        for (key, value) in user {
+            if REPLACED_TABLES.contains(&key.as_str()) {
+                tree.insert(key, value);
+            } else {
+                merge(tree, key, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cross-field checks serde cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let positive: [(&str, usize); 5] = [
+            ("limits.max_message_bytes", l.max_message_bytes),
+            ("limits.outbound_queue", l.outbound_queue),
+            ("limits.read_buffer_bytes", l.read_buffer_bytes),
+            ("limits.max_connections", l.max_connections),
+            (
+                "limits.max_rooms_per_connection",
+                l.max_rooms_per_connection,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        if l.max_write_buffer_bytes <= l.max_message_bytes {
+            return Err(ConfigError::invalid(
+                "limits.max_write_buffer_bytes",
+                "must be greater than limits.max_message_bytes",
+            ));
+        }
+        if l.heartbeat_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "limits.heartbeat_interval",
+                "must be greater than 0",
+            ));
+        }
+        if self.auth.max_token_bytes < 64 {
+            return Err(ConfigError::invalid(
+                "auth.max_token_bytes",
+                "must be at least 64",
+            ));
+        }
+        if self.auth.token_ttl.is_zero() {
+            return Err(ConfigError::invalid(
+                "auth.token_ttl",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The defaults, parsed from the template.
+pub(crate) fn template_table() -> toml::Table {
+    // The template is compiled in and covered by tests; it always parses.
+    toml::from_str(TEMPLATE).unwrap_or_default()
+}
+
+fn merge(tree: &mut toml::Table, key: String, value: toml::Value) {
+    match (tree.get_mut(&key), value) {
+        (Some(toml::Value::Table(base)), toml::Value::Table(over)) => {
+            for (k, v) in over {
+                merge(base, k, v);
+            }
+        }
+        (_, value) => {
+            tree.insert(key, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

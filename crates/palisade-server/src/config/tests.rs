@@ -1,0 +1,161 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::settings::{Profile, Settings};
+
+fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("palisade.toml");
+    std::fs::write(&path, text).unwrap();
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::load(Source::File(&path), &env)
+}
+
+#[test]
+fn defaults_load_and_match_the_documented_values() {
+    let c = Config::load(Source::Defaults, &BTreeMap::new()).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.limits.max_message_bytes, 65536);
+    assert_eq!(c.auth.leeway, Duration::from_secs(30));
+    assert!(c.origins.allow.is_empty());
+    assert!(c.auth.keys.is_empty());
+    assert!(c.rooms.contains_key("lobby"));
+    assert!(c.events.contains_key("chat.message"));
+}
+
+#[test]
+fn the_file_init_writes_loads_back_as_the_defaults_plus_a_key() {
+    let written = load_text(&render_init(), &[]).unwrap();
+    let mut defaults = Config::load(Source::Defaults, &BTreeMap::new()).unwrap();
+    assert_eq!(written.auth.keys.len(), 1);
+    let key = &written.auth.keys[0];
+    assert!(key.secret.as_ref().is_some_and(|s| s.len() >= 32));
+    defaults.auth.keys = written.auth.keys.clone();
+    assert_eq!(written, defaults);
+    // And it is enough to run in production.
+    Settings::new(written, Profile::Production).unwrap();
+    // Two runs never share a secret.
+    assert_ne!(render_init(), render_init());
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err = load_text("[limits]\nmax_mesage_bytes = 5\n", &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("max_mesage_bytes") && msg.contains("limits"),
+        "{msg}"
+    );
+    let err = load_text("[nonsense]\nx = 1\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("nonsense"), "{err}");
+    let err = load_text("[rooms.lobby]\njoinn = \"x:y\"\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("joinn"), "{err}");
+}
+
+#[test]
+fn bad_values_are_named() {
+    for (text, key) in [
+        ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
+        ("[auth]\nleeway = \"soon\"\n", "auth.leeway"),
+        (
+            "[limits]\nmax_message_bytes = -1\n",
+            "limits.max_message_bytes",
+        ),
+        (
+            "[limits]\nmax_message_bytes = 0\n",
+            "limits.max_message_bytes",
+        ),
+        (
+            "[limits]\nmax_write_buffer_bytes = 100\n",
+            "limits.max_write_buffer_bytes",
+        ),
+    ] {
+        let err = load_text(text, &[]).unwrap_err();
+        assert!(err.to_string().contains(key), "{text}: {err}");
+    }
+    let err = load_text("[server\n", &[]).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+}
+
+#[test]
+fn policy_sections_replace_the_defaults_instead_of_merging() {
+    let c = load_text("[rooms.\"course:*\"]\njoin = \"course:join\"\n", &[]).unwrap();
+    assert_eq!(c.rooms.keys().collect::<Vec<_>>(), ["course:*"]);
+    // Other sections still merge key by key.
+    let c = load_text("[limits]\noutbound_queue = 3\n", &[]).unwrap();
+    assert_eq!(
+        (c.limits.outbound_queue, c.limits.max_message_bytes),
+        (3, 65536)
+    );
+}
+
+#[test]
+fn environment_overrides_win_over_the_file() {
+    let c = load_text(
+        "[limits]\nmax_message_bytes = 1000\nmax_write_buffer_bytes = 100000\n",
+        &[
+            ("PALISADE_LIMITS__MAX_MESSAGE_BYTES", "2000"),
+            ("PALISADE_SERVER__LISTEN", "127.0.0.1:9999"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_message_bytes, 2000);
+    assert_eq!(c.server.listen.port(), 9999);
+    let err = load_text("", &[("PALISADE_LIMITS__NOPE", "1")]).unwrap_err();
+    assert!(err.to_string().contains("PALISADE_LIMITS__NOPE"), "{err}");
+}
+
+#[test]
+fn production_without_a_key_refuses_to_start_and_names_the_key() {
+    let c = load_text("", &[]).unwrap();
+    let err = Settings::new(c, Profile::Production).unwrap_err();
+    assert!(err.to_string().contains("auth.keys"), "{err}");
+}
+
+#[test]
+fn key_errors_name_the_entry() {
+    let text = "[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"short\"\n";
+    let err = Settings::new(load_text(text, &[]).unwrap(), Profile::Production).unwrap_err();
+    assert!(err.to_string().contains("auth.keys"), "{err}");
+    let text = "[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\n";
+    let err = Settings::new(load_text(text, &[]).unwrap(), Profile::Production).unwrap_err();
+    assert!(err.to_string().contains("auth.keys[0].secret"), "{err}");
+    let text = "[[auth.keys]]\nid = \"a\"\nalgorithm = \"none\"\nsecret = \"x\"\n";
+    let err = load_text(text, &[]).unwrap_err();
+    assert!(err.to_string().contains("auth.keys[0].algorithm"), "{err}");
+}
+
+#[test]
+fn dev_profile_generates_and_reuses_a_secret_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = keys::dev_key(&data).unwrap();
+    let second = keys::dev_key(&data).unwrap();
+    assert_eq!(first.secret, second.secret);
+    assert!(first.secret.as_ref().is_some_and(|s| s.len() >= 32));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.join(keys::DEV_SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
+
+#[test]
+fn bad_origins_and_policy_are_named() {
+    let text = "[origins]\nallow = [\"example.com\"]\n[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    let err = Settings::new(load_text(text, &[]).unwrap(), Profile::Production).unwrap_err();
+    assert!(
+        err.to_string().contains("origins.allow") && err.to_string().contains("example.com"),
+        "{err}"
+    );
+    let text = "[rooms.lobby]\njoin = \"NOT VALID\"\n[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    let err = Settings::new(load_text(text, &[]).unwrap(), Profile::Production).unwrap_err();
+    assert!(err.to_string().contains("rooms.\"lobby\".join"), "{err}");
+}

@@ -1,0 +1,158 @@
+//! Rooms and fan-out.
+//!
+//! Each room has its own lock; there is no lock across rooms on the message
+//! path (the room map is sharded). Publishing takes the room's lock, assigns
+//! the next `seq`, serializes the event once and hands the same bytes to
+//! every member's bounded queue with `try_send`: a full queue marks that
+//! member a slow consumer (closed with 4009) and never delays the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use palisade_protocol::CloseCode;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::control::Control;
+
+/// Identifies a connection within this process.
+pub(crate) type ConnId = u64;
+
+/// What a room needs to reach one member.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub(crate) tx: mpsc::Sender<Utf8Bytes>,
+    pub(crate) control: Arc<Control>,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    seq: u64,
+    members: HashMap<ConnId, Member>,
+}
+
+/// All rooms of this process.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    rooms: DashMap<Box<str>, Arc<std::sync::Mutex<Room>>>,
+    next_conn: AtomicU64,
+}
+
+impl Hub {
+    /// A fresh connection id.
+    pub(crate) fn conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Adds a member; joining twice is harmless.
+    pub(crate) fn join(&self, room: &str, id: ConnId, member: Member) {
+        // The shard stays locked while the member is added, so `leave`
+        // cannot drop the room between lookup and insert.
+        let entry = self.rooms.entry(room.into()).or_default();
+        lock(&entry).members.insert(id, member);
+    }
+
+    /// Removes a member; an empty room is dropped.
+    pub(crate) fn leave(&self, room: &str, id: ConnId) {
+        if let Some(entry) = self.rooms.get(room) {
+            lock(&entry).members.remove(&id);
+        }
+        self.rooms
+            .remove_if(room, |_, r| lock(r).members.is_empty());
+    }
+
+    /// Publishes to every member of `room`; `render` turns the assigned seq
+    /// into the frame, once. Returns the seq, or `None` if the room is gone.
+    pub(crate) fn publish(&self, room: &str, render: impl FnOnce(u64) -> Utf8Bytes) -> Option<u64> {
+        let room = Arc::clone(self.rooms.get(room)?.value());
+        let mut room = lock(&room);
+        room.seq += 1;
+        let seq = room.seq;
+        let frame = render(seq);
+        for member in room.members.values() {
+            match member.tx.try_send(frame.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    member.control.close(CloseCode::SlowConsumer)
+                }
+                // The connection is shutting down and will leave on its own.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        Some(seq)
+    }
+}
+
+fn lock(room: &std::sync::Mutex<Room>) -> std::sync::MutexGuard<'_, Room> {
+    // A panic while holding a room lock cannot leave the room inconsistent
+    // (every update is a single insert, remove or increment), so poisoning
+    // is ignored rather than taking the room down.
+    room.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(cap: usize) -> (Member, mpsc::Receiver<Utf8Bytes>) {
+        let (tx, rx) = mpsc::channel(cap);
+        (
+            Member {
+                tx,
+                control: Arc::new(Control::default()),
+            },
+            rx,
+        )
+    }
+
+    #[tokio::test]
+    async fn publish_assigns_increasing_seq_and_shares_one_frame() {
+        let hub = Hub::default();
+        let (a, mut ra) = member(8);
+        let (b, mut rb) = member(8);
+        hub.join("r", 1, a);
+        hub.join("r", 2, b);
+        let mut renders = 0;
+        for expected in 1..=3 {
+            let seq = hub.publish("r", |seq| {
+                renders += 1;
+                Utf8Bytes::from(format!("{seq}"))
+            });
+            assert_eq!(seq, Some(expected));
+        }
+        assert_eq!(renders, 3);
+        for rx in [&mut ra, &mut rb] {
+            for expected in ["1", "2", "3"] {
+                assert_eq!(rx.recv().await.unwrap().as_str(), expected);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_marks_only_that_member_slow() {
+        let hub = Hub::default();
+        let (slow, _keep) = member(1);
+        let slow_control = Arc::clone(&slow.control);
+        let (fast, mut rf) = member(8);
+        hub.join("r", 1, slow);
+        hub.join("r", 2, fast);
+        hub.publish("r", |_| Utf8Bytes::from_static("a"));
+        hub.publish("r", |_| Utf8Bytes::from_static("b"));
+        assert_eq!(slow_control.requested().await, CloseCode::SlowConsumer);
+        assert_eq!(rf.recv().await.unwrap().as_str(), "a");
+        assert_eq!(rf.recv().await.unwrap().as_str(), "b");
+    }
+
+    #[test]
+    fn empty_rooms_are_dropped() {
+        let hub = Hub::default();
+        let (m, _rx) = member(1);
+        hub.join("r", 1, m);
+        hub.leave("r", 1);
+        assert!(hub.rooms.is_empty());
+        assert_eq!(hub.publish("r", |_| Utf8Bytes::from_static("x")), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! WebSocket connections: the upgrade, the per-connection task, the room
+//! hub, and the conformance echo endpoint.
+
+mod connection;
+mod control;
+pub(crate) mod echo;
+pub(crate) mod hub;
+mod transport;
+pub(crate) mod upgrade;
+
+pub(crate) use connection::serve as serve_connection;

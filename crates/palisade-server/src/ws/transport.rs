@@ -1,0 +1,131 @@
+//! Transport settings and how a connection ends, shared by `/ws` and the
+//! conformance echo so Autobahn tests exactly what clients get.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use palisade_protocol::CloseCode;
+use tokio::io::AsyncReadExt as _;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WireCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Utf8Bytes};
+
+use crate::config::LimitsConfig;
+
+/// A server-side WebSocket over an upgraded HTTP/1.1 connection.
+pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Most bytes discarded while waiting for a misbehaving peer to hang up.
+const LINGER_BUDGET: usize = 1 << 20;
+
+/// The tungstenite settings for every server socket.
+pub(crate) fn websocket_config(limits: &LimitsConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(limits.read_buffer_bytes)
+        // Frames go to the socket as they are written; the batching happens
+        // one level up, where a burst of queued events ends in one flush.
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.max_write_buffer_bytes)
+        // The frame limit is checked on the header, before the payload is
+        // read, so an oversized frame costs nothing to refuse.
+        .max_frame_size(Some(limits.max_message_bytes))
+        .max_message_size(Some(limits.max_message_bytes))
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// The server closes, with this code, and waits for the peer's reply.
+    Close(CloseCode),
+    /// The peer broke the protocol: send the code, then discard what it
+    /// still sends until it hangs up (the stream may be mid-frame).
+    Fail(CloseCode),
+    /// The peer closed; flush our reply to its close frame.
+    PeerClosed,
+    /// The socket is gone or the peer stopped answering; just drop it.
+    Gone,
+}
+
+impl Exit {
+    /// A short name for the log.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Self::Close(c) | Self::Fail(c) => format!("{} {}", c.code(), c.reason()),
+            Self::PeerClosed => "closed by peer".to_owned(),
+            Self::Gone => "connection lost".to_owned(),
+        }
+    }
+}
+
+/// What a read error means for the connection.
+pub(crate) fn exit_for_error(err: &WsError) -> Exit {
+    match err {
+        WsError::Capacity(_) => Exit::Fail(CloseCode::TooBig),
+        WsError::Utf8(_) => Exit::Fail(CloseCode::InvalidPayload),
+        // A peer that vanished without a close frame is gone, not rude.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
+        WsError::Protocol(_) => Exit::Fail(CloseCode::Protocol),
+        WsError::WriteBufferFull(_) => Exit::Close(CloseCode::SlowConsumer),
+        _ => Exit::Gone,
+    }
+}
+
+/// Ends the connection as `exit` says, never taking longer than about two
+/// `close_timeout`s.
+pub(crate) async fn finish(mut ws: Ws, exit: Exit, close_timeout: Duration) {
+    match exit {
+        Exit::Close(code) => {
+            if tokio::time::timeout(close_timeout, ws.close(Some(close_frame(code))))
+                .await
+                .is_ok()
+            {
+                // Wait for the peer's close frame so the close is clean.
+                let _ = tokio::time::timeout(close_timeout, async {
+                    while let Some(Ok(_)) = ws.next().await {}
+                })
+                .await;
+            }
+        }
+        Exit::Fail(code) => {
+            if tokio::time::timeout(close_timeout, ws.close(Some(close_frame(code))))
+                .await
+                .is_ok()
+            {
+                let _ = tokio::time::timeout(close_timeout, linger(&mut ws)).await;
+            }
+        }
+        Exit::PeerClosed => {
+            // tungstenite queued the reply to the peer's close; reading on
+            // flushes it and ends once the exchange is complete.
+            let _ = tokio::time::timeout(close_timeout, async {
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+            .await;
+        }
+        Exit::Gone => {}
+    }
+}
+
+/// Discards bytes until the peer hangs up, so closing our side does not
+/// reset the connection before the peer has read our close frame.
+async fn linger(ws: &mut Ws) {
+    let mut scratch = [0u8; 4096];
+    let mut budget = LINGER_BUDGET;
+    while budget > 0 {
+        match ws.get_mut().read(&mut scratch).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => budget = budget.saturating_sub(n),
+        }
+    }
+}
+
+pub(crate) fn close_frame(code: CloseCode) -> CloseFrame {
+    CloseFrame {
+        code: WireCloseCode::from(code.code()),
+        reason: Utf8Bytes::from_static(code.reason()),
+    }
+}

@@ -1,0 +1,279 @@
+//! A real server on an ephemeral port and a real WebSocket client.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use palisade_server::config::{Config, Source};
+use palisade_server::server::Server;
+use palisade_server::settings::{Profile, Settings};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Response};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The HMAC secret every test server is configured with.
+pub const SECRET: &str = "test-secret-test-secret-test-secret!!";
+/// Longest a test waits for anything.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The config every test starts from; tests append TOML to it.
+pub const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "3s"
+
+[[auth.keys]]
+id = "k1"
+algorithm = "HS256"
+secret = "test-secret-test-secret-test-secret!!"
+
+[origins]
+allow = ["https://app.example.com", "https://*.example.org"]
+"#;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with `BASE` plus `extra` TOML.
+    pub async fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("palisade.toml");
+        let data = dir.path().join("data");
+        let mut tree: toml::Table = toml::from_str(BASE).unwrap();
+        merge(&mut tree, toml::from_str(extra).expect("test TOML parses"));
+        let server = tree
+            .get_mut("server")
+            .and_then(|s| s.as_table_mut())
+            .unwrap();
+        server.insert(
+            "data_dir".into(),
+            toml::Value::String(data.display().to_string()),
+        );
+        let text = toml::to_string(&tree).unwrap();
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(Source::File(&path), &BTreeMap::new()).unwrap();
+        let settings = Settings::new(config, Profile::Production).unwrap();
+        let server = Server::bind(settings).await.unwrap();
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Triggers graceful shutdown and waits for it to finish.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("shutdown finishes")
+                .unwrap();
+        }
+    }
+}
+
+/// Deep merge: tables merge, everything else is replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Signs `claims` with `secret` (HS256, kid k1).
+pub fn sign(claims: &Value, secret: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("k1".into());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid token for `sub` with `roles`, living `ttl` seconds.
+pub fn token_ttl(sub: &str, roles: &[&str], ttl: u64) -> String {
+    sign(
+        &json!({"sub": sub, "name": format!("{sub}-name"), "roles": roles, "exp": unix_now() + ttl,
+                "iss": "palisade", "aud": "palisade"}),
+        SECRET,
+    )
+}
+
+pub fn token(sub: &str, roles: &[&str]) -> String {
+    token_ttl(sub, roles, 600)
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Handshake options.
+#[derive(Default, Clone)]
+pub struct Dial<'a> {
+    pub bearer: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub protocols: Option<&'a str>,
+    pub path: Option<&'a str>,
+}
+
+/// Opens a WebSocket; `Err` carries the HTTP refusal (status, body).
+pub async fn dial(
+    server: &TestServer,
+    opts: Dial<'_>,
+) -> Result<(Ws, Response<Option<Vec<u8>>>), (u16, String)> {
+    let url = format!("ws://{}{}", server.addr, opts.path.unwrap_or("/ws"));
+    let mut req = url.into_client_request().unwrap();
+    let headers = req.headers_mut();
+    if let Some(t) = opts.bearer {
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
+        );
+    }
+    if let Some(o) = opts.origin {
+        headers.insert("origin", HeaderValue::from_str(o).unwrap());
+    }
+    if let Some(p) = opts.protocols {
+        headers.insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
+    }
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("handshake in time")
+    {
+        Ok(pair) => Ok(pair),
+        Err(WsError::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("unexpected handshake error: {e}"),
+    }
+}
+
+/// Connects with a bearer token and reads the welcome frame.
+pub async fn connect(server: &TestServer, token: &str) -> (Ws, Value) {
+    let (mut ws, _) = dial(
+        server,
+        Dial {
+            bearer: Some(token),
+            ..Dial::default()
+        },
+    )
+    .await
+    .expect("handshake accepted");
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
+}
+
+/// The next text frame as JSON (pings are skipped).
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("frame in time")
+            .expect("stream open")
+            .unwrap();
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+pub async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Sends a request and returns the reply with the same id, checking that
+/// nothing else arrives in between except events.
+pub async fn request(ws: &mut Ws, v: Value) -> Value {
+    let id = v["id"].clone();
+    send_json(ws, v).await;
+    loop {
+        let reply = next_json(ws).await;
+        if reply["type"] == "event" {
+            continue;
+        }
+        assert_eq!(reply["id"], id, "{reply}");
+        return reply;
+    }
+}
+
+pub async fn join(ws: &mut Ws, room: &str) {
+    let reply = request(
+        ws,
+        json!({"type":"join","id":format!("join-{room}"),"room":room}),
+    )
+    .await;
+    assert_eq!(reply["type"], "ack", "{reply}");
+}
+
+/// Reads until the server closes; returns the close code, or `None` if the
+/// connection ended without a close frame.
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("server closes in time")
+        {
+            Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return Some(code.into()),
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Asserts nothing arrives for `d` (pings aside).
+pub async fn assert_silent(ws: &mut Ws, d: Duration) {
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(other) => panic!("expected silence, got {other:?}"),
+        }
+    }
+}

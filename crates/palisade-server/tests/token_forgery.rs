@@ -1,0 +1,198 @@
+//! An attacker without a valid token tries to open a socket.
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use serde_json::json;
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[tokio::test]
+async fn a_valid_token_gets_a_welcome_with_its_identity() {
+    let server = TestServer::start("").await;
+    let (_ws, welcome) = connect(&server, &token("u1", &["student"])).await;
+    assert_eq!(
+        welcome["user"],
+        json!({"id":"u1","name":"u1-name","roles":["student"]})
+    );
+    assert!(welcome["session"].as_str().unwrap().starts_with("s_"));
+    assert_eq!(welcome["max_message_bytes"], 65536);
+    assert!(welcome["csrf"].as_str().is_some_and(|c| c.len() >= 16));
+}
+
+#[tokio::test]
+async fn every_bad_token_gets_the_same_401() {
+    let server = TestServer::start("").await;
+    let now = unix_now();
+    let good = token("u1", &[]);
+    let payload = good.split('.').nth(1).unwrap().to_owned();
+    let cases = [
+        ("missing", None),
+        ("garbage", Some("not-a-jwt".to_owned())),
+        (
+            "expired",
+            Some(sign(
+                &json!({"sub":"u1","exp":now - 3600,"iss":"palisade","aud":"palisade"}),
+                SECRET,
+            )),
+        ),
+        (
+            "wrong key",
+            Some(sign(
+                &json!({"sub":"u1","exp":now + 600,"iss":"palisade","aud":"palisade"}),
+                "another-secret-another-secret-another!",
+            )),
+        ),
+        (
+            "alg none",
+            Some(format!(
+                "{}.{payload}.",
+                b64(r#"{"alg":"none","typ":"JWT"}"#)
+            )),
+        ),
+        (
+            "wrong aud",
+            Some(sign(
+                &json!({"sub":"u1","exp":now + 600,"iss":"palisade","aud":"other"}),
+                SECRET,
+            )),
+        ),
+        (
+            "wrong iss",
+            Some(sign(
+                &json!({"sub":"u1","exp":now + 600,"iss":"evil","aud":"palisade"}),
+                SECRET,
+            )),
+        ),
+        (
+            "no exp",
+            Some(sign(
+                &json!({"sub":"u1","iss":"palisade","aud":"palisade"}),
+                SECRET,
+            )),
+        ),
+        (
+            "alg confusion",
+            Some(format!(
+                "{}.{}",
+                b64(r#"{"alg":"HS512","kid":"k1"}"#),
+                good.split_once('.').unwrap().1
+            )),
+        ),
+    ];
+    let mut bodies = std::collections::HashSet::new();
+    for (what, token) in cases {
+        let refused = dial(
+            &server,
+            Dial {
+                bearer: token.as_deref(),
+                ..Dial::default()
+            },
+        )
+        .await;
+        let (status, body) = refused.err().unwrap_or_else(|| panic!("{what}: upgraded"));
+        assert_eq!(status, 401, "{what}");
+        bodies.insert(body);
+    }
+    assert_eq!(bodies.len(), 1, "bodies differ: {bodies:?}");
+    let body: serde_json::Value = serde_json::from_str(bodies.iter().next().unwrap()).unwrap();
+    assert_eq!(body["error"], "unauthorized");
+}
+
+#[tokio::test]
+async fn browsers_pass_the_token_as_a_subprotocol_and_get_only_palisade_v1_back() {
+    let server = TestServer::start("").await;
+    let protocols = format!("palisade.v1, palisade.bearer.{}", token("u1", &[]));
+    let (mut ws, resp) = dial(
+        &server,
+        Dial {
+            protocols: Some(&protocols),
+            origin: Some("https://app.example.com"),
+            ..Dial::default()
+        },
+    )
+    .await
+    .expect("accepted");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "palisade.v1");
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+}
+
+#[tokio::test]
+async fn two_credentials_at_once_are_refused() {
+    let server = TestServer::start("").await;
+    let t = token("u1", &[]);
+    let protocols = format!("palisade.v1, palisade.bearer.{t}");
+    let refused = dial(
+        &server,
+        Dial {
+            bearer: Some(&t),
+            protocols: Some(&protocols),
+            ..Dial::default()
+        },
+    )
+    .await;
+    assert_eq!(refused.err().map(|e| e.0), Some(401));
+}
+
+#[tokio::test]
+async fn query_tokens_work_only_when_enabled() {
+    let t = token("u1", &[]);
+    let off = TestServer::start("").await;
+    let path = format!("/ws?access_token={t}");
+    let refused = dial(
+        &off,
+        Dial {
+            path: Some(&path),
+            ..Dial::default()
+        },
+    )
+    .await;
+    assert_eq!(refused.err().map(|e| e.0), Some(401));
+
+    let on = TestServer::start("[auth]\nallow_query_token = true\n").await;
+    let (mut ws, _) = dial(
+        &on,
+        Dial {
+            path: Some(&path),
+            ..Dial::default()
+        },
+    )
+    .await
+    .expect("accepted");
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+}
+
+#[tokio::test]
+async fn plain_http_to_the_socket_endpoint_is_a_clear_400() {
+    let server = TestServer::start("").await;
+    let body = reqwest_like_get(server.addr, "/ws").await;
+    assert!(body.starts_with("HTTP/1.1 400"), "{body}");
+    assert!(body.contains("expected a WebSocket upgrade"));
+    let health = reqwest_like_get(server.addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let ready = reqwest_like_get(server.addr, "/readyz").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 200") && ready.contains("ready"),
+        "{ready}"
+    );
+    let missing = reqwest_like_get(server.addr, "/nope").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}
+
+/// A minimal HTTP/1.1 GET over a raw socket.
+async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
