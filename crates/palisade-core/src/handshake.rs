@@ -95,7 +95,7 @@ impl Gate {
         let identity = self.verifier.verify(token?, now).map_err(Rejection::Auth)?;
         Ok(Admitted {
             identity,
-            select_subprotocol: offered.iter().any(|p| *p == SUBPROTOCOL),
+            select_subprotocol: offered.contains(&SUBPROTOCOL),
         })
     }
 

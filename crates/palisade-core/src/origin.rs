@@ -111,7 +111,7 @@ impl OriginRule {
             o.host
                 .strip_suffix(&self.host)
                 .and_then(|rest| rest.strip_suffix('.'))
-                .is_some_and(|label| is_label(label))
+                .is_some_and(is_label)
         } else {
             o.host == self.host
         };

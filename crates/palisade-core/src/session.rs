@@ -226,11 +226,15 @@ impl Session {
     }
 
     fn notice_at(&self) -> Timestamp {
-        self.identity.expires_at.sub(self.limits.expiry_notice)
+        self.identity
+            .expires_at
+            .saturating_sub(self.limits.expiry_notice)
     }
 
     fn close_at(&self) -> Timestamp {
-        self.identity.expires_at.add(self.limits.expiry_grace)
+        self.identity
+            .expires_at
+            .saturating_add(self.limits.expiry_grace)
     }
 
     fn is_member(&self, room: &str) -> bool {

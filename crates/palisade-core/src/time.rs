@@ -29,7 +29,7 @@ impl Timestamp {
     }
 
     /// `self + d`, saturating.
-    pub fn add(self, d: Duration) -> Self {
+    pub fn saturating_add(self, d: Duration) -> Self {
         Self(
             self.0
                 .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -37,7 +37,7 @@ impl Timestamp {
     }
 
     /// `self - d`, saturating at the epoch.
-    pub fn sub(self, d: Duration) -> Self {
+    pub fn saturating_sub(self, d: Duration) -> Self {
         Self(
             self.0
                 .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
@@ -65,10 +65,13 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Timestamp::from_secs(10);
         assert_eq!(t.as_millis(), 10_000);
-        assert_eq!(t.sub(Duration::from_secs(20)), Timestamp::from_millis(0));
+        assert_eq!(
+            t.saturating_sub(Duration::from_secs(20)),
+            Timestamp::from_millis(0)
+        );
         assert_eq!(
             Timestamp::from_millis(u64::MAX)
-                .add(Duration::from_secs(1))
+                .saturating_add(Duration::from_secs(1))
                 .as_millis(),
             u64::MAX
         );

@@ -27,7 +27,7 @@ permission = "chat:send"
 permission = "admin:broadcast"
 "#;
 
-fn send(id: &str, room: &str, event: &str, data: serde_json::Value) -> serde_json::Value {
+fn send(id: &str, room: &str, event: &str, data: &serde_json::Value) -> serde_json::Value {
     json!({"type":"send","id":id,"room":room,"event":event,"data":data})
 }
 
@@ -49,7 +49,7 @@ async fn three_members_see_every_event_in_order_with_increasing_seq() {
             let id = format!("m{round}-{i}");
             send_json(
                 ws,
-                send(&id, "lobby", "chat.message", json!({"content": id})),
+                send(&id, "lobby", "chat.message", &json!({"content": id})),
             )
             .await;
         }
@@ -103,7 +103,7 @@ async fn identity_comes_from_the_token_not_the_payload() {
     join(&mut alice, "lobby").await;
     join(&mut bob, "lobby").await;
     let spoof = json!({"content":"hi","from":{"id":"admin","name":"admin"},"user_id":"admin"});
-    let ack = request(&mut alice, send("1", "lobby", "chat.message", spoof)).await;
+    let ack = request(&mut alice, send("1", "lobby", "chat.message", &spoof)).await;
     assert_eq!(ack["type"], "ack");
     let event = next_json(&mut bob).await;
     assert_eq!(event["from"], json!({"id":"alice","name":"alice-name"}));
@@ -121,18 +121,18 @@ async fn refused_requests_get_their_code_and_broadcast_nothing() {
 
     let cases = [
         (
-            send("a", "announcements", "chat.message", json!({})),
+            send("a", "announcements", "chat.message", &json!({})),
             "forbidden",
         ),
         (
-            send("b", "lobby", "admin.broadcast", json!({})),
+            send("b", "lobby", "admin.broadcast", &json!({})),
             "forbidden",
         ),
         (
-            send("c", "lobby", "no.such.event", json!({})),
+            send("c", "lobby", "no.such.event", &json!({})),
             "unknown_event",
         ),
-        (send("d", "other", "chat.message", json!({})), "not_member"),
+        (send("d", "other", "chat.message", &json!({})), "not_member"),
         (
             json!({"type":"join","id":"e","room":"unlisted"}),
             "forbidden",
@@ -177,7 +177,7 @@ async fn refused_requests_get_their_code_and_broadcast_nothing() {
             "t",
             "announcements",
             "chat.message",
-            json!({"content":"quiz"}),
+            &json!({"content":"quiz"}),
         ),
     )
     .await;
@@ -200,7 +200,7 @@ async fn leaving_stops_delivery() {
     assert_eq!(ack["type"], "ack");
     request(
         &mut alice,
-        send("1", "lobby", "chat.message", json!({"content":"x"})),
+        send("1", "lobby", "chat.message", &json!({"content":"x"})),
     )
     .await;
     assert_silent(&mut bob, Duration::from_millis(300)).await;

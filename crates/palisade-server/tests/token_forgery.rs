@@ -168,31 +168,16 @@ async fn query_tokens_work_only_when_enabled() {
 #[tokio::test]
 async fn plain_http_to_the_socket_endpoint_is_a_clear_400() {
     let server = TestServer::start("").await;
-    let body = reqwest_like_get(server.addr, "/ws").await;
+    let body = http_get(server.addr, "/ws").await;
     assert!(body.starts_with("HTTP/1.1 400"), "{body}");
     assert!(body.contains("expected a WebSocket upgrade"));
-    let health = reqwest_like_get(server.addr, "/healthz").await;
+    let health = http_get(server.addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-    let ready = reqwest_like_get(server.addr, "/readyz").await;
+    let ready = http_get(server.addr, "/readyz").await;
     assert!(
         ready.starts_with("HTTP/1.1 200") && ready.contains("ready"),
         "{ready}"
     );
-    let missing = reqwest_like_get(server.addr, "/nope").await;
+    let missing = http_get(server.addr, "/nope").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
-}
-
-/// A minimal HTTP/1.1 GET over a raw socket.
-async fn reqwest_like_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
 }

@@ -222,23 +222,23 @@ impl TokenVerifier {
     fn check_claims(&self, c: Claims, now: Timestamp) -> Result<Identity, AuthError> {
         let leeway = self.options.leeway;
         let expires_at = Timestamp::from_secs(c.exp);
-        if now > expires_at.add(leeway) {
+        if now > expires_at.saturating_add(leeway) {
             return Err(AuthError::Expired);
         }
-        if let Some(nbf) = c.nbf {
-            if now.add(leeway) < Timestamp::from_secs(nbf) {
-                return Err(AuthError::NotYetValid);
-            }
+        if c.nbf
+            .is_some_and(|nbf| now.saturating_add(leeway) < Timestamp::from_secs(nbf))
+        {
+            return Err(AuthError::NotYetValid);
         }
-        if let Some(want) = &self.options.issuer {
-            if c.iss.as_deref() != Some(want) {
-                return Err(AuthError::WrongIssuer);
-            }
+        if let Some(want) = &self.options.issuer
+            && c.iss.as_deref() != Some(want)
+        {
+            return Err(AuthError::WrongIssuer);
         }
-        if let Some(want) = &self.options.audience {
-            if !c.aud.as_ref().is_some_and(|a| a.contains(want)) {
-                return Err(AuthError::WrongAudience);
-            }
+        if let Some(want) = &self.options.audience
+            && !c.aud.as_ref().is_some_and(|a| a.contains(want))
+        {
+            return Err(AuthError::WrongAudience);
         }
         let name = c.name.unwrap_or_else(|| c.sub.clone());
         let too_long =
@@ -311,7 +311,7 @@ impl TokenSigner {
             name: req.name,
             roles: req.roles,
             rooms: req.rooms,
-            exp: now.add(req.ttl).as_secs(),
+            exp: now.saturating_add(req.ttl).as_secs(),
             nbf: None,
             iat: Some(now.as_secs()),
             iss: self.issuer.clone(),

@@ -118,7 +118,7 @@ impl Policy {
                 publish,
             });
         }
-        rooms.sort_by(|a, b| b.pattern.specificity().cmp(&a.pattern.specificity()));
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         let mut events = HashMap::new();
         for (name, event) in &spec.events {
             if !valid_event_name(name) {

@@ -164,26 +164,36 @@ fn expiry_notice_then_close_unless_refreshed() {
     let (p, v) = (policy(), verifier());
     let ttl = Duration::from_secs(600);
     let mut s = session(ttl);
-    let exp = T0.add(ttl);
-    assert_eq!(s.next_timer(), exp.sub(Duration::from_secs(60)));
+    let exp = T0.saturating_add(ttl);
+    assert_eq!(s.next_timer(), exp.saturating_sub(Duration::from_secs(60)));
     assert_eq!(s.on_timer(T0), None);
     assert_eq!(s.on_timer(s.next_timer()), Some(TimerAction::Expiring(exp)));
-    assert_eq!(s.next_timer(), exp.add(Duration::from_secs(30)));
+    assert_eq!(s.next_timer(), exp.saturating_add(Duration::from_secs(30)));
     assert_eq!(s.on_timer(exp), None);
 
     // A refresh for the same user moves both deadlines.
-    let later = exp.sub(Duration::from_secs(10));
+    let later = exp.saturating_sub(Duration::from_secs(10));
     let fresh = mint("u1", &[], ttl, later);
     let frame = format!(r#"{{"type":"refresh","id":"r","token":"{fresh}"}}"#);
     assert!(matches!(
         s.on_text(&p, &v, &frame, later),
         Decision::Refreshed { .. }
     ));
-    assert_eq!(s.on_timer(exp.add(Duration::from_secs(31))), None);
-    assert_eq!(s.next_timer(), later.add(ttl).sub(Duration::from_secs(60)));
+    assert_eq!(
+        s.on_timer(exp.saturating_add(Duration::from_secs(31))),
+        None
+    );
+    assert_eq!(
+        s.next_timer(),
+        later
+            .saturating_add(ttl)
+            .saturating_sub(Duration::from_secs(60))
+    );
 
     // Without a refresh the connection closes with 4001 after the grace.
-    let close_at = later.add(ttl).add(Duration::from_secs(30));
+    let close_at = later
+        .saturating_add(ttl)
+        .saturating_add(Duration::from_secs(30));
     s.on_timer(s.next_timer());
     assert_eq!(
         s.on_timer(close_at),

@@ -199,7 +199,7 @@ impl Conn<'_> {
                     Some(seq) => ack(&id, Some(seq)),
                     // The session says we are a member, so the hub must
                     // have the room; if not, say so without details.
-                    None => self.refuse(Refusal {
+                    None => self.refuse(&Refusal {
                         id: Some(id.into_owned()),
                         code: palisade_protocol::ErrorCode::Internal,
                         reason: "room missing from hub",
@@ -207,12 +207,12 @@ impl Conn<'_> {
                 }
             }
             Decision::Refreshed { id } => ack(&id, None),
-            Decision::Reject(refusal) => self.refuse(refusal),
+            Decision::Reject(refusal) => self.refuse(&refusal),
         }
     }
 
     /// Logs a refusal under a fresh reference and renders its error frame.
-    fn refuse(&self, refusal: Refusal) -> String {
+    fn refuse(&self, refusal: &Refusal) -> String {
         let reference = palisade_core::random_id("r_");
         warn!(
             conn = self.id,

@@ -1,6 +1,12 @@
 //! A real server on an ephemeral port and a real WebSocket client.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -276,4 +282,18 @@ pub async fn assert_silent(ws: &mut Ws, d: Duration) {
             Ok(other) => panic!("expected silence, got {other:?}"),
         }
     }
+}
+
+/// A minimal HTTP/1.1 GET over a raw socket; returns the whole response.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine with only the Rust toolchain,
+# Python and apt: installs what is missing, then checks formatting and lints,
+# runs every Rust test, and runs the Autobahn conformance suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# kosoku drives the Autobahn|Testsuite cases (conformance step below).
+if ! command -v kosoku >/dev/null 2>&1; then
+  echo "test.sh: installing kosoku (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check kosoku==0.1.0
+  hash -r
+  command -v kosoku >/dev/null 2>&1 || export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "test.sh: cargo test"
+cargo test --workspace --all-targets
+echo "test.sh: conformance"
+scripts/conformance.sh
