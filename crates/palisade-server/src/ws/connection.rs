@@ -90,6 +90,10 @@ impl Conn<'_> {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let session_timer = tokio::time::sleep_until(deadline(&self.session));
         tokio::pin!(session_timer);
+        // Re-armed only when it fires, not on every frame: a frame just moves
+        // `last_heard`, and the timer then sleeps again until the new due time.
+        let liveness = tokio::time::sleep_until(last_heard + silence_limit);
+        tokio::pin!(liveness);
         let shutdown = self.state.shutdown.clone();
         let control = Arc::clone(&self.control);
 
@@ -111,11 +115,15 @@ impl Conn<'_> {
                     }
                     session_timer.as_mut().reset(deadline(&self.session));
                 }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() >= silence_limit {
+                () = &mut liveness => {
+                    let due = last_heard + silence_limit;
+                    if Instant::now() >= due {
                         debug!(conn = self.id, "heartbeat timeout");
                         return Exit::Gone;
                     }
+                    liveness.as_mut().reset(due);
+                }
+                _ = ping.tick() => {
                     if let Err(exit) = self.write(ws.send(Message::Ping(Bytes::new()))).await {
                         return exit;
                     }
@@ -257,6 +265,9 @@ impl Conn<'_> {
     /// (then it is a slow consumer).
     async fn write(&self, write: impl Future<Output = Result<(), WsError>>) -> Result<(), Exit> {
         tokio::select! {
+            // Biased, write first: a write that completes at once never
+            // registers the other branches' wakers or timer.
+            biased;
             r = write => r.map_err(|e| exit_for_error(&e)),
             code = self.control.requested() => Err(Exit::Close(code)),
             () = self.state.shutdown.cancelled() => Err(Exit::Close(CloseCode::GoingAway)),
