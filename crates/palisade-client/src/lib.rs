@@ -1,0 +1,308 @@
+//! A Rust client for Palisade's protocol v1.
+//!
+//! [`Client::connect`] performs the authenticated handshake (bearer token in
+//! the `Authorization` header, or as the `palisade.bearer.<token>`
+//! subprotocol the way browsers must), waits for `welcome`, and then offers
+//! typed requests: [`Client::join`], [`Client::publish`], and
+//! [`Client::request`] for anything else. Events that arrive while a request
+//! waits for its reply are kept, in order, for [`Client::next_message`].
+//!
+//! Reconnection, token refresh and offline queues are later work; this
+//! crate is what the load generator and tests need today.
+
+#![forbid(unsafe_code)]
+
+mod message;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::Value;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use message::{Reply, ServerMessage, WelcomeInfo};
+
+/// The underlying WebSocket stream.
+pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How the token is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenPlacement {
+    /// `Authorization: Bearer <token>`.
+    #[default]
+    Header,
+    /// `Sec-WebSocket-Protocol: palisade.v1, palisade.bearer.<token>`.
+    Subprotocol,
+}
+
+/// Connection options.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `ws://host:port/ws`.
+    pub url: String,
+    /// Access token.
+    pub token: String,
+    /// Where the token goes.
+    pub placement: TokenPlacement,
+    /// `Origin` header to send, as a browser would.
+    pub origin: Option<String>,
+    /// Local address to connect from (spreads many connections over
+    /// several loopback addresses so ephemeral ports last).
+    pub bind: Option<IpAddr>,
+    /// Receive buffer size to request from the OS.
+    pub recv_buffer: Option<u32>,
+    /// How long the handshake and `welcome` may take.
+    pub timeout: Duration,
+}
+
+impl ConnectOptions {
+    /// Options for `url` with `token` in the header and a 10 s timeout.
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: token.into(),
+            placement: TokenPlacement::Header,
+            origin: None,
+            bind: None,
+            recv_buffer: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not `ws://host:port/path` with an IP host.
+    #[error("bad url: {0}")]
+    BadUrl(String),
+    /// The server refused the upgrade.
+    #[error("handshake refused with HTTP {status}: {body}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// The server closed the connection.
+    #[error("closed by server{}", code.map(|c| format!(" with {c}")).unwrap_or_default())]
+    Closed {
+        /// Close code, if the server sent one.
+        code: Option<u16>,
+    },
+    /// The server sent something that is not protocol v1.
+    #[error("unexpected frame from server: {0}")]
+    Protocol(String),
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// Socket or WebSocket failure.
+    #[error(transparent)]
+    Transport(#[from] WsError),
+    /// Socket setup failure.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A connected, authenticated client.
+#[derive(Debug)]
+pub struct Client {
+    ws: Stream,
+    welcome: WelcomeInfo,
+    pending: VecDeque<ServerMessage>,
+    next_id: u64,
+}
+
+impl Client {
+    /// Connects, authenticates and waits for `welcome`.
+    pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
+        tokio::time::timeout(opts.timeout, Self::connect_inner(opts))
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    async fn connect_inner(opts: &ConnectOptions) -> Result<Self, ClientError> {
+        let mut ws = open(opts).await?;
+        let first = read_message(&mut ws).await?;
+        let ServerMessage::Welcome(welcome) = first else {
+            return Err(ClientError::Protocol(format!(
+                "expected welcome, got {first:?}"
+            )));
+        };
+        Ok(Self {
+            ws,
+            welcome,
+            pending: VecDeque::new(),
+            next_id: 0,
+        })
+    }
+
+    /// The server's `welcome`.
+    pub fn welcome(&self) -> &WelcomeInfo {
+        &self.welcome
+    }
+
+    /// Joins `room`.
+    pub async fn join(&mut self, room: &str) -> Result<Reply, ClientError> {
+        self.request(serde_json::json!({"type": "join", "room": room}))
+            .await
+    }
+
+    /// Publishes `event` with `data` in `room`.
+    pub async fn publish(
+        &mut self,
+        room: &str,
+        event: &str,
+        data: Value,
+    ) -> Result<Reply, ClientError> {
+        self.request(
+            serde_json::json!({"type": "send", "room": room, "event": event, "data": data}),
+        )
+        .await
+    }
+
+    /// Sends `frame` with a fresh `id` and waits for its ack or error.
+    /// Events received meanwhile are kept for [`Client::next_message`].
+    pub async fn request(&mut self, mut frame: Value) -> Result<Reply, ClientError> {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        frame["id"] = Value::String(id.clone());
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await?;
+        loop {
+            match read_message(&mut self.ws).await? {
+                ServerMessage::Reply(reply) if reply.id() == Some(id.as_str()) => return Ok(reply),
+                other => self.pending.push_back(other),
+            }
+        }
+    }
+
+    /// The next message from the server (events, notices, stray replies).
+    pub async fn next_message(&mut self) -> Result<ServerMessage, ClientError> {
+        match self.pending.pop_front() {
+            Some(m) => Ok(m),
+            None => read_message(&mut self.ws).await,
+        }
+    }
+
+    /// Sends a raw text frame (for tests of malformed input).
+    pub async fn send_text(&mut self, text: String) -> Result<(), ClientError> {
+        Ok(self.ws.send(Message::Text(text.into())).await?)
+    }
+
+    /// Closes cleanly.
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.ws.close(None).await?;
+        while let Some(Ok(_)) = self.ws.next().await {}
+        Ok(())
+    }
+
+    /// The raw stream, for callers that drive frames themselves (the load
+    /// generator's hot loops).
+    pub fn into_stream(self) -> Stream {
+        self.ws
+    }
+}
+
+/// Opens the WebSocket without waiting for `welcome`.
+pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
+    let addr = socket_addr(&opts.url)?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = opts.bind {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    if let Some(size) = opts.recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let mut req = opts.url.as_str().into_client_request()?;
+    let headers = req.headers_mut();
+    let header = |v: String| {
+        HeaderValue::from_str(&v)
+            .map_err(|_| ClientError::BadUrl("token or origin is not a valid header".into()))
+    };
+    match opts.placement {
+        TokenPlacement::Header => {
+            headers.insert("authorization", header(format!("Bearer {}", opts.token))?);
+        }
+        TokenPlacement::Subprotocol => {
+            let value = format!(
+                "{}, {}{}",
+                palisade_protocol::SUBPROTOCOL,
+                palisade_protocol::BEARER_PROTOCOL_PREFIX,
+                opts.token
+            );
+            headers.insert("sec-websocket-protocol", header(value)?);
+        }
+    }
+    if let Some(origin) = &opts.origin {
+        headers.insert("origin", header(origin.clone())?);
+    }
+    // The client reads what the server allows; a small read buffer keeps
+    // thousands of load-generator connections cheap.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    match tokio_tungstenite::client_async_with_config(
+        req,
+        MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await
+    {
+        Ok((ws, _)) => Ok(ws),
+        Err(WsError::Http(resp)) => Err(ClientError::Refused {
+            status: resp.status().as_u16(),
+            body: resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `ws://IP:PORT/…` → the socket address (no DNS: tests and benchmarks
+/// name loopback addresses directly).
+pub fn socket_addr(url: &str) -> Result<SocketAddr, ClientError> {
+    let rest = url
+        .strip_prefix("ws://")
+        .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority
+        .parse()
+        .map_err(|_| ClientError::BadUrl(url.to_owned()))
+}
+
+async fn read_message(ws: &mut Stream) -> Result<ServerMessage, ClientError> {
+    loop {
+        match ws.next().await {
+            None => return Err(ClientError::Closed { code: None }),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(Message::Text(text))) => {
+                return serde_json::from_str(text.as_str())
+                    .map_err(|e| ClientError::Protocol(e.to_string()));
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Err(ClientError::Closed {
+                    code: frame.map(|f| f.code.into()),
+                });
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
