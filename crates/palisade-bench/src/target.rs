@@ -1,0 +1,114 @@
+//! The server under test: where it is, how to authenticate to it, and which
+//! local addresses connections come from.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use palisade_client::{ConnectOptions, socket_addr};
+
+/// Most connections one generator process opens: the file limit here is
+/// 20,000 per process, and the process needs a few for itself.
+pub const MAX_CONNECTIONS_PER_PROCESS: usize = 19_000;
+/// Longest any scenario runs.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+
+/// Why a target cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Not `ws://IP:PORT/…`.
+    #[error("url must be ws://IP:PORT/path: {0}")]
+    BadUrl(String),
+    /// Benchmarks only ever talk to this machine.
+    #[error("refusing non-loopback target {0}: benchmarks only run against 127.0.0.0/8 or ::1")]
+    NotLoopback(IpAddr),
+}
+
+/// A server to drive.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `ws://…/ws`.
+    pub url: String,
+    /// Its socket address.
+    pub addr: SocketAddr,
+    /// HS256 secret its tokens are signed with.
+    pub secret: String,
+    /// `Origin` to send, if any.
+    pub origin: Option<String>,
+    /// How many 127.0.0.x source addresses to spread connections over.
+    pub sources: u8,
+}
+
+impl Target {
+    /// Validates the URL (loopback only).
+    pub fn new(
+        url: &str,
+        secret: &str,
+        origin: Option<String>,
+        sources: u8,
+    ) -> Result<Self, TargetError> {
+        let addr = socket_addr(url).map_err(|_| TargetError::BadUrl(url.to_owned()))?;
+        if !addr.ip().is_loopback() {
+            return Err(TargetError::NotLoopback(addr.ip()));
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            addr,
+            secret: secret.to_owned(),
+            origin,
+            sources: sources.max(1),
+        })
+    }
+
+    /// Connection options for user `user`, the `n`th connection overall.
+    pub fn options(&self, user: &str, n: usize) -> ConnectOptions {
+        let mut opts = ConnectOptions::new(self.url.clone(), self.token(user, &["user"]));
+        opts.origin.clone_from(&self.origin);
+        // Spread over 127.0.0.1 … 127.0.0.N so 50k connections do not run
+        // out of ephemeral ports on one source address.
+        if self.addr.is_ipv4() {
+            let last = 1 + u8::try_from(n % usize::from(self.sources)).unwrap_or(0);
+            opts.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)));
+        }
+        opts
+    }
+
+    /// An HS256 token for `user`, valid for an hour.
+    pub fn token(&self, user: &str, roles: &[&str]) -> String {
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            + 3600;
+        let claims = serde_json::json!({"sub": user, "roles": roles, "exp": exp, "iss": "palisade", "aud": "palisade"});
+        let key = jsonwebtoken::EncodingKey::from_secret(self.secret.as_bytes());
+        // Encoding a JSON object with an HMAC key cannot fail.
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        assert!(Target::new("ws://127.0.0.1:1/ws", "s", None, 1).is_ok());
+        assert!(Target::new("ws://[::1]:1/ws", "s", None, 1).is_ok());
+        assert!(matches!(
+            Target::new("ws://10.0.0.1:1/ws", "s", None, 1),
+            Err(TargetError::NotLoopback(_))
+        ));
+        assert!(matches!(
+            Target::new("ws://example.com:1/ws", "s", None, 1),
+            Err(TargetError::BadUrl(_))
+        ));
+    }
+
+    #[test]
+    fn connections_spread_over_source_addresses() {
+        let t = Target::new("ws://127.0.0.1:1/ws", "s", None, 3).unwrap();
+        let ips: Vec<_> = (0..4)
+            .map(|n| t.options("u", n).bind.unwrap().to_string())
+            .collect();
+        assert_eq!(ips, ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]);
+    }
+}
