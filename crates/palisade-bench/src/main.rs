@@ -11,10 +11,7 @@ use palisade_bench::scenario::{self, ScenarioError};
 use palisade_bench::target::Target;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "palisade-bench",
-    about = "Load generator for Palisade and its peers (loopback only)"
-)]
+#[command(name = "palisade-bench", about = "Load generator for Palisade and its peers (loopback only)")]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -130,86 +127,31 @@ fn fail(message: &str) -> ExitCode {
 async fn run(cli: &Cli) -> Result<Report, String> {
     let c = &cli.common;
     let secret = match &c.secret_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .trim_end()
-            .to_owned(),
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?.trim_end().to_owned()
+        }
         None => String::new(),
     };
-    let target =
-        Target::new(&c.url, &secret, c.origin.clone(), c.sources).map_err(|e| e.to_string())?;
+    let target = Target::new(&c.url, &secret, c.origin.clone(), c.sources).map_err(|e| e.to_string())?;
     let secs = Duration::from_secs;
     let report: Result<Report, ScenarioError> = match cli.scenario {
-        Scenario::Connect {
-            total,
-            concurrency,
-            seconds,
-        } => {
-            scenario::connect::run(
-                &target,
-                scenario::connect::Params {
-                    total,
-                    concurrency,
-                    duration: secs(seconds),
-                },
-            )
-            .await
+        Scenario::Connect { total, concurrency, seconds } => {
+            scenario::connect::run(&target, scenario::connect::Params { total, concurrency, duration: secs(seconds) })
+                .await
         }
-        Scenario::Idle {
-            connections,
-            concurrency,
-            hold_seconds,
-            server_pid,
-        } => {
-            let p = scenario::idle::Params {
-                connections,
-                concurrency,
-                hold: secs(hold_seconds),
-                server_pid,
-            };
+        Scenario::Idle { connections, concurrency, hold_seconds, server_pid } => {
+            let p = scenario::idle::Params { connections, concurrency, hold: secs(hold_seconds), server_pid };
             scenario::idle::run(&target, p).await
         }
-        Scenario::Echo {
-            connections,
-            seconds,
-        } => {
-            scenario::echo::run(
-                &target,
-                scenario::echo::Params {
-                    connections,
-                    duration: secs(seconds),
-                },
-            )
-            .await
+        Scenario::Echo { connections, seconds } => {
+            scenario::echo::run(&target, scenario::echo::Params { connections, duration: secs(seconds) }).await
         }
-        Scenario::Fanout {
-            subscribers,
-            publishers,
-            rate,
-            seconds,
-        } => {
-            let p = scenario::fanout::Params {
-                subscribers,
-                publishers,
-                rate,
-                duration: secs(seconds),
-            };
+        Scenario::Fanout { subscribers, publishers, rate, seconds } => {
+            let p = scenario::fanout::Params { subscribers, publishers, rate, duration: secs(seconds) };
             scenario::fanout::run(&target, p).await
         }
-        Scenario::Mixed {
-            honest,
-            rate,
-            hostile,
-            hostile_rate,
-            seconds,
-        } => {
-            let p = scenario::mixed::Params {
-                honest,
-                rate,
-                hostile,
-                hostile_rate,
-                duration: secs(seconds),
-            };
+        Scenario::Mixed { honest, rate, hostile, hostile_rate, seconds } => {
+            let p = scenario::mixed::Params { honest, rate, hostile, hostile_rate, duration: secs(seconds) };
             scenario::mixed::run(&target, p).await
         }
     };

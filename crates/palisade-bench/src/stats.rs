@@ -11,10 +11,7 @@ pub struct Latency(Histogram<u64>);
 
 impl Default for Latency {
     fn default() -> Self {
-        #[allow(
-            clippy::expect_used,
-            reason = "constant bounds that new_with_bounds accepts"
-        )]
+        #[allow(clippy::expect_used, reason = "constant bounds that new_with_bounds accepts")]
         Self(Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"))
     }
 }
@@ -22,9 +19,7 @@ impl Default for Latency {
 impl Latency {
     /// Records one sample (clamped into range).
     pub fn record(&mut self, d: Duration) {
-        let us = u64::try_from(d.as_micros())
-            .unwrap_or(u64::MAX)
-            .clamp(1, 60_000_000);
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX).clamp(1, 60_000_000);
         let _ = self.0.record(us);
     }
 
@@ -41,13 +36,7 @@ impl Latency {
     /// The summary that goes into reports.
     pub fn summary(&self) -> Summary {
         let q = |p: f64| self.0.value_at_quantile(p);
-        Summary {
-            count: self.count(),
-            p50_us: q(0.5),
-            p99_us: q(0.99),
-            p999_us: q(0.999),
-            max_us: self.0.max(),
-        }
+        Summary { count: self.count(), p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us: self.0.max() }
     }
 }
 

@@ -40,23 +40,12 @@ pub struct Target {
 
 impl Target {
     /// Validates the URL (loopback only).
-    pub fn new(
-        url: &str,
-        secret: &str,
-        origin: Option<String>,
-        sources: u8,
-    ) -> Result<Self, TargetError> {
+    pub fn new(url: &str, secret: &str, origin: Option<String>, sources: u8) -> Result<Self, TargetError> {
         let addr = socket_addr(url).map_err(|_| TargetError::BadUrl(url.to_owned()))?;
         if !addr.ip().is_loopback() {
             return Err(TargetError::NotLoopback(addr.ip()));
         }
-        Ok(Self {
-            url: url.to_owned(),
-            addr,
-            secret: secret.to_owned(),
-            origin,
-            sources: sources.max(1),
-        })
+        Ok(Self { url: url.to_owned(), addr, secret: secret.to_owned(), origin, sources: sources.max(1) })
     }
 
     /// Connection options for user `user`, the `n`th connection overall.
@@ -74,10 +63,7 @@ impl Target {
 
     /// An HS256 token for `user`, valid for an hour.
     pub fn token(&self, user: &str, roles: &[&str]) -> String {
-        let exp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            + 3600;
+        let exp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 3600;
         let claims = serde_json::json!({"sub": user, "roles": roles, "exp": exp, "iss": "palisade", "aud": "palisade"});
         let key = jsonwebtoken::EncodingKey::from_secret(self.secret.as_bytes());
         // Encoding a JSON object with an HMAC key cannot fail.
@@ -93,22 +79,14 @@ mod tests {
     fn only_loopback_targets_are_accepted() {
         assert!(Target::new("ws://127.0.0.1:1/ws", "s", None, 1).is_ok());
         assert!(Target::new("ws://[::1]:1/ws", "s", None, 1).is_ok());
-        assert!(matches!(
-            Target::new("ws://10.0.0.1:1/ws", "s", None, 1),
-            Err(TargetError::NotLoopback(_))
-        ));
-        assert!(matches!(
-            Target::new("ws://example.com:1/ws", "s", None, 1),
-            Err(TargetError::BadUrl(_))
-        ));
+        assert!(matches!(Target::new("ws://10.0.0.1:1/ws", "s", None, 1), Err(TargetError::NotLoopback(_))));
+        assert!(matches!(Target::new("ws://example.com:1/ws", "s", None, 1), Err(TargetError::BadUrl(_))));
     }
 
     #[test]
     fn connections_spread_over_source_addresses() {
         let t = Target::new("ws://127.0.0.1:1/ws", "s", None, 3).unwrap();
-        let ips: Vec<_> = (0..4)
-            .map(|n| t.options("u", n).bind.unwrap().to_string())
-            .collect();
+        let ips: Vec<_> = (0..4).map(|n| t.options("u", n).bind.unwrap().to_string()).collect();
         assert_eq!(ips, ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]);
     }
 }

@@ -123,25 +123,16 @@ pub struct Client {
 impl Client {
     /// Connects, authenticates and waits for `welcome`.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ClientError> {
-        tokio::time::timeout(opts.timeout, Self::connect_inner(opts))
-            .await
-            .map_err(|_| ClientError::Timeout)?
+        tokio::time::timeout(opts.timeout, Self::connect_inner(opts)).await.map_err(|_| ClientError::Timeout)?
     }
 
     async fn connect_inner(opts: &ConnectOptions) -> Result<Self, ClientError> {
         let mut ws = open(opts).await?;
         let first = read_message(&mut ws).await?;
         let ServerMessage::Welcome(welcome) = first else {
-            return Err(ClientError::Protocol(format!(
-                "expected welcome, got {first:?}"
-            )));
+            return Err(ClientError::Protocol(format!("expected welcome, got {first:?}")));
         };
-        Ok(Self {
-            ws,
-            welcome,
-            pending: VecDeque::new(),
-            next_id: 0,
-        })
+        Ok(Self { ws, welcome, pending: VecDeque::new(), next_id: 0 })
     }
 
     /// The server's `welcome`.
@@ -151,21 +142,12 @@ impl Client {
 
     /// Joins `room`.
     pub async fn join(&mut self, room: &str) -> Result<Reply, ClientError> {
-        self.request(serde_json::json!({"type": "join", "room": room}))
-            .await
+        self.request(serde_json::json!({"type": "join", "room": room})).await
     }
 
     /// Publishes `event` with `data` in `room`.
-    pub async fn publish(
-        &mut self,
-        room: &str,
-        event: &str,
-        data: Value,
-    ) -> Result<Reply, ClientError> {
-        self.request(
-            serde_json::json!({"type": "send", "room": room, "event": event, "data": data}),
-        )
-        .await
+    pub async fn publish(&mut self, room: &str, event: &str, data: Value) -> Result<Reply, ClientError> {
+        self.request(serde_json::json!({"type": "send", "room": room, "event": event, "data": data})).await
     }
 
     /// Sends `frame` with a fresh `id` and waits for its ack or error.
@@ -174,9 +156,7 @@ impl Client {
         self.next_id += 1;
         let id = self.next_id.to_string();
         frame["id"] = Value::String(id.clone());
-        self.ws
-            .send(Message::Text(frame.to_string().into()))
-            .await?;
+        self.ws.send(Message::Text(frame.to_string().into())).await?;
         loop {
             match read_message(&mut self.ws).await? {
                 ServerMessage::Reply(reply) if reply.id() == Some(id.as_str()) => return Ok(reply),
@@ -215,11 +195,7 @@ impl Client {
 /// Opens the WebSocket without waiting for `welcome`.
 pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
     let addr = socket_addr(&opts.url)?;
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if let Some(ip) = opts.bind {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
@@ -231,8 +207,7 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
     let mut req = opts.url.as_str().into_client_request()?;
     let headers = req.headers_mut();
     let header = |v: String| {
-        HeaderValue::from_str(&v)
-            .map_err(|_| ClientError::BadUrl("token or origin is not a valid header".into()))
+        HeaderValue::from_str(&v).map_err(|_| ClientError::BadUrl("token or origin is not a valid header".into()))
     };
     match opts.placement {
         TokenPlacement::Header => {
@@ -253,24 +228,12 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
     }
     // The client reads what the server allows; a small read buffer keeps
     // thousands of load-generator connections cheap.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    match tokio_tungstenite::client_async_with_config(
-        req,
-        MaybeTlsStream::Plain(stream),
-        Some(config),
-    )
-    .await
-    {
+    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+    match tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(config)).await {
         Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(resp)) => Err(ClientError::Refused {
             status: resp.status().as_u16(),
-            body: resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default(),
+            body: resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
         }),
         Err(e) => Err(e.into()),
     }
@@ -279,13 +242,9 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
 /// `ws://IP:PORT/…` → the socket address (no DNS: tests and benchmarks
 /// name loopback addresses directly).
 pub fn socket_addr(url: &str) -> Result<SocketAddr, ClientError> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+    let rest = url.strip_prefix("ws://").ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
     let authority = rest.split('/').next().unwrap_or(rest);
-    authority
-        .parse()
-        .map_err(|_| ClientError::BadUrl(url.to_owned()))
+    authority.parse().map_err(|_| ClientError::BadUrl(url.to_owned()))
 }
 
 async fn read_message(ws: &mut Stream) -> Result<ServerMessage, ClientError> {
@@ -294,13 +253,10 @@ async fn read_message(ws: &mut Stream) -> Result<ServerMessage, ClientError> {
             None => return Err(ClientError::Closed { code: None }),
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(Message::Text(text))) => {
-                return serde_json::from_str(text.as_str())
-                    .map_err(|e| ClientError::Protocol(e.to_string()));
+                return serde_json::from_str(text.as_str()).map_err(|e| ClientError::Protocol(e.to_string()));
             }
             Some(Ok(Message::Close(frame))) => {
-                return Err(ClientError::Closed {
-                    code: frame.map(|f| f.code.into()),
-                });
+                return Err(ClientError::Closed { code: frame.map(|f| f.code.into()) });
             }
             Some(Ok(_)) => continue,
         }

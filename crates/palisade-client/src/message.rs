@@ -126,9 +126,7 @@ pub struct UserInfo {
 
 #[cfg(test)]
 mod tests {
-    use palisade_protocol::{
-        ErrorCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo as WireUser, Welcome,
-    };
+    use palisade_protocol::{ErrorCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo as WireUser, Welcome};
     use serde_json::value::RawValue;
 
     use super::*;
@@ -142,20 +140,13 @@ mod tests {
         let frames = [
             ServerFrame::Welcome(Welcome {
                 session: "s",
-                user: WireUser {
-                    id: "u",
-                    name: "n",
-                    roles: &roles,
-                },
+                user: WireUser { id: "u", name: "n", roles: &roles },
                 csrf: "c",
                 heartbeat_ms: 1,
                 max_message_bytes: 2,
                 expires_at: 3,
             }),
-            ServerFrame::Ack {
-                id: "1",
-                seq: Some(4),
-            },
+            ServerFrame::Ack { id: "1", seq: Some(4) },
             ServerFrame::Ack { id: "2", seq: None },
             ServerFrame::Event(EventFrame {
                 room: "r",
@@ -175,25 +166,10 @@ mod tests {
             ServerFrame::Expiring { expires_at: 8 },
             ServerFrame::Csrf { csrf: "x" },
         ];
-        let parsed: Vec<ServerMessage> = frames
-            .iter()
-            .map(|f| serde_json::from_str(&f.to_json()).unwrap())
-            .collect();
+        let parsed: Vec<ServerMessage> = frames.iter().map(|f| serde_json::from_str(&f.to_json()).unwrap()).collect();
         assert!(matches!(&parsed[0], ServerMessage::Welcome(w) if w.user.roles == roles));
-        assert_eq!(
-            parsed[1],
-            ServerMessage::Reply(Reply::Ack {
-                id: "1".into(),
-                seq: Some(4)
-            })
-        );
-        assert_eq!(
-            parsed[2],
-            ServerMessage::Reply(Reply::Ack {
-                id: "2".into(),
-                seq: None
-            })
-        );
+        assert_eq!(parsed[1], ServerMessage::Reply(Reply::Ack { id: "1".into(), seq: Some(4) }));
+        assert_eq!(parsed[2], ServerMessage::Reply(Reply::Ack { id: "2".into(), seq: None }));
         assert!(matches!(&parsed[3], ServerMessage::Event { seq: 5, data, .. } if data["a"] == 1));
         assert!(
             matches!(&parsed[4], ServerMessage::Reply(r) if r.error_code() == Some("forbidden") && r.id() == Some("3"))

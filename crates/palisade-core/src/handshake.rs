@@ -71,11 +71,7 @@ pub struct Gate {
 impl Gate {
     /// Builds the gate.
     pub fn new(origins: OriginPolicy, verifier: TokenVerifier, allow_query_token: bool) -> Self {
-        Self {
-            origins,
-            verifier,
-            allow_query_token,
-        }
+        Self { origins, verifier, allow_query_token }
     }
 
     /// The token verifier, for `refresh` frames.
@@ -89,33 +85,18 @@ impl Gate {
         let token = self.credential(req, &offered).map_err(Rejection::Auth);
         // The origin is judged before the token is, so a cross-site page
         // learns nothing about tokens; both kinds here are bearer tokens.
-        self.origins
-            .check(req.origin, CredentialKind::Bearer)
-            .map_err(Rejection::Origin)?;
+        self.origins.check(req.origin, CredentialKind::Bearer).map_err(Rejection::Origin)?;
         let identity = self.verifier.verify(token?, now).map_err(Rejection::Auth)?;
-        Ok(Admitted {
-            identity,
-            select_subprotocol: offered.contains(&SUBPROTOCOL),
-        })
+        Ok(Admitted { identity, select_subprotocol: offered.contains(&SUBPROTOCOL) })
     }
 
     /// Finds exactly one credential.
-    fn credential<'a>(
-        &self,
-        req: &HandshakeRequest<'a>,
-        offered: &[&'a str],
-    ) -> Result<&'a str, AuthError> {
+    fn credential<'a>(&self, req: &HandshakeRequest<'a>, offered: &[&'a str]) -> Result<&'a str, AuthError> {
         let header = req.authorization.map(|h| {
             let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h, ""));
-            if scheme.eq_ignore_ascii_case("bearer") {
-                rest.trim()
-            } else {
-                ""
-            }
+            if scheme.eq_ignore_ascii_case("bearer") { rest.trim() } else { "" }
         });
-        let protocol = offered
-            .iter()
-            .find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
+        let protocol = offered.iter().find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
         let query = req.query_token.filter(|_| self.allow_query_token);
         let mut found = [header, protocol, query].into_iter().flatten();
         match (found.next(), found.next()) {
@@ -128,13 +109,7 @@ impl Gate {
 }
 
 fn offered_protocols(raw: Option<&str>) -> Vec<&str> {
-    raw.map(|r| {
-        r.split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .collect()
-    })
-    .unwrap_or_default()
+    raw.map(|r| r.split(',').map(str::trim).filter(|p| !p.is_empty()).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -145,11 +120,7 @@ mod tests {
     use crate::testkit::{T0, mint, verifier};
 
     fn gate(allow_query: bool) -> Gate {
-        Gate::new(
-            OriginPolicy::new(&["https://app.example.com"]).unwrap(),
-            verifier(),
-            allow_query,
-        )
+        Gate::new(OriginPolicy::new(&["https://app.example.com"]).unwrap(), verifier(), allow_query)
     }
 
     #[test]
@@ -158,60 +129,22 @@ mod tests {
         let bearer = format!("Bearer {t}");
         let proto = format!("palisade.v1, palisade.bearer.{t}");
         let g = gate(false);
-        let a = g
-            .admit(
-                &HandshakeRequest {
-                    authorization: Some(&bearer),
-                    ..Default::default()
-                },
-                T0,
-            )
-            .unwrap();
+        let a = g.admit(&HandshakeRequest { authorization: Some(&bearer), ..Default::default() }, T0).unwrap();
         assert!(!a.select_subprotocol);
-        let a = g
-            .admit(
-                &HandshakeRequest {
-                    protocols: Some(&proto),
-                    ..Default::default()
-                },
-                T0,
-            )
-            .unwrap();
+        let a = g.admit(&HandshakeRequest { protocols: Some(&proto), ..Default::default() }, T0).unwrap();
         assert!(a.select_subprotocol);
-        let both = HandshakeRequest {
-            authorization: Some(&bearer),
-            protocols: Some(&proto),
-            ..Default::default()
-        };
-        assert_eq!(
-            g.admit(&both, T0).unwrap_err(),
-            Rejection::Auth(AuthError::Ambiguous)
-        );
-        assert_eq!(
-            g.admit(&HandshakeRequest::default(), T0).unwrap_err(),
-            Rejection::Auth(AuthError::Missing)
-        );
-        let basic = HandshakeRequest {
-            authorization: Some("Basic abc"),
-            ..Default::default()
-        };
-        assert_eq!(
-            g.admit(&basic, T0).unwrap_err(),
-            Rejection::Auth(AuthError::Malformed)
-        );
+        let both = HandshakeRequest { authorization: Some(&bearer), protocols: Some(&proto), ..Default::default() };
+        assert_eq!(g.admit(&both, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
+        assert_eq!(g.admit(&HandshakeRequest::default(), T0).unwrap_err(), Rejection::Auth(AuthError::Missing));
+        let basic = HandshakeRequest { authorization: Some("Basic abc"), ..Default::default() };
+        assert_eq!(g.admit(&basic, T0).unwrap_err(), Rejection::Auth(AuthError::Malformed));
     }
 
     #[test]
     fn query_tokens_only_when_enabled() {
         let t = mint("u1", &[], Duration::from_secs(60), T0);
-        let req = HandshakeRequest {
-            query_token: Some(&t),
-            ..Default::default()
-        };
-        assert_eq!(
-            gate(false).admit(&req, T0).unwrap_err(),
-            Rejection::Auth(AuthError::Missing)
-        );
+        let req = HandshakeRequest { query_token: Some(&t), ..Default::default() };
+        assert_eq!(gate(false).admit(&req, T0).unwrap_err(), Rejection::Auth(AuthError::Missing));
         assert!(gate(true).admit(&req, T0).is_ok());
     }
 
@@ -224,19 +157,12 @@ mod tests {
             ..Default::default()
         };
         let r = g.admit(&req, T0).unwrap_err();
-        assert_eq!(
-            (r.status(), r.body()),
-            (403, Rejection::Origin(OriginError::NotAllowed).body())
-        );
-        let bodies: std::collections::HashSet<_> = [
-            AuthError::Missing,
-            AuthError::Expired,
-            AuthError::BadSignature,
-            AuthError::UnknownKey,
-        ]
-        .map(|e| Rejection::Auth(e).body())
-        .into_iter()
-        .collect();
+        assert_eq!((r.status(), r.body()), (403, Rejection::Origin(OriginError::NotAllowed).body()));
+        let bodies: std::collections::HashSet<_> =
+            [AuthError::Missing, AuthError::Expired, AuthError::BadSignature, AuthError::UnknownKey]
+                .map(|e| Rejection::Auth(e).body())
+                .into_iter()
+                .collect();
         assert_eq!(bodies.len(), 1);
     }
 }

@@ -66,19 +66,12 @@ pub enum OriginError {
 impl OriginPolicy {
     /// Parses allowlist entries; the error names the first bad entry.
     pub fn new<S: AsRef<str>>(entries: &[S]) -> Result<Self, OriginRuleError> {
-        let rules = entries
-            .iter()
-            .map(|e| parse_rule(e.as_ref()))
-            .collect::<Result<_, _>>()?;
+        let rules = entries.iter().map(|e| parse_rule(e.as_ref())).collect::<Result<_, _>>()?;
         Ok(Self { rules })
     }
 
     /// Decides whether a request with this `Origin` header may connect.
-    pub fn check(
-        &self,
-        origin: Option<&str>,
-        credential: CredentialKind,
-    ) -> Result<(), OriginError> {
+    pub fn check(&self, origin: Option<&str>, credential: CredentialKind) -> Result<(), OriginError> {
         let Some(origin) = origin else {
             return match credential {
                 CredentialKind::Bearer => Ok(()),
@@ -88,11 +81,7 @@ impl OriginPolicy {
         let Some(parsed) = parse_origin(origin) else {
             return Err(OriginError::NotAllowed);
         };
-        if self.rules.iter().any(|r| r.matches(&parsed)) {
-            Ok(())
-        } else {
-            Err(OriginError::NotAllowed)
-        }
+        if self.rules.iter().any(|r| r.matches(&parsed)) { Ok(()) } else { Err(OriginError::NotAllowed) }
     }
 }
 
@@ -108,10 +97,7 @@ impl OriginRule {
             return false;
         }
         let host_ok = if self.wildcard_label {
-            o.host
-                .strip_suffix(&self.host)
-                .and_then(|rest| rest.strip_suffix('.'))
-                .is_some_and(is_label)
+            o.host.strip_suffix(&self.host).and_then(|rest| rest.strip_suffix('.')).is_some_and(is_label)
         } else {
             o.host == self.host
         };
@@ -165,26 +151,16 @@ fn parse_origin(raw: &str) -> Option<Origin> {
     }
     let port = match port {
         None => None,
-        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse().ok()?)
-        }
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
         Some(_) => return None,
     };
-    Some(Origin {
-        scheme: scheme.to_owned(),
-        host: host.to_owned(),
-        port,
-    })
+    Some(Origin { scheme: scheme.to_owned(), host: host.to_owned(), port })
 }
 
 fn parse_rule(entry: &str) -> Result<OriginRule, OriginRuleError> {
-    let err = |why| OriginRuleError {
-        entry: entry.to_owned(),
-        why,
-    };
+    let err = |why| OriginRuleError { entry: entry.to_owned(), why };
     let lower = entry.trim().to_ascii_lowercase();
-    let (scheme, authority) =
-        split_scheme(&lower).ok_or_else(|| err("must start with http:// or https://"))?;
+    let (scheme, authority) = split_scheme(&lower).ok_or_else(|| err("must start with http:// or https://"))?;
     let (host, port) = split_port(authority);
     let (wildcard_label, host) = match host.strip_prefix("*.") {
         Some(rest) => (true, rest),
@@ -194,21 +170,14 @@ fn parse_rule(entry: &str) -> Result<OriginRule, OriginRuleError> {
         return Err(err("host must be a DNS name or IP address with no path"));
     }
     if wildcard_label && !host.contains('.') {
-        return Err(err(
-            "a wildcard needs at least two labels after it, as in *.example.com",
-        ));
+        return Err(err("a wildcard needs at least two labels after it, as in *.example.com"));
     }
     let port = match port {
         None => PortRule::Default,
         Some("*") => PortRule::Any,
         Some(p) => PortRule::Exact(p.parse().map_err(|_| err("port must be a number or *"))?),
     };
-    Ok(OriginRule {
-        scheme: scheme.to_owned(),
-        host: host.to_owned(),
-        wildcard_label,
-        port,
-    })
+    Ok(OriginRule { scheme: scheme.to_owned(), host: host.to_owned(), wildcard_label, port })
 }
 
 #[cfg(test)]
@@ -235,11 +204,7 @@ mod tests {
             "https://user@app.example.com",
             "",
         ] {
-            assert_eq!(
-                p.check(Some(bad), Bearer),
-                Err(OriginError::NotAllowed),
-                "{bad}"
-            );
+            assert_eq!(p.check(Some(bad), Bearer), Err(OriginError::NotAllowed), "{bad}");
         }
     }
 
@@ -268,10 +233,7 @@ mod tests {
         assert!(p.check(Some("http://localhost"), Bearer).is_ok());
         assert!(p.check(Some("http://[::1]:5173"), Bearer).is_ok());
         assert!(p.check(Some("http://localhost:abc"), Bearer).is_err());
-        assert!(
-            p.check(Some("http://localhost.evil.io:3000"), Bearer)
-                .is_err()
-        );
+        assert!(p.check(Some("http://localhost.evil.io:3000"), Bearer).is_err());
     }
 
     #[test]
@@ -284,14 +246,7 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        for bad in [
-            "example.com",
-            "ftp://x.io",
-            "https://*.com",
-            "https://a.io/path",
-            "https://a.io:x",
-            "null",
-        ] {
+        for bad in ["example.com", "ftp://x.io", "https://*.com", "https://a.io/path", "https://a.io:x", "null"] {
             let e = OriginPolicy::new(&[bad]).unwrap_err();
             assert_eq!(e.entry, bad);
         }

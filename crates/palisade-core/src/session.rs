@@ -149,53 +149,30 @@ impl Session {
                     self.rooms.swap_remove(i);
                     Decision::Leave { id, room }
                 }
-                None => reject(
-                    Some(id.into_owned()),
-                    Denied::new(ErrorCode::NotMember, "leave without join"),
-                ),
+                None => reject(Some(id.into_owned()), Denied::new(ErrorCode::NotMember, "leave without join")),
             },
-            ClientFrame::Send {
-                id,
-                room,
-                event,
-                data,
-                ..
-            } => {
+            ClientFrame::Send { id, room, event, data, .. } => {
                 // Event known → (replay, CSRF) → authorization → (event
                 // rate, schema, sanitizers): DESIGN §3 steps 4 to 10.
-                let checked = policy
-                    .check_publish(&self.identity, &room, &event)
-                    .and_then(|_| {
-                        if self.is_member(&room) {
-                            Ok(())
-                        } else {
-                            Err(Denied::new(
-                                ErrorCode::NotMember,
-                                "send to a room not joined",
-                            ))
-                        }
-                    });
+                let checked = policy.check_publish(&self.identity, &room, &event).and_then(|_| {
+                    if self.is_member(&room) {
+                        Ok(())
+                    } else {
+                        Err(Denied::new(ErrorCode::NotMember, "send to a room not joined"))
+                    }
+                });
                 match checked {
-                    Ok(()) => Decision::Publish {
-                        id,
-                        room,
-                        event,
-                        data,
-                    },
+                    Ok(()) => Decision::Publish { id, room, event, data },
                     Err(d) => reject(Some(id.into_owned()), d),
                 }
             }
             ClientFrame::Refresh { id, token } => match self.refresh(verifier, &token, now) {
                 Ok(()) => Decision::Refreshed { id },
-                Err(reason) => reject(
-                    Some(id.into_owned()),
-                    Denied::new(ErrorCode::Forbidden, reason),
-                ),
+                Err(denied) => reject(Some(id.into_owned()), denied),
             },
-            ClientFrame::Recover { id, .. } => reject(
-                Some(id.into_owned()),
-                Denied::new(ErrorCode::BadRequest, "room history is not kept"),
-            ),
+            ClientFrame::Recover { id, .. } => {
+                reject(Some(id.into_owned()), Denied::new(ErrorCode::BadRequest, "room history is not kept"))
+            }
         }
     }
 
@@ -206,11 +183,7 @@ impl Session {
 
     /// When [`Session::on_timer`] next has something to do.
     pub fn next_timer(&self) -> Timestamp {
-        if self.expiry_noticed {
-            self.close_at()
-        } else {
-            self.notice_at()
-        }
+        if self.expiry_noticed { self.close_at() } else { self.notice_at() }
     }
 
     /// Called at or after [`Session::next_timer`].
@@ -226,15 +199,11 @@ impl Session {
     }
 
     fn notice_at(&self) -> Timestamp {
-        self.identity
-            .expires_at
-            .saturating_sub(self.limits.expiry_notice)
+        self.identity.expires_at.saturating_sub(self.limits.expiry_notice)
     }
 
     fn close_at(&self) -> Timestamp {
-        self.identity
-            .expires_at
-            .saturating_add(self.limits.expiry_grace)
+        self.identity.expires_at.saturating_add(self.limits.expiry_grace)
     }
 
     fn is_member(&self, room: &str) -> bool {
@@ -247,27 +216,19 @@ impl Session {
             return Ok(());
         }
         if self.rooms.len() >= self.limits.max_rooms {
-            return Err(Denied::new(
-                ErrorCode::Forbidden,
-                "too many rooms on one connection",
-            ));
+            return Err(Denied::new(ErrorCode::Forbidden, "too many rooms on one connection"));
         }
         self.rooms.push(room.into());
         Ok(())
     }
 
-    fn refresh(
-        &mut self,
-        verifier: &TokenVerifier,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(), &'static str> {
+    fn refresh(&mut self, verifier: &TokenVerifier, token: &str, now: Timestamp) -> Result<(), Denied> {
         let fresh = verifier.verify(token, now).map_err(|e| match e {
-            AuthError::Expired => "refresh token expired",
-            _ => "refresh token invalid",
+            AuthError::Expired => Denied::new(ErrorCode::Expired, "refresh token expired"),
+            _ => Denied::new(ErrorCode::Forbidden, "refresh token invalid"),
         })?;
         if fresh.user_id != self.identity.user_id {
-            return Err("refresh token is for another user");
+            return Err(Denied::new(ErrorCode::Forbidden, "refresh token is for another user"));
         }
         self.identity = fresh;
         self.expiry_noticed = false;
@@ -276,11 +237,7 @@ impl Session {
 }
 
 fn reject<'a>(id: Option<String>, d: Denied) -> Decision<'a> {
-    Decision::Reject(Refusal {
-        id,
-        code: d.code,
-        reason: d.reason,
-    })
+    Decision::Reject(Refusal { id, code: d.code, reason: d.reason })
 }
 
 #[cfg(test)]

@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use crate::Timestamp;
-use crate::auth::{
-    Algorithm, KeyMaterial, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions,
-};
+use crate::auth::{Algorithm, KeyMaterial, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
 
 pub(crate) const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
 

@@ -30,18 +30,12 @@ impl Timestamp {
 
     /// `self + d`, saturating.
     pub fn saturating_add(self, d: Duration) -> Self {
-        Self(
-            self.0
-                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        )
+        Self(self.0.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
     }
 
     /// `self - d`, saturating at the epoch.
     pub fn saturating_sub(self, d: Duration) -> Self {
-        Self(
-            self.0
-                .saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        )
+        Self(self.0.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
     }
 
     /// Time from `self` until `later`, zero if `later` is not later.
@@ -65,16 +59,8 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Timestamp::from_secs(10);
         assert_eq!(t.as_millis(), 10_000);
-        assert_eq!(
-            t.saturating_sub(Duration::from_secs(20)),
-            Timestamp::from_millis(0)
-        );
-        assert_eq!(
-            Timestamp::from_millis(u64::MAX)
-                .saturating_add(Duration::from_secs(1))
-                .as_millis(),
-            u64::MAX
-        );
+        assert_eq!(t.saturating_sub(Duration::from_secs(20)), Timestamp::from_millis(0));
+        assert_eq!(Timestamp::from_millis(u64::MAX).saturating_add(Duration::from_secs(1)).as_millis(), u64::MAX);
         assert_eq!(t.until(Timestamp::from_secs(12)), Duration::from_secs(2));
         assert_eq!(t.until(Timestamp::from_secs(5)), Duration::ZERO);
     }

@@ -204,10 +204,7 @@ mod tests {
         for c in CloseCode::ALL {
             assert!(seen.insert(c.code()), "duplicate {}", c.code());
             assert!((1000..=1011).contains(&c.code()) || (4000..5000).contains(&c.code()));
-            assert!(
-                c.reason().len() <= 123,
-                "close reasons must fit a control frame"
-            );
+            assert!(c.reason().len() <= 123, "close reasons must fit a control frame");
         }
     }
 }

@@ -95,6 +95,24 @@ struct Envelope<'a> {
     since: Option<u64>,
 }
 
+impl Envelope<'_> {
+    /// Names of the optional fields present, besides `type` and `id`.
+    fn present(&self) -> impl Iterator<Item = &'static str> {
+        [
+            ("room", self.room.is_some()),
+            ("event", self.event.is_some()),
+            ("data", self.data.is_some()),
+            ("csrf", self.csrf.is_some()),
+            ("nonce", self.nonce.is_some()),
+            ("ts", self.ts.is_some()),
+            ("token", self.token.is_some()),
+            ("since", self.since.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+    }
+}
+
 #[derive(Deserialize)]
 struct IdOnly<'a> {
     #[serde(default, borrow)]
@@ -104,52 +122,39 @@ struct IdOnly<'a> {
 impl<'a> ClientFrame<'a> {
     /// Parses one text frame.
     pub fn parse(text: &'a str) -> Result<Self, FrameError> {
-        let env: Envelope<'a> = serde_json::from_str(text).map_err(|_| FrameError {
-            id: salvage_id(text),
-            reason: "not a valid request envelope",
-        })?;
-        let id = match env.id {
+        let mut env: Envelope<'a> = serde_json::from_str(text)
+            .map_err(|_| FrameError { id: salvage_id(text), reason: "not a valid request envelope" })?;
+        let id = match env.id.take() {
             Some(id) if !id.is_empty() && id.len() <= MAX_ID_LEN => id,
             _ => {
-                return Err(FrameError {
-                    id: None,
-                    reason: "missing or oversized id",
-                });
+                return Err(FrameError { id: None, reason: "missing or oversized id" });
             }
         };
-        let fail = |reason| {
-            Err(FrameError {
-                id: Some(id.to_string()),
-                reason,
-            })
+        let fail = |reason| Err(FrameError { id: Some(id.to_string()), reason });
+        // Each type takes exactly its own fields: a stray field is a client
+        // bug (or a probe) worth refusing, not ignoring.
+        let allowed: &[&str] = match env.kind.as_ref() {
+            "join" | "leave" => &["room"],
+            "send" => &["room", "event", "data", "csrf", "nonce", "ts"],
+            "refresh" => &["token"],
+            "recover" => &["room", "since"],
+            _ => return fail("unknown frame type"),
         };
+        if env.present().any(|field| !allowed.contains(&field)) {
+            return fail("field not valid for this frame type");
+        }
         let frame = match env.kind.as_ref() {
             "join" | "leave" => {
                 let Some(room) = env.room else {
                     return fail("missing room");
                 };
-                if env.event.is_some() || env.data.is_some() || env.token.is_some() {
-                    return fail("unexpected field");
-                }
-                if env.kind == "join" {
-                    ClientFrame::Join { id, room }
-                } else {
-                    ClientFrame::Leave { id, room }
-                }
+                if env.kind == "join" { ClientFrame::Join { id, room } } else { ClientFrame::Leave { id, room } }
             }
             "send" => {
                 let (Some(room), Some(event), Some(data)) = (env.room, env.event, env.data) else {
                     return fail("send needs room, event and data");
                 };
-                ClientFrame::Send {
-                    id,
-                    room,
-                    event,
-                    data,
-                    csrf: env.csrf,
-                    nonce: env.nonce,
-                    ts: env.ts,
-                }
+                ClientFrame::Send { id, room, event, data, csrf: env.csrf, nonce: env.nonce, ts: env.ts }
             }
             "refresh" => {
                 let Some(token) = env.token else {
@@ -157,13 +162,12 @@ impl<'a> ClientFrame<'a> {
                 };
                 ClientFrame::Refresh { id, token }
             }
-            "recover" => {
+            _ => {
                 let (Some(room), Some(since)) = (env.room, env.since) else {
                     return fail("recover needs room and since");
                 };
                 ClientFrame::Recover { id, room, since }
             }
-            _ => return fail("unknown frame type"),
         };
         Ok(frame)
     }
@@ -191,11 +195,7 @@ fn salvage_id(text: &str) -> Option<String> {
         _rest: serde::de::IgnoredAny,
     }
     let loose: Loose<'_> = serde_json::from_str(text).ok()?;
-    loose
-        .inner
-        .id
-        .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
-        .map(Cow::into_owned)
+    loose.inner.id.filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN).map(Cow::into_owned)
 }
 
 /// A message from the server.
@@ -305,8 +305,7 @@ impl ServerFrame<'_> {
     pub fn to_json(&self) -> String {
         // Serializing these types cannot fail: every field is a string,
         // integer or already-valid raw JSON, and map keys are strings.
-        serde_json::to_string(self)
-            .unwrap_or_else(|_| String::from("{\"type\":\"error\",\"code\":\"internal\"}"))
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\",\"code\":\"internal\"}"))
     }
 }
 
@@ -317,9 +316,7 @@ mod tests {
     #[test]
     fn parses_each_request_type() {
         let f = ClientFrame::parse(r#"{"type":"join","id":"1","room":"lobby"}"#).unwrap();
-        assert!(
-            matches!(f, ClientFrame::Join { ref id, ref room } if id == "1" && room == "lobby")
-        );
+        assert!(matches!(f, ClientFrame::Join { ref id, ref room } if id == "1" && room == "lobby"));
         let f = ClientFrame::parse(
             r#"{"type":"send","id":"3","room":"lobby","event":"chat.message","data":{"content":"hi"},"ts":5}"#,
         )
@@ -349,13 +346,20 @@ mod tests {
         assert_eq!(e.id.as_deref(), Some("8"));
         let e = ClientFrame::parse(r#"{"type":"join","id":"9","room":"x","extra":1}"#).unwrap_err();
         assert_eq!(e.id.as_deref(), Some("9"));
+        for stray in [
+            r#"{"type":"join","id":"9","room":"x","nonce":"n"}"#,
+            r#"{"type":"leave","id":"9","room":"x","since":1}"#,
+            r#"{"type":"refresh","id":"9","token":"t","room":"x"}"#,
+            r#"{"type":"recover","id":"9","room":"x","since":1,"data":{}}"#,
+        ] {
+            assert_eq!(ClientFrame::parse(stray).unwrap_err().id.as_deref(), Some("9"), "{stray}");
+        }
         let e = ClientFrame::parse(r#"{"type":"join","id":"9","id":"10","room":"x"}"#).unwrap_err();
         assert!(e.reason.contains("envelope"));
         assert!(ClientFrame::parse("not json").unwrap_err().id.is_none());
         assert!(ClientFrame::parse("[1,2]").unwrap_err().id.is_none());
         let long = "x".repeat(MAX_ID_LEN + 1);
-        let e = ClientFrame::parse(&format!(r#"{{"type":"join","id":"{long}","room":"x"}}"#))
-            .unwrap_err();
+        let e = ClientFrame::parse(&format!(r#"{{"type":"join","id":"{long}","room":"x"}}"#)).unwrap_err();
         assert!(e.id.is_none());
     }
 
@@ -366,10 +370,7 @@ mod tests {
             room: "lobby",
             seq: 43,
             event: "chat.message",
-            from: Identity {
-                id: "u1",
-                name: "alice",
-            },
+            from: Identity { id: "u1", name: "alice" },
             data: &data,
             ts: 1,
         })
@@ -390,9 +391,6 @@ mod tests {
             reference: "r_1",
         })
         .to_json();
-        assert_eq!(
-            json,
-            r#"{"type":"error","code":"bad_request","message":"malformed request","ref":"r_1"}"#
-        );
+        assert_eq!(json, r#"{"type":"error","code":"bad_request","message":"malformed request","ref":"r_1"}"#);
     }
 }

@@ -12,9 +12,7 @@ mod codes;
 mod frames;
 
 pub use codes::{CloseCode, ErrorCode};
-pub use frames::{
-    ClientFrame, ErrorFrame, EventFrame, FrameError, Identity, ServerFrame, UserInfo, Welcome,
-};
+pub use frames::{ClientFrame, ErrorFrame, EventFrame, FrameError, Identity, ServerFrame, UserInfo, Welcome};
 
 /// The subprotocol a client offers and the server selects.
 pub const SUBPROTOCOL: &str = "palisade.v1";

@@ -14,11 +14,21 @@ use crate::state::now;
 
 /// Palisade: a hardened real-time WebSocket server.
 #[derive(Debug, Parser)]
-#[command(name = "palisade", version, about)]
+#[command(name = "palisade", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// What to do; without one, `serve --dev`.
+    /// What to do; without one, `serve --dev` with the flags given here.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// `serve` flags, for when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+impl Cli {
+    /// The command to run: no subcommand means `serve --dev`.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(ServeArgs { dev: true, ..self.serve }))
+    }
 }
 
 /// Subcommands.
@@ -116,10 +126,7 @@ impl CliError {
 impl ConfigArgs {
     /// Loads the config these arguments name.
     pub fn load(&self, env: &dyn Env) -> Result<Config, ConfigError> {
-        let source = self
-            .config
-            .as_deref()
-            .map_or(Source::Defaults, Source::File);
+        let source = self.config.as_deref().map_or(Source::Defaults, Source::File);
         let mut config = Config::load(source, env)?;
         if let Some(data) = &self.data {
             config.server.data_dir.clone_from(data);
@@ -134,15 +141,9 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
-    let profile = if args.dev {
-        Profile::Dev
-    } else {
-        Profile::Production
-    };
+    let profile = if args.dev { Profile::Dev } else { Profile::Production };
     let settings = Settings::new(config, profile)?;
-    let server = Server::bind(settings)
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let server = Server::bind(settings).await.map_err(|e| CliError::Failed(e.to_string()))?;
     banner(server.local_addr(), profile, args.config.config.as_deref());
     server.run(shutdown_signal()).await;
     Ok(())
@@ -152,23 +153,11 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
 pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
     let config = args.config.load(env)?;
     // Without a config file the dev key is the only key there is.
-    let profile = if args.config.config.is_some() {
-        Profile::Production
-    } else {
-        Profile::Dev
-    };
+    let profile = if args.config.config.is_some() { Profile::Production } else { Profile::Dev };
     let ttl = args.ttl.unwrap_or(config.auth.token_ttl);
     let signer = signer(&config, profile)?;
-    let request = TokenRequest {
-        user_id: args.sub,
-        name: args.name,
-        roles: args.roles,
-        rooms: args.rooms,
-        ttl,
-    };
-    signer
-        .mint(request, now())
-        .map_err(|e| CliError::Failed(e.to_string()))
+    let request = TokenRequest { user_id: args.sub, name: args.name, roles: args.roles, rooms: args.rooms, ttl };
+    signer.mint(request, now()).map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// `palisade init`: writes the file, refusing to overwrite without --force.
@@ -186,15 +175,10 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let fail = |e: std::io::Error| {
-        CliError::Failed(format!("cannot write {}: {e}", args.output.display()))
-    };
+    let fail = |e: std::io::Error| CliError::Failed(format!("cannot write {}: {e}", args.output.display()));
     let mut file = options.open(&args.output).map_err(fail)?;
     std::io::Write::write_all(&mut file, render_init().as_bytes()).map_err(fail)?;
-    eprintln!(
-        "wrote {} (it contains a secret: keep it private)",
-        args.output.display()
-    );
+    eprintln!("wrote {} (it contains a secret: keep it private)", args.output.display());
     Ok(())
 }
 
@@ -203,9 +187,7 @@ fn banner(addr: SocketAddr, profile: Profile, config: Option<&Path>) {
     match profile {
         Profile::Dev => {
             let data = config.map_or_else(String::new, |c| format!(" --config {}", c.display()));
-            eprintln!(
-                "  dev profile: localhost origins allowed, signing key in the data directory"
-            );
+            eprintln!("  dev profile: localhost origins allowed, signing key in the data directory");
             eprintln!("  get a token:  cargo run --release -- token --sub alice{data}");
             eprintln!("  health:       http://{addr}/healthz");
         }

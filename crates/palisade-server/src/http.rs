@@ -32,27 +32,24 @@ pub(crate) enum HttpRejection {
     AtCapacity,
     /// No such route.
     NotFound,
+    /// The route exists, the method does not.
+    MethodNotAllowed,
 }
 
 impl IntoResponse for HttpRejection {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            Self::NotWebSocket => (
-                StatusCode::BAD_REQUEST,
-                r#"{"error":"bad_request","message":"expected a WebSocket upgrade"}"#,
-            ),
-            Self::Handshake(r) => (
-                StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN),
-                r.body(),
-            ),
-            Self::AtCapacity => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"error":"unavailable","message":"server at capacity"}"#,
-            ),
-            Self::NotFound => (
-                StatusCode::NOT_FOUND,
-                r#"{"error":"not_found","message":"no such endpoint"}"#,
-            ),
+            Self::NotWebSocket => {
+                (StatusCode::BAD_REQUEST, r#"{"error":"bad_request","message":"expected a WebSocket upgrade"}"#)
+            }
+            Self::Handshake(r) => (StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN), r.body()),
+            Self::AtCapacity => {
+                (StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"unavailable","message":"server at capacity"}"#)
+            }
+            Self::NotFound => (StatusCode::NOT_FOUND, r#"{"error":"not_found","message":"no such endpoint"}"#),
+            Self::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"method_not_allowed","message":"method not allowed"}"#)
+            }
         };
         json(status, body)
     }
@@ -61,10 +58,7 @@ impl IntoResponse for HttpRejection {
 fn json(status: StatusCode, body: &'static str) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -72,34 +66,26 @@ fn json(status: StatusCode, body: &'static str) -> Response {
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/ws", get(websocket))
-        .route(
-            "/healthz",
-            get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#) }),
-        )
+        .route("/healthz", get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#) }))
         .route("/readyz", get(ready));
     if state.settings.config.server.conformance_echo {
         router = router.route("/conformance/echo", get(conformance_echo));
     }
     router
         .fallback(|| async { HttpRejection::NotFound })
+        .method_not_allowed_fallback(|| async { HttpRejection::MethodNotAllowed })
         .with_state(state)
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     if state.shutdown.is_cancelled() {
-        json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            r#"{"status":"shutting down"}"#,
-        )
+        json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting down"}"#)
     } else {
         json(StatusCode::OK, r#"{"status":"ready"}"#)
     }
 }
 
-async fn websocket(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-) -> Result<Response, HttpRejection> {
+async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
     let accept = upgrade::accept_key(req.method(), req.headers())?;
     let peer = peer_of(&req);
     // DESIGN §2 order: IP ban (not yet) → connection caps → origin → token.
@@ -109,10 +95,7 @@ async fn websocket(
     })?;
     let headers = req.headers();
     let protocols = joined(headers, header::SEC_WEBSOCKET_PROTOCOL);
-    let query_token = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
+    let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
     let handshake = HandshakeRequest {
         origin: header_str(headers, header::ORIGIN),
         authorization: header_str(headers, header::AUTHORIZATION),
@@ -127,36 +110,21 @@ async fn websocket(
     let protocol = admitted.select_subprotocol.then_some(SUBPROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);
-    Ok(upgrade::switch(
-        &state,
-        on_upgrade,
-        accept,
-        protocol,
-        move |ws| serve_connection(ws, task_state, session, peer, slot),
-    ))
+    Ok(upgrade::switch(&state, on_upgrade, accept, protocol, move |ws| {
+        serve_connection(ws, task_state, session, peer, slot)
+    }))
 }
 
-async fn conformance_echo(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-) -> Result<Response, HttpRejection> {
+async fn conformance_echo(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
     let accept = upgrade::accept_key(req.method(), req.headers())?;
     let slot = state.reserve_slot().ok_or(HttpRejection::AtCapacity)?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);
-    Ok(upgrade::switch(
-        &state,
-        on_upgrade,
-        accept,
-        None,
-        move |ws| echo::serve(ws, task_state, slot),
-    ))
+    Ok(upgrade::switch(&state, on_upgrade, accept, None, move |ws| echo::serve(ws, task_state, slot)))
 }
 
 fn peer_of(req: &Request) -> SocketAddr {
-    req.extensions()
-        .get::<PeerAddr>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0)
+    req.extensions().get::<PeerAddr>().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0)
 }
 
 /// A header as text; a value that is not visible ASCII reads as empty, which
@@ -167,10 +135,6 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 /// Every value of a repeatable header, comma-joined.
 fn joined(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    let values: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .map(|v| v.to_str().unwrap_or(""))
-        .collect();
+    let values: Vec<&str> = headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("")).collect();
     (!values.is_empty()).then(|| values.join(","))
 }

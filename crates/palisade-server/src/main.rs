@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use palisade_server::cli::{self, Cli, Command, ServeArgs};
+use palisade_server::cli::{self, Cli, Command};
 use palisade_server::config::{ProcessEnv, env::ENV_LOG};
 use tracing_subscriber::EnvFilter;
 
@@ -11,21 +11,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     let env = ProcessEnv;
-    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs {
-        dev: true,
-        ..ServeArgs::default()
-    })) {
+    let result = match cli.into_command() {
         Command::Serve(args) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(cli::serve(args, &env)),
-            Err(e) => Err(cli::CliError::Failed(format!(
-                "cannot start the runtime: {e}"
-            ))),
+            Err(e) => Err(cli::CliError::Failed(format!("cannot start the runtime: {e}"))),
         },
         Command::Token(args) => cli::token(args, &env).map(|token| {
             #[allow(clippy::print_stdout, reason = "the token is the command's output")]

@@ -48,17 +48,9 @@ impl Server {
     /// Binds the listener from `settings.config.server.listen`.
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
         let addr = settings.config.server.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Self {
-            state: Arc::new(AppState::new(settings)),
-            listener,
-            local_addr,
-        })
+        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Self { state: Arc::new(AppState::new(settings)), listener, local_addr })
     }
 
     /// The bound address (useful with port 0).
@@ -69,9 +61,7 @@ impl Server {
     /// Serves until `signal` resolves, then closes every connection with
     /// 1001 and waits up to `server.shutdown_grace` for them.
     pub async fn run(self, signal: impl Future<Output = ()>) {
-        let Self {
-            state, listener, ..
-        } = self;
+        let Self { state, listener, .. } = self;
         let router = router(Arc::clone(&state));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -92,15 +82,11 @@ impl Server {
             };
             // Small frames (acks, chat events) should not wait for Nagle.
             let _ = stream.set_nodelay(true);
-            let service = router
-                .clone()
-                .map_request(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    req
-                });
-            let conn = http
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .with_upgrades();
+            let service = router.clone().map_request(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            });
+            let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
             let shutdown = state.shutdown.clone();
             state.tasks.spawn(async move {
                 tokio::pin!(conn);
@@ -118,14 +104,8 @@ impl Server {
         state.shutdown.cancel();
         state.tasks.close();
         let grace = state.settings.config.server.shutdown_grace;
-        if tokio::time::timeout(grace, state.tasks.wait())
-            .await
-            .is_err()
-        {
-            warn!(
-                open = state.open_connections(),
-                "shutdown grace expired with connections still open"
-            );
+        if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+            warn!(open = state.open_connections(), "shutdown grace expired with connections still open");
         }
     }
 }

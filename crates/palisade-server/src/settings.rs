@@ -40,31 +40,22 @@ impl Settings {
     pub fn new(config: Config, profile: Profile) -> Result<Self, ConfigError> {
         let keys = load_keys(&config, profile)?;
         let options = verify_options(&config);
-        let verifier = TokenVerifier::new(&keys, options)
-            .map_err(|e| ConfigError::invalid("auth.keys", e.to_string()))?;
+        let verifier =
+            TokenVerifier::new(&keys, options).map_err(|e| ConfigError::invalid("auth.keys", e.to_string()))?;
         let mut origins = config.origins.allow.clone();
         if profile == Profile::Dev {
             origins.extend(DEV_ORIGINS.iter().map(|o| (*o).to_owned()));
         }
-        let origins = OriginPolicy::new(&origins)
-            .map_err(|e| ConfigError::invalid("origins.allow", e.to_string()))?;
+        let origins = OriginPolicy::new(&origins).map_err(|e| ConfigError::invalid("origins.allow", e.to_string()))?;
         let gate = Gate::new(origins, verifier, config.auth.allow_query_token);
-        let policy = Policy::compile(&policy_spec(&config)).map_err(|e| ConfigError::Invalid {
-            key: e.key,
-            why: e.why,
-        })?;
+        let policy =
+            Policy::compile(&policy_spec(&config)).map_err(|e| ConfigError::Invalid { key: e.key, why: e.why })?;
         let session = SessionLimits {
             max_rooms: config.limits.max_rooms_per_connection,
             expiry_notice: config.auth.expiry_notice,
             expiry_grace: config.auth.leeway,
         };
-        Ok(Self {
-            config,
-            profile,
-            gate,
-            policy,
-            session,
-        })
+        Ok(Self { config, profile, gate, policy, session })
     }
 
     /// The heartbeat deadline: a connection silent this long is dead.
@@ -78,23 +69,16 @@ impl Settings {
 pub fn signer(config: &Config, profile: Profile) -> Result<TokenSigner, ConfigError> {
     let keys = load_keys(config, profile)?;
     let key = keys.iter().find(|k| k.can_sign()).ok_or_else(|| {
-        ConfigError::invalid(
-            "auth.keys",
-            "no key can sign: give an HMAC secret or a private_key_file",
-        )
+        ConfigError::invalid("auth.keys", "no key can sign: give an HMAC secret or a private_key_file")
     })?;
-    TokenSigner::new(key, &verify_options(config))
-        .map_err(|e| ConfigError::invalid("auth.keys", e.to_string()))
+    TokenSigner::new(key, &verify_options(config)).map_err(|e| ConfigError::invalid("auth.keys", e.to_string()))
 }
 
 fn load_keys(config: &Config, profile: Profile) -> Result<Vec<KeyMaterial>, ConfigError> {
-    let keys = config
-        .auth
-        .keys
-        .iter()
-        .enumerate()
-        .map(|(i, k)| k.load(i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let keys = config.auth.keys.iter().enumerate().map(|(i, k)| k.load(i)).collect::<Result<Vec<_>, _>>()?;
+    if let Some(i) = (0..keys.len()).find(|&i| keys[..i].iter().any(|k| k.id == keys[i].id)) {
+        return Err(ConfigError::invalid(format!("auth.keys[{i}].id"), "duplicate key id"));
+    }
     match (keys.is_empty(), profile) {
         (false, _) => Ok(keys),
         (true, Profile::Dev) => Ok(vec![dev_key(&config.server.data_dir)?]),

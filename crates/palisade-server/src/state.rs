@@ -38,9 +38,7 @@ impl AppState {
     pub(crate) fn reserve_slot(self: &Arc<Self>) -> Option<Slot> {
         let max = self.settings.config.limits.max_connections;
         self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .ok()
             .map(|_| Slot(Arc::clone(self)))
     }

@@ -18,12 +18,7 @@ use serde_json::json;
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PALISADE_CONFIG")
-        .output()
-        .unwrap()
+    Command::new(BIN).args(args).current_dir(dir).env_remove("PALISADE_CONFIG").output().unwrap()
 }
 
 /// A running `palisade` process and the address it printed.
@@ -36,8 +31,8 @@ impl Running {
     fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BIN)
             .args(args)
-            .envs(env.iter().copied())
             .env_remove("PALISADE_CONFIG")
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -61,10 +56,7 @@ impl Running {
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
@@ -79,8 +71,7 @@ impl Running {
 async fn connect_to(addr: std::net::SocketAddr, token: &str) -> (Ws, serde_json::Value) {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
     let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let welcome = next_json(&mut ws).await;
     (ws, welcome)
@@ -89,11 +80,7 @@ async fn connect_to(addr: std::net::SocketAddr, token: &str) -> (Ws, serde_json:
 #[test]
 fn an_unknown_config_key_stops_the_server_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "[limits]\nmax_mesage_bytes = 10\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[limits]\nmax_mesage_bytes = 10\n").unwrap();
     let out = run(dir.path(), &["serve", "--config", "bad.toml"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -118,60 +105,33 @@ fn init_writes_a_private_config_once() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.path().join("p.toml"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join("p.toml")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let again = run(dir.path(), &["init", "--output", "p.toml"]);
     assert_eq!(again.status.code(), Some(1));
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("p.toml")).unwrap(),
-        text,
-        "init must not overwrite"
-    );
+    assert_eq!(std::fs::read_to_string(dir.path().join("p.toml")).unwrap(), text, "init must not overwrite");
 }
 
 #[tokio::test]
 async fn a_token_from_the_cli_opens_a_socket_on_a_server_from_the_same_config() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(
-        run(dir.path(), &["init", "--output", "p.toml"])
-            .status
-            .success()
-    );
+    assert!(run(dir.path(), &["init", "--output", "p.toml"]).status.success());
     let out = run(
         dir.path(),
-        &[
-            "token", "--config", "p.toml", "--sub", "alice", "--name", "Alice", "--roles", "a,b",
-            "--ttl", "5m",
-        ],
+        &["token", "--config", "p.toml", "--sub", "alice", "--name", "Alice", "--roles", "a,b", "--ttl", "5m"],
     );
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let token = stdout.trim_end();
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "stdout is the token and nothing else"
-    );
+    assert_eq!(stdout.lines().count(), 1, "stdout is the token and nothing else");
     assert_eq!(token.split('.').count(), 3);
 
-    let server = Running::start(
-        dir.path(),
-        &["serve", "--config", "p.toml", "--listen", "127.0.0.1:0"],
-        &[],
-    );
+    let server = Running::start(dir.path(), &["serve", "--config", "p.toml", "--listen", "127.0.0.1:0"], &[]);
     let (mut ws, welcome) = connect_to(server.addr, token).await;
-    assert_eq!(
-        welcome["user"],
-        json!({"id":"alice","name":"Alice","roles":["a","b"]})
-    );
+    assert_eq!(welcome["user"], json!({"id":"alice","name":"Alice","roles":["a","b"]}));
     let closing = tokio::spawn(async move { close_code(&mut ws).await });
-    let status = tokio::task::spawn_blocking(move || server.terminate())
-        .await
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
     assert!(status.success(), "{status:?}");
     assert_eq!(closing.await.unwrap(), Some(1001));
 }
@@ -180,11 +140,7 @@ async fn a_token_from_the_cli_opens_a_socket_on_a_server_from_the_same_config() 
 async fn no_arguments_means_the_dev_profile_with_a_persisted_key() {
     let dir = tempfile::tempdir().unwrap();
     // The listen override also proves PALISADE_* variables reach the config.
-    let server = Running::start(
-        dir.path(),
-        &[],
-        &[("PALISADE_SERVER__LISTEN", "127.0.0.1:0")],
-    );
+    let server = Running::start(dir.path(), &[], &[("PALISADE_SERVER__LISTEN", "127.0.0.1:0")]);
     assert!(dir.path().join("palisade-data/dev-secret").exists());
     let out = run(dir.path(), &["token", "--sub", "bob"]);
     assert!(out.status.success(), "{out:?}");
@@ -194,17 +150,24 @@ async fn no_arguments_means_the_dev_profile_with_a_persisted_key() {
     // The dev lobby is open to every authenticated user.
     send_json(&mut ws, json!({"type":"join","id":"1","room":"lobby"})).await;
     assert_eq!(next_json(&mut ws).await["type"], "ack");
-    send_json(&mut ws, json!({"type":"send","id":"2","room":"lobby","event":"chat.message","data":{"content":"hi"}})).await;
-    let mut types = vec![
-        next_json(&mut ws).await["type"].clone(),
-        next_json(&mut ws).await["type"].clone(),
-    ];
+    send_json(&mut ws, json!({"type":"send","id":"2","room":"lobby","event":"chat.message","data":{"content":"hi"}}))
+        .await;
+    let mut types = vec![next_json(&mut ws).await["type"].clone(), next_json(&mut ws).await["type"].clone()];
     types.sort_by_key(ToString::to_string);
     assert_eq!(types, [json!("ack"), json!("event")]);
-    assert!(
-        tokio::task::spawn_blocking(move || server.terminate())
-            .await
-            .unwrap()
-            .success()
-    );
+    assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
+}
+
+#[tokio::test]
+async fn bare_palisade_reads_palisade_config_and_serve_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), &["init", "--output", "p.toml"]).status.success());
+    let out = run(dir.path(), &["token", "--config", "p.toml", "--sub", "carol"]);
+    let token = String::from_utf8(out.stdout).unwrap();
+    let server = Running::start(dir.path(), &["--listen", "127.0.0.1:0"], &[("PALISADE_CONFIG", "p.toml")]);
+    // The configured key is used (no dev key is generated).
+    assert!(!dir.path().join("palisade-data/dev-secret").exists());
+    let (_ws, welcome) = connect_to(server.addr, token.trim()).await;
+    assert_eq!(welcome["user"]["id"], "carol");
+    assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
 }

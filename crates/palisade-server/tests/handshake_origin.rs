@@ -10,16 +10,9 @@ async fn allowed_origins_upgrade() {
     let server = TestServer::start("").await;
     let t = token("u1", &[]);
     for origin in ["https://app.example.com", "https://chat.example.org"] {
-        let (mut ws, _) = dial(
-            &server,
-            Dial {
-                bearer: Some(&t),
-                origin: Some(origin),
-                ..Dial::default()
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{origin}: {e:?}"));
+        let (mut ws, _) = dial(&server, Dial { bearer: Some(&t), origin: Some(origin), ..Dial::default() })
+            .await
+            .unwrap_or_else(|e| panic!("{origin}: {e:?}"));
         assert_eq!(next_json(&mut ws).await["type"], "welcome");
     }
 }
@@ -37,29 +30,14 @@ async fn foreign_origins_get_403_before_the_token_is_looked_at() {
         "https://a.b.example.org",
         "https://example.org",
     ] {
-        let refused = dial(
-            &server,
-            Dial {
-                bearer: Some(&t),
-                origin: Some(origin),
-                ..Dial::default()
-            },
-        )
-        .await;
+        let refused = dial(&server, Dial { bearer: Some(&t), origin: Some(origin), ..Dial::default() }).await;
         let (status, body) = refused.err().unwrap_or_else(|| panic!("{origin} upgraded"));
         assert_eq!(status, 403, "{origin}");
         assert!(body.contains("origin not allowed"), "{body}");
     }
     // Even with a garbage token, a foreign origin learns only "403".
-    let refused = dial(
-        &server,
-        Dial {
-            bearer: Some("junk"),
-            origin: Some("https://evil.example"),
-            ..Dial::default()
-        },
-    )
-    .await;
+    let refused =
+        dial(&server, Dial { bearer: Some("junk"), origin: Some("https://evil.example"), ..Dial::default() }).await;
     assert_eq!(refused.err().map(|e| e.0), Some(403));
 }
 
@@ -67,15 +45,8 @@ async fn foreign_origins_get_403_before_the_token_is_looked_at() {
 async fn an_empty_allowlist_refuses_every_origin_but_not_headerless_clients() {
     let server = TestServer::start("[origins]\nallow = []\n").await;
     let t = token("u1", &[]);
-    let refused = dial(
-        &server,
-        Dial {
-            bearer: Some(&t),
-            origin: Some("https://app.example.com"),
-            ..Dial::default()
-        },
-    )
-    .await;
+    let refused =
+        dial(&server, Dial { bearer: Some(&t), origin: Some("https://app.example.com"), ..Dial::default() }).await;
     assert_eq!(refused.err().map(|e| e.0), Some(403));
     let (_ws, welcome) = connect(&server, &t).await;
     assert_eq!(welcome["user"]["id"], "u1");

@@ -20,13 +20,9 @@ async fn a_frame_one_byte_over_the_limit_closes_with_1009() {
     let server = TestServer::start("").await;
     let (mut ws, _) = connect(&server, &token("u1", &[])).await;
     // Exactly at the limit: read and answered (it is not a valid request).
-    ws.send(Message::Text("x".repeat(65536).into()))
-        .await
-        .unwrap();
+    ws.send(Message::Text("x".repeat(65536).into())).await.unwrap();
     assert_eq!(next_json(&mut ws).await["code"], "bad_request");
-    ws.send(Message::Text("x".repeat(65537).into()))
-        .await
-        .unwrap();
+    ws.send(Message::Text("x".repeat(65537).into())).await.unwrap();
     assert_eq!(close_code(&mut ws).await, Some(1009));
 }
 
@@ -34,9 +30,7 @@ async fn a_frame_one_byte_over_the_limit_closes_with_1009() {
 async fn binary_frames_close_with_1003() {
     let server = TestServer::start("").await;
     let (mut ws, _) = connect(&server, &token("u1", &[])).await;
-    ws.send(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
     assert_eq!(close_code(&mut ws).await, Some(1003));
 }
 
@@ -59,12 +53,9 @@ async fn a_client_that_never_reads_is_closed_with_4009_while_others_keep_receivi
     let stream = socket.connect(server.addr).await.unwrap();
     let mut req = server.url().into_client_request().unwrap();
     let bearer = format!("Bearer {}", token("slow", &[]));
-    req.headers_mut()
-        .insert("authorization", HeaderValue::from_str(&bearer).unwrap());
+    req.headers_mut().insert("authorization", HeaderValue::from_str(&bearer).unwrap());
     let (mut slow, _) =
-        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap();
+        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await.unwrap();
     assert_eq!(next_json(&mut slow).await["type"], "welcome");
     join(&mut slow, "lobby").await;
 
@@ -92,20 +83,14 @@ async fn a_client_that_never_reads_is_closed_with_4009_while_others_keep_receivi
         .await;
         assert_eq!(ack["type"], "ack", "{ack}");
     }
-    assert_eq!(
-        tokio::time::timeout(WAIT, reader).await.unwrap().unwrap(),
-        EVENTS
-    );
+    assert_eq!(tokio::time::timeout(WAIT, reader).await.unwrap().unwrap(), EVENTS);
     // Now the slow client reads: whatever was buffered, then the close.
     assert_eq!(close_code(&mut slow).await, Some(4009));
 }
 
 #[tokio::test]
 async fn a_client_that_ignores_pings_is_dropped_and_one_that_answers_is_kept() {
-    let server = TestServer::start(
-        "[limits]\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"200ms\"\n",
-    )
-    .await;
+    let server = TestServer::start("[limits]\nheartbeat_interval = \"200ms\"\nheartbeat_timeout = \"200ms\"\n").await;
     let (mut deaf, _) = connect(&server, &token("deaf", &[])).await;
     let (mut alive, _) = connect(&server, &token("alive", &[])).await;
     // `alive` keeps reading (so its client answers pings); `deaf` does not.
@@ -126,20 +111,12 @@ async fn a_client_that_ignores_pings_is_dropped_and_one_that_answers_is_kept() {
 async fn a_half_sent_handshake_is_cut_off() {
     let server = TestServer::start("[server]\nhandshake_timeout = \"300ms\"\n").await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET /ws HTTP/1.1\r\nhost: x\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nhost: x\r\n").await.unwrap();
     let mut buf = Vec::new();
     // Without the handshake timeout this read would wait forever.
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut buf))
-        .await
-        .expect("server hangs up in time");
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut buf)).await.expect("server hangs up in time");
     // Whatever it answers (a 408 or nothing), it is never an upgrade.
-    assert!(
-        !String::from_utf8_lossy(&buf).contains("101"),
-        "{}",
-        String::from_utf8_lossy(&buf)
-    );
+    assert!(!String::from_utf8_lossy(&buf).contains("101"), "{}", String::from_utf8_lossy(&buf));
 }
 
 #[tokio::test]
@@ -147,30 +124,14 @@ async fn beyond_max_connections_upgrades_get_503() {
     let server = TestServer::start("[limits]\nmax_connections = 2\n").await;
     let (_a, _) = connect(&server, &token("a", &[])).await;
     let (mut b, _) = connect(&server, &token("b", &[])).await;
-    let refused = dial(
-        &server,
-        Dial {
-            bearer: Some(&token("c", &[])),
-            ..Dial::default()
-        },
-    )
-    .await;
+    let refused = dial(&server, Dial { bearer: Some(&token("c", &[])), ..Dial::default() }).await;
     assert_eq!(refused.err().map(|e| e.0), Some(503));
     // A slot frees when a connection closes.
     b.close(None).await.unwrap();
     while b.next().await.is_some() {}
     let mut admitted = false;
     for _ in 0..50 {
-        if dial(
-            &server,
-            Dial {
-                bearer: Some(&token("c", &[])),
-                ..Dial::default()
-            },
-        )
-        .await
-        .is_ok()
-        {
+        if dial(&server, Dial { bearer: Some(&token("c", &[])), ..Dial::default() }).await.is_ok() {
             admitted = true;
             break;
         }

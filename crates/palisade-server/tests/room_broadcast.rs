@@ -47,11 +47,7 @@ async fn three_members_see_every_event_in_order_with_increasing_seq() {
     for round in 0..3 {
         for (i, ws) in clients.iter_mut().enumerate() {
             let id = format!("m{round}-{i}");
-            send_json(
-                ws,
-                send(&id, "lobby", "chat.message", &json!({"content": id})),
-            )
-            .await;
+            send_json(ws, send(&id, "lobby", "chat.message", &json!({"content": id}))).await;
         }
     }
     // Each client gets an ack (with a seq) per own message, and sees all
@@ -74,12 +70,7 @@ async fn three_members_see_every_event_in_order_with_increasing_seq() {
                     );
                     let content = frame["data"]["content"].as_str().unwrap().to_owned();
                     // The sender named is the one whose message it is.
-                    let sender = content
-                        .rsplit('-')
-                        .next()
-                        .unwrap()
-                        .parse::<usize>()
-                        .unwrap();
+                    let sender = content.rsplit('-').next().unwrap().parse::<usize>().unwrap();
                     assert_eq!(frame["from"]["id"], ["alice", "bob", "carol"][sender]);
                     events.push((frame["seq"].as_u64().unwrap(), content));
                 }
@@ -120,36 +111,15 @@ async fn refused_requests_get_their_code_and_broadcast_nothing() {
     join(&mut bob, "announcements").await;
 
     let cases = [
-        (
-            send("a", "announcements", "chat.message", &json!({})),
-            "forbidden",
-        ),
-        (
-            send("b", "lobby", "admin.broadcast", &json!({})),
-            "forbidden",
-        ),
-        (
-            send("c", "lobby", "no.such.event", &json!({})),
-            "unknown_event",
-        ),
+        (send("a", "announcements", "chat.message", &json!({})), "forbidden"),
+        (send("b", "lobby", "admin.broadcast", &json!({})), "forbidden"),
+        (send("c", "lobby", "no.such.event", &json!({})), "unknown_event"),
         (send("d", "other", "chat.message", &json!({})), "not_member"),
-        (
-            json!({"type":"join","id":"e","room":"unlisted"}),
-            "forbidden",
-        ),
-        (
-            json!({"type":"join","id":"f","room":"has space"}),
-            "bad_request",
-        ),
-        (
-            json!({"type":"leave","id":"g","room":"other"}),
-            "not_member",
-        ),
+        (json!({"type":"join","id":"e","room":"unlisted"}), "forbidden"),
+        (json!({"type":"join","id":"f","room":"has space"}), "bad_request"),
+        (json!({"type":"leave","id":"g","room":"other"}), "not_member"),
         (json!({"type":"frobnicate","id":"h"}), "bad_request"),
-        (
-            json!({"type":"send","id":"i","room":"lobby"}),
-            "bad_request",
-        ),
+        (json!({"type":"send","id":"i","room":"lobby"}), "bad_request"),
     ];
     for (frame, code) in cases {
         let reply = request(&mut alice, frame.clone()).await;
@@ -161,32 +131,17 @@ async fn refused_requests_get_their_code_and_broadcast_nothing() {
     // Not JSON at all: an error with no id.
     alice.send(Message::Text("{nope".into())).await.unwrap();
     let reply = next_json(&mut alice).await;
-    assert_eq!(
-        (reply["code"].as_str(), reply.get("id")),
-        (Some("bad_request"), None)
-    );
+    assert_eq!((reply["code"].as_str(), reply.get("id")), (Some("bad_request"), None));
 
     assert_silent(&mut bob, Duration::from_millis(300)).await;
 
     // A teacher may announce; bob sees exactly that.
     let (mut teacher, _) = connect(&server, &token("tess", &["teacher"])).await;
     join(&mut teacher, "announcements").await;
-    let ack = request(
-        &mut teacher,
-        send(
-            "t",
-            "announcements",
-            "chat.message",
-            &json!({"content":"quiz"}),
-        ),
-    )
-    .await;
+    let ack = request(&mut teacher, send("t", "announcements", "chat.message", &json!({"content":"quiz"}))).await;
     assert_eq!(ack["type"], "ack");
     let event = next_json(&mut bob).await;
-    assert_eq!(
-        (event["room"].as_str(), event["from"]["id"].as_str()),
-        (Some("announcements"), Some("tess"))
-    );
+    assert_eq!((event["room"].as_str(), event["from"]["id"].as_str()), (Some("announcements"), Some("tess")));
 }
 
 #[tokio::test]
@@ -198,10 +153,6 @@ async fn leaving_stops_delivery() {
     join(&mut bob, "lobby").await;
     let ack = request(&mut bob, json!({"type":"leave","id":"l","room":"lobby"})).await;
     assert_eq!(ack["type"], "ack");
-    request(
-        &mut alice,
-        send("1", "lobby", "chat.message", &json!({"content":"x"})),
-    )
-    .await;
+    request(&mut alice, send("1", "lobby", "chat.message", &json!({"content":"x"}))).await;
     assert_silent(&mut bob, Duration::from_millis(300)).await;
 }

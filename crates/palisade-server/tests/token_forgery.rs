@@ -14,10 +14,7 @@ fn b64(s: &str) -> String {
 async fn a_valid_token_gets_a_welcome_with_its_identity() {
     let server = TestServer::start("").await;
     let (_ws, welcome) = connect(&server, &token("u1", &["student"])).await;
-    assert_eq!(
-        welcome["user"],
-        json!({"id":"u1","name":"u1-name","roles":["student"]})
-    );
+    assert_eq!(welcome["user"], json!({"id":"u1","name":"u1-name","roles":["student"]}));
     assert!(welcome["session"].as_str().unwrap().starts_with("s_"));
     assert_eq!(welcome["max_message_bytes"], 65536);
     assert!(welcome["csrf"].as_str().is_some_and(|c| c.len() >= 16));
@@ -32,13 +29,7 @@ async fn every_bad_token_gets_the_same_401() {
     let cases = [
         ("missing", None),
         ("garbage", Some("not-a-jwt".to_owned())),
-        (
-            "expired",
-            Some(sign(
-                &json!({"sub":"u1","exp":now - 3600,"iss":"palisade","aud":"palisade"}),
-                SECRET,
-            )),
-        ),
+        ("expired", Some(sign(&json!({"sub":"u1","exp":now - 3600,"iss":"palisade","aud":"palisade"}), SECRET))),
         (
             "wrong key",
             Some(sign(
@@ -46,53 +37,18 @@ async fn every_bad_token_gets_the_same_401() {
                 "another-secret-another-secret-another!",
             )),
         ),
-        (
-            "alg none",
-            Some(format!(
-                "{}.{payload}.",
-                b64(r#"{"alg":"none","typ":"JWT"}"#)
-            )),
-        ),
-        (
-            "wrong aud",
-            Some(sign(
-                &json!({"sub":"u1","exp":now + 600,"iss":"palisade","aud":"other"}),
-                SECRET,
-            )),
-        ),
-        (
-            "wrong iss",
-            Some(sign(
-                &json!({"sub":"u1","exp":now + 600,"iss":"evil","aud":"palisade"}),
-                SECRET,
-            )),
-        ),
-        (
-            "no exp",
-            Some(sign(
-                &json!({"sub":"u1","iss":"palisade","aud":"palisade"}),
-                SECRET,
-            )),
-        ),
+        ("alg none", Some(format!("{}.{payload}.", b64(r#"{"alg":"none","typ":"JWT"}"#)))),
+        ("wrong aud", Some(sign(&json!({"sub":"u1","exp":now + 600,"iss":"palisade","aud":"other"}), SECRET))),
+        ("wrong iss", Some(sign(&json!({"sub":"u1","exp":now + 600,"iss":"evil","aud":"palisade"}), SECRET))),
+        ("no exp", Some(sign(&json!({"sub":"u1","iss":"palisade","aud":"palisade"}), SECRET))),
         (
             "alg confusion",
-            Some(format!(
-                "{}.{}",
-                b64(r#"{"alg":"HS512","kid":"k1"}"#),
-                good.split_once('.').unwrap().1
-            )),
+            Some(format!("{}.{}", b64(r#"{"alg":"HS512","kid":"k1"}"#), good.split_once('.').unwrap().1)),
         ),
     ];
     let mut bodies = std::collections::HashSet::new();
     for (what, token) in cases {
-        let refused = dial(
-            &server,
-            Dial {
-                bearer: token.as_deref(),
-                ..Dial::default()
-            },
-        )
-        .await;
+        let refused = dial(&server, Dial { bearer: token.as_deref(), ..Dial::default() }).await;
         let (status, body) = refused.err().unwrap_or_else(|| panic!("{what}: upgraded"));
         assert_eq!(status, 401, "{what}");
         bodies.insert(body);
@@ -106,16 +62,10 @@ async fn every_bad_token_gets_the_same_401() {
 async fn browsers_pass_the_token_as_a_subprotocol_and_get_only_palisade_v1_back() {
     let server = TestServer::start("").await;
     let protocols = format!("palisade.v1, palisade.bearer.{}", token("u1", &[]));
-    let (mut ws, resp) = dial(
-        &server,
-        Dial {
-            protocols: Some(&protocols),
-            origin: Some("https://app.example.com"),
-            ..Dial::default()
-        },
-    )
-    .await
-    .expect("accepted");
+    let (mut ws, resp) =
+        dial(&server, Dial { protocols: Some(&protocols), origin: Some("https://app.example.com"), ..Dial::default() })
+            .await
+            .expect("accepted");
     assert_eq!(resp.headers()["sec-websocket-protocol"], "palisade.v1");
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
 }
@@ -125,15 +75,7 @@ async fn two_credentials_at_once_are_refused() {
     let server = TestServer::start("").await;
     let t = token("u1", &[]);
     let protocols = format!("palisade.v1, palisade.bearer.{t}");
-    let refused = dial(
-        &server,
-        Dial {
-            bearer: Some(&t),
-            protocols: Some(&protocols),
-            ..Dial::default()
-        },
-    )
-    .await;
+    let refused = dial(&server, Dial { bearer: Some(&t), protocols: Some(&protocols), ..Dial::default() }).await;
     assert_eq!(refused.err().map(|e| e.0), Some(401));
 }
 
@@ -142,26 +84,11 @@ async fn query_tokens_work_only_when_enabled() {
     let t = token("u1", &[]);
     let off = TestServer::start("").await;
     let path = format!("/ws?access_token={t}");
-    let refused = dial(
-        &off,
-        Dial {
-            path: Some(&path),
-            ..Dial::default()
-        },
-    )
-    .await;
+    let refused = dial(&off, Dial { path: Some(&path), ..Dial::default() }).await;
     assert_eq!(refused.err().map(|e| e.0), Some(401));
 
     let on = TestServer::start("[auth]\nallow_query_token = true\n").await;
-    let (mut ws, _) = dial(
-        &on,
-        Dial {
-            path: Some(&path),
-            ..Dial::default()
-        },
-    )
-    .await
-    .expect("accepted");
+    let (mut ws, _) = dial(&on, Dial { path: Some(&path), ..Dial::default() }).await.expect("accepted");
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
 }
 
@@ -174,10 +101,9 @@ async fn plain_http_to_the_socket_endpoint_is_a_clear_400() {
     let health = http_get(server.addr, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let ready = http_get(server.addr, "/readyz").await;
-    assert!(
-        ready.starts_with("HTTP/1.1 200") && ready.contains("ready"),
-        "{ready}"
-    );
+    assert!(ready.starts_with("HTTP/1.1 200") && ready.contains("ready"), "{ready}");
+    let post = http_request(server.addr, "POST", "/healthz").await;
+    assert!(post.starts_with("HTTP/1.1 405") && post.contains("method_not_allowed"), "{post}");
     let missing = http_get(server.addr, "/nope").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }

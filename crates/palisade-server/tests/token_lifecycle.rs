@@ -26,11 +26,7 @@ async fn a_refresh_for_the_same_user_keeps_the_connection() {
     let server = TestServer::start(SHORT).await;
     let (mut ws, _) = connect(&server, &token_ttl("u1", &[], 3)).await;
     assert_eq!(next_json(&mut ws).await["type"], "expiring");
-    let reply = request(
-        &mut ws,
-        json!({"type":"refresh","id":"r","token":token("u1", &[])}),
-    )
-    .await;
+    let reply = request(&mut ws, json!({"type":"refresh","id":"r","token":token("u1", &[])})).await;
     assert_eq!(reply, json!({"type":"ack","id":"r"}));
     // Past the old token's exp + leeway, the connection still works.
     assert_silent(&mut ws, Duration::from_secs(3)).await;
@@ -43,9 +39,26 @@ async fn a_refresh_with_someone_elses_token_is_refused() {
     let (mut ws, _) = connect(&server, &token("u1", &[])).await;
     for bad in [token("u2", &[]), "garbage".to_owned()] {
         let reply = request(&mut ws, json!({"type":"refresh","id":"r","token":bad})).await;
-        assert_eq!(
-            (reply["type"].as_str(), reply["code"].as_str()),
-            (Some("error"), Some("forbidden"))
-        );
+        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("forbidden")));
     }
+}
+
+#[tokio::test]
+async fn refreshing_to_a_shorter_lived_token_moves_the_deadline_earlier() {
+    let server = TestServer::start(SHORT).await;
+    let (mut ws, _) = connect(&server, &token("u1", &[])).await;
+    let reply = request(&mut ws, json!({"type":"refresh","id":"r","token":token_ttl("u1", &[], 3)})).await;
+    assert_eq!(reply["type"], "ack");
+    // The long token would have kept it open for ten minutes.
+    assert_eq!(next_json(&mut ws).await["type"], "expiring");
+    assert_eq!(close_code(&mut ws).await, Some(4001));
+}
+
+#[tokio::test]
+async fn a_refresh_with_an_expired_token_says_expired() {
+    let server = TestServer::start("").await;
+    let (mut ws, _) = connect(&server, &token("u1", &[])).await;
+    let stale = sign(&json!({"sub":"u1","exp":unix_now() - 3600,"iss":"palisade","aud":"palisade"}), SECRET);
+    let reply = request(&mut ws, json!({"type":"refresh","id":"r","token":stale})).await;
+    assert_eq!(reply["code"], "expired");
 }

@@ -63,14 +63,10 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     }
     let elapsed = start.elapsed();
     let mut report = Report::new("connect");
-    report
-        .param("total", p.total)
-        .param("concurrency", p.concurrency);
+    report.param("total", p.total).param("concurrency", p.concurrency);
     report.value("handshakes_per_sec", rate(lat.count(), elapsed));
     #[allow(clippy::cast_precision_loss, reason = "small counts")]
-    report
-        .value("handshakes", lat.count() as f64)
-        .value("failed", failed as f64);
+    report.value("handshakes", lat.count() as f64).value("failed", failed as f64);
     report.latency("handshake", lat.summary());
     Ok(report)
 }

@@ -75,9 +75,7 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     }
     let elapsed = start.elapsed();
     let mut report = Report::new("echo");
-    report
-        .param("connections", p.connections)
-        .param("duration_s", p.duration.as_secs_f64());
+    report.param("connections", p.connections).param("duration_s", p.duration.as_secs_f64());
     report.value("acks_per_sec", rate(lat.count(), elapsed));
     #[allow(clippy::cast_precision_loss, reason = "small counts")]
     report.value("errors", errors as f64);

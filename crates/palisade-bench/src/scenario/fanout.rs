@@ -43,10 +43,8 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     // is in flight.
     let drain = deadline + Duration::from_millis(500);
     let window = (deadline, drain);
-    let receivers: Vec<_> = subscribers
-        .into_iter()
-        .map(|ws| tokio::spawn(chat_loop(ws, ROOM, start, window, None, true)))
-        .collect();
+    let receivers: Vec<_> =
+        subscribers.into_iter().map(|ws| tokio::spawn(chat_loop(ws, ROOM, start, window, None, true))).collect();
     let senders: Vec<_> = publishers
         .into_iter()
         .map(|ws| tokio::spawn(chat_loop(ws, ROOM, start, window, Some(p.rate), false)))
@@ -71,10 +69,7 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     report.value("published", sent as f64);
     report.value("delivered_per_sec", rate(lat.count(), p.duration));
     #[allow(clippy::cast_precision_loss, reason = "small counts")]
-    report.value(
-        "delivery_ratio",
-        lat.count() as f64 / (sent as f64 * p.subscribers as f64).max(1.0),
-    );
+    report.value("delivery_ratio", lat.count() as f64 / (sent as f64 * p.subscribers as f64).max(1.0));
     report.latency("publish_to_receive", lat.summary());
     Ok(report)
 }
@@ -126,9 +121,5 @@ pub(crate) fn sent_at(text: &str) -> Option<Duration> {
         return None;
     }
     let content = frame.data?.content?;
-    content
-        .strip_prefix('t')?
-        .parse()
-        .ok()
-        .map(Duration::from_micros)
+    content.strip_prefix('t')?.parse().ok().map(Duration::from_micros)
 }

@@ -27,16 +27,13 @@ pub struct Params {
 
 /// Resident set size of `pid`, in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64, ScenarioError> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|source| ScenarioError::Proc { pid, source })?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|source| ScenarioError::Proc { pid, source })?;
     let kib = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
-    kib.ok_or_else(|| ScenarioError::Proc {
-        pid,
-        source: std::io::Error::other("no VmRSS line"),
-    })
+    kib.ok_or_else(|| ScenarioError::Proc { pid, source: std::io::Error::other("no VmRSS line") })
 }
 
 /// Runs the scenario.
@@ -90,18 +87,10 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     report.param("connections", p.connections);
     #[allow(clippy::cast_precision_loss, reason = "small counts")]
     {
-        report
-            .value("opened", opened as f64)
-            .value("failed", failed as f64)
-            .value("open_seconds", open_secs);
+        report.value("opened", opened as f64).value("failed", failed as f64).value("open_seconds", open_secs);
         if let (Some(b), Some(a)) = (before, after) {
-            report
-                .value("server_rss_before_kib", b as f64)
-                .value("server_rss_after_kib", a as f64);
-            report.value(
-                "server_kib_per_connection",
-                a.saturating_sub(b) as f64 / opened.max(1) as f64,
-            );
+            report.value("server_rss_before_kib", b as f64).value("server_rss_after_kib", a as f64);
+            report.value("server_kib_per_connection", a.saturating_sub(b) as f64 / opened.max(1) as f64);
         }
     }
     Ok(report)

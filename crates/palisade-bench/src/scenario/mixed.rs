@@ -50,23 +50,16 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
         honest.push(joined(target, &format!("honest{n}"), n, ROOM, None).await?);
     }
     let start = Instant::now();
-    let window = (
-        start + p.duration,
-        start + p.duration + Duration::from_millis(500),
-    );
+    let window = (start + p.duration, start + p.duration + Duration::from_millis(500));
     let tally = Arc::new(Tally::default());
     let hostiles: Vec<_> = (0..p.hostile)
         .map(|n| {
             let (target, tally) = (target.clone(), Arc::clone(&tally));
-            tokio::spawn(async move {
-                attack(&target, n, p.honest + n, p.hostile_rate, window.0, &tally).await
-            })
+            tokio::spawn(async move { attack(&target, n, p.honest + n, p.hostile_rate, window.0, &tally).await })
         })
         .collect();
-    let chatters: Vec<_> = honest
-        .into_iter()
-        .map(|ws| tokio::spawn(chat_loop(ws, ROOM, start, window, Some(p.rate), true)))
-        .collect();
+    let chatters: Vec<_> =
+        honest.into_iter().map(|ws| tokio::spawn(chat_loop(ws, ROOM, start, window, Some(p.rate), true))).collect();
     let (mut sent, mut lat) = (0, Latency::default());
     for c in chatters {
         if let Ok((n, l)) = c.await {
@@ -87,14 +80,8 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     #[allow(clippy::cast_precision_loss, reason = "small counts")]
     {
         report.value("honest_published", sent as f64);
-        report.value(
-            "hostile_attacks",
-            tally.attacks.load(Ordering::Relaxed) as f64,
-        );
-        report.value(
-            "hostile_refused",
-            tally.refused.load(Ordering::Relaxed) as f64,
-        );
+        report.value("hostile_attacks", tally.attacks.load(Ordering::Relaxed) as f64);
+        report.value("hostile_refused", tally.refused.load(Ordering::Relaxed) as f64);
     }
     report.value("honest_delivered_per_sec", rate(lat.count(), p.duration));
     report.latency("honest_publish_to_receive", lat.summary());
@@ -102,14 +89,7 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
 }
 
 /// One hostile client until `deadline`; its kind is `kind % 4`.
-async fn attack(
-    target: &Target,
-    kind: usize,
-    n: usize,
-    per_sec: u32,
-    deadline: Instant,
-    tally: &Tally,
-) {
+async fn attack(target: &Target, kind: usize, n: usize, per_sec: u32, deadline: Instant, tally: &Tally) {
     let pause = Duration::from_secs(1) / per_sec.max(1);
     let user = format!("hostile{n}");
     if kind % 4 == 3 {
@@ -137,8 +117,7 @@ async fn attack(
             0 => ("x".repeat(70_000), None),
             1 => ("{\"type\":\"send\",\"id\":\"1\",".to_owned(), Some("error")),
             _ => (
-                r#"{"type":"send","id":"1","room":"mixed","event":"no.such.event","data":{}}"#
-                    .to_owned(),
+                r#"{"type":"send","id":"1","room":"mixed","event":"no.such.event","data":{}}"#.to_owned(),
                 Some("error"),
             ),
         };
@@ -152,9 +131,7 @@ async fn attack(
         loop {
             match read_text(ws, deadline).await {
                 Read::Text(text) => {
-                    let kind_of = serde_json::from_str::<Lite<'_>>(&text)
-                        .map(|l| l.kind.into_owned())
-                        .ok();
+                    let kind_of = serde_json::from_str::<Lite<'_>>(&text).map(|l| l.kind.into_owned()).ok();
                     if kind_of.as_deref() == want {
                         tally.refused.fetch_add(1, Ordering::Relaxed);
                         break;

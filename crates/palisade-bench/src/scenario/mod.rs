@@ -33,10 +33,7 @@ pub(crate) async fn joined(
     let mut client = Client::connect(&opts).await?;
     match client.join(room).await? {
         Reply::Ack { .. } => Ok(client.into_stream()),
-        Reply::Error { code, .. } => Err(ScenarioError::Refused {
-            room: room.to_owned(),
-            code,
-        }),
+        Reply::Error { code, .. } => Err(ScenarioError::Refused { room: room.to_owned(), code }),
     }
 }
 
@@ -50,9 +47,7 @@ pub enum ScenarioError {
     #[error("setup failed: {0}")]
     Setup(#[from] ClientError),
     /// The server refused to let the scenario join its room.
-    #[error(
-        "joining `{room}` was refused with `{code}`: does the server's policy have a rule for it?"
-    )]
+    #[error("joining `{room}` was refused with `{code}`: does the server's policy have a rule for it?")]
     Refused {
         /// Room.
         room: String,
@@ -77,10 +72,7 @@ pub(crate) fn check_bounds(connections: usize, duration: Duration) -> Result<(),
         )));
     }
     if duration > MAX_DURATION {
-        return Err(ScenarioError::Bounds(format!(
-            "duration is capped at {} s",
-            MAX_DURATION.as_secs()
-        )));
+        return Err(ScenarioError::Bounds(format!("duration is capped at {} s", MAX_DURATION.as_secs())));
     }
     Ok(())
 }

@@ -56,10 +56,7 @@ pub struct KeyMaterial {
 impl fmt::Debug for KeyMaterial {
     // Key bytes never reach a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyMaterial")
-            .field("id", &self.id)
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyMaterial").field("id", &self.id).field("algorithm", &self.algorithm).finish_non_exhaustive()
     }
 }
 
@@ -99,11 +96,7 @@ impl KeyMaterial {
                 _ => Err(KeyError::WeakSecret(self.id.clone())),
             };
         }
-        let bad = |what| KeyError::BadPem {
-            id: self.id.clone(),
-            what,
-            algorithm: self.algorithm,
-        };
+        let bad = |what| KeyError::BadPem { id: self.id.clone(), what, algorithm: self.algorithm };
         if let Some(public) = &self.public_pem {
             let pem = public.as_bytes();
             return match self.algorithm {
@@ -125,10 +118,7 @@ impl KeyMaterial {
                 None => Err(KeyError::CannotSign(self.id.clone())),
             };
         }
-        let private = self
-            .private_pem
-            .as_deref()
-            .ok_or_else(|| KeyError::CannotSign(self.id.clone()))?;
+        let private = self.private_pem.as_deref().ok_or_else(|| KeyError::CannotSign(self.id.clone()))?;
         let pem = private.as_bytes();
         match self.algorithm {
             Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
@@ -136,20 +126,12 @@ impl KeyMaterial {
             Algorithm::ES256 => EncodingKey::from_ec_pem(pem),
             _ => unreachable_hmac(),
         }
-        .map_err(|_| KeyError::BadPem {
-            id: self.id.clone(),
-            what: "private_key",
-            algorithm: self.algorithm,
-        })
+        .map_err(|_| KeyError::BadPem { id: self.id.clone(), what: "private_key", algorithm: self.algorithm })
     }
 
     /// Whether this key can mint tokens.
     pub fn can_sign(&self) -> bool {
-        if self.algorithm.is_hmac() {
-            self.secret.is_some()
-        } else {
-            self.private_pem.is_some()
-        }
+        if self.algorithm.is_hmac() { self.secret.is_some() } else { self.private_pem.is_some() }
     }
 }
 

@@ -13,9 +13,7 @@ fn b64(s: &str) -> String {
 
 #[test]
 fn a_minted_token_verifies_and_carries_identity() {
-    let id = verifier()
-        .verify(&mint("u1", &["student"], HOUR, T0), T0)
-        .unwrap();
+    let id = verifier().verify(&mint("u1", &["student"], HOUR, T0), T0).unwrap();
     assert_eq!(id.user_id, "u1");
     assert_eq!(id.name, "u1 name");
     assert_eq!(id.roles, vec!["student".to_string()]);
@@ -27,14 +25,8 @@ fn a_minted_token_verifies_and_carries_identity() {
 fn expiry_honours_leeway_on_a_virtual_clock() {
     let token = mint("u1", &[], Duration::from_secs(60), T0);
     let v = verifier();
-    assert!(
-        v.verify(&token, T0.saturating_add(Duration::from_secs(60 + 30)))
-            .is_ok()
-    );
-    assert_eq!(
-        v.verify(&token, T0.saturating_add(Duration::from_secs(60 + 31))),
-        Err(AuthError::Expired)
-    );
+    assert!(v.verify(&token, T0.saturating_add(Duration::from_secs(60 + 30))).is_ok());
+    assert_eq!(v.verify(&token, T0.saturating_add(Duration::from_secs(60 + 31))), Err(AuthError::Expired));
 }
 
 #[test]
@@ -42,16 +34,7 @@ fn forged_and_malformed_tokens_are_refused() {
     let v = verifier();
     let good = mint("u1", &[], HOUR, T0);
     let other = TokenSigner::new(&hs_key("main", &[8u8; 32]), &options()).unwrap();
-    let wrong_key = other
-        .mint(
-            TokenRequest {
-                user_id: "u1".into(),
-                ttl: HOUR,
-                ..Default::default()
-            },
-            T0,
-        )
-        .unwrap();
+    let wrong_key = other.mint(TokenRequest { user_id: "u1".into(), ttl: HOUR, ..Default::default() }, T0).unwrap();
     assert_eq!(v.verify(&wrong_key, T0), Err(AuthError::BadSignature));
     assert_eq!(v.verify("garbage", T0), Err(AuthError::Malformed));
     assert_eq!(v.verify("", T0), Err(AuthError::Malformed));
@@ -77,29 +60,19 @@ fn issuer_audience_and_nbf_are_checked() {
     let mut opts = options();
     opts.audience = Some("someone-else".into());
     let v = TokenVerifier::new(&[key()], opts).unwrap();
-    assert_eq!(
-        v.verify(&mint("u1", &[], HOUR, T0), T0),
-        Err(AuthError::WrongAudience)
-    );
+    assert_eq!(v.verify(&mint("u1", &[], HOUR, T0), T0), Err(AuthError::WrongAudience));
 
     let mut opts = options();
     opts.issuer = Some("elsewhere".into());
     let v = TokenVerifier::new(&[key()], opts).unwrap();
-    assert_eq!(
-        v.verify(&mint("u1", &[], HOUR, T0), T0),
-        Err(AuthError::WrongIssuer)
-    );
+    assert_eq!(v.verify(&mint("u1", &[], HOUR, T0), T0), Err(AuthError::WrongIssuer));
 
     // A token minted in the future is not yet valid.
     let mut opts = options();
     opts.issuer = None;
     opts.audience = None;
     let secret = [7u8; 32];
-    let claims = format!(
-        r#"{{"sub":"u1","exp":{},"nbf":{}}}"#,
-        T0.as_secs() + 7200,
-        T0.as_secs() + 3600
-    );
+    let claims = format!(r#"{{"sub":"u1","exp":{},"nbf":{}}}"#, T0.as_secs() + 7200, T0.as_secs() + 3600);
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &serde_json::from_str::<serde_json::Value>(&claims).unwrap(),
@@ -126,56 +99,24 @@ fn claims_of_the_wrong_shape_are_refused() {
         .unwrap()
     };
     let exp = T0.as_secs() + 60;
+    assert_eq!(v.verify(&sign(r#"{"sub":"u1"}"#), T0), Err(AuthError::BadClaims));
+    assert_eq!(v.verify(&sign(&format!(r#"{{"exp":{exp}}}"#)), T0), Err(AuthError::BadClaims));
+    assert_eq!(v.verify(&sign(&format!(r#"{{"sub":"","exp":{exp}}}"#)), T0), Err(AuthError::BadClaims));
+    assert_eq!(v.verify(&sign(&format!(r#"{{"sub":"a\nb","exp":{exp}}}"#)), T0), Err(AuthError::BadClaims));
     assert_eq!(
-        v.verify(&sign(r#"{"sub":"u1"}"#), T0),
-        Err(AuthError::BadClaims)
-    );
-    assert_eq!(
-        v.verify(&sign(&format!(r#"{{"exp":{exp}}}"#)), T0),
-        Err(AuthError::BadClaims)
-    );
-    assert_eq!(
-        v.verify(&sign(&format!(r#"{{"sub":"","exp":{exp}}}"#)), T0),
-        Err(AuthError::BadClaims)
-    );
-    assert_eq!(
-        v.verify(&sign(&format!(r#"{{"sub":"a\nb","exp":{exp}}}"#)), T0),
-        Err(AuthError::BadClaims)
-    );
-    assert_eq!(
-        v.verify(
-            &sign(&format!(r#"{{"sub":"u","exp":{exp},"roles":"admin"}}"#)),
-            T0
-        ),
+        v.verify(&sign(&format!(r#"{{"sub":"u","exp":{exp},"roles":"admin"}}"#)), T0),
         Err(AuthError::BadClaims)
     );
 }
 
 #[test]
 fn weak_or_missing_key_material_is_refused_at_load() {
-    assert!(matches!(
-        TokenVerifier::new(&[hs_key("k", b"short")], options()),
-        Err(KeyError::WeakSecret(_))
-    ));
-    let ed = KeyMaterial {
-        id: "ed".into(),
-        algorithm: Algorithm::EdDSA,
-        secret: None,
-        public_pem: None,
-        private_pem: None,
-    };
-    assert!(matches!(
-        TokenVerifier::new(std::slice::from_ref(&ed), options()),
-        Err(KeyError::MissingPem(_))
-    ));
-    let bad = KeyMaterial {
-        public_pem: Some("not a pem".into()),
-        ..ed
-    };
-    assert!(matches!(
-        TokenVerifier::new(&[bad], options()),
-        Err(KeyError::BadPem { .. })
-    ));
+    assert!(matches!(TokenVerifier::new(&[hs_key("k", b"short")], options()), Err(KeyError::WeakSecret(_))));
+    let ed =
+        KeyMaterial { id: "ed".into(), algorithm: Algorithm::EdDSA, secret: None, public_pem: None, private_pem: None };
+    assert!(matches!(TokenVerifier::new(std::slice::from_ref(&ed), options()), Err(KeyError::MissingPem(_))));
+    let bad = KeyMaterial { public_pem: Some("not a pem".into()), ..ed };
+    assert!(matches!(TokenVerifier::new(&[bad], options()), Err(KeyError::BadPem { .. })));
 }
 
 #[test]
@@ -191,23 +132,11 @@ fn eddsa_keys_sign_and_verify() {
         private_pem: Some(private.into()),
     };
     let signer = TokenSigner::new(&key, &options()).unwrap();
-    let token = signer
-        .mint(
-            TokenRequest {
-                user_id: "u9".into(),
-                ttl: HOUR,
-                ..Default::default()
-            },
-            T0,
-        )
-        .unwrap();
+    let token = signer.mint(TokenRequest { user_id: "u9".into(), ttl: HOUR, ..Default::default() }, T0).unwrap();
     let v = TokenVerifier::new(&[key, crate::testkit::key()], options()).unwrap();
     assert_eq!(v.verify(&token, T0).unwrap().user_id, "u9");
     // An HS256 token naming the EdDSA key's kid is refused.
-    let (_, rest) = mint("u1", &[], HOUR, T0)
-        .split_once('.')
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .unwrap();
+    let (_, rest) = mint("u1", &[], HOUR, T0).split_once('.').map(|(a, b)| (a.to_string(), b.to_string())).unwrap();
     let confused = format!("{}.{rest}", b64(r#"{"alg":"HS256","kid":"ed"}"#));
     assert_eq!(v.verify(&confused, T0), Err(AuthError::WrongAlgorithm));
 }

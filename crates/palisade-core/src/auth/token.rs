@@ -137,9 +137,7 @@ pub struct TokenVerifier {
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
-        f.debug_struct("TokenVerifier")
-            .field("keys", &ids)
-            .finish_non_exhaustive()
+        f.debug_struct("TokenVerifier").field("keys", &ids).finish_non_exhaustive()
     }
 }
 
@@ -157,18 +155,10 @@ impl TokenVerifier {
                 validation.validate_nbf = false;
                 validation.validate_aud = false;
                 validation.required_spec_claims = HashSet::new();
-                Ok(VerifyKey {
-                    id: k.id.clone(),
-                    algorithm,
-                    key: k.decoding_key()?,
-                    validation,
-                })
+                Ok(VerifyKey { id: k.id.clone(), algorithm, key: k.decoding_key()?, validation })
             })
             .collect::<Result<Vec<_>, KeyError>>()?;
-        Ok(Self {
-            keys: keys.into(),
-            options,
-        })
+        Ok(Self { keys: keys.into(), options })
     }
 
     /// The options in force.
@@ -185,33 +175,24 @@ impl TokenVerifier {
         // algorithm enum has no `none`.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let key = self.select_key(&header)?;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                match e.kind() {
-                    ErrorKind::InvalidSignature => AuthError::BadSignature,
-                    ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
-                    ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
-                    _ => AuthError::Malformed,
-                }
-            })?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
+                ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
+                _ => AuthError::Malformed,
+            }
+        })?;
         self.check_claims(data.claims, now)
     }
 
     fn select_key(&self, header: &Header) -> Result<&VerifyKey, AuthError> {
         let key = match &header.kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|k| &k.id == kid)
-                .ok_or(AuthError::UnknownKey)?,
+            Some(kid) => self.keys.iter().find(|k| &k.id == kid).ok_or(AuthError::UnknownKey)?,
             // Without a `kid`, only a key pinned to the header's algorithm
             // may be tried; the first one configured wins.
-            None => self
-                .keys
-                .iter()
-                .find(|k| k.algorithm == header.alg)
-                .ok_or(AuthError::UnknownKey)?,
+            None => self.keys.iter().find(|k| k.algorithm == header.alg).ok_or(AuthError::UnknownKey)?,
         };
         if key.algorithm != header.alg {
             return Err(AuthError::WrongAlgorithm);
@@ -225,9 +206,7 @@ impl TokenVerifier {
         if now > expires_at.saturating_add(leeway) {
             return Err(AuthError::Expired);
         }
-        if c.nbf
-            .is_some_and(|nbf| now.saturating_add(leeway) < Timestamp::from_secs(nbf))
-        {
+        if c.nbf.is_some_and(|nbf| now.saturating_add(leeway) < Timestamp::from_secs(nbf)) {
             return Err(AuthError::NotYetValid);
         }
         if let Some(want) = &self.options.issuer
@@ -241,22 +220,14 @@ impl TokenVerifier {
             return Err(AuthError::WrongAudience);
         }
         let name = c.name.unwrap_or_else(|| c.sub.clone());
-        let too_long =
-            |s: &str| s.is_empty() || s.len() > MAX_NAME_LEN || s.chars().any(char::is_control);
+        let too_long = |s: &str| s.is_empty() || s.len() > MAX_NAME_LEN || s.chars().any(char::is_control);
         if too_long(&c.sub) || too_long(&name) || c.roles.len() > MAX_LIST_LEN {
             return Err(AuthError::BadClaims);
         }
         if c.rooms.as_ref().is_some_and(|r| r.len() > MAX_LIST_LEN) {
             return Err(AuthError::BadClaims);
         }
-        Ok(Identity {
-            user_id: c.sub,
-            name,
-            roles: c.roles,
-            rooms: c.rooms,
-            expires_at,
-            token_id: c.jti,
-        })
+        Ok(Identity { user_id: c.sub, name, roles: c.roles, rooms: c.rooms, expires_at, token_id: c.jti })
     }
 }
 
@@ -271,9 +242,7 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("TokenSigner").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -320,7 +289,6 @@ impl TokenSigner {
         };
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|_| KeyError::CannotSign(self.kid.clone()))
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| KeyError::CannotSign(self.kid.clone()))
     }
 }

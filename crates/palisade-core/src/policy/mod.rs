@@ -71,12 +71,8 @@ impl Policy {
     /// Validates and compiles a spec. `default_roles` are granted to every
     /// authenticated user on top of the roles in their token.
     pub fn compile(spec: &PolicySpec) -> Result<Self, PolicyError> {
-        let perm = |key: String, raw: &str| {
-            Permission::parse(raw).map_err(|why| PolicyError {
-                key,
-                why: why.to_owned(),
-            })
-        };
+        let perm =
+            |key: String, raw: &str| Permission::parse(raw).map_err(|why| PolicyError { key, why: why.to_owned() });
         let mut roles = HashMap::new();
         for (name, role) in &spec.roles {
             let perms = role
@@ -98,25 +94,10 @@ impl Policy {
         let mut rooms = Vec::new();
         for (raw, room) in &spec.rooms {
             let key = |field: &str| format!("rooms.\"{raw}\"{field}");
-            let pattern = RoomPattern::parse(raw).map_err(|why| PolicyError {
-                key: key(""),
-                why: why.to_owned(),
-            })?;
-            let join = room
-                .join
-                .as_deref()
-                .map(|p| perm(key(".join"), p))
-                .transpose()?;
-            let publish = room
-                .publish
-                .as_deref()
-                .map(|p| perm(key(".publish"), p))
-                .transpose()?;
-            rooms.push(RoomRule {
-                pattern,
-                join,
-                publish,
-            });
+            let pattern = RoomPattern::parse(raw).map_err(|why| PolicyError { key: key(""), why: why.to_owned() })?;
+            let join = room.join.as_deref().map(|p| perm(key(".join"), p)).transpose()?;
+            let publish = room.publish.as_deref().map(|p| perm(key(".publish"), p)).transpose()?;
+            rooms.push(RoomRule { pattern, join, publish });
         }
         rooms.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         let mut events = HashMap::new();
@@ -124,23 +105,14 @@ impl Policy {
             if !valid_event_name(name) {
                 return Err(PolicyError {
                     key: format!("events.\"{name}\""),
-                    why: "event names use letters, digits, '.', '_' and '-' (at most 64)"
-                        .to_owned(),
+                    why: "event names use letters, digits, '.', '_' and '-' (at most 64)".to_owned(),
                 });
             }
-            let permission = event
-                .permission
-                .as_deref()
-                .map(|p| perm(format!("events.\"{name}\".permission"), p))
-                .transpose()?;
+            let permission =
+                event.permission.as_deref().map(|p| perm(format!("events.\"{name}\".permission"), p)).transpose()?;
             events.insert(name.clone(), EventRule { permission });
         }
-        Ok(Self {
-            roles,
-            default_roles: spec.default_roles.clone(),
-            rooms,
-            events,
-        })
+        Ok(Self { roles, default_roles: spec.default_roles.clone(), rooms, events })
     }
 
     /// May this user join `room`?
@@ -148,14 +120,9 @@ impl Policy {
         let rule = self.room_rule(room)?;
         if let Some(allowed) = &who.rooms {
             // The token's `rooms` claim narrows what the token may join.
-            let listed = allowed
-                .iter()
-                .any(|p| RoomPattern::parse(p).is_ok_and(|p| p.matches(room)));
+            let listed = allowed.iter().any(|p| RoomPattern::parse(p).is_ok_and(|p| p.matches(room)));
             if !listed {
-                return Err(Denied::new(
-                    ErrorCode::Forbidden,
-                    "room not in token's rooms claim",
-                ));
+                return Err(Denied::new(ErrorCode::Forbidden, "room not in token's rooms claim"));
             }
         }
         self.require(who, rule.join.as_ref(), "missing room join permission")
@@ -163,22 +130,10 @@ impl Policy {
 
     /// May this user publish `event` in `room`? Membership is the caller's
     /// concern; this checks the event and the permissions.
-    pub fn check_publish(
-        &self,
-        who: &Identity,
-        room: &str,
-        event: &str,
-    ) -> Result<&EventRule, Denied> {
-        let rule = self
-            .events
-            .get(event)
-            .ok_or(Denied::new(ErrorCode::UnknownEvent, "event not declared"))?;
+    pub fn check_publish(&self, who: &Identity, room: &str, event: &str) -> Result<&EventRule, Denied> {
+        let rule = self.events.get(event).ok_or(Denied::new(ErrorCode::UnknownEvent, "event not declared"))?;
         let room_rule = self.room_rule(room)?;
-        self.require(
-            who,
-            room_rule.publish.as_ref(),
-            "missing room publish permission",
-        )?;
+        self.require(who, room_rule.publish.as_ref(), "missing room publish permission")?;
         self.require(who, rule.permission.as_ref(), "missing event permission")?;
         Ok(rule)
     }
@@ -193,12 +148,7 @@ impl Policy {
             .ok_or(Denied::new(ErrorCode::Forbidden, "no room rule matches"))
     }
 
-    fn require(
-        &self,
-        who: &Identity,
-        needed: Option<&Permission>,
-        reason: &'static str,
-    ) -> Result<(), Denied> {
+    fn require(&self, who: &Identity, needed: Option<&Permission>, reason: &'static str) -> Result<(), Denied> {
         let Some(needed) = needed else { return Ok(()) };
         let granted = who
             .roles
@@ -207,20 +157,14 @@ impl Policy {
             .filter_map(|role| self.roles.get(role))
             .flatten()
             .any(|held| held.grants(needed));
-        if granted {
-            Ok(())
-        } else {
-            Err(Denied::new(ErrorCode::Forbidden, reason))
-        }
+        if granted { Ok(()) } else { Err(Denied::new(ErrorCode::Forbidden, reason)) }
     }
 }
 
 fn valid_event_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]

@@ -15,11 +15,8 @@ impl Permission {
             return Ok(Self(raw.to_owned()));
         }
         let (resource, action) = raw.split_once(':').ok_or(WHY)?;
-        let part_ok = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.'))
-        };
+        let part_ok =
+            |s: &str| !s.is_empty() && s.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.'));
         if part_ok(resource) && (action == "*" || part_ok(action)) && raw.len() <= 128 {
             Ok(Self(raw.to_owned()))
         } else {

@@ -5,9 +5,7 @@ const MAX_ROOM_NAME: usize = 128;
 pub fn valid_room_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_ROOM_NAME
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@' | b'/')
-        })
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@' | b'/'))
 }
 
 /// A room rule's name: exact (`lobby`) or a prefix ending in `*`
@@ -23,8 +21,7 @@ pub enum RoomPattern {
 impl RoomPattern {
     /// Parses a room rule's name.
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        const WHY: &str =
-            "a room rule is a room name, or a prefix followed by a single trailing `*`";
+        const WHY: &str = "a room rule is a room name, or a prefix followed by a single trailing `*`";
         match raw.strip_suffix('*') {
             Some("") => Ok(Self::Prefix(String::new())),
             Some(prefix) if valid_room_name(prefix) => Ok(Self::Prefix(prefix.to_owned())),

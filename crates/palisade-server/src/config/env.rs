@@ -39,38 +39,22 @@ impl Env for ProcessEnv {
 
 impl Env for BTreeMap<String, String> {
     fn palisade_vars(&self) -> Vec<(String, String)> {
-        self.iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
 /// Applies `PALISADE_SECTION__KEY=value` overrides to a config tree.
 /// `defaults` is the tree of known keys: an override naming a key that is
 /// not there is an error naming the variable.
-pub(super) fn apply(
-    env: &dyn Env,
-    tree: &mut toml::Table,
-    defaults: &toml::Table,
-) -> Result<(), ConfigError> {
+pub(super) fn apply(env: &dyn Env, tree: &mut toml::Table, defaults: &toml::Table) -> Result<(), ConfigError> {
     let mut vars = env.palisade_vars();
     vars.sort();
     for (name, raw) in vars {
-        let Some(path) = name
-            .strip_prefix(ENV_PREFIX)
-            .filter(|p| p.contains(ENV_NESTING))
-        else {
+        let Some(path) = name.strip_prefix(ENV_PREFIX).filter(|p| p.contains(ENV_NESTING)) else {
             continue;
         };
-        let keys: Vec<String> = path
-            .split(ENV_NESTING)
-            .map(str::to_ascii_lowercase)
-            .collect();
-        let bad = |why: &str| ConfigError::Env {
-            var: name.clone(),
-            why: why.to_owned(),
-        };
+        let keys: Vec<String> = path.split(ENV_NESTING).map(str::to_ascii_lowercase).collect();
+        let bad = |why: &str| ConfigError::Env { var: name.clone(), why: why.to_owned() };
         if keys.iter().any(String::is_empty) {
             return Err(bad("empty key segment"));
         }
@@ -80,12 +64,8 @@ pub(super) fn apply(
         let (last, parents) = keys.split_last().ok_or_else(|| bad("empty key"))?;
         let mut table = &mut *tree;
         for key in parents {
-            let entry = table
-                .entry(key.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            table = entry
-                .as_table_mut()
-                .ok_or_else(|| bad("overrides a value that is not a table"))?;
+            let entry = table.entry(key.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            table = entry.as_table_mut().ok_or_else(|| bad("overrides a value that is not a table"))?;
         }
         table.insert(last.clone(), parse_value(&raw));
     }
@@ -113,8 +93,7 @@ fn parse_value(raw: &str) -> toml::Value {
     struct Wrapper {
         v: toml::Value,
     }
-    toml::from_str::<Wrapper>(&format!("v = {raw}"))
-        .map_or_else(|_| toml::Value::String(raw.to_owned()), |w| w.v)
+    toml::from_str::<Wrapper>(&format!("v = {raw}")).map_or_else(|_| toml::Value::String(raw.to_owned()), |w| w.v)
 }
 
 #[cfg(test)]
@@ -126,10 +105,7 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -149,12 +125,7 @@ mod tests {
     #[test]
     fn unknown_keys_name_the_variable() {
         let mut tree = toml::Table::new();
-        let err = apply(
-            &env(&[("PALISADE_LIMITS__MAXX", "5")]),
-            &mut tree,
-            &defaults(),
-        )
-        .unwrap_err();
+        let err = apply(&env(&[("PALISADE_LIMITS__MAXX", "5")]), &mut tree, &defaults()).unwrap_err();
         assert!(err.to_string().contains("PALISADE_LIMITS__MAXX"), "{err}");
         let err = apply(&env(&[("PALISADE_SERVER__", "5")]), &mut tree, &defaults()).unwrap_err();
         assert!(err.to_string().contains("PALISADE_SERVER__"), "{err}");

@@ -39,10 +39,7 @@ pub struct KeyConfig {
 impl std::fmt::Debug for KeyConfig {
     // Secrets never reach a log line.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyConfig")
-            .field("id", &self.id)
-            .field("algorithm", &self.algorithm)
-            .finish_non_exhaustive()
+        f.debug_struct("KeyConfig").field("id", &self.id).field("algorithm", &self.algorithm).finish_non_exhaustive()
     }
 }
 
@@ -60,56 +57,25 @@ impl KeyConfig {
         }
         let secret = match (&self.secret, &self.secret_file) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::invalid(
-                    key("secret"),
-                    "give secret or secret_file, not both",
-                ));
+                return Err(ConfigError::invalid(key("secret"), "give secret or secret_file, not both"));
             }
             (Some(s), None) => Some(s.clone().into_bytes()),
-            (None, Some(path)) => Some(
-                read("secret_file", path)?
-                    .trim_end_matches(['\r', '\n'])
-                    .as_bytes()
-                    .to_vec(),
-            ),
+            (None, Some(path)) => Some(read("secret_file", path)?.trim_end_matches(['\r', '\n']).as_bytes().to_vec()),
             (None, None) => None,
         };
         if self.algorithm.is_hmac() {
             if secret.is_none() {
-                return Err(ConfigError::invalid(
-                    key("secret"),
-                    "missing: an HMAC key needs a secret or secret_file",
-                ));
+                return Err(ConfigError::invalid(key("secret"), "missing: an HMAC key needs a secret or secret_file"));
             }
             if self.public_key_file.is_some() || self.private_key_file.is_some() {
-                return Err(ConfigError::invalid(
-                    key("algorithm"),
-                    "HMAC keys take a secret, not PEM files",
-                ));
+                return Err(ConfigError::invalid(key("algorithm"), "HMAC keys take a secret, not PEM files"));
             }
         } else if secret.is_some() {
-            return Err(ConfigError::invalid(
-                key("secret"),
-                "asymmetric keys take PEM files, not a secret",
-            ));
+            return Err(ConfigError::invalid(key("secret"), "asymmetric keys take PEM files, not a secret"));
         }
-        let public_pem = self
-            .public_key_file
-            .as_deref()
-            .map(|p| read("public_key_file", p))
-            .transpose()?;
-        let private_pem = self
-            .private_key_file
-            .as_deref()
-            .map(|p| read("private_key_file", p))
-            .transpose()?;
-        Ok(KeyMaterial {
-            id: self.id.clone(),
-            algorithm: self.algorithm,
-            secret,
-            public_pem,
-            private_pem,
-        })
+        let public_pem = self.public_key_file.as_deref().map(|p| read("public_key_file", p)).transpose()?;
+        let private_pem = self.private_key_file.as_deref().map(|p| read("private_key_file", p)).transpose()?;
+        Ok(KeyMaterial { id: self.id.clone(), algorithm: self.algorithm, secret, public_pem, private_pem })
     }
 }
 
@@ -118,9 +84,7 @@ impl KeyConfig {
 /// keep working across restarts.
 pub fn dev_key(data_dir: &Path) -> Result<KeyMaterial, ConfigError> {
     let path = data_dir.join(DEV_SECRET_FILE);
-    let err = |e: std::io::Error| {
-        ConfigError::invalid("server.data_dir", format!("{}: {e}", path.display()))
-    };
+    let err = |e: std::io::Error| ConfigError::invalid("server.data_dir", format!("{}: {e}", path.display()));
     let secret = match std::fs::read_to_string(&path) {
         Ok(s) => s.trim_end().to_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

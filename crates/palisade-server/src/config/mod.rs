@@ -74,10 +74,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn invalid(key: impl Into<String>, why: impl Into<String>) -> Self {
-        Self::Invalid {
-            key: key.into(),
-            why: why.into(),
-        }
+        Self::Invalid { key: key.into(), why: why.into() }
     }
 }
 
@@ -200,31 +197,23 @@ impl Config {
         let defaults = template_table();
         let mut tree = defaults.clone();
         if let Source::File(path) = source {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             Self::merge_text(&mut tree, &text, path)?;
         }
         env::apply(env, &mut tree, &defaults)?;
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
-                let key = e.path().to_string();
-                ConfigError::invalid(
-                    if key == "." { String::new() } else { key },
-                    e.into_inner().to_string(),
-                )
-            })?;
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::invalid(if key == "." { String::new() } else { key }, e.into_inner().to_string())
+        })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Parses `text` (from `path`) over the tree, with the merge rules above.
     fn merge_text(tree: &mut toml::Table, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let user: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let user: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?;
         for (key, value) in user {
             if REPLACED_TABLES.contains(&key.as_str()) {
                 tree.insert(key, value);
@@ -243,10 +232,7 @@ impl Config {
             ("limits.outbound_queue", l.outbound_queue),
             ("limits.read_buffer_bytes", l.read_buffer_bytes),
             ("limits.max_connections", l.max_connections),
-            (
-                "limits.max_rooms_per_connection",
-                l.max_rooms_per_connection,
-            ),
+            ("limits.max_rooms_per_connection", l.max_rooms_per_connection),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -260,22 +246,13 @@ impl Config {
             ));
         }
         if l.heartbeat_interval.is_zero() {
-            return Err(ConfigError::invalid(
-                "limits.heartbeat_interval",
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::invalid("limits.heartbeat_interval", "must be greater than 0"));
         }
         if self.auth.max_token_bytes < 64 {
-            return Err(ConfigError::invalid(
-                "auth.max_token_bytes",
-                "must be at least 64",
-            ));
+            return Err(ConfigError::invalid("auth.max_token_bytes", "must be at least 64"));
         }
         if self.auth.token_ttl.is_zero() {
-            return Err(ConfigError::invalid(
-                "auth.token_ttl",
-                "must be greater than 0",
-            ));
+            return Err(ConfigError::invalid("auth.token_ttl", "must be greater than 0"));
         }
         Ok(())
     }

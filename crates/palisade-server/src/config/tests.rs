@@ -7,10 +7,7 @@ fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("palisade.toml");
     std::fs::write(&path, text).unwrap();
-    let env: BTreeMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Config::load(Source::File(&path), &env)
 }
 
@@ -45,10 +42,7 @@ fn the_file_init_writes_loads_back_as_the_defaults_plus_a_key() {
 fn unknown_keys_are_named() {
     let err = load_text("[limits]\nmax_mesage_bytes = 5\n", &[]).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("max_mesage_bytes") && msg.contains("limits"),
-        "{msg}"
-    );
+    assert!(msg.contains("max_mesage_bytes") && msg.contains("limits"), "{msg}");
     let err = load_text("[nonsense]\nx = 1\n", &[]).unwrap_err();
     assert!(err.to_string().contains("nonsense"), "{err}");
     let err = load_text("[rooms.lobby]\njoinn = \"x:y\"\n", &[]).unwrap_err();
@@ -60,18 +54,9 @@ fn bad_values_are_named() {
     for (text, key) in [
         ("[server]\nlisten = \"nowhere\"\n", "server.listen"),
         ("[auth]\nleeway = \"soon\"\n", "auth.leeway"),
-        (
-            "[limits]\nmax_message_bytes = -1\n",
-            "limits.max_message_bytes",
-        ),
-        (
-            "[limits]\nmax_message_bytes = 0\n",
-            "limits.max_message_bytes",
-        ),
-        (
-            "[limits]\nmax_write_buffer_bytes = 100\n",
-            "limits.max_write_buffer_bytes",
-        ),
+        ("[limits]\nmax_message_bytes = -1\n", "limits.max_message_bytes"),
+        ("[limits]\nmax_message_bytes = 0\n", "limits.max_message_bytes"),
+        ("[limits]\nmax_write_buffer_bytes = 100\n", "limits.max_write_buffer_bytes"),
     ] {
         let err = load_text(text, &[]).unwrap_err();
         assert!(err.to_string().contains(key), "{text}: {err}");
@@ -86,20 +71,14 @@ fn policy_sections_replace_the_defaults_instead_of_merging() {
     assert_eq!(c.rooms.keys().collect::<Vec<_>>(), ["course:*"]);
     // Other sections still merge key by key.
     let c = load_text("[limits]\noutbound_queue = 3\n", &[]).unwrap();
-    assert_eq!(
-        (c.limits.outbound_queue, c.limits.max_message_bytes),
-        (3, 65536)
-    );
+    assert_eq!((c.limits.outbound_queue, c.limits.max_message_bytes), (3, 65536));
 }
 
 #[test]
 fn environment_overrides_win_over_the_file() {
     let c = load_text(
         "[limits]\nmax_message_bytes = 1000\nmax_write_buffer_bytes = 100000\n",
-        &[
-            ("PALISADE_LIMITS__MAX_MESSAGE_BYTES", "2000"),
-            ("PALISADE_SERVER__LISTEN", "127.0.0.1:9999"),
-        ],
+        &[("PALISADE_LIMITS__MAX_MESSAGE_BYTES", "2000"), ("PALISADE_SERVER__LISTEN", "127.0.0.1:9999")],
     )
     .unwrap();
     assert_eq!(c.limits.max_message_bytes, 2000);
@@ -123,6 +102,12 @@ fn key_errors_name_the_entry() {
     let text = "[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\n";
     let err = Settings::new(load_text(text, &[]).unwrap(), Profile::Production).unwrap_err();
     assert!(err.to_string().contains("auth.keys[0].secret"), "{err}");
+    let secret = "0123456789abcdef0123456789abcdef";
+    let text = format!(
+        "[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"{secret}\"\n[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS512\"\nsecret = \"{secret}\"\n"
+    );
+    let err = Settings::new(load_text(&text, &[]).unwrap(), Profile::Production).unwrap_err();
+    assert!(err.to_string().contains("auth.keys[1].id"), "{err}");
     let text = "[[auth.keys]]\nid = \"a\"\nalgorithm = \"none\"\nsecret = \"x\"\n";
     let err = load_text(text, &[]).unwrap_err();
     assert!(err.to_string().contains("auth.keys[0].algorithm"), "{err}");
@@ -139,10 +124,7 @@ fn dev_profile_generates_and_reuses_a_secret_in_the_data_dir() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(data.join(keys::DEV_SECRET_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(data.join(keys::DEV_SECRET_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }
@@ -151,10 +133,7 @@ fn dev_profile_generates_and_reuses_a_secret_in_the_data_dir() {
 fn bad_origins_and_policy_are_named() {
     let text = "[origins]\nallow = [\"example.com\"]\n[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
     let err = Settings::new(load_text(text, &[]).unwrap(), Profile::Production).unwrap_err();
-    assert!(
-        err.to_string().contains("origins.allow") && err.to_string().contains("example.com"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("origins.allow") && err.to_string().contains("example.com"), "{err}");
     let text = "[rooms.lobby]\njoin = \"NOT VALID\"\n[[auth.keys]]\nid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
     let err = Settings::new(load_text(text, &[]).unwrap(), Profile::Production).unwrap_err();
     assert!(err.to_string().contains("rooms.\"lobby\".join"), "{err}");

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use palisade_core::session::{Decision, Refusal, Session, TimerAction};
-use palisade_protocol::{
-    CloseCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome,
-};
+use palisade_protocol::{CloseCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
@@ -35,27 +33,11 @@ struct Conn<'s> {
 }
 
 /// Runs a connection to its end. `_slot` keeps the connection counted.
-pub(crate) async fn serve(
-    mut ws: Ws,
-    state: Arc<AppState>,
-    session: Session,
-    peer: SocketAddr,
-    _slot: Slot,
-) {
+pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Session, peer: SocketAddr, _slot: Slot) {
     let (tx, mut rx) = mpsc::channel(state.settings.config.limits.outbound_queue);
     let control = Arc::new(Control::default());
-    let member = Member {
-        tx,
-        control: Arc::clone(&control),
-    };
-    let mut conn = Conn {
-        state: &state,
-        id: state.hub.conn_id(),
-        member,
-        control,
-        session,
-        peer,
-    };
+    let member = Member { tx, control: Arc::clone(&control) };
+    let mut conn = Conn { state: &state, id: state.hub.conn_id(), member, control, session, peer };
     info!(
         conn = conn.id,
         session = conn.session.id(),
@@ -76,17 +58,11 @@ impl Conn<'_> {
     async fn drive(&mut self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>) -> Exit {
         let limits = &self.state.settings.config.limits;
         let silence_limit = self.state.settings.silence_limit();
-        if let Err(exit) = self
-            .write(ws.send(Message::Text(self.welcome().into())))
-            .await
-        {
+        if let Err(exit) = self.write(ws.send(Message::Text(self.welcome().into()))).await {
             return exit;
         }
         let mut last_heard = Instant::now();
-        let mut ping = tokio::time::interval_at(
-            Instant::now() + limits.heartbeat_interval,
-            limits.heartbeat_interval,
-        );
+        let mut ping = tokio::time::interval_at(Instant::now() + limits.heartbeat_interval, limits.heartbeat_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let session_timer = tokio::time::sleep_until(deadline(&self.session));
         tokio::pin!(session_timer);
@@ -152,7 +128,15 @@ impl Conn<'_> {
                             }
                             return exit;
                         }
-                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                        Some(Ok(Message::Text(text))) => {
+                            let timer_before = self.session.next_timer();
+                            let reply = self.on_text(text.as_str());
+                            // A refresh moves the expiry; re-arm only then.
+                            if self.session.next_timer() != timer_before {
+                                session_timer.as_mut().reset(deadline(&self.session));
+                            }
+                            reply
+                        }
                         Some(Ok(Message::Binary(_))) => return Exit::Fail(self.session.on_binary()),
                         Some(Ok(Message::Close(_))) => return Exit::PeerClosed,
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
@@ -170,10 +154,7 @@ impl Conn<'_> {
     fn on_text(&mut self, text: &str) -> String {
         let settings = &self.state.settings;
         let now = now();
-        match self
-            .session
-            .on_text(&settings.policy, settings.gate.verifier(), text, now)
-        {
+        match self.session.on_text(&settings.policy, settings.gate.verifier(), text, now) {
             Decision::Join { id, room } => {
                 self.state.hub.join(&room, self.id, self.member.clone());
                 ack(&id, None)
@@ -182,22 +163,14 @@ impl Conn<'_> {
                 self.state.hub.leave(&room, self.id);
                 ack(&id, None)
             }
-            Decision::Publish {
-                id,
-                room,
-                event,
-                data,
-            } => {
+            Decision::Publish { id, room, event, data } => {
                 let who = self.session.identity();
                 let seq = self.state.hub.publish(&room, |seq| {
                     let frame = EventFrame {
                         room: &room,
                         seq,
                         event: &event,
-                        from: Identity {
-                            id: &who.user_id,
-                            name: &who.name,
-                        },
+                        from: Identity { id: &who.user_id, name: &who.name },
                         data,
                         ts: now.as_millis(),
                     };
@@ -247,11 +220,7 @@ impl Conn<'_> {
         let limits = &self.state.settings.config.limits;
         ServerFrame::Welcome(Welcome {
             session: self.session.id(),
-            user: UserInfo {
-                id: &who.user_id,
-                name: &who.name,
-                roles: &who.roles,
-            },
+            user: UserInfo { id: &who.user_id, name: &who.name, roles: &who.roles },
             csrf: self.session.csrf(),
             heartbeat_ms: u64::try_from(limits.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
             max_message_bytes: limits.max_message_bytes,

@@ -16,11 +16,7 @@ pub(crate) struct Control {
 impl Control {
     /// Asks the connection to close with `code`.
     pub(crate) fn close(&self, code: CloseCode) {
-        if self
-            .code
-            .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+        if self.code.compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
             // `notify_one` stores a permit, so a request made while the
             // connection is busy is seen at its next wait.
             self.notify.notify_one();

@@ -59,8 +59,7 @@ impl Hub {
         if let Some(entry) = self.rooms.get(room) {
             lock(&entry).members.remove(&id);
         }
-        self.rooms
-            .remove_if(room, |_, r| lock(r).members.is_empty());
+        self.rooms.remove_if(room, |_, r| lock(r).members.is_empty());
     }
 
     /// Publishes to every member of `room`; `render` turns the assigned seq
@@ -74,9 +73,7 @@ impl Hub {
         for member in room.members.values() {
             match member.tx.try_send(frame.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    member.control.close(CloseCode::SlowConsumer)
-                }
+                Err(mpsc::error::TrySendError::Full(_)) => member.control.close(CloseCode::SlowConsumer),
                 // The connection is shutting down and will leave on its own.
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
@@ -89,8 +86,7 @@ fn lock(room: &std::sync::Mutex<Room>) -> std::sync::MutexGuard<'_, Room> {
     // A panic while holding a room lock cannot leave the room inconsistent
     // (every update is a single insert, remove or increment), so poisoning
     // is ignored rather than taking the room down.
-    room.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    room.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -99,13 +95,7 @@ mod tests {
 
     fn member(cap: usize) -> (Member, mpsc::Receiver<Utf8Bytes>) {
         let (tx, rx) = mpsc::channel(cap);
-        (
-            Member {
-                tx,
-                control: Arc::new(Control::default()),
-            },
-            rx,
-        )
+        (Member { tx, control: Arc::new(Control::default()) }, rx)
     }
 
     #[tokio::test]

@@ -79,32 +79,20 @@ pub(crate) fn exit_for_error(err: &WsError) -> Exit {
 pub(crate) async fn finish(mut ws: Ws, exit: Exit, close_timeout: Duration) {
     match exit {
         Exit::Close(code) => {
-            if tokio::time::timeout(close_timeout, ws.close(Some(close_frame(code))))
-                .await
-                .is_ok()
-            {
+            if tokio::time::timeout(close_timeout, ws.close(Some(close_frame(code)))).await.is_ok() {
                 // Wait for the peer's close frame so the close is clean.
-                let _ = tokio::time::timeout(close_timeout, async {
-                    while let Some(Ok(_)) = ws.next().await {}
-                })
-                .await;
+                let _ = tokio::time::timeout(close_timeout, async { while let Some(Ok(_)) = ws.next().await {} }).await;
             }
         }
         Exit::Fail(code) => {
-            if tokio::time::timeout(close_timeout, ws.close(Some(close_frame(code))))
-                .await
-                .is_ok()
-            {
+            if tokio::time::timeout(close_timeout, ws.close(Some(close_frame(code)))).await.is_ok() {
                 let _ = tokio::time::timeout(close_timeout, linger(&mut ws)).await;
             }
         }
         Exit::PeerClosed => {
             // tungstenite queued the reply to the peer's close; reading on
             // flushes it and ends once the exchange is complete.
-            let _ = tokio::time::timeout(close_timeout, async {
-                while let Some(Ok(_)) = ws.next().await {}
-            })
-            .await;
+            let _ = tokio::time::timeout(close_timeout, async { while let Some(Ok(_)) = ws.next().await {} }).await;
         }
         Exit::Gone => {}
     }
@@ -124,8 +112,5 @@ async fn linger(ws: &mut Ws) {
 }
 
 pub(crate) fn close_frame(code: CloseCode) -> CloseFrame {
-    CloseFrame {
-        code: WireCloseCode::from(code.code()),
-        reason: Utf8Bytes::from_static(code.reason()),
-    }
+    CloseFrame { code: WireCloseCode::from(code.code()), reason: Utf8Bytes::from_static(code.reason()) }
 }

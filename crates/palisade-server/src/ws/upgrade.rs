@@ -20,10 +20,7 @@ use crate::state::AppState;
 
 /// Checks that a request is a WebSocket upgrade; returns the
 /// `Sec-WebSocket-Accept` value to answer with.
-pub(crate) fn accept_key(
-    method: &Method,
-    headers: &HeaderMap,
-) -> Result<HeaderValue, HttpRejection> {
+pub(crate) fn accept_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, HttpRejection> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -32,12 +29,8 @@ pub(crate) fn accept_key(
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
-    let version_ok = headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_some_and(|v| v == "13");
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .filter(|k| k.len() == 24);
+    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).filter(|k| k.len() == 24);
     match key {
         Some(key)
             if method == Method::GET
@@ -45,8 +38,7 @@ pub(crate) fn accept_key(
                 && has_token(header::UPGRADE, "websocket")
                 && version_ok =>
         {
-            HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
-                .map_err(|_| HttpRejection::NotWebSocket)
+            HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| HttpRejection::NotWebSocket)
         }
         _ => Err(HttpRejection::NotWebSocket),
     }
@@ -68,12 +60,7 @@ where
     state.tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
                 serve(ws).await;
             }
             Err(e) => debug!(error = %e, "upgrade did not complete"),

@@ -1,12 +1,6 @@
 //! A real server on an ephemeral port and a real WebSocket client.
 
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -60,14 +54,8 @@ impl TestServer {
         let data = dir.path().join("data");
         let mut tree: toml::Table = toml::from_str(BASE).unwrap();
         merge(&mut tree, toml::from_str(extra).expect("test TOML parses"));
-        let server = tree
-            .get_mut("server")
-            .and_then(|s| s.as_table_mut())
-            .unwrap();
-        server.insert(
-            "data_dir".into(),
-            toml::Value::String(data.display().to_string()),
-        );
+        let server = tree.get_mut("server").and_then(|s| s.as_table_mut()).unwrap();
+        server.insert("data_dir".into(), toml::Value::String(data.display().to_string()));
         let text = toml::to_string(&tree).unwrap();
         std::fs::write(&path, text).unwrap();
         let config = Config::load(Source::File(&path), &BTreeMap::new()).unwrap();
@@ -78,12 +66,7 @@ impl TestServer {
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-            _dir: dir,
-        }
+        Self { addr, stop: Some(stop), task: Some(task), _dir: dir }
     }
 
     pub fn url(&self) -> String {
@@ -96,10 +79,7 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task)
-                .await
-                .expect("shutdown finishes")
-                .unwrap();
+            tokio::time::timeout(WAIT, task).await.expect("shutdown finishes").unwrap();
         }
     }
 }
@@ -117,22 +97,14 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// Signs `claims` with `secret` (HS256, kid k1).
 pub fn sign(claims: &Value, secret: &str) -> String {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some("k1".into());
-    jsonwebtoken::encode(
-        &header,
-        claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
 /// A valid token for `sub` with `roles`, living `ttl` seconds.
@@ -160,18 +132,12 @@ pub struct Dial<'a> {
 }
 
 /// Opens a WebSocket; `Err` carries the HTTP refusal (status, body).
-pub async fn dial(
-    server: &TestServer,
-    opts: Dial<'_>,
-) -> Result<(Ws, Response<Option<Vec<u8>>>), (u16, String)> {
+pub async fn dial(server: &TestServer, opts: Dial<'_>) -> Result<(Ws, Response<Option<Vec<u8>>>), (u16, String)> {
     let url = format!("ws://{}{}", server.addr, opts.path.unwrap_or("/ws"));
     let mut req = url.into_client_request().unwrap();
     let headers = req.headers_mut();
     if let Some(t) = opts.bearer {
-        headers.insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {t}")).unwrap(),
-        );
+        headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {t}")).unwrap());
     }
     if let Some(o) = opts.origin {
         headers.insert("origin", HeaderValue::from_str(o).unwrap());
@@ -179,17 +145,10 @@ pub async fn dial(
     if let Some(p) = opts.protocols {
         headers.insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
     }
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
-        .await
-        .expect("handshake in time")
-    {
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("handshake in time") {
         Ok(pair) => Ok(pair),
         Err(WsError::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
             Err((resp.status().as_u16(), body))
         }
         Err(e) => panic!("unexpected handshake error: {e}"),
@@ -198,15 +157,7 @@ pub async fn dial(
 
 /// Connects with a bearer token and reads the welcome frame.
 pub async fn connect(server: &TestServer, token: &str) -> (Ws, Value) {
-    let (mut ws, _) = dial(
-        server,
-        Dial {
-            bearer: Some(token),
-            ..Dial::default()
-        },
-    )
-    .await
-    .expect("handshake accepted");
+    let (mut ws, _) = dial(server, Dial { bearer: Some(token), ..Dial::default() }).await.expect("handshake accepted");
     let welcome = next_json(&mut ws).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     (ws, welcome)
@@ -215,11 +166,7 @@ pub async fn connect(server: &TestServer, token: &str) -> (Ws, Value) {
 /// The next text frame as JSON (pings are skipped).
 pub async fn next_json(ws: &mut Ws) -> Value {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("frame in time")
-            .expect("stream open")
-            .unwrap();
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("frame in time").expect("stream open").unwrap();
         match msg {
             Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -248,11 +195,7 @@ pub async fn request(ws: &mut Ws, v: Value) -> Value {
 }
 
 pub async fn join(ws: &mut Ws, room: &str) {
-    let reply = request(
-        ws,
-        json!({"type":"join","id":format!("join-{room}"),"room":room}),
-    )
-    .await;
+    let reply = request(ws, json!({"type":"join","id":format!("join-{room}"),"room":room})).await;
     assert_eq!(reply["type"], "ack", "{reply}");
 }
 
@@ -261,10 +204,7 @@ pub async fn join(ws: &mut Ws, room: &str) {
 pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        match tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .expect("server closes in time")
-        {
+        match tokio::time::timeout_at(deadline, ws.next()).await.expect("server closes in time") {
             Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return Some(code.into()),
             Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return None,
             Some(Ok(_)) => continue,
@@ -286,14 +226,16 @@ pub async fn assert_silent(ws: &mut Ws, d: Duration) {
 
 /// A minimal HTTP/1.1 GET over a raw socket; returns the whole response.
 pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    http_request(addr, "GET", path).await
+}
+
+/// A minimal HTTP/1.1 request with no body; returns the whole response.
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let req = format!("{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
     out
 }
