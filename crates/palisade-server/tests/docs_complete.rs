@@ -1,0 +1,55 @@
+//! The docs must keep naming every config key, error code and close code,
+//! so a change in behaviour that skips the docs fails here.
+
+use std::path::Path;
+
+use palisade_protocol::{CloseCode, ErrorCode};
+
+fn read(rel: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn config_md_names_every_key_of_the_template() {
+    let doc = read("../../docs/CONFIG.md");
+    let template: toml::Table = toml::from_str(&read("src/config/palisade.toml")).unwrap();
+    let mut missing = Vec::new();
+    for section in ["server", "auth", "origins", "limits"] {
+        for key in template[section].as_table().unwrap().keys() {
+            let name = format!("`{section}.{key}`");
+            if !doc.contains(&name) {
+                missing.push(name);
+            }
+        }
+    }
+    // Fields of entries whose names the user chooses.
+    for name in [
+        "`auth.keys[].id`",
+        "`auth.keys[].algorithm`",
+        "`auth.keys[].secret`",
+        "`auth.keys[].secret_file`",
+        "`auth.keys[].public_key_file`",
+        "`auth.keys[].private_key_file`",
+        "`roles.<name>.permissions`",
+        "`rooms.\"<pattern>\".join`",
+        "`rooms.\"<pattern>\".publish`",
+        "`events.\"<name>\".permission`",
+    ] {
+        if !doc.contains(name) {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(missing.is_empty(), "docs/CONFIG.md does not document: {missing:?}");
+}
+
+#[test]
+fn protocol_md_names_every_error_and_close_code() {
+    let doc = read("../../docs/PROTOCOL.md");
+    for code in ErrorCode::ALL {
+        assert!(doc.contains(&format!("| `{}` |", code.as_str())), "error code {code} missing from the table");
+    }
+    for code in CloseCode::ALL {
+        assert!(doc.contains(&format!("| {} |", code.code())), "close code {} missing from the table", code.code());
+    }
+}
