@@ -85,17 +85,14 @@ enum Out<'a> {
     },
 }
 
-const BAD_REQUEST: &str =
-    r#"{"type":"error","code":"bad_request","message":"malformed request","ref":"r_0"}"#;
+const BAD_REQUEST: &str = r#"{"type":"error","code":"bad_request","message":"malformed request","ref":"r_0"}"#;
 
 fn to_json(frame: &Out<'_>) -> String {
     serde_json::to_string(frame).unwrap_or_else(|_| BAD_REQUEST.to_owned())
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Answers with `palisade.v1` when the client offers it; accepts anything.
@@ -104,35 +101,20 @@ fn now_ms() -> u64 {
 fn on_request(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
     let offers = req.headers().get_all(SEC_WEBSOCKET_PROTOCOL);
     let offered = offers.iter().filter_map(|v| v.to_str().ok());
-    if offered
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == SUBPROTOCOL)
-    {
-        resp.headers_mut().insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
+    if offered.flat_map(|v| v.split(',')).any(|p| p.trim() == SUBPROTOCOL) {
+        resp.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(SUBPROTOCOL));
     }
     Ok(resp)
 }
 
 /// Handles one text frame and returns the reply for the sender.
-fn on_text(
-    text: &str,
-    conn: u64,
-    tx: &mpsc::Sender<Utf8Bytes>,
-    joined: &mut HashSet<String>,
-) -> Option<String> {
+fn on_text(text: &str, conn: u64, tx: &mpsc::Sender<Utf8Bytes>, joined: &mut HashSet<String>) -> Option<String> {
     let req: Value = serde_json::from_str(text).ok()?;
     let field = |k: &str| req.get(k).and_then(Value::as_str);
     let (kind, id, room) = (field("type")?, field("id")?, field("room")?);
     let seq = match kind {
         "join" => {
-            rooms()
-                .entry(room.to_owned())
-                .or_default()
-                .members
-                .insert(conn, tx.clone());
+            rooms().entry(room.to_owned()).or_default().members.insert(conn, tx.clone());
             joined.insert(room.to_owned());
             None
         }
@@ -152,10 +134,7 @@ fn on_text(
                 room,
                 seq,
                 event,
-                from: Anon {
-                    id: "anon",
-                    name: "anon",
-                },
+                from: Anon { id: "anon", name: "anon" },
                 data,
                 ts: now_ms(),
             }));
@@ -185,9 +164,7 @@ fn leave(room: &str, conn: u64) {
 
 async fn serve(stream: TcpStream, config: WebSocketConfig) {
     let _ = stream.set_nodelay(true);
-    let Ok(mut ws) =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, on_request, Some(config)).await
-    else {
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async_with_config(stream, on_request, Some(config)).await else {
         return;
     };
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
@@ -250,9 +227,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: &Args) -> std::io::Result<()> {
-    let mut config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let mut config =
+        WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE_BYTES)).max_frame_size(Some(MAX_MESSAGE_BYTES));
     if args.small_buffers {
         config = config.read_buffer_size(4096).write_buffer_size(0);
     }
