@@ -1,0 +1,107 @@
+//! Every scenario, briefly, against a real Palisade on an ephemeral port:
+//! proves the generator works and its reports are well formed. No timing
+//! is asserted; the numbers only have to exist and be plausible.
+
+// Setup failures in helpers panic by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use palisade_bench::report::Report;
+use palisade_bench::scenario::{connect, echo, fanout, idle, mixed};
+use palisade_bench::target::Target;
+use palisade_server::config::{Config, Source};
+use palisade_server::server::Server;
+use palisade_server::settings::{Profile, Settings};
+
+struct Running {
+    target: Target,
+    stop: tokio::sync::oneshot::Sender<()>,
+    dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/palisade.toml");
+    let mut config = Config::load(Source::File(&config_path), &std::collections::BTreeMap::new()).unwrap();
+    config.server.data_dir = dir.path().join("data");
+    let settings = Settings::new(config, Profile::Dev).unwrap();
+    let server = Server::bind(settings).await.unwrap();
+    let url = format!("ws://{}/ws", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let secret = std::fs::read_to_string(dir.path().join("data/dev-secret")).unwrap();
+    let target = Target::new(&url, secret.trim_end(), None, 2).unwrap();
+    Running { target, stop, dir }
+}
+
+fn positive(report: &Report, value: &str) -> f64 {
+    let v = *report.values.get(value).unwrap_or_else(|| panic!("{}: no `{value}` in {report:?}", report.scenario));
+    assert!(v > 0.0, "{}: `{value}` is {v}", report.scenario);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_and_reports() {
+    let server = start().await;
+    let t = &server.target;
+    let secs = Duration::from_secs;
+
+    let r = connect::run(t, connect::Params { total: 20, concurrency: 4, duration: secs(20) }).await.unwrap();
+    assert_eq!(positive(&r, "handshakes"), 20.0);
+    assert_eq!(r.latency["handshake"].count, 20);
+
+    let p =
+        idle::Params { connections: 30, concurrency: 8, hold: Duration::ZERO, server_pid: Some(std::process::id()) };
+    let r = idle::run(t, p).await.unwrap();
+    assert_eq!(positive(&r, "opened"), 30.0);
+    positive(&r, "server_rss_after_kib");
+
+    let r = echo::run(t, echo::Params { connections: 4, duration: Duration::from_millis(500) }).await.unwrap();
+    positive(&r, "acks_per_sec");
+    assert_eq!(r.values["errors"], 0.0);
+
+    let p = fanout::Params { subscribers: 5, publishers: 1, rate: 20, duration: Duration::from_millis(600) };
+    let r = fanout::run(t, p).await.unwrap();
+    positive(&r, "delivered_per_sec");
+    assert!(r.values["delivery_ratio"] > 0.5, "{r:?}");
+
+    let p = mixed::Params { honest: 4, rate: 20, hostile: 4, hostile_rate: 10, duration: Duration::from_millis(800) };
+    let r = mixed::run(t, p).await.unwrap();
+    positive(&r, "honest_delivered_per_sec");
+    positive(&r, "hostile_attacks");
+    positive(&r, "hostile_refused");
+
+    let _ = server.stop.send(());
+}
+
+#[tokio::test]
+async fn the_binary_writes_a_json_report_and_refuses_remote_targets() {
+    let server = start().await;
+    let secret_file: PathBuf = server.dir.path().join("data/dev-secret");
+    let json = server.dir.path().join("echo.json");
+    let bin = env!("CARGO_BIN_EXE_palisade-bench");
+    let out = tokio::process::Command::new(bin)
+        .args(["--url", &server.target.url, "--secret-file"])
+        .arg(&secret_file)
+        .arg("--json")
+        .arg(&json)
+        .args(["echo", "--connections", "2", "--seconds", "1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acks_per_sec"));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["scenario"], "echo");
+    assert!(report["values"]["acks_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["latency"]["send_to_ack"]["p99_us"].as_u64().is_some());
+
+    let out = tokio::process::Command::new(bin).args(["--url", "ws://10.1.2.3:80/ws", "echo"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    let _ = server.stop.send(());
+}
