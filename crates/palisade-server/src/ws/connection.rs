@@ -51,7 +51,9 @@ pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Session, pe
     }
     info!(conn = conn.id, session = conn.session.id(), reason = %exit.describe(), "connection closed");
     drop(rx);
-    finish(ws, exit, state.settings.config.limits.close_timeout).await;
+    // Boxed: closing happens once, and its state should not enlarge the
+    // future an idle connection keeps alive.
+    Box::pin(finish(ws, exit, state.settings.config.limits.close_timeout)).await;
 }
 
 impl Conn<'_> {

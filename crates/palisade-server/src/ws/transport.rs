@@ -101,7 +101,9 @@ pub(crate) async fn finish(mut ws: Ws, exit: Exit, close_timeout: Duration) {
 /// Discards bytes until the peer hangs up, so closing our side does not
 /// reset the connection before the peer has read our close frame.
 async fn linger(ws: &mut Ws) {
-    let mut scratch = [0u8; 4096];
+    // On the heap, and only while lingering: an array here would sit in
+    // every connection task's future for its whole life.
+    let mut scratch = vec![0u8; 4096];
     let mut budget = LINGER_BUDGET;
     while budget > 0 {
         match ws.get_mut().read(&mut scratch).await {
