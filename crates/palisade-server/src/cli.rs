@@ -42,6 +42,9 @@ pub enum Command {
     Init(InitArgs),
 }
 
+/// `server.data_dir` in the default config.
+const DEFAULT_DATA_DIR: &str = "palisade-data";
+
 /// Where the config comes from, shared by `serve` and `token`.
 #[derive(Debug, Clone, Args, Default)]
 pub struct ConfigArgs {
@@ -73,6 +76,10 @@ pub struct TokenArgs {
     /// Config source; without --config, the dev key in the data directory.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Use the dev profile's key (as `serve --dev` does) when the config
+    /// has none.
+    #[arg(long)]
+    pub dev: bool,
     /// User id (`sub`).
     #[arg(long)]
     pub sub: String,
@@ -142,9 +149,10 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         config.server.listen = listen;
     }
     let profile = if args.dev { Profile::Dev } else { Profile::Production };
+    let data_dir = config.server.data_dir.clone();
     let settings = Settings::new(config, profile)?;
     let server = Server::bind(settings).await.map_err(|e| CliError::Failed(e.to_string()))?;
-    banner(server.local_addr(), profile, args.config.config.as_deref());
+    banner(server.local_addr(), profile, args.config.config.as_deref(), &data_dir);
     server.run(shutdown_signal()).await;
     Ok(())
 }
@@ -153,7 +161,7 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
 pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
     let config = args.config.load(env)?;
     // Without a config file the dev key is the only key there is.
-    let profile = if args.config.config.is_some() { Profile::Production } else { Profile::Dev };
+    let profile = if args.dev || args.config.config.is_none() { Profile::Dev } else { Profile::Production };
     let ttl = args.ttl.unwrap_or(config.auth.token_ttl);
     let signer = signer(&config, profile)?;
     let request = TokenRequest { user_id: args.sub, name: args.name, roles: args.roles, rooms: args.rooms, ttl };
@@ -182,13 +190,19 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn banner(addr: SocketAddr, profile: Profile, config: Option<&Path>) {
+fn banner(addr: SocketAddr, profile: Profile, config: Option<&Path>, data: &Path) {
     eprintln!("Palisade listening on ws://{addr}/ws (subprotocol palisade.v1)");
     match profile {
         Profile::Dev => {
-            let data = config.map_or_else(String::new, |c| format!(" --config {}", c.display()));
-            eprintln!("  dev profile: localhost origins allowed, signing key in the data directory");
-            eprintln!("  get a token:  cargo run --release -- token --sub alice{data}");
+            let mut token = String::from("cargo run --release -- token");
+            if let Some(c) = config {
+                token.push_str(&format!(" --dev --config {}", c.display()));
+            }
+            if data != Path::new(DEFAULT_DATA_DIR) {
+                token.push_str(&format!(" --data {}", data.display()));
+            }
+            eprintln!("  dev profile: localhost origins allowed, signing key in {}", data.display());
+            eprintln!("  get a token:  {token} --sub alice");
             eprintln!("  health:       http://{addr}/healthz");
         }
         Profile::Production => eprintln!("  health: http://{addr}/healthz"),

@@ -25,6 +25,8 @@ fn run(dir: &Path, args: &[&str]) -> Output {
 struct Running {
     child: Child,
     addr: std::net::SocketAddr,
+    /// The `get a token:` command from the dev banner, if printed.
+    token_command: Option<String>,
 }
 
 impl Running {
@@ -52,7 +54,14 @@ impl Running {
                 break rest.split("/ws").next().unwrap().parse().unwrap();
             }
         };
-        Self { child, addr }
+        let mut token_command = None;
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            if let Some(cmd) = line.split("get a token:").nth(1) {
+                token_command = Some(cmd.trim().to_owned());
+                break;
+            }
+        }
+        Self { child, addr, token_command }
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
@@ -169,5 +178,24 @@ async fn bare_palisade_reads_palisade_config_and_serve_flags() {
     assert!(!dir.path().join("palisade-data/dev-secret").exists());
     let (_ws, welcome) = connect_to(server.addr, token.trim()).await;
     assert_eq!(welcome["user"]["id"], "carol");
+    assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
+}
+
+#[tokio::test]
+async fn the_dev_banner_prints_a_token_command_that_works() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dev.toml"), "[limits]\nmax_connections = 5\n").unwrap();
+    let server = Running::start(
+        dir.path(),
+        &["serve", "--dev", "--config", "dev.toml", "--data", "d", "--listen", "127.0.0.1:0"],
+        &[],
+    );
+    let command = server.token_command.clone().expect("banner names a token command");
+    let args: Vec<&str> = command.split_whitespace().skip_while(|w| *w != "token").collect();
+    assert_eq!(args[..3], ["token", "--dev", "--config"], "{command}");
+    let out = run(dir.path(), &args);
+    assert!(out.status.success(), "{command}: {out:?}");
+    let (_ws, welcome) = connect_to(server.addr, String::from_utf8(out.stdout).unwrap().trim()).await;
+    assert_eq!(welcome["user"]["id"], "alice");
     assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
 }
