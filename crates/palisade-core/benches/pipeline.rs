@@ -1,0 +1,2 @@
+//! placeholder until the pipeline bench lands
+fn main() {}
