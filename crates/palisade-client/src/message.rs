@@ -60,6 +60,9 @@ pub enum Reply {
         code: String,
         /// Generic message.
         message: String,
+        /// The field at fault, for `invalid_payload`.
+        #[serde(default)]
+        path: Option<String>,
         /// Retry hint.
         #[serde(default)]
         retry_after_ms: Option<u64>,
@@ -160,6 +163,7 @@ mod tests {
                 id: Some("3"),
                 code: ErrorCode::Forbidden,
                 message: "m",
+                path: Some("/a"),
                 retry_after_ms: Some(7),
                 reference: "r_1",
             }),

@@ -1,2 +1,90 @@
-//! placeholder until the pipeline bench lands
-fn main() {}
+//! The message pipeline for a typical `chat.message` under the shipped
+//! default policy (read from the server's config template, so the bench
+//! measures what ships), and its parts.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use palisade_core::Timestamp;
+use palisade_core::auth::{Algorithm, KeyMaterial, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
+use palisade_core::csrf::CsrfSettings;
+use palisade_core::policy::{Policy, PolicySpec};
+use palisade_core::sanitize::Rule;
+use palisade_core::session::{Context, Decision, Session, SessionLimits};
+use palisade_core::store::MemoryNonces;
+use palisade_protocol::ClientFrame;
+use serde_json::value::RawValue;
+
+const TEMPLATE: &str = include_str!("../../palisade-server/src/config/palisade.toml");
+const FRAME: &str = r#"{"type":"send","id":"42","room":"lobby","event":"chat.message","data":{"content":"Hello <b>world</b>, see <a href=\"https://example.com/docs\">the docs</a> and reply soon!","mentions":["bob","carol"]}}"#;
+
+fn default_policy() -> Policy {
+    let t: toml::Table = toml::from_str(TEMPLATE).unwrap();
+    let take = |k: &str| t[k].clone();
+    let spec = PolicySpec {
+        roles: take("roles").try_into().unwrap(),
+        rooms: take("rooms").try_into().unwrap(),
+        events: take("events").try_into().unwrap(),
+        default_roles: vec!["user".into()],
+        ..PolicySpec::default()
+    };
+    Policy::compile(&spec).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let now = Timestamp::from_secs(1_800_000_000);
+    let key = KeyMaterial {
+        id: "k".into(),
+        algorithm: Algorithm::HS256,
+        secret: Some(vec![7; 32]),
+        public_pem: None,
+        private_pem: None,
+    };
+    let options =
+        VerifyOptions { leeway: Duration::from_secs(30), issuer: None, audience: None, max_token_bytes: 8192 };
+    let verifier = TokenVerifier::new(std::slice::from_ref(&key), options.clone()).unwrap();
+    let token = TokenSigner::new(&key, &options)
+        .unwrap()
+        .mint(TokenRequest { user_id: "alice".into(), ttl: Duration::from_secs(3600), ..Default::default() }, now)
+        .unwrap();
+    let policy = default_policy();
+    let nonces = MemoryNonces::new(1024);
+    let cx = Context { policy: &policy, verifier: &verifier, nonces: &nonces };
+    let limits = SessionLimits {
+        max_rooms: 8,
+        expiry_notice: Duration::from_secs(60),
+        expiry_grace: Duration::from_secs(30),
+        csrf: CsrfSettings { rotate_every: Duration::from_secs(900), grace: Duration::from_secs(60) },
+    };
+    let mut session = Session::new(verifier.verify(&token, now).unwrap(), limits, now);
+    assert!(matches!(session.on_text(cx, r#"{"type":"join","id":"1","room":"lobby"}"#, now), Decision::Join { .. }));
+    assert!(matches!(session.on_text(cx, FRAME, now), Decision::Publish { .. }));
+
+    c.bench_function("pipeline/chat.message", |b| b.iter(|| black_box(session.on_text(cx, black_box(FRAME), now))));
+    c.bench_function("parts/envelope", |b| b.iter(|| black_box(ClientFrame::parse(black_box(FRAME)).is_ok())));
+    let Ok(ClientFrame::Send { data, .. }) = ClientFrame::parse(FRAME) else { panic!("send frame") };
+    let rule = policy.event("chat.message").unwrap();
+    c.bench_function("parts/shape (parse + schema + sanitize)", |b| {
+        b.iter(|| black_box(rule.shape(black_box(data), policy.sanitizers()).unwrap()))
+    });
+    let value: serde_json::Value = serde_json::from_str(data.get()).unwrap();
+    let content = value["content"].as_str().unwrap();
+    c.bench_function("parts/html sanitizer", |b| {
+        b.iter(|| black_box(policy.sanitizers().apply(Rule::Html, black_box(content))))
+    });
+    c.bench_function("parts/token verify (handshake)", |b| b.iter(|| black_box(verifier.verify(&token, now).is_ok())));
+    let raw: &RawValue = data;
+    c.bench_function("parts/json parse (bounded)", |b| {
+        b.iter(|| black_box(palisade_core::json::parse(raw.get(), palisade_core::json::JsonLimits::default())))
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

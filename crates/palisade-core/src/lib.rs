@@ -16,10 +16,15 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod csrf;
 pub mod handshake;
+pub mod json;
 pub mod origin;
 pub mod policy;
+pub mod replay;
+pub mod sanitize;
 pub mod session;
+pub mod store;
 mod time;
 
 #[cfg(test)]

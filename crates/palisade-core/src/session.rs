@@ -1,7 +1,7 @@
 //! One connection's state and the pipeline every client frame goes through
 //! (DESIGN §3). The server feeds frames and timer ticks in; the session says
-//! what to do. Steps not yet built (rate, replay, CSRF, schema, sanitizers)
-//! slot in where the comments in [`Session::on_text`] say.
+//! what to do. [`Session::publish`] reads like the list in DESIGN §3; the
+//! rate steps (2 and 8) belong to the guard and slot in where marked.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -11,7 +11,21 @@ use serde_json::value::RawValue;
 
 use crate::Timestamp;
 use crate::auth::{AuthError, Identity, TokenVerifier};
+use crate::csrf::{CsrfSettings, CsrfToken};
 use crate::policy::{Denied, Policy};
+use crate::replay;
+use crate::store::NonceStore;
+
+/// What the pipeline consults besides the session itself.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// The policy in force for this message.
+    pub policy: &'a Policy,
+    /// Verifies `refresh` tokens.
+    pub verifier: &'a TokenVerifier,
+    /// Remembers replay nonces.
+    pub nonces: &'a dyn NonceStore,
+}
 
 /// Per-connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +36,8 @@ pub struct SessionLimits {
     pub expiry_notice: Duration,
     /// Grace after `exp` before the connection is closed (the token leeway).
     pub expiry_grace: Duration,
+    /// CSRF token rotation.
+    pub csrf: CsrfSettings,
 }
 
 /// What one client frame becomes.
@@ -49,8 +65,8 @@ pub enum Decision<'a> {
         room: Cow<'a, str>,
         /// Event name (declared).
         event: Cow<'a, str>,
-        /// Payload, after every check.
-        data: &'a RawValue,
+        /// Payload after validation and sanitizing, serialized once.
+        data: Box<RawValue>,
     },
     /// The token was replaced; acknowledge.
     Refreshed {
@@ -69,7 +85,10 @@ pub struct Refusal {
     /// Wire error code.
     pub code: ErrorCode,
     /// Detail for the operator's log only.
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
+    /// JSON Pointer of the field at fault, for `invalid_payload` (safe to
+    /// show: it names the client's own field, not the schema).
+    pub path: Option<String>,
 }
 
 /// What a timer tick asks for.
@@ -77,6 +96,9 @@ pub struct Refusal {
 pub enum TimerAction {
     /// Send `{"type":"expiring","expires_at":…}`.
     Expiring(Timestamp),
+    /// The CSRF token rotated: send `{"type":"csrf","csrf":…}` with
+    /// [`Session::csrf`].
+    CsrfRotated,
     /// Close the connection.
     Close(CloseCode),
 }
@@ -86,19 +108,19 @@ pub enum TimerAction {
 pub struct Session {
     id: String,
     identity: Identity,
-    csrf: String,
+    csrf: CsrfToken,
     rooms: Vec<Box<str>>,
     limits: SessionLimits,
     expiry_noticed: bool,
 }
 
 impl Session {
-    /// Starts a session for a verified identity.
-    pub fn new(identity: Identity, limits: SessionLimits) -> Self {
+    /// Starts a session for a verified identity at `now`.
+    pub fn new(identity: Identity, limits: SessionLimits, now: Timestamp) -> Self {
         Self {
             id: crate::random_id("s_"),
             identity,
-            csrf: crate::random_id(""),
+            csrf: CsrfToken::new(limits.csrf, now),
             rooms: Vec::new(),
             limits,
             expiry_noticed: false,
@@ -115,9 +137,9 @@ impl Session {
         &self.identity
     }
 
-    /// The CSRF token announced in `welcome`.
+    /// The CSRF token clients must echo now.
     pub fn csrf(&self) -> &str {
-        &self.csrf
+        self.csrf.current()
     }
 
     /// Rooms the connection is in.
@@ -126,19 +148,14 @@ impl Session {
     }
 
     /// Runs one text frame through the pipeline.
-    pub fn on_text<'a>(
-        &mut self,
-        policy: &Policy,
-        verifier: &TokenVerifier,
-        text: &'a str,
-        now: Timestamp,
-    ) -> Decision<'a> {
+    pub fn on_text<'a>(&mut self, cx: Context<'_>, text: &'a str, now: Timestamp) -> Decision<'a> {
         // Frame size was enforced by the transport before buffering, and the
         // connection's message rate belongs here once the guard exists.
         let frame = match ClientFrame::parse(text) {
             Ok(f) => f,
             Err(e) => return reject(e.id, Denied::new(ErrorCode::BadRequest, e.reason)),
         };
+        let policy = cx.policy;
         match frame {
             ClientFrame::Join { id, room } => match self.join(policy, &room) {
                 Ok(()) => Decision::Join { id, room },
@@ -151,22 +168,18 @@ impl Session {
                 }
                 None => reject(Some(id.into_owned()), Denied::new(ErrorCode::NotMember, "leave without join")),
             },
-            ClientFrame::Send { id, room, event, data, .. } => {
-                // Event known → (replay, CSRF) → authorization → (event
-                // rate, schema, sanitizers): DESIGN §3 steps 4 to 10.
-                let checked = policy.check_publish(&self.identity, &room, &event).and_then(|_| {
-                    if self.is_member(&room) {
-                        Ok(())
-                    } else {
-                        Err(Denied::new(ErrorCode::NotMember, "send to a room not joined"))
+            ClientFrame::Send { id, room, event, data, csrf, nonce, ts } => {
+                let request =
+                    Publish { room: &room, event: &event, data, csrf: csrf.as_deref(), nonce: nonce.as_deref(), ts };
+                match self.publish(cx, &request, now) {
+                    Ok(data) => Decision::Publish { id, room, event, data },
+                    Err(mut refusal) => {
+                        refusal.id = Some(id.into_owned());
+                        Decision::Reject(refusal)
                     }
-                });
-                match checked {
-                    Ok(()) => Decision::Publish { id, room, event, data },
-                    Err(d) => reject(Some(id.into_owned()), d),
                 }
             }
-            ClientFrame::Refresh { id, token } => match self.refresh(verifier, &token, now) {
+            ClientFrame::Refresh { id, token } => match self.refresh(cx.verifier, &token, now) {
                 Ok(()) => Decision::Refreshed { id },
                 Err(denied) => reject(Some(id.into_owned()), denied),
             },
@@ -183,10 +196,12 @@ impl Session {
 
     /// When [`Session::on_timer`] next has something to do.
     pub fn next_timer(&self) -> Timestamp {
-        if self.expiry_noticed { self.close_at() } else { self.notice_at() }
+        let expiry = if self.expiry_noticed { self.close_at() } else { self.notice_at() };
+        expiry.min(self.csrf.next_rotation())
     }
 
-    /// Called at or after [`Session::next_timer`].
+    /// Called at or after [`Session::next_timer`]; call again until it
+    /// returns `None`, as several things can fall due at once.
     pub fn on_timer(&mut self, now: Timestamp) -> Option<TimerAction> {
         if now >= self.close_at() {
             return Some(TimerAction::Close(CloseCode::TokenExpired));
@@ -195,7 +210,47 @@ impl Session {
             self.expiry_noticed = true;
             return Some(TimerAction::Expiring(self.identity.expires_at));
         }
+        if now >= self.csrf.next_rotation() {
+            self.csrf.rotate(now);
+            return Some(TimerAction::CsrfRotated);
+        }
         None
+    }
+
+    /// DESIGN §3 steps 4 to 10 for one `send`; frame size (1) and the
+    /// envelope (3) are done, rates (2, 8) belong to the guard.
+    fn publish(&self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Box<RawValue>, Refusal> {
+        let policy = cx.policy;
+        // 4. The event is declared (and its data within its size).
+        let rule = policy.event(req.event).map_err(refusal)?;
+        rule.check_size(req.data).map_err(refusal)?;
+        // 5. Replay: fresh timestamp, nonce never seen for this user.
+        if rule.requires_replay_check() {
+            let user = &self.identity.user_id;
+            replay::check(cx.nonces, user, req.nonce, req.ts, policy.replay_window(), now).map_err(|e| Refusal {
+                id: None,
+                code: ErrorCode::Replay,
+                reason: Cow::Owned(format!("replay: {e}")),
+                path: None,
+            })?;
+        }
+        // 6. CSRF, where the event requires it.
+        if rule.requires_csrf() && !self.csrf.verify(req.csrf, now) {
+            return Err(refusal(Denied::new(ErrorCode::CsrfFailed, "csrf token missing or wrong")));
+        }
+        // 7. Authorization: permissions for the room and the event, and
+        //    membership.
+        policy.authorize_publish(&self.identity, req.room, rule).map_err(refusal)?;
+        if !self.is_member(req.room) {
+            return Err(refusal(Denied::new(ErrorCode::NotMember, "send to a room not joined")));
+        }
+        // 9–10. Bounded parse, schema, sanitizers; one serialization.
+        rule.shape(req.data, policy.sanitizers()).map_err(|e| Refusal {
+            id: None,
+            code: e.code,
+            reason: e.reason,
+            path: e.path,
+        })
     }
 
     fn notice_at(&self) -> Timestamp {
@@ -236,8 +291,22 @@ impl Session {
     }
 }
 
+/// The parts of a `send` the pipeline checks.
+struct Publish<'a> {
+    room: &'a str,
+    event: &'a str,
+    data: &'a RawValue,
+    csrf: Option<&'a str>,
+    nonce: Option<&'a str>,
+    ts: Option<u64>,
+}
+
+fn refusal(d: Denied) -> Refusal {
+    Refusal { id: None, code: d.code, reason: Cow::Borrowed(d.reason), path: None }
+}
+
 fn reject<'a>(id: Option<String>, d: Denied) -> Decision<'a> {
-    Decision::Reject(Refusal { id, code: d.code, reason: d.reason })
+    Decision::Reject(Refusal { id, ..refusal(d) })
 }
 
 #[cfg(test)]

@@ -292,6 +292,9 @@ pub struct ErrorFrame<'a> {
     pub code: ErrorCode,
     /// Short generic message.
     pub message: &'static str,
+    /// JSON Pointer of the client's field at fault, for `invalid_payload`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<&'a str>,
     /// When to retry, for `rate_limited`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
@@ -387,6 +390,7 @@ mod tests {
             id: None,
             code: ErrorCode::BadRequest,
             message: ErrorCode::BadRequest.message(),
+            path: None,
             retry_after_ms: None,
             reference: "r_1",
         })

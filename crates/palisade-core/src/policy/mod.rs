@@ -5,19 +5,23 @@
 //! validates it (naming the offending key) into the form checked on every
 //! request.
 
+mod event;
 mod permission;
 mod room;
 mod spec;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use palisade_protocol::ErrorCode;
 
+pub use event::{EventRule, PayloadError, Rate};
 pub use permission::Permission;
 pub use room::{RoomPattern, valid_room_name};
-pub use spec::{EventSpec, PolicySpec, RoleSpec, RoomSpec};
+pub use spec::{EventSpec, PolicySpec, RoleSpec, RoomSpec, RuleList};
 
 use crate::auth::Identity;
+use crate::sanitize::Sanitizers;
 
 /// A policy error found at load time; `key` is the config path to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,20 +55,25 @@ struct RoomRule {
     publish: Option<Permission>,
 }
 
-/// One declared event.
-#[derive(Debug, Clone)]
-pub struct EventRule {
-    permission: Option<Permission>,
-}
-
 /// The compiled policy.
-#[derive(Debug, Clone, Default)]
 pub struct Policy {
     roles: HashMap<String, Vec<Permission>>,
     default_roles: Vec<String>,
     /// Most specific first: exact names, then longer prefixes.
     rooms: Vec<RoomRule>,
     events: HashMap<String, EventRule>,
+    sanitizers: Sanitizers,
+    replay_window: Duration,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("roles", &self.roles)
+            .field("rooms", &self.rooms)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Policy {
@@ -108,11 +117,24 @@ impl Policy {
                     why: "event names use letters, digits, '.', '_' and '-' (at most 64)".to_owned(),
                 });
             }
-            let permission =
-                event.permission.as_deref().map(|p| perm(format!("events.\"{name}\".permission"), p)).transpose()?;
-            events.insert(name.clone(), EventRule { permission });
+            events.insert(name.clone(), EventRule::compile(name, event, spec.max_json_depth)?);
         }
-        Ok(Self { roles, default_roles: spec.default_roles.clone(), rooms, events })
+        let sanitizers =
+            Sanitizers::new(&spec.sanitize).map_err(|why| PolicyError { key: "sanitize".to_owned(), why })?;
+        if spec.max_json_depth == 0 {
+            return Err(PolicyError {
+                key: "limits.max_json_depth".to_owned(),
+                why: "must be greater than 0".to_owned(),
+            });
+        }
+        Ok(Self {
+            roles,
+            default_roles: spec.default_roles.clone(),
+            rooms,
+            events,
+            sanitizers,
+            replay_window: spec.replay_window,
+        })
     }
 
     /// May this user join `room`?
@@ -128,14 +150,32 @@ impl Policy {
         self.require(who, rule.join.as_ref(), "missing room join permission")
     }
 
-    /// May this user publish `event` in `room`? Membership is the caller's
-    /// concern; this checks the event and the permissions.
-    pub fn check_publish(&self, who: &Identity, room: &str, event: &str) -> Result<&EventRule, Denied> {
-        let rule = self.events.get(event).ok_or(Denied::new(ErrorCode::UnknownEvent, "event not declared"))?;
+    /// The declared event named `event`.
+    pub fn event(&self, event: &str) -> Result<&EventRule, Denied> {
+        self.events.get(event).ok_or(Denied::new(ErrorCode::UnknownEvent, "event not declared"))
+    }
+
+    /// May this user publish `rule`'s event in `room`? Membership is the
+    /// caller's concern; this checks the room's and the event's permissions.
+    pub fn authorize_publish(&self, who: &Identity, room: &str, rule: &EventRule) -> Result<(), Denied> {
         let room_rule = self.room_rule(room)?;
         self.require(who, room_rule.publish.as_ref(), "missing room publish permission")?;
-        self.require(who, rule.permission.as_ref(), "missing event permission")?;
-        Ok(rule)
+        self.require(who, rule.permission.as_ref(), "missing event permission")
+    }
+
+    /// The sanitizers events use.
+    pub fn sanitizers(&self) -> &Sanitizers {
+        &self.sanitizers
+    }
+
+    /// How far a replay-protected message's `ts` may be from server time.
+    pub fn replay_window(&self) -> Duration {
+        self.replay_window
+    }
+
+    /// Declared events, by name (for `palisade policy check`).
+    pub fn events(&self) -> impl Iterator<Item = (&str, &EventRule)> {
+        self.events.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     fn room_rule(&self, room: &str) -> Result<&RoomRule, Denied> {

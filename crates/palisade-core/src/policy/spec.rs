@@ -1,10 +1,13 @@
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The policy as written in config: `[roles]`, `[rooms]`, `[events]` plus
-/// `auth.default_roles`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+use crate::sanitize::{Rule, SanitizeSettings};
+
+/// The policy as written in config: `[roles]`, `[rooms]`, `[events]`,
+/// `[sanitize]`, plus the settings from other sections it depends on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicySpec {
     /// Role name → permissions.
     pub roles: BTreeMap<String, RoleSpec>,
@@ -12,8 +15,28 @@ pub struct PolicySpec {
     pub rooms: BTreeMap<String, RoomSpec>,
     /// Event name → rules.
     pub events: BTreeMap<String, EventSpec>,
-    /// Roles every authenticated user has.
+    /// Roles every authenticated user has (`auth.default_roles`).
     pub default_roles: Vec<String>,
+    /// Sanitizer settings (`[sanitize]`).
+    pub sanitize: SanitizeSettings,
+    /// Deepest nesting accepted in event data (`limits.max_json_depth`).
+    pub max_json_depth: usize,
+    /// Accepted clock difference for replay-protected events (`replay.window`).
+    pub replay_window: Duration,
+}
+
+impl Default for PolicySpec {
+    fn default() -> Self {
+        Self {
+            roles: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            events: BTreeMap::new(),
+            default_roles: Vec::new(),
+            sanitize: SanitizeSettings::default(),
+            max_json_depth: 32,
+            replay_window: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[roles.<name>]`
@@ -44,4 +67,45 @@ pub struct EventSpec {
     /// Permission needed to publish the event; absent means any member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission: Option<String>,
+    /// JSON Schema for `data`: a table, or a string of JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// JSON Schema file; the config loader reads it into `schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_file: Option<String>,
+    /// Largest `data`, in bytes of JSON as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<usize>,
+    /// Require the session's CSRF token.
+    #[serde(default)]
+    pub csrf: bool,
+    /// Require a fresh `nonce` and `ts`.
+    #[serde(default)]
+    pub replay: bool,
+    /// Rate per user, like "10/s" or "100/min" (enforced by the guard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// JSON Pointer → sanitizer(s) for the broadcast copy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sanitize: BTreeMap<String, RuleList>,
+}
+
+/// One sanitizer or several, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RuleList {
+    /// `"/content" = "html"`
+    One(Rule),
+    /// `"/content" = ["html", "profanity"]`
+    Many(Vec<Rule>),
+}
+
+impl RuleList {
+    /// The rules, in order.
+    pub fn to_vec(&self) -> Vec<Rule> {
+        match self {
+            Self::One(r) => vec![*r],
+            Self::Many(rs) => rs.clone(),
+        }
+    }
 }

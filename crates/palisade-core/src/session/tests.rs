@@ -1,7 +1,9 @@
 use std::time::Duration;
 
 use super::*;
+use crate::auth::TokenVerifier;
 use crate::policy::{EventSpec, PolicySpec, RoleSpec, RoomSpec};
+use crate::store::MemoryNonces;
 use crate::testkit::{T0, mint, verifier};
 
 fn policy() -> Policy {
@@ -10,17 +12,42 @@ fn policy() -> Policy {
     s.default_roles = vec!["user".into()];
     s.rooms.insert("lobby".into(), RoomSpec::default());
     s.rooms.insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None });
-    s.events.insert("chat.message".into(), EventSpec { permission: Some("chat:send".into()) });
-    s.events.insert("admin.broadcast".into(), EventSpec { permission: Some("admin:broadcast".into()) });
+    s.events.insert("chat.message".into(), EventSpec { permission: Some("chat:send".into()), ..EventSpec::default() });
+    s.events.insert(
+        "admin.broadcast".into(),
+        EventSpec { permission: Some("admin:broadcast".into()), ..EventSpec::default() },
+    );
     Policy::compile(&s).unwrap()
 }
 
-const LIMITS: SessionLimits =
-    SessionLimits { max_rooms: 2, expiry_notice: Duration::from_secs(60), expiry_grace: Duration::from_secs(30) };
+const LIMITS: SessionLimits = SessionLimits {
+    max_rooms: 2,
+    expiry_notice: Duration::from_secs(60),
+    expiry_grace: Duration::from_secs(30),
+    // Far enough out not to interleave with the expiry timers below.
+    csrf: crate::csrf::CsrfSettings { rotate_every: Duration::from_secs(86_400), grace: Duration::from_secs(60) },
+};
 
 fn session(ttl: Duration) -> Session {
     let identity = verifier().verify(&mint("u1", &[], ttl, T0), T0).unwrap();
-    Session::new(identity, LIMITS)
+    Session::new(identity, LIMITS, T0)
+}
+
+/// Everything a test pipeline needs, owned.
+struct Env {
+    policy: Policy,
+    verifier: TokenVerifier,
+    nonces: MemoryNonces,
+}
+
+impl Env {
+    fn new(policy: Policy) -> Self {
+        Self { policy, verifier: verifier(), nonces: MemoryNonces::new(1000) }
+    }
+
+    fn cx(&self) -> Context<'_> {
+        Context { policy: &self.policy, verifier: &self.verifier, nonces: &self.nonces }
+    }
 }
 
 fn code_of<'a>(d: &'a Decision<'_>) -> Option<(Option<&'a str>, ErrorCode)> {
@@ -32,25 +59,25 @@ fn code_of<'a>(d: &'a Decision<'_>) -> Option<(Option<&'a str>, ErrorCode)> {
 
 #[test]
 fn join_send_leave_round_trip() {
-    let (p, v) = (policy(), verifier());
+    let env = Env::new(policy());
     let mut s = session(Duration::from_secs(3600));
-    assert!(matches!(s.on_text(&p, &v, r#"{"type":"join","id":"1","room":"lobby"}"#, T0), Decision::Join { .. }));
+    assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"1","room":"lobby"}"#, T0), Decision::Join { .. }));
     assert_eq!(s.rooms().collect::<Vec<_>>(), ["lobby"]);
     let send = r#"{"type":"send","id":"2","room":"lobby","event":"chat.message","data":{"content":"hi"}}"#;
-    match s.on_text(&p, &v, send, T0) {
+    match s.on_text(env.cx(), send, T0) {
         Decision::Publish { id, room, event, data } => {
             assert_eq!((&*id, &*room, &*event, data.get()), ("2", "lobby", "chat.message", r#"{"content":"hi"}"#));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(s.on_text(&p, &v, r#"{"type":"leave","id":"3","room":"lobby"}"#, T0), Decision::Leave { .. }));
-    let again = s.on_text(&p, &v, r#"{"type":"leave","id":"4","room":"lobby"}"#, T0);
+    assert!(matches!(s.on_text(env.cx(), r#"{"type":"leave","id":"3","room":"lobby"}"#, T0), Decision::Leave { .. }));
+    let again = s.on_text(env.cx(), r#"{"type":"leave","id":"4","room":"lobby"}"#, T0);
     assert_eq!(code_of(&again), Some((Some("4"), ErrorCode::NotMember)));
 }
 
 #[test]
 fn each_refusal_carries_the_request_id_and_its_code() {
-    let (p, v) = (policy(), verifier());
+    let env = Env::new(policy());
     let mut s = session(Duration::from_secs(3600));
     let cases = [
         (r#"{"type":"send","id":"a","room":"lobby","event":"chat.message","data":{}}"#, ErrorCode::NotMember),
@@ -63,29 +90,28 @@ fn each_refusal_carries_the_request_id_and_its_code() {
     ];
     for (frame, code) in cases {
         let id = frame.split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap();
-        assert_eq!(code_of(&s.on_text(&p, &v, frame, T0)), Some((Some(id), code)), "{frame}");
+        assert_eq!(code_of(&s.on_text(env.cx(), frame, T0)), Some((Some(id), code)), "{frame}");
     }
-    assert_eq!(code_of(&s.on_text(&p, &v, "{", T0)), Some((None, ErrorCode::BadRequest)));
+    assert_eq!(code_of(&s.on_text(env.cx(), "{", T0)), Some((None, ErrorCode::BadRequest)));
 }
 
 #[test]
 fn room_count_is_capped_and_rejoining_is_idempotent() {
     let mut s = PolicySpec::default();
     s.rooms.insert("r*".into(), RoomSpec::default());
-    let p = Policy::compile(&s).unwrap();
-    let v = verifier();
+    let env = Env::new(Policy::compile(&s).unwrap());
     let mut sess = session(Duration::from_secs(3600));
     for room in ["r1", "r2", "r1"] {
         let frame = format!(r#"{{"type":"join","id":"x","room":"{room}"}}"#);
-        assert!(matches!(sess.on_text(&p, &v, &frame, T0), Decision::Join { .. }));
+        assert!(matches!(sess.on_text(env.cx(), &frame, T0), Decision::Join { .. }));
     }
-    let d = sess.on_text(&p, &v, r#"{"type":"join","id":"y","room":"r3"}"#, T0);
+    let d = sess.on_text(env.cx(), r#"{"type":"join","id":"y","room":"r3"}"#, T0);
     assert_eq!(code_of(&d), Some((Some("y"), ErrorCode::Forbidden)));
 }
 
 #[test]
 fn expiry_notice_then_close_unless_refreshed() {
-    let (p, v) = (policy(), verifier());
+    let env = Env::new(policy());
     let ttl = Duration::from_secs(600);
     let mut s = session(ttl);
     let exp = T0.saturating_add(ttl);
@@ -99,7 +125,7 @@ fn expiry_notice_then_close_unless_refreshed() {
     let later = exp.saturating_sub(Duration::from_secs(10));
     let fresh = mint("u1", &[], ttl, later);
     let frame = format!(r#"{{"type":"refresh","id":"r","token":"{fresh}"}}"#);
-    assert!(matches!(s.on_text(&p, &v, &frame, later), Decision::Refreshed { .. }));
+    assert!(matches!(s.on_text(env.cx(), &frame, later), Decision::Refreshed { .. }));
     assert_eq!(s.on_timer(exp.saturating_add(Duration::from_secs(31))), None);
     assert_eq!(s.next_timer(), later.saturating_add(ttl).saturating_sub(Duration::from_secs(60)));
 
@@ -111,14 +137,202 @@ fn expiry_notice_then_close_unless_refreshed() {
 
 #[test]
 fn refresh_for_another_user_is_refused() {
-    let (p, v) = (policy(), verifier());
+    let env = Env::new(policy());
     let mut s = session(Duration::from_secs(600));
     let other = mint("u2", &[], Duration::from_secs(600), T0);
     let frame = format!(r#"{{"type":"refresh","id":"r","token":"{other}"}}"#);
-    assert_eq!(code_of(&s.on_text(&p, &v, &frame, T0)), Some((Some("r"), ErrorCode::Forbidden)));
+    assert_eq!(code_of(&s.on_text(env.cx(), &frame, T0)), Some((Some("r"), ErrorCode::Forbidden)));
     assert_eq!(s.identity().user_id, "u1");
     let stale = mint("u1", &[], Duration::from_secs(60), T0);
     let frame = format!(r#"{{"type":"refresh","id":"x","token":"{stale}"}}"#);
     let later = T0.saturating_add(Duration::from_secs(3600));
-    assert_eq!(code_of(&s.on_text(&p, &v, &frame, later)), Some((Some("x"), ErrorCode::Expired)));
+    assert_eq!(code_of(&s.on_text(env.cx(), &frame, later)), Some((Some("x"), ErrorCode::Expired)));
+}
+
+/// A policy with one event per pipeline feature.
+fn strict_policy() -> Policy {
+    use crate::policy::RuleList;
+    use crate::sanitize::Rule;
+    let mut s = PolicySpec::default();
+    s.rooms.insert("r".into(), RoomSpec::default());
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": { "content": { "type": "string", "maxLength": 40 }, "n": { "type": "integer" } },
+        "required": ["content"],
+        "additionalProperties": false
+    });
+    let mut chat = EventSpec { schema: Some(schema), max_bytes: Some(200), ..EventSpec::default() };
+    chat.sanitize.insert("/content".into(), RuleList::One(Rule::Html));
+    s.events.insert("chat".into(), chat);
+    s.events.insert("guarded".into(), EventSpec { csrf: true, ..EventSpec::default() });
+    s.events.insert("once".into(), EventSpec { replay: true, ..EventSpec::default() });
+    s.events.insert("raw".into(), EventSpec::default());
+    Policy::compile(&s).unwrap()
+}
+
+fn send(event: &str, data: &str, extra: &str) -> String {
+    format!(r#"{{"type":"send","id":"s","room":"r","event":"{event}","data":{data}{extra}}}"#)
+}
+
+fn joined(env: &Env) -> Session {
+    // The token outlives the CSRF rotation, so rotation is the first timer.
+    let mut s = session(Duration::from_secs(7 * 86_400));
+    assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"r"}"#, T0), Decision::Join { .. }));
+    s
+}
+
+fn refusal_of(d: Decision<'_>) -> Refusal {
+    match d {
+        Decision::Reject(r) => r,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn data_is_validated_then_sanitized_and_broadcast_as_cleaned() {
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env);
+    match s.on_text(env.cx(), &send("chat", r#"{"content":"<b>hi</b><script>x()</script>"}"#, ""), T0) {
+        Decision::Publish { data, .. } => assert_eq!(data.get(), r#"{"content":"<b>hi</b>"}"#),
+        other => panic!("{other:?}"),
+    }
+    // Schema failures name the client's field, never the schema.
+    let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"content":"x","n":"one"}"#, ""), T0));
+    assert_eq!((r.code, r.path.as_deref()), (ErrorCode::InvalidPayload, Some("/n")));
+    let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"content":"x","user_id":"admin"}"#, ""), T0));
+    assert_eq!(r.code, ErrorCode::InvalidPayload);
+    let r = refusal_of(s.on_text(
+        env.cx(),
+        &send("chat", r#"{"content":"this is far, far longer than forty characters"}"#, ""),
+        T0,
+    ));
+    assert_eq!((r.code, r.path.as_deref()), (ErrorCode::InvalidPayload, Some("/content")));
+}
+
+#[test]
+fn oversized_deep_and_duplicate_key_data_are_refused_before_the_schema() {
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env);
+    let big = format!(r#"{{"content":"{}"}}"#, "x".repeat(300));
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("chat", &big, ""), T0)).code, ErrorCode::TooLarge);
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("raw", &deep, ""), T0)).code, ErrorCode::BadRequest);
+    let dup = r#"{"content":"a","content":"b"}"#;
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("chat", dup, ""), T0)).code, ErrorCode::BadRequest);
+}
+
+#[test]
+fn prototype_keys_are_dropped_from_every_payload() {
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env);
+    let data = r#"{"a":{"__proto__":{"admin":true},"b":[{"constructor":1,"c":2}]},"prototype":0}"#;
+    match s.on_text(env.cx(), &send("raw", data, ""), T0) {
+        Decision::Publish { data, .. } => assert_eq!(data.get(), r#"{"a":{"b":[{"c":2}]}}"#),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn csrf_events_need_the_current_or_just_rotated_token() {
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", ""), T0)).code, ErrorCode::CsrfFailed);
+    let wrong = r#","csrf":"nope""#;
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", wrong), T0)).code, ErrorCode::CsrfFailed);
+    let old = s.csrf().to_owned();
+    let with = |t: &str| format!(r#","csrf":"{t}""#);
+    assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), T0), Decision::Publish { .. }));
+
+    // Rotation is a timer action; the old token then has a grace period.
+    let at = s.next_timer();
+    assert_eq!(s.on_timer(at), Some(TimerAction::CsrfRotated));
+    assert_ne!(s.csrf(), old);
+    assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), at), Decision::Publish { .. }));
+    let late = at.saturating_add(Duration::from_secs(61));
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), late)).code, ErrorCode::CsrfFailed);
+    let new = s.csrf().to_owned();
+    assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&new)), late), Decision::Publish { .. }));
+}
+
+#[test]
+fn replay_events_need_a_fresh_nonce_and_timestamp() {
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env);
+    let extra = |nonce: &str, ts: u64| format!(r#","nonce":"{nonce}","ts":{ts}"#);
+    let now = T0.as_millis();
+    assert!(matches!(s.on_text(env.cx(), &send("once", "{}", &extra("n1", now)), T0), Decision::Publish { .. }));
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("once", "{}", &extra("n1", now)), T0)).code, ErrorCode::Replay);
+    assert_eq!(
+        refusal_of(s.on_text(env.cx(), &send("once", "{}", &extra("n2", now - 31_000)), T0)).code,
+        ErrorCode::Replay
+    );
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("once", "{}", ""), T0)).code, ErrorCode::Replay);
+}
+
+#[test]
+fn refusals_come_in_pipeline_order() {
+    // Unknown event beats everything after it; CSRF beats authorization
+    // and membership; membership beats the schema.
+    let env = Env::new(strict_policy());
+    let mut s = session(Duration::from_secs(3600));
+    let r = refusal_of(s.on_text(env.cx(), &send("nope", "{}", ""), T0));
+    assert_eq!(r.code, ErrorCode::UnknownEvent);
+    let r = refusal_of(s.on_text(env.cx(), &send("guarded", "{}", ""), T0));
+    assert_eq!(r.code, ErrorCode::CsrfFailed);
+    let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"bad":1}"#, ""), T0));
+    assert_eq!(r.code, ErrorCode::NotMember);
+}
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(serde_json::Value::from),
+            ".{0,40}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(".{0,12}", inner, 0..8)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn on_arbitrary_payloads(data in json_value(), event in prop_oneof![Just("chat"), Just("raw"), Just("once"), Just("guarded")]) {
+            let env = Env::new(strict_policy());
+            let mut s = joined(&env);
+            let frame = send(event, &data.to_string(), "");
+            // Any decision is fine; it must not panic, and a publish must
+            // carry valid JSON.
+            if let Decision::Publish { data, .. } = s.on_text(env.cx(), &frame, T0) {
+                prop_assert!(serde_json::from_str::<serde_json::Value>(data.get()).is_ok());
+            }
+        }
+
+        #[test]
+        fn on_arbitrary_frames(text in ".{0,200}") {
+            let env = Env::new(strict_policy());
+            let mut s = joined(&env);
+            let _ = s.on_text(env.cx(), &text, T0);
+        }
+    }
+}
+
+#[test]
+fn the_schema_judges_normalized_data_so_control_characters_cannot_hide_a_key() {
+    // "ro\u0000le" becomes "role" when control characters are stripped; the
+    // schema must see that, or an unvalidated key would be broadcast.
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env);
+    let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"content":"x","ro\u0000le":"admin"}"#, ""), T0));
+    assert_eq!(r.code, ErrorCode::InvalidPayload);
 }

@@ -1,0 +1,175 @@
+//! One declared event, compiled: who may publish it, which checks its
+//! messages need, and how its `data` is validated and cleaned.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use palisade_protocol::ErrorCode;
+use serde_json::value::RawValue;
+
+use super::permission::Permission;
+use super::spec::EventSpec;
+use super::{Denied, PolicyError};
+use crate::json::{self, JsonLimits};
+use crate::sanitize::{self, FieldRules, Sanitizers};
+
+/// A rate like "10/s": `count` events per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Events allowed…
+    pub count: u32,
+    /// …per this period.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses "N/s", "N/min", "N/h" (also "N/sec", "N/m", "N/hour").
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        const WHY: &str = "a rate is \"N/s\", \"N/min\" or \"N/h\" with N > 0";
+        let (count, unit) = raw.split_once('/').ok_or(WHY)?;
+        let count: u32 = count.trim().parse().map_err(|_| WHY)?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(WHY),
+        };
+        if count == 0 { Err(WHY) } else { Ok(Self { count, per }) }
+    }
+}
+
+/// A declared event, ready to check messages.
+pub struct EventRule {
+    pub(super) permission: Option<Permission>,
+    schema: Option<jsonschema::Validator>,
+    fields: FieldRules,
+    max_bytes: Option<usize>,
+    csrf: bool,
+    replay: bool,
+    rate: Option<Rate>,
+    json: JsonLimits,
+}
+
+impl std::fmt::Debug for EventRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRule")
+            .field("permission", &self.permission)
+            .field("schema", &self.schema.is_some())
+            .field("csrf", &self.csrf)
+            .field("replay", &self.replay)
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why `data` was refused: the wire code, a log reason, and for schema
+/// failures the JSON Pointer of the offending field (safe to show).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadError {
+    /// Wire code.
+    pub code: ErrorCode,
+    /// For the log.
+    pub reason: Cow<'static, str>,
+    /// Offending field, for the client.
+    pub path: Option<String>,
+}
+
+impl EventRule {
+    pub(super) fn compile(name: &str, spec: &EventSpec, max_json_depth: usize) -> Result<Self, PolicyError> {
+        let key = |field: &str| format!("events.\"{name}\"{field}");
+        let err = |field: &str, why: String| PolicyError { key: key(field), why };
+        let permission = spec
+            .permission
+            .as_deref()
+            .map(Permission::parse)
+            .transpose()
+            .map_err(|w| err(".permission", w.to_owned()))?;
+        if spec.schema_file.is_some() && spec.schema.is_some() {
+            return Err(err(".schema", "give schema or schema_file, not both".to_owned()));
+        }
+        let schema = match &spec.schema {
+            None if spec.schema_file.is_some() => {
+                return Err(err(".schema_file", "was not read by the config loader".to_owned()));
+            }
+            None => None,
+            Some(raw) => Some(compile_schema(raw).map_err(|why| err(".schema", why))?),
+        };
+        let rules: Vec<(String, Vec<_>)> = spec.sanitize.iter().map(|(p, r)| (p.clone(), r.to_vec())).collect();
+        let fields = FieldRules::new(&rules).map_err(|why| err(".sanitize", why))?;
+        let rate = spec.rate.as_deref().map(Rate::parse).transpose().map_err(|w| err(".rate", w.to_owned()))?;
+        if spec.max_bytes == Some(0) {
+            return Err(err(".max_bytes", "must be greater than 0".to_owned()));
+        }
+        let json = JsonLimits { max_depth: max_json_depth, max_bytes: spec.max_bytes.unwrap_or(usize::MAX) };
+        Ok(Self {
+            permission,
+            schema,
+            fields,
+            max_bytes: spec.max_bytes,
+            csrf: spec.csrf,
+            replay: spec.replay,
+            rate,
+            json,
+        })
+    }
+
+    /// Does the event require the session's CSRF token?
+    pub fn requires_csrf(&self) -> bool {
+        self.csrf
+    }
+
+    /// Does the event require a fresh nonce and timestamp?
+    pub fn requires_replay_check(&self) -> bool {
+        self.replay
+    }
+
+    /// The declared rate, if any.
+    pub fn rate(&self) -> Option<Rate> {
+        self.rate
+    }
+
+    /// Is `data` within the event's size limit? Checked before anything
+    /// parses it.
+    pub fn check_size(&self, data: &RawValue) -> Result<(), Denied> {
+        match self.max_bytes {
+            Some(max) if data.get().len() > max => Err(Denied::new(ErrorCode::TooLarge, "data over max_bytes")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Parses `data` within bounds, validates it against the schema and
+    /// sanitizes it; returns the JSON to broadcast, serialized once.
+    pub fn shape(&self, data: &RawValue, sanitizers: &Sanitizers) -> Result<Box<RawValue>, PayloadError> {
+        let bad = |code, reason: Cow<'static, str>, path| PayloadError { code, reason, path };
+        let mut value = json::parse(data.get(), self.json)
+            .map_err(|e| bad(ErrorCode::BadRequest, Cow::Owned(format!("data: {e}")), None))?;
+        // Normalize first: the schema must judge what will be broadcast.
+        sanitize::normalize(&mut value);
+        if let Some(schema) = &self.schema
+            && let Err(e) = schema.validate(&value)
+        {
+            let path = e.instance_path().to_string();
+            return Err(bad(ErrorCode::InvalidPayload, Cow::Owned(format!("schema: {e}")), Some(path)));
+        }
+        self.fields.apply(sanitizers, &mut value).map_err(|r| {
+            let reason = Cow::Owned(format!("sanitize: {r}"));
+            bad(ErrorCode::InvalidPayload, reason, Some(r.pointer))
+        })?;
+        serde_json::value::to_raw_value(&value)
+            .map_err(|e| bad(ErrorCode::Internal, Cow::Owned(format!("reserialize: {e}")), None))
+    }
+}
+
+/// Compiles a schema given as a JSON value or a string of JSON. Remote and
+/// file `$ref`s cannot resolve: the crate is built without retrievers.
+fn compile_schema(raw: &serde_json::Value) -> Result<jsonschema::Validator, String> {
+    let parsed;
+    let schema = match raw {
+        serde_json::Value::String(text) => {
+            parsed = serde_json::from_str::<serde_json::Value>(text).map_err(|e| format!("not valid JSON: {e}"))?;
+            &parsed
+        }
+        other => other,
+    };
+    jsonschema::validator_for(schema).map_err(|e| format!("not a valid JSON Schema: {e}"))
+}
