@@ -9,7 +9,7 @@ use palisade_core::auth::TokenRequest;
 
 use crate::config::{Config, ConfigError, Env, Source, env::ENV_CONFIG, render_init};
 use crate::server::{Server, shutdown_signal};
-use crate::settings::{Profile, Settings, signer};
+use crate::settings::{Profile, Settings, compile_policy, signer};
 use crate::state::now;
 
 /// Palisade: a hardened real-time WebSocket server.
@@ -40,6 +40,19 @@ pub enum Command {
     Token(TokenArgs),
     /// Write a commented config file with fresh secrets.
     Init(InitArgs),
+    /// Work with the message policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// `palisade policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate the policy in a config file and print the effective rules.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
 }
 
 /// `server.data_dir` in the default config.
@@ -150,7 +163,8 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     }
     let profile = if args.dev { Profile::Dev } else { Profile::Production };
     let data_dir = config.server.data_dir.clone();
-    let settings = Settings::new(config, profile)?;
+    let mut settings = Settings::new(config, profile)?;
+    settings.source.clone_from(&args.config.config);
     let server = Server::bind(settings).await.map_err(|e| CliError::Failed(e.to_string()))?;
     banner(server.local_addr(), profile, args.config.config.as_deref(), &data_dir);
     server.run(shutdown_signal()).await;
@@ -166,6 +180,51 @@ pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
     let signer = signer(&config, profile)?;
     let request = TokenRequest { user_id: args.sub, name: args.name, roles: args.roles, rooms: args.rooms, ttl };
     signer.mint(request, now()).map_err(|e| CliError::Failed(e.to_string()))
+}
+
+/// `palisade policy check FILE`: the effective policy as TOML, or the first
+/// error with the key it is at.
+pub fn policy_check(file: &Path, env: &dyn Env) -> Result<String, CliError> {
+    let config = Config::load(Source::File(file), env)?;
+    compile_policy(&config)?;
+    let effective = EffectivePolicy {
+        auth: EffectiveAuth { default_roles: &config.auth.default_roles },
+        limits: EffectiveLimits { max_json_depth: config.limits.max_json_depth },
+        replay: EffectiveReplay { window: humantime::format_duration(config.replay.window).to_string() },
+        sanitize: &config.sanitize,
+        roles: &config.roles,
+        rooms: &config.rooms,
+        events: &config.events,
+    };
+    toml::to_string_pretty(&effective).map_err(|e| CliError::Failed(format!("cannot print the policy: {e}")))
+}
+
+/// What `policy check` prints: every setting the policy is compiled from,
+/// after defaults and overrides, as a config file that loads back.
+#[derive(serde::Serialize)]
+struct EffectivePolicy<'a> {
+    auth: EffectiveAuth<'a>,
+    limits: EffectiveLimits,
+    replay: EffectiveReplay,
+    sanitize: &'a crate::config::SanitizeConfig,
+    roles: &'a std::collections::BTreeMap<String, palisade_core::policy::RoleSpec>,
+    rooms: &'a std::collections::BTreeMap<String, palisade_core::policy::RoomSpec>,
+    events: &'a std::collections::BTreeMap<String, palisade_core::policy::EventSpec>,
+}
+
+#[derive(serde::Serialize)]
+struct EffectiveAuth<'a> {
+    default_roles: &'a [String],
+}
+
+#[derive(serde::Serialize)]
+struct EffectiveReplay {
+    window: String,
+}
+
+#[derive(serde::Serialize)]
+struct EffectiveLimits {
+    max_json_depth: usize,
 }
 
 /// `palisade init`: writes the file, refusing to overwrite without --force.

@@ -106,7 +106,7 @@ async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Resu
         warn!(peer = %peer, reason = %r, "upgrade refused");
         HttpRejection::Handshake(r)
     })?;
-    let session = Session::new(admitted.identity, state.settings.session);
+    let session = Session::new(admitted.identity, state.settings.session, now());
     let protocol = admitted.select_subprotocol.then_some(SUBPROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);

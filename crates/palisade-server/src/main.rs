@@ -25,6 +25,12 @@ fn main() -> ExitCode {
             }
         }),
         Command::Init(args) => cli::init(&args),
+        Command::Policy(cli::PolicyCommand::Check { file }) => cli::policy_check(&file, &env).map(|policy| {
+            #[allow(clippy::print_stdout, reason = "the effective policy is the command's output")]
+            {
+                print!("{policy}");
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 use tracing::{info, warn};
 
+use crate::config::{ConfigError, Env, ProcessEnv};
 use crate::http::{PeerAddr, router};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -58,10 +59,18 @@ impl Server {
         self.local_addr
     }
 
+    /// A handle that reloads the policy from the config file, as SIGHUP does.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(Arc::clone(&self.state))
+    }
+
     /// Serves until `signal` resolves, then closes every connection with
-    /// 1001 and waits up to `server.shutdown_grace` for them.
+    /// 1001 and waits up to `server.shutdown_grace` for them. SIGHUP reloads
+    /// the policy.
     pub async fn run(self, signal: impl Future<Output = ()>) {
         let Self { state, listener, .. } = self;
+        #[cfg(unix)]
+        state.tasks.spawn(reload_on_sighup(Reloader(Arc::clone(&state)), state.shutdown.clone()));
         let router = router(Arc::clone(&state));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -107,6 +116,39 @@ impl Server {
         if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
             warn!(open = state.open_connections(), "shutdown grace expired with connections still open");
         }
+    }
+}
+
+/// Reloads the policy of a running server.
+#[derive(Debug, Clone)]
+pub struct Reloader(Arc<AppState>);
+
+impl Reloader {
+    /// Re-reads the config file and swaps the policy in atomically; on
+    /// error the policy in force stays. Either way the outcome is logged.
+    pub fn reload(&self, env: &dyn Env) -> Result<(), ConfigError> {
+        let result = self.0.settings.reload_policy(env);
+        match &result {
+            Ok(()) => info!("policy reloaded"),
+            Err(e) => warn!(error = %e, "policy reload failed; keeping the policy in force"),
+        }
+        result
+    }
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(reloader: Reloader, shutdown: tokio_util::sync::CancellationToken) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP; policy reload by signal is off");
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        // A failed reload is logged by `reload` and changes nothing.
+        let _ = reloader.reload(&ProcessEnv);
     }
 }
 

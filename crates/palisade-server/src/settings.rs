@@ -1,15 +1,21 @@
 //! What a loaded [`Config`] becomes at run time: the core's gate and
 //! policy, the transport limits, and the signer for `palisade token`.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use palisade_core::auth::{KeyMaterial, TokenSigner, TokenVerifier, VerifyOptions};
+use palisade_core::csrf::CsrfSettings;
 use palisade_core::handshake::Gate;
 use palisade_core::origin::OriginPolicy;
 use palisade_core::policy::{Policy, PolicySpec};
+use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
-use crate::config::{Config, ConfigError, DEV_ORIGINS, dev_key};
+use crate::config::{Config, ConfigError, DEV_ORIGINS, Env, Source, dev_key};
 
 /// Which defaults apply on top of the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,10 +35,12 @@ pub struct Settings {
     pub profile: Profile,
     /// Handshake checks.
     pub gate: Gate,
-    /// Message policy.
-    pub policy: Policy,
+    /// Message policy; replaced whole by a reload, read once per message.
+    pub policy: ArcSwap<Policy>,
     /// Per-connection session limits.
     pub session: SessionLimits,
+    /// The config file, when there is one to reload the policy from.
+    pub source: Option<PathBuf>,
 }
 
 impl Settings {
@@ -48,14 +56,27 @@ impl Settings {
         }
         let origins = OriginPolicy::new(&origins).map_err(|e| ConfigError::invalid("origins.allow", e.to_string()))?;
         let gate = Gate::new(origins, verifier, config.auth.allow_query_token);
-        let policy =
-            Policy::compile(&policy_spec(&config)).map_err(|e| ConfigError::Invalid { key: e.key, why: e.why })?;
+        let policy = ArcSwap::from_pointee(compile_policy(&config)?);
         let session = SessionLimits {
             max_rooms: config.limits.max_rooms_per_connection,
             expiry_notice: config.auth.expiry_notice,
             expiry_grace: config.auth.leeway,
+            csrf: CsrfSettings { rotate_every: config.csrf.rotate_every, grace: config.csrf.grace },
         };
-        Ok(Self { config, profile, gate, policy, session })
+        Ok(Self { config, profile, gate, policy, session, source: None })
+    }
+
+    /// Re-reads the config file and swaps in its policy: everything
+    /// [`compile_policy`] reads (roles, rooms, events, `[sanitize]`,
+    /// `auth.default_roles`, `limits.max_json_depth`, `replay.window`).
+    /// Other settings need a restart. On error the policy in force stays.
+    pub fn reload_policy(&self, env: &dyn Env) -> Result<(), ConfigError> {
+        let path = self.source.as_deref().ok_or_else(|| {
+            ConfigError::invalid("", "the server was started without a config file, so there is nothing to reload")
+        })?;
+        let policy = compile_policy(&Config::load(Source::File(path), env)?)?;
+        self.policy.store(Arc::new(policy));
+        Ok(())
     }
 
     /// The heartbeat deadline: a connection silent this long is dead.
@@ -99,11 +120,47 @@ fn verify_options(config: &Config) -> VerifyOptions {
     }
 }
 
-fn policy_spec(config: &Config) -> PolicySpec {
-    PolicySpec {
+/// Compiles the policy sections of `config`, reading the files they name
+/// (schema files, the profanity word file) relative to the config file.
+pub fn compile_policy(config: &Config) -> Result<Policy, ConfigError> {
+    let mut events = config.events.clone();
+    for (name, event) in &mut events {
+        if let Some(file) = event.schema_file.take() {
+            let key = format!("events.\"{name}\".schema_file");
+            if event.schema.is_some() {
+                return Err(ConfigError::invalid(key, "give schema or schema_file, not both"));
+            }
+            let text = read(&config.base_dir, &file, &key)?;
+            let schema = serde_json::from_str(&text)
+                .map_err(|e| ConfigError::invalid(key, format!("{file} is not valid JSON: {e}")))?;
+            event.schema = Some(schema);
+        }
+    }
+    let s = &config.sanitize;
+    let mut profanity_words = s.profanity_words.clone();
+    if !s.profanity_file.is_empty() {
+        let text = read(&config.base_dir, &s.profanity_file, "sanitize.profanity_file")?;
+        profanity_words
+            .extend(text.lines().map(str::trim).filter(|w| !w.is_empty() && !w.starts_with('#')).map(String::from));
+    }
+    let spec = PolicySpec {
         roles: config.roles.clone(),
         rooms: config.rooms.clone(),
-        events: config.events.clone(),
+        events,
         default_roles: config.auth.default_roles.clone(),
-    }
+        sanitize: SanitizeSettings {
+            url_blocked_hosts: s.url_blocked_hosts.clone(),
+            url_invalid: s.url_invalid,
+            profanity_words,
+            filename_max_len: s.filename_max_len,
+        },
+        max_json_depth: config.limits.max_json_depth,
+        replay_window: config.replay.window,
+    };
+    Policy::compile(&spec).map_err(|e| ConfigError::Invalid { key: e.key, why: e.why })
+}
+
+fn read(base: &Path, file: &str, key: &str) -> Result<String, ConfigError> {
+    let path = base.join(file);
+    std::fs::read_to_string(&path).map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))
 }

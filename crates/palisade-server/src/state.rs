@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use palisade_core::Timestamp;
+use palisade_core::store::MemoryNonces;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -15,6 +16,8 @@ use crate::ws::hub::Hub;
 pub(crate) struct AppState {
     pub(crate) settings: Settings,
     pub(crate) hub: Hub,
+    /// Replay nonces seen by this node.
+    pub(crate) nonces: MemoryNonces,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -25,6 +28,7 @@ pub(crate) struct AppState {
 impl AppState {
     pub(crate) fn new(settings: Settings) -> Self {
         Self {
+            nonces: MemoryNonces::new(settings.config.replay.max_nonces),
             settings,
             hub: Hub::default(),
             shutdown: CancellationToken::new(),

@@ -199,3 +199,62 @@ async fn the_dev_banner_prints_a_token_command_that_works() {
     assert_eq!(welcome["user"]["id"], "alice");
     assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_policy_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), &["init", "--output", "p.toml"]).status.success());
+    let token = String::from_utf8(run(dir.path(), &["token", "--config", "p.toml", "--sub", "al"]).stdout).unwrap();
+    let server = Running::start(dir.path(), &["serve", "--config", "p.toml", "--listen", "127.0.0.1:0"], &[]);
+    let (mut ws, _) = connect_to(server.addr, token.trim()).await;
+    join(&mut ws, "lobby").await;
+    let frame = |id: u32| json!({"type":"send","id":id.to_string(),"room":"lobby","event":"poll.vote","data":{}});
+    assert_eq!(request(&mut ws, frame(0)).await["code"], "unknown_event");
+
+    let path = dir.path().join("p.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[events.\"poll.vote\"]\n");
+    std::fs::write(&path, text).unwrap();
+    Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    // The signal is handled asynchronously: poll, bounded.
+    let mut accepted = false;
+    for id in 1..=50 {
+        if request(&mut ws, frame(id)).await["type"] == "ack" {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "the reloaded event was never accepted");
+    assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
+}
+
+#[test]
+fn policy_check_prints_the_effective_policy_or_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), &["init", "--output", "p.toml"]).status.success());
+    let out = run(dir.path(), &["policy", "check", "p.toml"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for expected in ["[events.\"chat.message\"]", "[events.\"quiz.answer\"]", "[rooms.\"course:*\"]", "[roles.teacher]"]
+    {
+        assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
+    }
+    // The printed policy is itself valid config.
+    std::fs::write(dir.path().join("effective.toml"), &stdout).unwrap();
+    assert!(run(dir.path(), &["policy", "check", "effective.toml"]).status.success());
+
+    std::fs::write(dir.path().join("bad.toml"), "[events.\"x\"]\nschema = \"{not json\"\n").unwrap();
+    let out = run(dir.path(), &["policy", "check", "bad.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("events.\"x\".schema"), "{stderr}");
+
+    std::fs::write(
+        dir.path().join("ref.toml"),
+        "[events.\"x\"]\nschema = '{\"$ref\":\"https://127.0.0.1:9/s.json\"}'\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &["policy", "check", "ref.toml"]);
+    assert_eq!(out.status.code(), Some(2), "a remote $ref must not compile");
+}

@@ -15,7 +15,7 @@ fn config_md_names_every_key_of_the_template() {
     let doc = read("../../docs/CONFIG.md");
     let template: toml::Table = toml::from_str(&read("src/config/palisade.toml")).unwrap();
     let mut missing = Vec::new();
-    for section in ["server", "auth", "origins", "limits"] {
+    for section in ["server", "auth", "origins", "limits", "csrf", "replay", "sanitize"] {
         for key in template[section].as_table().unwrap().keys() {
             let name = format!("`{section}.{key}`");
             if !doc.contains(&name) {
@@ -35,6 +35,13 @@ fn config_md_names_every_key_of_the_template() {
         "`rooms.\"<pattern>\".join`",
         "`rooms.\"<pattern>\".publish`",
         "`events.\"<name>\".permission`",
+        "`events.\"<name>\".schema`",
+        "`events.\"<name>\".schema_file`",
+        "`events.\"<name>\".max_bytes`",
+        "`events.\"<name>\".csrf`",
+        "`events.\"<name>\".replay`",
+        "`events.\"<name>\".rate`",
+        "`events.\"<name>\".sanitize`",
     ] {
         if !doc.contains(name) {
             missing.push(name.to_owned());

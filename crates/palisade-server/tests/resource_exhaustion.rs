@@ -45,7 +45,11 @@ async fn invalid_utf8_closes_with_1007() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_closed_with_4009_while_others_keep_receiving() {
-    let server = TestServer::start("[limits]\noutbound_queue = 8\nclose_timeout = \"20s\"\n").await;
+    // Large events without a schema, so the queue fills fast.
+    let server = TestServer::start(
+        "[limits]\noutbound_queue = 8\nclose_timeout = \"20s\"\n[events.\"chat.message\"]\npermission = \"chat:send\"\n",
+    )
+    .await;
     // The slow client's receive buffer is tiny, so the server's socket
     // fills quickly once it stops reading.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use palisade_core::policy::{EventSpec, RoleSpec, RoomSpec};
+use palisade_core::sanitize::InvalidUrl;
 use serde::{Deserialize, Serialize};
 
 pub use env::{Env, ProcessEnv};
@@ -90,6 +91,12 @@ pub struct Config {
     pub origins: OriginsConfig,
     /// `[limits]`
     pub limits: LimitsConfig,
+    /// `[csrf]`
+    pub csrf: CsrfConfig,
+    /// `[replay]`
+    pub replay: ReplayConfig,
+    /// `[sanitize]`
+    pub sanitize: SanitizeConfig,
     /// `[roles.<name>]`
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -99,6 +106,49 @@ pub struct Config {
     /// `[events."<name>"]`
     #[serde(default)]
     pub events: BTreeMap<String, EventSpec>,
+    /// Directory relative file names in the config resolve against (the
+    /// config file's own directory).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[csrf]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrfConfig {
+    /// Rotation interval.
+    #[serde(with = "duration")]
+    pub rotate_every: Duration,
+    /// How long the previous token stays valid.
+    #[serde(with = "duration")]
+    pub grace: Duration,
+}
+
+/// `[replay]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// Accepted distance of `ts` from server time.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// Most nonces remembered at once.
+    pub max_nonces: usize,
+}
+
+/// `[sanitize]`: the core's sanitizer settings plus a word file to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SanitizeConfig {
+    /// Hosts links may not point to.
+    pub url_blocked_hosts: Vec<String>,
+    /// What to do with a bad `url` field.
+    pub url_invalid: InvalidUrl,
+    /// Words to mask.
+    pub profanity_words: Vec<String>,
+    /// File with more words, one per line; "" for none.
+    pub profanity_file: String,
+    /// Longest file name kept.
+    pub filename_max_len: usize,
 }
 
 /// `[server]`
@@ -180,6 +230,8 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Rooms per connection.
     pub max_rooms_per_connection: usize,
+    /// Deepest nesting in event data.
+    pub max_json_depth: usize,
 }
 
 /// Where the config comes from.
@@ -196,16 +248,19 @@ impl Config {
     pub fn load(source: Source<'_>, env: &dyn Env) -> Result<Self, ConfigError> {
         let defaults = template_table();
         let mut tree = defaults.clone();
+        let mut base_dir = PathBuf::from(".");
         if let Source::File(path) = source {
+            base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or(base_dir, Path::to_path_buf);
             let text =
                 std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             Self::merge_text(&mut tree, &text, path)?;
         }
         env::apply(env, &mut tree, &defaults)?;
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
             let key = e.path().to_string();
             ConfigError::invalid(if key == "." { String::new() } else { key }, e.into_inner().to_string())
         })?;
+        config.base_dir = base_dir;
         config.validate()?;
         Ok(config)
     }
@@ -227,7 +282,10 @@ impl Config {
     /// Cross-field checks serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        let positive: [(&str, usize); 5] = [
+        let positive: [(&str, usize); 8] = [
+            ("limits.max_json_depth", l.max_json_depth),
+            ("replay.max_nonces", self.replay.max_nonces),
+            ("sanitize.filename_max_len", self.sanitize.filename_max_len),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.outbound_queue", l.outbound_queue),
             ("limits.read_buffer_bytes", l.read_buffer_bytes),
@@ -250,6 +308,11 @@ impl Config {
         }
         if self.auth.max_token_bytes < 64 {
             return Err(ConfigError::invalid("auth.max_token_bytes", "must be at least 64"));
+        }
+        for (key, d) in [("csrf.rotate_every", self.csrf.rotate_every), ("replay.window", self.replay.window)] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
         }
         if self.auth.token_ttl.is_zero() {
             return Err(ConfigError::invalid("auth.token_ttl", "must be greater than 0"));

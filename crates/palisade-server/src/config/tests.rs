@@ -31,6 +31,7 @@ fn the_file_init_writes_loads_back_as_the_defaults_plus_a_key() {
     let key = &written.auth.keys[0];
     assert!(key.secret.as_ref().is_some_and(|s| s.len() >= 32));
     defaults.auth.keys = written.auth.keys.clone();
+    defaults.base_dir.clone_from(&written.base_dir);
     assert_eq!(written, defaults);
     // And it is enough to run in production.
     Settings::new(written, Profile::Production).unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use palisade_core::session::{Decision, Refusal, Session, TimerAction};
+use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
 use palisade_protocol::{CloseCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -81,15 +81,16 @@ impl Conn<'_> {
                 () = shutdown.cancelled() => return Exit::Close(CloseCode::GoingAway),
                 code = control.requested() => return Exit::Close(code),
                 () = &mut session_timer => {
-                    match self.session.on_timer(now()) {
-                        Some(TimerAction::Close(code)) => return Exit::Close(code),
-                        Some(TimerAction::Expiring(at)) => {
-                            let frame = ServerFrame::Expiring { expires_at: at.as_millis() }.to_json();
-                            if let Err(exit) = self.write(ws.send(Message::Text(frame.into()))).await {
-                                return exit;
-                            }
+                    let now = now();
+                    while let Some(action) = self.session.on_timer(now) {
+                        let frame = match action {
+                            TimerAction::Close(code) => return Exit::Close(code),
+                            TimerAction::Expiring(at) => ServerFrame::Expiring { expires_at: at.as_millis() }.to_json(),
+                            TimerAction::CsrfRotated => ServerFrame::Csrf { csrf: self.session.csrf() }.to_json(),
+                        };
+                        if let Err(exit) = self.write(ws.send(Message::Text(frame.into()))).await {
+                            return exit;
                         }
-                        None => {}
                     }
                     session_timer.as_mut().reset(deadline(&self.session));
                 }
@@ -154,9 +155,12 @@ impl Conn<'_> {
     /// Runs one text frame through the session and performs its decision;
     /// returns the reply for the sender.
     fn on_text(&mut self, text: &str) -> String {
-        let settings = &self.state.settings;
         let now = now();
-        match self.session.on_text(&settings.policy, settings.gate.verifier(), text, now) {
+        // One load per message: a reload swaps the policy between messages,
+        // never during one.
+        let policy = self.state.settings.policy.load();
+        let cx = Context { policy: &policy, verifier: self.state.settings.gate.verifier(), nonces: &self.state.nonces };
+        match self.session.on_text(cx, text, now) {
             Decision::Join { id, room } => {
                 self.state.hub.join(&room, self.id, self.member.clone());
                 ack(&id, None)
@@ -173,7 +177,7 @@ impl Conn<'_> {
                         seq,
                         event: &event,
                         from: Identity { id: &who.user_id, name: &who.name },
-                        data,
+                        data: &data,
                         ts: now.as_millis(),
                     };
                     Utf8Bytes::from(ServerFrame::Event(frame).to_json())
@@ -185,7 +189,8 @@ impl Conn<'_> {
                     None => self.refuse(&Refusal {
                         id: Some(id.into_owned()),
                         code: palisade_protocol::ErrorCode::Internal,
-                        reason: "room missing from hub",
+                        reason: "room missing from hub".into(),
+                        path: None,
                     }),
                 }
             }
@@ -203,7 +208,7 @@ impl Conn<'_> {
             user = %self.session.identity().user_id,
             peer = %self.peer,
             code = %refusal.code,
-            reason = refusal.reason,
+            reason = %refusal.reason,
             reference = %reference,
             "request refused"
         );
@@ -211,6 +216,7 @@ impl Conn<'_> {
             id: refusal.id.as_deref(),
             code: refusal.code,
             message: refusal.code.message(),
+            path: refusal.path.as_deref(),
             retry_after_ms: None,
             reference: &reference,
         })

@@ -41,6 +41,9 @@ allow = ["https://app.example.com", "https://*.example.org"]
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The config file the server was started from (reloads re-read it).
+    pub config_path: std::path::PathBuf,
+    pub reloader: palisade_server::server::Reloader,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -59,14 +62,16 @@ impl TestServer {
         let text = toml::to_string(&tree).unwrap();
         std::fs::write(&path, text).unwrap();
         let config = Config::load(Source::File(&path), &BTreeMap::new()).unwrap();
-        let settings = Settings::new(config, Profile::Production).unwrap();
+        let mut settings = Settings::new(config, Profile::Production).unwrap();
+        settings.source = Some(path.clone());
         let server = Server::bind(settings).await.unwrap();
         let addr = server.local_addr();
+        let reloader = server.reloader();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Self { addr, stop: Some(stop), task: Some(task), _dir: dir }
+        Self { addr, config_path: path, reloader, stop: Some(stop), task: Some(task), _dir: dir }
     }
 
     pub fn url(&self) -> String {
@@ -173,6 +178,11 @@ pub async fn next_json(ws: &mut Ws) -> Value {
             other => panic!("expected a text frame, got {other:?}"),
         }
     }
+}
+
+/// Sends a text frame as is (for JSON that serde_json would not produce).
+pub async fn send_raw(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.into())).await.unwrap();
 }
 
 pub async fn send_json(ws: &mut Ws, v: Value) {
