@@ -51,7 +51,8 @@ start() {
 
 run_set() {
   local name=$1
-  local b=(target/release/palisade-bench --url "$url" --secret-file "$secret")
+  # Browsers send an Origin; every server here allows this one.
+  local b=(target/release/palisade-bench --url "$url" --secret-file "$secret" --origin http://localhost:3000)
   echo "== $name ($url)"
   "${b[@]}" --json "$out/$name-connect.json" connect --total "$total" --concurrency 16
   "${b[@]}" --json "$out/$name-idle.json" idle --connections "$idle" --server-pid "$pid"
@@ -68,7 +69,7 @@ run_set bare; stop_server
 start bare-small target/release/bare-peer --listen 127.0.0.1:0 --small-buffers
 run_set bare-small; stop_server
 if $have_node; then
-  start node env PEER_SECRET="$(cat "$secret")" node bench/peers/node/server.js --listen 127.0.0.1:0
+  start node env PEER_SECRET="$(cat "$secret")" PEER_ORIGINS=http://localhost:3000 node bench/peers/node/server.js --listen 127.0.0.1:0
   run_set node; stop_server
 fi
 

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 
 const TEMPLATE: &str = include_str!("../../palisade-server/src/config/palisade.toml");
 const FRAME: &str = r#"{"type":"send","id":"42","room":"lobby","event":"chat.message","data":{"content":"Hello <b>world</b>, see <a href=\"https://example.com/docs\">the docs</a> and reply soon!","mentions":["bob","carol"]}}"#;
+const PLAIN: &str = r#"{"type":"send","id":"43","room":"lobby","event":"chat.message","data":{"content":"Hello world, see you at the docs meeting and reply soon!","mentions":["bob","carol"]}}"#;
 
 fn default_policy() -> Policy {
     let t: toml::Table = toml::from_str(TEMPLATE).unwrap();
@@ -63,7 +64,12 @@ fn bench(c: &mut Criterion) {
     assert!(matches!(session.on_text(cx, r#"{"type":"join","id":"1","room":"lobby"}"#, now), Decision::Join { .. }));
     assert!(matches!(session.on_text(cx, FRAME, now), Decision::Publish { .. }));
 
-    c.bench_function("pipeline/chat.message", |b| b.iter(|| black_box(session.on_text(cx, black_box(FRAME), now))));
+    c.bench_function("pipeline/chat.message (with markup)", |b| {
+        b.iter(|| black_box(session.on_text(cx, black_box(FRAME), now)))
+    });
+    c.bench_function("pipeline/chat.message (plain text)", |b| {
+        b.iter(|| black_box(session.on_text(cx, black_box(PLAIN), now)))
+    });
     c.bench_function("parts/envelope", |b| b.iter(|| black_box(ClientFrame::parse(black_box(FRAME)).is_ok())));
     let Ok(ClientFrame::Send { data, .. }) = ClientFrame::parse(FRAME) else { panic!("send frame") };
     let rule = policy.event("chat.message").unwrap();
