@@ -147,8 +147,11 @@ async fn reload_on_sighup(reloader: Reloader, shutdown: tokio_util::sync::Cancel
             () = shutdown.cancelled() => return,
             got = hup.recv() => if got.is_none() { return },
         }
-        // A failed reload is logged by `reload` and changes nothing.
-        let _ = reloader.reload(&ProcessEnv);
+        // Reading files and compiling schemas blocks; keep it off the
+        // runtime's workers. A failed reload is logged by `reload` and
+        // changes nothing.
+        let reloader = reloader.clone();
+        let _ = tokio::task::spawn_blocking(move || reloader.reload(&ProcessEnv)).await;
     }
 }
 
