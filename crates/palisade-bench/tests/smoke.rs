@@ -69,7 +69,7 @@ async fn every_scenario_runs_and_reports() {
     positive(&r, "delivered_per_sec");
     assert!(r.values["delivery_ratio"] > 0.5, "{r:?}");
 
-    let p = mixed::Params { honest: 4, rate: 20, hostile: 4, hostile_rate: 10, duration: Duration::from_millis(800) };
+    let p = mixed::Params { honest: 4, rate: 20, hostile: 6, hostile_rate: 10, duration: Duration::from_millis(800) };
     let r = mixed::run(t, p).await.unwrap();
     positive(&r, "honest_delivered_per_sec");
     positive(&r, "hostile_attacks");

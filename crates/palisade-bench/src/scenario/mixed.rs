@@ -2,8 +2,10 @@
 //! reports what the honest clients' latency does meanwhile.
 //!
 //! Hostile kinds (cycled over the hostile connections): oversize frames
-//! (closed with 1009, then reconnect), malformed JSON, unknown events, and
-//! slow readers that join the busy room and never read.
+//! (closed with 1009, then reconnect), malformed JSON, unknown events,
+//! slow readers that join the busy room and never read, payloads that break
+//! the event's schema (an injected `user_id`), and handshakes with forged
+//! tokens (refused with 401 before any upgrade).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,11 +90,28 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     Ok(report)
 }
 
-/// One hostile client until `deadline`; its kind is `kind % 4`.
+/// How many hostile kinds [`attack`] cycles through.
+const KINDS: usize = 6;
+
+/// One hostile client until `deadline`; its kind is `kind % KINDS`.
 async fn attack(target: &Target, kind: usize, n: usize, per_sec: u32, deadline: Instant, tally: &Tally) {
     let pause = Duration::from_secs(1) / per_sec.max(1);
     let user = format!("hostile{n}");
-    if kind % 4 == 3 {
+    if kind % KINDS == 5 {
+        // Forged tokens: a signature made with the wrong secret.
+        let mut opts = target.options(&user, n);
+        opts.token = Target { secret: "not-the-secret-not-the-secret-not-the-secret".to_owned(), ..target.clone() }
+            .token(&user, &["admin"]);
+        while Instant::now() < deadline {
+            tally.attacks.fetch_add(1, Ordering::Relaxed);
+            if matches!(palisade_client::open(&opts).await, Err(palisade_client::ClientError::Refused { .. })) {
+                tally.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(pause).await;
+        }
+        return;
+    }
+    if kind % KINDS == 3 {
         // Slow reader: joins the busy room with a tiny receive buffer and
         // never reads; the server should cut it off (4009), not buffer.
         if joined(target, &user, n, ROOM, Some(4096)).await.is_ok() {
@@ -113,9 +132,14 @@ async fn attack(target: &Target, kind: usize, n: usize, per_sec: u32, deadline: 
                 }
             },
         };
-        let (frame, want) = match kind % 4 {
+        let (frame, want) = match kind % KINDS {
             0 => ("x".repeat(70_000), None),
             1 => ("{\"type\":\"send\",\"id\":\"1\",".to_owned(), Some("error")),
+            4 => (
+                r#"{"type":"send","id":"1","room":"mixed","event":"chat.message","data":{"content":"hi","user_id":"admin"}}"#
+                    .to_owned(),
+                Some("error"),
+            ),
             _ => (
                 r#"{"type":"send","id":"1","room":"mixed","event":"no.such.event","data":{}}"#.to_owned(),
                 Some("error"),
