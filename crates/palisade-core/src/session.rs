@@ -1,7 +1,8 @@
 //! One connection's state and the pipeline every client frame goes through
-//! (DESIGN §3). The server feeds frames and timer ticks in; the session says
-//! what to do. [`Session::publish`] reads like the list in DESIGN §3; the
-//! rate steps (2 and 8) belong to the guard and slot in where marked.
+//! (docs/ARCHITECTURE.md, "The pipeline for one message"). The server feeds
+//! frames and timer ticks in; the session says what to do.
+//! [`Session::publish`] reads like that list; the rate steps (2 and 8)
+//! belong to the guard and slot in where marked.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -68,10 +69,13 @@ pub enum Decision<'a> {
         /// Payload after validation and sanitizing, serialized once.
         data: Box<RawValue>,
     },
-    /// The token was replaced; acknowledge.
+    /// The token was replaced: remove the connection from `removed` (rooms
+    /// the new token may not be in), tell the client, then acknowledge.
     Refreshed {
         /// Correlation id.
         id: Cow<'a, str>,
+        /// Rooms the session left because the new token lacks the right.
+        removed: Vec<Box<str>>,
     },
     /// Refuse the request with an error frame.
     Reject(Refusal),
@@ -179,8 +183,8 @@ impl Session {
                     }
                 }
             }
-            ClientFrame::Refresh { id, token } => match self.refresh(cx.verifier, &token, now) {
-                Ok(()) => Decision::Refreshed { id },
+            ClientFrame::Refresh { id, token } => match self.refresh(cx, &token, now) {
+                Ok(removed) => Decision::Refreshed { id, removed },
                 Err(denied) => reject(Some(id.into_owned()), denied),
             },
             ClientFrame::Recover { id, .. } => {
@@ -217,7 +221,7 @@ impl Session {
         None
     }
 
-    /// DESIGN §3 steps 4 to 10 for one `send`; frame size (1) and the
+    /// Pipeline steps 4 to 10 for one `send`; frame size (1) and the
     /// envelope (3) are done, rates (2, 8) belong to the guard.
     fn publish(&self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Box<RawValue>, Refusal> {
         let policy = cx.policy;
@@ -277,8 +281,24 @@ impl Session {
         Ok(())
     }
 
-    fn refresh(&mut self, verifier: &TokenVerifier, token: &str, now: Timestamp) -> Result<(), Denied> {
-        let fresh = verifier.verify(token, now).map_err(|e| match e {
+    /// Leaves every room `policy` no longer lets this identity join (a
+    /// reload removed a permission, or a refresh narrowed the roles or the
+    /// `rooms` claim); returns them so the server leaves them too and tells
+    /// the client. Membership must never outlive the right to it.
+    pub fn recheck_rooms(&mut self, policy: &Policy) -> Vec<Box<str>> {
+        let mut removed = Vec::new();
+        self.rooms.retain(|room| {
+            let keep = policy.check_join(&self.identity, room).is_ok();
+            if !keep {
+                removed.push(room.clone());
+            }
+            keep
+        });
+        removed
+    }
+
+    fn refresh(&mut self, cx: Context<'_>, token: &str, now: Timestamp) -> Result<Vec<Box<str>>, Denied> {
+        let fresh = cx.verifier.verify(token, now).map_err(|e| match e {
             AuthError::Expired => Denied::new(ErrorCode::Expired, "refresh token expired"),
             _ => Denied::new(ErrorCode::Forbidden, "refresh token invalid"),
         })?;
@@ -287,7 +307,7 @@ impl Session {
         }
         self.identity = fresh;
         self.expiry_noticed = false;
-        Ok(())
+        Ok(self.recheck_rooms(cx.policy))
     }
 }
 

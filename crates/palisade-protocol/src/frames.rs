@@ -95,6 +95,16 @@ struct Envelope<'a> {
     since: Option<u64>,
 }
 
+/// The fields each request type takes besides `type` and `id`: the one
+/// list the parser holds frames to (docs/PROTOCOL.md §2 shows the same).
+const REQUEST_FIELDS: [(&str, &[&str]); 5] = [
+    ("join", &["room"]),
+    ("leave", &["room"]),
+    ("send", &["room", "event", "data", "csrf", "nonce", "ts"]),
+    ("refresh", &["token"]),
+    ("recover", &["room", "since"]),
+];
+
 impl Envelope<'_> {
     /// Names of the optional fields present, besides `type` and `id`.
     fn present(&self) -> impl Iterator<Item = &'static str> {
@@ -133,12 +143,8 @@ impl<'a> ClientFrame<'a> {
         let fail = |reason| Err(FrameError { id: Some(id.to_string()), reason });
         // Each type takes exactly its own fields: a stray field is a client
         // bug (or a probe) worth refusing, not ignoring.
-        let allowed: &[&str] = match env.kind.as_ref() {
-            "join" | "leave" => &["room"],
-            "send" => &["room", "event", "data", "csrf", "nonce", "ts"],
-            "refresh" => &["token"],
-            "recover" => &["room", "since"],
-            _ => return fail("unknown frame type"),
+        let Some((_, allowed)) = REQUEST_FIELDS.iter().find(|(kind, _)| *kind == env.kind) else {
+            return fail("unknown frame type");
         };
         if env.present().any(|field| !allowed.contains(&field)) {
             return fail("field not valid for this frame type");
@@ -225,6 +231,14 @@ pub enum ServerFrame<'a> {
     Csrf {
         /// The new token.
         csrf: &'a str,
+    },
+    /// The connection was taken out of a room it may no longer be in: a
+    /// `refresh` brought fewer rights, or a policy reload removed them.
+    Removed {
+        /// The room.
+        room: &'a str,
+        /// Why, as an error code (`forbidden`).
+        code: ErrorCode,
     },
 }
 
@@ -364,6 +378,38 @@ mod tests {
         let long = "x".repeat(MAX_ID_LEN + 1);
         let e = ClientFrame::parse(&format!(r#"{{"type":"join","id":"{long}","room":"x"}}"#)).unwrap_err();
         assert!(e.id.is_none());
+    }
+
+    /// Every request type against every envelope field: a field is
+    /// accepted exactly where `REQUEST_FIELDS` lists it.
+    #[test]
+    fn every_frame_type_takes_exactly_its_listed_fields() {
+        let value = |field: &str| match field {
+            "data" => "{}",
+            "ts" | "since" => "1",
+            _ => "\"x\"",
+        };
+        let all = ["room", "event", "data", "csrf", "nonce", "ts", "token", "since"];
+        for (kind, allowed) in REQUEST_FIELDS {
+            // The type's required fields: every listed one except the
+            // optional replay and CSRF echoes of `send`.
+            let required: Vec<&str> =
+                allowed.iter().copied().filter(|f| !matches!(*f, "csrf" | "nonce" | "ts")).collect();
+            let frame = |extra: Option<&str>| {
+                let mut text = format!(r#"{{"type":"{kind}","id":"1""#);
+                for f in required.iter().copied().chain(extra) {
+                    text.push_str(&format!(r#","{f}":{}"#, value(f)));
+                }
+                text.push('}');
+                text
+            };
+            assert!(ClientFrame::parse(&frame(None)).is_ok(), "{kind} with its required fields");
+            for field in all.into_iter().filter(|f| !required.contains(f)) {
+                let text = frame(Some(field));
+                let parsed = ClientFrame::parse(&text);
+                assert_eq!(parsed.is_ok(), allowed.contains(&field), "{kind} + {field}: {parsed:?}");
+            }
+        }
     }
 
     #[test]

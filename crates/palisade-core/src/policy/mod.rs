@@ -140,13 +140,7 @@ impl Policy {
     /// May this user join `room`?
     pub fn check_join(&self, who: &Identity, room: &str) -> Result<(), Denied> {
         let rule = self.room_rule(room)?;
-        if let Some(allowed) = &who.rooms {
-            // The token's `rooms` claim narrows what the token may join.
-            let listed = allowed.iter().any(|p| RoomPattern::parse(p).is_ok_and(|p| p.matches(room)));
-            if !listed {
-                return Err(Denied::new(ErrorCode::Forbidden, "room not in token's rooms claim"));
-            }
-        }
+        claim_allows(who, room)?;
         self.require(who, rule.join.as_ref(), "missing room join permission")
     }
 
@@ -156,9 +150,11 @@ impl Policy {
     }
 
     /// May this user publish `rule`'s event in `room`? Membership is the
-    /// caller's concern; this checks the room's and the event's permissions.
+    /// caller's concern; this checks the token's `rooms` claim and the
+    /// room's and the event's permissions.
     pub fn authorize_publish(&self, who: &Identity, room: &str, rule: &EventRule) -> Result<(), Denied> {
         let room_rule = self.room_rule(room)?;
+        claim_allows(who, room)?;
         self.require(who, room_rule.publish.as_ref(), "missing room publish permission")?;
         self.require(who, rule.permission.as_ref(), "missing event permission")
     }
@@ -198,6 +194,17 @@ impl Policy {
             .flatten()
             .any(|held| held.grants(needed));
         if granted { Ok(()) } else { Err(Denied::new(ErrorCode::Forbidden, reason)) }
+    }
+}
+
+/// The token's `rooms` claim, when present, narrows every room right the
+/// roles grant: a token for `course:1` neither joins nor publishes elsewhere.
+fn claim_allows(who: &Identity, room: &str) -> Result<(), Denied> {
+    match &who.rooms {
+        Some(allowed) if !allowed.iter().any(|p| RoomPattern::parse(p).is_ok_and(|p| p.matches(room))) => {
+            Err(Denied::new(ErrorCode::Forbidden, "room not in token's rooms claim"))
+        }
+        _ => Ok(()),
     }
 }
 

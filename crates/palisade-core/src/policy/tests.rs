@@ -69,6 +69,16 @@ fn the_rooms_claim_narrows_what_a_token_may_join() {
     assert!(policy.check_join(&id, "lobby").is_err());
 }
 
+#[test]
+fn the_rooms_claim_also_narrows_where_a_token_may_publish() {
+    let policy = Policy::compile(&spec()).unwrap();
+    let mut id = who(&["teacher"]);
+    id.rooms = Some(vec!["course:1*".into()]);
+    assert!(check_publish(&policy, &id, "course:101", "chat.message").is_ok());
+    let refused = check_publish(&policy, &id, "lobby", "chat.message").unwrap_err();
+    assert_eq!((refused.code, refused.reason), (ErrorCode::Forbidden, "room not in token's rooms claim"));
+}
+
 fn check_publish(p: &Policy, who: &Identity, room: &str, event: &str) -> Result<(), Denied> {
     let rule = p.event(event)?;
     p.authorize_publish(who, room, rule)

@@ -149,6 +149,74 @@ fn refresh_for_another_user_is_refused() {
     assert_eq!(code_of(&s.on_text(env.cx(), &frame, later)), Some((Some("x"), ErrorCode::Expired)));
 }
 
+#[test]
+fn a_refresh_with_fewer_roles_leaves_the_rooms_it_no_longer_grants() {
+    let env = Env::new(policy());
+    let staff = verifier().verify(&mint("u1", &["staff"], Duration::from_secs(600), T0), T0).unwrap();
+    let mut s = Session::new(staff, LIMITS, T0);
+    let mut spec_with_staff = PolicySpec::default();
+    spec_with_staff.roles.insert("staff".into(), RoleSpec { permissions: vec!["staff:join".into()] });
+    spec_with_staff.rooms.insert("lobby".into(), RoomSpec::default());
+    spec_with_staff.rooms.insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None });
+    let env_staff = Env::new(Policy::compile(&spec_with_staff).unwrap());
+    for room in ["lobby", "staff"] {
+        let frame = format!(r#"{{"type":"join","id":"j","room":"{room}"}}"#);
+        assert!(matches!(s.on_text(env_staff.cx(), &frame, T0), Decision::Join { .. }), "{room}");
+    }
+    // Same user, the staff role gone: the staff room is left, lobby kept.
+    let demoted = mint("u1", &[], Duration::from_secs(600), T0);
+    let frame = format!(r#"{{"type":"refresh","id":"r","token":"{demoted}"}}"#);
+    match s.on_text(env_staff.cx(), &frame, T0) {
+        Decision::Refreshed { id, removed } => {
+            assert_eq!((&*id, removed), ("r", vec![Box::from("staff")]));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.rooms().collect::<Vec<_>>(), ["lobby"]);
+    // So publishing there is refused: it is no longer a member.
+    let send = r#"{"type":"send","id":"s","room":"staff","event":"chat.message","data":{}}"#;
+    assert_eq!(code_of(&s.on_text(env.cx(), send, T0)), Some((Some("s"), ErrorCode::NotMember)));
+}
+
+#[test]
+fn a_narrower_rooms_claim_on_refresh_leaves_the_rooms_outside_it() {
+    let env = Env::new(policy());
+    let mut s = session(Duration::from_secs(600));
+    assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"lobby"}"#, T0), Decision::Join { .. }));
+    let signer = crate::auth::TokenSigner::new(&crate::testkit::key(), &crate::testkit::options()).unwrap();
+    let request = crate::auth::TokenRequest {
+        user_id: "u1".into(),
+        name: None,
+        roles: Vec::new(),
+        rooms: Some(vec!["course:*".into()]),
+        ttl: Duration::from_secs(600),
+    };
+    let narrowed = signer.mint(request, T0).unwrap();
+    let frame = format!(r#"{{"type":"refresh","id":"r","token":"{narrowed}"}}"#);
+    assert!(matches!(s.on_text(env.cx(), &frame, T0), Decision::Refreshed { removed, .. } if removed == [Box::from("lobby")]));
+    assert_eq!(s.rooms().count(), 0);
+}
+
+#[test]
+fn a_reload_that_removes_a_permission_removes_the_membership() {
+    let mut spec = PolicySpec::default();
+    spec.roles.insert("user".into(), RoleSpec { permissions: vec!["staff:join".into()] });
+    spec.default_roles = vec!["user".into()];
+    spec.rooms.insert("lobby".into(), RoomSpec::default());
+    spec.rooms.insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None });
+    let before = Env::new(Policy::compile(&spec).unwrap());
+    let mut s = session(Duration::from_secs(600));
+    for room in ["lobby", "staff"] {
+        let frame = format!(r#"{{"type":"join","id":"j","room":"{room}"}}"#);
+        assert!(matches!(s.on_text(before.cx(), &frame, T0), Decision::Join { .. }), "{room}");
+    }
+    assert!(s.recheck_rooms(&before.policy).is_empty(), "nothing changed, nothing removed");
+    spec.roles.insert("user".into(), RoleSpec::default());
+    let after = Policy::compile(&spec).unwrap();
+    assert_eq!(s.recheck_rooms(&after), vec![Box::from("staff")]);
+    assert_eq!(s.rooms().collect::<Vec<_>>(), ["lobby"]);
+}
+
 /// A policy with one event per pipeline feature.
 fn strict_policy() -> Policy {
     use crate::policy::RuleList;

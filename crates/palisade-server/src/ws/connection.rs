@@ -194,7 +194,12 @@ impl Conn<'_> {
                     }),
                 }
             }
-            Decision::Refreshed { id } => ack(&id, None),
+            Decision::Refreshed { id, removed } => {
+                for room in &removed {
+                    self.state.hub.leave(room, self.id);
+                }
+                ack(&id, None)
+            }
             Decision::Reject(refusal) => self.refuse(&refusal),
         }
     }
