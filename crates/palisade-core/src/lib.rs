@@ -8,10 +8,12 @@
 //! How the pieces fit:
 //! - [`auth`] verifies access tokens (and mints them for our own keys);
 //! - [`origin`] decides which browser origins may open a socket;
-//! - [`handshake`] runs the checks before the HTTP 101, in DESIGN §2 order;
+//! - [`handshake`] runs the checks before the HTTP 101, in the order of
+//!   docs/ARCHITECTURE.md ("Handshake");
 //! - [`policy`] holds roles, room rules and declared events;
 //! - [`session`] is the per-connection state machine that turns one client
-//!   frame into one decision (the message pipeline of DESIGN §3).
+//!   frame into one decision (the message pipeline of docs/ARCHITECTURE.md);
+//! - [`log`] keeps client text from forging or flooding the server's log.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod csrf;
 pub mod handshake;
 pub mod json;
+pub mod log;
 pub mod origin;
 pub mod policy;
 pub mod replay;

@@ -95,8 +95,22 @@ pub struct Config {
     pub csrf: CsrfConfig,
     /// `[replay]`
     pub replay: ReplayConfig,
-    /// `[sanitize]`
+    /// `[log]`: what client text and floods may cost the server's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Refusal log lines written per second at most, across all
+    /// connections; the rest are counted and reported with the next line.
+    pub refusals_per_second: u32,
+    /// Longest client-supplied text written into one log field, in
+    /// characters; the rest is cut and its size noted.
+    pub max_client_text: usize,
+}
+
+/// `[sanitize]`
     pub sanitize: SanitizeConfig,
+    /// `[log]`
+    pub log: LogConfig,
     /// `[roles.<name>]`
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -282,7 +296,7 @@ impl Config {
     /// Cross-field checks serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        let positive: [(&str, usize); 8] = [
+        let positive: [(&str, usize); 9] = [
             ("limits.max_json_depth", l.max_json_depth),
             ("replay.max_nonces", self.replay.max_nonces),
             ("sanitize.filename_max_len", self.sanitize.filename_max_len),
@@ -291,6 +305,7 @@ impl Config {
             ("limits.read_buffer_bytes", l.read_buffer_bytes),
             ("limits.max_connections", l.max_connections),
             ("limits.max_rooms_per_connection", l.max_rooms_per_connection),
+            ("log.max_client_text", self.log.max_client_text),
         ];
         for (key, value) in positive {
             if value == 0 {
