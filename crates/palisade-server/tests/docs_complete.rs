@@ -15,7 +15,7 @@ fn config_md_names_every_key_of_the_template() {
     let doc = read("../../docs/CONFIG.md");
     let template: toml::Table = toml::from_str(&read("src/config/palisade.toml")).unwrap();
     let mut missing = Vec::new();
-    for section in ["server", "auth", "origins", "limits", "csrf", "replay", "sanitize"] {
+    for section in ["server", "auth", "origins", "limits", "csrf", "replay", "sanitize", "log"] {
         for key in template[section].as_table().unwrap().keys() {
             let name = format!("`{section}.{key}`");
             if !doc.contains(&name) {
