@@ -52,7 +52,7 @@ fn bench(c: &mut Criterion) {
         .mint(TokenRequest { user_id: "alice".into(), ttl: Duration::from_secs(3600), ..Default::default() }, now)
         .unwrap();
     let policy = default_policy();
-    let nonces = MemoryNonces::new(1024);
+    let nonces = MemoryNonces::new(1024, 1024);
     let cx = Context { policy: &policy, verifier: &verifier, nonces: &nonces };
     let limits = SessionLimits {
         max_rooms: 8,

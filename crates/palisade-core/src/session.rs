@@ -228,16 +228,13 @@ impl Session {
         // 4. The event is declared (and its data within its size).
         let rule = policy.event(req.event).map_err(refusal)?;
         rule.check_size(req.data).map_err(refusal)?;
-        // 5. Replay: fresh timestamp, nonce never seen for this user.
-        if rule.requires_replay_check() {
-            let user = &self.identity.user_id;
-            replay::check(cx.nonces, user, req.nonce, req.ts, policy.replay_window(), now).map_err(|e| Refusal {
-                id: None,
-                code: ErrorCode::Replay,
-                reason: Cow::Owned(format!("replay: {e}")),
-                path: None,
-            })?;
-        }
+        // 5. Replay, stateless part: nonce well formed, `ts` in the window.
+        //    Recording the nonce waits for step 11.
+        let fresh = if rule.requires_replay_check() {
+            Some(replay::check_fresh(req.nonce, req.ts, policy.replay_window(), now)?)
+        } else {
+            None
+        };
         // 6. CSRF, where the event requires it.
         if rule.requires_csrf() && !self.csrf.verify(req.csrf, now) {
             return Err(refusal(Denied::new(ErrorCode::CsrfFailed, "csrf token missing or wrong")));
@@ -249,12 +246,18 @@ impl Session {
             return Err(refusal(Denied::new(ErrorCode::NotMember, "send to a room not joined")));
         }
         // 9–10. Bounded parse, schema, sanitizers; one serialization.
-        rule.shape(req.data, policy.sanitizers()).map_err(|e| Refusal {
+        let data = rule.shape(req.data, policy.sanitizers()).map_err(|e| Refusal {
             id: None,
             code: e.code,
             reason: e.reason,
             path: e.path,
-        })
+        })?;
+        // 11. Replay, stateful part: record the nonce, last, so a refused
+        //     message consumes nothing (docs/ARCHITECTURE.md).
+        if let Some(fresh) = fresh {
+            fresh.record(cx.nonces, &self.identity.user_id, now)?;
+        }
+        Ok(data)
     }
 
     fn notice_at(&self) -> Timestamp {

@@ -28,7 +28,7 @@ pub(crate) struct AppState {
 impl AppState {
     pub(crate) fn new(settings: Settings) -> Self {
         Self {
-            nonces: MemoryNonces::new(settings.config.replay.max_nonces),
+            nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             settings,
             hub: Hub::default(),
             shutdown: CancellationToken::new(),

@@ -42,7 +42,7 @@ struct Env {
 
 impl Env {
     fn new(policy: Policy) -> Self {
-        Self { policy, verifier: verifier(), nonces: MemoryNonces::new(1000) }
+        Self { policy, verifier: verifier(), nonces: MemoryNonces::new(1000, 100) }
     }
 
     fn cx(&self) -> Context<'_> {
@@ -335,6 +335,19 @@ fn replay_events_need_a_fresh_nonce_and_timestamp() {
         ErrorCode::Replay
     );
     assert_eq!(refusal_of(s.on_text(env.cx(), &send("once", "{}", ""), T0)).code, ErrorCode::Replay);
+}
+
+#[test]
+fn a_refused_message_spends_no_nonce() {
+    // Refused after the replay step (not a member), the nonce is not
+    // recorded: the same message is accepted once the sender has joined.
+    let env = Env::new(strict_policy());
+    let mut s = session(Duration::from_secs(7 * 86_400));
+    let frame = send("once", "{}", &format!(r#","nonce":"n1","ts":{}"#, T0.as_millis()));
+    assert_eq!(refusal_of(s.on_text(env.cx(), &frame, T0)).code, ErrorCode::NotMember);
+    assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"r"}"#, T0), Decision::Join { .. }));
+    assert!(matches!(s.on_text(env.cx(), &frame, T0), Decision::Publish { .. }));
+    assert_eq!(refusal_of(s.on_text(env.cx(), &frame, T0)).code, ErrorCode::Replay);
 }
 
 #[test]

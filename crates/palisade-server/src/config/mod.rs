@@ -147,6 +147,8 @@ pub struct ReplayConfig {
     pub window: Duration,
     /// Most nonces remembered at once.
     pub max_nonces: usize,
+    /// Most nonces remembered at once for one user.
+    pub max_nonces_per_user: usize,
 }
 
 /// `[sanitize]`: the core's sanitizer settings plus a word file to read.
@@ -299,6 +301,7 @@ impl Config {
         let positive: [(&str, usize); 9] = [
             ("limits.max_json_depth", l.max_json_depth),
             ("replay.max_nonces", self.replay.max_nonces),
+            ("replay.max_nonces_per_user", self.replay.max_nonces_per_user),
             ("sanitize.filename_max_len", self.sanitize.filename_max_len),
             ("limits.max_message_bytes", l.max_message_bytes),
             ("limits.outbound_queue", l.outbound_queue),
@@ -320,6 +323,9 @@ impl Config {
         }
         if l.heartbeat_interval.is_zero() {
             return Err(ConfigError::invalid("limits.heartbeat_interval", "must be greater than 0"));
+        }
+        if self.replay.max_nonces_per_user > self.replay.max_nonces {
+            return Err(ConfigError::invalid("replay.max_nonces_per_user", "must not exceed replay.max_nonces"));
         }
         if self.auth.max_token_bytes < 64 {
             return Err(ConfigError::invalid("auth.max_token_bytes", "must be at least 64"));

@@ -67,6 +67,15 @@ fn bad_values_are_named() {
 }
 
 #[test]
+fn a_per_user_nonce_quota_must_fit_in_the_store() {
+    for text in ["[replay]\nmax_nonces_per_user = 0\n", "[replay]\nmax_nonces = 100\n"] {
+        let err = load_text(text, &[]).unwrap_err();
+        assert!(err.to_string().contains("replay.max_nonces_per_user"), "{text}: {err}");
+    }
+    load_text("[replay]\nmax_nonces = 100\nmax_nonces_per_user = 100\n", &[]).unwrap();
+}
+
+#[test]
 fn policy_sections_replace_the_defaults_instead_of_merging() {
     let c = load_text("[rooms.\"course:*\"]\njoin = \"course:join\"\n", &[]).unwrap();
     assert_eq!(c.rooms.keys().collect::<Vec<_>>(), ["course:*"]);
