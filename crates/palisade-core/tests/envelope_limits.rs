@@ -31,9 +31,15 @@ fn event_names_fit_the_envelope() {
 #[test]
 fn identity_claims_fit_the_envelope() {
     let now = Timestamp::from_secs(1_800_000_000);
-    let key =
-        KeyMaterial { id: "k".into(), algorithm: Algorithm::HS256, secret: Some(vec![7; 32]), public_pem: None, private_pem: None };
-    let options = VerifyOptions { leeway: Duration::from_secs(30), issuer: None, audience: None, max_token_bytes: 8192 };
+    let key = KeyMaterial {
+        id: "k".into(),
+        algorithm: Algorithm::HS256,
+        secret: Some(vec![7; 32]),
+        public_pem: None,
+        private_pem: None,
+    };
+    let options =
+        VerifyOptions { leeway: Duration::from_secs(30), issuer: None, audience: None, max_token_bytes: 8192 };
     let verifier = TokenVerifier::new(std::slice::from_ref(&key), options.clone()).unwrap();
     let signer = TokenSigner::new(&key, &options).unwrap();
     let verifies = |sub: usize, name: usize| {

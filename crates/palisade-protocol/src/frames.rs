@@ -296,12 +296,8 @@ pub const MAX_IDENTITY_LEN: usize = 128;
 /// rules allow), and twenty digits each for `seq` and `ts`. A write buffer of
 /// `max_message_bytes + ENVELOPE_HEADROOM` holds any event whose `data` is
 /// within `max_message_bytes`.
-pub const ENVELOPE_HEADROOM: usize = EVENT_KEYS.len()
-    + MAX_ROOM_LEN
-    + MAX_EVENT_LEN
-    + 2 * WORST_ESCAPE * MAX_IDENTITY_LEN
-    + 2 * U64_DIGITS
-    + WS_HEADER;
+pub const ENVELOPE_HEADROOM: usize =
+    EVENT_KEYS.len() + MAX_ROOM_LEN + MAX_EVENT_LEN + 2 * WORST_ESCAPE * MAX_IDENTITY_LEN + 2 * U64_DIGITS + WS_HEADER;
 
 /// An event frame with every variable part empty.
 const EVENT_KEYS: &str = r#"{"type":"event","room":"","seq":,"event":"","from":{"id":"","name":""},"data":,"ts":}"#;

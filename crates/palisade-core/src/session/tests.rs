@@ -141,11 +141,8 @@ fn expiry_notice_then_close_unless_refreshed() {
 /// A session pinging every 20 s and dropped after 30 s of silence, with
 /// a token and CSRF rotation far beyond the test.
 fn heartbeat_session() -> Session {
-    let limits = SessionLimits {
-        heartbeat_interval: Duration::from_secs(20),
-        silence_limit: Duration::from_secs(30),
-        ..LIMITS
-    };
+    let limits =
+        SessionLimits { heartbeat_interval: Duration::from_secs(20), silence_limit: Duration::from_secs(30), ..LIMITS };
     let identity = verifier().verify(&mint("u1", &[], Duration::from_secs(3600), T0), T0).unwrap();
     Session::new(identity, limits, T0)
 }

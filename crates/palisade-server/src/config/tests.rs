@@ -142,7 +142,9 @@ fn bad_origins_and_policy_are_named() {
 
 #[test]
 fn a_write_buffer_that_cannot_hold_the_largest_event_frame_is_refused() {
-    let with = |buffer: usize| load_text(&format!("[limits]\nmax_message_bytes = 1000\nmax_write_buffer_bytes = {buffer}\n"), &[]);
+    let with = |buffer: usize| {
+        load_text(&format!("[limits]\nmax_message_bytes = 1000\nmax_write_buffer_bytes = {buffer}\n"), &[])
+    };
     let Err(ConfigError::Invalid { key, why }) = with(1000 + ENVELOPE_HEADROOM - 1) else { panic!("accepted") };
     assert_eq!(key, "limits.max_write_buffer_bytes");
     assert!(why.contains(&ENVELOPE_HEADROOM.to_string()), "{why}");
