@@ -59,6 +59,8 @@ fn bench(c: &mut Criterion) {
         expiry_notice: Duration::from_secs(60),
         expiry_grace: Duration::from_secs(30),
         csrf: CsrfSettings { rotate_every: Duration::from_secs(900), grace: Duration::from_secs(60) },
+        heartbeat_interval: Duration::from_secs(20),
+        silence_limit: Duration::from_secs(30),
     };
     let mut session = Session::new(verifier.verify(&token, now).unwrap(), limits, now);
     assert!(matches!(session.on_text(cx, r#"{"type":"join","id":"1","room":"lobby"}"#, now), Decision::Join { .. }));

@@ -17,6 +17,10 @@ use crate::policy::{Denied, Policy};
 use crate::replay;
 use crate::store::NonceStore;
 
+mod timer;
+
+use timer::{Beat, Heartbeat};
+
 /// What the pipeline consults besides the session itself.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
@@ -39,6 +43,11 @@ pub struct SessionLimits {
     pub expiry_grace: Duration,
     /// CSRF token rotation.
     pub csrf: CsrfSettings,
+    /// Interval between the server's pings.
+    pub heartbeat_interval: Duration,
+    /// A peer heard from for this long is gone (heartbeat interval plus
+    /// timeout).
+    pub silence_limit: Duration,
 }
 
 /// What one client frame becomes.
@@ -103,6 +112,12 @@ pub enum TimerAction {
     /// The CSRF token rotated: send `{"type":"csrf","csrf":…}` with
     /// [`Session::csrf`].
     CsrfRotated,
+    /// Send a WebSocket ping.
+    Ping,
+    /// Nothing was heard for [`SessionLimits::silence_limit`]: drop the
+    /// connection without a close frame (a peer that does not answer pings
+    /// would not answer a close either).
+    Silent,
     /// Close the connection.
     Close(CloseCode),
 }
@@ -116,6 +131,7 @@ pub struct Session {
     rooms: Vec<Box<str>>,
     limits: SessionLimits,
     expiry_noticed: bool,
+    heartbeat: Heartbeat,
 }
 
 impl Session {
@@ -128,6 +144,7 @@ impl Session {
             rooms: Vec::new(),
             limits,
             expiry_noticed: false,
+            heartbeat: Heartbeat::new(limits.heartbeat_interval, limits.silence_limit, now),
         }
     }
 
@@ -198,10 +215,17 @@ impl Session {
         CloseCode::Unsupported
     }
 
-    /// When [`Session::on_timer`] next has something to do.
+    /// Any frame (text, binary, ping, pong, close) arrived at `now`: the
+    /// peer is alive.
+    pub fn on_heard(&mut self, now: Timestamp) {
+        self.heartbeat.heard(now);
+    }
+
+    /// When [`Session::on_timer`] next has something to do; the only
+    /// deadline the server waits on.
     pub fn next_timer(&self) -> Timestamp {
         let expiry = if self.expiry_noticed { self.close_at() } else { self.notice_at() };
-        expiry.min(self.csrf.next_rotation())
+        expiry.min(self.csrf.next_rotation()).min(self.heartbeat.next())
     }
 
     /// Called at or after [`Session::next_timer`]; call again until it
@@ -209,6 +233,11 @@ impl Session {
     pub fn on_timer(&mut self, now: Timestamp) -> Option<TimerAction> {
         if now >= self.close_at() {
             return Some(TimerAction::Close(CloseCode::TokenExpired));
+        }
+        match self.heartbeat.poll(now) {
+            Some(Beat::Silent) => return Some(TimerAction::Silent),
+            Some(Beat::Ping) => return Some(TimerAction::Ping),
+            None => {}
         }
         if !self.expiry_noticed && now >= self.notice_at() {
             self.expiry_noticed = true;

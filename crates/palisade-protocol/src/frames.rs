@@ -296,6 +296,32 @@ pub struct EventFrame<'a> {
     pub ts: u64,
 }
 
+/// Longest room name (the core's room-name rule: ASCII, nothing to escape).
+pub const MAX_ROOM_LEN: usize = 128;
+/// Longest event name (the core's event-name rule: ASCII, nothing to escape).
+pub const MAX_EVENT_LEN: usize = 64;
+/// Longest user id or display name a token may carry, in bytes.
+pub const MAX_IDENTITY_LEN: usize = 128;
+
+/// The most bytes an `event` frame, with its WebSocket header, adds to its
+/// `data`: the fixed keys, the longest room and event names, the sender's id
+/// and name at the worst JSON escaping (a control character becomes
+/// `\u00XX`, six bytes, so the bound holds whatever characters the identity
+/// rules allow), and twenty digits each for `seq` and `ts`. A write buffer of
+/// `max_message_bytes + ENVELOPE_HEADROOM` holds any event whose `data` is
+/// within `max_message_bytes`.
+pub const ENVELOPE_HEADROOM: usize =
+    EVENT_KEYS.len() + MAX_ROOM_LEN + MAX_EVENT_LEN + 2 * WORST_ESCAPE * MAX_IDENTITY_LEN + 2 * U64_DIGITS + WS_HEADER;
+
+/// An event frame with every variable part empty.
+const EVENT_KEYS: &str = r#"{"type":"event","room":"","seq":,"event":"","from":{"id":"","name":""},"data":,"ts":}"#;
+/// Bytes one input byte can become in a JSON string.
+const WORST_ESCAPE: usize = 6;
+/// Digits of `u64::MAX`.
+const U64_DIGITS: usize = 20;
+/// An unmasked server frame's header with a 64-bit length.
+const WS_HEADER: usize = 10;
+
 /// The `error` frame.
 #[derive(Debug, Serialize)]
 pub struct ErrorFrame<'a> {
@@ -442,5 +468,27 @@ mod tests {
         })
         .to_json();
         assert_eq!(json, r#"{"type":"error","code":"bad_request","message":"malformed request","ref":"r_1"}"#);
+    }
+
+    #[test]
+    fn the_largest_event_frame_fits_the_envelope_headroom() {
+        let max_message_bytes = 65_536;
+        // `data` of exactly max_message_bytes: a string of escapes, already
+        // serialized, as the pipeline hands it over.
+        let data = format!("\"{}\"", "\\n".repeat((max_message_bytes - 2) / 2));
+        assert_eq!(data.len(), max_message_bytes);
+        let data = RawValue::from_string(data).unwrap();
+        let control = "\u{1}".repeat(MAX_IDENTITY_LEN);
+        let json = ServerFrame::Event(EventFrame {
+            room: &"r".repeat(MAX_ROOM_LEN),
+            seq: u64::MAX,
+            event: &"e".repeat(MAX_EVENT_LEN),
+            from: Identity { id: &control, name: &control },
+            data: &data,
+            ts: u64::MAX,
+        })
+        .to_json();
+        // The frame on the wire: 10 header bytes for a payload this long.
+        assert_eq!(json.len() + WS_HEADER, max_message_bytes + ENVELOPE_HEADROOM, "the bound is tight");
     }
 }

@@ -12,7 +12,10 @@ mod codes;
 mod frames;
 
 pub use codes::{CloseCode, ErrorCode};
-pub use frames::{ClientFrame, ErrorFrame, EventFrame, FrameError, Identity, ServerFrame, UserInfo, Welcome};
+pub use frames::{
+    ClientFrame, ENVELOPE_HEADROOM, ErrorFrame, EventFrame, FrameError, Identity, MAX_EVENT_LEN, MAX_IDENTITY_LEN,
+    MAX_ROOM_LEN, ServerFrame, UserInfo, Welcome,
+};
 
 /// The subprotocol a client offers and the server selects.
 pub const SUBPROTOCOL: &str = "palisade.v1";

@@ -14,7 +14,7 @@ use palisade_core::session::Session;
 use palisade_protocol::SUBPROTOCOL;
 use tracing::warn;
 
-use crate::state::{AppState, now};
+use crate::state::AppState;
 use crate::ws::{echo, serve_connection, upgrade};
 
 /// The peer's address, attached to every request by the listener.
@@ -102,11 +102,11 @@ async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Resu
         protocols: protocols.as_deref(),
         query_token,
     };
-    let admitted = state.settings.gate.admit(&handshake, now()).map_err(|r| {
+    let admitted = state.settings.gate.admit(&handshake, state.clock.now()).map_err(|r| {
         warn!(peer = %peer, reason = %r, "upgrade refused");
         HttpRejection::Handshake(r)
     })?;
-    let session = Session::new(admitted.identity, state.settings.session, now());
+    let session = Session::new(admitted.identity, state.settings.session, state.clock.now());
     let protocol = admitted.select_subprotocol.then_some(SUBPROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);

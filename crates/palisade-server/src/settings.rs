@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -62,6 +61,8 @@ impl Settings {
             expiry_notice: config.auth.expiry_notice,
             expiry_grace: config.auth.leeway,
             csrf: CsrfSettings { rotate_every: config.csrf.rotate_every, grace: config.csrf.grace },
+            heartbeat_interval: config.limits.heartbeat_interval,
+            silence_limit: config.limits.heartbeat_interval.saturating_add(config.limits.heartbeat_timeout),
         };
         Ok(Self { config, profile, gate, policy, session, source: None })
     }
@@ -77,11 +78,6 @@ impl Settings {
         let policy = compile_policy(&Config::load(Source::File(path), env)?)?;
         self.policy.store(Arc::new(policy));
         Ok(())
-    }
-
-    /// The heartbeat deadline: a connection silent this long is dead.
-    pub fn silence_limit(&self) -> Duration {
-        self.config.limits.heartbeat_interval + self.config.limits.heartbeat_timeout
     }
 }
 

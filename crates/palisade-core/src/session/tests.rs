@@ -26,6 +26,9 @@ const LIMITS: SessionLimits = SessionLimits {
     expiry_grace: Duration::from_secs(30),
     // Far enough out not to interleave with the expiry timers below.
     csrf: crate::csrf::CsrfSettings { rotate_every: Duration::from_secs(86_400), grace: Duration::from_secs(60) },
+    // Beyond every token below: the heartbeat has tests of its own.
+    heartbeat_interval: Duration::from_secs(30 * 86_400),
+    silence_limit: Duration::from_secs(31 * 86_400),
 };
 
 fn session(ttl: Duration) -> Session {
@@ -133,6 +136,59 @@ fn expiry_notice_then_close_unless_refreshed() {
     let close_at = later.saturating_add(ttl).saturating_add(Duration::from_secs(30));
     s.on_timer(s.next_timer());
     assert_eq!(s.on_timer(close_at), Some(TimerAction::Close(CloseCode::TokenExpired)));
+}
+
+/// A session pinging every 20 s and dropped after 30 s of silence, with
+/// a token and CSRF rotation far beyond the test.
+fn heartbeat_session() -> Session {
+    let limits =
+        SessionLimits { heartbeat_interval: Duration::from_secs(20), silence_limit: Duration::from_secs(30), ..LIMITS };
+    let identity = verifier().verify(&mint("u1", &[], Duration::from_secs(3600), T0), T0).unwrap();
+    Session::new(identity, limits, T0)
+}
+
+fn at(secs: u64) -> Timestamp {
+    T0.saturating_add(Duration::from_secs(secs))
+}
+
+#[test]
+fn a_silent_peer_is_pinged_at_the_interval_and_dropped_at_interval_plus_timeout() {
+    let mut s = heartbeat_session();
+    assert_eq!(s.next_timer(), at(20));
+    assert_eq!(s.on_timer(at(19)), None);
+    assert_eq!(s.on_timer(at(20)), Some(TimerAction::Ping));
+    assert_eq!(s.on_timer(at(20)), None, "one ping per interval");
+    // The silence deadline (20 + 10) comes before the next ping (40).
+    assert_eq!(s.next_timer(), at(30));
+    assert_eq!(s.on_timer(at(30).saturating_sub(Duration::from_millis(1))), None);
+    assert_eq!(s.on_timer(at(30)), Some(TimerAction::Silent));
+    // Silence is final: the driver drops the connection, and asking again
+    // gives the same answer rather than a ping.
+    assert_eq!(s.on_timer(at(40)), Some(TimerAction::Silent));
+}
+
+#[test]
+fn any_frame_rearms_the_silence_deadline_and_pings_keep_their_rhythm() {
+    let mut s = heartbeat_session();
+    assert_eq!(s.on_timer(at(20)), Some(TimerAction::Ping));
+    // The pong to that ping.
+    s.on_heard(at(25));
+    assert_eq!(s.next_timer(), at(40));
+    assert_eq!(s.on_timer(at(30)), None, "heard 5 s ago: not silent");
+    assert_eq!(s.on_timer(at(40)), Some(TimerAction::Ping));
+    // No answer to the second ping: gone 30 s after the last frame.
+    assert_eq!(s.next_timer(), at(55));
+    assert_eq!(s.on_timer(at(55)), Some(TimerAction::Silent));
+}
+
+#[test]
+fn a_late_tick_sends_one_ping_and_the_next_one_an_interval_later() {
+    let mut s = heartbeat_session();
+    s.on_heard(at(26));
+    // The driver woke late (a busy runtime): still one ping, not two.
+    assert_eq!(s.on_timer(at(27)), Some(TimerAction::Ping));
+    assert_eq!(s.on_timer(at(27)), None);
+    assert_eq!(s.next_timer(), at(47));
 }
 
 #[test]

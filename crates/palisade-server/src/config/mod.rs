@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use palisade_core::policy::{EventSpec, RoleSpec, RoomSpec};
 use palisade_core::sanitize::InvalidUrl;
+use palisade_protocol::ENVELOPE_HEADROOM;
 use serde::{Deserialize, Serialize};
 
 pub use env::{Env, ProcessEnv};
@@ -315,10 +316,12 @@ impl Config {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
         }
-        if l.max_write_buffer_bytes <= l.max_message_bytes {
+        // Every frame the server sends must fit the write buffer, or a
+        // recipient would be closed for the size of someone else's message.
+        if l.max_write_buffer_bytes < l.max_message_bytes.saturating_add(ENVELOPE_HEADROOM) {
             return Err(ConfigError::invalid(
                 "limits.max_write_buffer_bytes",
-                "must be greater than limits.max_message_bytes",
+                format!("must be at least limits.max_message_bytes + {ENVELOPE_HEADROOM} (the largest event frame)"),
             ));
         }
         if l.heartbeat_interval.is_zero() {

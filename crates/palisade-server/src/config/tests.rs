@@ -148,3 +148,21 @@ fn bad_origins_and_policy_are_named() {
     let err = Settings::new(load_text(text, &[]).unwrap(), Profile::Production).unwrap_err();
     assert!(err.to_string().contains("rooms.\"lobby\".join"), "{err}");
 }
+
+#[test]
+fn a_write_buffer_that_cannot_hold_the_largest_event_frame_is_refused() {
+    let with = |buffer: usize| {
+        load_text(&format!("[limits]\nmax_message_bytes = 1000\nmax_write_buffer_bytes = {buffer}\n"), &[])
+    };
+    let Err(ConfigError::Invalid { key, why }) = with(1000 + ENVELOPE_HEADROOM - 1) else { panic!("accepted") };
+    assert_eq!(key, "limits.max_write_buffer_bytes");
+    assert!(why.contains(&ENVELOPE_HEADROOM.to_string()), "{why}");
+    assert_eq!(with(1000 + ENVELOPE_HEADROOM).unwrap().limits.max_write_buffer_bytes, 1000 + ENVELOPE_HEADROOM);
+}
+
+#[test]
+fn the_documented_envelope_headroom_is_the_real_one() {
+    let stated = format!("max_message_bytes` + {ENVELOPE_HEADROOM}");
+    assert!(include_str!("../../../../docs/CONFIG.md").contains(&stated), "docs/CONFIG.md must say {stated}");
+    assert!(TEMPLATE.contains(&format!("max_message_bytes + {ENVELOPE_HEADROOM}")), "the template must say it too");
+}

@@ -1,172 +1,213 @@
 //! One authenticated connection: a single task that reads client frames,
 //! runs them through the core session, writes replies, forwards room events
-//! from its bounded queue, pings, and enforces the token's lifetime.
+//! from its bounded queue, and performs the session's timers (pings,
+//! silence, token expiry, CSRF rotation).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use palisade_core::Timestamp;
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
 use palisade_protocol::{CloseCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::control::Control;
-use super::hub::{ConnId, Member};
+use super::hub::{Member, Membership};
 use super::transport::{Exit, Ws, exit_for_error, finish};
-use crate::state::{AppState, Slot, now};
+use crate::settings::Settings;
+use crate::state::{AppState, Slot};
 
-/// Most queued events written before one flush.
+/// Most queued events written before one flush, and before the socket is
+/// read again (see [`Conn::run`]).
 const WRITE_BATCH: usize = 64;
+
+/// The limits a connection task needs, taken from the config once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    /// Events queued for the connection before it is a slow consumer.
+    outbound_queue: usize,
+    /// Longest one write may wait for the peer to drain its socket before
+    /// the peer is a slow consumer: the heartbeat's silence limit.
+    write_timeout: Duration,
+    /// How long closing waits for the peer.
+    close_timeout: Duration,
+    /// Told to the client in `welcome`.
+    heartbeat_interval: Duration,
+    /// Told to the client in `welcome`.
+    max_message_bytes: usize,
+}
+
+impl ConnLimits {
+    pub(crate) fn new(settings: &Settings) -> Self {
+        let limits = &settings.config.limits;
+        Self {
+            outbound_queue: limits.outbound_queue,
+            write_timeout: settings.session.silence_limit,
+            close_timeout: limits.close_timeout,
+            heartbeat_interval: limits.heartbeat_interval,
+            max_message_bytes: limits.max_message_bytes,
+        }
+    }
+}
 
 struct Conn<'s> {
     state: &'s AppState,
-    id: ConnId,
-    member: Member,
+    limits: &'s ConnLimits,
+    /// Leaves every room when the connection is dropped, even by a panic.
+    rooms: Membership<'s>,
     control: Arc<Control>,
     session: Session,
     peer: SocketAddr,
 }
 
+/// A read from the socket: a frame, an error, or the end of the stream.
+type Inbound = Option<Result<Message, WsError>>;
+
 /// Runs a connection to its end. `_slot` keeps the connection counted.
 pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Session, peer: SocketAddr, _slot: Slot) {
-    let (tx, mut rx) = mpsc::channel(state.settings.config.limits.outbound_queue);
+    let limits = &state.conn_limits;
+    let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
     let control = Arc::new(Control::default());
     let member = Member { tx, control: Arc::clone(&control) };
-    let mut conn = Conn { state: &state, id: state.hub.conn_id(), member, control, session, peer };
+    let rooms = Membership::new(&state.hub, member);
+    let mut conn = Conn { state: &state, limits, rooms, control, session, peer };
     info!(
-        conn = conn.id,
+        conn = conn.rooms.id(),
         session = conn.session.id(),
         user = %conn.session.identity().user_id,
         peer = %peer,
         "connection opened"
     );
-    let exit = conn.drive(&mut ws, &mut rx).await;
-    for room in conn.session.rooms() {
-        state.hub.leave(room, conn.id);
-    }
-    info!(conn = conn.id, session = conn.session.id(), reason = %exit.describe(), "connection closed");
+    let Err(exit) = conn.run(&mut ws, &mut rx).await;
+    info!(conn = conn.rooms.id(), session = conn.session.id(), reason = %exit.describe(), "connection closed");
+    // Leaves every room; a panic above leaves them too, by unwinding.
+    drop(conn);
     drop(rx);
     // Boxed: closing happens once, and its state should not enlarge the
     // future an idle connection keeps alive.
-    Box::pin(finish(ws, exit, state.settings.config.limits.close_timeout)).await;
+    Box::pin(finish(ws, exit, limits.close_timeout)).await;
 }
 
 impl Conn<'_> {
-    async fn drive(&mut self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>) -> Exit {
-        let limits = &self.state.settings.config.limits;
-        let silence_limit = self.state.settings.silence_limit();
-        if let Err(exit) = self.write(ws.send(Message::Text(self.welcome().into()))).await {
-            return exit;
-        }
-        let mut last_heard = Instant::now();
-        let mut ping = tokio::time::interval_at(Instant::now() + limits.heartbeat_interval, limits.heartbeat_interval);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let session_timer = tokio::time::sleep_until(deadline(&self.session));
-        tokio::pin!(session_timer);
-        // Re-armed only when it fires, not on every frame: a frame just moves
-        // `last_heard`, and the timer then sleeps again until the new due time.
-        let liveness = tokio::time::sleep_until(last_heard + silence_limit);
-        tokio::pin!(liveness);
-        let shutdown = self.state.shutdown.clone();
+    /// The connection loop: waits on the shutdown and close signals, the
+    /// session's one timer, the outbound queue and the socket.
+    async fn run(&mut self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>) -> Result<Infallible, Exit> {
+        self.send(ws, Message::Text(self.welcome().into())).await?;
+        let state = self.state;
         let control = Arc::clone(&self.control);
-
+        let timer = tokio::time::sleep_until(state.clock.instant_at(self.session.next_timer()));
+        tokio::pin!(timer);
         loop {
-            tokio::select! {
+            let inbound = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Exit::Close(CloseCode::GoingAway),
-                code = control.requested() => return Exit::Close(code),
-                () = &mut session_timer => {
-                    let now = now();
-                    while let Some(action) = self.session.on_timer(now) {
-                        let frame = match action {
-                            TimerAction::Close(code) => return Exit::Close(code),
-                            TimerAction::Expiring(at) => ServerFrame::Expiring { expires_at: at.as_millis() }.to_json(),
-                            TimerAction::CsrfRotated => ServerFrame::Csrf { csrf: self.session.csrf() }.to_json(),
-                        };
-                        if let Err(exit) = self.write(ws.send(Message::Text(frame.into()))).await {
-                            return exit;
-                        }
-                    }
-                    session_timer.as_mut().reset(deadline(&self.session));
-                }
-                () = &mut liveness => {
-                    let due = last_heard + silence_limit;
-                    if Instant::now() >= due {
-                        debug!(conn = self.id, "heartbeat timeout");
-                        return Exit::Gone;
-                    }
-                    liveness.as_mut().reset(due);
-                }
-                _ = ping.tick() => {
-                    if let Err(exit) = self.write(ws.send(Message::Ping(Bytes::new()))).await {
-                        return exit;
-                    }
+                () = state.shutdown.cancelled() => return Err(Exit::Close(CloseCode::GoingAway)),
+                code = control.requested() => return Err(Exit::Close(code)),
+                () = &mut timer => {
+                    self.on_timer(ws).await?;
+                    None
                 }
                 Some(first) = rx.recv() => {
-                    let burst = async {
-                        ws.feed(Message::Text(first)).await?;
-                        for _ in 1..WRITE_BATCH {
-                            let Ok(next) = rx.try_recv() else { break };
-                            ws.feed(Message::Text(next)).await?;
-                        }
-                        ws.flush().await
-                    };
-                    if let Err(exit) = self.write(burst).await {
-                        return exit;
-                    }
+                    self.forward(ws, rx, first).await?;
+                    // The queue comes before the socket so events keep
+                    // flowing, but a busy room can keep the queue non-empty
+                    // for as long as it chats: then look at the socket once,
+                    // without waiting, after every burst, so a member's own
+                    // `leave`, `refresh` and pongs are read within one burst
+                    // of arriving.
+                    read_now(ws).await
                 }
-                msg = ws.next() => {
-                    last_heard = Instant::now();
-                    let reply = match msg {
-                        None => return Exit::Gone,
-                        Some(Err(e)) => {
-                            let exit = exit_for_error(&e);
-                            if exit != Exit::Gone {
-                                warn!(conn = self.id, peer = %self.peer, error = %e, "transport error");
-                            }
-                            return exit;
-                        }
-                        Some(Ok(Message::Text(text))) => {
-                            let timer_before = self.session.next_timer();
-                            let reply = self.on_text(text.as_str());
-                            // A refresh moves the expiry; re-arm only then.
-                            if self.session.next_timer() != timer_before {
-                                session_timer.as_mut().reset(deadline(&self.session));
-                            }
-                            reply
-                        }
-                        Some(Ok(Message::Binary(_))) => return Exit::Fail(self.session.on_binary()),
-                        Some(Ok(Message::Close(_))) => return Exit::PeerClosed,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                    };
-                    if let Err(exit) = self.write(ws.send(Message::Text(reply.into()))).await {
-                        return exit;
-                    }
-                }
+                msg = ws.next() => Some(msg),
+            };
+            if let Some(msg) = inbound {
+                self.on_inbound(ws, msg).await?;
+            }
+            // Usually unchanged: a frame moves the silence deadline, which
+            // stays behind the next ping.
+            let deadline = state.clock.instant_at(self.session.next_timer());
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
             }
         }
     }
 
+    /// Performs everything the session's timers have due.
+    async fn on_timer(&mut self, ws: &mut Ws) -> Result<(), Exit> {
+        let now = self.state.clock.now();
+        while let Some(action) = self.session.on_timer(now) {
+            let msg = match action {
+                TimerAction::Close(code) => return Err(Exit::Close(code)),
+                TimerAction::Silent => {
+                    debug!(conn = self.rooms.id(), "heartbeat timeout");
+                    return Err(Exit::Gone);
+                }
+                TimerAction::Ping => Message::Ping(Bytes::new()),
+                TimerAction::Expiring(at) => text(ServerFrame::Expiring { expires_at: at.as_millis() }.to_json()),
+                TimerAction::CsrfRotated => text(ServerFrame::Csrf { csrf: self.session.csrf() }.to_json()),
+            };
+            self.send(ws, msg).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `first` and whatever else is queued, up to a batch, in one
+    /// flush.
+    async fn forward(&self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>, first: Utf8Bytes) -> Result<(), Exit> {
+        let burst = async {
+            ws.feed(Message::Text(first)).await?;
+            for _ in 1..WRITE_BATCH {
+                let Ok(next) = rx.try_recv() else { break };
+                ws.feed(Message::Text(next)).await?;
+            }
+            ws.flush().await
+        };
+        self.write(burst).await
+    }
+
+    /// Handles one read from the socket.
+    async fn on_inbound(&mut self, ws: &mut Ws, msg: Inbound) -> Result<(), Exit> {
+        let msg = match msg {
+            None => return Err(Exit::Gone),
+            Some(Err(e)) => {
+                let exit = exit_for_error(&e);
+                if exit != Exit::Gone {
+                    warn!(conn = self.rooms.id(), peer = %self.peer, error = %e, "transport error");
+                }
+                return Err(exit);
+            }
+            Some(Ok(msg)) => msg,
+        };
+        let now = self.state.clock.now();
+        self.session.on_heard(now);
+        let reply = match msg {
+            Message::Text(text) => self.on_text(text.as_str(), now),
+            Message::Binary(_) => return Err(Exit::Fail(self.session.on_binary())),
+            Message::Close(_) => return Err(Exit::PeerClosed),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+        };
+        self.send(ws, text(reply)).await
+    }
+
     /// Runs one text frame through the session and performs its decision;
     /// returns the reply for the sender.
-    fn on_text(&mut self, text: &str) -> String {
-        let now = now();
+    fn on_text(&mut self, text: &str, now: Timestamp) -> String {
         // One load per message: a reload swaps the policy between messages,
         // never during one.
         let policy = self.state.settings.policy.load();
         let cx = Context { policy: &policy, verifier: self.state.settings.gate.verifier(), nonces: &self.state.nonces };
         match self.session.on_text(cx, text, now) {
             Decision::Join { id, room } => {
-                self.state.hub.join(&room, self.id, self.member.clone());
+                self.rooms.join(&room);
                 ack(&id, None)
             }
             Decision::Leave { id, room } => {
-                self.state.hub.leave(&room, self.id);
+                self.rooms.leave(&room);
                 ack(&id, None)
             }
             Decision::Publish { id, room, event, data } => {
@@ -208,7 +249,7 @@ impl Conn<'_> {
     fn refuse(&self, refusal: &Refusal) -> String {
         let reference = palisade_core::random_id("r_");
         warn!(
-            conn = self.id,
+            conn = self.rooms.id(),
             session = self.session.id(),
             user = %self.session.identity().user_id,
             peer = %self.peer,
@@ -230,41 +271,61 @@ impl Conn<'_> {
 
     fn welcome(&self) -> String {
         let who = self.session.identity();
-        let limits = &self.state.settings.config.limits;
         ServerFrame::Welcome(Welcome {
             session: self.session.id(),
             user: UserInfo { id: &who.user_id, name: &who.name, roles: &who.roles },
             csrf: self.session.csrf(),
-            heartbeat_ms: u64::try_from(limits.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
-            max_message_bytes: limits.max_message_bytes,
+            heartbeat_ms: u64::try_from(self.limits.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+            max_message_bytes: self.limits.max_message_bytes,
             expires_at: who.expires_at.as_millis(),
         })
         .to_json()
     }
 
+    /// Sends one message.
+    async fn send(&self, ws: &mut Ws, msg: Message) -> Result<(), Exit> {
+        self.write(ws.send(msg)).await
+    }
+
     /// Awaits a write, unless a close is requested, the server shuts down,
-    /// or the peer has not drained its socket for the whole silence limit
-    /// (then it is a slow consumer).
+    /// or the peer has not drained its socket for the whole write timeout
+    /// (then it is a slow consumer: judged by its socket, never by the size
+    /// of what others publish).
     async fn write(&self, write: impl Future<Output = Result<(), WsError>>) -> Result<(), Exit> {
         tokio::select! {
             // Biased, write first: a write that completes at once never
             // registers the other branches' wakers or timer.
             biased;
-            r = write => r.map_err(|e| exit_for_error(&e)),
+            r = write => r.map_err(|e| self.write_error(&e)),
             code = self.control.requested() => Err(Exit::Close(code)),
             () = self.state.shutdown.cancelled() => Err(Exit::Close(CloseCode::GoingAway)),
-            () = tokio::time::sleep(self.state.settings.silence_limit()) => Err(Exit::Close(CloseCode::SlowConsumer)),
+            () = tokio::time::sleep(self.limits.write_timeout) => Err(Exit::Close(CloseCode::SlowConsumer)),
         }
     }
+
+    fn write_error(&self, e: &WsError) -> Exit {
+        if matches!(e, WsError::WriteBufferFull(_)) {
+            // Config validation keeps the write buffer above the largest
+            // frame the server sends, so this is a bug, not a slow peer.
+            error!(conn = self.rooms.id(), peer = %self.peer, "a frame did not fit the write buffer");
+        }
+        exit_for_error(e)
+    }
+}
+
+/// The next read if one is ready now, without waiting for one.
+async fn read_now(ws: &mut Ws) -> Option<Inbound> {
+    std::future::poll_fn(|cx| match ws.poll_next_unpin(cx) {
+        Poll::Ready(msg) => Poll::Ready(Some(msg)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+fn text(frame: String) -> Message {
+    Message::Text(frame.into())
 }
 
 fn ack(id: &str, seq: Option<u64>) -> String {
     ServerFrame::Ack { id, seq }.to_json()
-}
-
-/// The session's next timer as a tokio instant.
-fn deadline(session: &Session) -> Instant {
-    // Tokens can live for years; cap the sleep so the arithmetic stays sane.
-    const FAR: Duration = Duration::from_secs(86_400 * 365);
-    Instant::now() + now().until(session.next_timer()).min(FAR)
 }

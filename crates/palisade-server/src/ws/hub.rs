@@ -42,12 +42,12 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// A fresh connection id.
-    pub(crate) fn conn_id(&self) -> ConnId {
+    fn conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Adds a member; joining twice is harmless.
-    pub(crate) fn join(&self, room: &str, id: ConnId, member: Member) {
+    fn join(&self, room: &str, id: ConnId, member: Member) {
         // The shard stays locked while the member is added, so `leave`
         // cannot drop the room between lookup and insert.
         let entry = self.rooms.entry(room.into()).or_default();
@@ -55,7 +55,7 @@ impl Hub {
     }
 
     /// Removes a member; an empty room is dropped.
-    pub(crate) fn leave(&self, room: &str, id: ConnId) {
+    fn leave(&self, room: &str, id: ConnId) {
         if let Some(entry) = self.rooms.get(room) {
             lock(&entry).members.remove(&id);
         }
@@ -79,6 +79,53 @@ impl Hub {
             }
         }
         Some(seq)
+    }
+}
+
+/// One connection's place in the hub: the rooms it joined, left on drop.
+///
+/// Owned by the connection task, so the rooms are left however the task
+/// ends (returns, is cancelled, or panics) and a room never keeps a member
+/// whose task is gone.
+#[derive(Debug)]
+pub(crate) struct Membership<'h> {
+    hub: &'h Hub,
+    id: ConnId,
+    member: Member,
+    rooms: Vec<Box<str>>,
+}
+
+impl<'h> Membership<'h> {
+    /// A fresh connection id in `hub`, in no room yet.
+    pub(crate) fn new(hub: &'h Hub, member: Member) -> Self {
+        Self { hub, id: hub.conn_id(), member, rooms: Vec::new() }
+    }
+
+    /// This connection's id.
+    pub(crate) fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Joins `room`; joining twice is harmless.
+    pub(crate) fn join(&mut self, room: &str) {
+        self.hub.join(room, self.id, self.member.clone());
+        if !self.rooms.iter().any(|r| **r == *room) {
+            self.rooms.push(room.into());
+        }
+    }
+
+    /// Leaves `room`.
+    pub(crate) fn leave(&mut self, room: &str) {
+        self.hub.leave(room, self.id);
+        self.rooms.retain(|r| **r != *room);
+    }
+}
+
+impl Drop for Membership<'_> {
+    fn drop(&mut self) {
+        for room in &self.rooms {
+            self.hub.leave(room, self.id);
+        }
     }
 }
 
@@ -134,6 +181,30 @@ mod tests {
         assert_eq!(slow_control.requested().await, CloseCode::SlowConsumer);
         assert_eq!(rf.recv().await.unwrap().as_str(), "a");
         assert_eq!(rf.recv().await.unwrap().as_str(), "b");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_task_leaves_its_rooms() {
+        // 'static, as a spawned task needs; leaked once per test run.
+        let hub: &'static Hub = Box::leak(Box::default());
+        let (m, _rx) = member(1);
+        let (other, _other_rx) = member(1);
+        let mut bystander = Membership::new(hub, other);
+        bystander.join("shared");
+        let task = tokio::spawn(async move {
+            let mut rooms = Membership::new(hub, m);
+            rooms.join("shared");
+            rooms.join("own");
+            panic!("a bug in the connection task");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert!(hub.rooms.get("own").is_none(), "the room only the panicked task was in is gone");
+        assert_eq!(
+            lock(&hub.rooms.get("shared").unwrap()).members.keys().copied().collect::<Vec<_>>(),
+            [bystander.id()]
+        );
+        drop(bystander);
+        assert!(hub.rooms.is_empty());
     }
 
     #[test]

@@ -8,4 +8,4 @@ pub(crate) mod hub;
 mod transport;
 pub(crate) mod upgrade;
 
-pub(crate) use connection::serve as serve_connection;
+pub(crate) use connection::{ConnLimits, serve as serve_connection};

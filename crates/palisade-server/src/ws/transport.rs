@@ -69,7 +69,10 @@ pub(crate) fn exit_for_error(err: &WsError) -> Exit {
         // A peer that vanished without a close frame is gone, not rude.
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
         WsError::Protocol(_) => Exit::Fail(CloseCode::Protocol),
-        WsError::WriteBufferFull(_) => Exit::Close(CloseCode::SlowConsumer),
+        // Impossible while `limits.max_write_buffer_bytes` holds the largest
+        // frame (checked by the config); were it to happen, it is the
+        // server's fault, not the peer's.
+        WsError::WriteBufferFull(_) => Exit::Close(CloseCode::Internal),
         _ => Exit::Gone,
     }
 }
@@ -115,4 +118,17 @@ async fn linger(ws: &mut Ws) {
 
 pub(crate) fn close_frame(code: CloseCode) -> CloseFrame {
     CloseFrame { code: WireCloseCode::from(code.code()), reason: Utf8Bytes::from_static(code.reason()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::*;
+
+    #[test]
+    fn a_frame_too_big_for_the_write_buffer_is_the_servers_fault_not_a_slow_consumer() {
+        let full = WsError::WriteBufferFull(Box::new(Message::text("x")));
+        assert_eq!(exit_for_error(&full), Exit::Close(CloseCode::Internal));
+    }
 }
