@@ -110,9 +110,7 @@ impl LogBudget {
         // The first caller in a new period resets the count; concurrent
         // callers may see the old count for a moment, which only shifts a
         // line or two between periods.
-        if period > seen
-            && self.current.compare_exchange(seen, period, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
+        if period > seen && self.current.compare_exchange(seen, period, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             self.used.store(0, Ordering::Release);
         }
         if self.used.fetch_add(1, Ordering::AcqRel) < self.lines {
@@ -155,7 +153,10 @@ mod tests {
 
     #[test]
     fn invisible_and_bidi_characters_are_shown_as_escapes() {
-        assert_eq!(clip("ab\u{202e}cd\u{200b}\u{2028}\u{feff}\u{7f}\u{85}", 200), r#""ab\u{202e}cd\u{200b}\u{2028}\u{feff}\u{7f}\u{85}""#);
+        assert_eq!(
+            clip("ab\u{202e}cd\u{200b}\u{2028}\u{feff}\u{7f}\u{85}", 200),
+            r#""ab\u{202e}cd\u{200b}\u{2028}\u{feff}\u{7f}\u{85}""#
+        );
         assert_eq!(clip("héllo wörld ✓", 200), "\"héllo wörld ✓\"");
     }
 

@@ -129,7 +129,12 @@ impl Reloader {
     pub fn reload(&self, env: &dyn Env) -> Result<(), ConfigError> {
         let result = self.0.settings.reload_policy(env);
         match &result {
-            Ok(()) => info!("policy reloaded"),
+            Ok(()) => {
+                info!("policy reloaded");
+                // Memberships the new policy no longer allows end now, not
+                // at the member's next message (docs/ARCHITECTURE.md).
+                self.0.hub.recheck_all();
+            }
             Err(e) => warn!(error = %e, "policy reload failed; keeping the policy in force"),
         }
         result

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade_core::Timestamp;
+use palisade_core::log::LogBudget;
 use palisade_core::store::MemoryNonces;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,8 @@ pub(crate) struct AppState {
     pub(crate) hub: Hub,
     /// Replay nonces seen by this node.
     pub(crate) nonces: MemoryNonces,
+    /// How many refusal lines a flood may write (`log.refusals_per_second`).
+    pub(crate) refusal_log: LogBudget,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -36,6 +39,7 @@ impl AppState {
     pub(crate) fn new(settings: Settings) -> Self {
         Self {
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
+            refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),
             clock: Clock::start(),
             conn_limits: ConnLimits::new(&settings),
             settings,

@@ -249,7 +249,9 @@ fn a_narrower_rooms_claim_on_refresh_leaves_the_rooms_outside_it() {
     };
     let narrowed = signer.mint(request, T0).unwrap();
     let frame = format!(r#"{{"type":"refresh","id":"r","token":"{narrowed}"}}"#);
-    assert!(matches!(s.on_text(env.cx(), &frame, T0), Decision::Refreshed { removed, .. } if removed == [Box::from("lobby")]));
+    assert!(
+        matches!(s.on_text(env.cx(), &frame, T0), Decision::Refreshed { removed, .. } if removed == [Box::from("lobby")])
+    );
     assert_eq!(s.rooms().count(), 0);
 }
 

@@ -96,19 +96,7 @@ pub struct Config {
     pub csrf: CsrfConfig,
     /// `[replay]`
     pub replay: ReplayConfig,
-    /// `[log]`: what client text and floods may cost the server's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// Refusal log lines written per second at most, across all
-    /// connections; the rest are counted and reported with the next line.
-    pub refusals_per_second: u32,
-    /// Longest client-supplied text written into one log field, in
-    /// characters; the rest is cut and its size noted.
-    pub max_client_text: usize,
-}
-
-/// `[sanitize]`
+    /// `[sanitize]`
     pub sanitize: SanitizeConfig,
     /// `[log]`
     pub log: LogConfig,
@@ -150,6 +138,18 @@ pub struct ReplayConfig {
     pub max_nonces: usize,
     /// Most nonces remembered at once for one user.
     pub max_nonces_per_user: usize,
+}
+
+/// `[log]`: what client text and floods may cost the server's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Refusal log lines written per second at most, across all
+    /// connections; the rest are counted and reported with the next line.
+    pub refusals_per_second: u32,
+    /// Longest client-supplied text written into one log field, in
+    /// characters; the rest is cut and its size noted.
+    pub max_client_text: usize,
 }
 
 /// `[sanitize]`: the core's sanitizer settings plus a word file to read.
@@ -299,7 +299,7 @@ impl Config {
     /// Cross-field checks serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        let positive: [(&str, usize); 9] = [
+        let positive = [
             ("limits.max_json_depth", l.max_json_depth),
             ("replay.max_nonces", self.replay.max_nonces),
             ("replay.max_nonces_per_user", self.replay.max_nonces_per_user),

@@ -12,13 +12,14 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use palisade_core::Timestamp;
+use palisade_core::log::{Clipped, LogVerdict};
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
-use palisade_protocol::{CloseCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
+use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, error, info, warn};
 
-use super::control::Control;
+use super::control::{Control, Request};
 use super::hub::{Member, Membership};
 use super::transport::{Exit, Ws, exit_for_error, finish};
 use crate::settings::Settings;
@@ -42,6 +43,8 @@ pub(crate) struct ConnLimits {
     heartbeat_interval: Duration,
     /// Told to the client in `welcome`.
     max_message_bytes: usize,
+    /// Longest client text written into one log field.
+    max_logged_text: usize,
 }
 
 impl ConnLimits {
@@ -53,6 +56,7 @@ impl ConnLimits {
             close_timeout: limits.close_timeout,
             heartbeat_interval: limits.heartbeat_interval,
             max_message_bytes: limits.max_message_bytes,
+            max_logged_text: settings.config.log.max_client_text,
         }
     }
 }
@@ -108,7 +112,15 @@ impl Conn<'_> {
             let inbound = tokio::select! {
                 biased;
                 () = state.shutdown.cancelled() => return Err(Exit::Close(CloseCode::GoingAway)),
-                code = control.requested() => return Err(Exit::Close(code)),
+                request = control.requested() => match request {
+                    Request::Close(code) => return Err(Exit::Close(code)),
+                    Request::Recheck => {
+                        let policy = state.settings.policy.load();
+                        let removed = self.session.recheck_rooms(&policy);
+                        self.remove(ws, &removed).await?;
+                        None
+                    }
+                },
                 () = &mut timer => {
                     self.on_timer(ws).await?;
                     None
@@ -186,7 +198,11 @@ impl Conn<'_> {
         let now = self.state.clock.now();
         self.session.on_heard(now);
         let reply = match msg {
-            Message::Text(text) => self.on_text(text.as_str(), now),
+            Message::Text(text) => {
+                let (reply, removed) = self.on_text(text.as_str(), now);
+                self.remove(ws, &removed).await?;
+                reply
+            }
             Message::Binary(_) => return Err(Exit::Fail(self.session.on_binary())),
             Message::Close(_) => return Err(Exit::PeerClosed),
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
@@ -194,14 +210,27 @@ impl Conn<'_> {
         self.send(ws, text(reply)).await
     }
 
+    /// Takes the connection out of rooms the session left because its
+    /// rights no longer cover them, and tells the client about each.
+    async fn remove(&mut self, ws: &mut Ws, rooms: &[Box<str>]) -> Result<(), Exit> {
+        for room in rooms {
+            self.rooms.leave(room);
+            info!(conn = self.rooms.id(), session = self.session.id(), room = %room, "removed from room: rights no longer cover it");
+            let frame = ServerFrame::Removed { room, code: ErrorCode::Forbidden }.to_json();
+            self.send(ws, text(frame)).await?;
+        }
+        Ok(())
+    }
+
     /// Runs one text frame through the session and performs its decision;
-    /// returns the reply for the sender.
-    fn on_text(&mut self, text: &str, now: Timestamp) -> String {
+    /// returns the reply for the sender, and the rooms a `refresh` lost
+    /// (empty, so unallocated, for every other frame).
+    fn on_text(&mut self, text: &str, now: Timestamp) -> (String, Vec<Box<str>>) {
         // One load per message: a reload swaps the policy between messages,
         // never during one.
         let policy = self.state.settings.policy.load();
         let cx = Context { policy: &policy, verifier: self.state.settings.gate.verifier(), nonces: &self.state.nonces };
-        match self.session.on_text(cx, text, now) {
+        let reply = match self.session.on_text(cx, text, now) {
             Decision::Join { id, room } => {
                 self.rooms.join(&room);
                 ack(&id, None)
@@ -227,37 +256,46 @@ impl Conn<'_> {
                     Some(seq) => ack(&id, Some(seq)),
                     // The session says we are a member, so the hub must
                     // have the room; if not, say so without details.
-                    None => self.refuse(&Refusal {
-                        id: Some(id.into_owned()),
-                        code: palisade_protocol::ErrorCode::Internal,
-                        reason: "room missing from hub".into(),
-                        path: None,
-                    }),
+                    None => self.refuse(
+                        &Refusal {
+                            id: Some(id.into_owned()),
+                            code: ErrorCode::Internal,
+                            reason: "room missing from hub".into(),
+                            path: None,
+                        },
+                        now,
+                    ),
                 }
             }
-            Decision::Refreshed { id, removed } => {
-                for room in &removed {
-                    self.state.hub.leave(room, self.id);
-                }
-                ack(&id, None)
-            }
-            Decision::Reject(refusal) => self.refuse(&refusal),
-        }
+            Decision::Refreshed { id, removed } => return (ack(&id, None), removed),
+            Decision::Reject(refusal) => self.refuse(&refusal, now),
+        };
+        (reply, Vec::new())
     }
 
-    /// Logs a refusal under a fresh reference and renders its error frame.
-    fn refuse(&self, refusal: &Refusal) -> String {
+    /// Logs a refusal under a fresh reference, within the refusal log
+    /// budget, and renders its error frame. The reason and path may quote
+    /// the client's own text: written clipped, never raw
+    /// (docs/ARCHITECTURE.md, "Logs").
+    fn refuse(&self, refusal: &Refusal, now: Timestamp) -> String {
         let reference = palisade_core::random_id("r_");
-        warn!(
-            conn = self.rooms.id(),
-            session = self.session.id(),
-            user = %self.session.identity().user_id,
-            peer = %self.peer,
-            code = %refusal.code,
-            reason = %refusal.reason,
-            reference = %reference,
-            "request refused"
-        );
+        if let LogVerdict::Write { suppressed } = self.state.refusal_log.admit(now) {
+            if suppressed > 0 {
+                warn!(suppressed, "refusal log lines suppressed by log.refusals_per_second");
+            }
+            let max = self.limits.max_logged_text;
+            warn!(
+                conn = self.rooms.id(),
+                session = self.session.id(),
+                user = %self.session.identity().user_id,
+                peer = %self.peer,
+                code = %refusal.code,
+                reason = %Clipped::new(&refusal.reason, max),
+                path = %Clipped::new(refusal.path.as_deref().unwrap_or_default(), max),
+                reference = %reference,
+                "request refused"
+            );
+        }
         ServerFrame::Error(ErrorFrame {
             id: refusal.id.as_deref(),
             code: refusal.code,
@@ -297,7 +335,7 @@ impl Conn<'_> {
             // registers the other branches' wakers or timer.
             biased;
             r = write => r.map_err(|e| self.write_error(&e)),
-            code = self.control.requested() => Err(Exit::Close(code)),
+            code = self.control.closed() => Err(Exit::Close(code)),
             () = self.state.shutdown.cancelled() => Err(Exit::Close(CloseCode::GoingAway)),
             () = tokio::time::sleep(self.limits.write_timeout) => Err(Exit::Close(CloseCode::SlowConsumer)),
         }

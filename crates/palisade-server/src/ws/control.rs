@@ -1,15 +1,27 @@
-//! A handle other tasks use to ask a connection to close.
+//! A handle other tasks use to ask a connection to close, or to re-check
+//! its rooms after the policy changed.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 
 use palisade_protocol::CloseCode;
 use tokio::sync::Notify;
 
-/// Close requests for one connection. The first request wins; later ones
-/// are ignored, so a slow consumer that is also kicked closes once.
+/// What another task asked of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Close with this code.
+    Close(CloseCode),
+    /// The policy was reloaded: leave the rooms it no longer allows.
+    Recheck,
+}
+
+/// Requests for one connection. The first close request wins; later ones
+/// are ignored, so a slow consumer that is also kicked closes once. Re-check
+/// requests made before the connection gets to them count as one.
 #[derive(Debug, Default)]
 pub(crate) struct Control {
     code: AtomicU16,
+    recheck: AtomicBool,
     notify: Notify,
 }
 
@@ -23,13 +35,65 @@ impl Control {
         }
     }
 
-    /// Resolves when a close was requested.
-    pub(crate) async fn requested(&self) -> CloseCode {
+    /// Asks the connection to re-check its rooms against the policy.
+    pub(crate) fn recheck(&self) {
+        if !self.recheck.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves with the next request; a close comes before a re-check.
+    pub(crate) async fn requested(&self) -> Request {
         loop {
-            if let Some(code) = CloseCode::from_code(self.code.load(Ordering::Acquire)) {
+            if let Some(code) = self.close_code() {
+                return Request::Close(code);
+            }
+            if self.recheck.swap(false, Ordering::AcqRel) {
+                return Request::Recheck;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Resolves when a close was requested; re-checks wait for the
+    /// connection loop.
+    pub(crate) async fn closed(&self) -> CloseCode {
+        loop {
+            if let Some(code) = self.close_code() {
                 return code;
             }
             self.notify.notified().await;
         }
+    }
+
+    fn close_code(&self) -> Option<CloseCode> {
+        CloseCode::from_code(self.code.load(Ordering::Acquire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_close_wins_over_a_recheck_and_rechecks_coalesce() {
+        let control = Control::default();
+        control.recheck();
+        control.recheck();
+        assert_eq!(control.requested().await, Request::Recheck);
+        control.recheck();
+        control.close(CloseCode::SlowConsumer);
+        control.close(CloseCode::GoingAway);
+        assert_eq!(control.requested().await, Request::Close(CloseCode::SlowConsumer));
+        assert_eq!(control.closed().await, CloseCode::SlowConsumer);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_close_ignores_rechecks() {
+        let control = Control::default();
+        control.recheck();
+        let closed = tokio::time::timeout(std::time::Duration::from_millis(20), control.closed()).await;
+        assert!(closed.is_err(), "a recheck is not a close");
+        assert_eq!(control.requested().await, Request::Recheck, "and it is still there for the loop");
     }
 }

@@ -80,6 +80,16 @@ impl Hub {
         }
         Some(seq)
     }
+
+    /// Asks every member of every room to re-check its rooms against the
+    /// policy (after a reload). Connections in no room have nothing to lose.
+    pub(crate) fn recheck_all(&self) {
+        for room in &self.rooms {
+            for member in lock(room.value()).members.values() {
+                member.control.recheck();
+            }
+        }
+    }
 }
 
 /// One connection's place in the hub: the rooms it joined, left on drop.
@@ -178,7 +188,7 @@ mod tests {
         hub.join("r", 2, fast);
         hub.publish("r", |_| Utf8Bytes::from_static("a"));
         hub.publish("r", |_| Utf8Bytes::from_static("b"));
-        assert_eq!(slow_control.requested().await, CloseCode::SlowConsumer);
+        assert_eq!(slow_control.closed().await, CloseCode::SlowConsumer);
         assert_eq!(rf.recv().await.unwrap().as_str(), "a");
         assert_eq!(rf.recv().await.unwrap().as_str(), "b");
     }
