@@ -69,7 +69,8 @@ impl Settings {
 
     /// Re-reads the config file and swaps in its policy: everything
     /// [`compile_policy`] reads (roles, rooms, events, `[sanitize]`,
-    /// `auth.default_roles`, `limits.max_json_depth`, `replay.window`).
+    /// `auth.default_roles`, `limits.max_json_depth`,
+    /// `limits.max_message_bytes`, `replay.window`).
     /// Other settings need a restart. On error the policy in force stays.
     pub fn reload_policy(&self, env: &dyn Env) -> Result<(), ConfigError> {
         let path = self.source.as_deref().ok_or_else(|| {
@@ -151,6 +152,7 @@ pub fn compile_policy(config: &Config) -> Result<Policy, ConfigError> {
             filename_max_len: s.filename_max_len,
         },
         max_json_depth: config.limits.max_json_depth,
+        max_message_bytes: config.limits.max_message_bytes,
         replay_window: config.replay.window,
     };
     Policy::compile(&spec).map_err(|e| ConfigError::Invalid { key: e.key, why: e.why })

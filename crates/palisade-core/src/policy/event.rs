@@ -8,10 +8,10 @@ use palisade_protocol::ErrorCode;
 use serde_json::value::RawValue;
 
 use super::permission::Permission;
-use super::spec::EventSpec;
+use super::spec::{EventSpec, PolicySpec};
 use super::{Denied, PolicyError};
 use crate::json::{self, JsonLimits};
-use crate::sanitize::{self, FieldRules, Sanitizers};
+use crate::sanitize::{self, FieldRules, Refused, Sanitizers};
 
 /// A rate like "10/s": `count` events per `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct EventRule {
     schema: Option<jsonschema::Validator>,
     fields: FieldRules,
     max_bytes: Option<usize>,
+    /// Largest copy sent: `max_bytes`, else `limits.max_message_bytes`.
+    max_sent_bytes: usize,
     csrf: bool,
     replay: bool,
     rate: Option<Rate>,
@@ -75,7 +77,7 @@ pub struct PayloadError {
 }
 
 impl EventRule {
-    pub(super) fn compile(name: &str, spec: &EventSpec, max_json_depth: usize) -> Result<Self, PolicyError> {
+    pub(super) fn compile(name: &str, spec: &EventSpec, policy: &PolicySpec) -> Result<Self, PolicyError> {
         let key = |field: &str| format!("events.\"{name}\"{field}");
         let err = |field: &str, why: String| PolicyError { key: key(field), why };
         let permission = spec
@@ -100,12 +102,13 @@ impl EventRule {
         if spec.max_bytes == Some(0) {
             return Err(err(".max_bytes", "must be greater than 0".to_owned()));
         }
-        let json = JsonLimits { max_depth: max_json_depth, max_bytes: spec.max_bytes.unwrap_or(usize::MAX) };
+        let json = JsonLimits { max_depth: policy.max_json_depth, max_bytes: spec.max_bytes.unwrap_or(usize::MAX) };
         Ok(Self {
             permission,
             schema,
             fields,
             max_bytes: spec.max_bytes,
+            max_sent_bytes: spec.max_bytes.unwrap_or(policy.max_message_bytes),
             csrf: spec.csrf,
             replay: spec.replay,
             rate,
@@ -138,30 +141,57 @@ impl EventRule {
     }
 
     /// Parses `data` within bounds, validates it against the schema and
-    /// sanitizes it; returns the JSON to broadcast, serialized once.
+    /// sanitizes it; returns the JSON to broadcast, serialized once, no
+    /// larger than the event's limit and valid against the schema itself
+    /// (pipeline steps 9–10, docs/ARCHITECTURE.md).
     pub fn shape(&self, data: &RawValue, sanitizers: &Sanitizers) -> Result<Box<RawValue>, PayloadError> {
         let bad = |code, reason: Cow<'static, str>, path| PayloadError { code, reason, path };
         let mut value = json::parse(data.get(), self.json)
             .map_err(|e| bad(ErrorCode::BadRequest, Cow::Owned(format!("data: {e}")), None))?;
         // Normalize first: the schema must judge what will be broadcast.
         sanitize::normalize(&mut value);
-        if let Some(schema) = &self.schema
-            && let Err(e) = schema.validate(&value)
-        {
-            let path = e.instance_path().to_string();
-            return Err(bad(ErrorCode::InvalidPayload, Cow::Owned(format!("schema: {e}")), Some(path)));
-        }
-        self.fields.apply(sanitizers, &mut value).map_err(|r| {
-            let reason = Cow::Owned(format!("sanitize: {r}"));
-            bad(ErrorCode::InvalidPayload, reason, Some(r.pointer))
+        self.validate(&value, "schema")?;
+        let changed = self.fields.apply(sanitizers, &mut value).map_err(|r| match r.why {
+            Refused::Expands => bad(ErrorCode::TooLarge, Cow::Owned(format!("sanitize: {r}")), None),
+            Refused::Invalid(_) => {
+                bad(ErrorCode::InvalidPayload, Cow::Owned(format!("sanitize: {r}")), Some(r.pointer))
+            }
         })?;
-        serde_json::value::to_raw_value(&value)
-            .map_err(|e| bad(ErrorCode::Internal, Cow::Owned(format!("reserialize: {e}")), None))
+        let out = serde_json::value::to_raw_value(&value)
+            .map_err(|e| bad(ErrorCode::Internal, Cow::Owned(format!("reserialize: {e}")), None))?;
+        // Sanitizing and normalizing can lengthen data (`'` is `&#x27;`),
+        // and every recipient pays for the copy: the limit bounds what is
+        // sent, not only what was received (docs/POLICY.md).
+        if out.get().len() > self.max_sent_bytes {
+            let reason = format!("sanitized copy is {} bytes, over {}", out.get().len(), self.max_sent_bytes);
+            return Err(bad(ErrorCode::TooLarge, Cow::Owned(reason), None));
+        }
+        // A sanitizer can empty or lengthen a field the schema accepted
+        // (`<script>x</script>` is ""), so the copy is checked again; an
+        // unchanged value is the one the schema already passed.
+        if changed {
+            self.validate(&value, "schema, after sanitizing")?;
+        }
+        Ok(out)
+    }
+
+    fn validate(&self, value: &serde_json::Value, stage: &str) -> Result<(), PayloadError> {
+        match &self.schema {
+            Some(schema) => schema.validate(value).map_err(|e| PayloadError {
+                code: ErrorCode::InvalidPayload,
+                reason: Cow::Owned(format!("{stage}: {e}")),
+                path: Some(e.instance_path().to_string()),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
 /// Compiles a schema given as a JSON value or a string of JSON. Remote and
 /// file `$ref`s cannot resolve: the crate is built without retrievers.
+/// `format` is enforced, and an unknown one refused: a format the validator
+/// silently ignored would be a check the policy's author believes in and
+/// no one runs.
 fn compile_schema(raw: &serde_json::Value) -> Result<jsonschema::Validator, String> {
     let parsed;
     let schema = match raw {
@@ -171,5 +201,9 @@ fn compile_schema(raw: &serde_json::Value) -> Result<jsonschema::Validator, Stri
         }
         other => other,
     };
-    jsonschema::validator_for(schema).map_err(|e| format!("not a valid JSON Schema: {e}"))
+    jsonschema::options()
+        .should_validate_formats(true)
+        .should_ignore_unknown_formats(false)
+        .build(schema)
+        .map_err(|e| format!("not a valid JSON Schema: {e}"))
 }

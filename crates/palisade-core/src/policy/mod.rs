@@ -117,15 +117,16 @@ impl Policy {
                     why: "event names use letters, digits, '.', '_' and '-' (at most 64)".to_owned(),
                 });
             }
-            events.insert(name.clone(), EventRule::compile(name, event, spec.max_json_depth)?);
+            events.insert(name.clone(), EventRule::compile(name, event, spec)?);
         }
         let sanitizers =
             Sanitizers::new(&spec.sanitize).map_err(|why| PolicyError { key: "sanitize".to_owned(), why })?;
-        if spec.max_json_depth == 0 {
-            return Err(PolicyError {
-                key: "limits.max_json_depth".to_owned(),
-                why: "must be greater than 0".to_owned(),
-            });
+        for (key, value) in
+            [("limits.max_json_depth", spec.max_json_depth), ("limits.max_message_bytes", spec.max_message_bytes)]
+        {
+            if value == 0 {
+                return Err(PolicyError { key: key.to_owned(), why: "must be greater than 0".to_owned() });
+            }
         }
         Ok(Self {
             roles,

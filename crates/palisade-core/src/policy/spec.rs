@@ -21,6 +21,9 @@ pub struct PolicySpec {
     pub sanitize: SanitizeSettings,
     /// Deepest nesting accepted in event data (`limits.max_json_depth`).
     pub max_json_depth: usize,
+    /// Largest sanitized copy of `data` sent for an event without
+    /// `max_bytes` (`limits.max_message_bytes`).
+    pub max_message_bytes: usize,
     /// Accepted clock difference for replay-protected events (`replay.window`).
     pub replay_window: Duration,
 }
@@ -34,6 +37,7 @@ impl Default for PolicySpec {
             default_roles: Vec::new(),
             sanitize: SanitizeSettings::default(),
             max_json_depth: 32,
+            max_message_bytes: 65536,
             replay_window: Duration::from_secs(30),
         }
     }
@@ -73,7 +77,7 @@ pub struct EventSpec {
     /// JSON Schema file; the config loader reads it into `schema`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_file: Option<String>,
-    /// Largest `data`, in bytes of JSON as sent.
+    /// Largest `data`, in bytes of JSON: as sent, and as sanitized.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<usize>,
     /// Require the session's CSRF token.

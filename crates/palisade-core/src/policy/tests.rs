@@ -117,3 +117,200 @@ fn compile_errors_name_the_key() {
     s.roles.get_mut("user").unwrap().permissions.push("x".into());
     assert_eq!(Policy::compile(&s).unwrap_err().key, "roles.user.permissions[1]");
 }
+
+/// The shipped default policy, from the server's config template.
+fn shipped() -> PolicySpec {
+    let t: toml::Table = toml::from_str(include_str!("../../../palisade-server/src/config/palisade.toml")).unwrap();
+    PolicySpec {
+        roles: t["roles"].clone().try_into().unwrap(),
+        rooms: t["rooms"].clone().try_into().unwrap(),
+        events: t["events"].clone().try_into().unwrap(),
+        default_roles: vec!["user".into()],
+        ..PolicySpec::default()
+    }
+}
+
+fn shape(policy: &Policy, event: &str, data: &serde_json::Value) -> Result<serde_json::Value, PayloadError> {
+    let raw = serde_json::value::to_raw_value(data).unwrap();
+    let rule = policy.event(event).unwrap();
+    rule.check_size(&raw).map_err(|d| PayloadError { code: d.code, reason: d.reason.into(), path: None })?;
+    rule.shape(&raw, policy.sanitizers()).map(|out| serde_json::from_str(out.get()).unwrap())
+}
+
+#[test]
+fn a_chat_message_that_amplifies_in_html_is_refused_too_large() {
+    let policy = Policy::compile(&shipped()).unwrap();
+    let attack = crate::sanitize::tests::amplifier();
+    let err = shape(&policy, "chat.message", &serde_json::json!({ "content": attack })).unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooLarge, "{err:?}");
+}
+
+#[test]
+fn a_sanitized_copy_over_the_event_limit_is_refused() {
+    use crate::sanitize::Rule;
+    let mut s = PolicySpec { max_message_bytes: 1000, ..PolicySpec::default() };
+    let mut quoted = EventSpec { max_bytes: Some(600), ..EventSpec::default() };
+    quoted.sanitize.insert("/q".into(), RuleList::One(Rule::Text));
+    s.events.insert("quoted".into(), quoted.clone());
+    quoted.max_bytes = None;
+    s.events.insert("unbounded".into(), quoted);
+    let policy = Policy::compile(&s).unwrap();
+    // `'` becomes `&#x27;`: 100 quotes are 600 bytes once escaped.
+    let data = |n: usize| serde_json::json!({ "q": "'".repeat(n) });
+    assert!(shape(&policy, "quoted", &data(97)).is_ok());
+    assert_eq!(shape(&policy, "quoted", &data(100)).unwrap_err().code, ErrorCode::TooLarge);
+    // Without `max_bytes`, `limits.max_message_bytes` bounds the copy.
+    assert!(shape(&policy, "unbounded", &data(160)).is_ok());
+    assert_eq!(shape(&policy, "unbounded", &data(170)).unwrap_err().code, ErrorCode::TooLarge);
+}
+
+#[test]
+fn what_the_schema_checked_is_what_is_sent() {
+    let policy = Policy::compile(&shipped()).unwrap();
+    // The schema passed `minLength: 1`; the copy would be "".
+    let err = shape(&policy, "chat.message", &serde_json::json!({"content": "<script>x</script>"})).unwrap_err();
+    assert_eq!((err.code, err.path.as_deref()), (ErrorCode::InvalidPayload, Some("/content")), "{err:?}");
+    assert!(err.reason.starts_with("schema, after sanitizing:"), "{}", err.reason);
+    // Escaping lengthens a field past `maxLength: 64`.
+    let err =
+        shape(&policy, "chat.message", &serde_json::json!({"content": "hi", "replyTo": "'".repeat(20)})).unwrap_err();
+    assert_eq!((err.code, err.path.as_deref()), (ErrorCode::InvalidPayload, Some("/replyTo")), "{err:?}");
+    // HTML output is normalized again: the decoded accent is composed.
+    let out = shape(&policy, "chat.message", &serde_json::json!({"content": "caf<b>e&#x301;</b>"})).unwrap();
+    assert_eq!(out, serde_json::json!({"content": "caf<b>\u{e9}</b>"}));
+    let ok = shape(&policy, "chat.message", &serde_json::json!({"content": "<b>hi</b>", "mentions": ["bob"]}));
+    assert_eq!(ok.unwrap(), serde_json::json!({"content": "<b>hi</b>", "mentions": ["bob"]}));
+}
+
+#[test]
+fn formats_are_validated_and_unknown_ones_refused() {
+    let mut s = PolicySpec::default();
+    let schema = serde_json::json!({"type": "object", "properties": {"mail": {"type": "string", "format": "email"}}});
+    s.events.insert("contact".into(), EventSpec { schema: Some(schema), ..EventSpec::default() });
+    let policy = Policy::compile(&s).unwrap();
+    assert!(shape(&policy, "contact", &serde_json::json!({"mail": "a@example.com"})).is_ok());
+    let err = shape(&policy, "contact", &serde_json::json!({"mail": "not an address"})).unwrap_err();
+    assert_eq!((err.code, err.path.as_deref()), (ErrorCode::InvalidPayload, Some("/mail")));
+
+    let schema = serde_json::json!({"type": "string", "format": "frobnicate"});
+    s.events.insert("odd".into(), EventSpec { schema: Some(schema), ..EventSpec::default() });
+    let err = Policy::compile(&s).unwrap_err();
+    assert_eq!(err.key, "events.\"odd\".schema");
+    assert!(err.why.contains("frobnicate"), "{}", err.why);
+}
+
+#[test]
+fn a_zero_message_limit_is_refused() {
+    let s = PolicySpec { max_message_bytes: 0, ..spec() };
+    assert_eq!(Policy::compile(&s).unwrap_err().key, "limits.max_message_bytes");
+}
+
+/// Pointers (with `*` for "any element or value") at which a string in
+/// `data` is broadcast with no sanitizer and no pattern, enum, const or
+/// format to constrain it. Unknown schema shapes count as uncovered.
+fn uncovered_strings(schema: &serde_json::Value, at: &str, sanitized: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
+    let fixed = ["enum", "const"].iter().any(|k| schema.get(k).is_some());
+    if fixed {
+        return;
+    }
+    let branches = ["oneOf", "anyOf"].iter().find_map(|k| schema.get(k).and_then(|b| b.as_array()));
+    let types: Vec<&str> = match schema.get("type") {
+        Some(serde_json::Value::String(t)) => vec![t.as_str()],
+        Some(serde_json::Value::Array(ts)) => ts.iter().filter_map(|t| t.as_str()).collect(),
+        _ => match branches {
+            Some(branches) => {
+                // A value matches one branch, so every branch must be covered.
+                branches.iter().for_each(|b| uncovered_strings(b, at, sanitized, out));
+                return;
+            }
+            None => vec!["string", "object", "array"],
+        },
+    };
+    if types.contains(&"string") && !sanitized(at) && schema.get("pattern").is_none() && schema.get("format").is_none()
+    {
+        out.push(at.to_owned());
+    }
+    if types.contains(&"object") {
+        if schema.get("additionalProperties") != Some(&serde_json::Value::Bool(false)) {
+            out.push(format!("{at}/* (additionalProperties)"));
+        }
+        for (name, property) in schema.get("properties").and_then(|p| p.as_object()).into_iter().flatten() {
+            uncovered_strings(property, &format!("{at}/{name}"), sanitized, out);
+        }
+    }
+    if types.contains(&"array") {
+        match schema.get("items") {
+            Some(items) => uncovered_strings(items, &format!("{at}/*"), sanitized, out),
+            None => out.push(format!("{at}/* (items)")),
+        }
+    }
+}
+
+#[test]
+fn every_string_the_default_policy_broadcasts_is_sanitized_or_patterned() {
+    use crate::sanitize::Rule;
+    let spec = shipped();
+    assert_eq!(spec.events.len(), 3);
+    for (name, event) in &spec.events {
+        let schema: serde_json::Value = match event.schema.as_ref().expect("every shipped event has a schema") {
+            serde_json::Value::String(text) => serde_json::from_str(text).unwrap(),
+            table => table.clone(),
+        };
+        // Rules that make any string inert; `profanity` alone does not.
+        let sanitized = |at: &str| {
+            event.sanitize.iter().any(|(pointer, rules)| {
+                let (p, a): (Vec<_>, Vec<_>) = (pointer.split('/').collect(), at.split('/').collect());
+                let matches = p.len() == a.len() && p.iter().zip(&a).all(|(p, a)| p == a || *p == "*");
+                matches
+                    && rules.to_vec().iter().any(|r| matches!(r, Rule::Html | Rule::Text | Rule::Url | Rule::Filename))
+            })
+        };
+        let mut uncovered = Vec::new();
+        uncovered_strings(&schema, "", &sanitized, &mut uncovered);
+        assert!(uncovered.is_empty(), "{name} broadcasts unconstrained strings at {uncovered:?}");
+    }
+    // The walk does find what it looks for.
+    let mut found = Vec::new();
+    let open = serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"oneOf": [{"type": "integer"}, {"type": "string"}]}}});
+    uncovered_strings(&open, "", &|at| at == "/b", &mut found);
+    assert_eq!(found, ["/* (additionalProperties)", "/a"]);
+}
+
+#[test]
+fn quiz_ids_must_match_their_pattern() {
+    let policy = Policy::compile(&shipped()).unwrap();
+    let answer = |id: &str| serde_json::json!({"sessionId": id, "questionId": "q-1", "answer": 2});
+    assert!(shape(&policy, "quiz.answer", &answer("s_42-A")).is_ok());
+    for bad in ["<img src=x onerror=alert(1)>", "s 1", "s1\n", "\u{202e}s1", "", "s".repeat(65).as_str()] {
+        let err = shape(&policy, "quiz.answer", &answer(bad)).unwrap_err();
+        assert_eq!((err.code, err.path.as_deref()), (ErrorCode::InvalidPayload, Some("/sessionId")), "{bad:?}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 256, failure_persistence: None, ..Default::default() })]
+
+    /// No accepted payload yields a broadcast copy over the event's limit,
+    /// whatever the markup: the copy is refused instead.
+    #[test]
+    fn no_sanitized_copy_exceeds_the_event_limit(content in crate::sanitize::tests::markup(), quote in crate::sanitize::tests::markup()) {
+        use crate::sanitize::Rule;
+        let mut s = PolicySpec { max_message_bytes: 3000, ..PolicySpec::default() };
+        let mut chat = EventSpec { max_bytes: Some(2500), ..EventSpec::default() };
+        chat.sanitize.insert("/content".into(), RuleList::Many(vec![Rule::Html, Rule::Profanity]));
+        chat.sanitize.insert("/quote".into(), RuleList::One(Rule::Text));
+        s.events.insert("bounded".into(), chat.clone());
+        chat.max_bytes = None;
+        s.events.insert("unbounded".into(), chat);
+        let policy = Policy::compile(&s).unwrap();
+        let data = serde_json::value::to_raw_value(&serde_json::json!({"content": content, "quote": quote})).unwrap();
+        for (event, limit) in [("bounded", 2500), ("unbounded", 3000)] {
+            let rule = policy.event(event).unwrap();
+            if rule.check_size(&data).is_ok()
+                && let Ok(out) = rule.shape(&data, policy.sanitizers())
+            {
+                proptest::prop_assert!(out.get().len() <= limit, "{} bytes from {}", out.get().len(), data.get());
+            }
+        }
+    }
+}

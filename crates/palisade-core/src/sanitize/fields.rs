@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::{Rejected, Rule, Sanitizers, normalize};
+use super::{Refused, Rejected, Rule, Sanitizers, normalize};
 
 /// Rules for one event: JSON Pointer → rules applied in order.
 #[derive(Debug, Clone, Default)]
@@ -33,7 +33,7 @@ enum Segment {
 /// A rejection on its way up: the pointer segments, innermost first.
 struct Trail {
     segments: Vec<String>,
-    why: &'static str,
+    why: Refused,
 }
 
 impl Trail {
@@ -58,11 +58,13 @@ impl FieldRules {
     }
 
     /// Applies the field rules in place, to a value already passed through
-    /// [`super::normalize`] (pointers name normalized keys). On `Err` the
-    /// value is partly sanitized and must be dropped, never forwarded.
-    pub fn apply(&self, sanitizers: &Sanitizers, value: &mut Value) -> Result<(), Rejected> {
+    /// [`super::normalize`] (pointers name normalized keys); `Ok(true)` if
+    /// some string changed. On `Err` the value is partly sanitized and must
+    /// be dropped, never forwarded.
+    pub fn apply(&self, sanitizers: &Sanitizers, value: &mut Value) -> Result<bool, Rejected> {
+        let mut changed = false;
         for field in &self.fields {
-            visit(value, &field.path, &field.rules, sanitizers).map_err(|trail| {
+            visit(value, &field.path, &field.rules, sanitizers, &mut changed).map_err(|trail| {
                 let mut pointer = String::new();
                 for segment in trail.segments.iter().rev() {
                     pointer.push('/');
@@ -71,16 +73,25 @@ impl FieldRules {
                 Rejected { pointer, why: trail.why }
             })?;
         }
-        Ok(())
+        Ok(changed)
     }
 }
 
-fn visit(value: &mut Value, path: &[Segment], rules: &[Rule], sanitizers: &Sanitizers) -> Result<(), Trail> {
+fn visit(
+    value: &mut Value,
+    path: &[Segment],
+    rules: &[Rule],
+    sanitizers: &Sanitizers,
+    changed: &mut bool,
+) -> Result<(), Trail> {
     let Some((first, rest)) = path.split_first() else {
         if let Value::String(s) = value {
             for &rule in rules {
                 match sanitizers.apply(rule, s) {
-                    Ok(Some(new)) => *s = new,
+                    Ok(Some(new)) => {
+                        *s = new;
+                        *changed = true;
+                    }
                     Ok(None) => {}
                     Err(why) => return Err(Trail { segments: Vec::new(), why }),
                 }
@@ -91,22 +102,22 @@ fn visit(value: &mut Value, path: &[Segment], rules: &[Rule], sanitizers: &Sanit
     match (first, value) {
         (Segment::Any, Value::Array(items)) => {
             for (i, item) in items.iter_mut().enumerate() {
-                visit(item, rest, rules, sanitizers).map_err(|t| t.under(&i.to_string()))?;
+                visit(item, rest, rules, sanitizers, changed).map_err(|t| t.under(&i.to_string()))?;
             }
         }
         (Segment::Any, Value::Object(map)) => {
             for (key, item) in map.iter_mut() {
-                visit(item, rest, rules, sanitizers).map_err(|t| t.under(key))?;
+                visit(item, rest, rules, sanitizers, changed).map_err(|t| t.under(key))?;
             }
         }
         (Segment::Key(key), Value::Object(map)) => {
             if let Some(item) = map.get_mut(key) {
-                visit(item, rest, rules, sanitizers).map_err(|t| t.under(key))?;
+                visit(item, rest, rules, sanitizers, changed).map_err(|t| t.under(key))?;
             }
         }
         (Segment::Key(key), Value::Array(items)) => {
             if let Some(item) = array_index(key).and_then(|i| items.get_mut(i)) {
-                visit(item, rest, rules, sanitizers).map_err(|t| t.under(key))?;
+                visit(item, rest, rules, sanitizers, changed).map_err(|t| t.under(key))?;
             }
         }
         _ => {}
@@ -194,6 +205,8 @@ mod tests {
         let mut v = json!({"content": "<b>darn</b>", "other": "<i>x</i><script>", "untouched": "<b>darn</b>"});
         r.apply(&sanitizers(), &mut v).unwrap();
         assert_eq!(v, json!({"content": "&lt;b&gt;****&lt;/b&gt;", "other": "<i>x</i>", "untouched": "<b>darn</b>"}));
+        let mut clean = json!({"content": "fine", "other": "<i>x</i>"});
+        assert_eq!(r.apply(&sanitizers(), &mut clean), Ok(false), "nothing changed");
     }
 
     #[test]
@@ -237,14 +250,14 @@ mod tests {
         let r = rules(&[("/links/*/href", &[Rule::Url])]);
         let mut v = json!({"links": [{"href": "https://ok.example/"}, {"href": "javascript:alert(1)"}]});
         let err = r.apply(&sanitizers(), &mut v).unwrap_err();
-        assert_eq!(err, Rejected { pointer: "/links/1/href".to_owned(), why: "url not allowed" });
+        assert_eq!(err, Rejected { pointer: "/links/1/href".to_owned(), why: Refused::Invalid("url not allowed") });
         assert_eq!(err.to_string(), "/links/1/href: url not allowed");
 
         let r = rules(&[("/*", &[Rule::Filename])]);
         let mut v = json!({"a/b~c": ".."});
         let err = r.apply(&sanitizers(), &mut v).unwrap_err();
         assert_eq!(err.pointer, "/a~1b~0c");
-        assert_eq!(err.why, "empty file name");
+        assert_eq!(err.why, Refused::Invalid("empty file name"));
     }
 
     #[test]

@@ -6,9 +6,19 @@
 //! (Windows drops those, so `evil.exe.` would become `evil.exe` on save).
 //! Long names are cut to the configured byte length keeping a short
 //! extension, so `report-….pdf` still opens as a PDF.
+//!
+//! Windows device names (`CON`, `PRN`, `AUX`, `NUL`, `COM0`–`COM9`,
+//! `LPT0`–`LPT9`, in any case, with any extension: `nul.txt`, `COM1.tar.gz`)
+//! open the device instead of a file there, so they are rewritten with a
+//! leading `_` (`_CON.txt`) rather than refused: the upload still has a
+//! recognizable name. `CONIN$`, `CONOUT$` and `CLOCK$` need no rule of their
+//! own, because `$` is outside the alphabet (`CONIN_`).
 
 /// Longest extension (with its dot) worth keeping when a name is cut.
 const MAX_EXT: usize = 16;
+
+/// Device names without a digit; `COM` and `LPT` take one.
+const DEVICES: [&str; 4] = ["CON", "PRN", "AUX", "NUL"];
 
 /// Cleans one name; `Ok(None)` if it was already clean.
 pub(super) fn clean(input: &str, max_len: usize) -> Result<Option<String>, &'static str> {
@@ -17,7 +27,11 @@ pub(super) fn clean(input: &str, max_len: usize) -> Result<Option<String>, &'sta
     }
     let last = input.rsplit(['/', '\\']).next().unwrap_or(input);
     // Tidy again after cutting: the cut can leave a trailing dot or space.
-    let out = tidy(&cap(&tidy(last), max_len));
+    let mut out = tidy(&cap(&tidy(last), max_len));
+    if is_device(&out) {
+        // A name starting with `_` is never a device, however it is cut.
+        out = tidy(&cap(&format!("_{out}"), max_len));
+    }
     if out.is_empty() {
         return Err("empty file name");
     }
@@ -37,6 +51,22 @@ fn is_clean(name: &str, max_len: usize) -> bool {
         && !name.contains("__")
         && !name.starts_with(['.', ' '])
         && !name.ends_with(['.', ' '])
+        && !is_device(name)
+}
+
+/// Does Windows read `name` as a device? It looks at the part before the
+/// first dot, ignoring trailing spaces (`nul .txt`).
+fn is_device(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    match stem.len() {
+        3 => DEVICES.iter().any(|d| stem.eq_ignore_ascii_case(d)),
+        4 => {
+            let (prefix, digit) = stem.split_at(3);
+            (prefix.eq_ignore_ascii_case("COM") || prefix.eq_ignore_ascii_case("LPT"))
+                && digit.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
 }
 
 /// Portable alphabet, runs of `_` and `.` collapsed, no leading or trailing
@@ -137,8 +167,36 @@ mod tests {
     }
 
     #[test]
+    fn windows_device_names_are_rewritten() {
+        for (input, out) in [
+            ("CON.txt", "_CON.txt"),
+            ("nul", "_nul"),
+            ("COM1.pdf", "_COM1.pdf"),
+            ("LPT9", "_LPT9"),
+            ("lpt0.log", "_lpt0.log"),
+            ("AUX.tar.gz", "_AUX.tar.gz"),
+            ("Prn", "_Prn"),
+            ("nul. . ", "_nul"),
+            ("CON .txt", "_CON .txt"),
+            ("dir/aux", "_aux"),
+            ("CONIN$", "CONIN_"),
+            ("conout$.txt", "conout_.txt"),
+            ("CLOCK$", "CLOCK_"),
+            ("COM\u{b9}.txt", "COM_.txt"),
+        ] {
+            assert_eq!(cleaned(input).unwrap(), out, "{input:?}");
+        }
+        for kept in ["CONSOLE.txt", "com10", "LPT", "nully.pdf", "my.con", "aux_file", "COMA"] {
+            assert_eq!(clean(kept, 255), Ok(None), "{kept}");
+        }
+        assert_eq!(clean_max("CONX", 3).unwrap(), "_CO", "a cut that makes a device name");
+        assert_eq!(clean_max("nul.txt", 4).unwrap(), "_nul");
+        assert_eq!(clean_max("nul", 1).unwrap(), "n");
+    }
+
+    #[test]
     fn cleaning_twice_changes_nothing() {
-        for input in ["../a..b/.c", "abcd. .txt", "x . y", "_._", "a\\b/c", "ÿ.ÿ.ÿ"] {
+        for input in ["../a..b/.c", "abcd. .txt", "x . y", "_._", "a\\b/c", "ÿ.ÿ.ÿ", "CON.txt", "nul. .x", "CONX"] {
             for max in [1, 3, 6, 255] {
                 if let Ok(once) = clean_max(input, max) {
                     assert_eq!(clean(&once, max), Ok(None), "{input:?} max {max} -> {once:?}");

@@ -8,6 +8,7 @@
 //! parser might read differently.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use ::url::{Host, Url};
@@ -19,8 +20,10 @@ pub(super) struct BlockedHosts(Arc<Patterns>);
 
 #[derive(Debug, Default)]
 struct Patterns {
-    /// Serialized hosts (`evil.example`, `127.0.0.1`, `[::1]`).
+    /// Domain names, as the URL parser serializes them (`evil.example`).
     exact: HashSet<String>,
+    /// Addresses, in their [`canonical`] form.
+    addresses: HashSet<IpAddr>,
     /// `.evil.example` for a pattern `*.evil.example`.
     suffixes: Vec<String>,
 }
@@ -46,18 +49,55 @@ impl BlockedHosts {
             match (wildcard, parsed) {
                 (true, Host::Domain(domain)) => compiled.suffixes.push(format!(".{domain}")),
                 (true, _) => return Err(bad("puts a wildcard in front of an IP address")),
-                (false, host) => {
-                    compiled.exact.insert(host.to_string());
+                (false, Host::Domain(domain)) => {
+                    compiled.exact.insert(domain);
+                }
+                (false, Host::Ipv4(ip)) => {
+                    compiled.addresses.insert(canonical(IpAddr::V4(ip)));
+                }
+                (false, Host::Ipv6(ip)) => {
+                    compiled.addresses.insert(canonical(IpAddr::V6(ip)));
                 }
             }
         }
         Ok(Self(Arc::new(compiled)))
     }
 
-    fn blocks(&self, host: &str) -> bool {
-        // `evil.example.` is the same host as `evil.example` to DNS.
-        let host = host.trim_end_matches('.');
-        self.0.exact.contains(host) || self.0.suffixes.iter().any(|s| host.ends_with(s.as_str()))
+    fn blocks(&self, host: &Host<&str>) -> bool {
+        match *host {
+            Host::Domain(domain) => {
+                // `evil.example.` is the same host as `evil.example` to DNS.
+                let domain = domain.trim_end_matches('.');
+                self.0.exact.contains(domain) || self.0.suffixes.iter().any(|s| domain.ends_with(s.as_str()))
+            }
+            // Addresses compare as numbers, so no spelling of a blocked one
+            // (`[::ffff:10.0.0.1]` for `10.0.0.1`) gets through.
+            Host::Ipv4(ip) => self.0.addresses.contains(&canonical(IpAddr::V4(ip))),
+            Host::Ipv6(ip) => self.0.addresses.contains(&canonical(IpAddr::V6(ip))),
+        }
+    }
+}
+
+/// One address per host an address reaches: IPv6 forms that carry an IPv4
+/// address and reach it become that IPv4 address. The URL parser already
+/// folds decimal, octal and hex IPv4 spellings (`0x0a.0.0.1`, `167772161`)
+/// into dotted quads; what it keeps apart are these IPv6 spellings:
+/// IPv4-mapped `::ffff:a.b.c.d` (a dual-stack socket connects to the IPv4
+/// host), IPv4-compatible `::a.b.c.d` (deprecated, still routed by some
+/// stacks) and the NAT64 well-known prefix `64:ff9b::a.b.c.d` (RFC 6052,
+/// translated to the IPv4 host by the network).
+fn canonical(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let [a, b, c, d, e, f, g, h] = v6.segments();
+    let embedded = Ipv4Addr::from((u32::from(g) << 16) | u32::from(h));
+    match [a, b, c, d, e, f] {
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0] if v6 != Ipv6Addr::UNSPECIFIED && v6 != Ipv6Addr::LOCALHOST => IpAddr::V4(embedded),
+        [0x64, 0xff9b, 0, 0, 0, 0] => IpAddr::V4(embedded),
+        _ => ip,
     }
 }
 
@@ -74,9 +114,10 @@ pub(super) fn allowed(input: &str, blocked: &BlockedHosts) -> Option<String> {
     if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
         return None;
     }
-    match url.host_str() {
-        Some(host) if !host.is_empty() && !blocked.blocks(host) => {}
-        _ => return None,
+    match url.host() {
+        Some(Host::Domain("")) | None => return None,
+        Some(host) if blocked.blocks(&host) => return None,
+        Some(_) => {}
     }
     // Accept only a serialization that parses back to itself: then the rule
     // is idempotent, and no second parser can find a different URL in it.
@@ -146,6 +187,36 @@ mod tests {
         for good in ["https://tracker.example/", "https://notevil.example/", "https://evil.example.org/"] {
             assert_eq!(check(good, &b), Some(None), "{good}");
         }
+    }
+
+    #[test]
+    fn a_blocked_address_is_blocked_in_every_spelling() {
+        let b = blocked(&["10.0.0.1", "[::ffff:192.168.1.1]", "[fd00::1]"]);
+        for bad in [
+            "https://10.0.0.1/",
+            "https://[::ffff:10.0.0.1]/",
+            "https://[::ffff:a00:1]/",
+            "https://[0:0:0:0:0:ffff:10.0.0.1]/",
+            "https://[::10.0.0.1]/",
+            "https://[64:ff9b::10.0.0.1]/",
+            "https://167772161/",
+            "https://0x0a000001/",
+            "https://012.0.0.1/",
+            "https://10.1/",
+            "https://10.0.0.1./",
+            "https://192.168.1.1/",
+            "https://[::ffff:c0a8:101]/",
+            "https://[FD00:0:0::1]/",
+        ] {
+            assert_eq!(check(bad, &b), None, "{bad}");
+        }
+        for good in ["https://10.0.0.2/", "https://[::ffff:10.0.0.2]/", "https://[::1]/", "https://[fd00::2]/"] {
+            assert!(check(good, &b).is_some(), "{good}");
+        }
+        // `::` and `::1` are IPv6's own addresses, not IPv4 0.0.0.0 and 0.0.0.1.
+        let zero = blocked(&["0.0.0.0", "0.0.0.1"]);
+        assert!(check("https://[::1]/", &zero).is_some());
+        assert!(check("https://[::]/", &zero).is_some());
     }
 
     #[test]

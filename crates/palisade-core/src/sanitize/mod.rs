@@ -1,5 +1,5 @@
-//! What a message's `data` becomes before anyone else sees it (step 10 of
-//! the pipeline in DESIGN §3).
+//! What a message's `data` becomes before anyone else sees it (pipeline
+//! step 10, docs/ARCHITECTURE.md).
 //!
 //! Schemas decide whether data is acceptable; sanitizers make acceptable data
 //! harmless for the clients that render it. Two layers:
@@ -13,7 +13,10 @@
 //! blocked-host list) are built once from [`SanitizeSettings`] into
 //! [`Sanitizers`] and shared by every connection. Every rule is idempotent, so
 //! data that is relayed and sanitized twice does not change the second time,
-//! and the common case (nothing to change) allocates nothing.
+//! and the common case (nothing to change) allocates nothing. What a rule
+//! writes is normalized like its input was, so a rule's output (an HTML
+//! entity decoded to a combining mark) never breaks the invariants the first
+//! layer set up.
 
 use std::str::FromStr;
 
@@ -26,7 +29,7 @@ mod profanity;
 mod text;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use fields::FieldRules;
 
@@ -115,15 +118,28 @@ impl Default for SanitizeSettings {
     }
 }
 
-/// A field failed a sanitizer that rejects instead of rewriting (url with
-/// Reject, filename that is empty after cleaning).
+/// Why a rule refused a string instead of rewriting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The string fails the rule's policy (a `url` with Reject, a
+    /// `filename` that is empty after cleaning); safe to show the sender.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// Cleaning would make the string much larger than it is: HTML tree
+    /// building can multiply markup (see the `html` module). The sender
+    /// hears `too_large`, like any copy over the event's limit.
+    #[error("markup expands too much")]
+    Expands,
+}
+
+/// A field that a rule refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{pointer}: {why}")]
 pub struct Rejected {
     /// JSON Pointer of the offending string, with wildcards resolved.
     pub pointer: String,
-    /// Which policy it failed; safe to show the sender.
-    pub why: &'static str,
+    /// Why.
+    pub why: Refused,
 }
 
 /// Sanitizers built once from settings and shared by every connection.
@@ -155,19 +171,22 @@ impl Sanitizers {
 
     /// Applies one rule to one string. `Ok(None)` means unchanged, so the
     /// caller keeps its string and nothing is allocated.
-    pub fn apply(&self, rule: Rule, input: &str) -> Result<Option<String>, &'static str> {
-        match rule {
-            Rule::Html => Ok(self.html.clean(input)),
-            Rule::Text => Ok(text::escape(input)),
+    pub fn apply(&self, rule: Rule, input: &str) -> Result<Option<String>, Refused> {
+        let out = match rule {
+            Rule::Html => self.html.clean(input).map_err(|html::Expands| Refused::Expands)?,
+            Rule::Text => text::escape(input),
             Rule::Url => match link::check(input, &self.blocked) {
-                Some(normalized) => Ok(normalized),
+                Some(normalized) => normalized,
                 None => match self.url_invalid {
-                    InvalidUrl::Reject => Err("url not allowed"),
-                    InvalidUrl::Remove => Ok((!input.is_empty()).then(String::new)),
+                    InvalidUrl::Reject => return Err(Refused::Invalid("url not allowed")),
+                    InvalidUrl::Remove => (!input.is_empty()).then(String::new),
                 },
             },
-            Rule::Filename => filename::clean(input, self.filename_max_len),
-            Rule::Profanity => Ok(self.words.mask(input)),
-        }
+            Rule::Filename => filename::clean(input, self.filename_max_len).map_err(Refused::Invalid)?,
+            Rule::Profanity => self.words.mask(input),
+        };
+        // The HTML parser decodes references the first normalization never
+        // saw (`e&#x301;` is not NFC once decoded).
+        Ok(out.map(|s| normalize::normalized(&s).unwrap_or(s)).filter(|s| s != input))
     }
 }

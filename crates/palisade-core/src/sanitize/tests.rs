@@ -94,6 +94,48 @@ pub(super) fn tricky() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Formatting elements: the tree builder reopens them in every new block.
+const FORMATTING: [&str; 14] =
+    ["a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u"];
+
+/// The room-killer chat message: a `<p>`, 80 distinct formatting elements,
+/// then `<p>x` up to 2,000 characters.
+pub(crate) fn amplifier() -> String {
+    let mut out = String::from("<p>");
+    for (i, tag) in FORMATTING.iter().cycle().take(80).enumerate() {
+        out.push_str(&format!("<{tag} id={i}>"));
+    }
+    while out.len() + 4 <= 2000 {
+        out.push_str("<p>x");
+    }
+    while out.len() < 2000 {
+        out.push('x');
+    }
+    out
+}
+
+/// Markup-heavy strings: runs of formatting elements (distinct by their
+/// attributes, so none is deduplicated), blocks, quotes and `&`.
+pub(crate) fn markup() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        (0..FORMATTING.len(), 0..1000u32).prop_map(|(t, id)| format!("<{} id={id}>", FORMATTING[t])),
+        Just("<p>x".to_owned()),
+        Just("<p>".to_owned()),
+        Just("<div>".to_owned()),
+        Just("<li>".to_owned()),
+        Just("<table><td>".to_owned()),
+        Just("<a href=https://ok.example/>".to_owned()),
+        Just("'".to_owned()),
+        Just("\"".to_owned()),
+        Just("&".to_owned()),
+        Just("&nbsp;".to_owned()),
+        Just("\u{a0}".to_owned()),
+        Just("<".to_owned()),
+        Just("x".to_owned()),
+    ];
+    prop::collection::vec(token, 0..200).prop_map(|parts| parts.concat())
+}
+
 fn json_value() -> impl Strategy<Value = Value> {
     let key = prop_oneof![
         Just("a".to_owned()),
@@ -174,6 +216,36 @@ proptest! {
 }
 
 #[test]
+fn formatting_amplification_is_refused_not_rendered() {
+    let s = Sanitizers::new(&SanitizeSettings::default()).unwrap();
+    let attack = amplifier();
+    assert_eq!(attack.chars().count(), 2000);
+    assert_eq!(s.apply(Rule::Html, &attack), Err(Refused::Expands));
+    // The same shape, small enough to stay within the budget, is cleaned.
+    assert_eq!(
+        s.apply(Rule::Html, "<p><b id=1><i id=2>hi<p>x<p>y"),
+        Ok(Some("<b><i>hi</i></b><b><i>x</i></b><b><i>y</i></b>".to_owned()))
+    );
+}
+
+#[test]
+fn escaped_text_is_never_refused_for_its_growth() {
+    let s = Sanitizers::new(&SanitizeSettings::default()).unwrap();
+    for text in ["&".repeat(2000), "<".repeat(500), "\u{a0}".repeat(1000), "a < b && c > d ".repeat(100)] {
+        let out = s.apply(Rule::Html, &text).unwrap().unwrap();
+        assert!(!out.contains('<'), "{out}");
+    }
+}
+
+#[test]
+fn rule_output_is_normalized_like_its_input() {
+    let s = Sanitizers::new(&SanitizeSettings::default()).unwrap();
+    // The parser decodes a combining accent that normalization never saw.
+    assert_eq!(s.apply(Rule::Html, "<b>e&#x301;</b>"), Ok(Some("<b>\u{e9}</b>".to_owned())));
+    assert_eq!(s.apply(Rule::Html, "e&#x301;"), Ok(Some("\u{e9}".to_owned())));
+}
+
+#[test]
 fn rule_names_match_config() {
     for (name, rule) in [
         ("html", Rule::Html),
@@ -227,9 +299,9 @@ fn each_rule_through_the_public_api() {
     assert_eq!(s.apply(Rule::Text, "<b>"), Ok(Some("&lt;b&gt;".to_owned())));
     assert_eq!(s.apply(Rule::Url, "https://ok.example/"), Ok(None));
     assert_eq!(s.apply(Rule::Url, "HTTP://ok.example"), Ok(Some("http://ok.example/".to_owned())));
-    assert_eq!(s.apply(Rule::Url, "https://x.tracker.example/"), Err("url not allowed"));
+    assert_eq!(s.apply(Rule::Url, "https://x.tracker.example/"), Err(Refused::Invalid("url not allowed")));
     assert_eq!(s.apply(Rule::Filename, "../x.txt"), Ok(Some("x.txt".to_owned())));
-    assert_eq!(s.apply(Rule::Filename, "/.."), Err("empty file name"));
+    assert_eq!(s.apply(Rule::Filename, "/.."), Err(Refused::Invalid("empty file name")));
     assert_eq!(s.apply(Rule::Profanity, "oh heck"), Ok(Some("oh ****".to_owned())));
 
     let remove = Sanitizers::new(&settings(InvalidUrl::Remove)).unwrap();
