@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine with only the Rust toolchain,
 # Python and apt: installs what is missing, then checks formatting and lints,
-# runs every Rust test, and runs the Autobahn conformance suite.
+# runs every Rust test, runs the README's first commands as a newcomer types
+# them (a release build), and runs the Autobahn conformance suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +20,7 @@ echo "test.sh: cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "test.sh: cargo test"
 cargo test --workspace --all-targets
+echo "test.sh: README commands"
+scripts/readme-check.sh
 echo "test.sh: conformance"
 scripts/conformance.sh

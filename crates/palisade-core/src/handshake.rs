@@ -1,4 +1,4 @@
-//! The checks run before a WebSocket upgrade is answered (DESIGN §2):
+//! The checks run before a WebSocket upgrade is answered (docs/PROTOCOL.md §1.2):
 //! IP ban → connection rate and caps → Origin → token. Bans and caps arrive
 //! with the abuse-defence work; this module owns the order.
 
@@ -13,8 +13,9 @@ use crate::origin::{CredentialKind, OriginError, OriginPolicy};
 pub struct HandshakeRequest<'a> {
     /// `Origin` header.
     pub origin: Option<&'a str>,
-    /// `Authorization` header.
-    pub authorization: Option<&'a str>,
+    /// Every `Authorization` header, in order: more than one is two
+    /// credentials, not a first one and noise.
+    pub authorization: &'a [&'a str],
     /// All `Sec-WebSocket-Protocol` values, comma-joined.
     pub protocols: Option<&'a str>,
     /// `access_token` query parameter.
@@ -90,15 +91,16 @@ impl Gate {
         Ok(Admitted { identity, select_subprotocol: offered.contains(&SUBPROTOCOL) })
     }
 
-    /// Finds exactly one credential.
+    /// Finds exactly one credential: every `Authorization` header, every
+    /// `palisade.bearer.*` subprotocol and the query token each count.
     fn credential<'a>(&self, req: &HandshakeRequest<'a>, offered: &[&'a str]) -> Result<&'a str, AuthError> {
-        let header = req.authorization.map(|h| {
+        let headers = req.authorization.iter().copied().map(|h| {
             let (scheme, rest) = h.trim().split_once(' ').unwrap_or((h, ""));
             if scheme.eq_ignore_ascii_case("bearer") { rest.trim() } else { "" }
         });
-        let protocol = offered.iter().find_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
+        let protocols = offered.iter().filter_map(|p| p.strip_prefix(BEARER_PROTOCOL_PREFIX));
         let query = req.query_token.filter(|_| self.allow_query_token);
-        let mut found = [header, protocol, query].into_iter().flatten();
+        let mut found = headers.chain(protocols).chain(query);
         match (found.next(), found.next()) {
             (None, _) => Err(AuthError::Missing),
             (Some(_), Some(_)) => Err(AuthError::Ambiguous),
@@ -129,15 +131,31 @@ mod tests {
         let bearer = format!("Bearer {t}");
         let proto = format!("palisade.v1, palisade.bearer.{t}");
         let g = gate(false);
-        let a = g.admit(&HandshakeRequest { authorization: Some(&bearer), ..Default::default() }, T0).unwrap();
+        let a = g.admit(&HandshakeRequest { authorization: &[bearer.as_str()], ..Default::default() }, T0).unwrap();
         assert!(!a.select_subprotocol);
         let a = g.admit(&HandshakeRequest { protocols: Some(&proto), ..Default::default() }, T0).unwrap();
         assert!(a.select_subprotocol);
-        let both = HandshakeRequest { authorization: Some(&bearer), protocols: Some(&proto), ..Default::default() };
+        let both =
+            HandshakeRequest { authorization: &[bearer.as_str()], protocols: Some(&proto), ..Default::default() };
         assert_eq!(g.admit(&both, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
         assert_eq!(g.admit(&HandshakeRequest::default(), T0).unwrap_err(), Rejection::Auth(AuthError::Missing));
-        let basic = HandshakeRequest { authorization: Some("Basic abc"), ..Default::default() };
+        let basic = HandshakeRequest { authorization: &["Basic abc"], ..Default::default() };
         assert_eq!(g.admit(&basic, T0).unwrap_err(), Rejection::Auth(AuthError::Malformed));
+    }
+
+    #[test]
+    fn two_bearer_headers_or_two_bearer_subprotocols_are_ambiguous() {
+        let t = mint("u1", &[], Duration::from_secs(60), T0);
+        let bearer = format!("Bearer {t}");
+        let g = gate(false);
+        // The same valid token twice is still two credentials.
+        let headers = HandshakeRequest { authorization: &[bearer.as_str(), bearer.as_str()], ..Default::default() };
+        assert_eq!(g.admit(&headers, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
+        let with_junk = HandshakeRequest { authorization: &[bearer.as_str(), "Bearer junk"], ..Default::default() };
+        assert_eq!(g.admit(&with_junk, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
+        let proto = format!("palisade.v1, palisade.bearer.{t}, palisade.bearer.{t}");
+        let protocols = HandshakeRequest { protocols: Some(&proto), ..Default::default() };
+        assert_eq!(g.admit(&protocols, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
     }
 
     #[test]
@@ -153,7 +171,7 @@ mod tests {
         let g = gate(false);
         let req = HandshakeRequest {
             origin: Some("https://evil.example"),
-            authorization: Some("Bearer x"),
+            authorization: &["Bearer x"],
             ..Default::default()
         };
         let r = g.admit(&req, T0).unwrap_err();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use palisade_core::auth::TokenRequest;
+use palisade_core::auth::{TokenRequest, check_name, check_sub};
 
 use crate::config::{Config, ConfigError, Env, Source, env::ENV_CONFIG, render_init};
 use crate::server::{Server, shutdown_signal};
@@ -16,7 +16,9 @@ use crate::state::now;
 #[derive(Debug, Parser)]
 #[command(name = "palisade", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// What to do; without one, `serve --dev` with the flags given here.
+    /// What to do; without one, `serve` with the flags given here: in the
+    /// dev profile unless a config file is named (--config or
+    /// PALISADE_CONFIG).
     #[command(subcommand)]
     pub command: Option<Command>,
     /// `serve` flags, for when no subcommand is given.
@@ -25,9 +27,15 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The command to run: no subcommand means `serve --dev`.
+    /// The command to run. No subcommand means `serve`: with no config file
+    /// that is the dev profile, so a fresh clone runs as it is; a named
+    /// config file is that config in production, because whoever wrote one
+    /// expects its keys and origins, not the dev profile's additions.
     pub fn into_command(self) -> Command {
-        self.command.unwrap_or(Command::Serve(ServeArgs { dev: true, ..self.serve }))
+        self.command.unwrap_or_else(|| {
+            let dev = self.serve.dev || self.serve.config.config.is_none();
+            Command::Serve(ServeArgs { dev, ..self.serve })
+        })
     }
 }
 
@@ -177,6 +185,10 @@ pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
     // Without a config file the dev key is the only key there is.
     let profile = if args.dev || args.config.config.is_none() { Profile::Dev } else { Profile::Production };
     let ttl = args.ttl.unwrap_or(config.auth.token_ttl);
+    // A token the server would refuse at the handshake is not worth printing.
+    check_sub(&args.sub)
+        .and_then(|()| args.name.as_deref().map_or(Ok(()), check_name))
+        .map_err(|e| CliError::Failed(format!("{e}: see the sub and name rules in docs/PROTOCOL.md §1.4")))?;
     let signer = signer(&config, profile)?;
     let request = TokenRequest { user_id: args.sub, name: args.name, roles: args.roles, rooms: args.rooms, ttl };
     signer.mint(request, now()).map_err(|e| CliError::Failed(e.to_string()))
@@ -244,6 +256,14 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
     }
     let fail = |e: std::io::Error| CliError::Failed(format!("cannot write {}: {e}", args.output.display()));
     let mut file = options.open(&args.output).map_err(fail)?;
+    #[cfg(unix)]
+    {
+        // `mode` applies only to a file being created: one overwritten by
+        // --force keeps whatever mode it had, so set it before the secret
+        // goes in.
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    }
     std::io::Write::write_all(&mut file, render_init().as_bytes()).map_err(fail)?;
     eprintln!("wrote {} (it contains a secret: keep it private)", args.output.display());
     Ok(())

@@ -95,10 +95,11 @@ async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Resu
     })?;
     let headers = req.headers();
     let protocols = joined(headers, header::SEC_WEBSOCKET_PROTOCOL);
+    let authorization = all_str(headers, header::AUTHORIZATION);
     let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
     let handshake = HandshakeRequest {
         origin: header_str(headers, header::ORIGIN),
-        authorization: header_str(headers, header::AUTHORIZATION),
+        authorization: &authorization,
         protocols: protocols.as_deref(),
         query_token,
     };
@@ -133,8 +134,13 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).map(|v| v.to_str().unwrap_or(""))
 }
 
+/// Every value of a header, in order, read as [`header_str`] reads one.
+fn all_str(headers: &HeaderMap, name: header::HeaderName) -> Vec<&str> {
+    headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("")).collect()
+}
+
 /// Every value of a repeatable header, comma-joined.
 fn joined(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    let values: Vec<&str> = headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("")).collect();
+    let values = all_str(headers, name);
     (!values.is_empty()).then(|| values.join(","))
 }

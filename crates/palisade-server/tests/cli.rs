@@ -181,6 +181,79 @@ async fn bare_palisade_reads_palisade_config_and_serve_flags() {
     assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
 }
 
+/// The HTTP status a browser page on `origin` gets when it opens a socket.
+async fn status_from_origin(addr: std::net::SocketAddr, token: &str, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("handshake failed: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_config_file_without_a_subcommand_runs_in_production_not_the_dev_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), &["init", "--output", "prod.toml"]).status.success());
+    let token = String::from_utf8(run(dir.path(), &["token", "--config", "prod.toml", "--sub", "al"]).stdout).unwrap();
+    let localhost = "http://localhost:3000";
+
+    // The dev profile, asked for, lets a localhost page in…
+    let dev = Running::start(dir.path(), &["serve", "--dev", "--config", "prod.toml", "--listen", "127.0.0.1:0"], &[]);
+    assert_eq!(status_from_origin(dev.addr, token.trim(), localhost).await, 101);
+    assert!(tokio::task::spawn_blocking(move || dev.terminate()).await.unwrap().success());
+
+    // …the config named by flag or by PALISADE_CONFIG, without `serve`, does not.
+    for (args, env) in [
+        (&["--config", "prod.toml", "--listen", "127.0.0.1:0"][..], &[][..]),
+        (&["--listen", "127.0.0.1:0"][..], &[("PALISADE_CONFIG", "prod.toml")][..]),
+    ] {
+        let server = Running::start(dir.path(), args, env);
+        assert_eq!(server.token_command, None, "{args:?} {env:?}: the dev banner was printed");
+        assert_eq!(status_from_origin(server.addr, token.trim(), localhost).await, 403, "{args:?} {env:?}");
+        assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
+    }
+
+    // A config with no key makes production refuse to start, where the dev
+    // profile would have generated a key.
+    std::fs::write(dir.path().join("keyless.toml"), "[limits]\nmax_connections = 5\n").unwrap();
+    let out = run(dir.path(), &["--config", "keyless.toml", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.keys"));
+    assert!(!dir.path().join("palisade-data/dev-secret").exists());
+}
+
+#[test]
+fn init_force_over_a_world_readable_file_leaves_it_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, "# an old config\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = run(dir.path(), &["init", "--force", "--output", "p.toml"]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(std::fs::read_to_string(&path).unwrap().contains("secret = \""));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {:o}", mode & 0o777);
+    }
+}
+
+#[test]
+fn the_cli_refuses_to_mint_an_identity_the_server_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["token", "--sub", "<b>x</b>"][..], &["token", "--sub", "al", "--name", "a\u{202E}b"][..]] {
+        let out = run(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "no token printed");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("PROTOCOL.md"), "{out:?}");
+    }
+}
+
 #[tokio::test]
 async fn the_dev_banner_prints_a_token_command_that_works() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! An attacker without a valid token tries to open a socket.
 
 mod common;
+mod raw;
 
 use base64::Engine as _;
 use common::*;
@@ -106,4 +107,75 @@ async fn plain_http_to_the_socket_endpoint_is_a_clear_400() {
     assert!(post.starts_with("HTTP/1.1 405") && post.contains("method_not_allowed"), "{post}");
     let missing = http_get(server.addr, "/nope").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}
+
+/// A token signed with the right key whose identity claims are `sub`/`name`.
+fn token_as(sub: &str, name: &str) -> String {
+    sign(&json!({"sub": sub, "name": name, "exp": unix_now() + 600, "iss": "palisade", "aud": "palisade"}), SECRET)
+}
+
+#[tokio::test]
+async fn a_signed_token_whose_name_is_markup_or_a_bidi_override_is_refused_at_the_handshake() {
+    let server = TestServer::start("").await;
+    let Err((status, reference)) = dial(&server, Dial::default()).await else { panic!("no credential upgraded") };
+    assert_eq!(status, 401);
+    let cases = [
+        ("markup name", token_as("u1", "<img src=x onerror=alert(1)>")),
+        ("right-to-left override", token_as("u1", "admin\u{202E}gpj.exe")),
+        ("bidi isolate", token_as("u1", "a\u{2067}b")),
+        ("zero-width space", token_as("u1", "ad\u{200B}min")),
+        ("markup sub", token_as("<script>", "ok")),
+        ("non-ASCII sub", token_as("u\u{202E}1", "ok")),
+    ];
+    for (what, t) in cases {
+        let refused = dial(&server, Dial { bearer: Some(&t), ..Dial::default() }).await;
+        let (status, body) = refused.err().unwrap_or_else(|| panic!("{what}: upgraded"));
+        assert_eq!((status, &body), (401, &reference), "{what}: same 401 as every auth failure");
+    }
+    // Names in any script, and the subjects external issuers use, still work.
+    let (_ws, welcome) = connect(&server, &token_as("auth0|abc123", "José Müller 李雷")).await;
+    assert_eq!(welcome["user"]["name"], "José Müller 李雷");
+}
+
+#[tokio::test]
+async fn a_refresh_to_a_markup_name_is_refused_and_the_old_identity_stays() {
+    let server = TestServer::start("").await;
+    let (mut ws, _) = connect(&server, &token_as("u1", "Alice")).await;
+    let bad = token_as("u1", "<b>Alice</b>");
+    let reply = request(&mut ws, json!({"type":"refresh","id":"r1","token": bad})).await;
+    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("forbidden")), "{reply}");
+    let good = token_as("u1", "Alice B.");
+    assert_eq!(request(&mut ws, json!({"type":"refresh","id":"r2","token": good})).await["type"], "ack");
+}
+
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let server = TestServer::start("").await;
+    let auth = format!("Bearer {}", token("u1", &[]));
+    // Even the same valid token twice: the server must not pick one.
+    let (_, head) = raw::upgrade(server.addr, &[("authorization", &auth), ("authorization", &auth)]).await;
+    assert_eq!(raw::status(&head), 401, "{head}");
+    let (_, head) = raw::upgrade(server.addr, &[("authorization", &auth), ("authorization", "Bearer junk")]).await;
+    assert_eq!(raw::status(&head), 401, "{head}");
+    let (_, head) = raw::upgrade(server.addr, &[("authorization", &auth)]).await;
+    assert_eq!(raw::status(&head), 101, "one header is fine: {head}");
+}
+
+#[tokio::test]
+async fn two_bearer_subprotocols_are_refused() {
+    let server = TestServer::start("").await;
+    let t = token("u1", &[]);
+    for protocols in [
+        format!("palisade.v1, palisade.bearer.{t}, palisade.bearer.{t}"),
+        format!("palisade.bearer.{t}, palisade.bearer.x"),
+    ] {
+        let refused = dial(&server, Dial { protocols: Some(&protocols), ..Dial::default() }).await;
+        assert_eq!(refused.err().map(|e| e.0), Some(401), "{protocols}");
+    }
+    // Split over two header lines, they are still two.
+    let first = format!("palisade.v1, palisade.bearer.{t}");
+    let second = format!("palisade.bearer.{t}");
+    let (_, head) =
+        raw::upgrade(server.addr, &[("sec-websocket-protocol", &first), ("sec-websocket-protocol", &second)]).await;
+    assert_eq!(raw::status(&head), 401, "{head}");
 }

@@ -4,9 +4,11 @@
 //! claim (`exp`, `nbf`, `iss`, `aud`) is checked here against the `now` the
 //! caller passes, so expiry is tested with a virtual clock.
 
+mod identity;
 mod keys;
 mod token;
 
+pub use identity::{IdentityError, check_name, check_sub};
 pub use keys::{Algorithm, KeyError, KeyMaterial};
 pub use token::{AuthError, Identity, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
 

@@ -101,12 +101,43 @@ fn claims_of_the_wrong_shape_are_refused() {
     let exp = T0.as_secs() + 60;
     assert_eq!(v.verify(&sign(r#"{"sub":"u1"}"#), T0), Err(AuthError::BadClaims));
     assert_eq!(v.verify(&sign(&format!(r#"{{"exp":{exp}}}"#)), T0), Err(AuthError::BadClaims));
-    assert_eq!(v.verify(&sign(&format!(r#"{{"sub":"","exp":{exp}}}"#)), T0), Err(AuthError::BadClaims));
-    assert_eq!(v.verify(&sign(&format!(r#"{{"sub":"a\nb","exp":{exp}}}"#)), T0), Err(AuthError::BadClaims));
+    assert_eq!(
+        v.verify(&sign(&format!(r#"{{"sub":"","exp":{exp}}}"#)), T0),
+        Err(AuthError::BadIdentity(IdentityError::Length("sub")))
+    );
+    assert_eq!(
+        v.verify(&sign(&format!(r#"{{"sub":"a\nb","exp":{exp}}}"#)), T0),
+        Err(AuthError::BadIdentity(IdentityError::NotAscii))
+    );
     assert_eq!(
         v.verify(&sign(&format!(r#"{{"sub":"u","exp":{exp},"roles":"admin"}}"#)), T0),
         Err(AuthError::BadClaims)
     );
+}
+
+#[test]
+fn identity_claims_with_markup_or_bidi_overrides_are_refused() {
+    let mut opts = options();
+    opts.issuer = None;
+    opts.audience = None;
+    let v = TokenVerifier::new(&[key()], opts).unwrap();
+    let exp = T0.as_secs() + 60;
+    let with = |sub: &str, name: &str| {
+        let claims = serde_json::json!({"sub": sub, "name": name, "exp": exp});
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(&[7u8; 32]),
+        )
+        .unwrap();
+        v.verify(&token, T0)
+    };
+    assert_eq!(with("auth0|abc123", "José Müller").unwrap().name, "José Müller");
+    assert_eq!(with("u1", "<img src=x onerror=alert(1)>"), Err(AuthError::BadIdentity(IdentityError::Markup("name"))));
+    assert_eq!(with("u1", "admin\u{202E}gpj.exe"), Err(AuthError::BadIdentity(IdentityError::Invisible("name"))));
+    assert_eq!(with("<b>u1</b>", "ok"), Err(AuthError::BadIdentity(IdentityError::Markup("sub"))));
+    // `sub` is checked on its own, whatever `name` says.
+    assert_eq!(with("u\u{202E}1", "ok"), Err(AuthError::BadIdentity(IdentityError::NotAscii)));
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::time::Duration;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::identity::{IdentityError, check_name, check_sub};
 use super::keys::{KeyError, KeyMaterial};
 use crate::Timestamp;
 
@@ -45,6 +46,9 @@ pub enum AuthError {
     /// `aud` does not match.
     #[error("wrong audience")]
     WrongAudience,
+    /// `sub` or `name` breaks the identity rules (docs/PROTOCOL.md §1.4).
+    #[error("identity claim refused: {0}")]
+    BadIdentity(IdentityError),
 }
 
 /// Checks applied to every token, beyond its signature.
@@ -115,8 +119,6 @@ impl Audience {
     }
 }
 
-/// Longest `sub`/`name` we accept; they are echoed to every room member.
-const MAX_NAME_LEN: usize = 128;
 /// Most roles or rooms a token may carry.
 const MAX_LIST_LEN: usize = 64;
 
@@ -219,12 +221,11 @@ impl TokenVerifier {
         {
             return Err(AuthError::WrongAudience);
         }
+        // `sub` and `name` are broadcast as `from` to every room member.
+        check_sub(&c.sub).map_err(AuthError::BadIdentity)?;
         let name = c.name.unwrap_or_else(|| c.sub.clone());
-        let too_long = |s: &str| s.is_empty() || s.len() > MAX_NAME_LEN || s.chars().any(char::is_control);
-        if too_long(&c.sub) || too_long(&name) || c.roles.len() > MAX_LIST_LEN {
-            return Err(AuthError::BadClaims);
-        }
-        if c.rooms.as_ref().is_some_and(|r| r.len() > MAX_LIST_LEN) {
+        check_name(&name).map_err(AuthError::BadIdentity)?;
+        if c.roles.len() > MAX_LIST_LEN || c.rooms.as_ref().is_some_and(|r| r.len() > MAX_LIST_LEN) {
             return Err(AuthError::BadClaims);
         }
         Ok(Identity { user_id: c.sub, name, roles: c.roles, rooms: c.rooms, expires_at, token_id: c.jti })
