@@ -34,13 +34,11 @@ impl<'a> Clipped<'a> {
 impl fmt::Display for Clipped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_char('"')?;
-        let mut shown = 0;
-        for (i, c) in self.text.char_indices() {
+        for (shown, (i, c)) in self.text.char_indices().enumerate() {
             if shown == self.max_chars {
                 f.write_char('"')?;
                 return write!(f, "…(+{} bytes)", self.text.len() - i);
             }
-            shown += 1;
             match c {
                 '"' => f.write_str("\\\"")?,
                 '\\' => f.write_str("\\\\")?,

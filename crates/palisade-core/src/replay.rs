@@ -9,13 +9,9 @@
 //! sanitizers. A refused message therefore consumes nothing, so a user with
 //! no right to an event cannot fill the store that protects it for others.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use palisade_protocol::ErrorCode;
-
 use crate::Timestamp;
-use crate::session::Refusal;
 use crate::store::{NonceRefused, NonceStore};
 
 /// Longest nonce accepted.
@@ -36,12 +32,6 @@ pub enum ReplayError {
     /// The store did not record the nonce: seen before, or it cannot tell.
     #[error(transparent)]
     Store(#[from] NonceRefused),
-}
-
-impl From<ReplayError> for Refusal {
-    fn from(e: ReplayError) -> Self {
-        Refusal { id: None, code: ErrorCode::Replay, reason: Cow::Owned(format!("replay: {e}")), path: None }
-    }
 }
 
 /// A nonce and timestamp that passed [`check_fresh`], to be recorded once

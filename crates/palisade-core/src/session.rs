@@ -17,7 +17,10 @@ use crate::policy::{Denied, Policy};
 use crate::replay;
 use crate::store::NonceStore;
 
+mod refusal;
 mod timer;
+
+pub use refusal::Refusal;
 
 use timer::{Beat, Heartbeat};
 
@@ -90,20 +93,6 @@ pub enum Decision<'a> {
     Reject(Refusal),
 }
 
-/// A refused request: what the client sees and what the log says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// Correlation id, when readable.
-    pub id: Option<String>,
-    /// Wire error code.
-    pub code: ErrorCode,
-    /// Detail for the operator's log only.
-    pub reason: Cow<'static, str>,
-    /// JSON Pointer of the field at fault, for `invalid_payload` (safe to
-    /// show: it names the client's own field, not the schema).
-    pub path: Option<String>,
-}
-
 /// What a timer tick asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerAction {
@@ -174,38 +163,35 @@ impl Session {
         // connection's message rate belongs here once the guard exists.
         let frame = match ClientFrame::parse(text) {
             Ok(f) => f,
-            Err(e) => return reject(e.id, Denied::new(ErrorCode::BadRequest, e.reason)),
+            Err(e) => return Decision::Reject(e.into()),
         };
         let policy = cx.policy;
         match frame {
             ClientFrame::Join { id, room } => match self.join(policy, &room) {
                 Ok(()) => Decision::Join { id, room },
-                Err(d) => reject(Some(id.into_owned()), d),
+                Err(d) => reject(id, d),
             },
             ClientFrame::Leave { id, room } => match self.rooms.iter().position(|r| **r == *room) {
                 Some(i) => {
                     self.rooms.swap_remove(i);
                     Decision::Leave { id, room }
                 }
-                None => reject(Some(id.into_owned()), Denied::new(ErrorCode::NotMember, "leave without join")),
+                None => reject(id, Denied::new(ErrorCode::NotMember, "leave without join")),
             },
             ClientFrame::Send { id, room, event, data, csrf, nonce, ts } => {
                 let request =
                     Publish { room: &room, event: &event, data, csrf: csrf.as_deref(), nonce: nonce.as_deref(), ts };
                 match self.publish(cx, &request, now) {
                     Ok(data) => Decision::Publish { id, room, event, data },
-                    Err(mut refusal) => {
-                        refusal.id = Some(id.into_owned());
-                        Decision::Reject(refusal)
-                    }
+                    Err(refusal) => reject(id, refusal),
                 }
             }
             ClientFrame::Refresh { id, token } => match self.refresh(cx, &token, now) {
                 Ok(removed) => Decision::Refreshed { id, removed },
-                Err(denied) => reject(Some(id.into_owned()), denied),
+                Err(denied) => reject(id, denied),
             },
             ClientFrame::Recover { id, .. } => {
-                reject(Some(id.into_owned()), Denied::new(ErrorCode::BadRequest, "room history is not kept"))
+                reject(id, Denied::new(ErrorCode::BadRequest, "room history is not kept"))
             }
         }
     }
@@ -255,8 +241,8 @@ impl Session {
     fn publish(&self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Box<RawValue>, Refusal> {
         let policy = cx.policy;
         // 4. The event is declared (and its data within its size).
-        let rule = policy.event(req.event).map_err(refusal)?;
-        rule.check_size(req.data).map_err(refusal)?;
+        let rule = policy.event(req.event)?;
+        rule.check_size(req.data)?;
         // 5. Replay, stateless part: nonce well formed, `ts` in the window.
         //    Recording the nonce waits for step 11.
         let fresh = if rule.requires_replay_check() {
@@ -266,21 +252,16 @@ impl Session {
         };
         // 6. CSRF, where the event requires it.
         if rule.requires_csrf() && !self.csrf.verify(req.csrf, now) {
-            return Err(refusal(Denied::new(ErrorCode::CsrfFailed, "csrf token missing or wrong")));
+            return Err(Denied::new(ErrorCode::CsrfFailed, "csrf token missing or wrong").into());
         }
         // 7. Authorization: permissions for the room and the event, and
         //    membership.
-        policy.authorize_publish(&self.identity, req.room, rule).map_err(refusal)?;
+        policy.authorize_publish(&self.identity, req.room, rule)?;
         if !self.is_member(req.room) {
-            return Err(refusal(Denied::new(ErrorCode::NotMember, "send to a room not joined")));
+            return Err(Denied::new(ErrorCode::NotMember, "send to a room not joined").into());
         }
         // 9–10. Bounded parse, schema, sanitizers; one serialization.
-        let data = rule.shape(req.data, policy.sanitizers()).map_err(|e| Refusal {
-            id: None,
-            code: e.code,
-            reason: e.reason,
-            path: e.path,
-        })?;
+        let data = rule.shape(req.data, policy.sanitizers())?;
         // 11. Replay, stateful part: record the nonce, last, so a refused
         //     message consumes nothing (docs/ARCHITECTURE.md).
         if let Some(fresh) = fresh {
@@ -353,12 +334,9 @@ struct Publish<'a> {
     ts: Option<u64>,
 }
 
-fn refusal(d: Denied) -> Refusal {
-    Refusal { id: None, code: d.code, reason: Cow::Borrowed(d.reason), path: None }
-}
-
-fn reject<'a>(id: Option<String>, d: Denied) -> Decision<'a> {
-    Decision::Reject(Refusal { id, ..refusal(d) })
+/// Refuses the request `id` for `why`.
+fn reject<'a>(id: Cow<'_, str>, why: impl Into<Refusal>) -> Decision<'a> {
+    Decision::Reject(why.into().answering(id))
 }
 
 #[cfg(test)]

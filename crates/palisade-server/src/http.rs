@@ -88,9 +88,13 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
     let accept = upgrade::accept_key(req.method(), req.headers())?;
     let peer = peer_of(&req);
-    // DESIGN §2 order: IP ban (not yet) → connection caps → origin → token.
+    // The handshake order of docs/ARCHITECTURE.md: IP ban (not yet) →
+    // connection caps → origin → token. Refusals share the log budget of
+    // refused requests, so a flood of bad handshakes is counted, not logged.
     let slot = state.reserve_slot().ok_or_else(|| {
-        warn!(peer = %peer, "upgrade refused: at capacity");
+        if state.admit_refusal_line() {
+            warn!(peer = %peer, "upgrade refused: at capacity");
+        }
         HttpRejection::AtCapacity
     })?;
     let headers = req.headers();
@@ -104,7 +108,9 @@ async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Resu
         query_token,
     };
     let admitted = state.settings.gate.admit(&handshake, state.clock.now()).map_err(|r| {
-        warn!(peer = %peer, reason = %r, "upgrade refused");
+        if state.admit_refusal_line() {
+            warn!(peer = %peer, reason = %r, "upgrade refused");
+        }
         HttpRejection::Handshake(r)
     })?;
     let session = Session::new(admitted.identity, state.settings.session, state.clock.now());

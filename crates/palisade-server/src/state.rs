@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade_core::Timestamp;
-use palisade_core::log::LogBudget;
+use palisade_core::log::{LogBudget, LogVerdict};
 use palisade_core::store::MemoryNonces;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,21 @@ impl AppState {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .ok()
             .map(|_| Slot(Arc::clone(self)))
+    }
+
+    /// May one more refusal line be written now (`log.refusals_per_second`)?
+    /// The first line allowed after a suppression is preceded by the count
+    /// of lines suppressed, so a flood shows in the log as a number.
+    pub(crate) fn admit_refusal_line(&self) -> bool {
+        match self.refusal_log.admit(self.clock.now()) {
+            LogVerdict::Write { suppressed } => {
+                if suppressed > 0 {
+                    tracing::warn!(suppressed, "refusal log lines suppressed by log.refusals_per_second");
+                }
+                true
+            }
+            LogVerdict::Suppress => false,
+        }
     }
 
     /// Open WebSocket connections.

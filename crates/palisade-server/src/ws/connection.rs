@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use palisade_core::Timestamp;
-use palisade_core::log::{Clipped, LogVerdict};
+use palisade_core::log::Clipped;
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
 use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
@@ -256,19 +256,16 @@ impl Conn<'_> {
                     Some(seq) => ack(&id, Some(seq)),
                     // The session says we are a member, so the hub must
                     // have the room; if not, say so without details.
-                    None => self.refuse(
-                        &Refusal {
-                            id: Some(id.into_owned()),
-                            code: ErrorCode::Internal,
-                            reason: "room missing from hub".into(),
-                            path: None,
-                        },
-                        now,
-                    ),
+                    None => self.refuse(&Refusal {
+                        id: Some(id.into_owned()),
+                        code: ErrorCode::Internal,
+                        reason: "room missing from hub".into(),
+                        path: None,
+                    }),
                 }
             }
             Decision::Refreshed { id, removed } => return (ack(&id, None), removed),
-            Decision::Reject(refusal) => self.refuse(&refusal, now),
+            Decision::Reject(refusal) => self.refuse(&refusal),
         };
         (reply, Vec::new())
     }
@@ -277,12 +274,9 @@ impl Conn<'_> {
     /// budget, and renders its error frame. The reason and path may quote
     /// the client's own text: written clipped, never raw
     /// (docs/ARCHITECTURE.md, "Logs").
-    fn refuse(&self, refusal: &Refusal, now: Timestamp) -> String {
+    fn refuse(&self, refusal: &Refusal) -> String {
         let reference = palisade_core::random_id("r_");
-        if let LogVerdict::Write { suppressed } = self.state.refusal_log.admit(now) {
-            if suppressed > 0 {
-                warn!(suppressed, "refusal log lines suppressed by log.refusals_per_second");
-            }
+        if self.state.admit_refusal_line() {
             let max = self.limits.max_logged_text;
             warn!(
                 conn = self.rooms.id(),
