@@ -108,7 +108,10 @@ impl EventRule {
             schema,
             fields,
             max_bytes: spec.max_bytes,
-            max_sent_bytes: spec.max_bytes.unwrap_or(policy.max_message_bytes),
+            // Capped by the message limit even when `max_bytes` is larger:
+            // the write buffer is sized for max_message_bytes plus the
+            // envelope (docs/ARCHITECTURE.md), and must hold every frame.
+            max_sent_bytes: spec.max_bytes.unwrap_or(usize::MAX).min(policy.max_message_bytes),
             csrf: spec.csrf,
             replay: spec.replay,
             rate,
