@@ -1,7 +1,7 @@
 //! One connection's state and the pipeline every client frame goes through
 //! (docs/ARCHITECTURE.md, "The pipeline for one message"). The server feeds
 //! frames and timer ticks in; the session says what to do.
-//! [`Session::publish`] reads like that list; the rate steps (2 and 8)
+//! `Session::publish` reads like that list; the rate steps (2 and 8)
 //! belong to the guard and slot in where marked.
 
 use std::borrow::Cow;
@@ -236,7 +236,7 @@ impl Session {
         None
     }
 
-    /// Pipeline steps 4 to 10 for one `send`; frame size (1) and the
+    /// Pipeline steps 4 to 11 for one `send`; frame size (1) and the
     /// envelope (3) are done, rates (2, 8) belong to the guard.
     fn publish(&self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Box<RawValue>, Refusal> {
         let policy = cx.policy;
@@ -254,8 +254,8 @@ impl Session {
         if rule.requires_csrf() && !self.csrf.verify(req.csrf, now) {
             return Err(Denied::new(ErrorCode::CsrfFailed, "csrf token missing or wrong").into());
         }
-        // 7. Authorization: permissions for the room and the event, and
-        //    membership.
+        // 7. Authorization: the token's rooms claim, permissions for the
+        //    room and the event, and membership.
         policy.authorize_publish(&self.identity, req.room, rule)?;
         if !self.is_member(req.room) {
             return Err(Denied::new(ErrorCode::NotMember, "send to a room not joined").into());
