@@ -17,13 +17,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod auth;
 pub mod csrf;
+pub mod guard;
 pub mod handshake;
 pub mod json;
 pub mod log;
 pub mod origin;
 pub mod policy;
+pub mod refusal;
 pub mod replay;
 pub mod sanitize;
 pub mod session;

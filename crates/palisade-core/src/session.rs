@@ -17,10 +17,9 @@ use crate::policy::{Denied, Policy};
 use crate::replay;
 use crate::store::NonceStore;
 
-mod refusal;
 mod timer;
 
-pub use refusal::Refusal;
+pub use crate::refusal::{Kind, Refusal};
 
 use timer::{Beat, Heartbeat};
 

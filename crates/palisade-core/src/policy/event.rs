@@ -2,7 +2,6 @@
 //! messages need, and how its `data` is validated and cleaned.
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use palisade_protocol::ErrorCode;
 use serde_json::value::RawValue;
@@ -10,33 +9,9 @@ use serde_json::value::RawValue;
 use super::permission::Permission;
 use super::spec::{EventSpec, PolicySpec};
 use super::{Denied, PolicyError};
+use crate::guard::Rate;
 use crate::json::{self, JsonLimits};
 use crate::sanitize::{self, FieldRules, Refused, Sanitizers};
-
-/// A rate like "10/s": `count` events per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Events allowed…
-    pub count: u32,
-    /// …per this period.
-    pub per: Duration,
-}
-
-impl Rate {
-    /// Parses "N/s", "N/min", "N/h" (also "N/sec", "N/m", "N/hour").
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        const WHY: &str = "a rate is \"N/s\", \"N/min\" or \"N/h\" with N > 0";
-        let (count, unit) = raw.split_once('/').ok_or(WHY)?;
-        let count: u32 = count.trim().parse().map_err(|_| WHY)?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return Err(WHY),
-        };
-        if count == 0 { Err(WHY) } else { Ok(Self { count, per }) }
-    }
-}
 
 /// A declared event, ready to check messages.
 pub struct EventRule {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use palisade_protocol::ErrorCode;
 
-pub use event::{EventRule, PayloadError, Rate};
+pub use event::{EventRule, PayloadError};
 pub use permission::Permission;
 pub use room::{RoomPattern, valid_room_name};
 pub use spec::{EventSpec, PolicySpec, RoleSpec, RoomSpec, RuleList};

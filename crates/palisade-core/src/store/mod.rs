@@ -5,8 +5,10 @@
 //! stepping a clock. The Redis backend (cluster mode) will implement the
 //! same traits so nodes share what they have seen.
 
+mod bans;
 mod nonces;
 
+pub use bans::{BanAction, BanRecord, BanStore, StoreError};
 pub use nonces::MemoryNonces;
 
 use crate::Timestamp;

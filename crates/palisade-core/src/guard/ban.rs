@@ -1,0 +1,302 @@
+//! Bans: who is banned until when, how a repeat ban grows, and the
+//! in-memory list every handshake consults (docs/ARCHITECTURE.md, "Abuse
+//! defence"). The durable copy lives behind [`crate::store::BanStore`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use crate::Timestamp;
+use crate::addr::IpKey;
+
+/// What a ban applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    /// An address (an IPv6 /64, see [`IpKey`]).
+    Ip(IpKey),
+    /// A user, by token `sub`.
+    User(Box<str>),
+}
+
+impl fmt::Display for Subject {
+    /// `ip:127.0.0.2`, `ip:::/64`, `user:alice`: the form the CLI and the
+    /// store use.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ip(ip) => write!(f, "ip:{ip}"),
+            Self::User(user) => write!(f, "user:{user}"),
+        }
+    }
+}
+
+impl FromStr for Subject {
+    type Err = SubjectError;
+
+    /// `ip:ADDR`, `user:NAME`, or a bare address.
+    fn from_str(s: &str) -> Result<Self, SubjectError> {
+        if let Some(user) = s.strip_prefix("user:") {
+            return crate::auth::check_sub(user).map(|()| Self::User(user.into())).map_err(|_| SubjectError);
+        }
+        s.strip_prefix("ip:").unwrap_or(s).parse().map(Self::Ip).map_err(|_| SubjectError)
+    }
+}
+
+/// A ban subject that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a ban subject is ip:ADDRESS (or a bare address) or user:ID")]
+pub struct SubjectError;
+
+/// Who imposed a ban.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BanSource {
+    /// The anomaly score reached `abuse.ban_at`.
+    Auto,
+    /// An operator (CLI, later the admin API).
+    Operator,
+}
+
+impl BanSource {
+    /// Stable name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Operator => "operator",
+        }
+    }
+
+    /// The inverse of [`BanSource::as_str`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Auto, Self::Operator].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// One ban.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// Who is banned.
+    pub subject: Subject,
+    /// When it started.
+    pub since: Timestamp,
+    /// When it ends; `None` is permanent.
+    pub until: Option<Timestamp>,
+    /// How many bans in a row this is (1 for the first); the next one lasts
+    /// longer (see [`BanTerms`]).
+    pub strikes: u32,
+    /// Why, for operators: a violation kind or an operator's note. Never
+    /// client text.
+    pub reason: String,
+    /// Who imposed it.
+    pub source: BanSource,
+}
+
+impl Ban {
+    /// Whether the ban is in force at `now`.
+    pub fn active(&self, now: Timestamp) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
+}
+
+/// How long automatic bans last: `first`, then ×`factor` for each repeat
+/// within `memory` of the previous ban's end, never more than `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BanTerms {
+    /// The first ban's length.
+    pub first: Duration,
+    /// Growth per repeat.
+    pub factor: u32,
+    /// Longest automatic ban.
+    pub max: Duration,
+    /// How long after a ban ends a new one still counts as a repeat.
+    pub memory: Duration,
+}
+
+impl BanTerms {
+    /// The length of ban number `strikes` (1-based).
+    pub fn length(&self, strikes: u32) -> Duration {
+        let growth = self.factor.checked_pow(strikes.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.first.checked_mul(growth).unwrap_or(self.max).min(self.max)
+    }
+
+    /// Whether `ban` still counts for escalation (or is in force) at `now`.
+    fn remembers(&self, ban: &Ban, now: Timestamp) -> bool {
+        ban.until.is_none_or(|until| now < until.saturating_add(self.memory))
+    }
+}
+
+/// Every ban in force or remembered, checked on every handshake.
+///
+/// A read lock on the handshake path; writes (a ban, a lift, a reload from
+/// the store) are rare.
+#[derive(Debug, Default)]
+pub struct BanList {
+    bans: RwLock<HashMap<Subject, Ban>>,
+}
+
+impl BanList {
+    /// The ban in force on `subject` at `now`, if any.
+    pub fn active(&self, subject: &Subject, now: Timestamp) -> Option<Ban> {
+        self.read().get(subject).filter(|b| b.active(now)).cloned()
+    }
+
+    /// Bans `subject` automatically for the length its record calls for:
+    /// a repeat within `policy.memory` is the next strike. A ban already in
+    /// force is returned unchanged (never shortened, never double-counted).
+    pub fn escalate(&self, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
+        let mut bans = self.write();
+        let ban = next_ban(&bans, subject, reason, policy, now);
+        bans.insert(ban.subject.clone(), ban.clone());
+        ban
+    }
+
+    /// The ban [`BanList::escalate`] would impose, without imposing it
+    /// (`abuse.dry_run`).
+    pub fn propose(&self, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
+        next_ban(&self.read(), subject, reason, policy, now)
+    }
+
+    /// Puts `ban` in place of whatever `ban.subject` had (an operator's ban).
+    pub fn insert(&self, ban: Ban) {
+        self.write().insert(ban.subject.clone(), ban);
+    }
+
+    /// Lifts the ban on `subject` and forgets its strikes.
+    pub fn lift(&self, subject: &Subject) -> Option<Ban> {
+        self.write().remove(subject)
+    }
+
+    /// Replaces the whole list with `bans` (the store's, after another
+    /// process changed it); returns the bans in force now that were not in
+    /// force before, whose subjects' live connections must close.
+    pub fn replace(&self, bans: Vec<Ban>, now: Timestamp) -> Vec<Ban> {
+        let mut current = self.write();
+        let fresh: Vec<Ban> = bans
+            .iter()
+            .filter(|b| b.active(now) && !current.get(&b.subject).is_some_and(|old| old.active(now)))
+            .cloned()
+            .collect();
+        *current = bans.into_iter().map(|b| (b.subject.clone(), b)).collect();
+        fresh
+    }
+
+    /// Bans in force at `now`, by subject.
+    pub fn list(&self, now: Timestamp) -> Vec<Ban> {
+        let mut bans: Vec<Ban> = self.read().values().filter(|b| b.active(now)).cloned().collect();
+        bans.sort_by(|a, b| a.subject.cmp(&b.subject));
+        bans
+    }
+
+    /// Forgets bans that ended longer than `policy.memory` ago.
+    pub fn sweep(&self, policy: &BanTerms, now: Timestamp) {
+        self.write().retain(|_, b| policy.remembers(b, now));
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Subject, Ban>> {
+        // Every update is one insert or remove, so a panic elsewhere cannot
+        // leave the map half-changed.
+        self.bans.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Subject, Ban>> {
+        self.bans.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn next_ban(bans: &HashMap<Subject, Ban>, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
+    if let Some(current) = bans.get(&subject).filter(|b| b.active(now)) {
+        return current.clone();
+    }
+    let strikes = bans.get(&subject).filter(|b| policy.remembers(b, now)).map_or(0, |b| b.strikes).saturating_add(1);
+    Ban {
+        subject,
+        since: now,
+        until: Some(now.saturating_add(policy.length(strikes))),
+        strikes,
+        reason: reason.to_owned(),
+        source: BanSource::Auto,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::T0;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn policy() -> BanTerms {
+        BanTerms { first: 15 * MIN, factor: 2, max: 24 * 60 * MIN, memory: 7 * 24 * 60 * MIN }
+    }
+
+    fn ip(s: &str) -> Subject {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_ban_expires_on_time() {
+        let list = BanList::default();
+        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
+        assert_eq!(ban.until, Some(T0.saturating_add(15 * MIN)));
+        assert!(list.active(&ip("127.0.0.2"), T0.saturating_add(15 * MIN - Duration::from_millis(1))).is_some());
+        assert!(list.active(&ip("127.0.0.2"), T0.saturating_add(15 * MIN)).is_none());
+        assert!(list.active(&ip("127.0.0.3"), T0).is_none());
+    }
+
+    #[test]
+    fn each_repeat_doubles_up_to_the_cap() {
+        let list = BanList::default();
+        let mut now = T0;
+        let mut lengths = Vec::new();
+        for _ in 0..10 {
+            let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), now);
+            let until = ban.until.unwrap();
+            lengths.push(now.until(until).as_secs() / 60);
+            now = until.saturating_add(MIN);
+        }
+        assert_eq!(lengths, [15, 30, 60, 120, 240, 480, 960, 1440, 1440, 1440]);
+    }
+
+    #[test]
+    fn a_ban_in_force_is_not_extended_and_an_old_one_is_forgotten() {
+        let list = BanList::default();
+        let first = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
+        assert_eq!(list.escalate(ip("127.0.0.2"), "again", &policy(), T0.saturating_add(MIN)), first);
+        // Long after the memory, a new ban is a first strike again.
+        let later = first.until.unwrap().saturating_add(policy().memory).saturating_add(MIN);
+        list.sweep(&policy(), later);
+        assert_eq!(list.escalate(ip("127.0.0.2"), "rate", &policy(), later).strikes, 1);
+    }
+
+    #[test]
+    fn lifting_forgets_strikes_and_replace_reports_new_bans() {
+        let list = BanList::default();
+        list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
+        assert!(list.lift(&ip("127.0.0.2")).is_some());
+        assert!(list.active(&ip("127.0.0.2"), T0).is_none());
+        assert_eq!(list.escalate(ip("127.0.0.2"), "rate", &policy(), T0).strikes, 1);
+        let permanent = Ban {
+            subject: "user:mallory".parse().unwrap(),
+            since: T0,
+            until: None,
+            strikes: 1,
+            reason: "operator".into(),
+            source: BanSource::Operator,
+        };
+        let fresh = list.replace(vec![list.active(&ip("127.0.0.2"), T0).unwrap(), permanent.clone()], T0);
+        assert_eq!(fresh, [permanent.clone()], "the IP ban was in force already");
+        assert!(list.active(&permanent.subject, T0.saturating_add(1000 * 24 * 60 * MIN)).is_some());
+        assert_eq!(list.list(T0).len(), 2);
+    }
+
+    #[test]
+    fn subjects_round_trip_through_text() {
+        for text in ["ip:127.0.0.2", "ip:::/64", "user:alice"] {
+            assert_eq!(text.parse::<Subject>().unwrap().to_string(), text);
+        }
+        assert_eq!("127.0.0.2".parse::<Subject>().unwrap(), ip("ip:127.0.0.2"));
+        for bad in ["user:", "user:a b", "ip:nope", "host:x"] {
+            assert!(bad.parse::<Subject>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! The abuse guard: rate limits, connection caps, anomaly scores and bans
+//! (docs/ARCHITECTURE.md, "Abuse defence").
+//!
+//! Every decision takes `now` and returns what to do; the server performs
+//! it. The guard keeps, per address and per user, a [`Gcra`] per rate, a
+//! decaying [`Score`] and an open-connection count in one entry of a
+//! bounded [`table`](table::Table); per connection, a [`Standing`] the
+//! session owns. Refusals feed the scores through [`Guard::penalize`],
+//! whatever check produced them, weighted by their [`Kind`].
+
+mod ban;
+mod rate;
+mod score;
+mod spam;
+mod table;
+
+use std::time::Duration;
+
+pub use ban::{Ban, BanList, BanSource, BanTerms, Subject, SubjectError};
+pub use rate::{Gcra, Rate};
+pub use score::Score;
+pub use spam::SpamRules;
+
+use crate::Timestamp;
+use crate::addr::IpKey;
+use crate::refusal::{Kind, Refusal};
+use table::{Place, Table};
+
+/// The guard's settings (`[abuse]`, docs/CONFIG.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardSettings {
+    /// Compute, log and count every decision, enforce none.
+    pub dry_run: bool,
+    /// Handshake attempts per address.
+    pub connect_rate: Rate,
+    /// Open connections per address.
+    pub max_connections_per_ip: u32,
+    /// Open connections per user.
+    pub max_connections_per_user: u32,
+    /// Messages per connection.
+    pub connection_rate: Rate,
+    /// Messages per user, across their connections.
+    pub user_rate: Rate,
+    /// Messages per address, across its connections.
+    pub ip_rate: Rate,
+    /// Pings and pongs per connection.
+    pub control_rate: Rate,
+    /// A restricted key's rates are divided by this.
+    pub restrict_divisor: u32,
+    /// Scores halve in this time.
+    pub score_half_life: Duration,
+    /// Score at which rates are restricted.
+    pub restrict_at: f64,
+    /// Connection or user score at which the connection is closed (4008).
+    pub disconnect_at: f64,
+    /// Address (or, with `ban_users`, user) score at which it is banned.
+    pub ban_at: f64,
+    /// Ban users as well as addresses.
+    pub ban_users: bool,
+    /// How long automatic bans last.
+    pub ban_terms: BanTerms,
+    /// Score weight of each kind of refusal.
+    pub weights: Weights,
+    /// Most addresses, and most users, tracked at once.
+    pub max_tracked_keys: usize,
+    /// Spam heuristics.
+    pub spam: SpamRules,
+}
+
+/// Score weight per [`Kind`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights([u32; Kind::ALL.len()]);
+
+impl Default for Weights {
+    fn default() -> Self {
+        Self(Kind::ALL.map(Kind::default_weight))
+    }
+}
+
+impl Weights {
+    /// The weight of `kind`.
+    pub fn get(&self, kind: Kind) -> u32 {
+        self.0[kind as usize]
+    }
+
+    /// Sets the weight of `kind`.
+    pub fn set(&mut self, kind: Kind, weight: u32) {
+        self.0[kind as usize] = weight;
+    }
+}
+
+/// A check's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on.
+    Pass,
+    /// Refuse with this.
+    Refuse(Refusal),
+    /// `abuse.dry_run`: this would have been refused; log and count it, and
+    /// go on.
+    WouldRefuse(Refusal),
+}
+
+impl Verdict {
+    /// A refusal, or a report of one under `dry_run`.
+    fn refuse(refusal: Refusal, dry_run: bool) -> Self {
+        if dry_run { Self::WouldRefuse(refusal) } else { Self::Refuse(refusal) }
+    }
+}
+
+/// What a refusal escalated to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing beyond the refusal.
+    None,
+    /// A score just reached `abuse.restrict_at`: rates are divided from now
+    /// on, until it decays (reported once, when it happens).
+    Restrict,
+    /// Close the connection with 4008.
+    Disconnect,
+    /// Ban these subjects: close their live connections with 4003 and
+    /// persist the bans.
+    Ban(Vec<Ban>),
+}
+
+/// A [`Step`], and whether it is enforced or only reported (`dry_run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    /// What the guard decided.
+    pub step: Step,
+    /// `false` under `abuse.dry_run`: log and count it, do nothing.
+    pub enforced: bool,
+}
+
+impl Escalation {
+    /// Nothing.
+    pub const NONE: Self = Self { step: Step::None, enforced: true };
+}
+
+/// One connection's standing with the guard: its own limiters and score.
+/// Owned by the connection's session.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    ip: IpKey,
+    messages: Gcra,
+    control: Gcra,
+    score: Score,
+    /// Whether the last message check found a score past `restrict_at`.
+    restricted: bool,
+}
+
+impl Standing {
+    /// A fresh connection from `ip`.
+    pub fn new(ip: IpKey) -> Self {
+        Self { ip, messages: Gcra::default(), control: Gcra::default(), score: Score::default(), restricted: false }
+    }
+
+    /// The address the connection counts under.
+    pub fn ip(&self) -> IpKey {
+        self.ip
+    }
+}
+
+/// Proof that a connection was counted against its address's and user's
+/// caps; hand it back to [`Guard::release`] when the connection ends.
+#[derive(Debug)]
+#[must_use = "a ticket not released keeps its connection counted"]
+pub struct Ticket {
+    ip: IpKey,
+    ip_place: Place,
+    user: String,
+    user_place: Place,
+}
+
+/// Per-address and per-user state.
+#[derive(Debug, Default)]
+struct KeyState {
+    messages: Gcra,
+    connects: Gcra,
+    score: Score,
+    open: u32,
+    /// Per-event limiters (users only), one per declared event with a
+    /// `rate` the user has sent: bounded by the policy.
+    events: Vec<(Box<str>, Gcra)>,
+}
+
+/// The guard of one server.
+#[derive(Debug)]
+pub struct Guard {
+    settings: GuardSettings,
+    ips: Table<IpKey, KeyState>,
+    users: Table<String, KeyState>,
+    bans: BanList,
+}
+
+impl Guard {
+    /// A guard with no state yet.
+    pub fn new(settings: GuardSettings) -> Self {
+        let max = settings.max_tracked_keys;
+        Self { ips: Table::new(max), users: Table::new(max), bans: BanList::default(), settings }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &GuardSettings {
+        &self.settings
+    }
+
+    /// The bans in force and remembered.
+    pub fn bans(&self) -> &BanList {
+        &self.bans
+    }
+
+    /// Handshake, first check: is the address banned, and is it
+    /// reconnecting faster than `abuse.connect_rate`?
+    pub fn connect(&self, ip: IpKey, now: Timestamp) -> Verdict {
+        if self.bans.active(&Subject::Ip(ip), now).is_some() {
+            return Verdict::refuse(Refusal::new(Kind::Banned, "address banned"), self.settings.dry_run);
+        }
+        let rate = self.rate(self.settings.connect_rate, self.ip_restricted(ip, now));
+        let (checked, _) = self.ips.with(&ip, now, |s| self.idle(s, now), |s| s.connects.check(rate, now));
+        match checked {
+            Ok(()) => Verdict::Pass,
+            Err(wait) => Verdict::refuse(
+                Refusal::new(Kind::RapidReconnect, "connection attempts over abuse.connect_rate").retry_after(wait),
+                self.settings.dry_run,
+            ),
+        }
+    }
+
+    /// Handshake, after the token: is the user banned, and do the address
+    /// and the user have room for one more connection? On anything but a
+    /// refusal, the connection is counted until its ticket is released.
+    pub fn admit(&self, ip: IpKey, user: &str, now: Timestamp) -> (Verdict, Option<Ticket>) {
+        let s = &self.settings;
+        let verdict = if self.bans.active(&Subject::User(user.into()), now).is_some() {
+            Verdict::refuse(Refusal::new(Kind::Banned, "user banned"), s.dry_run)
+        } else if let Some(refusal) = self.over_cap(ip, user) {
+            Verdict::refuse(refusal, s.dry_run)
+        } else {
+            Verdict::Pass
+        };
+        if matches!(verdict, Verdict::Refuse(_)) {
+            return (verdict, None);
+        }
+        let ((), ip_place) = self.ips.with(&ip, now, |k| self.idle(k, now), |k| k.open = k.open.saturating_add(1));
+        let ((), user_place) = self.users.with(user, now, |k| self.idle(k, now), |k| k.open = k.open.saturating_add(1));
+        (verdict, Some(Ticket { ip, ip_place, user: user.to_owned(), user_place }))
+    }
+
+    /// The connection of `ticket` ended.
+    pub fn release(&self, ticket: Ticket) {
+        let close = |k: &mut KeyState| k.open = k.open.saturating_sub(1);
+        self.ips.with_existing(&ticket.ip, ticket.ip_place, close);
+        self.users.with_existing(ticket.user.as_str(), ticket.user_place, close);
+    }
+
+    /// Pipeline step 2: the message rates of the connection, its user and
+    /// its address. They are divided while any of the three scores is past
+    /// `abuse.restrict_at` (as read at the previous message, so one lookup
+    /// per key serves both). A refused message counts against none of the
+    /// rates.
+    pub fn message(&self, standing: &mut Standing, user: &str, now: Timestamp) -> Verdict {
+        let s = &self.settings;
+        let hl = s.score_half_life;
+        let ip = standing.ip;
+        let restricted = standing.restricted;
+        let (conn_rate, user_rate, ip_rate) =
+            (self.rate(s.connection_rate, restricted), self.rate(s.user_rate, restricted), self.rate(s.ip_rate, restricted));
+        let mut conn = standing.messages;
+        let conn_wait = conn.check(conn_rate, now).err();
+        let probe = |rate| move |k: &mut KeyState| (k.score.at(hl, now), peek_check(&k.messages, rate, now));
+        let ((user_score, user_wait), _) = self.users.with(user, now, |k| self.idle(k, now), probe(user_rate));
+        let ((ip_score, ip_wait), _) = self.ips.with(&ip, now, |k| self.idle(k, now), probe(ip_rate));
+        standing.restricted = standing.score.at(hl, now).max(user_score).max(ip_score) >= s.restrict_at;
+        if let Some(wait) = conn_wait.or(user_wait).or(ip_wait) {
+            let refusal = Refusal::new(Kind::RateExcess, "message rate exceeded").retry_after(wait);
+            return Verdict::refuse(refusal, s.dry_run);
+        }
+        // Counted only once all three allowed it.
+        standing.messages = conn;
+        // A concurrent message may have taken the last token meanwhile; one
+        // message over is not worth a second refusal path.
+        let count = |rate| move |k: &mut KeyState| {
+            let _ = k.messages.check(rate, now);
+        };
+        self.users.with(user, now, |k| self.idle(k, now), count(user_rate));
+        self.ips.with(&ip, now, |k| self.idle(k, now), count(ip_rate));
+        Verdict::Pass
+    }
+
+    /// Pipeline step 8: the event's own `rate`, per user across their
+    /// connections (divided while restricted, as of the last step 2).
+    pub fn event(&self, standing: &Standing, user: &str, event: &str, rate: Rate, now: Timestamp) -> Verdict {
+        let rate = self.rate(rate, standing.restricted);
+        let (checked, _) = self.users.with(
+            user,
+            now,
+            |k| self.idle(k, now),
+            |k| match k.events.iter_mut().find(|(name, _)| **name == *event) {
+                Some((_, gcra)) => gcra.check(rate, now),
+                None => {
+                    let mut gcra = Gcra::default();
+                    let checked = gcra.check(rate, now);
+                    k.events.push((event.into(), gcra));
+                    checked
+                }
+            },
+        );
+        match checked {
+            Ok(()) => Verdict::Pass,
+            Err(wait) => Verdict::refuse(
+                Refusal::new(Kind::RateExcess, "event rate exceeded").retry_after(wait),
+                self.settings.dry_run,
+            ),
+        }
+    }
+
+    /// A ping or pong from the client: `abuse.control_rate` per connection.
+    pub fn control(&self, standing: &mut Standing, now: Timestamp) -> Verdict {
+        let rate = self.rate(self.settings.control_rate, standing.restricted);
+        match standing.control.check(rate, now) {
+            Ok(()) => Verdict::Pass,
+            Err(wait) => Verdict::refuse(
+                Refusal::new(Kind::RateExcess, "control frame rate exceeded").retry_after(wait),
+                self.settings.dry_run,
+            ),
+        }
+    }
+
+    /// Feeds a refusal of `kind` into the scores of the connection (if
+    /// there is one yet), the user (if known) and the address, and says
+    /// what it escalates to: a ban of the address (and, with
+    /// `abuse.ban_users`, the user) at `abuse.ban_at`, else a disconnect at
+    /// `abuse.disconnect_at`, else a restriction at `abuse.restrict_at`.
+    pub fn penalize(
+        &self,
+        standing: Option<&mut Standing>,
+        ip: IpKey,
+        user: Option<&str>,
+        kind: Kind,
+        now: Timestamp,
+    ) -> Escalation {
+        let s = &self.settings;
+        let weight = f64::from(s.weights.get(kind));
+        if weight == 0.0 {
+            return Escalation::NONE;
+        }
+        let hl = s.score_half_life;
+        let add = |k: &mut KeyState| {
+            let before = k.score.at(hl, now);
+            (before, k.score.add(weight, hl, now))
+        };
+        let ((ip_before, ip_after), _) = self.ips.with(&ip, now, |k| self.idle(k, now), add);
+        let (user_before, user_after) = match user {
+            Some(user) => self.users.with(user, now, |k| self.idle(k, now), add).0,
+            None => (0.0, 0.0),
+        };
+        let (conn_before, conn_after) = match &standing {
+            Some(st) => (st.score.at(hl, now), st.score.at(hl, now) + weight),
+            None => (0.0, 0.0),
+        };
+        if let Some(st) = standing {
+            st.score.add(weight, hl, now);
+        }
+        let mut bans = Vec::new();
+        if ip_after >= s.ban_at {
+            bans.push(self.ban(Subject::Ip(ip), kind, now));
+            self.ips.with(&ip, now, |k| self.idle(k, now), |k| k.score.reset());
+        }
+        if let Some(user) = user.filter(|_| s.ban_users && user_after >= s.ban_at) {
+            bans.push(self.ban(Subject::User(user.into()), kind, now));
+            self.users.with(user, now, |k| self.idle(k, now), |k| k.score.reset());
+        }
+        let step = if !bans.is_empty() {
+            Step::Ban(bans)
+        } else if conn_after.max(user_after) >= s.disconnect_at && conn_after > 0.0 {
+            Step::Disconnect
+        } else if [(ip_before, ip_after), (user_before, user_after), (conn_before, conn_after)]
+            .iter()
+            .any(|&(before, after)| before < s.restrict_at && after >= s.restrict_at)
+        {
+            Step::Restrict
+        } else {
+            Step::None
+        };
+        Escalation { step, enforced: !s.dry_run }
+    }
+
+    /// Forgets idle keys and long-ended bans; call now and then.
+    pub fn sweep(&self, now: Timestamp) {
+        self.ips.sweep(|k| self.idle(k, now));
+        self.users.sweep(|k| self.idle(k, now));
+        self.bans.sweep(&self.settings.ban_terms, now);
+    }
+
+    /// Addresses and users tracked now (for the memory bound's tests and
+    /// metrics).
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.ips.len(), self.users.len())
+    }
+
+    fn ban(&self, subject: Subject, kind: Kind, now: Timestamp) -> Ban {
+        let reason = format!("score reached abuse.ban_at ({kind})");
+        let terms = &self.settings.ban_terms;
+        if self.settings.dry_run {
+            self.bans.propose(subject, &reason, terms, now)
+        } else {
+            self.bans.escalate(subject, &reason, terms, now)
+        }
+    }
+
+    fn over_cap(&self, ip: IpKey, user: &str) -> Option<Refusal> {
+        // A cap frees up when a connection closes, which cannot be
+        // predicted: a short, fixed hint keeps clients from hammering.
+        const RETRY: Duration = Duration::from_secs(5);
+        let s = &self.settings;
+        let ip_open = self.ips.peek(&ip, |k| k.open).unwrap_or(0);
+        if ip_open >= s.max_connections_per_ip {
+            return Some(Refusal::new(Kind::TooManyConnections, "address at abuse.max_connections_per_ip").retry_after(RETRY));
+        }
+        let user_open = self.users.peek(user, |k| k.open).unwrap_or(0);
+        if user_open >= s.max_connections_per_user {
+            return Some(Refusal::new(Kind::TooManyConnections, "user at abuse.max_connections_per_user").retry_after(RETRY));
+        }
+        None
+    }
+
+    fn ip_restricted(&self, ip: IpKey, now: Timestamp) -> bool {
+        self.ips.peek(&ip, |k| k.score.at(self.settings.score_half_life, now)).unwrap_or(0.0) >= self.settings.restrict_at
+    }
+
+    fn rate(&self, rate: Rate, restricted: bool) -> Rate {
+        if restricted { rate.divided(self.settings.restrict_divisor) } else { rate }
+    }
+
+    /// A key whose limiters are full again, whose score has decayed and
+    /// which holds no connection: forgetting it changes no decision.
+    fn idle(&self, k: &KeyState, now: Timestamp) -> bool {
+        k.open == 0
+            && k.messages.idle(now)
+            && k.connects.idle(now)
+            && k.score.negligible(self.settings.score_half_life, now)
+            && k.events.iter().all(|(_, g)| g.idle(now))
+    }
+}
+
+/// Whether `gcra` would allow one event now, without counting it.
+fn peek_check(gcra: &Gcra, rate: Rate, now: Timestamp) -> Option<Duration> {
+    let mut probe = *gcra;
+    probe.check(rate, now).err()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! The guard stepped on a virtual clock.
