@@ -55,7 +55,7 @@ impl Env {
 
 fn code_of<'a>(d: &'a Decision<'_>) -> Option<(Option<&'a str>, ErrorCode)> {
     match d {
-        Decision::Reject(r) => Some((r.id.as_deref(), r.code)),
+        Decision::Reject(r) => Some((r.id.as_deref(), r.code())),
         _ => None,
     }
 }
@@ -324,15 +324,15 @@ fn data_is_validated_then_sanitized_and_broadcast_as_cleaned() {
     }
     // Schema failures name the client's field, never the schema.
     let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"content":"x","n":"one"}"#, ""), T0));
-    assert_eq!((r.code, r.path.as_deref()), (ErrorCode::InvalidPayload, Some("/n")));
+    assert_eq!((r.code(), r.path.as_deref()), (ErrorCode::InvalidPayload, Some("/n")));
     let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"content":"x","user_id":"admin"}"#, ""), T0));
-    assert_eq!(r.code, ErrorCode::InvalidPayload);
+    assert_eq!(r.code(), ErrorCode::InvalidPayload);
     let r = refusal_of(s.on_text(
         env.cx(),
         &send("chat", r#"{"content":"this is far, far longer than forty characters"}"#, ""),
         T0,
     ));
-    assert_eq!((r.code, r.path.as_deref()), (ErrorCode::InvalidPayload, Some("/content")));
+    assert_eq!((r.code(), r.path.as_deref()), (ErrorCode::InvalidPayload, Some("/content")));
 }
 
 #[test]
@@ -340,11 +340,11 @@ fn oversized_deep_and_duplicate_key_data_are_refused_before_the_schema() {
     let env = Env::new(strict_policy());
     let mut s = joined(&env);
     let big = format!(r#"{{"content":"{}"}}"#, "x".repeat(300));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("chat", &big, ""), T0)).code, ErrorCode::TooLarge);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("chat", &big, ""), T0)).code(), ErrorCode::TooLarge);
     let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("raw", &deep, ""), T0)).code, ErrorCode::BadRequest);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("raw", &deep, ""), T0)).code(), ErrorCode::BadRequest);
     let dup = r#"{"content":"a","content":"b"}"#;
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("chat", dup, ""), T0)).code, ErrorCode::BadRequest);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("chat", dup, ""), T0)).code(), ErrorCode::BadRequest);
 }
 
 #[test]
@@ -362,9 +362,9 @@ fn prototype_keys_are_dropped_from_every_payload() {
 fn csrf_events_need_the_current_or_just_rotated_token() {
     let env = Env::new(strict_policy());
     let mut s = joined(&env);
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", ""), T0)).code, ErrorCode::CsrfFailed);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", ""), T0)).code(), ErrorCode::CsrfFailed);
     let wrong = r#","csrf":"nope""#;
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", wrong), T0)).code, ErrorCode::CsrfFailed);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", wrong), T0)).code(), ErrorCode::CsrfFailed);
     let old = s.csrf().to_owned();
     let with = |t: &str| format!(r#","csrf":"{t}""#);
     assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), T0), Decision::Publish { .. }));
@@ -375,7 +375,7 @@ fn csrf_events_need_the_current_or_just_rotated_token() {
     assert_ne!(s.csrf(), old);
     assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), at), Decision::Publish { .. }));
     let late = at.saturating_add(Duration::from_secs(61));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), late)).code, ErrorCode::CsrfFailed);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), late)).code(), ErrorCode::CsrfFailed);
     let new = s.csrf().to_owned();
     assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&new)), late), Decision::Publish { .. }));
 }
@@ -387,12 +387,12 @@ fn replay_events_need_a_fresh_nonce_and_timestamp() {
     let extra = |nonce: &str, ts: u64| format!(r#","nonce":"{nonce}","ts":{ts}"#);
     let now = T0.as_millis();
     assert!(matches!(s.on_text(env.cx(), &send("once", "{}", &extra("n1", now)), T0), Decision::Publish { .. }));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("once", "{}", &extra("n1", now)), T0)).code, ErrorCode::Replay);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("once", "{}", &extra("n1", now)), T0)).code(), ErrorCode::Replay);
     assert_eq!(
-        refusal_of(s.on_text(env.cx(), &send("once", "{}", &extra("n2", now - 31_000)), T0)).code,
+        refusal_of(s.on_text(env.cx(), &send("once", "{}", &extra("n2", now - 31_000)), T0)).code(),
         ErrorCode::Replay
     );
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("once", "{}", ""), T0)).code, ErrorCode::Replay);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("once", "{}", ""), T0)).code(), ErrorCode::Replay);
 }
 
 #[test]
@@ -402,10 +402,10 @@ fn a_refused_message_spends_no_nonce() {
     let env = Env::new(strict_policy());
     let mut s = session(Duration::from_secs(7 * 86_400));
     let frame = send("once", "{}", &format!(r#","nonce":"n1","ts":{}"#, T0.as_millis()));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &frame, T0)).code, ErrorCode::NotMember);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &frame, T0)).code(), ErrorCode::NotMember);
     assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"r"}"#, T0), Decision::Join { .. }));
     assert!(matches!(s.on_text(env.cx(), &frame, T0), Decision::Publish { .. }));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &frame, T0)).code, ErrorCode::Replay);
+    assert_eq!(refusal_of(s.on_text(env.cx(), &frame, T0)).code(), ErrorCode::Replay);
 }
 
 #[test]
@@ -415,11 +415,11 @@ fn refusals_come_in_pipeline_order() {
     let env = Env::new(strict_policy());
     let mut s = session(Duration::from_secs(3600));
     let r = refusal_of(s.on_text(env.cx(), &send("nope", "{}", ""), T0));
-    assert_eq!(r.code, ErrorCode::UnknownEvent);
+    assert_eq!(r.code(), ErrorCode::UnknownEvent);
     let r = refusal_of(s.on_text(env.cx(), &send("guarded", "{}", ""), T0));
-    assert_eq!(r.code, ErrorCode::CsrfFailed);
+    assert_eq!(r.code(), ErrorCode::CsrfFailed);
     let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"bad":1}"#, ""), T0));
-    assert_eq!(r.code, ErrorCode::NotMember);
+    assert_eq!(r.code(), ErrorCode::NotMember);
 }
 
 mod never_panics {
@@ -473,5 +473,5 @@ fn the_schema_judges_normalized_data_so_control_characters_cannot_hide_a_key() {
     let env = Env::new(strict_policy());
     let mut s = joined(&env);
     let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"content":"x","ro\u0000le":"admin"}"#, ""), T0));
-    assert_eq!(r.code, ErrorCode::InvalidPayload);
+    assert_eq!(r.code(), ErrorCode::InvalidPayload);
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use palisade_core::Timestamp;
 use palisade_core::log::Clipped;
-use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
+use palisade_core::session::{Context, Decision, Kind, Refusal, Session, TimerAction};
 use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
@@ -258,9 +258,7 @@ impl Conn<'_> {
                     // have the room; if not, say so without details.
                     None => self.refuse(&Refusal {
                         id: Some(id.into_owned()),
-                        code: ErrorCode::Internal,
-                        reason: "room missing from hub".into(),
-                        path: None,
+                        ..Refusal::new(Kind::Internal, "room missing from hub")
                     }),
                 }
             }
@@ -283,7 +281,7 @@ impl Conn<'_> {
                 session = self.session.id(),
                 user = %self.session.identity().user_id,
                 peer = %self.peer,
-                code = %refusal.code,
+                kind = %refusal.kind,
                 reason = %Clipped::new(&refusal.reason, max),
                 path = %Clipped::new(refusal.path.as_deref().unwrap_or_default(), max),
                 reference = %reference,
@@ -292,8 +290,8 @@ impl Conn<'_> {
         }
         ServerFrame::Error(ErrorFrame {
             id: refusal.id.as_deref(),
-            code: refusal.code,
-            message: refusal.code.message(),
+            code: refusal.code(),
+            message: refusal.code().message(),
             path: refusal.path.as_deref(),
             retry_after_ms: None,
             reference: &reference,
