@@ -1,12 +1,14 @@
-//! The checks run before a WebSocket upgrade is answered (docs/PROTOCOL.md §1.2):
-//! IP ban → connection rate and caps → Origin → token. Bans and caps arrive
-//! with the abuse-defence work; this module owns the order.
+//! The checks of the credential run before a WebSocket upgrade is answered
+//! (docs/PROTOCOL.md §1.2): Origin, then exactly one valid token. They come
+//! after the guard's ban and rate checks and before its per-user cap
+//! (docs/ARCHITECTURE.md, "Handshake").
 
 use palisade_protocol::{BEARER_PROTOCOL_PREFIX, SUBPROTOCOL};
 
 use crate::Timestamp;
 use crate::auth::{AuthError, Identity, TokenVerifier};
-use crate::origin::{CredentialKind, OriginError, OriginPolicy};
+use crate::origin::{CredentialKind, OriginPolicy};
+use crate::refusal::{Kind, Refusal};
 
 /// The parts of an upgrade request the decision needs.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,36 +33,6 @@ pub struct Admitted {
     pub select_subprotocol: bool,
 }
 
-/// Why an upgrade was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    /// Origin check failed.
-    #[error("origin: {0}")]
-    Origin(OriginError),
-    /// Authentication failed.
-    #[error("auth: {0}")]
-    Auth(AuthError),
-}
-
-impl Rejection {
-    /// HTTP status of the refusal.
-    pub fn status(self) -> u16 {
-        match self {
-            Self::Origin(_) => 403,
-            Self::Auth(_) => 401,
-        }
-    }
-
-    /// The JSON body of the refusal. Every authentication failure shares one
-    /// body, so a client cannot tell an unknown key from an expired token.
-    pub fn body(self) -> &'static str {
-        match self {
-            Self::Origin(_) => r#"{"error":"forbidden","message":"origin not allowed"}"#,
-            Self::Auth(_) => r#"{"error":"unauthorized","message":"authentication required"}"#,
-        }
-    }
-}
-
 /// The handshake rules.
 #[derive(Debug, Clone)]
 pub struct Gate {
@@ -81,13 +53,18 @@ impl Gate {
     }
 
     /// Decides an upgrade request at `now`.
-    pub fn admit(&self, req: &HandshakeRequest<'_>, now: Timestamp) -> Result<Admitted, Rejection> {
+    /// A refusal is [`Kind::Origin`] (403) or [`Kind::AuthFailure`] (401,
+    /// one body for every cause); its reason says which check, for the log.
+    pub fn admit(&self, req: &HandshakeRequest<'_>, now: Timestamp) -> Result<Admitted, Refusal> {
+        let auth = |e: AuthError| Refusal::new(Kind::AuthFailure, format!("auth: {e}"));
         let offered = offered_protocols(req.protocols);
-        let token = self.credential(req, &offered).map_err(Rejection::Auth);
+        let token = self.credential(req, &offered).map_err(auth);
         // The origin is judged before the token is, so a cross-site page
         // learns nothing about tokens; both kinds here are bearer tokens.
-        self.origins.check(req.origin, CredentialKind::Bearer).map_err(Rejection::Origin)?;
-        let identity = self.verifier.verify(token?, now).map_err(Rejection::Auth)?;
+        self.origins
+            .check(req.origin, CredentialKind::Bearer)
+            .map_err(|e| Refusal::new(Kind::Origin, format!("origin: {e}")))?;
+        let identity = self.verifier.verify(token?, now).map_err(auth)?;
         Ok(Admitted { identity, select_subprotocol: offered.contains(&SUBPROTOCOL) })
     }
 
@@ -121,6 +98,10 @@ mod tests {
     use super::*;
     use crate::testkit::{T0, mint, verifier};
 
+    fn auth(e: AuthError) -> Refusal {
+        Refusal::new(Kind::AuthFailure, format!("auth: {e}"))
+    }
+
     fn gate(allow_query: bool) -> Gate {
         Gate::new(OriginPolicy::new(&["https://app.example.com"]).unwrap(), verifier(), allow_query)
     }
@@ -137,10 +118,10 @@ mod tests {
         assert!(a.select_subprotocol);
         let both =
             HandshakeRequest { authorization: &[bearer.as_str()], protocols: Some(&proto), ..Default::default() };
-        assert_eq!(g.admit(&both, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
-        assert_eq!(g.admit(&HandshakeRequest::default(), T0).unwrap_err(), Rejection::Auth(AuthError::Missing));
+        assert_eq!(g.admit(&both, T0).unwrap_err(), auth(AuthError::Ambiguous));
+        assert_eq!(g.admit(&HandshakeRequest::default(), T0).unwrap_err(), auth(AuthError::Missing));
         let basic = HandshakeRequest { authorization: &["Basic abc"], ..Default::default() };
-        assert_eq!(g.admit(&basic, T0).unwrap_err(), Rejection::Auth(AuthError::Malformed));
+        assert_eq!(g.admit(&basic, T0).unwrap_err(), auth(AuthError::Malformed));
     }
 
     #[test]
@@ -150,19 +131,19 @@ mod tests {
         let g = gate(false);
         // The same valid token twice is still two credentials.
         let headers = HandshakeRequest { authorization: &[bearer.as_str(), bearer.as_str()], ..Default::default() };
-        assert_eq!(g.admit(&headers, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
+        assert_eq!(g.admit(&headers, T0).unwrap_err(), auth(AuthError::Ambiguous));
         let with_junk = HandshakeRequest { authorization: &[bearer.as_str(), "Bearer junk"], ..Default::default() };
-        assert_eq!(g.admit(&with_junk, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
+        assert_eq!(g.admit(&with_junk, T0).unwrap_err(), auth(AuthError::Ambiguous));
         let proto = format!("palisade.v1, palisade.bearer.{t}, palisade.bearer.{t}");
         let protocols = HandshakeRequest { protocols: Some(&proto), ..Default::default() };
-        assert_eq!(g.admit(&protocols, T0).unwrap_err(), Rejection::Auth(AuthError::Ambiguous));
+        assert_eq!(g.admit(&protocols, T0).unwrap_err(), auth(AuthError::Ambiguous));
     }
 
     #[test]
     fn query_tokens_only_when_enabled() {
         let t = mint("u1", &[], Duration::from_secs(60), T0);
         let req = HandshakeRequest { query_token: Some(&t), ..Default::default() };
-        assert_eq!(gate(false).admit(&req, T0).unwrap_err(), Rejection::Auth(AuthError::Missing));
+        assert_eq!(gate(false).admit(&req, T0).unwrap_err(), auth(AuthError::Missing));
         assert!(gate(true).admit(&req, T0).is_ok());
     }
 
@@ -175,11 +156,12 @@ mod tests {
             ..Default::default()
         };
         let r = g.admit(&req, T0).unwrap_err();
-        assert_eq!((r.status(), r.body()), (403, Rejection::Origin(OriginError::NotAllowed).body()));
+        assert_eq!((r.kind, r.kind.status()), (Kind::Origin, 403));
+        // Every authentication failure is one kind, so one status and body.
         let bodies: std::collections::HashSet<_> =
-            [AuthError::Missing, AuthError::Expired, AuthError::BadSignature, AuthError::UnknownKey]
-                .map(|e| Rejection::Auth(e).body())
-                .into_iter()
+            [HandshakeRequest::default(), HandshakeRequest { authorization: &["Bearer x"], ..Default::default() }]
+                .iter()
+                .map(|req| g.admit(req, T0).unwrap_err().kind.body())
                 .collect();
         assert_eq!(bodies.len(), 1);
     }

@@ -1,8 +1,8 @@
 //! One connection's state and the pipeline every client frame goes through
 //! (docs/ARCHITECTURE.md, "The pipeline for one message"). The server feeds
 //! frames and timer ticks in; the session says what to do.
-//! `Session::publish` reads like that list; the rate steps (2 and 8)
-//! belong to the guard and slot in where marked.
+//! `Session::publish` reads like that list; the rate steps (2 and 8) ask
+//! the [`Guard`], and every refusal feeds the guard's scores.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -13,13 +13,15 @@ use serde_json::value::RawValue;
 use crate::Timestamp;
 use crate::auth::{AuthError, Identity, TokenVerifier};
 use crate::csrf::{CsrfSettings, CsrfToken};
+use crate::guard::{Escalation, Guard, Standing, Verdict};
 use crate::policy::{Denied, Policy};
+use crate::refusal::Kind;
 use crate::replay;
 use crate::store::NonceStore;
 
 mod timer;
 
-pub use crate::refusal::{Kind, Refusal};
+pub use crate::refusal::Refusal;
 
 use timer::{Beat, Heartbeat};
 
@@ -32,6 +34,8 @@ pub struct Context<'a> {
     pub verifier: &'a TokenVerifier,
     /// Remembers replay nonces.
     pub nonces: &'a dyn NonceStore,
+    /// Rates, scores and bans.
+    pub guard: &'a Guard,
 }
 
 /// Per-connection limits.
@@ -88,8 +92,9 @@ pub enum Decision<'a> {
         /// Rooms the session left because the new token lacks the right.
         removed: Vec<Box<str>>,
     },
-    /// Refuse the request with an error frame.
-    Reject(Refusal),
+    /// Refuse the request with an error frame, then perform the
+    /// escalation (the refusal has been fed to the guard's scores).
+    Reject(Refusal, Escalation),
 }
 
 /// What a timer tick asks for.
@@ -120,11 +125,15 @@ pub struct Session {
     limits: SessionLimits,
     expiry_noticed: bool,
     heartbeat: Heartbeat,
+    standing: Standing,
+    /// Under `abuse.dry_run`: the last refusal the guard did not enforce.
+    unenforced: Option<(Refusal, Escalation)>,
 }
 
 impl Session {
-    /// Starts a session for a verified identity at `now`.
-    pub fn new(identity: Identity, limits: SessionLimits, now: Timestamp) -> Self {
+    /// Starts a session for a verified identity, connected as `standing`
+    /// says, at `now`.
+    pub fn new(identity: Identity, limits: SessionLimits, standing: Standing, now: Timestamp) -> Self {
         Self {
             id: crate::random_id("s_"),
             identity,
@@ -133,7 +142,21 @@ impl Session {
             limits,
             expiry_noticed: false,
             heartbeat: Heartbeat::new(limits.heartbeat_interval, limits.silence_limit, now),
+            standing,
+            unenforced: None,
         }
+    }
+
+    /// The connection's standing with the guard (its address).
+    pub fn standing(&self) -> &Standing {
+        &self.standing
+    }
+
+    /// Under `abuse.dry_run`, what the guard would have refused during the
+    /// last call, and what it would have escalated to: for the server to
+    /// log and count.
+    pub fn take_unenforced(&mut self) -> Option<(Refusal, Escalation)> {
+        self.unenforced.take()
     }
 
     /// Session id (`s_…`).
@@ -156,41 +179,92 @@ impl Session {
         self.rooms.iter().map(|r| &**r)
     }
 
-    /// Runs one text frame through the pipeline.
+    /// Runs one text frame through the pipeline; a refusal is fed to the
+    /// guard's scores and comes back with what it escalated to.
     pub fn on_text<'a>(&mut self, cx: Context<'_>, text: &'a str, now: Timestamp) -> Decision<'a> {
-        // Frame size was enforced by the transport before buffering, and the
-        // connection's message rate belongs here once the guard exists.
-        let frame = match ClientFrame::parse(text) {
-            Ok(f) => f,
-            Err(e) => return Decision::Reject(e.into()),
-        };
+        match self.decide(cx, text, now) {
+            Ok(decision) => decision,
+            Err(refusal) => {
+                let escalation = self.penalize(cx.guard, &refusal, now);
+                Decision::Reject(refusal, escalation)
+            }
+        }
+    }
+
+    /// A ping or pong from the client: counted against
+    /// `abuse.control_rate`. A ping has no reply to refuse, so an excess
+    /// only feeds the score; `Some` is what that escalated to.
+    pub fn on_control(&mut self, guard: &Guard, now: Timestamp) -> Option<Escalation> {
+        let verdict = guard.control(&mut self.standing, now);
+        self.judge(guard, verdict, now).err().map(|refusal| self.penalize(guard, &refusal, now))
+    }
+
+    /// A violation the transport saw (an oversized frame, bad UTF-8, a
+    /// protocol error, a binary frame): the connection is closing anyway,
+    /// but the user and the address keep the score.
+    pub fn on_transport_violation(&mut self, guard: &Guard, kind: Kind, now: Timestamp) -> Escalation {
+        self.penalize(guard, &Refusal::new(kind, "transport"), now)
+    }
+
+    fn penalize(&mut self, guard: &Guard, refusal: &Refusal, now: Timestamp) -> Escalation {
+        let ip = self.standing.ip();
+        guard.penalize(Some(&mut self.standing), ip, Some(&self.identity.user_id), refusal.kind, now)
+    }
+
+    /// What a guard verdict means here: a refusal, or (dry run) a note for
+    /// the server and a pass.
+    fn judge(&mut self, guard: &Guard, verdict: Verdict, now: Timestamp) -> Result<(), Refusal> {
+        match verdict {
+            Verdict::Pass => Ok(()),
+            Verdict::Refuse(refusal) => Err(refusal),
+            Verdict::WouldRefuse(refusal) => {
+                let escalation = self.penalize(guard, &refusal, now);
+                self.unenforced = Some((refusal, escalation));
+                Ok(())
+            }
+        }
+    }
+
+    fn decide<'a>(&mut self, cx: Context<'_>, text: &'a str, now: Timestamp) -> Result<Decision<'a>, Refusal> {
+        // 1. Frame size was enforced by the transport before buffering.
+        // 2. Message rates, before any parsing; a refused frame is parsed
+        //    only to answer its id.
+        let verdict = cx.guard.message(&mut self.standing, &self.identity.user_id, now);
+        if let Err(refusal) = self.judge(cx.guard, verdict, now) {
+            return Err(match ClientFrame::parse(text) {
+                Ok(frame) => refusal.answering(Cow::Borrowed(frame.id())),
+                Err(e) => Refusal { id: e.id, ..refusal },
+            });
+        }
+        // 3. The envelope.
+        let frame = ClientFrame::parse(text)?;
         let policy = cx.policy;
         match frame {
             ClientFrame::Join { id, room } => match self.join(policy, &room) {
-                Ok(()) => Decision::Join { id, room },
-                Err(d) => reject(id, d),
+                Ok(()) => Ok(Decision::Join { id, room }),
+                Err(d) => Err(Refusal::from(d).answering(id)),
             },
             ClientFrame::Leave { id, room } => match self.rooms.iter().position(|r| **r == *room) {
                 Some(i) => {
                     self.rooms.swap_remove(i);
-                    Decision::Leave { id, room }
+                    Ok(Decision::Leave { id, room })
                 }
-                None => reject(id, Denied::new(ErrorCode::NotMember, "leave without join")),
+                None => Err(Refusal::from(Denied::new(ErrorCode::NotMember, "leave without join")).answering(id)),
             },
             ClientFrame::Send { id, room, event, data, csrf, nonce, ts } => {
                 let request =
                     Publish { room: &room, event: &event, data, csrf: csrf.as_deref(), nonce: nonce.as_deref(), ts };
                 match self.publish(cx, &request, now) {
-                    Ok(data) => Decision::Publish { id, room, event, data },
-                    Err(refusal) => reject(id, refusal),
+                    Ok(data) => Ok(Decision::Publish { id, room, event, data }),
+                    Err(refusal) => Err(refusal.answering(id)),
                 }
             }
             ClientFrame::Refresh { id, token } => match self.refresh(cx, &token, now) {
-                Ok(removed) => Decision::Refreshed { id, removed },
-                Err(denied) => reject(id, denied),
+                Ok(removed) => Ok(Decision::Refreshed { id, removed }),
+                Err(denied) => Err(Refusal::from(denied).answering(id)),
             },
             ClientFrame::Recover { id, .. } => {
-                reject(id, Denied::new(ErrorCode::BadRequest, "room history is not kept"))
+                Err(Refusal::from(Denied::new(ErrorCode::BadRequest, "room history is not kept")).answering(id))
             }
         }
     }
@@ -235,9 +309,9 @@ impl Session {
         None
     }
 
-    /// Pipeline steps 4 to 11 for one `send`; frame size (1) and the
-    /// envelope (3) are done, rates (2, 8) belong to the guard.
-    fn publish(&self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Box<RawValue>, Refusal> {
+    /// Pipeline steps 4 to 11 for one `send`; frame size (1), the message
+    /// rates (2) and the envelope (3) are done.
+    fn publish(&mut self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Box<RawValue>, Refusal> {
         let policy = cx.policy;
         // 4. The event is declared (and its data within its size).
         let rule = policy.event(req.event)?;
@@ -259,8 +333,16 @@ impl Session {
         if !self.is_member(req.room) {
             return Err(Denied::new(ErrorCode::NotMember, "send to a room not joined").into());
         }
-        // 9–10. Bounded parse, schema, sanitizers; one serialization.
+        // 8. The event's own rate, per user.
+        if let Some(rate) = rule.rate() {
+            let verdict = cx.guard.event(&self.standing, &self.identity.user_id, req.event, rate, now);
+            self.judge(cx.guard, verdict, now)?;
+        }
+        // 9–10. Bounded parse, schema, sanitizers; one serialization. The
+        //    spam heuristics read what the client sent.
         let data = rule.shape(req.data, policy.sanitizers())?;
+        let verdict = cx.guard.spam(req.data.get());
+        self.judge(cx.guard, verdict, now)?;
         // 11. Replay, stateful part: record the nonce, last, so a refused
         //     message consumes nothing (docs/ARCHITECTURE.md).
         if let Some(fresh) = fresh {
@@ -331,11 +413,6 @@ struct Publish<'a> {
     csrf: Option<&'a str>,
     nonce: Option<&'a str>,
     ts: Option<u64>,
-}
-
-/// Refuses the request `id` for `why`.
-fn reject<'a>(id: Cow<'_, str>, why: impl Into<Refusal>) -> Decision<'a> {
-    Decision::Reject(why.into().answering(id))
 }
 
 #[cfg(test)]

@@ -45,3 +45,48 @@ pub(crate) fn mint(sub: &str, roles: &[&str], ttl: Duration, now: Timestamp) -> 
     };
     signer.mint(req, now).unwrap()
 }
+
+/// Guard settings as the default config has them.
+pub(crate) fn guard_settings() -> crate::guard::GuardSettings {
+    use crate::guard::{BanTerms, GuardSettings, Rate, SpamRules, Weights};
+    let rate = |r: &str| Rate::parse(r).unwrap();
+    const MIN: Duration = Duration::from_secs(60);
+    GuardSettings {
+        dry_run: false,
+        connect_rate: rate("30/min"),
+        max_connections_per_ip: 64,
+        max_connections_per_user: 16,
+        connection_rate: rate("20/s"),
+        user_rate: rate("40/s"),
+        ip_rate: rate("100/s"),
+        control_rate: rate("5/s"),
+        restrict_divisor: 4,
+        score_half_life: 5 * MIN,
+        restrict_at: 10.0,
+        disconnect_at: 20.0,
+        ban_at: 40.0,
+        ban_users: false,
+        ban_terms: BanTerms { first: 15 * MIN, factor: 2, max: 24 * 60 * MIN, memory: 7 * 24 * 60 * MIN },
+        weights: Weights::default(),
+        max_tracked_keys: 100_000,
+        spam: SpamRules { max_repeat: 32, max_links: 8 },
+    }
+}
+
+/// A guard that never limits, for tests of everything else.
+pub(crate) fn lenient_guard() -> crate::guard::Guard {
+    let unlimited = crate::guard::Rate { count: u32::MAX, per: Duration::from_secs(1) };
+    crate::guard::Guard::new(crate::guard::GuardSettings {
+        connect_rate: unlimited,
+        connection_rate: unlimited,
+        user_rate: unlimited,
+        ip_rate: unlimited,
+        control_rate: unlimited,
+        ..guard_settings()
+    })
+}
+
+/// A connection's standing from 127.0.0.2.
+pub(crate) fn standing() -> crate::guard::Standing {
+    crate::guard::Standing::new(crate::addr::IpKey::of(std::net::Ipv4Addr::new(127, 0, 0, 2).into()))
+}

@@ -327,6 +327,14 @@ impl Guard {
         }
     }
 
+    /// The spam heuristics on the JSON text of an event's `data`.
+    pub fn spam(&self, data: &str) -> Verdict {
+        match self.settings.spam.check(data) {
+            Ok(()) => Verdict::Pass,
+            Err(refusal) => Verdict::refuse(refusal, self.settings.dry_run),
+        }
+    }
+
     /// Feeds a refusal of `kind` into the scores of the connection (if
     /// there is one yet), the user (if known) and the address, and says
     /// what it escalates to: a ban of the address (and, with

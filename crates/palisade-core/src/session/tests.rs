@@ -4,7 +4,8 @@ use super::*;
 use crate::auth::TokenVerifier;
 use crate::policy::{EventSpec, PolicySpec, RoleSpec, RoomSpec};
 use crate::store::MemoryNonces;
-use crate::testkit::{T0, mint, verifier};
+use crate::guard::Guard;
+use crate::testkit::{T0, lenient_guard, mint, standing, verifier};
 
 fn policy() -> Policy {
     let mut s = PolicySpec::default();
@@ -33,7 +34,7 @@ const LIMITS: SessionLimits = SessionLimits {
 
 fn session(ttl: Duration) -> Session {
     let identity = verifier().verify(&mint("u1", &[], ttl, T0), T0).unwrap();
-    Session::new(identity, LIMITS, T0)
+    Session::new(identity, LIMITS, standing(), T0)
 }
 
 /// Everything a test pipeline needs, owned.
@@ -41,21 +42,22 @@ struct Env {
     policy: Policy,
     verifier: TokenVerifier,
     nonces: MemoryNonces,
+    guard: Guard,
 }
 
 impl Env {
     fn new(policy: Policy) -> Self {
-        Self { policy, verifier: verifier(), nonces: MemoryNonces::new(1000, 100) }
+        Self { policy, verifier: verifier(), nonces: MemoryNonces::new(1000, 100), guard: lenient_guard() }
     }
 
     fn cx(&self) -> Context<'_> {
-        Context { policy: &self.policy, verifier: &self.verifier, nonces: &self.nonces }
+        Context { policy: &self.policy, verifier: &self.verifier, nonces: &self.nonces, guard: &self.guard }
     }
 }
 
 fn code_of<'a>(d: &'a Decision<'_>) -> Option<(Option<&'a str>, ErrorCode)> {
     match d {
-        Decision::Reject(r) => Some((r.id.as_deref(), r.code())),
+        Decision::Reject(r, _) => Some((r.id.as_deref(), r.code())),
         _ => None,
     }
 }
@@ -144,7 +146,7 @@ fn heartbeat_session() -> Session {
     let limits =
         SessionLimits { heartbeat_interval: Duration::from_secs(20), silence_limit: Duration::from_secs(30), ..LIMITS };
     let identity = verifier().verify(&mint("u1", &[], Duration::from_secs(3600), T0), T0).unwrap();
-    Session::new(identity, limits, T0)
+    Session::new(identity, limits, standing(), T0)
 }
 
 fn at(secs: u64) -> Timestamp {
@@ -209,7 +211,7 @@ fn refresh_for_another_user_is_refused() {
 fn a_refresh_with_fewer_roles_leaves_the_rooms_it_no_longer_grants() {
     let env = Env::new(policy());
     let staff = verifier().verify(&mint("u1", &["staff"], Duration::from_secs(600), T0), T0).unwrap();
-    let mut s = Session::new(staff, LIMITS, T0);
+    let mut s = Session::new(staff, LIMITS, standing(), T0);
     let mut spec_with_staff = PolicySpec::default();
     spec_with_staff.roles.insert("staff".into(), RoleSpec { permissions: vec!["staff:join".into()] });
     spec_with_staff.rooms.insert("lobby".into(), RoomSpec::default());
@@ -309,7 +311,7 @@ fn joined(env: &Env) -> Session {
 
 fn refusal_of(d: Decision<'_>) -> Refusal {
     match d {
-        Decision::Reject(r) => r,
+        Decision::Reject(r, _) => r,
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
