@@ -9,27 +9,25 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode, header};
-use palisade_core::handshake::{HandshakeRequest, Rejection};
-use palisade_core::session::Session;
-use palisade_protocol::SUBPROTOCOL;
-use tracing::warn;
+use palisade_core::refusal::{Kind, Refusal};
 
+use crate::handshake::websocket;
 use crate::state::AppState;
-use crate::ws::{echo, serve_connection, upgrade};
+use crate::ws::{echo, upgrade};
 
 /// The peer's address, attached to every request by the listener.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 
 /// Why an HTTP request was refused. Bodies are short, generic JSON.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum HttpRejection {
     /// `/ws` without a valid WebSocket upgrade.
     NotWebSocket,
-    /// The handshake gate said no.
-    Handshake(Rejection),
-    /// `limits.max_connections` reached.
-    AtCapacity,
+    /// A handshake check said no (the guard, capacity, Origin, token); the
+    /// status and body are read off its kind, which also says when to
+    /// retry.
+    Refused(Box<Refusal>),
     /// No such route.
     NotFound,
     /// The route exists, the method does not.
@@ -42,9 +40,16 @@ impl IntoResponse for HttpRejection {
             Self::NotWebSocket => {
                 (StatusCode::BAD_REQUEST, r#"{"error":"bad_request","message":"expected a WebSocket upgrade"}"#)
             }
-            Self::Handshake(r) => (StatusCode::from_u16(r.status()).unwrap_or(StatusCode::FORBIDDEN), r.body()),
-            Self::AtCapacity => {
-                (StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"unavailable","message":"server at capacity"}"#)
+            Self::Refused(r) => {
+                let status = StatusCode::from_u16(r.kind.status()).unwrap_or(StatusCode::FORBIDDEN);
+                let mut response = json(status, r.kind.body());
+                if let Some(after) = r.retry_after {
+                    // Whole seconds, rounded up, never 0: "now" would invite
+                    // the immediate retry the limit refused.
+                    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                    response.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
+                }
+                return response;
             }
             Self::NotFound => (StatusCode::NOT_FOUND, r#"{"error":"not_found","message":"no such endpoint"}"#),
             Self::MethodNotAllowed => {
@@ -85,68 +90,33 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
-    let accept = upgrade::accept_key(req.method(), req.headers())?;
-    let peer = peer_of(&req);
-    // The handshake order of docs/ARCHITECTURE.md: IP ban (not yet) →
-    // connection caps → origin → token. Refusals share the log budget of
-    // refused requests, so a flood of bad handshakes is counted, not logged.
-    let slot = state.reserve_slot().ok_or_else(|| {
-        if state.admit_refusal_line() {
-            warn!(peer = %peer, "upgrade refused: at capacity");
-        }
-        HttpRejection::AtCapacity
-    })?;
-    let headers = req.headers();
-    let protocols = joined(headers, header::SEC_WEBSOCKET_PROTOCOL);
-    let authorization = all_str(headers, header::AUTHORIZATION);
-    let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
-    let handshake = HandshakeRequest {
-        origin: header_str(headers, header::ORIGIN),
-        authorization: &authorization,
-        protocols: protocols.as_deref(),
-        query_token,
-    };
-    let admitted = state.settings.gate.admit(&handshake, state.clock.now()).map_err(|r| {
-        if state.admit_refusal_line() {
-            warn!(peer = %peer, reason = %r, "upgrade refused");
-        }
-        HttpRejection::Handshake(r)
-    })?;
-    let session = Session::new(admitted.identity, state.settings.session, state.clock.now());
-    let protocol = admitted.select_subprotocol.then_some(SUBPROTOCOL);
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_state = Arc::clone(&state);
-    Ok(upgrade::switch(&state, on_upgrade, accept, protocol, move |ws| {
-        serve_connection(ws, task_state, session, peer, slot)
-    }))
-}
-
 async fn conformance_echo(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
     let accept = upgrade::accept_key(req.method(), req.headers())?;
-    let slot = state.reserve_slot().ok_or(HttpRejection::AtCapacity)?;
+    let slot = state
+        .reserve_slot()
+        .ok_or_else(|| HttpRejection::Refused(Box::new(Refusal::new(Kind::AtCapacity, "limits.max_connections"))))?;
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);
     Ok(upgrade::switch(&state, on_upgrade, accept, None, move |ws| echo::serve(ws, task_state, slot)))
 }
 
-fn peer_of(req: &Request) -> SocketAddr {
+pub(crate) fn peer_of(req: &Request) -> SocketAddr {
     req.extensions().get::<PeerAddr>().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0)
 }
 
 /// A header as text; a value that is not visible ASCII reads as empty, which
 /// no check accepts.
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+pub(crate) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).map(|v| v.to_str().unwrap_or(""))
 }
 
 /// Every value of a header, in order, read as [`header_str`] reads one.
-fn all_str(headers: &HeaderMap, name: header::HeaderName) -> Vec<&str> {
+pub(crate) fn all_str(headers: &HeaderMap, name: header::HeaderName) -> Vec<&str> {
     headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("")).collect()
 }
 
 /// Every value of a repeatable header, comma-joined.
-fn joined(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+pub(crate) fn joined(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
     let values = all_str(headers, name);
     (!values.is_empty()).then(|| values.join(","))
 }

@@ -8,8 +8,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod abuse;
 pub mod cli;
 pub mod config;
+mod handshake;
 mod http;
 pub mod server;
 pub mod settings;

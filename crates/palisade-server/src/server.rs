@@ -9,10 +9,15 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use palisade_core::guard::Guard;
+use palisade_core::store::{BanStore, StoreError};
+use palisade_store::Sqlite;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 use tracing::{info, warn};
 
+use crate::abuse::{Stats, follow_bans, sweep};
 use crate::config::{ConfigError, Env, ProcessEnv};
 use crate::http::{PeerAddr, router};
 use crate::settings::Settings;
@@ -35,6 +40,9 @@ pub enum ServerError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The embedded database could not be opened or read.
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 /// A bound, not yet running server.
@@ -46,12 +54,32 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener from `settings.config.server.listen`.
+    /// Opens the embedded database under `server.data_dir`, loads the bans
+    /// in force, and binds the listener from `server.listen`.
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
+        let data_dir = settings.config.server.data_dir.clone();
+        let guard = Guard::new(settings.guard.clone());
+        let memory = settings.guard.ban_terms.memory;
+        let now = crate::state::now();
+        // Opening migrates the schema and reads the file: off the runtime's
+        // workers, as every store call is.
+        let (store, bans) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let store: Arc<dyn BanStore> = Arc::new(Sqlite::open_in(&data_dir)?);
+            let bans = store.bans(now, memory)?;
+            Ok((store, bans))
+        })
+        .await
+        .map_err(|e| StoreError(format!("store task failed: {e}")))??;
+        guard.bans().replace(bans, now);
         let addr = settings.config.server.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Self { state: Arc::new(AppState::new(settings)), listener, local_addr })
+        Ok(Self { state: Arc::new(AppState::new(settings, guard, store)), listener, local_addr })
+    }
+
+    /// Counters of the guard's decisions, readable while the server runs.
+    pub fn stats(&self) -> Stats {
+        Stats(Arc::clone(&self.state))
     }
 
     /// The bound address (useful with port 0).
@@ -71,11 +99,19 @@ impl Server {
         let Self { state, listener, .. } = self;
         #[cfg(unix)]
         state.tasks.spawn(reload_on_sighup(Reloader(Arc::clone(&state)), state.shutdown.clone()));
+        state.tasks.spawn(follow_bans(Arc::clone(&state)));
+        state.tasks.spawn(sweep(Arc::clone(&state)));
         let router = router(Arc::clone(&state));
+        let handshake_timeout = state.settings.config.server.handshake_timeout;
         let mut http = hyper::server::conn::http1::Builder::new();
+        // One request per socket: a WebSocket client sends one, and an idle
+        // keep-alive socket would hold a pending-handshake permit for
+        // nothing.
         http.timer(TokioTimer::new())
-            .header_read_timeout(state.settings.config.server.handshake_timeout)
+            .header_read_timeout(handshake_timeout)
+            .keep_alive(false)
             .max_buf_size(MAX_REQUEST_HEAD);
+        let pending = Arc::new(Semaphore::new(state.settings.config.limits.max_pending_handshakes));
         tokio::pin!(signal);
         loop {
             let (stream, peer) = tokio::select! {
@@ -89,6 +125,15 @@ impl Server {
                     }
                 },
             };
+            // Sockets that have not finished their request are capped, so a
+            // flood of idle sockets is shed at once instead of each holding
+            // a task and a descriptor until its handshake times out.
+            let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
+                if state.admit_refusal_line() {
+                    warn!(peer = %peer, "socket dropped: limits.max_pending_handshakes reached");
+                }
+                continue;
+            };
             // Small frames (acks, chat events) should not wait for Nagle.
             let _ = stream.set_nodelay(true);
             let service = router.clone().map_request(move |mut req: hyper::Request<Incoming>| {
@@ -98,12 +143,18 @@ impl Server {
             let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
             let shutdown = state.shutdown.clone();
             state.tasks.spawn(async move {
+                // With upgrades, this future ends once the request is
+                // answered (an upgraded socket lives on in its own task), so
+                // the deadline bounds the whole handshake, slowloris
+                // included, and the permit is held exactly that long.
+                let _permit = permit;
                 tokio::pin!(conn);
                 tokio::select! {
                     _ = conn.as_mut() => {}
+                    () = tokio::time::sleep(handshake_timeout) => {}
                     () = shutdown.cancelled() => {
                         conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
+                        let _ = tokio::time::timeout(handshake_timeout, conn).await;
                     }
                 }
             });

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use palisade_core::addr::TrustedProxies;
 use palisade_core::auth::{KeyMaterial, TokenSigner, TokenVerifier, VerifyOptions};
 use palisade_core::csrf::CsrfSettings;
+use palisade_core::guard::GuardSettings;
 use palisade_core::handshake::Gate;
 use palisade_core::origin::OriginPolicy;
 use palisade_core::policy::{Policy, PolicySpec};
@@ -38,6 +40,10 @@ pub struct Settings {
     pub policy: ArcSwap<Policy>,
     /// Per-connection session limits.
     pub session: SessionLimits,
+    /// The abuse guard's limits.
+    pub guard: GuardSettings,
+    /// Whose `X-Forwarded-For` to believe.
+    pub trusted_proxies: TrustedProxies,
     /// The config file, when there is one to reload the policy from.
     pub source: Option<PathBuf>,
 }
@@ -64,7 +70,10 @@ impl Settings {
             heartbeat_interval: config.limits.heartbeat_interval,
             silence_limit: config.limits.heartbeat_interval.saturating_add(config.limits.heartbeat_timeout),
         };
-        Ok(Self { config, profile, gate, policy, session, source: None })
+        let guard = config.abuse.settings()?;
+        let trusted_proxies = TrustedProxies::parse(&config.server.trusted_proxies)
+            .map_err(|e| ConfigError::invalid("server.trusted_proxies", e.to_string()))?;
+        Ok(Self { config, profile, gate, policy, session, guard, trusted_proxies, source: None })
     }
 
     /// Re-reads the config file and swaps in its policy: everything

@@ -5,12 +5,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade_core::Timestamp;
+use palisade_core::guard::{Guard, Ticket};
 use palisade_core::log::{LogBudget, LogVerdict};
-use palisade_core::store::MemoryNonces;
+use palisade_core::store::{BanStore, MemoryNonces};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::abuse::Counters;
 use crate::settings::Settings;
 use crate::ws::ConnLimits;
 use crate::ws::hub::Hub;
@@ -26,6 +28,12 @@ pub(crate) struct AppState {
     pub(crate) hub: Hub,
     /// Replay nonces seen by this node.
     pub(crate) nonces: MemoryNonces,
+    /// Rates, scores and the bans in force.
+    pub(crate) guard: Arc<Guard>,
+    /// Where bans are kept (the embedded database).
+    pub(crate) store: Arc<dyn BanStore>,
+    /// Guard decisions, by kind.
+    pub(crate) counters: Counters,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
     pub(crate) refusal_log: LogBudget,
     /// Cancelled when the server starts shutting down.
@@ -36,8 +44,11 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(settings: Settings) -> Self {
+    pub(crate) fn new(settings: Settings, guard: Guard, store: Arc<dyn BanStore>) -> Self {
         Self {
+            guard: Arc::new(guard),
+            store,
+            counters: Counters::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),
             clock: Clock::start(),
@@ -57,7 +68,7 @@ impl AppState {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .ok()
-            .map(|_| Slot(Arc::clone(self)))
+            .map(|_| Slot { state: Arc::clone(self), ticket: None })
     }
 
     /// May one more refusal line be written now (`log.refusals_per_second`)?
@@ -81,13 +92,28 @@ impl AppState {
     }
 }
 
-/// One reserved connection slot; released on drop.
+/// One reserved connection slot, and the guard's count of the
+/// connection's address and user; both released on drop.
 #[derive(Debug)]
-pub(crate) struct Slot(Arc<AppState>);
+pub(crate) struct Slot {
+    state: Arc<AppState>,
+    ticket: Option<Ticket>,
+}
+
+impl Slot {
+    /// The slot, also holding the guard's ticket.
+    pub(crate) fn with_ticket(mut self, ticket: Ticket) -> Self {
+        self.ticket = Some(ticket);
+        self
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.state.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ticket) = self.ticket.take() {
+            self.state.guard.release(ticket);
+        }
     }
 }
 

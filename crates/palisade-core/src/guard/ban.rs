@@ -128,16 +128,24 @@ impl BanTerms {
 /// Every ban in force or remembered, checked on every handshake.
 ///
 /// A read lock on the handshake path; writes (a ban, a lift, a reload from
-/// the store) are rare.
+/// the store) are rare. Bans imposed here stay unsaved until the server
+/// says the store has them, and a reload keeps unsaved bans, so a reload
+/// racing the write never drops a ban that was just imposed.
 #[derive(Debug, Default)]
 pub struct BanList {
-    bans: RwLock<HashMap<Subject, Ban>>,
+    bans: RwLock<HashMap<Subject, Entry>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    ban: Ban,
+    unsaved: bool,
 }
 
 impl BanList {
     /// The ban in force on `subject` at `now`, if any.
     pub fn active(&self, subject: &Subject, now: Timestamp) -> Option<Ban> {
-        self.read().get(subject).filter(|b| b.active(now)).cloned()
+        self.read().get(subject).map(|e| &e.ban).filter(|b| b.active(now)).cloned()
     }
 
     /// Bans `subject` automatically for the length its record calls for:
@@ -146,7 +154,9 @@ impl BanList {
     pub fn escalate(&self, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
         let mut bans = self.write();
         let ban = next_ban(&bans, subject, reason, policy, now);
-        bans.insert(ban.subject.clone(), ban.clone());
+        if bans.get(&ban.subject).is_none_or(|e| e.ban != ban) {
+            bans.insert(ban.subject.clone(), Entry { ban: ban.clone(), unsaved: true });
+        }
         ban
     }
 
@@ -156,58 +166,71 @@ impl BanList {
         next_ban(&self.read(), subject, reason, policy, now)
     }
 
-    /// Puts `ban` in place of whatever `ban.subject` had (an operator's ban).
+    /// Puts `ban` in place of whatever `ban.subject` had (an operator's
+    /// ban), unsaved.
     pub fn insert(&self, ban: Ban) {
-        self.write().insert(ban.subject.clone(), ban);
+        self.write().insert(ban.subject.clone(), Entry { ban, unsaved: true });
+    }
+
+    /// The store now holds `ban`.
+    pub fn saved(&self, ban: &Ban) {
+        if let Some(e) = self.write().get_mut(&ban.subject).filter(|e| e.ban == *ban) {
+            e.unsaved = false;
+        }
     }
 
     /// Lifts the ban on `subject` and forgets its strikes.
     pub fn lift(&self, subject: &Subject) -> Option<Ban> {
-        self.write().remove(subject)
+        self.write().remove(subject).map(|e| e.ban)
     }
 
-    /// Replaces the whole list with `bans` (the store's, after another
-    /// process changed it); returns the bans in force now that were not in
-    /// force before, whose subjects' live connections must close.
+    /// Replaces the list with `bans` (the store's, after another process
+    /// changed it), keeping the bans not saved yet; returns the bans in
+    /// force now that were not in force before, whose subjects' live
+    /// connections must close.
     pub fn replace(&self, bans: Vec<Ban>, now: Timestamp) -> Vec<Ban> {
         let mut current = self.write();
         let fresh: Vec<Ban> = bans
             .iter()
-            .filter(|b| b.active(now) && !current.get(&b.subject).is_some_and(|old| old.active(now)))
+            .filter(|b| b.active(now) && !current.get(&b.subject).is_some_and(|old| old.ban.active(now)))
             .cloned()
             .collect();
-        *current = bans.into_iter().map(|b| (b.subject.clone(), b)).collect();
+        let mut next: HashMap<Subject, Entry> =
+            bans.into_iter().map(|ban| (ban.subject.clone(), Entry { ban, unsaved: false })).collect();
+        next.extend(current.drain().filter(|(_, e)| e.unsaved));
+        *current = next;
         fresh
     }
 
     /// Bans in force at `now`, by subject.
     pub fn list(&self, now: Timestamp) -> Vec<Ban> {
-        let mut bans: Vec<Ban> = self.read().values().filter(|b| b.active(now)).cloned().collect();
+        let mut bans: Vec<Ban> = self.read().values().map(|e| &e.ban).filter(|b| b.active(now)).cloned().collect();
         bans.sort_by(|a, b| a.subject.cmp(&b.subject));
         bans
     }
 
     /// Forgets bans that ended longer than `policy.memory` ago.
     pub fn sweep(&self, policy: &BanTerms, now: Timestamp) {
-        self.write().retain(|_, b| policy.remembers(b, now));
+        self.write().retain(|_, e| policy.remembers(&e.ban, now));
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Subject, Ban>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Subject, Entry>> {
         // Every update is one insert or remove, so a panic elsewhere cannot
         // leave the map half-changed.
         self.bans.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Subject, Ban>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Subject, Entry>> {
         self.bans.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-fn next_ban(bans: &HashMap<Subject, Ban>, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
-    if let Some(current) = bans.get(&subject).filter(|b| b.active(now)) {
+fn next_ban(bans: &HashMap<Subject, Entry>, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
+    let previous = bans.get(&subject).map(|e| &e.ban);
+    if let Some(current) = previous.filter(|b| b.active(now)) {
         return current.clone();
     }
-    let strikes = bans.get(&subject).filter(|b| policy.remembers(b, now)).map_or(0, |b| b.strikes).saturating_add(1);
+    let strikes = previous.filter(|b| policy.remembers(b, now)).map_or(0, |b| b.strikes).saturating_add(1);
     Ban {
         subject,
         since: now,
@@ -287,6 +310,19 @@ mod tests {
         assert_eq!(fresh, [permanent.clone()], "the IP ban was in force already");
         assert!(list.active(&permanent.subject, T0.saturating_add(1000 * 24 * 60 * MIN)).is_some());
         assert_eq!(list.list(T0).len(), 2);
+    }
+
+    #[test]
+    fn a_reload_keeps_a_ban_not_saved_yet() {
+        let list = BanList::default();
+        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
+        // The store read raced the write: it does not have the ban yet.
+        assert!(list.replace(Vec::new(), T0).is_empty());
+        assert_eq!(list.active(&ip("127.0.0.2"), T0), Some(ban.clone()));
+        // Once saved, the store is the truth: a lift there lifts it here.
+        list.saved(&ban);
+        list.replace(Vec::new(), T0);
+        assert_eq!(list.active(&ip("127.0.0.2"), T0), None);
     }
 
     #[test]

@@ -339,7 +339,9 @@ impl Guard {
     /// there is one yet), the user (if known) and the address, and says
     /// what it escalates to: a ban of the address (and, with
     /// `abuse.ban_users`, the user) at `abuse.ban_at`, else a disconnect at
-    /// `abuse.disconnect_at`, else a restriction at `abuse.restrict_at`.
+    /// `abuse.disconnect_at` (which adds the weight of
+    /// [`Kind::TooManyViolations`] to the user and the address), else a
+    /// restriction at `abuse.restrict_at`.
     pub fn penalize(
         &self,
         standing: Option<&mut Standing>,
@@ -363,12 +365,19 @@ impl Guard {
             Some(user) => self.users.with(user, now, |k| self.idle(k, now), add).0,
             None => (0.0, 0.0),
         };
-        let (conn_before, conn_after) = match &standing {
-            Some(st) => (st.score.at(hl, now), st.score.at(hl, now) + weight),
-            None => (0.0, 0.0),
-        };
-        if let Some(st) = standing {
-            st.score.add(weight, hl, now);
+        let conn_before = standing.as_ref().map_or(0.0, |st| st.score.at(hl, now));
+        let standing = standing.map(|st| st.score.add(weight, hl, now));
+        // A disconnect is itself a violation of the user and the address,
+        // so a client disconnected again and again ends up banned.
+        let conn_after = standing.unwrap_or(0.0);
+        let disconnect = standing.is_some() && conn_after.max(user_after) >= s.disconnect_at;
+        let (mut ip_after, mut user_after) = (ip_after, user_after);
+        if disconnect {
+            let extra = f64::from(s.weights.get(Kind::TooManyViolations));
+            ip_after = self.ips.with(&ip, now, |k| self.idle(k, now), |k| k.score.add(extra, hl, now)).0;
+            if let Some(user) = user {
+                user_after = self.users.with(user, now, |k| self.idle(k, now), |k| k.score.add(extra, hl, now)).0;
+            }
         }
         let mut bans = Vec::new();
         if ip_after >= s.ban_at {
@@ -381,7 +390,7 @@ impl Guard {
         }
         let step = if !bans.is_empty() {
             Step::Ban(bans)
-        } else if conn_after.max(user_after) >= s.disconnect_at && conn_after > 0.0 {
+        } else if disconnect {
             Step::Disconnect
         } else if [(ip_before, ip_after), (user_before, user_after), (conn_before, conn_after)]
             .iter()

@@ -35,7 +35,7 @@ pub enum BanAction {
 /// The server keeps the bans in force in a [`crate::guard::BanList`] and
 /// only calls this off the message path: at start, when [`BanStore::version`]
 /// moves, and to persist a ban it imposed.
-pub trait BanStore: Send + Sync {
+pub trait BanStore: Send + Sync + std::fmt::Debug {
     /// Every ban in force, or ended but still within `remember_after_end`
     /// of its end at `now` (its strikes count for the next ban), and every
     /// permanent one.

@@ -7,6 +7,7 @@
 //! overrides are applied, then the tree is deserialized with unknown keys
 //! refused and every error naming its key.
 
+mod abuse;
 mod duration;
 pub mod env;
 mod init;
@@ -22,6 +23,7 @@ use palisade_core::sanitize::InvalidUrl;
 use palisade_protocol::ENVELOPE_HEADROOM;
 use serde::{Deserialize, Serialize};
 
+pub use abuse::AbuseConfig;
 pub use env::{Env, ProcessEnv};
 pub use init::render_init;
 pub use keys::{KeyConfig, dev_key};
@@ -100,6 +102,8 @@ pub struct Config {
     pub sanitize: SanitizeConfig,
     /// `[log]`
     pub log: LogConfig,
+    /// `[abuse]`
+    pub abuse: AbuseConfig,
     /// `[roles.<name>]`
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -184,6 +188,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Serve `/conformance/echo`.
     pub conformance_echo: bool,
+    /// Peers whose `X-Forwarded-For` names the client (CIDRs).
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `[auth]`
@@ -245,6 +251,8 @@ pub struct LimitsConfig {
     pub close_timeout: Duration,
     /// Open connections per process.
     pub max_connections: usize,
+    /// Accepted sockets that have not finished their handshake.
+    pub max_pending_handshakes: usize,
     /// Rooms per connection.
     pub max_rooms_per_connection: usize,
     /// Deepest nesting in event data.
@@ -308,6 +316,7 @@ impl Config {
             ("limits.outbound_queue", l.outbound_queue),
             ("limits.read_buffer_bytes", l.read_buffer_bytes),
             ("limits.max_connections", l.max_connections),
+            ("limits.max_pending_handshakes", l.max_pending_handshakes),
             ("limits.max_rooms_per_connection", l.max_rooms_per_connection),
             ("log.max_client_text", self.log.max_client_text),
         ];
@@ -341,6 +350,12 @@ impl Config {
         if self.auth.token_ttl.is_zero() {
             return Err(ConfigError::invalid("auth.token_ttl", "must be greater than 0"));
         }
+        if self.server.handshake_timeout.is_zero() {
+            return Err(ConfigError::invalid("server.handshake_timeout", "must be greater than 0"));
+        }
+        palisade_core::addr::TrustedProxies::parse(&self.server.trusted_proxies)
+            .map_err(|e| ConfigError::invalid("server.trusted_proxies", e.to_string()))?;
+        self.abuse.settings()?;
         Ok(())
     }
 }

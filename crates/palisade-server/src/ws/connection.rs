@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use palisade_core::Timestamp;
+use palisade_core::guard::Escalation;
 use palisade_core::log::Clipped;
-use palisade_core::session::{Context, Decision, Kind, Refusal, Session, TimerAction};
+use palisade_core::refusal::Kind;
+use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
 use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
@@ -74,13 +76,24 @@ struct Conn<'s> {
 /// A read from the socket: a frame, an error, or the end of the stream.
 type Inbound = Option<Result<Message, WsError>>;
 
+/// What one text frame comes to.
+struct Reply {
+    /// The `ack` or `error` for the sender.
+    frame: String,
+    /// Rooms a `refresh` lost.
+    removed: Vec<Box<str>>,
+    /// Close the connection after the reply (the guard disconnected or
+    /// banned it).
+    close: Option<CloseCode>,
+}
+
 /// Runs a connection to its end. `_slot` keeps the connection counted.
 pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Session, peer: SocketAddr, _slot: Slot) {
     let limits = &state.conn_limits;
     let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
     let control = Arc::new(Control::default());
     let member = Member { tx, control: Arc::clone(&control) };
-    let rooms = Membership::new(&state.hub, member);
+    let rooms = Membership::new(&state.hub, member, session.standing().ip(), &session.identity().user_id);
     let mut conn = Conn { state: &state, limits, rooms, control, session, peer };
     info!(
         conn = conn.rooms.id(),
@@ -160,8 +173,8 @@ impl Conn<'_> {
                     return Err(Exit::Gone);
                 }
                 TimerAction::Ping => Message::Ping(Bytes::new()),
-                TimerAction::Expiring(at) => text(ServerFrame::Expiring { expires_at: at.as_millis() }.to_json()),
-                TimerAction::CsrfRotated => text(ServerFrame::Csrf { csrf: self.session.csrf() }.to_json()),
+                TimerAction::Expiring(at) => text_message(ServerFrame::Expiring { expires_at: at.as_millis() }.to_json()),
+                TimerAction::CsrfRotated => text_message(ServerFrame::Csrf { csrf: self.session.csrf() }.to_json()),
             };
             self.send(ws, msg).await?;
         }
@@ -184,6 +197,7 @@ impl Conn<'_> {
 
     /// Handles one read from the socket.
     async fn on_inbound(&mut self, ws: &mut Ws, msg: Inbound) -> Result<(), Exit> {
+        let now = self.state.clock.now();
         let msg = match msg {
             None => return Err(Exit::Gone),
             Some(Err(e)) => {
@@ -191,23 +205,61 @@ impl Conn<'_> {
                 if exit != Exit::Gone {
                     warn!(conn = self.rooms.id(), peer = %self.peer, error = %e, "transport error");
                 }
+                if let Exit::Fail(code) = exit {
+                    self.transport_violation(code, now);
+                }
                 return Err(exit);
             }
             Some(Ok(msg)) => msg,
         };
-        let now = self.state.clock.now();
         self.session.on_heard(now);
         let reply = match msg {
             Message::Text(text) => {
-                let (reply, removed) = self.on_text(text.as_str(), now);
-                self.remove(ws, &removed).await?;
-                reply
+                let reply = self.on_text(text.as_str(), now);
+                self.remove(ws, &reply.removed).await?;
+                self.send(ws, text_message(reply.frame)).await?;
+                return match reply.close {
+                    Some(code) => Err(Exit::Close(code)),
+                    None => Ok(()),
+                };
             }
-            Message::Binary(_) => return Err(Exit::Fail(self.session.on_binary())),
+            Message::Binary(_) => {
+                let code = self.session.on_binary();
+                self.transport_violation(code, now);
+                return Err(Exit::Fail(code));
+            }
             Message::Close(_) => return Err(Exit::PeerClosed),
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+            Message::Ping(_) | Message::Pong(_) => self.session.on_control(&self.state.guard, now),
+            Message::Frame(_) => return Ok(()),
         };
-        self.send(ws, text(reply)).await
+        match reply.and_then(|escalation| self.escalate(escalation)).or_else(|| self.unenforced()) {
+            Some(code) => Err(Exit::Close(code)),
+            None => Ok(()),
+        }
+    }
+
+    /// Scores what the transport refused: the connection is ending, but the
+    /// user and the address keep the score, and a ban it leads to closes
+    /// their other connections.
+    fn transport_violation(&mut self, code: CloseCode, now: Timestamp) {
+        let kind = if code == CloseCode::TooBig { Kind::Oversize } else { Kind::Protocol };
+        let escalation = self.session.on_transport_violation(&self.state.guard, kind, now);
+        self.escalate(escalation);
+    }
+
+    /// Performs an escalation of this connection's refusal; the close code
+    /// if this connection must close.
+    fn escalate(&self, escalation: Escalation) -> Option<CloseCode> {
+        self.state.escalate(escalation, self.session.standing().ip(), Some(&self.session.identity().user_id))
+    }
+
+    /// Reports what `abuse.dry_run` let through during the last call into
+    /// the session.
+    fn unenforced(&mut self) -> Option<CloseCode> {
+        let (refusal, escalation) = self.session.take_unenforced()?;
+        let ip = self.session.standing().ip();
+        self.state.report_unenforced(&refusal, ip, Some(&self.session.identity().user_id));
+        self.escalate(escalation)
     }
 
     /// Takes the connection out of rooms the session left because its
@@ -217,20 +269,26 @@ impl Conn<'_> {
             self.rooms.leave(room);
             info!(conn = self.rooms.id(), session = self.session.id(), room = %room, "removed from room: rights no longer cover it");
             let frame = ServerFrame::Removed { room, code: ErrorCode::Forbidden }.to_json();
-            self.send(ws, text(frame)).await?;
+            self.send(ws, text_message(frame)).await?;
         }
         Ok(())
     }
 
     /// Runs one text frame through the session and performs its decision;
-    /// returns the reply for the sender, and the rooms a `refresh` lost
-    /// (empty, so unallocated, for every other frame).
-    fn on_text(&mut self, text: &str, now: Timestamp) -> (String, Vec<Box<str>>) {
+    /// returns the reply for the sender, the rooms a `refresh` lost, and
+    /// whether the connection must close after the reply.
+    fn on_text(&mut self, text: &str, now: Timestamp) -> Reply {
         // One load per message: a reload swaps the policy between messages,
         // never during one.
         let policy = self.state.settings.policy.load();
-        let cx = Context { policy: &policy, verifier: self.state.settings.gate.verifier(), nonces: &self.state.nonces };
-        let reply = match self.session.on_text(cx, text, now) {
+        let cx = Context {
+            policy: &policy,
+            verifier: self.state.settings.gate.verifier(),
+            nonces: &self.state.nonces,
+            guard: &self.state.guard,
+        };
+        let mut reply = Reply { frame: String::new(), removed: Vec::new(), close: None };
+        reply.frame = match self.session.on_text(cx, text, now) {
             Decision::Join { id, room } => {
                 self.rooms.join(&room);
                 ack(&id, None)
@@ -262,10 +320,17 @@ impl Conn<'_> {
                     }),
                 }
             }
-            Decision::Refreshed { id, removed } => return (ack(&id, None), removed),
-            Decision::Reject(refusal) => self.refuse(&refusal),
+            Decision::Refreshed { id, removed } => {
+                reply.removed = removed;
+                ack(&id, None)
+            }
+            Decision::Reject(refusal, escalation) => {
+                reply.close = self.escalate(escalation);
+                self.refuse(&refusal)
+            }
         };
-        (reply, Vec::new())
+        reply.close = reply.close.or_else(|| self.unenforced());
+        reply
     }
 
     /// Logs a refusal under a fresh reference, within the refusal log
@@ -273,6 +338,7 @@ impl Conn<'_> {
     /// the client's own text: written clipped, never raw
     /// (docs/ARCHITECTURE.md, "Logs").
     fn refuse(&self, refusal: &Refusal) -> String {
+        self.state.count_refusal(refusal);
         let reference = palisade_core::random_id("r_");
         if self.state.admit_refusal_line() {
             let max = self.limits.max_logged_text;
@@ -293,7 +359,7 @@ impl Conn<'_> {
             code: refusal.code(),
             message: refusal.code().message(),
             path: refusal.path.as_deref(),
-            retry_after_ms: None,
+            retry_after_ms: refusal.retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)),
             reference: &reference,
         })
         .to_json()
@@ -352,7 +418,7 @@ async fn read_now(ws: &mut Ws) -> Option<Inbound> {
     .await
 }
 
-fn text(frame: String) -> Message {
+fn text_message(frame: String) -> Message {
     Message::Text(frame.into())
 }
 

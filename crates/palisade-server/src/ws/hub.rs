@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
+use palisade_core::addr::IpKey;
+use palisade_core::guard::Subject;
 use palisade_protocol::CloseCode;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -33,10 +35,20 @@ struct Room {
     members: HashMap<ConnId, Member>,
 }
 
-/// All rooms of this process.
+/// Who a live connection is, for closing every connection of a banned
+/// address or user.
+#[derive(Debug)]
+struct Peer {
+    ip: IpKey,
+    user: Box<str>,
+    control: Arc<Control>,
+}
+
+/// All rooms and connections of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
     rooms: DashMap<Box<str>, Arc<std::sync::Mutex<Room>>>,
+    conns: DashMap<ConnId, Peer>,
     next_conn: AtomicU64,
 }
 
@@ -81,6 +93,23 @@ impl Hub {
         Some(seq)
     }
 
+    /// Asks every live connection of `subject` to close with `code`;
+    /// returns how many were asked. Bans are rare, so a scan is fine.
+    pub(crate) fn close_all(&self, subject: &Subject, code: CloseCode) -> usize {
+        let mut asked = 0;
+        for conn in &self.conns {
+            let matches = match subject {
+                Subject::Ip(ip) => conn.ip == *ip,
+                Subject::User(user) => conn.user == *user,
+            };
+            if matches {
+                conn.control.close(code);
+                asked += 1;
+            }
+        }
+        asked
+    }
+
     /// Asks every member of every room to re-check its rooms against the
     /// policy (after a reload). Connections in no room have nothing to lose.
     pub(crate) fn recheck_all(&self) {
@@ -106,9 +135,11 @@ pub(crate) struct Membership<'h> {
 }
 
 impl<'h> Membership<'h> {
-    /// A fresh connection id in `hub`, in no room yet.
-    pub(crate) fn new(hub: &'h Hub, member: Member) -> Self {
-        Self { hub, id: hub.conn_id(), member, rooms: Vec::new() }
+    /// Registers a connection of `user` from `ip` in `hub`, in no room yet.
+    pub(crate) fn new(hub: &'h Hub, member: Member, ip: IpKey, user: &str) -> Self {
+        let id = hub.conn_id();
+        hub.conns.insert(id, Peer { ip, user: user.into(), control: Arc::clone(&member.control) });
+        Self { hub, id, member, rooms: Vec::new() }
     }
 
     /// This connection's id.
@@ -136,6 +167,7 @@ impl Drop for Membership<'_> {
         for room in &self.rooms {
             self.hub.leave(room, self.id);
         }
+        self.hub.conns.remove(&self.id);
     }
 }
 
@@ -149,6 +181,10 @@ fn lock(room: &std::sync::Mutex<Room>) -> std::sync::MutexGuard<'_, Room> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn loopback() -> IpKey {
+        IpKey::of(std::net::Ipv4Addr::LOCALHOST.into())
+    }
 
     fn member(cap: usize) -> (Member, mpsc::Receiver<Utf8Bytes>) {
         let (tx, rx) = mpsc::channel(cap);
@@ -199,10 +235,10 @@ mod tests {
         let hub: &'static Hub = Box::leak(Box::default());
         let (m, _rx) = member(1);
         let (other, _other_rx) = member(1);
-        let mut bystander = Membership::new(hub, other);
+        let mut bystander = Membership::new(hub, other, loopback(), "b");
         bystander.join("shared");
         let task = tokio::spawn(async move {
-            let mut rooms = Membership::new(hub, m);
+            let mut rooms = Membership::new(hub, m, loopback(), "a");
             rooms.join("shared");
             rooms.join("own");
             panic!("a bug in the connection task");
@@ -215,6 +251,26 @@ mod tests {
         );
         drop(bystander);
         assert!(hub.rooms.is_empty());
+        assert!(hub.conns.is_empty(), "and no connection stays registered");
+    }
+
+    #[tokio::test]
+    async fn close_all_reaches_every_connection_of_the_subject_and_no_other() {
+        let hub = Hub::default();
+        let (a, _ra) = member(1);
+        let (b, _rb) = member(1);
+        let (c, _rc) = member(1);
+        let (ca, cb, cc) = (Arc::clone(&a.control), Arc::clone(&b.control), Arc::clone(&c.control));
+        let other = IpKey::of(std::net::Ipv4Addr::new(127, 0, 0, 3).into());
+        let _a = Membership::new(&hub, a, loopback(), "alice");
+        let _b = Membership::new(&hub, b, other, "alice");
+        let _c = Membership::new(&hub, c, other, "bob");
+        assert_eq!(hub.close_all(&Subject::User("alice".into()), CloseCode::Revoked), 2);
+        assert_eq!(ca.closed().await, CloseCode::Revoked);
+        assert_eq!(cb.closed().await, CloseCode::Revoked);
+        assert_eq!(hub.close_all(&Subject::Ip(loopback()), CloseCode::TooManyViolations), 1);
+        let bob = tokio::time::timeout(std::time::Duration::from_millis(20), cc.closed()).await;
+        assert!(bob.is_err(), "bob shares neither the user nor the first address");
     }
 
     #[test]

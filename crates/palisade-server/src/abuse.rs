@@ -1,0 +1,189 @@
+//! The server's side of the abuse guard (docs/ARCHITECTURE.md, "Abuse
+//! defence"): it performs what `core::guard` decides — closes the
+//! connections of a banned subject, writes bans to the store off the
+//! runtime's workers, follows bans other processes write, forgets idle
+//! keys — and counts and logs every decision, `dry_run` ones included.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use palisade_core::addr::IpKey;
+use palisade_core::guard::{Ban, Escalation, Step};
+use palisade_core::refusal::{Kind, Refusal};
+use palisade_protocol::CloseCode;
+use tracing::{error, info, warn};
+
+use crate::state::AppState;
+
+/// How often the store is asked whether another process changed the bans:
+/// a `palisade ban` command takes effect within this (and one store read).
+pub(crate) const BAN_POLL: Duration = Duration::from_millis(250);
+/// How often idle limiter and score state is forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Decisions counted by kind, for the metrics endpoint (and tests).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    refused: [AtomicU64; Kind::ALL.len()],
+    unenforced: [AtomicU64; Kind::ALL.len()],
+    bans: AtomicU64,
+    disconnects: AtomicU64,
+}
+
+/// A read-only view of a running server's counters.
+#[derive(Debug, Clone)]
+pub struct Stats(pub(crate) Arc<AppState>);
+
+impl Stats {
+    /// Refusals of `kind` enforced so far (handshakes and requests).
+    pub fn refused(&self, kind: Kind) -> u64 {
+        self.0.counters.refused[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Refusals of `kind` that `abuse.dry_run` let through.
+    pub fn unenforced(&self, kind: Kind) -> u64 {
+        self.0.counters.unenforced[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Bans imposed by the guard (enforced).
+    pub fn bans(&self) -> u64 {
+        self.0.counters.bans.load(Ordering::Relaxed)
+    }
+
+    /// Connections the guard closed with 4008.
+    pub fn disconnects(&self) -> u64 {
+        self.0.counters.disconnects.load(Ordering::Relaxed)
+    }
+
+    /// Addresses and users whose limits and scores are kept now.
+    pub fn tracked(&self) -> (usize, usize) {
+        self.0.guard.tracked()
+    }
+}
+
+impl AppState {
+    /// Counts a refusal that was enforced.
+    pub(crate) fn count_refusal(&self, refusal: &Refusal) {
+        self.counters.refused[refusal.kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts and logs (within the refusal log budget) a refusal that
+    /// `abuse.dry_run` let through.
+    pub(crate) fn report_unenforced(&self, refusal: &Refusal, ip: IpKey, user: Option<&str>) {
+        self.counters.unenforced[refusal.kind as usize].fetch_add(1, Ordering::Relaxed);
+        if self.admit_refusal_line() {
+            info!(%ip, user, kind = %refusal.kind, reason = %refusal.reason, "dry run: would refuse");
+        }
+    }
+
+    /// Performs what a refusal by `user` from `ip` escalated to; returns
+    /// the close code for the connection it happened on, if it must close.
+    pub(crate) fn escalate(&self, escalation: Escalation, ip: IpKey, user: Option<&str>) -> Option<CloseCode> {
+        let enforced = escalation.enforced;
+        match escalation.step {
+            Step::None => None,
+            Step::Restrict => {
+                if self.admit_refusal_line() {
+                    info!(%ip, user, dry_run = !enforced, "anomaly score reached abuse.restrict_at: rates divided");
+                }
+                None
+            }
+            Step::Disconnect => {
+                if self.admit_refusal_line() {
+                    warn!(%ip, user, dry_run = !enforced, "anomaly score reached abuse.disconnect_at: closing with 4008");
+                }
+                enforced.then(|| {
+                    self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                    CloseCode::TooManyViolations
+                })
+            }
+            Step::Ban(bans) => {
+                for ban in bans {
+                    // Never budgeted: a ban is rare and an operator must be
+                    // able to find every one.
+                    warn!(
+                        subject = %ban.subject,
+                        until = ?ban.until.map(|t| t.as_millis()),
+                        strikes = ban.strikes,
+                        reason = %ban.reason,
+                        dry_run = !enforced,
+                        "banned"
+                    );
+                    if enforced {
+                        self.counters.bans.fetch_add(1, Ordering::Relaxed);
+                        self.hub.close_all(&ban.subject, CloseCode::Revoked);
+                        self.save_ban(ban);
+                    }
+                }
+                enforced.then_some(CloseCode::Revoked)
+            }
+        }
+    }
+
+    /// Writes a ban the guard imposed to the store, on a blocking thread;
+    /// until it is written, reloads from the store keep it.
+    fn save_ban(&self, ban: Ban) {
+        let store = Arc::clone(&self.store);
+        let bans = Arc::clone(&self.guard);
+        self.tasks.spawn_blocking(move || match store.put(&ban) {
+            Ok(()) => bans.bans().saved(&ban),
+            Err(e) => error!(subject = %ban.subject, error = %e, "could not save a ban; it holds until restart"),
+        });
+    }
+}
+
+/// Follows the store: when another process (`palisade ban …`) changed the
+/// bans, reloads them and closes the live connections of new ones.
+pub(crate) async fn follow_bans(state: Arc<AppState>) {
+    let mut seen = None;
+    let mut failing = false;
+    let mut tick = tokio::time::interval(BAN_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let store = Arc::clone(&state.store);
+        let now = state.clock.now();
+        let memory = state.guard.settings().ban_terms.memory;
+        let read = tokio::task::spawn_blocking(move || {
+            let version = store.version()?;
+            if seen == Some(version) {
+                return Ok(None);
+            }
+            store.bans(now, memory).map(|bans| Some((version, bans)))
+        })
+        .await;
+        match read {
+            Ok(Ok(None)) => failing = false,
+            Ok(Ok(Some((version, bans)))) => {
+                failing = false;
+                seen = Some(version);
+                for ban in state.guard.bans().replace(bans, now) {
+                    let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
+                    info!(subject = %ban.subject, closed, "ban from the store in force");
+                }
+            }
+            Ok(Err(e)) => {
+                // Logged once per outage, not every poll.
+                if !std::mem::replace(&mut failing, true) {
+                    error!(error = %e, "cannot read bans from the store; keeping the bans in memory");
+                }
+            }
+            Err(e) => error!(error = %e, "ban reader task failed"),
+        }
+    }
+}
+
+/// Forgets idle limiter and score state and long-ended bans.
+pub(crate) async fn sweep(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = tick.tick() => state.guard.sweep(state.clock.now()),
+        }
+    }
+}
