@@ -1,0 +1,84 @@
+//! Versioned schema migrations.
+//!
+//! `PRAGMA user_version` holds how many entries of [`MIGRATIONS`] the file
+//! has had applied. Entries are never edited or reordered once released: a
+//! change to the schema is a new entry at the end.
+
+use palisade_core::store::StoreError;
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Each entry takes the schema from version `i` to `i + 1`.
+///
+/// Plain tables (no `STRICT`), so that a `sqlite3` shell older than 3.37
+/// can still read the file; the `CHECK`s keep the values this code parses
+/// back.
+const MIGRATIONS: &[&str] = &[
+    // 1: bans in force or remembered (one row per subject), and every ban
+    //    and lift ever made. Times are Unix milliseconds; until_ms NULL is
+    //    a permanent ban.
+    "CREATE TABLE bans (
+        subject  TEXT PRIMARY KEY NOT NULL,
+        since_ms INTEGER NOT NULL CHECK (since_ms >= 0),
+        until_ms INTEGER CHECK (until_ms >= 0),
+        strikes  INTEGER NOT NULL CHECK (strikes >= 0),
+        reason   TEXT NOT NULL,
+        source   TEXT NOT NULL CHECK (source IN ('auto', 'operator'))
+    );
+    CREATE INDEX bans_until ON bans (until_ms);
+    CREATE TABLE ban_history (
+        id       INTEGER PRIMARY KEY,
+        at_ms    INTEGER NOT NULL CHECK (at_ms >= 0),
+        action   TEXT NOT NULL CHECK (action IN ('ban', 'lift')),
+        subject  TEXT NOT NULL,
+        since_ms INTEGER NOT NULL CHECK (since_ms >= 0),
+        until_ms INTEGER CHECK (until_ms >= 0),
+        strikes  INTEGER NOT NULL CHECK (strikes >= 0),
+        reason   TEXT NOT NULL,
+        source   TEXT NOT NULL CHECK (source IN ('auto', 'operator'))
+    );
+    CREATE INDEX ban_history_subject ON ban_history (subject, id);",
+];
+
+/// Brings the schema up to date; returns how many migrations it applied.
+///
+/// Each migration runs in its own immediate transaction that first reads
+/// the version again, so two processes opening a new file at once apply
+/// each migration exactly once between them.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    let mut applied = 0;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(crate::sql("migrating"))?;
+        let version = user_version(&tx)?;
+        let Some(migration) = MIGRATIONS.get(version) else {
+            if version > MIGRATIONS.len() {
+                return Err(StoreError(format!(
+                    "the database has schema version {version}, newer than the {} this palisade knows: \
+                     it was written by a newer palisade; run that version, or restore a backup made for this one",
+                    MIGRATIONS.len()
+                )));
+            }
+            return Ok(applied);
+        };
+        let next = version + 1;
+        tx.execute_batch(migration).map_err(|e| StoreError(format!("schema migration {next}: {e}")))?;
+        // PRAGMA takes no bound parameters; `next` is a small integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {next}"))
+            .map_err(|e| StoreError(format!("schema migration {next}: {e}")))?;
+        tx.commit().map_err(|e| StoreError(format!("schema migration {next}: {e}")))?;
+        applied += 1;
+    }
+}
+
+/// The schema version this build brings a file to.
+#[cfg(test)]
+pub(crate) const VERSION: usize = MIGRATIONS.len();
+
+fn user_version(conn: &Connection) -> Result<usize, StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(crate::sql("reading the schema version"))?;
+    // user_version is a signed 32-bit header field; a negative one is not
+    // ours either.
+    usize::try_from(version)
+        .map_err(|_| StoreError(format!("the database has schema version {version}, which no palisade writes")))
+}

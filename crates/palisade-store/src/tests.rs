@@ -1,0 +1,224 @@
+use std::time::Duration;
+
+use palisade_core::Timestamp;
+use palisade_core::guard::{Ban, BanSource, Subject};
+use palisade_core::store::{BanAction, BanStore};
+
+use super::*;
+
+const MIN: Duration = Duration::from_secs(60);
+const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+fn subject(s: &str) -> Subject {
+    s.parse().unwrap()
+}
+
+fn ban(s: &str, since: Timestamp, length: Option<Duration>, strikes: u32) -> Ban {
+    Ban {
+        subject: subject(s),
+        since,
+        until: length.map(|l| since.saturating_add(l)),
+        strikes,
+        reason: format!("reason for {s}"),
+        source: if strikes > 1 { BanSource::Auto } else { BanSource::Operator },
+    }
+}
+
+fn fresh() -> (tempfile::TempDir, Sqlite) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Sqlite::open_in(&dir.path().join("data")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn put_bans_lift_and_history_round_trip() {
+    let (_dir, store) = fresh();
+    let ip = ban("ip:127.0.0.2", T0, Some(15 * MIN), 1);
+    let user = ban("user:mallory", T0, None, 1);
+    let v6 = ban("ip:2001:db8::/64", T0, Some(30 * MIN), 2);
+    for b in [&ip, &user, &v6] {
+        store.put(b).unwrap();
+    }
+    let mut all = store.bans(T0, Duration::ZERO).unwrap();
+    all.sort_by(|a, b| a.subject.cmp(&b.subject));
+    let mut expected = vec![ip.clone(), user, v6];
+    expected.sort_by(|a, b| a.subject.cmp(&b.subject));
+    assert_eq!(all, expected);
+
+    // A second put replaces the subject's ban.
+    let later = T0.saturating_add(MIN);
+    let escalated = ban("ip:127.0.0.2", later, Some(60 * MIN), 3);
+    store.put(&escalated).unwrap();
+    assert_eq!(store.bans(later, Duration::ZERO).unwrap().iter().filter(|b| b.subject == ip.subject).count(), 1);
+
+    let lifted_at = T0.saturating_add(2 * MIN);
+    assert!(store.lift(&ip.subject, lifted_at).unwrap());
+    assert!(!store.lift(&ip.subject, lifted_at).unwrap(), "nothing left to lift");
+    assert!(!store.lift(&subject("user:nobody"), lifted_at).unwrap());
+    assert!(store.bans(lifted_at, Duration::MAX).unwrap().iter().all(|b| b.subject != ip.subject));
+
+    let history = store.history(None, 10).unwrap();
+    let summary: Vec<(BanAction, String, Timestamp)> =
+        history.iter().map(|r| (r.action, r.ban.subject.to_string(), r.at)).collect();
+    assert_eq!(
+        summary,
+        [
+            (BanAction::Lift, "ip:127.0.0.2".into(), lifted_at),
+            (BanAction::Ban, "ip:127.0.0.2".into(), later),
+            (BanAction::Ban, "ip:2001:db8::/64".into(), T0),
+            (BanAction::Ban, "user:mallory".into(), T0),
+            (BanAction::Ban, "ip:127.0.0.2".into(), T0),
+        ]
+    );
+    assert_eq!(history[0].ban, escalated, "a lift records the ban it lifted");
+    assert_eq!(history[4].ban, ip);
+    assert_eq!(store.history(None, 2).unwrap(), history[..2]);
+    let of_ip = store.history(Some(&ip.subject), 10).unwrap();
+    assert_eq!(of_ip.len(), 3);
+    assert!(of_ip.iter().all(|r| r.ban.subject == ip.subject));
+    assert!(store.history(Some(&subject("user:nobody")), 10).unwrap().is_empty());
+}
+
+#[test]
+fn bans_keeps_what_is_in_force_remembered_or_permanent() {
+    let (_dir, store) = fresh();
+    store.put(&ban("ip:127.0.0.2", T0, Some(15 * MIN), 1)).unwrap();
+    store.put(&ban("user:forever", T0, None, 1)).unwrap();
+    let subjects = |now: Timestamp, remember: Duration| -> Vec<String> {
+        store.bans(now, remember).unwrap().iter().map(|b| b.subject.to_string()).collect()
+    };
+    let end = T0.saturating_add(15 * MIN);
+    let just_before = end.saturating_sub(Duration::from_millis(1));
+    assert_eq!(subjects(just_before, Duration::ZERO), ["ip:127.0.0.2", "user:forever"]);
+    assert_eq!(subjects(end, Duration::ZERO), ["user:forever"], "ended at its until");
+    // Remembered for escalation until until + remember, exclusive.
+    assert_eq!(subjects(end.saturating_add(59 * MIN), 60 * MIN), ["ip:127.0.0.2", "user:forever"]);
+    assert_eq!(subjects(end.saturating_add(60 * MIN), 60 * MIN), ["user:forever"]);
+    // No overflow at the extremes.
+    assert_eq!(subjects(T0, Duration::MAX), ["ip:127.0.0.2", "user:forever"]);
+    assert_eq!(subjects(Timestamp::from_millis(u64::MAX), Duration::ZERO), ["user:forever"]);
+    // A permanent ban is there a thousand years on.
+    let far = T0.saturating_add(1000 * 365 * 24 * 60 * MIN);
+    assert_eq!(subjects(far, Duration::ZERO), ["user:forever"]);
+}
+
+#[test]
+fn prune_deletes_ended_bans_but_not_permanent_ones_or_history() {
+    let (_dir, store) = fresh();
+    store.put(&ban("ip:127.0.0.2", T0, Some(15 * MIN), 1)).unwrap();
+    store.put(&ban("ip:127.0.0.3", T0, Some(60 * MIN), 1)).unwrap();
+    store.put(&ban("user:forever", T0, None, 1)).unwrap();
+    let end = T0.saturating_add(15 * MIN);
+    assert_eq!(store.prune(end).unwrap(), 0, "until == before is not before");
+    assert_eq!(store.prune(end.saturating_add(MIN)).unwrap(), 1);
+    let left: Vec<String> = store.bans(T0, Duration::MAX).unwrap().iter().map(|b| b.subject.to_string()).collect();
+    assert_eq!(left, ["ip:127.0.0.3", "user:forever"]);
+    assert_eq!(store.prune(Timestamp::from_millis(u64::MAX)).unwrap(), 1);
+    assert_eq!(store.bans(T0, Duration::MAX).unwrap().len(), 1);
+    assert_eq!(store.history(None, 100).unwrap().len(), 3);
+}
+
+#[test]
+fn reopening_keeps_everything_and_migrates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let permanent = ban("user:forever", T0, None, 1);
+    let temporary = ban("ip:127.0.0.2", T0, Some(15 * MIN), 2);
+    {
+        let store = Sqlite::open_in(dir.path()).unwrap();
+        store.put(&permanent).unwrap();
+        store.put(&temporary).unwrap();
+    }
+    let store = Sqlite::open_in(dir.path()).unwrap();
+    assert_eq!(store.bans(T0, Duration::ZERO).unwrap(), [temporary, permanent]);
+    assert_eq!(store.history(None, 10).unwrap().len(), 2);
+
+    let mut conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    assert_eq!(schema::migrate(&mut conn).unwrap(), 0, "an up-to-date file needs nothing");
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(usize::try_from(version).unwrap(), schema::VERSION);
+
+    let mut blank = Connection::open(dir.path().join("blank.db")).unwrap();
+    assert_eq!(schema::migrate(&mut blank).unwrap(), schema::VERSION);
+    assert_eq!(schema::migrate(&mut blank).unwrap(), 0);
+}
+
+#[test]
+fn the_file_is_in_wal_mode_with_full_sync_and_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Sqlite::open_in(&dir.path().join("nested/data")).unwrap();
+    assert_eq!(store.path(), dir.path().join("nested/data").join(DB_FILE));
+    let conn = store.conn();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+    assert_eq!(sync, 2, "FULL");
+    let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+    assert_eq!(fk, 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(store.path()), 0o600);
+        assert_eq!(mode(&dir.path().join("nested/data")), 0o700);
+        assert_eq!(mode(&dir.path().join("nested/data/palisade.db-wal")), 0o600, "SQLite copies the file's mode");
+    }
+}
+
+#[test]
+fn version_moves_on_another_connections_write_not_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Sqlite::open_in(dir.path()).unwrap();
+    let cli = Sqlite::open_in(dir.path()).unwrap();
+    let v0 = server.version().unwrap();
+    assert_eq!(server.version().unwrap(), v0, "stable while nothing happens");
+
+    server.put(&ban("ip:127.0.0.2", T0, Some(MIN), 1)).unwrap();
+    assert_eq!(server.version().unwrap(), v0, "own write");
+
+    cli.put(&ban("user:mallory", T0, None, 1)).unwrap();
+    let v1 = server.version().unwrap();
+    assert_ne!(v1, v0, "the CLI's ban");
+    assert_eq!(server.bans(T0, Duration::ZERO).unwrap().len(), 2, "and the server reads it");
+
+    assert!(cli.lift(&subject("user:mallory"), T0).unwrap());
+    assert_ne!(server.version().unwrap(), v1, "the CLI's lift");
+}
+
+#[test]
+fn a_newer_schema_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Sqlite::open_in(dir.path()).unwrap());
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION + 1)).unwrap();
+    drop(conn);
+    let err = Sqlite::open_in(dir.path()).unwrap_err().to_string();
+    assert!(err.contains(&format!("schema version {}", schema::VERSION + 1)), "{err}");
+    assert!(err.contains("newer palisade"), "{err}");
+    assert!(err.contains(DB_FILE), "names the file: {err}");
+}
+
+#[test]
+fn a_corrupt_row_is_an_error_naming_it() {
+    let (_dir, store) = fresh();
+    store.put(&ban("ip:127.0.0.2", T0, None, 1)).unwrap();
+    store.conn().execute("UPDATE bans SET subject = 'host:nope'", []).unwrap();
+    let err = store.bans(T0, Duration::ZERO).unwrap_err().to_string();
+    assert!(err.contains("bans row \"host:nope\"") && err.contains("subject"), "{err}");
+
+    store.conn().execute("UPDATE ban_history SET since_ms = -5", []).unwrap_err();
+    store.conn().execute("UPDATE ban_history SET strikes = 1 << 40", []).unwrap();
+    let err = store.history(None, 10).unwrap_err().to_string();
+    assert!(err.contains("ban_history row 1") && err.contains("strikes"), "{err}");
+}
+
+#[test]
+fn processes_opening_a_new_file_at_once_migrate_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let stores: Vec<Sqlite> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| Sqlite::open(&path))).collect();
+        handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+    });
+    stores[0].put(&ban("ip:127.0.0.2", T0, None, 1)).unwrap();
+    assert_eq!(stores[3].bans(T0, Duration::ZERO).unwrap().len(), 1);
+}
