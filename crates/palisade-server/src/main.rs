@@ -31,6 +31,12 @@ fn main() -> ExitCode {
                 print!("{policy}");
             }
         }),
+        Command::Ban(command) => cli::ban::ban(command, &env).map(|out| {
+            #[allow(clippy::print_stdout, reason = "the bans or what was done is the command's output")]
+            {
+                print!("{out}");
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

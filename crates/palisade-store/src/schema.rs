@@ -45,6 +45,11 @@ const MIGRATIONS: &[&str] = &[
 /// the version again, so two processes opening a new file at once apply
 /// each migration exactly once between them.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
+    // The usual case, without taking the write lock a running server may
+    // hold.
+    if user_version(conn)? == MIGRATIONS.len() {
+        return Ok(0);
+    }
     let mut applied = 0;
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(crate::sql("migrating"))?;

@@ -1,4 +1,7 @@
-//! Command-line interface: `serve` (the default), `token` and `init`.
+//! Command-line interface: `serve` (the default), `token`, `init`,
+//! `policy check` and `ban` (in [`ban`]).
+
+pub mod ban;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +54,10 @@ pub enum Command {
     /// Work with the message policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// List, add and lift bans in the data directory's database (also while
+    /// the server runs).
+    #[command(subcommand)]
+    Ban(ban::BanCommand),
 }
 
 /// `palisade policy …`
@@ -66,7 +73,7 @@ pub enum PolicyCommand {
 /// `server.data_dir` in the default config.
 const DEFAULT_DATA_DIR: &str = "palisade-data";
 
-/// Where the config comes from, shared by `serve` and `token`.
+/// Where the config comes from, shared by `serve`, `token` and `ban`.
 #[derive(Debug, Clone, Args, Default)]
 pub struct ConfigArgs {
     /// Config file (default: none, built-in defaults).

@@ -1,0 +1,288 @@
+//! `palisade ban list|add|remove`: the bans in `<data_dir>/palisade.db`,
+//! changed directly in the database, so they work whether or not a server
+//! is running on the same data directory.
+
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use palisade_core::Timestamp;
+use palisade_core::guard::{Ban, BanSource, Subject};
+use palisade_core::log::Clipped;
+use palisade_core::store::{BanAction, BanStore};
+use palisade_store::{DB_FILE, Sqlite};
+
+use super::{CliError, ConfigArgs};
+use crate::config::Env;
+use crate::state::now;
+
+/// Longest `--reason`, in characters.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// `palisade ban …`
+#[derive(Debug, Subcommand)]
+pub enum BanCommand {
+    /// List the bans in force (or, with --history, every ban and lift).
+    List(ListArgs),
+    /// Ban an address or a user.
+    Add(AddArgs),
+    /// Lift the ban on an address or a user.
+    Remove(RemoveArgs),
+}
+
+/// `palisade ban list`
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Config source: where the data directory is.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Show the history of bans and lifts, newest first, instead.
+    #[arg(long)]
+    pub history: bool,
+    /// At most this many lines.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
+}
+
+/// `palisade ban add`
+#[derive(Debug, Clone, Args)]
+pub struct AddArgs {
+    /// Config source: where the data directory is.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// `ip:ADDRESS` (or a bare address; IPv6 bans cover the /64) or
+    /// `user:ID`.
+    #[arg(value_name = "SUBJECT")]
+    pub subject: Subject,
+    /// How long: --for DURATION or --permanent.
+    #[command(flatten)]
+    pub length: BanLength,
+    /// Why, for other operators (at most 200 characters).
+    #[arg(long, value_parser = parse_reason)]
+    pub reason: Option<String>,
+}
+
+/// `--for DURATION` or `--permanent`, exactly one.
+#[derive(Debug, Clone, Copy, Args)]
+#[group(required = true, multiple = false)]
+pub struct BanLength {
+    /// Length, like "15m", "2h" or "30d".
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Until lifted.
+    #[arg(long)]
+    pub permanent: bool,
+}
+
+/// `palisade ban remove`
+#[derive(Debug, Clone, Args)]
+pub struct RemoveArgs {
+    /// Config source: where the data directory is.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// `ip:ADDRESS` (or a bare address) or `user:ID`.
+    #[arg(value_name = "SUBJECT")]
+    pub subject: Subject,
+}
+
+/// Runs a `palisade ban` command; returns what to print on stdout.
+pub fn ban(command: BanCommand, env: &dyn Env) -> Result<String, CliError> {
+    run(command, env, now())
+}
+
+fn run(command: BanCommand, env: &dyn Env, now: Timestamp) -> Result<String, CliError> {
+    match command {
+        BanCommand::List(args) => {
+            let store = existing(&args.config, env)?;
+            let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
+            if args.history { history(&store, limit) } else { list(&store, limit, now) }
+        }
+        BanCommand::Add(args) => add(args, env, now),
+        BanCommand::Remove(args) => {
+            let store = existing(&args.config, env)?;
+            if store.lift(&args.subject, now).map_err(failed)? {
+                Ok(format!("lifted the ban on {}\n", args.subject))
+            } else {
+                Err(CliError::Failed(format!("no ban on {}", args.subject)))
+            }
+        }
+    }
+}
+
+fn add(args: AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError> {
+    let until = match args.length {
+        BanLength { permanent: true, .. } => None,
+        BanLength { duration: Some(d), .. } if !d.is_zero() => Some(now.saturating_add(d)),
+        // clap requires exactly one of the two.
+        BanLength { .. } => return Err(CliError::Failed("--for needs a length above zero, like 15m".into())),
+    };
+    let config = args.config.load(env)?;
+    let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
+    let previous = store.bans(now, Duration::ZERO).map_err(failed)?.into_iter().find(|b| b.subject == args.subject);
+    let ban = Ban {
+        subject: args.subject,
+        since: now,
+        until,
+        strikes: 1,
+        reason: args.reason.unwrap_or_default(),
+        source: BanSource::Operator,
+    };
+    store.put(&ban).map_err(failed)?;
+    let mut out = format!("banned {} {}", ban.subject, until_text(ban.until));
+    if let Some(previous) = previous {
+        let _ = write!(out, ", replacing the ban {}", until_text(previous.until));
+    }
+    let _ = writeln!(out, " (in {})", store.path().display());
+    Ok(out)
+}
+
+fn list(store: &Sqlite, limit: usize, now: Timestamp) -> Result<String, CliError> {
+    let bans = store.bans(now, Duration::ZERO).map_err(failed)?;
+    if bans.is_empty() {
+        return Ok("no bans\n".into());
+    }
+    let mut rows = vec![["SUBJECT", "UNTIL", "STRIKES", "SOURCE", "REASON"].map(String::from)];
+    rows.extend(bans.iter().take(limit).map(|b| {
+        [
+            b.subject.to_string(),
+            b.until.map_or_else(|| "permanent".into(), rfc3339),
+            b.strikes.to_string(),
+            b.source.as_str().into(),
+            reason(&b.reason),
+        ]
+    }));
+    let mut out = table(&rows);
+    if bans.len() > limit {
+        let _ = writeln!(out, "… and {} more (raise --limit)", bans.len() - limit);
+    }
+    Ok(out)
+}
+
+fn history(store: &Sqlite, limit: usize) -> Result<String, CliError> {
+    let records = store.history(None, limit).map_err(failed)?;
+    if records.is_empty() {
+        return Ok("no ban history\n".into());
+    }
+    let mut rows = vec![["AT", "ACTION", "SUBJECT", "UNTIL", "STRIKES", "SOURCE", "REASON"].map(String::from)];
+    rows.extend(records.iter().map(|r| {
+        [
+            rfc3339(r.at),
+            match r.action {
+                BanAction::Ban => "ban".into(),
+                BanAction::Lift => "lift".into(),
+            },
+            r.ban.subject.to_string(),
+            r.ban.until.map_or_else(|| "permanent".into(), rfc3339),
+            r.ban.strikes.to_string(),
+            r.ban.source.as_str().into(),
+            reason(&r.ban.reason),
+        ]
+    }));
+    Ok(table(&rows))
+}
+
+/// Opens the database that must already exist: listing or lifting in a
+/// data directory that has none means `--data` or `--config` points
+/// elsewhere than the server's, and "no bans" would mislead.
+fn existing(config: &ConfigArgs, env: &dyn Env) -> Result<Sqlite, CliError> {
+    let data_dir = config.load(env)?.server.data_dir;
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(CliError::Failed(format!(
+            "no ban database at {}: is --data or --config the server's? (the server creates it when it starts)",
+            path.display()
+        )));
+    }
+    Sqlite::open(&path).map_err(failed)
+}
+
+fn failed(e: palisade_core::store::StoreError) -> CliError {
+    // Its messages name the file or the operation already.
+    CliError::Failed(e.0)
+}
+
+/// `--reason`: operator text, one line, at most [`MAX_REASON_CHARS`].
+fn parse_reason(text: &str) -> Result<String, String> {
+    let chars = text.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(format!("at most {MAX_REASON_CHARS} characters (this one has {chars})"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("one line without control characters".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// A reason as printed: quoted, with anything that could break the line or
+/// change how it reads escaped (the server's own reasons are violation
+/// kinds, but the file may be edited by hand).
+fn reason(text: &str) -> String {
+    if text.is_empty() { "-".into() } else { Clipped::new(text, MAX_REASON_CHARS).to_string() }
+}
+
+/// "until 2026-01-01T00:00:00Z" or "permanently".
+fn until_text(until: Option<Timestamp>) -> String {
+    until.map_or_else(|| "permanently".into(), |t| format!("until {}", rfc3339(t)))
+}
+
+/// RFC 3339 in UTC to the second.
+fn rfc3339(t: Timestamp) -> String {
+    // humantime stops at the end of year 9999 (a `--for 10000y` ban).
+    const LAST: u64 = 253_402_300_799;
+    if t.as_secs() > LAST {
+        return "after 9999-12-31T23:59:59Z".into();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t.as_secs())).to_string()
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_rfc3339_utc_even_far_away() {
+        assert_eq!(rfc3339(Timestamp::from_millis(1_700_000_000_999)), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(Timestamp::from_millis(u64::MAX)), "after 9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(Timestamp::from_secs(253_402_300_799)), "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn reasons_are_one_bounded_line_and_print_escaped() {
+        assert_eq!(parse_reason("spam from a botnet").unwrap(), "spam from a botnet");
+        assert!(parse_reason(&"x".repeat(MAX_REASON_CHARS)).is_ok());
+        assert!(parse_reason(&"é".repeat(MAX_REASON_CHARS + 1)).unwrap_err().contains("201"));
+        assert!(parse_reason("two\nlines").is_err());
+        assert_eq!(reason(""), "-");
+        assert_eq!(reason("a \"b\"\u{202e}"), "\"a \\\"b\\\"\\u{202e}\"");
+    }
+
+    #[test]
+    fn tables_align_all_but_the_last_column() {
+        let rows = [["A", "BB", "C"].map(String::from), ["aaa", "b", "c c"].map(String::from)];
+        assert_eq!(table(&rows), "A    BB  C\naaa  b   c c\n");
+    }
+}
