@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_core::Timestamp;
-use palisade_core::auth::{Algorithm, KeyMaterial, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
 use palisade_core::addr::IpKey;
+use palisade_core::auth::{Algorithm, KeyMaterial, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::{BanTerms, Guard, GuardSettings, Rate, SpamRules, Standing, Weights};
-use palisade_core::refusal::Kind;
 use palisade_core::policy::{Policy, PolicySpec};
+use palisade_core::refusal::Kind;
 use palisade_core::sanitize::Rule;
 use palisade_core::session::{Context, Decision, Session, SessionLimits};
 use palisade_core::store::MemoryNonces;

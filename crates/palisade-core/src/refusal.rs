@@ -125,8 +125,7 @@ impl Kind {
             Self::Banned | Self::AtCapacity | Self::Internal | Self::Expired => 0,
             Self::NotMember | Self::UnknownEvent | Self::RateExcess | Self::TooManyConnections => 1,
             Self::Schema | Self::Forbidden | Self::Spam | Self::RapidReconnect | Self::AuthFailure => 2,
-            Self::Origin | Self::Csrf | Self::Replay | Self::Oversize => 3,
-            Self::Protocol => 5,
+            Self::Origin | Self::Csrf | Self::Replay | Self::Oversize | Self::Protocol => 3,
             Self::TooManyViolations => 10,
         }
     }
@@ -164,8 +163,14 @@ impl Kind {
 
     /// The JSON body of a refused handshake: one per status, so the body
     /// says no more than the status does (every authentication failure
-    /// looks the same; a banned client learns it is refused, not why).
+    /// looks the same; a banned client learns it is refused, not why),
+    /// except that a refused Origin says so: it names the page's own
+    /// origin, which helps whoever deploys a web client and tells an
+    /// attacker nothing.
     pub fn body(self) -> &'static str {
+        if self == Self::Origin {
+            return r#"{"error":"forbidden","message":"origin not allowed"}"#;
+        }
         match self.status() {
             401 => r#"{"error":"unauthorized","message":"authentication required"}"#,
             429 => r#"{"error":"rate_limited","message":"too many requests"}"#,
@@ -181,7 +186,12 @@ impl Kind {
     pub fn is_guard(self) -> bool {
         matches!(
             self,
-            Self::Banned | Self::RapidReconnect | Self::TooManyConnections | Self::RateExcess | Self::Spam | Self::TooManyViolations
+            Self::Banned
+                | Self::RapidReconnect
+                | Self::TooManyConnections
+                | Self::RateExcess
+                | Self::Spam
+                | Self::TooManyViolations
         )
     }
 }
@@ -291,7 +301,7 @@ mod tests {
     #[test]
     fn a_handshake_body_says_no_more_than_its_status() {
         let by_status: std::collections::BTreeMap<u16, std::collections::BTreeSet<&str>> =
-            Kind::ALL.iter().fold(Default::default(), |mut m, k| {
+            Kind::ALL.iter().filter(|k| **k != Kind::Origin).fold(Default::default(), |mut m, k| {
                 m.entry(k.status()).or_default().insert(k.body());
                 m
             });

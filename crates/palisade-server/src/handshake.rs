@@ -12,12 +12,12 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use http::header;
 use palisade_core::addr::IpKey;
+use palisade_core::guard::Standing;
 use palisade_core::guard::Verdict;
 use palisade_core::handshake::HandshakeRequest;
 use palisade_core::log::Clipped;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::session::Session;
-use palisade_core::guard::Standing;
 use palisade_protocol::SUBPROTOCOL;
 use tracing::warn;
 

@@ -104,13 +104,7 @@ impl Server {
         let router = router(Arc::clone(&state));
         let handshake_timeout = state.settings.config.server.handshake_timeout;
         let mut http = hyper::server::conn::http1::Builder::new();
-        // One request per socket: a WebSocket client sends one, and an idle
-        // keep-alive socket would hold a pending-handshake permit for
-        // nothing.
-        http.timer(TokioTimer::new())
-            .header_read_timeout(handshake_timeout)
-            .keep_alive(false)
-            .max_buf_size(MAX_REQUEST_HEAD);
+        http.timer(TokioTimer::new()).header_read_timeout(handshake_timeout).max_buf_size(MAX_REQUEST_HEAD);
         let pending = Arc::new(Semaphore::new(state.settings.config.limits.max_pending_handshakes));
         tokio::pin!(signal);
         loop {
@@ -143,10 +137,11 @@ impl Server {
             let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
             let shutdown = state.shutdown.clone();
             state.tasks.spawn(async move {
-                // With upgrades, this future ends once the request is
-                // answered (an upgraded socket lives on in its own task), so
-                // the deadline bounds the whole handshake, slowloris
-                // included, and the permit is held exactly that long.
+                // With upgrades, this future ends once the upgrade is
+                // answered (the socket lives on in its own task), so the
+                // deadline bounds the whole handshake, slowloris included,
+                // and an idle keep-alive socket, and the permit is held at
+                // most that long.
                 let _permit = permit;
                 tokio::pin!(conn);
                 tokio::select! {

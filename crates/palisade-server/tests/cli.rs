@@ -5,77 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod process;
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use process::{Running, run};
 use serde_json::json;
-
-const BIN: &str = env!("CARGO_BIN_EXE_palisade");
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(dir).env_remove("PALISADE_CONFIG").output().unwrap()
-}
-
-/// A running `palisade` process and the address it printed.
-struct Running {
-    child: Child,
-    addr: std::net::SocketAddr,
-    /// The `get a token:` command from the dev banner, if printed.
-    token_command: Option<String>,
-}
-
-impl Running {
-    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env_remove("PALISADE_CONFIG")
-            .envs(env.iter().copied())
-            .current_dir(dir)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let addr = loop {
-            let line = rx.recv_timeout(WAIT).expect("server prints its address");
-            if let Some(rest) = line.split("listening on ws://").nth(1) {
-                break rest.split("/ws").next().unwrap().parse().unwrap();
-            }
-        };
-        let mut token_command = None;
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-            if let Some(cmd) = line.split("get a token:").nth(1) {
-                token_command = Some(cmd.trim().to_owned());
-                break;
-            }
-        }
-        Self { child, addr, token_command }
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill().unwrap();
-        panic!("server did not exit after SIGTERM");
-    }
-}
 
 async fn connect_to(addr: std::net::SocketAddr, token: &str) -> (Ws, serde_json::Value) {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -288,7 +225,7 @@ async fn sighup_reloads_the_policy_from_the_config_file() {
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("\n[events.\"poll.vote\"]\n");
     std::fs::write(&path, text).unwrap();
-    Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
     // The signal is handled asynchronously: poll, bounded.
     let mut accepted = false;
     for id in 1..=50 {

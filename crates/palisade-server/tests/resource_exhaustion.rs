@@ -46,7 +46,7 @@ async fn invalid_utf8_closes_with_1007() {
 #[tokio::test]
 async fn a_client_that_never_reads_is_closed_with_4009_while_others_keep_receiving() {
     // Large events without a schema, so the queue fills fast.
-    let server = TestServer::start(
+    let server = TestServer::start_lenient(
         "[limits]\noutbound_queue = 8\nclose_timeout = \"20s\"\n[events.\"chat.message\"]\npermission = \"chat:send\"\n",
     )
     .await;

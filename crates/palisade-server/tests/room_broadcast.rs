@@ -102,7 +102,7 @@ async fn identity_comes_from_the_token_not_the_payload() {
 
 #[tokio::test]
 async fn refused_requests_get_their_code_and_broadcast_nothing() {
-    let server = TestServer::start(POLICY).await;
+    let server = TestServer::start_lenient(POLICY).await;
     let (mut alice, _) = connect(&server, &token("alice", &[])).await;
     let (mut bob, _) = connect(&server, &token("bob", &[])).await;
     join(&mut alice, "lobby").await;

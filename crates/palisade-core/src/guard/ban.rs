@@ -307,7 +307,7 @@ mod tests {
             source: BanSource::Operator,
         };
         let fresh = list.replace(vec![list.active(&ip("127.0.0.2"), T0).unwrap(), permanent.clone()], T0);
-        assert_eq!(fresh, [permanent.clone()], "the IP ban was in force already");
+        assert_eq!(fresh, std::slice::from_ref(&permanent), "the IP ban was in force already");
         assert!(list.active(&permanent.subject, T0.saturating_add(1000 * 24 * 60 * MIN)).is_some());
         assert_eq!(list.list(T0).len(), 2);
     }

@@ -249,9 +249,10 @@ impl Guard {
 
     /// The connection of `ticket` ended.
     pub fn release(&self, ticket: Ticket) {
+        let Ticket { ip, ip_place, user, user_place } = ticket;
         let close = |k: &mut KeyState| k.open = k.open.saturating_sub(1);
-        self.ips.with_existing(&ticket.ip, ticket.ip_place, close);
-        self.users.with_existing(ticket.user.as_str(), ticket.user_place, close);
+        self.ips.with_existing(&ip, ip_place, close);
+        self.users.with_existing(user.as_str(), user_place, close);
     }
 
     /// Pipeline step 2: the message rates of the connection, its user and
@@ -264,8 +265,11 @@ impl Guard {
         let hl = s.score_half_life;
         let ip = standing.ip;
         let restricted = standing.restricted;
-        let (conn_rate, user_rate, ip_rate) =
-            (self.rate(s.connection_rate, restricted), self.rate(s.user_rate, restricted), self.rate(s.ip_rate, restricted));
+        let (conn_rate, user_rate, ip_rate) = (
+            self.rate(s.connection_rate, restricted),
+            self.rate(s.user_rate, restricted),
+            self.rate(s.ip_rate, restricted),
+        );
         let mut conn = standing.messages;
         let conn_wait = conn.check(conn_rate, now).err();
         let probe = |rate| move |k: &mut KeyState| (k.score.at(hl, now), peek_check(&k.messages, rate, now));
@@ -280,8 +284,10 @@ impl Guard {
         standing.messages = conn;
         // A concurrent message may have taken the last token meanwhile; one
         // message over is not worth a second refusal path.
-        let count = |rate| move |k: &mut KeyState| {
-            let _ = k.messages.check(rate, now);
+        let count = |rate| {
+            move |k: &mut KeyState| {
+                let _ = k.messages.check(rate, now);
+            }
         };
         self.users.with(user, now, |k| self.idle(k, now), count(user_rate));
         self.ips.with(&ip, now, |k| self.idle(k, now), count(ip_rate));
@@ -433,17 +439,22 @@ impl Guard {
         let s = &self.settings;
         let ip_open = self.ips.peek(&ip, |k| k.open).unwrap_or(0);
         if ip_open >= s.max_connections_per_ip {
-            return Some(Refusal::new(Kind::TooManyConnections, "address at abuse.max_connections_per_ip").retry_after(RETRY));
+            return Some(
+                Refusal::new(Kind::TooManyConnections, "address at abuse.max_connections_per_ip").retry_after(RETRY),
+            );
         }
         let user_open = self.users.peek(user, |k| k.open).unwrap_or(0);
         if user_open >= s.max_connections_per_user {
-            return Some(Refusal::new(Kind::TooManyConnections, "user at abuse.max_connections_per_user").retry_after(RETRY));
+            return Some(
+                Refusal::new(Kind::TooManyConnections, "user at abuse.max_connections_per_user").retry_after(RETRY),
+            );
         }
         None
     }
 
     fn ip_restricted(&self, ip: IpKey, now: Timestamp) -> bool {
-        self.ips.peek(&ip, |k| k.score.at(self.settings.score_half_life, now)).unwrap_or(0.0) >= self.settings.restrict_at
+        self.ips.peek(&ip, |k| k.score.at(self.settings.score_half_life, now)).unwrap_or(0.0)
+            >= self.settings.restrict_at
     }
 
     fn rate(&self, rate: Rate, restricted: bool) -> Rate {

@@ -52,7 +52,12 @@ impl<K: Hash + Eq, V: Default> Table<K, V> {
         let shards = (0..SHARDS)
             .map(|_| Mutex::new(Shard { map: HashMap::new(), no_idle_until: Timestamp::from_millis(0) }))
             .collect();
-        Self { shards, per_shard: max_keys.div_ceil(SHARDS).max(1), overflow: Mutex::default(), hasher: RandomState::new() }
+        Self {
+            shards,
+            per_shard: max_keys.div_ceil(SHARDS).max(1),
+            overflow: Mutex::default(),
+            hasher: RandomState::new(),
+        }
     }
 
     /// Runs `f` on `key`'s state, created if new; `idle` says which entries

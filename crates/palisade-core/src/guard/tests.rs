@@ -30,14 +30,14 @@ fn a_reconnect_storm_is_limited_then_banned() {
     }
     let Verdict::Refuse(r) = guard.connect(ip(2), T0) else { panic!("the 31st attempt is refused") };
     assert_eq!((r.kind, r.retry_after), (Kind::RapidReconnect, Some(Duration::from_secs(2))));
-    // Every refused attempt weighs 2; ban_at is 40.
+    // Every refused attempt weighs 2; ban_at is 60.
     let mut steps = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..30 {
         let Verdict::Refuse(r) = guard.connect(ip(2), T0) else { panic!("still refused") };
         steps.push(guard.penalize(None, ip(2), None, r.kind, T0).step);
     }
     assert_eq!(steps.iter().filter(|s| **s == Step::Restrict).count(), 1, "restricted once, at 10");
-    let Some(Step::Ban(bans)) = steps.last() else { panic!("the 20th refusal bans: {steps:?}") };
+    let Some(Step::Ban(bans)) = steps.last() else { panic!("the 30th refusal bans: {steps:?}") };
     assert_eq!(bans[0].subject, Subject::Ip(ip(2)));
     assert_eq!(refused(&guard.connect(ip(2), T0)), Some(Kind::Banned));
     assert_eq!(guard.connect(ip(3), T0), Verdict::Pass, "other addresses are untouched");
@@ -47,7 +47,8 @@ fn a_reconnect_storm_is_limited_then_banned() {
 
 #[test]
 fn caps_refuse_the_one_too_many_and_free_up_on_release() {
-    let guard = Guard::new(GuardSettings { max_connections_per_ip: 2, max_connections_per_user: 3, ..guard_settings() });
+    let guard =
+        Guard::new(GuardSettings { max_connections_per_ip: 2, max_connections_per_user: 3, ..guard_settings() });
     let (v1, t1) = guard.admit(ip(2), "alice", T0);
     let (v2, t2) = guard.admit(ip(2), "bob", T0);
     assert_eq!((v1, v2), (Verdict::Pass, Verdict::Pass));
@@ -82,13 +83,16 @@ fn a_flood_on_one_connection_is_rate_limited_then_disconnected() {
         let v = guard.message(&mut conn, "alice", T0);
         steps.push(guard.penalize(Some(&mut conn), ip(2), Some("alice"), refused(&v).unwrap(), T0).step);
     }
-    assert_eq!(steps.len(), 20, "rate excess weighs 1; disconnect_at is 20");
+    assert_eq!(steps.len(), 30, "rate excess weighs 1; disconnect_at is 30");
     assert_eq!(steps.iter().filter(|s| **s == Step::Restrict).count(), 1);
-    // The disconnect weighed 10 more on the user and the address (30), so
-    // back on a new connection the user's score disconnects at once, and
-    // that second disconnect takes the address past ban_at (40).
+    // The disconnect weighed 10 more on the user and the address (40), so
+    // back on a new connection the user's score disconnects at once (51),
+    // and on the next one the address passes ban_at (62).
     let mut again = Standing::new(ip(2));
     let step = guard.penalize(Some(&mut again), ip(2), Some("alice"), Kind::RateExcess, T0).step;
+    assert_eq!(step, Step::Disconnect);
+    let mut third = Standing::new(ip(2));
+    let step = guard.penalize(Some(&mut third), ip(2), Some("alice"), Kind::RateExcess, T0).step;
     let Step::Ban(bans) = step else { panic!("{step:?}") };
     assert_eq!(bans.iter().map(|b| b.subject.to_string()).collect::<Vec<_>>(), ["ip:127.0.0.2"]);
     assert_eq!(refused(&guard.connect(ip(2), T0)), Some(Kind::Banned));
@@ -193,7 +197,7 @@ fn dry_run_reports_everything_and_enforces_nothing() {
 fn user_bans_only_when_configured() {
     let guard = Guard::new(GuardSettings { ban_users: true, ..guard_settings() });
     let mut step = Step::None;
-    for n in 0..8 {
+    for n in 0..20 {
         // Spread over addresses, so only the user's score reaches ban_at.
         step = guard.penalize(None, ip(10 + n), Some("mallory"), Kind::Protocol, T0).step;
     }

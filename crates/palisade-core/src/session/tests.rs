@@ -2,9 +2,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::auth::TokenVerifier;
+use crate::guard::Guard;
 use crate::policy::{EventSpec, PolicySpec, RoleSpec, RoomSpec};
 use crate::store::MemoryNonces;
-use crate::guard::Guard;
 use crate::testkit::{T0, lenient_guard, mint, standing, verifier};
 
 fn policy() -> Policy {
@@ -377,7 +377,10 @@ fn csrf_events_need_the_current_or_just_rotated_token() {
     assert_ne!(s.csrf(), old);
     assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), at), Decision::Publish { .. }));
     let late = at.saturating_add(Duration::from_secs(61));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), late)).code(), ErrorCode::CsrfFailed);
+    assert_eq!(
+        refusal_of(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), late)).code(),
+        ErrorCode::CsrfFailed
+    );
     let new = s.csrf().to_owned();
     assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&new)), late), Decision::Publish { .. }));
 }

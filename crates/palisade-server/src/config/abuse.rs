@@ -99,7 +99,10 @@ impl AbuseConfig {
         for (name, weight) in &self.weights {
             let kind = Kind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
                 let known: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
-                ConfigError::invalid(format!("abuse.weights.{name}"), format!("unknown kind; known: {}", known.join(", ")))
+                ConfigError::invalid(
+                    format!("abuse.weights.{name}"),
+                    format!("unknown kind; known: {}", known.join(", ")),
+                )
             })?;
             weights.set(kind, *weight);
         }

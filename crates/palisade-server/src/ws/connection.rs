@@ -173,7 +173,9 @@ impl Conn<'_> {
                     return Err(Exit::Gone);
                 }
                 TimerAction::Ping => Message::Ping(Bytes::new()),
-                TimerAction::Expiring(at) => text_message(ServerFrame::Expiring { expires_at: at.as_millis() }.to_json()),
+                TimerAction::Expiring(at) => {
+                    text_message(ServerFrame::Expiring { expires_at: at.as_millis() }.to_json())
+                }
                 TimerAction::CsrfRotated => text_message(ServerFrame::Csrf { csrf: self.session.csrf() }.to_json()),
             };
             self.send(ws, msg).await?;

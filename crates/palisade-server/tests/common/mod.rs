@@ -39,11 +39,32 @@ secret = "test-secret-test-secret-test-secret!!"
 allow = ["https://app.example.com", "https://*.example.org"]
 "#;
 
+/// `[abuse]` for tests of other limits: rates and thresholds those tests
+/// never reach, so a test of fairness or of the log budget is not cut short
+/// by the guard (the guard's own tests use the defaults, or set their own).
+pub const NO_ABUSE_LIMITS: &str = r#"
+[abuse]
+connect_rate = "100000/s"
+connection_rate = "100000/s"
+user_rate = "100000/s"
+ip_rate = "100000/s"
+control_rate = "100000/s"
+max_connections_per_ip = 100000
+max_connections_per_user = 100000
+restrict_at = 1000000
+disconnect_at = 1000000
+ban_at = 1000000
+spam_max_repeat = 0
+spam_max_links = 0
+"#;
+
 pub struct TestServer {
     pub addr: SocketAddr,
     /// The config file the server was started from (reloads re-read it).
     pub config_path: std::path::PathBuf,
     pub reloader: palisade_server::server::Reloader,
+    /// The guard's counters.
+    pub stats: palisade_server::abuse::Stats,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -52,11 +73,22 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `BASE` plus `extra` TOML.
     pub async fn start(extra: &str) -> Self {
+        Self::start_layers(&[extra]).await
+    }
+
+    /// Starts a server with `BASE`, [`NO_ABUSE_LIMITS`], then `extra`.
+    pub async fn start_lenient(extra: &str) -> Self {
+        Self::start_layers(&[NO_ABUSE_LIMITS, extra]).await
+    }
+
+    async fn start_layers(layers: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("palisade.toml");
         let data = dir.path().join("data");
         let mut tree: toml::Table = toml::from_str(BASE).unwrap();
-        merge(&mut tree, toml::from_str(extra).expect("test TOML parses"));
+        for layer in layers {
+            merge(&mut tree, toml::from_str(layer).expect("test TOML parses"));
+        }
         let server = tree.get_mut("server").and_then(|s| s.as_table_mut()).unwrap();
         server.insert("data_dir".into(), toml::Value::String(data.display().to_string()));
         let text = toml::to_string(&tree).unwrap();
@@ -67,11 +99,12 @@ impl TestServer {
         let server = Server::bind(settings).await.unwrap();
         let addr = server.local_addr();
         let reloader = server.reloader();
+        let stats = server.stats();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Self { addr, config_path: path, reloader, stop: Some(stop), task: Some(task), _dir: dir }
+        Self { addr, config_path: path, reloader, stats, stop: Some(stop), task: Some(task), _dir: dir }
     }
 
     pub fn url(&self) -> String {
@@ -134,11 +167,45 @@ pub struct Dial<'a> {
     pub origin: Option<&'a str>,
     pub protocols: Option<&'a str>,
     pub path: Option<&'a str>,
+    /// Source address on loopback (default 127.0.0.1): each plays one
+    /// client IP to the server's per-address limits.
+    pub from: Option<[u8; 4]>,
+    /// An `X-Forwarded-For` header.
+    pub forwarded_for: Option<&'a str>,
 }
+
+type Refusal = Response<Option<Vec<u8>>>;
 
 /// Opens a WebSocket; `Err` carries the HTTP refusal (status, body).
 pub async fn dial(server: &TestServer, opts: Dial<'_>) -> Result<(Ws, Response<Option<Vec<u8>>>), (u16, String)> {
-    let url = format!("ws://{}{}", server.addr, opts.path.unwrap_or("/ws"));
+    dial_at(server.addr, opts).await
+}
+
+/// Dials expecting a refusal; returns its status and `Retry-After` seconds.
+pub async fn refused(server: &TestServer, opts: Dial<'_>) -> (u16, Option<u64>) {
+    match handshake(server, opts).await {
+        Ok(_) => panic!("expected a refusal, got an upgrade"),
+        Err(resp) => {
+            let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().parse().unwrap());
+            (resp.status().as_u16(), retry)
+        }
+    }
+}
+
+async fn handshake(server: &TestServer, opts: Dial<'_>) -> Result<(Ws, Response<Option<Vec<u8>>>), Refusal> {
+    handshake_at(server.addr, opts).await
+}
+
+/// [`dial`] to any server, such as a child process.
+pub async fn dial_at(addr: SocketAddr, opts: Dial<'_>) -> Result<(Ws, Response<Option<Vec<u8>>>), (u16, String)> {
+    handshake_at(addr, opts).await.map_err(|resp| {
+        let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        (resp.status().as_u16(), body)
+    })
+}
+
+async fn handshake_at(addr: SocketAddr, opts: Dial<'_>) -> Result<(Ws, Response<Option<Vec<u8>>>), Refusal> {
+    let url = format!("ws://{addr}{}", opts.path.unwrap_or("/ws"));
     let mut req = url.into_client_request().unwrap();
     let headers = req.headers_mut();
     if let Some(t) = opts.bearer {
@@ -150,22 +217,34 @@ pub async fn dial(server: &TestServer, opts: Dial<'_>) -> Result<(Ws, Response<O
     if let Some(p) = opts.protocols {
         headers.insert("sec-websocket-protocol", HeaderValue::from_str(p).unwrap());
     }
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("handshake in time") {
+    if let Some(f) = opts.forwarded_for {
+        headers.insert("x-forwarded-for", HeaderValue::from_str(f).unwrap());
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((opts.from.unwrap_or([127, 0, 0, 1]), 0))).unwrap();
+    let attempt = async {
+        let stream = socket.connect(addr).await.unwrap();
+        tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream)).await
+    };
+    match tokio::time::timeout(WAIT, attempt).await.expect("handshake in time") {
         Ok(pair) => Ok(pair),
-        Err(WsError::Http(resp)) => {
-            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
-            Err((resp.status().as_u16(), body))
-        }
+        Err(WsError::Http(resp)) => Err(*resp),
         Err(e) => panic!("unexpected handshake error: {e}"),
     }
 }
 
-/// Connects with a bearer token and reads the welcome frame.
-pub async fn connect(server: &TestServer, token: &str) -> (Ws, Value) {
-    let (mut ws, _) = dial(server, Dial { bearer: Some(token), ..Dial::default() }).await.expect("handshake accepted");
+/// Connects from `from` with a bearer token and reads the welcome frame.
+pub async fn connect_from(server: &TestServer, from: [u8; 4], token: &str) -> (Ws, Value) {
+    let dialed = dial(server, Dial { bearer: Some(token), from: Some(from), ..Dial::default() }).await;
+    let (mut ws, _) = dialed.expect("handshake accepted");
     let welcome = next_json(&mut ws).await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     (ws, welcome)
+}
+
+/// Connects with a bearer token and reads the welcome frame.
+pub async fn connect(server: &TestServer, token: &str) -> (Ws, Value) {
+    connect_from(server, [127, 0, 0, 1], token).await
 }
 
 /// The next text frame as JSON (pings are skipped).

@@ -1,0 +1,88 @@
+//! The real `palisade` binary as a child process, for tests that need the
+//! process itself (its command line, signals, `kill -9`).
+
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::common::WAIT;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+/// Runs `palisade ARGS` in `dir` to completion.
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(dir).env_remove("PALISADE_CONFIG").output().unwrap()
+}
+
+/// A running `palisade` process and the address it printed.
+pub struct Running {
+    child: Child,
+    pub addr: std::net::SocketAddr,
+    /// The `get a token:` command from the dev banner, if printed.
+    pub token_command: Option<String>,
+}
+
+impl Running {
+    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_remove("PALISADE_CONFIG")
+            .envs(env.iter().copied())
+            .current_dir(dir)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = rx.recv_timeout(WAIT).expect("server prints its address");
+            if let Some(rest) = line.split("listening on ws://").nth(1) {
+                break rest.split("/ws").next().unwrap().parse().unwrap();
+            }
+        };
+        let mut token_command = None;
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            if let Some(cmd) = line.split("get a token:").nth(1) {
+                token_command = Some(cmd.trim().to_owned());
+                break;
+            }
+        }
+        Self { child, addr, token_command }
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().unwrap();
+        panic!("server did not exit after SIGTERM");
+    }
+}
+
+impl Running {
+    /// The process id, to send it signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no shutdown, no flush, nothing.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
