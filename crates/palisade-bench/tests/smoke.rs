@@ -78,6 +78,18 @@ async fn every_scenario_runs_and_reports() {
     let _ = server.stop.send(());
 }
 
+#[test]
+fn the_bench_config_runs_the_shipped_chat_message_without_its_rate() {
+    let read = |path: &str| -> toml::Table {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap();
+        toml::from_str(&text).unwrap()
+    };
+    let chat = |t: &toml::Table| t["events"]["chat.message"].as_table().unwrap().clone();
+    let mut shipped = chat(&read("../palisade-server/src/config/palisade.toml"));
+    assert!(shipped.remove("rate").is_some(), "the template's chat.message has a rate");
+    assert_eq!(chat(&read("../../bench/palisade.toml")), shipped);
+}
+
 #[tokio::test]
 async fn the_binary_writes_a_json_report_and_refuses_remote_targets() {
     let server = start().await;

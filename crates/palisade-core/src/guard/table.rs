@@ -112,10 +112,16 @@ impl<K: Hash + Eq, V: Default> Table<K, V> {
         self.shard(key).map.get(key).map(f)
     }
 
-    /// Drops every idle entry.
+    /// Drops every idle entry, and gives back the memory of a shard that
+    /// a burst of keys had grown: after a flood from many addresses the
+    /// tables shrink again, not just empty.
     pub(crate) fn sweep(&self, idle: impl Fn(&V) -> bool) {
         for shard in &*self.shards {
-            lock(shard).map.retain(|_, v| !idle(v));
+            let mut shard = lock(shard);
+            shard.map.retain(|_, v| !idle(v));
+            if shard.map.capacity() > 4 * shard.map.len().max(16) {
+                shard.map.shrink_to_fit();
+            }
         }
     }
 

@@ -480,3 +480,70 @@ fn the_schema_judges_normalized_data_so_control_characters_cannot_hide_a_key() {
     let r = refusal_of(s.on_text(env.cx(), &send("chat", r#"{"content":"x","ro\u0000le":"admin"}"#, ""), T0));
     assert_eq!(r.code(), ErrorCode::InvalidPayload);
 }
+
+mod guarded {
+    //! The pipeline with a real guard: step 2 and the scores.
+    use super::*;
+    use crate::guard::{GuardSettings, Rate, Step};
+    use crate::refusal::Kind;
+    use crate::testkit::guard_settings;
+
+    fn env_with(settings: GuardSettings) -> Env {
+        Env { guard: Guard::new(settings), ..Env::new(policy()) }
+    }
+
+    fn chat(id: usize) -> String {
+        format!(r#"{{"type":"send","id":"{id}","room":"lobby","event":"chat.message","data":{{}}}}"#)
+    }
+
+    #[test]
+    fn a_message_over_the_rate_is_refused_with_its_id_and_a_retry_hint() {
+        let env = env_with(GuardSettings { connection_rate: Rate::parse("2/s").unwrap(), ..guard_settings() });
+        let mut s = session(Duration::from_secs(3600));
+        assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"lobby"}"#, T0), Decision::Join { .. }));
+        assert!(matches!(s.on_text(env.cx(), &chat(1), T0), Decision::Publish { .. }));
+        let Decision::Reject(r, escalation) = s.on_text(env.cx(), &chat(2), T0) else { panic!("over 2/s") };
+        assert_eq!((r.id.as_deref(), r.code(), r.retry_after), (Some("2"), ErrorCode::RateLimited, Some(Duration::from_millis(500))));
+        assert_eq!(escalation.step, Step::None);
+        // Unparseable frames over the rate are refused without an id.
+        let Decision::Reject(r, _) = s.on_text(env.cx(), "not json", T0) else { panic!("refused") };
+        assert_eq!((r.id, r.kind), (None, Kind::RateExcess));
+    }
+
+    #[test]
+    fn repeated_refusals_escalate_to_a_disconnect() {
+        // Rates out of the way, so only the refusals' own weight counts.
+        let many = Rate { count: 1000, per: Duration::from_secs(1) };
+        let env = env_with(GuardSettings { connection_rate: many, user_rate: many, ip_rate: many, ..guard_settings() });
+        let mut s = session(Duration::from_secs(3600));
+        let steps: Vec<Step> = (0..10)
+            .map(|_| match s.on_text(env.cx(), r#"{"type":"nope","id":"x"}"#, T0) {
+                Decision::Reject(r, escalation) => {
+                    assert_eq!(r.kind, Kind::Protocol);
+                    escalation.step
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Protocol errors weigh 3: restricted at 10 (the 4th), closed at 30.
+        assert_eq!(steps[3], Step::Restrict);
+        assert_eq!(steps[9], Step::Disconnect);
+    }
+
+    #[test]
+    fn dry_run_lets_the_message_through_and_reports_it() {
+        let env = env_with(GuardSettings {
+            dry_run: true,
+            connection_rate: Rate::parse("1/s").unwrap(),
+            ..guard_settings()
+        });
+        let mut s = session(Duration::from_secs(3600));
+        assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"lobby"}"#, T0), Decision::Join { .. }));
+        assert!(s.take_unenforced().is_none());
+        assert!(matches!(s.on_text(env.cx(), &chat(1), T0), Decision::Publish { .. }));
+        let (refusal, escalation) = s.take_unenforced().expect("reported");
+        assert_eq!(refusal.kind, Kind::RateExcess);
+        assert!(!escalation.enforced);
+        assert!(s.take_unenforced().is_none(), "reported once");
+    }
+}

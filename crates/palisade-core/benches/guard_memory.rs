@@ -1,0 +1,66 @@
+//! Memory the guard holds for 100k addresses and 100k users that each sent
+//! one message and went idle, and what is left after the sweep forgets
+//! them (docs/BENCHMARKS.md). Reads the process's resident set from
+//! /proc/self/statm, so it runs on Linux only; elsewhere it says so.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use palisade_core::Timestamp;
+use palisade_core::addr::IpKey;
+use palisade_core::guard::{BanTerms, Guard, GuardSettings, Rate, SpamRules, Standing, Weights};
+
+const KEYS: u32 = 100_000;
+
+fn resident_kib() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4)
+}
+
+fn main() {
+    let Some(before) = resident_kib() else {
+        println!("guard_memory: /proc/self/statm not readable; skipped");
+        return;
+    };
+    let rate = |r| Rate::parse(r).unwrap();
+    let hour = Duration::from_secs(3600);
+    let guard = Guard::new(GuardSettings {
+        dry_run: false,
+        connect_rate: rate("30/min"),
+        max_connections_per_ip: 64,
+        max_connections_per_user: 16,
+        connection_rate: rate("20/s"),
+        user_rate: rate("40/s"),
+        ip_rate: rate("100/s"),
+        control_rate: rate("5/s"),
+        restrict_divisor: 4,
+        score_half_life: Duration::from_secs(300),
+        restrict_at: 10.0,
+        disconnect_at: 30.0,
+        ban_at: 60.0,
+        ban_users: false,
+        ban_terms: BanTerms { first: hour, factor: 2, max: hour * 24, memory: hour * 24 * 7 },
+        weights: Weights::default(),
+        // The shipped default, above the 100k measured here.
+        max_tracked_keys: 250_000,
+        spam: SpamRules { max_repeat: 32, max_links: 8 },
+    });
+    let now = Timestamp::from_secs(1_800_000_000);
+    for n in 0..KEYS {
+        let ip = IpKey::of(Ipv4Addr::from(0x7f00_0000 | n).into());
+        let _ = guard.connect(ip, now);
+        let mut standing = Standing::new(ip);
+        let _ = guard.message(&mut standing, &format!("user-{n:06}"), now);
+    }
+    let full = resident_kib().unwrap();
+    let (ips, users) = guard.tracked();
+    guard.sweep(now.saturating_add(Duration::from_secs(3600)));
+    let swept = resident_kib().unwrap();
+    let per_key = (full - before) as f64 * 1024.0 / f64::from(KEYS * 2);
+    println!("guard_memory: {ips} addresses + {users} users tracked");
+    println!("guard_memory: resident {before} KiB before, {full} KiB with them (+{} KiB, {per_key:.0} B per key)", full - before);
+    println!("guard_memory: after the sweep {:?} tracked, resident {swept} KiB", guard.tracked());
+}
