@@ -15,9 +15,11 @@ fn config_md_names_every_key_of_the_template() {
     let doc = read("../../docs/CONFIG.md");
     let template: toml::Table = toml::from_str(&read("src/config/palisade.toml")).unwrap();
     let mut missing = Vec::new();
-    for section in ["server", "auth", "origins", "limits", "csrf", "replay", "sanitize", "log"] {
-        for key in template[section].as_table().unwrap().keys() {
-            let name = format!("`{section}.{key}`");
+    for section in ["server", "auth", "origins", "limits", "csrf", "replay", "sanitize", "log", "abuse"] {
+        for (key, value) in template[section].as_table().unwrap() {
+            // A table of keys the user may leave out (abuse.weights) is
+            // documented as `section.table.<kind>`, with every kind below.
+            let name = if value.is_table() { format!("`{section}.{key}.<kind>`") } else { format!("`{section}.{key}`") };
             if !doc.contains(&name) {
                 missing.push(name);
             }
@@ -48,6 +50,20 @@ fn config_md_names_every_key_of_the_template() {
         }
     }
     assert!(missing.is_empty(), "docs/CONFIG.md does not document: {missing:?}");
+}
+
+#[test]
+fn every_refusal_kind_is_weighted_in_the_template_and_named_in_the_docs() {
+    let template: toml::Table = toml::from_str(&read("src/config/palisade.toml")).unwrap();
+    let weights = template["abuse"]["weights"].as_table().unwrap();
+    let (config, protocol) = (read("../../docs/CONFIG.md"), read("../../docs/PROTOCOL.md"));
+    for kind in palisade_core::refusal::Kind::ALL {
+        let name = kind.name();
+        let weight = weights.get(name).and_then(toml::Value::as_integer);
+        assert_eq!(weight, Some(i64::from(kind.default_weight())), "template weight of {name}");
+        assert!(config.contains(&format!("`{name}` {}", kind.default_weight())), "CONFIG.md default weight of {name}");
+        assert!(protocol.contains(&format!("`{name}`")), "PROTOCOL.md does not name the kind {name}");
+    }
 }
 
 #[test]
