@@ -51,7 +51,9 @@ fn main() {
     let now = Timestamp::from_secs(1_800_000_000);
     for n in 0..KEYS {
         let ip = IpKey::of(Ipv4Addr::from(0x7f00_0000 | n).into());
-        let _ = guard.connect(ip, now);
+        if let (_, Some(ticket)) = guard.connect(ip, now) {
+            guard.release(ticket);
+        }
         let mut standing = Standing::new(ip);
         let _ = guard.message(&mut standing, &format!("user-{n:06}"), now);
     }
@@ -61,6 +63,9 @@ fn main() {
     let swept = resident_kib().unwrap();
     let per_key = (full - before) as f64 * 1024.0 / f64::from(KEYS * 2);
     println!("guard_memory: {ips} addresses + {users} users tracked");
-    println!("guard_memory: resident {before} KiB before, {full} KiB with them (+{} KiB, {per_key:.0} B per key)", full - before);
+    println!(
+        "guard_memory: resident {before} KiB before, {full} KiB with them (+{} KiB, {per_key:.0} B per key)",
+        full - before
+    );
     println!("guard_memory: after the sweep {:?} tracked, resident {swept} KiB", guard.tracked());
 }

@@ -1,7 +1,7 @@
 //! `GET /ws`: the checks before the 101, in the order of
-//! docs/ARCHITECTURE.md ("Handshake"): the guard's ban and reconnect rate,
-//! the server's capacity, Origin and token (`core::handshake`), then the
-//! guard's ban of the user and its caps per address and per user. Every
+//! docs/ARCHITECTURE.md ("Handshake"): the guard's ban, reconnect rate and
+//! cap of the address, the server's capacity, Origin and token
+//! (`core::handshake`), then the guard's ban and cap of the user. Every
 //! refusal is counted, scored and logged the same way, and a refusal that
 //! escalates to a ban closes the banned subject's live connections too.
 
@@ -38,10 +38,18 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let forwarded = all_str(req.headers(), header::HeaderName::from_static("x-forwarded-for"));
     let knock = Knock { peer, ip: IpKey::of(state.settings.trusted_proxies.client(peer.ip(), &forwarded)) };
     let now = state.clock.now();
-    state.judge(state.guard.connect(knock.ip, now), knock, None)?;
-    let slot = state
-        .reserve_slot()
-        .ok_or_else(|| state.refuse(Refusal::new(Kind::AtCapacity, "limits.max_connections reached"), knock, None))?;
+    let (verdict, ticket) = state.guard.connect(knock.ip, now);
+    state.judge(verdict, knock, None)?;
+    let Some(ticket) = ticket else {
+        // `judge` passes only verdicts that come with a ticket.
+        return Err(state.refuse(Refusal::new(Kind::Internal, "connected without a ticket"), knock, None));
+    };
+    let Some(slot) = state.reserve_slot() else {
+        state.guard.release(ticket);
+        return Err(state.refuse(Refusal::new(Kind::AtCapacity, "limits.max_connections reached"), knock, None));
+    };
+    // From here the slot holds the ticket: every way out releases both.
+    let mut slot = slot.with_ticket(ticket);
     let headers = req.headers();
     let protocols = joined(headers, header::SEC_WEBSOCKET_PROTOCOL);
     let authorization = all_str(headers, header::AUTHORIZATION);
@@ -54,13 +62,8 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     };
     let admitted = state.settings.gate.admit(&handshake, now).map_err(|r| state.refuse(r, knock, None))?;
     let user = admitted.identity.user_id.as_str();
-    let (verdict, ticket) = state.guard.admit(knock.ip, user, now);
+    let verdict = slot.admit_user(user, now);
     state.judge(verdict, knock, Some(user))?;
-    let Some(ticket) = ticket else {
-        // `judge` passes only verdicts that come with a ticket.
-        return Err(state.refuse(Refusal::new(Kind::Internal, "admitted without a ticket"), knock, Some(user)));
-    };
-    let slot = slot.with_ticket(ticket);
     let session = Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now);
     let protocol = admitted.select_subprotocol.then_some(SUBPROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);

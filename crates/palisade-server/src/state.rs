@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade_core::Timestamp;
-use palisade_core::guard::{Guard, Ticket};
+use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::log::{LogBudget, LogVerdict};
+use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::{BanStore, MemoryNonces};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +106,16 @@ impl Slot {
     pub(crate) fn with_ticket(mut self, ticket: Ticket) -> Self {
         self.ticket = Some(ticket);
         self
+    }
+
+    /// Counts the connection against `user` too (`Guard::admit`).
+    pub(crate) fn admit_user(&mut self, user: &str, now: Timestamp) -> Verdict {
+        match &mut self.ticket {
+            Some(ticket) => self.state.guard.admit(ticket, user, now),
+            // Only the conformance echo has a slot without a ticket, and it
+            // has no user.
+            None => Verdict::Refuse(Refusal::new(Kind::Internal, "slot without a ticket")),
+        }
     }
 }
 

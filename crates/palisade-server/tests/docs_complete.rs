@@ -19,7 +19,8 @@ fn config_md_names_every_key_of_the_template() {
         for (key, value) in template[section].as_table().unwrap() {
             // A table of keys the user may leave out (abuse.weights) is
             // documented as `section.table.<kind>`, with every kind below.
-            let name = if value.is_table() { format!("`{section}.{key}.<kind>`") } else { format!("`{section}.{key}`") };
+            let name =
+                if value.is_table() { format!("`{section}.{key}.<kind>`") } else { format!("`{section}.{key}`") };
             if !doc.contains(&name) {
                 missing.push(name);
             }

@@ -26,6 +26,11 @@ use crate::addr::IpKey;
 use crate::refusal::{Kind, Refusal};
 use table::{Place, Table};
 
+/// `Retry-After` for a full cap: it frees up when a connection closes,
+/// which cannot be predicted, so a short fixed hint keeps clients from
+/// hammering.
+const CAP_RETRY: Duration = Duration::from_secs(5);
+
 /// The guard's settings (`[abuse]`, docs/CONFIG.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GuardSettings {
@@ -161,15 +166,16 @@ impl Standing {
     }
 }
 
-/// Proof that a connection was counted against its address's and user's
-/// caps; hand it back to [`Guard::release`] when the connection ends.
+/// Proof that a connection is counted against its address's cap (from
+/// [`Guard::connect`]) and then its user's (from [`Guard::admit`]); hand it
+/// back to [`Guard::release`] when the connection ends, or its handshake
+/// fails.
 #[derive(Debug)]
 #[must_use = "a ticket not released keeps its connection counted"]
 pub struct Ticket {
     ip: IpKey,
     ip_place: Place,
-    user: String,
-    user_place: Place,
+    user: Option<(String, Place)>,
 }
 
 /// Per-address and per-user state.
@@ -210,49 +216,90 @@ impl Guard {
         &self.bans
     }
 
-    /// Handshake, first check: is the address banned, and is it
-    /// reconnecting faster than `abuse.connect_rate`?
-    pub fn connect(&self, ip: IpKey, now: Timestamp) -> Verdict {
-        if self.bans.active(&Subject::Ip(ip), now).is_some() {
-            return Verdict::refuse(Refusal::new(Kind::Banned, "address banned"), self.settings.dry_run);
-        }
-        let rate = self.rate(self.settings.connect_rate, self.ip_restricted(ip, now));
-        let (checked, _) = self.ips.with(&ip, now, |s| self.idle(s, now), |s| s.connects.check(rate, now));
-        match checked {
-            Ok(()) => Verdict::Pass,
-            Err(wait) => Verdict::refuse(
-                Refusal::new(Kind::RapidReconnect, "connection attempts over abuse.connect_rate").retry_after(wait),
-                self.settings.dry_run,
-            ),
-        }
-    }
-
-    /// Handshake, after the token: is the user banned, and do the address
-    /// and the user have room for one more connection? On anything but a
-    /// refusal, the connection is counted until its ticket is released.
-    pub fn admit(&self, ip: IpKey, user: &str, now: Timestamp) -> (Verdict, Option<Ticket>) {
+    /// Handshake, first: is the address banned, is it reconnecting faster
+    /// than `abuse.connect_rate`, and does it hold
+    /// `abuse.max_connections_per_ip` connections already? Unless refused,
+    /// the connection is counted against the address (check and count are
+    /// one step, so concurrent handshakes cannot overshoot the cap).
+    pub fn connect(&self, ip: IpKey, now: Timestamp) -> (Verdict, Option<Ticket>) {
         let s = &self.settings;
-        let verdict = if self.bans.active(&Subject::User(user.into()), now).is_some() {
-            Verdict::refuse(Refusal::new(Kind::Banned, "user banned"), s.dry_run)
-        } else if let Some(refusal) = self.over_cap(ip, user) {
-            Verdict::refuse(refusal, s.dry_run)
-        } else {
-            Verdict::Pass
-        };
-        if matches!(verdict, Verdict::Refuse(_)) {
-            return (verdict, None);
+        let banned = self.bans.active(&Subject::Ip(ip), now).map(|_| Refusal::new(Kind::Banned, "address banned"));
+        if let Some(refusal) = banned.clone().filter(|_| !s.dry_run) {
+            return (Verdict::Refuse(refusal), None);
         }
-        let ((), ip_place) = self.ips.with(&ip, now, |k| self.idle(k, now), |k| k.open = k.open.saturating_add(1));
-        let ((), user_place) = self.users.with(user, now, |k| self.idle(k, now), |k| k.open = k.open.saturating_add(1));
-        (verdict, Some(Ticket { ip, ip_place, user: user.to_owned(), user_place }))
+        let rate = self.rate(s.connect_rate, self.ip_restricted(ip, now));
+        let (refusal, ip_place) = self.ips.with(
+            &ip,
+            now,
+            |k| self.idle(k, now),
+            |k| {
+                let refusal = match k.connects.check(rate, now) {
+                    Err(wait) => Some(
+                        Refusal::new(Kind::RapidReconnect, "connection attempts over abuse.connect_rate")
+                            .retry_after(wait),
+                    ),
+                    Ok(()) if k.open >= s.max_connections_per_ip => Some(
+                        Refusal::new(Kind::TooManyConnections, "address at abuse.max_connections_per_ip")
+                            .retry_after(CAP_RETRY),
+                    ),
+                    Ok(()) => None,
+                };
+                if refusal.is_none() || s.dry_run {
+                    k.open = k.open.saturating_add(1);
+                }
+                refusal
+            },
+        );
+        let ticket = Ticket { ip, ip_place, user: None };
+        match banned.or(refusal) {
+            None => (Verdict::Pass, Some(ticket)),
+            Some(r) if s.dry_run => (Verdict::WouldRefuse(r), Some(ticket)),
+            Some(r) => (Verdict::Refuse(r), None),
+        }
     }
 
-    /// The connection of `ticket` ended.
+    /// Handshake, after the token: is the user banned, and does it hold
+    /// `abuse.max_connections_per_user` connections already? Unless
+    /// refused, the connection is counted against the user in `ticket`.
+    pub fn admit(&self, ticket: &mut Ticket, user: &str, now: Timestamp) -> Verdict {
+        let s = &self.settings;
+        let banned =
+            self.bans.active(&Subject::User(user.into()), now).map(|_| Refusal::new(Kind::Banned, "user banned"));
+        if let Some(refusal) = banned.clone().filter(|_| !s.dry_run) {
+            return Verdict::Refuse(refusal);
+        }
+        let (refusal, place) = self.users.with(
+            user,
+            now,
+            |k| self.idle(k, now),
+            |k| {
+                let refusal = (k.open >= s.max_connections_per_user).then(|| {
+                    Refusal::new(Kind::TooManyConnections, "user at abuse.max_connections_per_user")
+                        .retry_after(CAP_RETRY)
+                });
+                if refusal.is_none() || s.dry_run {
+                    k.open = k.open.saturating_add(1);
+                }
+                refusal
+            },
+        );
+        match banned.or(refusal) {
+            Some(r) if !s.dry_run => Verdict::Refuse(r),
+            refusal => {
+                ticket.user = Some((user.to_owned(), place));
+                refusal.map_or(Verdict::Pass, Verdict::WouldRefuse)
+            }
+        }
+    }
+
+    /// The connection of `ticket` ended (or its handshake failed).
     pub fn release(&self, ticket: Ticket) {
-        let Ticket { ip, ip_place, user, user_place } = ticket;
+        let Ticket { ip, ip_place, user } = ticket;
         let close = |k: &mut KeyState| k.open = k.open.saturating_sub(1);
         self.ips.with_existing(&ip, ip_place, close);
-        self.users.with_existing(user.as_str(), user_place, close);
+        if let Some((user, place)) = user {
+            self.users.with_existing(user.as_str(), place, close);
+        }
     }
 
     /// Pipeline step 2: the message rates of the connection, its user and
@@ -430,26 +477,6 @@ impl Guard {
         } else {
             self.bans.escalate(subject, &reason, terms, now)
         }
-    }
-
-    fn over_cap(&self, ip: IpKey, user: &str) -> Option<Refusal> {
-        // A cap frees up when a connection closes, which cannot be
-        // predicted: a short, fixed hint keeps clients from hammering.
-        const RETRY: Duration = Duration::from_secs(5);
-        let s = &self.settings;
-        let ip_open = self.ips.peek(&ip, |k| k.open).unwrap_or(0);
-        if ip_open >= s.max_connections_per_ip {
-            return Some(
-                Refusal::new(Kind::TooManyConnections, "address at abuse.max_connections_per_ip").retry_after(RETRY),
-            );
-        }
-        let user_open = self.users.peek(user, |k| k.open).unwrap_or(0);
-        if user_open >= s.max_connections_per_user {
-            return Some(
-                Refusal::new(Kind::TooManyConnections, "user at abuse.max_connections_per_user").retry_after(RETRY),
-            );
-        }
-        None
     }
 
     fn ip_restricted(&self, ip: IpKey, now: Timestamp) -> bool {

@@ -14,6 +14,31 @@ fn at(ms: u64) -> Timestamp {
     T0.saturating_add(Duration::from_millis(ms))
 }
 
+/// A handshake attempt that, if admitted, closes at once.
+fn knock(guard: &Guard, ip: IpKey, now: Timestamp) -> Verdict {
+    let (verdict, ticket) = guard.connect(ip, now);
+    if let Some(ticket) = ticket {
+        guard.release(ticket);
+    }
+    verdict
+}
+
+/// A whole handshake of `user` from `ip`: the ticket, or the refusal.
+fn open(guard: &Guard, ip: IpKey, user: &str) -> Result<Ticket, Kind> {
+    let (verdict, ticket) = guard.connect(ip, T0);
+    if let Verdict::Refuse(r) = verdict {
+        return Err(r.kind);
+    }
+    let mut ticket = ticket.expect("admitted with a ticket");
+    match guard.admit(&mut ticket, user, T0) {
+        Verdict::Refuse(r) => {
+            guard.release(ticket);
+            Err(r.kind)
+        }
+        _ => Ok(ticket),
+    }
+}
+
 fn refused(v: &Verdict) -> Option<Kind> {
     match v {
         Verdict::Refuse(r) => Some(r.kind),
@@ -26,42 +51,41 @@ fn a_reconnect_storm_is_limited_then_banned() {
     let guard = Guard::new(guard_settings());
     // The burst of connect_rate ("30/min") passes.
     for _ in 0..30 {
-        assert_eq!(guard.connect(ip(2), T0), Verdict::Pass);
+        assert_eq!(knock(&guard, ip(2), T0), Verdict::Pass);
     }
-    let Verdict::Refuse(r) = guard.connect(ip(2), T0) else { panic!("the 31st attempt is refused") };
+    let Verdict::Refuse(r) = knock(&guard, ip(2), T0) else { panic!("the 31st attempt is refused") };
     assert_eq!((r.kind, r.retry_after), (Kind::RapidReconnect, Some(Duration::from_secs(2))));
     // Every refused attempt weighs 2; ban_at is 60.
     let mut steps = Vec::new();
     for _ in 0..30 {
-        let Verdict::Refuse(r) = guard.connect(ip(2), T0) else { panic!("still refused") };
+        let Verdict::Refuse(r) = knock(&guard, ip(2), T0) else { panic!("still refused") };
         steps.push(guard.penalize(None, ip(2), None, r.kind, T0).step);
     }
     assert_eq!(steps.iter().filter(|s| **s == Step::Restrict).count(), 1, "restricted once, at 10");
     let Some(Step::Ban(bans)) = steps.last() else { panic!("the 30th refusal bans: {steps:?}") };
     assert_eq!(bans[0].subject, Subject::Ip(ip(2)));
-    assert_eq!(refused(&guard.connect(ip(2), T0)), Some(Kind::Banned));
-    assert_eq!(guard.connect(ip(3), T0), Verdict::Pass, "other addresses are untouched");
+    assert_eq!(refused(&knock(&guard, ip(2), T0)), Some(Kind::Banned));
+    assert_eq!(knock(&guard, ip(3), T0), Verdict::Pass, "other addresses are untouched");
     // The ban ends on time; by then the attempt limiter is full again.
-    assert_eq!(guard.connect(ip(2), T0.saturating_add(Duration::from_secs(15 * 60))), Verdict::Pass);
+    assert_eq!(knock(&guard, ip(2), T0.saturating_add(Duration::from_secs(15 * 60))), Verdict::Pass);
 }
 
 #[test]
 fn caps_refuse_the_one_too_many_and_free_up_on_release() {
     let guard =
         Guard::new(GuardSettings { max_connections_per_ip: 2, max_connections_per_user: 3, ..guard_settings() });
-    let (v1, t1) = guard.admit(ip(2), "alice", T0);
-    let (v2, t2) = guard.admit(ip(2), "bob", T0);
-    assert_eq!((v1, v2), (Verdict::Pass, Verdict::Pass));
-    let (v3, t3) = guard.admit(ip(2), "carol", T0);
-    assert_eq!((refused(&v3), t3.is_none()), (Some(Kind::TooManyConnections), true));
-    guard.release(t1.unwrap());
-    let (v4, t4) = guard.admit(ip(2), "carol", T0);
-    assert_eq!(v4, Verdict::Pass);
+    let t1 = open(&guard, ip(2), "alice").unwrap();
+    let t2 = open(&guard, ip(2), "bob").unwrap();
+    assert_eq!(open(&guard, ip(2), "carol").err(), Some(Kind::TooManyConnections));
+    guard.release(t1);
+    let t4 = open(&guard, ip(2), "carol").unwrap();
     // Per user, across addresses: alice's first ticket was released.
-    let tickets: Vec<_> = (3..6).map(|n| guard.admit(ip(n), "alice", T0).1.unwrap()).collect();
-    let (v, t) = guard.admit(ip(6), "alice", T0);
-    assert_eq!((refused(&v), t.is_none()), (Some(Kind::TooManyConnections), true));
-    for t in tickets.into_iter().chain([t2.unwrap(), t4.unwrap()]) {
+    let tickets: Vec<_> = (3..6).map(|n| open(&guard, ip(n), "alice").unwrap()).collect();
+    assert_eq!(open(&guard, ip(6), "alice").err(), Some(Kind::TooManyConnections));
+    // The refused handshake holds no place at its address either.
+    let t6 = open(&guard, ip(6), "dave").unwrap();
+    guard.release(t6);
+    for t in tickets.into_iter().chain([t2, t4]) {
         guard.release(t);
     }
     guard.sweep(at(60_000));
@@ -95,7 +119,7 @@ fn a_flood_on_one_connection_is_rate_limited_then_disconnected() {
     let step = guard.penalize(Some(&mut third), ip(2), Some("alice"), Kind::RateExcess, T0).step;
     let Step::Ban(bans) = step else { panic!("{step:?}") };
     assert_eq!(bans.iter().map(|b| b.subject.to_string()).collect::<Vec<_>>(), ["ip:127.0.0.2"]);
-    assert_eq!(refused(&guard.connect(ip(2), T0)), Some(Kind::Banned));
+    assert_eq!(refused(&knock(&guard, ip(2), T0)), Some(Kind::Banned));
 }
 
 #[test]
@@ -173,7 +197,7 @@ fn dry_run_reports_everything_and_enforces_nothing() {
     let guard = Guard::new(GuardSettings { dry_run: true, max_connections_per_ip: 1, ..guard_settings() });
     let mut verdicts = Vec::new();
     for _ in 0..40 {
-        verdicts.push(guard.connect(ip(2), T0));
+        verdicts.push(knock(&guard, ip(2), T0));
     }
     assert!(verdicts.iter().all(|v| !matches!(v, Verdict::Refuse(_))));
     assert_eq!(verdicts.iter().filter(|v| matches!(v, Verdict::WouldRefuse(_))).count(), 10);
@@ -184,13 +208,12 @@ fn dry_run_reports_everything_and_enforces_nothing() {
     }
     assert!(matches!(last.step, Step::Ban(_)) || last.step == Step::None, "{last:?}");
     assert!(guard.bans().list(T0).is_empty(), "no ban was imposed");
-    let (v, ticket) = guard.admit(ip(2), "a", T0);
-    assert_eq!(v, Verdict::Pass);
-    let (v, second) = guard.admit(ip(2), "b", T0);
-    assert!(matches!(v, Verdict::WouldRefuse(ref r) if r.kind == Kind::TooManyConnections));
-    assert!(second.is_some(), "admitted and counted all the same");
-    guard.release(ticket.unwrap());
-    guard.release(second.unwrap());
+    let first = open(&guard, ip(3), "a").unwrap();
+    // Over max_connections_per_ip (1): admitted and counted all the same.
+    let (v, second) = guard.connect(ip(3), T0);
+    assert!(matches!(v, Verdict::WouldRefuse(ref r) if r.kind == Kind::TooManyConnections), "{v:?}");
+    guard.release(first);
+    guard.release(second.expect("a ticket under dry run"));
 }
 
 #[test]
@@ -203,8 +226,7 @@ fn user_bans_only_when_configured() {
     }
     let Step::Ban(bans) = step else { panic!("{step:?}") };
     assert_eq!(bans.iter().map(|b| b.subject.to_string()).collect::<Vec<_>>(), ["user:mallory"]);
-    let (v, _) = guard.admit(ip(99), "mallory", T0);
-    assert_eq!(refused(&v), Some(Kind::Banned));
+    assert_eq!(open(&guard, ip(99), "mallory").err(), Some(Kind::Banned));
 }
 
 #[test]
@@ -212,7 +234,7 @@ fn a_hundred_thousand_keys_stay_within_the_bound_and_go_when_idle() {
     let guard = Guard::new(GuardSettings { max_tracked_keys: 10_000, ..guard_settings() });
     for n in 0..100_000u32 {
         let key = IpKey::of(std::net::Ipv4Addr::from(0x7f00_0000 | n).into());
-        let _ = guard.connect(key, at(u64::from(n)));
+        let _ = knock(&guard, key, at(u64::from(n)));
     }
     let (ips, _) = guard.tracked();
     assert!(ips <= 10_000 + 64, "bounded by max_tracked_keys: {ips}");

@@ -503,7 +503,10 @@ mod guarded {
         assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"lobby"}"#, T0), Decision::Join { .. }));
         assert!(matches!(s.on_text(env.cx(), &chat(1), T0), Decision::Publish { .. }));
         let Decision::Reject(r, escalation) = s.on_text(env.cx(), &chat(2), T0) else { panic!("over 2/s") };
-        assert_eq!((r.id.as_deref(), r.code(), r.retry_after), (Some("2"), ErrorCode::RateLimited, Some(Duration::from_millis(500))));
+        assert_eq!(
+            (r.id.as_deref(), r.code(), r.retry_after),
+            (Some("2"), ErrorCode::RateLimited, Some(Duration::from_millis(500)))
+        );
         assert_eq!(escalation.step, Step::None);
         // Unparseable frames over the rate are refused without an id.
         let Decision::Reject(r, _) = s.on_text(env.cx(), "not json", T0) else { panic!("refused") };
@@ -532,11 +535,8 @@ mod guarded {
 
     #[test]
     fn dry_run_lets_the_message_through_and_reports_it() {
-        let env = env_with(GuardSettings {
-            dry_run: true,
-            connection_rate: Rate::parse("1/s").unwrap(),
-            ..guard_settings()
-        });
+        let env =
+            env_with(GuardSettings { dry_run: true, connection_rate: Rate::parse("1/s").unwrap(), ..guard_settings() });
         let mut s = session(Duration::from_secs(3600));
         assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"lobby"}"#, T0), Decision::Join { .. }));
         assert!(s.take_unenforced().is_none());

@@ -74,6 +74,16 @@ impl Running {
     }
 }
 
+impl Drop for Running {
+    /// A test that fails half-way must not leave its server running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Running {
     /// The process id, to send it signals.
     pub fn pid(&self) -> u32 {
