@@ -107,3 +107,13 @@ async fn healthz(server: &TestServer) -> bool {
     let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer)).await;
     answer.starts_with(b"HTTP/1.1 200")
 }
+
+#[tokio::test]
+async fn an_upgraded_connection_outlives_the_handshake_timeout() {
+    // The deadline bounds the handshake only: once upgraded, the socket
+    // belongs to its connection task.
+    let server = TestServer::start("[server]\nhandshake_timeout = \"300ms\"\n").await;
+    let (mut ws, _) = connect(&server, &token("patient", &[])).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    join(&mut ws, "lobby").await;
+}

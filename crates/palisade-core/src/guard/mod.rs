@@ -11,6 +11,7 @@
 mod ban;
 mod rate;
 mod score;
+mod settings;
 mod spam;
 mod table;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use ban::{Ban, BanList, BanSource, BanTerms, Subject, SubjectError};
 pub use rate::{Gcra, Rate};
 pub use score::Score;
+pub use settings::{GuardSettings, Weights};
 pub use spam::SpamRules;
 
 use crate::Timestamp;
@@ -30,69 +32,6 @@ use table::{Place, Table};
 /// which cannot be predicted, so a short fixed hint keeps clients from
 /// hammering.
 const CAP_RETRY: Duration = Duration::from_secs(5);
-
-/// The guard's settings (`[abuse]`, docs/CONFIG.md).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GuardSettings {
-    /// Compute, log and count every decision, enforce none.
-    pub dry_run: bool,
-    /// Handshake attempts per address.
-    pub connect_rate: Rate,
-    /// Open connections per address.
-    pub max_connections_per_ip: u32,
-    /// Open connections per user.
-    pub max_connections_per_user: u32,
-    /// Messages per connection.
-    pub connection_rate: Rate,
-    /// Messages per user, across their connections.
-    pub user_rate: Rate,
-    /// Messages per address, across its connections.
-    pub ip_rate: Rate,
-    /// Pings and pongs per connection.
-    pub control_rate: Rate,
-    /// A restricted key's rates are divided by this.
-    pub restrict_divisor: u32,
-    /// Scores halve in this time.
-    pub score_half_life: Duration,
-    /// Score at which rates are restricted.
-    pub restrict_at: f64,
-    /// Connection or user score at which the connection is closed (4008).
-    pub disconnect_at: f64,
-    /// Address (or, with `ban_users`, user) score at which it is banned.
-    pub ban_at: f64,
-    /// Ban users as well as addresses.
-    pub ban_users: bool,
-    /// How long automatic bans last.
-    pub ban_terms: BanTerms,
-    /// Score weight of each kind of refusal.
-    pub weights: Weights,
-    /// Most addresses, and most users, tracked at once.
-    pub max_tracked_keys: usize,
-    /// Spam heuristics.
-    pub spam: SpamRules,
-}
-
-/// Score weight per [`Kind`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Weights([u32; Kind::ALL.len()]);
-
-impl Default for Weights {
-    fn default() -> Self {
-        Self(Kind::ALL.map(Kind::default_weight))
-    }
-}
-
-impl Weights {
-    /// The weight of `kind`.
-    pub fn get(&self, kind: Kind) -> u32 {
-        self.0[kind as usize]
-    }
-
-    /// Sets the weight of `kind`.
-    pub fn set(&mut self, kind: Kind, weight: u32) {
-        self.0[kind as usize] = weight;
-    }
-}
 
 /// A check's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
