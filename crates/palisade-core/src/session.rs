@@ -127,7 +127,8 @@ pub struct Session {
     heartbeat: Heartbeat,
     standing: Standing,
     /// Under `abuse.dry_run`: the last refusal the guard did not enforce.
-    unenforced: Option<(Refusal, Escalation)>,
+    /// Boxed: it is rare, and every idle connection would carry its size.
+    unenforced: Option<Box<(Refusal, Escalation)>>,
 }
 
 impl Session {
@@ -156,7 +157,7 @@ impl Session {
     /// last call, and what it would have escalated to: for the server to
     /// log and count.
     pub fn take_unenforced(&mut self) -> Option<(Refusal, Escalation)> {
-        self.unenforced.take()
+        self.unenforced.take().map(|b| *b)
     }
 
     /// Session id (`s_…`).
@@ -219,7 +220,7 @@ impl Session {
             Verdict::Refuse(refusal) => Err(refusal),
             Verdict::WouldRefuse(refusal) => {
                 let escalation = self.penalize(guard, &refusal, now);
-                self.unenforced = Some((refusal, escalation));
+                self.unenforced = Some(Box::new((refusal, escalation)));
                 Ok(())
             }
         }

@@ -64,7 +64,7 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let user = admitted.identity.user_id.as_str();
     let verdict = slot.admit_user(user, now);
     state.judge(verdict, knock, Some(user))?;
-    let session = Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now);
+    let session = Box::new(Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now));
     let protocol = admitted.select_subprotocol.then_some(SUBPROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);

@@ -69,7 +69,9 @@ struct Conn<'s> {
     /// Leaves every room when the connection is dropped, even by a panic.
     rooms: Membership<'s>,
     control: Arc<Control>,
-    session: Session,
+    /// Boxed: the task's future keeps what it holds in more than one of
+    /// its states, and the session is its largest part (BENCHMARKS.md).
+    session: Box<Session>,
     peer: SocketAddr,
 }
 
@@ -88,7 +90,7 @@ struct Reply {
 }
 
 /// Runs a connection to its end. `_slot` keeps the connection counted.
-pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Session, peer: SocketAddr, _slot: Slot) {
+pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Box<Session>, peer: SocketAddr, _slot: Slot) {
     let limits = &state.conn_limits;
     let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
     let control = Arc::new(Control::default());
