@@ -71,7 +71,7 @@ impl Sqlite {
         // Set first, so the pragmas and migrations below wait for a server
         // that is writing at the same moment.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(fail)?;
+        let mode = wal_mode(&conn).map_err(fail)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError(format!("{}: cannot switch to WAL mode (journal_mode is {mode})", path.display())));
         }
@@ -143,6 +143,26 @@ fn create_private(path: &Path) -> Result<(), StoreError> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(fail("database", path, e)),
+    }
+}
+
+/// Switches to WAL and returns the journal mode now in force. On a new
+/// file another process may be switching at the same moment; SQLite then
+/// answers "busy" at once rather than calling the busy handler (waiting
+/// could deadlock two lock upgrades), so retry here, within the busy
+/// timeout.
+fn wal_mode(conn: &Connection) -> Result<String, rusqlite::Error> {
+    const PAUSE: Duration = Duration::from_millis(10);
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(PAUSE);
+            }
+            result => return result,
+        }
     }
 }
 
