@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
-use palisade_core::guard::{BanTerms, Guard, GuardSettings, Rate, SpamRules, Standing, Weights};
+use palisade_core::guard::{Guard, Standing};
+
+mod shipped;
 
 const KEYS: u32 = 100_000;
 
@@ -25,29 +27,9 @@ fn main() {
         println!("guard_memory: /proc/self/statm not readable; skipped");
         return;
     };
-    let rate = |r| Rate::parse(r).unwrap();
-    let hour = Duration::from_secs(3600);
-    let guard = Guard::new(GuardSettings {
-        dry_run: false,
-        connect_rate: rate("30/min"),
-        max_connections_per_ip: 64,
-        max_connections_per_user: 16,
-        connection_rate: rate("20/s"),
-        user_rate: rate("40/s"),
-        ip_rate: rate("100/s"),
-        control_rate: rate("5/s"),
-        restrict_divisor: 4,
-        score_half_life: Duration::from_secs(300),
-        restrict_at: 10.0,
-        disconnect_at: 30.0,
-        ban_at: 60.0,
-        ban_users: false,
-        ban_terms: BanTerms { first: hour, factor: 2, max: hour * 24, memory: hour * 24 * 7 },
-        weights: Weights::default(),
-        // The shipped default, above the 100k measured here.
-        max_tracked_keys: 250_000,
-        spam: SpamRules { max_repeat: 32, max_links: 8 },
-    });
+    // The shipped settings: max_tracked_keys (250,000) is above the 100k
+    // measured here.
+    let guard = Guard::new(shipped::guard_settings());
     let now = Timestamp::from_secs(1_800_000_000);
     for n in 0..KEYS {
         let ip = IpKey::of(Ipv4Addr::from(0x7f00_0000 | n).into());

@@ -12,7 +12,7 @@ use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
 use palisade_core::auth::{Algorithm, KeyMaterial, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
 use palisade_core::csrf::CsrfSettings;
-use palisade_core::guard::{BanTerms, Guard, GuardSettings, Rate, SpamRules, Standing, Weights};
+use palisade_core::guard::{Guard, GuardSettings, Standing};
 use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::refusal::Kind;
 use palisade_core::sanitize::Rule;
@@ -21,7 +21,10 @@ use palisade_core::store::MemoryNonces;
 use palisade_protocol::ClientFrame;
 use serde_json::value::RawValue;
 
-const TEMPLATE: &str = include_str!("../../palisade-server/src/config/palisade.toml");
+mod shipped;
+
+use shipped::TEMPLATE;
+
 const FRAME: &str = r#"{"type":"send","id":"42","room":"lobby","event":"chat.message","data":{"content":"Hello <b>world</b>, see <a href=\"https://example.com/docs\">the docs</a> and reply soon!","mentions":["bob","carol"]}}"#;
 const PLAIN: &str = r#"{"type":"send","id":"43","room":"lobby","event":"chat.message","data":{"content":"Hello world, see you at the docs meeting and reply soon!","mentions":["bob","carol"]}}"#;
 
@@ -36,42 +39,6 @@ fn default_policy() -> Policy {
         ..PolicySpec::default()
     };
     Policy::compile(&spec).unwrap()
-}
-
-/// The guard as the template configures it.
-fn default_guard() -> Guard {
-    let t: toml::Table = toml::from_str(TEMPLATE).unwrap();
-    let abuse = &t["abuse"];
-    let rate = |k: &str| Rate::parse(abuse[k].as_str().unwrap()).unwrap();
-    let number = |k: &str| abuse[k].as_integer().unwrap();
-    let count = |k: &str| u32::try_from(number(k)).unwrap();
-    let hour = Duration::from_secs(3600);
-    Guard::new(GuardSettings {
-        dry_run: false,
-        connect_rate: rate("connect_rate"),
-        max_connections_per_ip: count("max_connections_per_ip"),
-        max_connections_per_user: count("max_connections_per_user"),
-        connection_rate: rate("connection_rate"),
-        user_rate: rate("user_rate"),
-        ip_rate: rate("ip_rate"),
-        control_rate: rate("control_rate"),
-        restrict_divisor: count("restrict_divisor"),
-        // Durations do not change what a check costs; a half-life as short
-        // as the bench's tick keeps the score update benched below from
-        // ever reaching a ban, so it measures the update alone.
-        score_half_life: Duration::from_secs(1),
-        restrict_at: number("restrict_at") as f64,
-        disconnect_at: number("disconnect_at") as f64,
-        ban_at: number("ban_at") as f64,
-        ban_users: false,
-        ban_terms: BanTerms { first: hour, factor: 2, max: hour * 24, memory: hour * 24 * 7 },
-        weights: Weights::default(),
-        max_tracked_keys: usize::try_from(number("max_tracked_keys")).unwrap(),
-        spam: SpamRules {
-            max_repeat: usize::try_from(number("spam_max_repeat")).unwrap(),
-            max_links: usize::try_from(number("spam_max_links")).unwrap(),
-        },
-    })
 }
 
 fn bench(c: &mut Criterion) {
@@ -92,7 +59,10 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let policy = default_policy();
     let nonces = MemoryNonces::new(1024, 1024);
-    let guard = default_guard();
+    // A half-life as short as the bench's tick keeps the score update
+    // benched below from ever reaching a ban, so it measures the update
+    // alone (durations do not change what a check costs).
+    let guard = Guard::new(GuardSettings { score_half_life: Duration::from_secs(1), ..shipped::guard_settings() });
     let cx = Context { policy: &policy, verifier: &verifier, nonces: &nonces, guard: &guard };
     let ip = IpKey::of(std::net::Ipv4Addr::LOCALHOST.into());
     let limits = SessionLimits {
