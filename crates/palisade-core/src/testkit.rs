@@ -55,6 +55,7 @@ pub(crate) fn guard_settings() -> crate::guard::GuardSettings {
         dry_run: false,
         connect_rate: rate("30/min"),
         max_connections_per_ip: 64,
+        max_pending_per_ip: 16,
         max_connections_per_user: 16,
         connection_rate: rate("20/s"),
         user_rate: rate("40/s"),

@@ -4,12 +4,14 @@
 //! runtime's workers, follows bans other processes write, forgets idle
 //! keys — and counts and logs every decision, `dry_run` ones included.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_core::addr::IpKey;
-use palisade_core::guard::{Ban, Escalation, Step};
+use palisade_core::guard::{Ban, Escalation, Step, Verdict};
+use palisade_core::log::Clipped;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_protocol::CloseCode;
 use tracing::{error, info, warn};
@@ -21,6 +23,14 @@ use crate::state::AppState;
 pub(crate) const BAN_POLL: Duration = Duration::from_millis(250);
 /// How often idle limiter and score state is forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// Who is knocking: the socket's peer, and the address the guard counts
+/// it as (the peer, or the client a trusted proxy names).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Knock {
+    pub(crate) peer: SocketAddr,
+    pub(crate) ip: IpKey,
+}
 
 /// Decisions counted by kind, for the metrics endpoint (and tests).
 #[derive(Debug, Default)]
@@ -75,6 +85,48 @@ impl AppState {
         if self.admit_refusal_line() {
             info!(%ip, user, kind = %refusal.kind, reason = %refusal.reason, "dry run: would refuse");
         }
+    }
+
+    /// A guard verdict on a connection attempt (a socket, a handshake):
+    /// `Ok` to go on (a dry-run refusal reported on the way), or the
+    /// refusal, counted, scored and logged as `what`.
+    pub(crate) fn judge_knock(
+        &self,
+        verdict: Verdict,
+        knock: Knock,
+        user: Option<&str>,
+        what: &'static str,
+    ) -> Result<(), Refusal> {
+        match verdict {
+            Verdict::Pass => Ok(()),
+            Verdict::Refuse(refusal) => {
+                self.refuse_knock(&refusal, knock, user, what);
+                Err(refusal)
+            }
+            Verdict::WouldRefuse(refusal) => {
+                let escalation = self.guard.penalize(None, knock.ip, user, refusal.kind, self.clock.now());
+                self.report_unenforced(&refusal, knock.ip, user);
+                self.escalate(escalation, knock.ip, user);
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts, scores and logs (within the budget, as `what`) a refused
+    /// connection attempt, and performs what it escalated to.
+    pub(crate) fn refuse_knock(&self, refusal: &Refusal, knock: Knock, user: Option<&str>, what: &'static str) {
+        self.count_refusal(refusal);
+        let escalation = self.guard.penalize(None, knock.ip, user, refusal.kind, self.clock.now());
+        if self.admit_refusal_line() {
+            warn!(
+                peer = %knock.peer,
+                ip = %knock.ip,
+                kind = %refusal.kind,
+                reason = %Clipped::new(&refusal.reason, self.settings.config.log.max_client_text),
+                "{what}"
+            );
+        }
+        self.escalate(escalation, knock.ip, user);
     }
 
     /// Performs what a refusal by `user` from `ip` escalated to; returns

@@ -5,7 +5,6 @@
 //! refusal is counted, scored and logged the same way, and a refusal that
 //! escalates to a ban closes the banned subject's live connections too.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -15,22 +14,17 @@ use palisade_core::addr::IpKey;
 use palisade_core::guard::Standing;
 use palisade_core::guard::Verdict;
 use palisade_core::handshake::HandshakeRequest;
-use palisade_core::log::Clipped;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::session::Session;
 use palisade_protocol::SUBPROTOCOL;
-use tracing::warn;
 
+use crate::abuse::Knock;
 use crate::http::{HttpRejection, all_str, header_str, joined, peer_of};
 use crate::state::AppState;
 use crate::ws::{serve_connection, upgrade};
 
-/// Who is knocking: the socket's peer and the address the guard counts.
-#[derive(Debug, Clone, Copy)]
-struct Knock {
-    peer: SocketAddr,
-    ip: IpKey,
-}
+/// The log message of a refused handshake.
+const UPGRADE_REFUSED: &str = "upgrade refused";
 
 pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
     let accept = upgrade::accept_key(req.method(), req.headers())?;
@@ -77,34 +71,13 @@ impl AppState {
     /// A guard verdict at the handshake: a refusal, or under `dry_run` a
     /// report and a pass.
     fn judge(&self, verdict: Verdict, knock: Knock, user: Option<&str>) -> Result<(), HttpRejection> {
-        match verdict {
-            Verdict::Pass => Ok(()),
-            Verdict::Refuse(refusal) => Err(self.refuse(refusal, knock, user)),
-            Verdict::WouldRefuse(refusal) => {
-                let escalation = self.guard.penalize(None, knock.ip, user, refusal.kind, self.clock.now());
-                self.report_unenforced(&refusal, knock.ip, user);
-                self.escalate(escalation, knock.ip, user);
-                Ok(())
-            }
-        }
+        self.judge_knock(verdict, knock, user, UPGRADE_REFUSED).map_err(|r| HttpRejection::Refused(Box::new(r)))
     }
 
-    /// Counts, scores and logs a refused handshake and performs what it
-    /// escalated to; the client sees only the status and generic body of
-    /// its kind.
+    /// A refused handshake: counted, scored, logged, escalated; the client
+    /// sees only the status and generic body of its kind.
     fn refuse(&self, refusal: Refusal, knock: Knock, user: Option<&str>) -> HttpRejection {
-        self.count_refusal(&refusal);
-        let escalation = self.guard.penalize(None, knock.ip, user, refusal.kind, self.clock.now());
-        if self.admit_refusal_line() {
-            warn!(
-                peer = %knock.peer,
-                ip = %knock.ip,
-                kind = %refusal.kind,
-                reason = %Clipped::new(&refusal.reason, self.settings.config.log.max_client_text),
-                "upgrade refused"
-            );
-        }
-        self.escalate(escalation, knock.ip, user);
+        self.refuse_knock(&refusal, knock, user, UPGRADE_REFUSED);
         HttpRejection::Refused(Box::new(refusal))
     }
 }

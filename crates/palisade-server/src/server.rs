@@ -9,15 +9,16 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use palisade_core::guard::Guard;
+use palisade_core::addr::IpKey;
+use palisade_core::guard::{Guard, Pending};
 use palisade_core::store::{BanStore, StoreError};
 use palisade_store::Sqlite;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
 use tracing::{info, warn};
 
-use crate::abuse::{Stats, follow_bans, sweep};
+use crate::abuse::{Knock, Stats, follow_bans, sweep};
 use crate::config::{ConfigError, Env, ProcessEnv};
 use crate::http::{PeerAddr, router};
 use crate::settings::Settings;
@@ -119,15 +120,11 @@ impl Server {
                     }
                 },
             };
-            // Sockets that have not finished their request are capped, so a
-            // flood of idle sockets is shed at once instead of each holding
-            // a task and a descriptor until its handshake times out.
-            let Ok(permit) = Arc::clone(&pending).try_acquire_owned() else {
-                if state.admit_refusal_line() {
-                    warn!(peer = %peer, "socket dropped: limits.max_pending_handshakes reached");
-                }
-                continue;
-            };
+            // Sockets that have not finished their request are capped, in
+            // all and per address, so a flood of idle sockets is shed at
+            // once instead of each holding a task and a descriptor until its
+            // handshake times out, and one client cannot take every place.
+            let Some(waiting) = Waiting::enter(&state, &pending, peer) else { continue };
             // Small frames (acks, chat events) should not wait for Nagle.
             let _ = stream.set_nodelay(true);
             let service = router.clone().map_request(move |mut req: hyper::Request<Incoming>| {
@@ -142,7 +139,7 @@ impl Server {
                 // deadline bounds the whole handshake, slowloris included,
                 // and an idle keep-alive socket, and the permit is held at
                 // most that long.
-                let _permit = permit;
+                let _waiting = waiting;
                 tokio::pin!(conn);
                 tokio::select! {
                     _ = conn.as_mut() => {}
@@ -161,6 +158,44 @@ impl Server {
         let grace = state.settings.config.server.shutdown_grace;
         if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
             warn!(open = state.open_connections(), "shutdown grace expired with connections still open");
+        }
+    }
+}
+
+/// A socket's place among those waiting for their request to be answered:
+/// one of `limits.max_pending_handshakes`, and one of its address's
+/// `abuse.max_pending_per_ip` (not for trusted proxies, whose sockets carry
+/// many clients). Both are given back on drop.
+struct Waiting {
+    state: Arc<AppState>,
+    _permit: OwnedSemaphorePermit,
+    pending: Option<Pending>,
+}
+
+impl Waiting {
+    /// A place for the socket from `peer`, or `None` (logged) to drop it.
+    fn enter(state: &Arc<AppState>, places: &Arc<Semaphore>, peer: SocketAddr) -> Option<Self> {
+        let Ok(permit) = Arc::clone(places).try_acquire_owned() else {
+            if state.admit_refusal_line() {
+                warn!(peer = %peer, "socket dropped: limits.max_pending_handshakes reached");
+            }
+            return None;
+        };
+        let mut waiting = Self { state: Arc::clone(state), _permit: permit, pending: None };
+        if !state.settings.trusted_proxies.contains(peer.ip()) {
+            let knock = Knock { peer, ip: IpKey::of(peer.ip()) };
+            let (verdict, pending) = state.guard.accept(knock.ip, state.clock.now());
+            state.judge_knock(verdict, knock, None, "socket dropped").ok()?;
+            waiting.pending = pending;
+        }
+        Some(waiting)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.state.guard.answered(pending);
         }
     }
 }

@@ -87,7 +87,7 @@ async fn idle_sockets_beyond_the_pending_cap_are_closed_at_once() {
     drop(idle);
     let mut served = false;
     for _ in 0..50 {
-        if healthz(&server).await {
+        if healthz(&server, [127, 0, 0, 1]).await {
             served = true;
             break;
         }
@@ -96,9 +96,17 @@ async fn idle_sockets_beyond_the_pending_cap_are_closed_at_once() {
     assert!(served, "permits were not released");
 }
 
-/// Whether a fresh socket gets `/healthz` answered (a shed socket does not).
-async fn healthz(server: &TestServer) -> bool {
-    let Ok(mut tcp) = TcpStream::connect(server.addr).await else { return false };
+/// A socket to the server from 127.0.0.1 or another loopback address.
+async fn socket_from(server: &TestServer, from: [u8; 4]) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from((from, 0)))?;
+    socket.connect(server.addr).await
+}
+
+/// Whether a fresh socket from `from` gets `/healthz` answered (a shed
+/// socket does not).
+async fn healthz(server: &TestServer, from: [u8; 4]) -> bool {
+    let Ok(mut tcp) = socket_from(server, from).await else { return false };
     let request = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
     if tcp.write_all(request).await.is_err() {
         return false;
@@ -116,4 +124,22 @@ async fn an_upgraded_connection_outlives_the_handshake_timeout() {
     let (mut ws, _) = connect(&server, &token("patient", &[])).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     join(&mut ws, "lobby").await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_pending_place() {
+    let server = TestServer::start("[server]\nhandshake_timeout = \"30s\"\n[abuse]\nmax_pending_per_ip = 2\n").await;
+    const GREEDY: [u8; 4] = [127, 0, 30, 1];
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(socket_from(&server, GREEDY).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = socket_from(&server, GREEDY).await.unwrap();
+    assert!(closed_within(&mut third, WAIT).await, "the greedy address's third socket was not shed");
+    // Everyone else is still served while the greedy address waits.
+    assert!(healthz(&server, [127, 0, 30, 2]).await);
+    for tcp in &mut idle {
+        assert!(!closed_within(tcp, Duration::from_millis(50)).await, "a pending socket was closed");
+    }
 }

@@ -24,6 +24,7 @@ pub(crate) fn guard_settings() -> GuardSettings {
         dry_run: false,
         connect_rate: rate("connect_rate"),
         max_connections_per_ip: count("max_connections_per_ip"),
+        max_pending_per_ip: count("max_pending_per_ip"),
         max_connections_per_user: count("max_connections_per_user"),
         connection_rate: rate("connection_rate"),
         user_rate: rate("user_rate"),

@@ -117,6 +117,15 @@ pub struct Ticket {
     user: Option<(String, Place)>,
 }
 
+/// A socket of an address counted as waiting for its answer; hand it back
+/// to [`Guard::answered`].
+#[derive(Debug)]
+#[must_use = "a pending socket not handed back keeps its address counted"]
+pub struct Pending {
+    ip: IpKey,
+    place: Place,
+}
+
 /// Per-address and per-user state.
 #[derive(Debug, Default)]
 struct KeyState {
@@ -124,6 +133,8 @@ struct KeyState {
     connects: Gcra,
     score: Score,
     open: u32,
+    /// Sockets accepted and not yet answered (addresses only).
+    pending: u32,
     /// Per-event limiters (users only), one per declared event with a
     /// `rate` the user has sent: bounded by the policy.
     events: Vec<(Box<str>, Gcra)>,
@@ -153,6 +164,43 @@ impl Guard {
     /// The bans in force and remembered.
     pub fn bans(&self) -> &BanList {
         &self.bans
+    }
+
+    /// A socket was accepted from `ip`, before any byte of its request: may
+    /// it wait for its request to be answered? At most
+    /// `abuse.max_pending_per_ip` sockets of one address wait at once, so one
+    /// client cannot fill `limits.max_pending_handshakes` for everyone. A
+    /// `Some` must go back to [`Guard::answered`] when the wait ends.
+    pub fn accept(&self, ip: IpKey, now: Timestamp) -> (Verdict, Option<Pending>) {
+        let s = &self.settings;
+        let (refusal, place) = self.ips.with(
+            &ip,
+            now,
+            |k| self.idle(k, now),
+            |k| {
+                let refusal = (k.pending >= s.max_pending_per_ip)
+                    .then(|| Refusal::new(Kind::TooManyConnections, "address at abuse.max_pending_per_ip"));
+                if refusal.is_none() || s.dry_run {
+                    k.pending = k.pending.saturating_add(1);
+                }
+                refusal
+            },
+        );
+        let pending = Pending { ip, place };
+        match refusal {
+            None => (Verdict::Pass, Some(pending)),
+            Some(r) if s.dry_run => (Verdict::WouldRefuse(r), Some(pending)),
+            Some(r) => (Verdict::Refuse(r), None),
+        }
+    }
+
+    /// The socket of `pending` was answered, or went away.
+    // By value on purpose: the token is used up, so it cannot be handed back
+    // twice (it is not `Clone`).
+    #[allow(clippy::needless_pass_by_value)]
+    pub fn answered(&self, pending: Pending) {
+        let Pending { ip, place } = pending;
+        self.ips.with_existing(&ip, place, |k| k.pending = k.pending.saturating_sub(1));
     }
 
     /// Handshake, first: is the address banned, is it reconnecting faster
@@ -431,6 +479,7 @@ impl Guard {
     /// which holds no connection: forgetting it changes no decision.
     fn idle(&self, k: &KeyState, now: Timestamp) -> bool {
         k.open == 0
+            && k.pending == 0
             && k.messages.idle(now)
             && k.connects.idle(now)
             && k.score.negligible(self.settings.score_half_life, now)

@@ -14,6 +14,8 @@ pub struct GuardSettings {
     pub connect_rate: Rate,
     /// Open connections per address.
     pub max_connections_per_ip: u32,
+    /// Sockets of one address waiting for their request to be answered.
+    pub max_pending_per_ip: u32,
     /// Open connections per user.
     pub max_connections_per_user: u32,
     /// Messages per connection.

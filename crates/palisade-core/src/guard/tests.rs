@@ -123,6 +123,26 @@ fn a_flood_on_one_connection_is_rate_limited_then_disconnected() {
 }
 
 #[test]
+fn one_address_cannot_hold_every_pending_place() {
+    let guard = Guard::new(GuardSettings { max_pending_per_ip: 2, ..guard_settings() });
+    let a = guard.accept(ip(2), T0);
+    let b = guard.accept(ip(2), T0);
+    assert!(matches!((&a.0, &b.0), (Verdict::Pass, Verdict::Pass)));
+    let (third, none) = guard.accept(ip(2), T0);
+    assert_eq!((refused(&third), none.is_none()), (Some(Kind::TooManyConnections), true));
+    let (other, other_pending) = guard.accept(ip(3), T0);
+    assert_eq!(other, Verdict::Pass, "another address has its own places");
+    guard.answered(a.1.unwrap());
+    let (again, again_pending) = guard.accept(ip(2), T0);
+    assert_eq!(again, Verdict::Pass, "a place frees when a socket is answered");
+    for p in [b.1, other_pending, again_pending].into_iter().flatten() {
+        guard.answered(p);
+    }
+    guard.sweep(at(3_600_000));
+    assert_eq!(guard.tracked(), (0, 0));
+}
+
+#[test]
 fn a_users_rate_holds_across_their_connections() {
     let guard = Guard::new(guard_settings()); // user_rate 40/s, per connection 20/s
     let mut conns: Vec<Standing> = (2..5).map(|n| Standing::new(ip(n))).collect();

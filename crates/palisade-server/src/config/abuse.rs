@@ -21,6 +21,8 @@ pub struct AbuseConfig {
     pub connect_rate: Rate,
     /// Open connections per address.
     pub max_connections_per_ip: u32,
+    /// Sockets of one address waiting for their request to be answered.
+    pub max_pending_per_ip: u32,
     /// Open connections per user.
     pub max_connections_per_user: u32,
     /// Messages per connection.
@@ -74,6 +76,7 @@ impl AbuseConfig {
     pub fn settings(&self) -> Result<GuardSettings, ConfigError> {
         let positive = [
             ("abuse.max_connections_per_ip", self.max_connections_per_ip),
+            ("abuse.max_pending_per_ip", self.max_pending_per_ip),
             ("abuse.max_connections_per_user", self.max_connections_per_user),
             ("abuse.restrict_divisor", self.restrict_divisor),
             ("abuse.ban_factor", self.ban_factor),
@@ -110,6 +113,7 @@ impl AbuseConfig {
             dry_run: self.dry_run,
             connect_rate: self.connect_rate,
             max_connections_per_ip: self.max_connections_per_ip,
+            max_pending_per_ip: self.max_pending_per_ip,
             max_connections_per_user: self.max_connections_per_user,
             connection_rate: self.connection_rate,
             user_rate: self.user_rate,

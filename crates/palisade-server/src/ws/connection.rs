@@ -329,8 +329,10 @@ impl Conn<'_> {
                 ack(&id, None)
             }
             Decision::Reject(refusal, escalation) => {
+                // The refusal's log line first, then what it led to.
+                let frame = self.refuse(&refusal);
                 reply.close = self.escalate(escalation);
-                self.refuse(&refusal)
+                frame
             }
         };
         reply.close = reply.close.or_else(|| self.unenforced());

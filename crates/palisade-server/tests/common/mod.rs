@@ -51,6 +51,7 @@ ip_rate = "100000/s"
 control_rate = "100000/s"
 max_connections_per_ip = 100000
 max_connections_per_user = 100000
+max_pending_per_ip = 100000
 restrict_at = 1000000
 disconnect_at = 1000000
 ban_at = 1000000
