@@ -23,6 +23,9 @@ use crate::state::AppState;
 pub(crate) const BAN_POLL: Duration = Duration::from_millis(250);
 /// How often idle limiter and score state is forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
+/// How often ended bans past `abuse.ban_memory` are deleted from the store
+/// (they are never returned by it anyway; this keeps the table small).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Who is knocking: the socket's peer, and the address the guard counts
 /// it as (the peer, or the client a trusted proxy names).
@@ -229,13 +232,25 @@ pub(crate) async fn follow_bans(state: Arc<AppState>) {
     }
 }
 
-/// Forgets idle limiter and score state and long-ended bans.
+/// Forgets idle limiter and score state and long-ended bans, in memory
+/// every [`SWEEP_EVERY`] and in the store every [`PRUNE_EVERY`].
 pub(crate) async fn sweep(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             _ = tick.tick() => state.guard.sweep(state.clock.now()),
+            _ = prune.tick() => {
+                let store = Arc::clone(&state.store);
+                let before = state.clock.now().saturating_sub(state.guard.settings().ban_terms.memory);
+                match tokio::task::spawn_blocking(move || store.prune(before)).await {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(pruned)) => info!(pruned, "forgot bans that ended longer than abuse.ban_memory ago"),
+                    Ok(Err(e)) => warn!(error = %e, "could not prune old bans; will retry"),
+                    Err(e) => error!(error = %e, "ban pruning task failed"),
+                }
+            }
         }
     }
 }

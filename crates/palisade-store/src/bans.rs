@@ -154,6 +154,13 @@ impl BanStore for Sqlite {
     /// the server wants: the bans it stores itself are in its memory
     /// already. A move with no ban changed (a later table's write) costs
     /// the caller one needless reload, never a missed one.
+    fn prune(&self, before: Timestamp) -> Result<usize, StoreError> {
+        self.write("pruning bans", |tx| {
+            tx.execute("DELETE FROM bans WHERE until_ms IS NOT NULL AND until_ms < ?1", [to_sql(before)])
+                .map_err(sql("pruning bans"))
+        })
+    }
+
     fn version(&self) -> Result<u64, StoreError> {
         let version: i64 =
             self.conn().query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(sql("reading data_version"))?;

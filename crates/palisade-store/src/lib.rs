@@ -111,15 +111,6 @@ impl Sqlite {
         tx.commit().map_err(sql(what))?;
         Ok(value)
     }
-
-    /// Deletes the bans that ended before `before`, remembered or not;
-    /// permanent bans stay. Returns how many went. Their history stays.
-    pub fn prune(&self, before: Timestamp) -> Result<usize, StoreError> {
-        self.write("pruning bans", |tx| {
-            tx.execute("DELETE FROM bans WHERE until_ms IS NOT NULL AND until_ms < ?1", [to_sql(before)])
-                .map_err(sql("pruning bans"))
-        })
-    }
 }
 
 /// Creates `path` empty with mode 0600 (and its directory with 0700) if it

@@ -53,6 +53,11 @@ pub trait BanStore: Send + Sync + std::fmt::Debug {
     /// newest first.
     fn history(&self, subject: Option<&Subject>, limit: usize) -> Result<Vec<BanRecord>, StoreError>;
 
+    /// Deletes the bans that ended before `before` (permanent ones stay),
+    /// so the table holds only what [`BanStore::bans`] can still return;
+    /// the history keeps them. Returns how many went.
+    fn prune(&self, before: Timestamp) -> Result<usize, StoreError>;
+
     /// A number that changes whenever any process changed the bans, so a
     /// server notices a CLI change by polling it.
     fn version(&self) -> Result<u64, StoreError>;

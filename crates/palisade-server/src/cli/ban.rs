@@ -118,18 +118,21 @@ fn add(args: AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError>
     };
     let config = args.config.load(env)?;
     let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
-    let previous = store.bans(now, Duration::ZERO).map_err(failed)?.into_iter().find(|b| b.subject == args.subject);
+    // Remembered bans too: an operator's ban keeps the subject's strikes,
+    // so the next automatic ban still escalates from them.
+    let remembered = store.bans(now, config.abuse.ban_memory).map_err(failed)?;
+    let previous = remembered.into_iter().find(|b| b.subject == args.subject);
     let ban = Ban {
         subject: args.subject,
         since: now,
         until,
-        strikes: 1,
+        strikes: previous.as_ref().map_or(1, |p| p.strikes.max(1)),
         reason: args.reason.unwrap_or_default(),
         source: BanSource::Operator,
     };
     store.put(&ban).map_err(failed)?;
     let mut out = format!("banned {} {}", ban.subject, until_text(ban.until));
-    if let Some(previous) = previous {
+    if let Some(previous) = previous.filter(|p| p.active(now)) {
         let _ = write!(out, ", replacing the ban {}", until_text(previous.until));
     }
     let _ = writeln!(out, " (in {})", store.path().display());
