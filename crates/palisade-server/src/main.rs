@@ -37,6 +37,12 @@ fn main() -> ExitCode {
                 print!("{out}");
             }
         }),
+        Command::User(command) => cli::user::user(command, &env).map(|out| {
+            #[allow(clippy::print_stdout, reason = "the users or what was done is the command's output")]
+            {
+                print!("{out}");
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 //! `palisade_core::store`.
 //!
 //! SQLite rather than a single-process key-value store because operators
-//! run `palisade ban …` (and later other commands) while the server runs,
+//! run `palisade ban …` and `palisade user …` while the server runs,
 //! and inspect the file with `sqlite3`. Every connection opens the file in
 //! WAL mode with `synchronous=FULL` (these are security records, written
 //! rarely) and a busy timeout, so the server and the CLI take turns instead
@@ -17,14 +17,15 @@
 //! The schema is versioned: opening applies each missing
 //! migration in its own transaction and records the count in
 //! `PRAGMA user_version`; a file written by a newer palisade is refused
-//! rather than guessed at. Each table family has its own module (`bans`
-//! now; users, sessions and audit later), and a new table is a new entry at
+//! rather than guessed at. Each table family has its own module (`bans`,
+//! `users`; sessions and audit later), and a new table is a new entry at
 //! the end of the migration list.
 
 #![forbid(unsafe_code)]
 
 mod bans;
 mod schema;
+mod users;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

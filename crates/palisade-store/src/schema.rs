@@ -37,6 +37,14 @@ const MIGRATIONS: &[&str] = &[
         source   TEXT NOT NULL CHECK (source IN ('auto', 'operator'))
     );
     CREATE INDEX ban_history_subject ON ban_history (subject, id);",
+    // 2: the own issuer's users. `roles` is a JSON array of role names;
+    //    `password_hash` an argon2id PHC string.
+    "CREATE TABLE users (
+        id            TEXT PRIMARY KEY NOT NULL,
+        roles         TEXT NOT NULL CHECK (json_valid(roles) AND json_type(roles) = 'array'),
+        password_hash TEXT NOT NULL CHECK (password_hash LIKE '$argon2id$%'),
+        created_ms    INTEGER NOT NULL CHECK (created_ms >= 0)
+    );",
 ];
 
 /// Brings the schema up to date; returns how many migrations it applied.

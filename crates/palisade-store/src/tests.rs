@@ -222,3 +222,45 @@ fn processes_opening_a_new_file_at_once_migrate_it_once() {
     stores[0].put(&ban("ip:127.0.0.2", T0, None, 1)).unwrap();
     assert_eq!(stores[3].bans(T0, Duration::ZERO).unwrap().len(), 1);
 }
+
+mod users {
+    use palisade_core::store::{User, UserStore};
+
+    use super::*;
+
+    fn user(id: &str, roles: &[&str]) -> User {
+        User {
+            id: id.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash-of-{id}"),
+            created: T0,
+        }
+    }
+
+    #[test]
+    fn users_are_added_once_read_listed_and_removed() {
+        let (_dir, store) = fresh();
+        let alice = user("alice", &["student"]);
+        assert!(store.add_user(&alice).unwrap());
+        assert!(!store.add_user(&user("alice", &["admin"])).unwrap(), "an existing id is not replaced");
+        assert!(store.add_user(&user("bob", &[])).unwrap());
+        assert_eq!(store.user("alice").unwrap(), Some(alice.clone()));
+        assert_eq!(store.user("carol").unwrap(), None);
+        assert_eq!(store.users().unwrap().iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
+        assert!(store.remove_user("bob").unwrap());
+        assert!(!store.remove_user("bob").unwrap());
+        assert!(!format!("{alice:?}").contains("argon2"), "Debug never shows the hash");
+    }
+
+    #[test]
+    fn a_corrupt_user_row_is_an_error_naming_it_and_bad_values_are_refused() {
+        let (_dir, store) = fresh();
+        store.add_user(&user("alice", &["student"])).unwrap();
+        store.conn().execute("UPDATE users SET roles = '{}'", []).unwrap_err();
+        store.conn().execute("UPDATE users SET password_hash = 'plain'", []).unwrap_err();
+        store.conn().execute("UPDATE users SET roles = '[1]'", []).unwrap();
+        let err = store.user("alice").unwrap_err().to_string();
+        assert!(err.contains("users row \"alice\"") && err.contains("roles"), "{err}");
+        assert!(store.users().is_err());
+    }
+}

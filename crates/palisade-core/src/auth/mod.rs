@@ -1,4 +1,5 @@
-//! Access tokens: verification of incoming JWTs and minting with our own keys.
+//! Access tokens: verification of incoming JWTs and minting with our own
+//! keys; and the own issuer's passwords.
 //!
 //! Signature checking is `jsonwebtoken`'s job; every time-based or identity
 //! claim (`exp`, `nbf`, `iss`, `aud`) is checked here against the `now` the
@@ -6,10 +7,12 @@
 
 mod identity;
 mod keys;
+mod password;
 mod token;
 
 pub use identity::{IdentityError, check_name, check_sub};
 pub use keys::{Algorithm, KeyError, KeyMaterial};
+pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, hash_password, verify_password};
 pub use token::{AuthError, Identity, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
 
 #[cfg(test)]

@@ -7,9 +7,11 @@
 
 mod bans;
 mod nonces;
+mod users;
 
 pub use bans::{BanAction, BanRecord, BanStore, StoreError};
 pub use nonces::MemoryNonces;
+pub use users::{User, UserStore};
 
 use crate::Timestamp;
 

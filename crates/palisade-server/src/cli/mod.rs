@@ -1,7 +1,8 @@
 //! Command-line interface: `serve` (the default), `token`, `init`,
-//! `policy check` and `ban` (in [`ban`]).
+//! `policy check`, `ban` (in [`ban`]) and `user` (in [`user`]).
 
 pub mod ban;
+pub mod user;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +59,10 @@ pub enum Command {
     /// the server runs).
     #[command(subcommand)]
     Ban(ban::BanCommand),
+    /// Add, list and remove the own issuer's users (passwords hashed with
+    /// argon2id) in the data directory's database.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 /// `palisade policy …`

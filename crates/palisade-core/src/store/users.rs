@@ -1,0 +1,41 @@
+//! The own issuer's users.
+
+use crate::Timestamp;
+use crate::store::StoreError;
+
+/// A user of the own issuer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// The id, which becomes the token's `sub` (the rules of
+    /// [`crate::auth::check_sub`]).
+    pub id: String,
+    /// Roles the user's tokens carry.
+    pub roles: Vec<String>,
+    /// argon2id PHC string ([`crate::auth::hash_password`]).
+    pub password_hash: String,
+    /// When the user was added.
+    pub created: Timestamp,
+}
+
+impl std::fmt::Debug for User {
+    // A password hash never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User").field("id", &self.id).field("roles", &self.roles).finish_non_exhaustive()
+    }
+}
+
+/// Where the own issuer's users live. Operators change it with
+/// `palisade user …`, also while the server runs.
+pub trait UserStore: Send + Sync + std::fmt::Debug {
+    /// Adds `user`; `false` (and nothing changed) if the id exists.
+    fn add_user(&self, user: &User) -> Result<bool, StoreError>;
+
+    /// The user with this id.
+    fn user(&self, id: &str) -> Result<Option<User>, StoreError>;
+
+    /// Every user, by id.
+    fn users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// Removes the user; `false` if there was none.
+    fn remove_user(&self, id: &str) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,137 @@
+//! `palisade user add|list|remove`: the own issuer's users in
+//! `<data_dir>/palisade.db`, changed directly in the database, so they work
+//! whether or not a server is running on the same data directory.
+
+use std::fmt::Write as _;
+use std::io::{BufRead as _, IsTerminal as _};
+
+use clap::{Args, Subcommand};
+use palisade_core::Timestamp;
+use palisade_core::auth::{MAX_PASSWORD_BYTES, check_sub, hash_password};
+use palisade_core::store::{User, UserStore};
+use palisade_store::Sqlite;
+
+use super::{CliError, ConfigArgs};
+use crate::config::Env;
+use crate::state::now;
+
+/// `palisade user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from the terminal (asked twice,
+    /// not echoed) or, when stdin is not a terminal, as its first line.
+    Add(AddArgs),
+    /// List the users (never their password hashes).
+    List(ConfigArgs),
+    /// Remove a user.
+    Remove(RemoveArgs),
+}
+
+/// `palisade user add`
+#[derive(Debug, Clone, Args)]
+pub struct AddArgs {
+    /// Config source: the data directory, and the roles the policy defines.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The user id, which becomes the token's `sub`.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// A role the user's tokens carry (repeat, or comma-separate); each
+    /// must be defined under `[roles]`.
+    #[arg(long = "role", value_delimiter = ',')]
+    pub roles: Vec<String>,
+}
+
+/// `palisade user remove`
+#[derive(Debug, Clone, Args)]
+pub struct RemoveArgs {
+    /// Config source: where the data directory is.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The user id.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+/// Runs a `palisade user` command; returns what to print on stdout.
+pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
+    match command {
+        UserCommand::Add(args) => add(&args, env, now()),
+        UserCommand::List(config) => list(&config, env),
+        UserCommand::Remove(args) => {
+            let store = open(&args.config, env)?;
+            if store.remove_user(&args.id).map_err(failed)? {
+                Ok(format!("removed user {}\n", args.id))
+            } else {
+                Err(CliError::Failed(format!("no user {}", args.id)))
+            }
+        }
+    }
+}
+
+fn add(args: &AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError> {
+    check_sub(&args.id).map_err(|e| CliError::Failed(format!("{e}: see the sub rules in docs/PROTOCOL.md §1.4")))?;
+    let config = args.config.load(env)?;
+    if let Some(role) = args.roles.iter().find(|r| !config.roles.contains_key(r.as_str())) {
+        let known: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+        return Err(CliError::Failed(format!("no role {role:?} under [roles] (known: {})", known.join(", "))));
+    }
+    let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
+    if store.user(&args.id).map_err(failed)?.is_some() {
+        return Err(CliError::Failed(format!("user {} exists; remove it first", args.id)));
+    }
+    // The salt is drawn here: core takes it as an argument.
+    let password_hash =
+        hash_password(&read_password()?, rand::random()).map_err(|e| CliError::Failed(e.to_string()))?;
+    let user = User { id: args.id.clone(), roles: args.roles.clone(), password_hash, created: now };
+    if !store.add_user(&user).map_err(failed)? {
+        return Err(CliError::Failed(format!("user {} exists; remove it first", args.id)));
+    }
+    Ok(format!("added user {} with roles [{}] (in {})\n", user.id, user.roles.join(", "), store.path().display()))
+}
+
+fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
+    let users = open(config, env)?.users().map_err(failed)?;
+    if users.is_empty() {
+        return Ok("no users\n".into());
+    }
+    let mut out = String::new();
+    for user in users {
+        let _ = writeln!(out, "{}  [{}]", user.id, user.roles.join(", "));
+    }
+    Ok(out)
+}
+
+/// The password: asked twice at a terminal, else the first line of stdin.
+fn read_password() -> Result<String, CliError> {
+    let fail = |e: std::io::Error| CliError::Failed(format!("cannot read the password: {e}"));
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").map_err(fail)?;
+        let again = rpassword::prompt_password("again: ").map_err(fail)?;
+        if first != again {
+            return Err(CliError::Failed("the passwords differ".into()));
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    // One line, bounded: a pipe that never ends must not fill memory.
+    let limit = u64::try_from(MAX_PASSWORD_BYTES + 2).unwrap_or(u64::MAX);
+    std::io::Read::take(std::io::stdin().lock(), limit).read_line(&mut line).map_err(fail)?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Opens the database that must already exist (see `ban`'s reason).
+fn open(config: &ConfigArgs, env: &dyn Env) -> Result<Sqlite, CliError> {
+    let path = config.load(env)?.server.data_dir.join(palisade_store::DB_FILE);
+    if !path.exists() {
+        return Err(CliError::Failed(format!(
+            "no database at {}: is --data or --config the server's? (the server creates it when it starts)",
+            path.display()
+        )));
+    }
+    Sqlite::open(&path).map_err(failed)
+}
+
+fn failed(e: palisade_core::store::StoreError) -> CliError {
+    CliError::Failed(e.0)
+}
