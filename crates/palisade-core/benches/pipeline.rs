@@ -10,7 +10,9 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
-use palisade_core::auth::{Algorithm, KeyMaterial, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
+use palisade_core::auth::{
+    Algorithm, KeyMaterial, Revocations, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions,
+};
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::{Guard, GuardSettings, Standing};
 use palisade_core::policy::{Policy, PolicySpec};
@@ -63,7 +65,9 @@ fn bench(c: &mut Criterion) {
     // benched below from ever reaching a ban, so it measures the update
     // alone (durations do not change what a check costs).
     let guard = Guard::new(GuardSettings { score_half_life: Duration::from_secs(1), ..shipped::guard_settings() });
-    let cx = Context { policy: &policy, verifier: &verifier, nonces: &nonces, guard: &guard };
+    let revocations = Revocations::default();
+    let cx =
+        Context { policy: &policy, verifier: &verifier, nonces: &nonces, guard: &guard, revocations: &revocations };
     let ip = IpKey::of(std::net::Ipv4Addr::LOCALHOST.into());
     let limits = SessionLimits {
         max_rooms: 8,

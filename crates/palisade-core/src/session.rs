@@ -11,7 +11,7 @@ use palisade_protocol::{ClientFrame, CloseCode, ErrorCode};
 use serde_json::value::RawValue;
 
 use crate::Timestamp;
-use crate::auth::{AuthError, Identity, TokenVerifier};
+use crate::auth::{AuthError, Identity, Revocations, TokenVerifier};
 use crate::csrf::{CsrfSettings, CsrfToken};
 use crate::guard::{Escalation, Guard, Standing, Verdict};
 use crate::policy::{Denied, Policy};
@@ -36,6 +36,8 @@ pub struct Context<'a> {
     pub nonces: &'a dyn NonceStore,
     /// Rates, scores and bans.
     pub guard: &'a Guard,
+    /// Revoked tokens, for `refresh`.
+    pub revocations: &'a Revocations,
 }
 
 /// Per-connection limits.
@@ -146,6 +148,12 @@ impl Session {
             standing,
             unenforced: None,
         }
+    }
+
+    /// Whether the token the connection runs on has been revoked since
+    /// (the server asks when the revocations change, and closes with 4003).
+    pub fn is_revoked(&self, revocations: &Revocations) -> bool {
+        revocations.is_revoked(&self.identity)
     }
 
     /// The connection's standing with the guard (its address).
@@ -399,6 +407,9 @@ impl Session {
         })?;
         if fresh.user_id != self.identity.user_id {
             return Err(Denied::new(ErrorCode::Forbidden, "refresh token is for another user"));
+        }
+        if cx.revocations.is_revoked(&fresh) {
+            return Err(Denied::new(ErrorCode::Forbidden, "refresh token revoked"));
         }
         self.identity = fresh;
         self.expiry_noticed = false;

@@ -1,8 +1,9 @@
 //! The server's side of the abuse guard (docs/ARCHITECTURE.md, "Abuse
 //! defence"): it performs what `core::guard` decides — closes the
 //! connections of a banned subject, writes bans to the store off the
-//! runtime's workers, follows bans other processes write, forgets idle
-//! keys — and counts and logs every decision, `dry_run` ones included.
+//! runtime's workers, forgets idle keys — and counts and logs every
+//! decision, `dry_run` ones included. Following what other processes write
+//! to the store is `crate::follow`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,9 +19,6 @@ use tracing::{error, info, warn};
 
 use crate::state::AppState;
 
-/// How often the store is asked whether another process changed the bans:
-/// a `palisade ban` command takes effect within this (and one store read).
-pub(crate) const BAN_POLL: Duration = Duration::from_millis(250);
 /// How often idle limiter and score state is forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// How often ended bans past `abuse.ban_memory` are deleted from the store
@@ -185,50 +183,6 @@ impl AppState {
             Ok(()) => bans.bans().saved(&ban),
             Err(e) => error!(subject = %ban.subject, error = %e, "could not save a ban; it holds until restart"),
         });
-    }
-}
-
-/// Follows the store: when another process (`palisade ban …`) changed the
-/// bans, reloads them and closes the live connections of new ones.
-pub(crate) async fn follow_bans(state: Arc<AppState>) {
-    let mut seen = None;
-    let mut failing = false;
-    let mut tick = tokio::time::interval(BAN_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = state.shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let store = Arc::clone(&state.store);
-        let now = state.clock.now();
-        let memory = state.guard.settings().ban_terms.memory;
-        let read = tokio::task::spawn_blocking(move || {
-            let version = store.version()?;
-            if seen == Some(version) {
-                return Ok(None);
-            }
-            store.bans(now, memory).map(|bans| Some((version, bans)))
-        })
-        .await;
-        match read {
-            Ok(Ok(None)) => failing = false,
-            Ok(Ok(Some((version, bans)))) => {
-                failing = false;
-                seen = Some(version);
-                for ban in state.guard.bans().replace(bans, now) {
-                    let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
-                    info!(subject = %ban.subject, closed, "ban from the store in force");
-                }
-            }
-            Ok(Err(e)) => {
-                // Logged once per outage, not every poll.
-                if !std::mem::replace(&mut failing, true) {
-                    error!(error = %e, "cannot read bans from the store; keeping the bans in memory");
-                }
-            }
-            Err(e) => error!(error = %e, "ban reader task failed"),
-        }
     }
 }
 

@@ -55,6 +55,10 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
         query_token,
     };
     let admitted = state.settings.gate.admit(&handshake, now).map_err(|r| state.refuse(r, knock, None))?;
+    // A revoked token is one more authentication failure: the same 401.
+    if state.revocations.is_revoked(&admitted.identity) {
+        return Err(state.refuse(Refusal::new(Kind::AuthFailure, "auth: token revoked"), knock, None));
+    }
     let user = admitted.identity.user_id.as_str();
     let verdict = slot.admit_user(user, now);
     state.judge(verdict, knock, Some(user))?;

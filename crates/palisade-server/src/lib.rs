@@ -11,6 +11,7 @@
 pub mod abuse;
 pub mod cli;
 pub mod config;
+mod follow;
 mod handshake;
 mod http;
 pub mod server;

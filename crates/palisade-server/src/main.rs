@@ -37,6 +37,12 @@ fn main() -> ExitCode {
                 print!("{out}");
             }
         }),
+        Command::Revoke(command) => cli::revoke::revoke(command, &env).map(|out| {
+            #[allow(clippy::print_stdout, reason = "what was revoked is the command's output")]
+            {
+                print!("{out}");
+            }
+        }),
         Command::User(command) => cli::user::user(command, &env).map(|out| {
             #[allow(clippy::print_stdout, reason = "the users or what was done is the command's output")]
             {

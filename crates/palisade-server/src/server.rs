@@ -10,19 +10,21 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use palisade_core::addr::IpKey;
+use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Pending};
-use palisade_core::store::{BanStore, StoreError};
+use palisade_core::store::StoreError;
 use palisade_store::Sqlite;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt as _;
 use tracing::{info, warn};
 
-use crate::abuse::{Knock, Stats, follow_bans, sweep};
+use crate::abuse::{Knock, Stats, sweep};
 use crate::config::{ConfigError, Env, ProcessEnv};
+use crate::follow::follow_store;
 use crate::http::{PeerAddr, router};
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, Store};
 
 /// Largest HTTP request head accepted, in bytes.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -64,18 +66,21 @@ impl Server {
         let now = crate::state::now();
         // Opening migrates the schema and reads the file: off the runtime's
         // workers, as every store call is.
-        let (store, bans) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let store: Arc<dyn BanStore> = Arc::new(Sqlite::open_in(&data_dir)?);
+        let (store, bans, revoked) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let store: Arc<dyn Store> = Arc::new(Sqlite::open_in(&data_dir)?);
             let bans = store.bans(now, memory)?;
-            Ok((store, bans))
+            let revoked = store.revocations()?;
+            Ok((store, bans, revoked))
         })
         .await
         .map_err(|e| StoreError(format!("store task failed: {e}")))??;
         guard.bans().replace(bans, now);
+        let revocations = Revocations::default();
+        revocations.replace(revoked);
         let addr = settings.config.server.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Self { state: Arc::new(AppState::new(settings, guard, store)), listener, local_addr })
+        Ok(Self { state: Arc::new(AppState::new(settings, guard, store, revocations)), listener, local_addr })
     }
 
     /// Counters of the guard's decisions, readable while the server runs.
@@ -100,7 +105,7 @@ impl Server {
         let Self { state, listener, .. } = self;
         #[cfg(unix)]
         state.tasks.spawn(reload_on_sighup(Reloader(Arc::clone(&state)), state.shutdown.clone()));
-        state.tasks.spawn(follow_bans(Arc::clone(&state)));
+        state.tasks.spawn(follow_store(Arc::clone(&state)));
         state.tasks.spawn(sweep(Arc::clone(&state)));
         let router = router(Arc::clone(&state));
         let handshake_timeout = state.settings.config.server.handshake_timeout;

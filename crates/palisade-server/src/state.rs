@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade_core::Timestamp;
+use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::log::{LogBudget, LogVerdict};
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::store::{BanStore, MemoryNonces};
+use palisade_core::store::{BanStore, MemoryNonces, RevocationStore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,6 +18,11 @@ use crate::abuse::Counters;
 use crate::settings::Settings;
 use crate::ws::ConnLimits;
 use crate::ws::hub::Hub;
+
+/// What the server keeps in the embedded database.
+pub(crate) trait Store: BanStore + RevocationStore {}
+
+impl<T: BanStore + RevocationStore> Store for T {}
 
 /// Shared server state, passed as `Arc<AppState>`.
 #[derive(Debug)]
@@ -31,8 +37,10 @@ pub(crate) struct AppState {
     pub(crate) nonces: MemoryNonces,
     /// Rates, scores and the bans in force.
     pub(crate) guard: Arc<Guard>,
-    /// Where bans are kept (the embedded database).
-    pub(crate) store: Arc<dyn BanStore>,
+    /// Where bans and revocations are kept (the embedded database).
+    pub(crate) store: Arc<dyn Store>,
+    /// Revoked tokens in force.
+    pub(crate) revocations: Revocations,
     /// Guard decisions, by kind.
     pub(crate) counters: Counters,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
@@ -45,10 +53,11 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(settings: Settings, guard: Guard, store: Arc<dyn BanStore>) -> Self {
+    pub(crate) fn new(settings: Settings, guard: Guard, store: Arc<dyn Store>, revocations: Revocations) -> Self {
         Self {
             guard: Arc::new(guard),
             store,
+            revocations,
             counters: Counters::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),

@@ -45,6 +45,16 @@ const MIGRATIONS: &[&str] = &[
         password_hash TEXT NOT NULL CHECK (password_hash LIKE '$argon2id$%'),
         created_ms    INTEGER NOT NULL CHECK (created_ms >= 0)
     );",
+    // 3: revoked tokens (`kind` 'token', `value` the jti) and users' tokens
+    //    issued before `before_ms` (`kind` 'user', `value` the sub).
+    "CREATE TABLE revocations (
+        kind       TEXT NOT NULL CHECK (kind IN ('token', 'user')),
+        value      TEXT NOT NULL,
+        before_ms  INTEGER CHECK (before_ms >= 0 AND (kind = 'user') = (before_ms IS NOT NULL)),
+        created_ms INTEGER NOT NULL CHECK (created_ms >= 0),
+        reason     TEXT NOT NULL,
+        PRIMARY KEY (kind, value)
+    );",
 ];
 
 /// Brings the schema up to date; returns how many migrations it applied.

@@ -264,3 +264,20 @@ mod users {
         assert!(store.users().is_err());
     }
 }
+
+#[test]
+fn revocations_round_trip_and_a_user_keeps_the_later_instant() {
+    use palisade_core::auth::{Revocation, user_revocation};
+    use palisade_core::store::RevocationStore;
+    let (dir, store) = fresh();
+    store.revoke(&Revocation::Token("t-1".into()), T0, "leaked").unwrap();
+    store.revoke(&user_revocation("alice", T0.saturating_add(MIN)).unwrap(), T0, "").unwrap();
+    store.revoke(&user_revocation("alice", T0).unwrap(), T0, "").unwrap();
+    let again = Sqlite::open_in(&dir.path().join("data")).unwrap();
+    assert_eq!(
+        again.revocations().unwrap(),
+        [Revocation::Token("t-1".into()), user_revocation("alice", T0.saturating_add(MIN)).unwrap()]
+    );
+    store.conn().execute("UPDATE revocations SET value = 'a b' WHERE kind = 'user'", []).unwrap();
+    assert!(store.revocations().unwrap_err().to_string().contains("revocations row (user"));
+}

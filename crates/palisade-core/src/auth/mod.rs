@@ -8,11 +8,13 @@
 mod identity;
 mod keys;
 mod password;
+mod revocation;
 mod token;
 
 pub use identity::{IdentityError, check_name, check_sub};
 pub use keys::{Algorithm, KeyError, KeyMaterial};
 pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, hash_password, verify_password};
+pub use revocation::{InvalidJti, Revocation, Revocations, check_jti, user_revocation};
 pub use token::{AuthError, Identity, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions};
 
 #[cfg(test)]

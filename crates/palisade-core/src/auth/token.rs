@@ -79,6 +79,8 @@ pub struct Identity {
     pub expires_at: Timestamp,
     /// `jti`, for revocation.
     pub token_id: Option<String>,
+    /// `iat`, for revoking a user's tokens issued before an instant.
+    pub issued_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -228,7 +230,8 @@ impl TokenVerifier {
         if c.roles.len() > MAX_LIST_LEN || c.rooms.as_ref().is_some_and(|r| r.len() > MAX_LIST_LEN) {
             return Err(AuthError::BadClaims);
         }
-        Ok(Identity { user_id: c.sub, name, roles: c.roles, rooms: c.rooms, expires_at, token_id: c.jti })
+        let issued_at = c.iat.map(Timestamp::from_secs);
+        Ok(Identity { user_id: c.sub, name, roles: c.roles, rooms: c.rooms, expires_at, token_id: c.jti, issued_at })
     }
 }
 

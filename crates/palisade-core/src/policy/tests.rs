@@ -27,6 +27,7 @@ fn who(roles: &[&str]) -> Identity {
         rooms: None,
         expires_at: Timestamp::from_secs(0),
         token_id: None,
+        issued_at: None,
     }
 }
 

@@ -43,15 +43,28 @@ struct Env {
     verifier: TokenVerifier,
     nonces: MemoryNonces,
     guard: Guard,
+    revocations: crate::auth::Revocations,
 }
 
 impl Env {
     fn new(policy: Policy) -> Self {
-        Self { policy, verifier: verifier(), nonces: MemoryNonces::new(1000, 100), guard: lenient_guard() }
+        Self {
+            policy,
+            verifier: verifier(),
+            nonces: MemoryNonces::new(1000, 100),
+            guard: lenient_guard(),
+            revocations: Default::default(),
+        }
     }
 
     fn cx(&self) -> Context<'_> {
-        Context { policy: &self.policy, verifier: &self.verifier, nonces: &self.nonces, guard: &self.guard }
+        Context {
+            policy: &self.policy,
+            verifier: &self.verifier,
+            nonces: &self.nonces,
+            guard: &self.guard,
+            revocations: &self.revocations,
+        }
     }
 }
 
@@ -546,4 +559,21 @@ mod guarded {
         assert!(!escalation.enforced);
         assert!(s.take_unenforced().is_none(), "reported once");
     }
+}
+
+#[test]
+fn a_revoked_token_cannot_refresh_and_the_session_knows_it_is_revoked() {
+    use crate::auth::{Revocation, user_revocation};
+    let env = Env::new(policy());
+    let mut s = session(Duration::from_secs(3600));
+    assert!(!s.is_revoked(&env.revocations));
+    // `mint` gives every token `iat` = T0 and no `jti`: revoking u1.s
+    // tokens before T0 covers the session's token and any new one.
+    env.revocations.replace(vec![user_revocation("u1", T0).unwrap()]);
+    assert!(s.is_revoked(&env.revocations));
+    let fresh = mint("u1", &[], Duration::from_secs(7200), T0);
+    let frame = format!(r#"{{"type":"refresh","id":"r","token":"{fresh}"}}"#);
+    assert_eq!(code_of(&s.on_text(env.cx(), &frame, T0)), Some((Some("r"), ErrorCode::Forbidden)));
+    env.revocations.replace(vec![Revocation::Token("other".into())]);
+    assert!(!s.is_revoked(&env.revocations));
 }

@@ -7,10 +7,12 @@
 
 mod bans;
 mod nonces;
+mod revocations;
 mod users;
 
 pub use bans::{BanAction, BanRecord, BanStore, StoreError};
 pub use nonces::MemoryNonces;
+pub use revocations::RevocationStore;
 pub use users::{User, UserStore};
 
 use crate::Timestamp;

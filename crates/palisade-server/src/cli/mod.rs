@@ -1,7 +1,9 @@
 //! Command-line interface: `serve` (the default), `token`, `init`,
-//! `policy check`, `ban` (in [`ban`]) and `user` (in [`user`]).
+//! `policy check`, `ban` (in [`ban`]), `user` (in [`user`]) and `revoke`
+//! (in [`revoke`]).
 
 pub mod ban;
+pub mod revoke;
 pub mod user;
 
 use std::net::SocketAddr;
@@ -63,6 +65,10 @@ pub enum Command {
     /// argon2id) in the data directory's database.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Revoke a token or a user's tokens; a running server closes the
+    /// matching live connections within a second.
+    #[command(subcommand)]
+    Revoke(revoke::RevokeCommand),
 }
 
 /// `palisade policy …`

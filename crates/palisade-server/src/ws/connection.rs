@@ -129,6 +129,13 @@ impl Conn<'_> {
                 () = state.shutdown.cancelled() => return Err(Exit::Close(CloseCode::GoingAway)),
                 request = control.requested() => match request {
                     Request::Close(code) => return Err(Exit::Close(code)),
+                    Request::Revalidate => {
+                        if self.session.is_revoked(&state.revocations) {
+                            info!(conn = self.rooms.id(), session = self.session.id(), "token revoked: closing with 4003");
+                            return Err(Exit::Close(CloseCode::Revoked));
+                        }
+                        None
+                    }
                     Request::Recheck => {
                         let policy = state.settings.policy.load();
                         let removed = self.session.recheck_rooms(&policy);
@@ -290,6 +297,7 @@ impl Conn<'_> {
             verifier: self.state.settings.gate.verifier(),
             nonces: &self.state.nonces,
             guard: &self.state.guard,
+            revocations: &self.state.revocations,
         };
         let mut reply = Reply { frame: String::new(), removed: Vec::new(), close: None };
         reply.frame = match self.session.on_text(cx, text, now) {

@@ -13,6 +13,8 @@ pub(crate) enum Request {
     Close(CloseCode),
     /// The policy was reloaded: leave the rooms it no longer allows.
     Recheck,
+    /// The revocations changed: close with 4003 if the token is revoked.
+    Revalidate,
 }
 
 /// Requests for one connection. The first close request wins; later ones
@@ -22,6 +24,7 @@ pub(crate) enum Request {
 pub(crate) struct Control {
     code: AtomicU16,
     recheck: AtomicBool,
+    revalidate: AtomicBool,
     notify: Notify,
 }
 
@@ -42,11 +45,22 @@ impl Control {
         }
     }
 
-    /// Resolves with the next request; a close comes before a re-check.
+    /// Asks the connection to check its token against the revocations.
+    pub(crate) fn revalidate(&self) {
+        if !self.revalidate.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves with the next request; a close comes first, then a token
+    /// check, then a room re-check.
     pub(crate) async fn requested(&self) -> Request {
         loop {
             if let Some(code) = self.close_code() {
                 return Request::Close(code);
+            }
+            if self.revalidate.swap(false, Ordering::AcqRel) {
+                return Request::Revalidate;
             }
             if self.recheck.swap(false, Ordering::AcqRel) {
                 return Request::Recheck;

@@ -110,6 +110,17 @@ impl Hub {
         asked
     }
 
+    /// Asks every live connection to check its token against the
+    /// revocations; returns how many were asked.
+    pub(crate) fn revalidate_all(&self) -> usize {
+        let mut asked = 0;
+        for conn in &self.conns {
+            conn.control.revalidate();
+            asked += 1;
+        }
+        asked
+    }
+
     /// Asks every member of every room to re-check its rooms against the
     /// policy (after a reload). Connections in no room have nothing to lose.
     pub(crate) fn recheck_all(&self) {

@@ -1,0 +1,171 @@
+//! Revoked tokens: one token by its `jti`, or every token of a user issued
+//! before an instant. Checked at the handshake, on `refresh`, and on every
+//! live connection when the list changes (docs/ARCHITECTURE.md,
+//! "Revocation").
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{PoisonError, RwLock};
+
+use crate::Timestamp;
+use crate::auth::{Identity, check_sub};
+
+/// One revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// The token with this `jti`.
+    Token(String),
+    /// Every token of `user` issued before `before` (a token without `iat`
+    /// counts as issued before anything).
+    User {
+        /// The token's `sub`.
+        user: String,
+        /// Tokens issued at or after this still pass.
+        before: Timestamp,
+    },
+}
+
+impl Revocation {
+    /// Whether `identity`'s token is revoked by this. `iat` has whole
+    /// seconds, so a token from the revocation's own second is revoked too:
+    /// the doubt goes against the token.
+    pub fn covers(&self, identity: &Identity) -> bool {
+        match self {
+            Self::Token(jti) => identity.token_id.as_deref() == Some(jti.as_str()),
+            Self::User { user, before } => {
+                *user == identity.user_id && identity.issued_at.is_none_or(|iat| iat.as_secs() <= before.as_secs())
+            }
+        }
+    }
+}
+
+impl fmt::Display for Revocation {
+    /// `token:JTI` or `user:ID`, as the CLI and the store write them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Token(jti) => write!(f, "token:{jti}"),
+            Self::User { user, .. } => write!(f, "user:{user}"),
+        }
+    }
+}
+
+/// A `jti` the CLI accepts: what `palisade token` mints and what external
+/// issuers commonly use.
+pub fn check_jti(jti: &str) -> Result<(), InvalidJti> {
+    let ok = (1..=128).contains(&jti.len()) && jti.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(()) } else { Err(InvalidJti) }
+}
+
+/// A `jti` that is empty, too long or not visible ASCII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a token id is 1-128 visible ASCII characters")]
+pub struct InvalidJti;
+
+impl FromStr for Revocation {
+    type Err = InvalidJti;
+
+    /// `token:JTI` only; a user's revocation needs its instant.
+    fn from_str(s: &str) -> Result<Self, InvalidJti> {
+        let jti = s.strip_prefix("token:").ok_or(InvalidJti)?;
+        check_jti(jti).map(|()| Self::Token(jti.to_owned()))
+    }
+}
+
+/// The revocations in force, checked on every handshake and `refresh`.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Inner {
+    tokens: HashSet<String>,
+    users: HashMap<String, Timestamp>,
+}
+
+impl Revocations {
+    /// Whether `identity`'s token is revoked.
+    pub fn is_revoked(&self, identity: &Identity) -> bool {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        identity.token_id.as_ref().is_some_and(|jti| inner.tokens.contains(jti))
+            || inner.users.get(&identity.user_id).is_some_and(|before| {
+                Revocation::User { user: identity.user_id.clone(), before: *before }.covers(identity)
+            })
+    }
+
+    /// Replaces the list (the store's); `true` if anything was added, so
+    /// live connections must check themselves again.
+    pub fn replace(&self, list: Vec<Revocation>) -> bool {
+        let mut next = Inner::default();
+        for revocation in list {
+            match revocation {
+                Revocation::Token(jti) => {
+                    next.tokens.insert(jti);
+                }
+                Revocation::User { user, before } => {
+                    let at = next.users.entry(user).or_insert(before);
+                    *at = (*at).max(before);
+                }
+            }
+        }
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let added = next.tokens.iter().any(|t| !inner.tokens.contains(t))
+            || next.users.iter().any(|(u, before)| inner.users.get(u).is_none_or(|old| before > old));
+        *inner = next;
+        added
+    }
+}
+
+/// A user id for a revocation, by the `sub` rules.
+pub fn user_revocation(user: &str, before: Timestamp) -> Result<Revocation, crate::auth::IdentityError> {
+    check_sub(user).map(|()| Revocation::User { user: user.to_owned(), before })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testkit::T0;
+
+    fn who(user: &str, jti: Option<&str>, iat: Option<Timestamp>) -> Identity {
+        Identity {
+            user_id: user.into(),
+            name: user.into(),
+            roles: Vec::new(),
+            rooms: None,
+            expires_at: T0.saturating_add(Duration::from_secs(900)),
+            token_id: jti.map(Into::into),
+            issued_at: iat,
+        }
+    }
+
+    #[test]
+    fn a_token_or_every_earlier_token_of_a_user() {
+        let list = Revocations::default();
+        assert!(list.replace(vec![Revocation::Token("t1".into()), user_revocation("alice", T0).unwrap(),]));
+        assert!(list.is_revoked(&who("bob", Some("t1"), Some(T0))), "by jti, whoever holds it");
+        assert!(!list.is_revoked(&who("bob", Some("t2"), Some(T0))));
+        let before = T0.saturating_sub(Duration::from_secs(60));
+        assert!(list.is_revoked(&who("alice", Some("t3"), Some(before))));
+        assert!(list.is_revoked(&who("alice", Some("t3"), Some(T0))), "the same second is revoked too");
+        assert!(list.is_revoked(&who("alice", None, None)), "no iat: revoked");
+        let after = T0.saturating_add(Duration::from_secs(1));
+        assert!(!list.is_revoked(&who("alice", Some("t4"), Some(after))), "a token issued later passes");
+        // Reloading the same list adds nothing; lifting is a replace too.
+        assert!(!list.replace(vec![Revocation::Token("t1".into()), user_revocation("alice", T0).unwrap()]));
+        assert!(!list.replace(Vec::new()));
+        assert!(!list.is_revoked(&who("bob", Some("t1"), Some(T0))));
+    }
+
+    #[test]
+    fn text_forms() {
+        assert_eq!("token:abc".parse::<Revocation>().unwrap(), Revocation::Token("abc".into()));
+        assert!("token:".parse::<Revocation>().is_err());
+        assert!("token:a b".parse::<Revocation>().is_err());
+        assert!("user:alice".parse::<Revocation>().is_err(), "a user's revocation needs its instant");
+        assert!(user_revocation("a b", T0).is_err());
+        assert_eq!(user_revocation("alice", T0).unwrap().to_string(), "user:alice");
+    }
+}

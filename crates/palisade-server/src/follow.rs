@@ -1,0 +1,64 @@
+//! Follows the embedded database: bans and revocations that other
+//! processes (`palisade ban`, `palisade revoke`) write while the server
+//! runs take effect within [`POLL`] and one store read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::store::StoreError;
+use palisade_protocol::CloseCode;
+use tracing::{error, info};
+
+use crate::state::AppState;
+
+/// How often the store is asked whether another process changed it.
+pub(crate) const POLL: Duration = Duration::from_millis(250);
+
+/// Polls the store's change counter; when it moves, reloads the bans
+/// (closing the live connections of new ones with 4003) and the
+/// revocations (asking every live connection to check its token again).
+pub(crate) async fn follow_store(state: Arc<AppState>) {
+    let mut seen = None;
+    let mut failing = false;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let store = Arc::clone(&state.store);
+        let now = state.clock.now();
+        let memory = state.guard.settings().ban_terms.memory;
+        let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let version = store.version()?;
+            if seen == Some(version) {
+                return Ok(None);
+            }
+            Ok(Some((version, store.bans(now, memory)?, store.revocations()?)))
+        })
+        .await;
+        match read {
+            Ok(Ok(None)) => failing = false,
+            Ok(Ok(Some((version, bans, revoked)))) => {
+                failing = false;
+                seen = Some(version);
+                for ban in state.guard.bans().replace(bans, now) {
+                    let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
+                    info!(subject = %ban.subject, closed, "ban from the store in force");
+                }
+                if state.revocations.replace(revoked) {
+                    let asked = state.hub.revalidate_all();
+                    info!(asked, "revocations changed: live connections check their tokens");
+                }
+            }
+            Ok(Err(e)) => {
+                // Logged once per outage, not every poll.
+                if !std::mem::replace(&mut failing, true) {
+                    error!(error = %e, "cannot read the store; keeping the bans and revocations in memory");
+                }
+            }
+            Err(e) => error!(error = %e, "store reader task failed"),
+        }
+    }
+}
