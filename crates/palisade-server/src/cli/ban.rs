@@ -205,7 +205,7 @@ fn failed(e: palisade_core::store::StoreError) -> CliError {
 }
 
 /// `--reason`: operator text, one line, at most [`MAX_REASON_CHARS`].
-fn parse_reason(text: &str) -> Result<String, String> {
+pub(super) fn parse_reason(text: &str) -> Result<String, String> {
     let chars = text.chars().count();
     if chars > MAX_REASON_CHARS {
         return Err(format!("at most {MAX_REASON_CHARS} characters (this one has {chars})"));

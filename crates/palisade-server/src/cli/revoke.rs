@@ -37,8 +37,8 @@ pub struct TokenArgs {
     /// The token's `jti`.
     #[arg(value_name = "JTI")]
     pub jti: String,
-    /// Why, for other operators.
-    #[arg(long, default_value = "")]
+    /// Why, for other operators (at most 200 characters, one line).
+    #[arg(long, default_value = "", value_parser = super::ban::parse_reason)]
     pub reason: String,
 }
 
@@ -55,8 +55,8 @@ pub struct UserArgs {
     /// 2026-12-01T10:00:00Z) are revoked; default: now.
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     pub before: Option<std::time::SystemTime>,
-    /// Why, for other operators.
-    #[arg(long, default_value = "")]
+    /// Why, for other operators (at most 200 characters, one line).
+    #[arg(long, default_value = "", value_parser = super::ban::parse_reason)]
     pub reason: String,
 }
 
