@@ -10,9 +10,9 @@ use palisade_core::Timestamp;
 use palisade_core::guard::{Ban, BanSource, Subject};
 use palisade_core::log::Clipped;
 use palisade_core::store::{BanAction, BanStore};
-use palisade_store::{DB_FILE, Sqlite};
+use palisade_store::Sqlite;
 
-use super::{CliError, ConfigArgs};
+use super::{CliError, ConfigArgs, existing_store, failed};
 use crate::config::Env;
 use crate::state::now;
 
@@ -93,13 +93,13 @@ pub fn ban(command: BanCommand, env: &dyn Env) -> Result<String, CliError> {
 fn run(command: BanCommand, env: &dyn Env, now: Timestamp) -> Result<String, CliError> {
     match command {
         BanCommand::List(args) => {
-            let store = existing(&args.config, env)?;
+            let store = existing_store(&args.config, env)?;
             let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
             if args.history { history(&store, limit) } else { list(&store, limit, now) }
         }
         BanCommand::Add(args) => add(args, env, now),
         BanCommand::Remove(args) => {
-            let store = existing(&args.config, env)?;
+            let store = existing_store(&args.config, env)?;
             if store.lift(&args.subject, now).map_err(failed)? {
                 Ok(format!("lifted the ban on {}\n", args.subject))
             } else {
@@ -182,26 +182,6 @@ fn history(store: &Sqlite, limit: usize) -> Result<String, CliError> {
         ]
     }));
     Ok(table(&rows))
-}
-
-/// Opens the database that must already exist: listing or lifting in a
-/// data directory that has none means `--data` or `--config` points
-/// elsewhere than the server's, and "no bans" would mislead.
-fn existing(config: &ConfigArgs, env: &dyn Env) -> Result<Sqlite, CliError> {
-    let data_dir = config.load(env)?.server.data_dir;
-    let path = data_dir.join(DB_FILE);
-    if !path.exists() {
-        return Err(CliError::Failed(format!(
-            "no ban database at {}: is --data or --config the server's? (the server creates it when it starts)",
-            path.display()
-        )));
-    }
-    Sqlite::open(&path).map_err(failed)
-}
-
-fn failed(e: palisade_core::store::StoreError) -> CliError {
-    // Its messages name the file or the operation already.
-    CliError::Failed(e.0)
 }
 
 /// `--reason`: operator text, one line, at most [`MAX_REASON_CHARS`].

@@ -212,6 +212,27 @@ pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
     signer.mint(request, now()).map_err(|e| CliError::Failed(e.to_string()))
 }
 
+/// Opens the data directory's database, which must already exist: listing
+/// or changing what is in a data directory that has none means `--data` or
+/// `--config` points elsewhere than the server's, and "no bans" or "no
+/// users" would mislead.
+fn existing_store(config: &ConfigArgs, env: &dyn Env) -> Result<palisade_store::Sqlite, CliError> {
+    let path = config.load(env)?.server.data_dir.join(palisade_store::DB_FILE);
+    if !path.exists() {
+        return Err(CliError::Failed(format!(
+            "no database at {}: is --data or --config the server's? (the server creates it when it starts)",
+            path.display()
+        )));
+    }
+    palisade_store::Sqlite::open(&path).map_err(failed)
+}
+
+/// A store error as a command's failure; its messages name the file or the
+/// operation already.
+fn failed(e: palisade_core::store::StoreError) -> CliError {
+    CliError::Failed(e.0)
+}
+
 /// `palisade policy check FILE`: the effective policy as TOML, or the first
 /// error with the key it is at.
 pub fn policy_check(file: &Path, env: &dyn Env) -> Result<String, CliError> {

@@ -12,7 +12,7 @@ use palisade_core::auth::{Revocation, check_jti, user_revocation};
 use palisade_core::store::RevocationStore as _;
 use palisade_store::Sqlite;
 
-use super::{CliError, ConfigArgs};
+use super::{CliError, ConfigArgs, failed};
 use crate::config::Env;
 use crate::state::now;
 
@@ -103,8 +103,4 @@ fn describe(revocation: &Revocation) -> String {
             format!("{revocation} (tokens issued up to {at})")
         }
     }
-}
-
-fn failed(e: palisade_core::store::StoreError) -> CliError {
-    CliError::Failed(e.0)
 }

@@ -11,7 +11,7 @@ use palisade_core::auth::{MAX_PASSWORD_BYTES, check_sub, hash_password};
 use palisade_core::store::{User, UserStore};
 use palisade_store::Sqlite;
 
-use super::{CliError, ConfigArgs};
+use super::{CliError, ConfigArgs, existing_store, failed};
 use crate::config::Env;
 use crate::state::now;
 
@@ -59,7 +59,7 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
         UserCommand::Add(args) => add(&args, env, now()),
         UserCommand::List(config) => list(&config, env),
         UserCommand::Remove(args) => {
-            let store = open(&args.config, env)?;
+            let store = existing_store(&args.config, env)?;
             if store.remove_user(&args.id).map_err(failed)? {
                 Ok(format!("removed user {}\n", args.id))
             } else {
@@ -91,7 +91,7 @@ fn add(args: &AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError
 }
 
 fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
-    let users = open(config, env)?.users().map_err(failed)?;
+    let users = existing_store(config, env)?.users().map_err(failed)?;
     if users.is_empty() {
         return Ok("no users\n".into());
     }
@@ -118,20 +118,4 @@ fn read_password() -> Result<String, CliError> {
     let limit = u64::try_from(MAX_PASSWORD_BYTES + 2).unwrap_or(u64::MAX);
     std::io::Read::take(std::io::stdin().lock(), limit).read_line(&mut line).map_err(fail)?;
     Ok(line.trim_end_matches(['\n', '\r']).to_owned())
-}
-
-/// Opens the database that must already exist (see `ban`'s reason).
-fn open(config: &ConfigArgs, env: &dyn Env) -> Result<Sqlite, CliError> {
-    let path = config.load(env)?.server.data_dir.join(palisade_store::DB_FILE);
-    if !path.exists() {
-        return Err(CliError::Failed(format!(
-            "no database at {}: is --data or --config the server's? (the server creates it when it starts)",
-            path.display()
-        )));
-    }
-    Sqlite::open(&path).map_err(failed)
-}
-
-fn failed(e: palisade_core::store::StoreError) -> CliError {
-    CliError::Failed(e.0)
 }
