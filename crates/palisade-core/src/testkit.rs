@@ -42,6 +42,7 @@ pub(crate) fn mint(sub: &str, roles: &[&str], ttl: Duration, now: Timestamp) -> 
         roles: roles.iter().map(|r| r.to_string()).collect(),
         rooms: None,
         ttl,
+        ..Default::default()
     };
     signer.mint(req, now).unwrap()
 }

@@ -23,6 +23,9 @@ impl RevocationStore for Sqlite {
             let bad = || StoreError(format!("revocations row ({kind}, {value:?}): corrupt, not written by palisade"));
             match (kind.as_str(), before_ms) {
                 ("token", None) => check_jti(&value).map(|()| Revocation::Token(value.clone())).map_err(|_| bad()),
+                ("session", None) => {
+                    check_jti(&value).map(|()| Revocation::Session(value.clone())).map_err(|_| bad())
+                }
                 ("user", Some(ms)) => {
                     let before = from_sql(ms).ok_or_else(bad)?;
                     user_revocation(&value, before).map_err(|_| bad())
@@ -36,6 +39,7 @@ impl RevocationStore for Sqlite {
     fn revoke(&self, revocation: &Revocation, now: Timestamp, reason: &str) -> Result<(), StoreError> {
         let (kind, value, before) = match revocation {
             Revocation::Token(jti) => ("token", jti.as_str(), None),
+            Revocation::Session(sid) => ("session", sid.as_str(), None),
             Revocation::User { user, before } => ("user", user.as_str(), Some(to_sql(*before))),
         };
         self.write("revoking", |tx| {

@@ -55,6 +55,46 @@ const MIGRATIONS: &[&str] = &[
         reason     TEXT NOT NULL,
         PRIMARY KEY (kind, value)
     );",
+    // 4: the own issuer's login sessions and their refresh tokens (a
+    //    session is one refresh family: every token rotated from one
+    //    login), and revocations of a whole session (`kind` 'session',
+    //    `value` the sid). SQLite cannot change a CHECK in place, so
+    //    `revocations` is rebuilt with the new kind allowed.
+    "CREATE TABLE revocations_4 (
+        kind       TEXT NOT NULL CHECK (kind IN ('token', 'session', 'user')),
+        value      TEXT NOT NULL,
+        before_ms  INTEGER CHECK (before_ms >= 0 AND (kind = 'user') = (before_ms IS NOT NULL)),
+        created_ms INTEGER NOT NULL CHECK (created_ms >= 0),
+        reason     TEXT NOT NULL,
+        PRIMARY KEY (kind, value)
+    );
+    INSERT INTO revocations_4 (kind, value, before_ms, created_ms, reason)
+        SELECT kind, value, before_ms, created_ms, reason FROM revocations;
+    DROP TABLE revocations;
+    ALTER TABLE revocations_4 RENAME TO revocations;
+    CREATE INDEX revocations_created ON revocations (kind, created_ms);
+    CREATE TABLE sessions (
+        id             TEXT PRIMARY KEY NOT NULL,
+        user_id        TEXT NOT NULL,
+        created_ms     INTEGER NOT NULL CHECK (created_ms >= 0),
+        last_active_ms INTEGER NOT NULL CHECK (last_active_ms >= 0),
+        expires_ms     INTEGER NOT NULL CHECK (expires_ms >= 0),
+        ended_ms       INTEGER CHECK (ended_ms >= 0),
+        end_reason     TEXT CHECK ((ended_ms IS NULL) = (end_reason IS NULL)),
+        user_agent     TEXT NOT NULL,
+        ip             TEXT NOT NULL,
+        device         TEXT NOT NULL,
+        cookie         INTEGER NOT NULL CHECK (cookie IN (0, 1))
+    );
+    CREATE INDEX sessions_user ON sessions (user_id, ended_ms);
+    CREATE TABLE refresh_tokens (
+        hash       TEXT PRIMARY KEY NOT NULL CHECK (length(hash) = 64),
+        session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        issued_ms  INTEGER NOT NULL CHECK (issued_ms >= 0),
+        expires_ms INTEGER NOT NULL CHECK (expires_ms >= 0),
+        used_ms    INTEGER CHECK (used_ms >= 0)
+    );
+    CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);",
 ];
 
 /// Brings the schema up to date; returns how many migrations it applied.

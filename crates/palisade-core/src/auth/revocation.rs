@@ -1,5 +1,5 @@
-//! Revoked tokens: one token by its `jti`, or every token of a user issued
-//! before an instant. Checked at the handshake, on `refresh`, and on every
+//! Revoked tokens: one token by its `jti`, every token of one login
+//! session by its `sid`, or every token of a user issued before an instant. Checked at the handshake, on `refresh`, and on every
 //! live connection when the list changes (docs/ARCHITECTURE.md,
 //! "Revocation").
 
@@ -16,6 +16,8 @@ use crate::auth::{Identity, check_sub};
 pub enum Revocation {
     /// The token with this `jti`.
     Token(String),
+    /// Every token minted for the login session with this `sid`.
+    Session(String),
     /// Every token of `user` issued before `before` (a token without `iat`
     /// counts as issued before anything).
     User {
@@ -33,6 +35,7 @@ impl Revocation {
     pub fn covers(&self, identity: &Identity) -> bool {
         match self {
             Self::Token(jti) => identity.token_id.as_deref() == Some(jti.as_str()),
+            Self::Session(sid) => identity.session_id.as_deref() == Some(sid.as_str()),
             Self::User { user, before } => {
                 *user == identity.user_id && identity.issued_at.is_none_or(|iat| iat.as_secs() <= before.as_secs())
             }
@@ -41,10 +44,12 @@ impl Revocation {
 }
 
 impl fmt::Display for Revocation {
-    /// `token:JTI` or `user:ID`, as the CLI and the store write them.
+    /// `token:JTI`, `session:SID` or `user:ID`, as the CLI and the store
+    /// write them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Token(jti) => write!(f, "token:{jti}"),
+            Self::Session(sid) => write!(f, "session:{sid}"),
             Self::User { user, .. } => write!(f, "user:{user}"),
         }
     }
@@ -65,8 +70,12 @@ pub struct InvalidJti;
 impl FromStr for Revocation {
     type Err = InvalidJti;
 
-    /// `token:JTI` only; a user's revocation needs its instant.
+    /// `token:JTI` or `session:SID` (a session id follows the `jti`
+    /// rules); a user's revocation needs its instant.
     fn from_str(s: &str) -> Result<Self, InvalidJti> {
+        if let Some(sid) = s.strip_prefix("session:") {
+            return check_jti(sid).map(|()| Self::Session(sid.to_owned()));
+        }
         let jti = s.strip_prefix("token:").ok_or(InvalidJti)?;
         check_jti(jti).map(|()| Self::Token(jti.to_owned()))
     }
@@ -81,6 +90,7 @@ pub struct Revocations {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Inner {
     tokens: HashSet<String>,
+    sessions: HashSet<String>,
     users: HashMap<String, Timestamp>,
 }
 
@@ -89,6 +99,7 @@ impl Revocations {
     pub fn is_revoked(&self, identity: &Identity) -> bool {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         identity.token_id.as_ref().is_some_and(|jti| inner.tokens.contains(jti))
+            || identity.session_id.as_ref().is_some_and(|sid| inner.sessions.contains(sid))
             || inner.users.get(&identity.user_id).is_some_and(|before| {
                 Revocation::User { user: identity.user_id.clone(), before: *before }.covers(identity)
             })
@@ -103,6 +114,9 @@ impl Revocations {
                 Revocation::Token(jti) => {
                     next.tokens.insert(jti);
                 }
+                Revocation::Session(sid) => {
+                    next.sessions.insert(sid);
+                }
                 Revocation::User { user, before } => {
                     let at = next.users.entry(user).or_insert(before);
                     *at = (*at).max(before);
@@ -111,6 +125,7 @@ impl Revocations {
         }
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         let added = next.tokens.iter().any(|t| !inner.tokens.contains(t))
+            || next.sessions.iter().any(|s| !inner.sessions.contains(s))
             || next.users.iter().any(|(u, before)| inner.users.get(u).is_none_or(|old| before > old));
         *inner = next;
         added
@@ -130,6 +145,10 @@ mod tests {
     use crate::testkit::T0;
 
     fn who(user: &str, jti: Option<&str>, iat: Option<Timestamp>) -> Identity {
+        who_in(user, jti, iat, None)
+    }
+
+    fn who_in(user: &str, jti: Option<&str>, iat: Option<Timestamp>, sid: Option<&str>) -> Identity {
         Identity {
             user_id: user.into(),
             name: user.into(),
@@ -138,6 +157,8 @@ mod tests {
             expires_at: T0.saturating_add(Duration::from_secs(900)),
             token_id: jti.map(Into::into),
             issued_at: iat,
+            session_id: sid.map(Into::into),
+            device: None,
         }
     }
 
@@ -160,7 +181,19 @@ mod tests {
     }
 
     #[test]
+    fn a_session_covers_every_token_minted_for_it() {
+        let list = Revocations::default();
+        assert!(list.replace(vec!["session:s_1".parse().unwrap()]));
+        assert!(list.is_revoked(&who_in("alice", Some("t1"), Some(T0), Some("s_1"))));
+        assert!(list.is_revoked(&who_in("alice", Some("t2"), Some(T0), Some("s_1"))), "a later token too");
+        assert!(!list.is_revoked(&who_in("alice", Some("t3"), Some(T0), Some("s_2"))), "another session");
+        assert!(!list.is_revoked(&who("alice", Some("t1"), Some(T0))), "a token of no session");
+    }
+
+    #[test]
     fn text_forms() {
+        assert_eq!("session:s_1".parse::<Revocation>().unwrap().to_string(), "session:s_1");
+        assert!("session:".parse::<Revocation>().is_err());
         assert_eq!("token:abc".parse::<Revocation>().unwrap(), Revocation::Token("abc".into()));
         assert!("token:".parse::<Revocation>().is_err());
         assert!("token:a b".parse::<Revocation>().is_err());

@@ -81,6 +81,10 @@ pub struct Identity {
     pub token_id: Option<String>,
     /// `iat`, for revoking a user's tokens issued before an instant.
     pub issued_at: Option<Timestamp>,
+    /// `sid`: the login session the own issuer minted the token for.
+    pub session_id: Option<String>,
+    /// `dev`: the device fingerprint the session is bound to.
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,6 +107,10 @@ struct Claims {
     aud: Option<Audience>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     jti: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dev: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -231,7 +239,17 @@ impl TokenVerifier {
             return Err(AuthError::BadClaims);
         }
         let issued_at = c.iat.map(Timestamp::from_secs);
-        Ok(Identity { user_id: c.sub, name, roles: c.roles, rooms: c.rooms, expires_at, token_id: c.jti, issued_at })
+        Ok(Identity {
+            user_id: c.sub,
+            name,
+            roles: c.roles,
+            rooms: c.rooms,
+            expires_at,
+            token_id: c.jti,
+            issued_at,
+            session_id: c.sid,
+            device: c.dev,
+        })
     }
 }
 
@@ -263,6 +281,10 @@ pub struct TokenRequest {
     pub rooms: Option<Vec<String>>,
     /// Lifetime from `now`.
     pub ttl: Duration,
+    /// `sid`, for a login session's tokens.
+    pub session_id: Option<String>,
+    /// `dev`, for a session bound to its device.
+    pub device: Option<String>,
 }
 
 impl TokenSigner {
@@ -290,6 +312,8 @@ impl TokenSigner {
             iss: self.issuer.clone(),
             aud: self.audience.clone().map(Audience::One),
             jti: Some(crate::random_id("t_")),
+            sid: req.session_id,
+            dev: req.device,
         };
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());

@@ -28,6 +28,8 @@ fn who(roles: &[&str]) -> Identity {
         expires_at: Timestamp::from_secs(0),
         token_id: None,
         issued_at: None,
+        session_id: None,
+        device: None,
     }
 }
 

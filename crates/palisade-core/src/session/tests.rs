@@ -261,6 +261,7 @@ fn a_narrower_rooms_claim_on_refresh_leaves_the_rooms_outside_it() {
         roles: Vec::new(),
         rooms: Some(vec!["course:*".into()]),
         ttl: Duration::from_secs(600),
+        ..Default::default()
     };
     let narrowed = signer.mint(request, T0).unwrap();
     let frame = format!(r#"{{"type":"refresh","id":"r","token":"{narrowed}"}}"#);
