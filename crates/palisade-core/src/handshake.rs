@@ -22,6 +22,9 @@ pub struct HandshakeRequest<'a> {
     pub protocols: Option<&'a str>,
     /// `access_token` query parameter.
     pub query_token: Option<&'a str>,
+    /// The `palisade_session` cookie ([`session_cookie`]): used only when
+    /// no other credential is offered.
+    pub cookie: Option<&'a str>,
 }
 
 /// A request that may be upgraded.
@@ -31,6 +34,9 @@ pub struct Admitted {
     pub identity: Identity,
     /// Whether to answer with `Sec-WebSocket-Protocol: palisade.v1`.
     pub select_subprotocol: bool,
+    /// Whether the token came from the session cookie: then every `send`
+    /// must carry the CSRF token (docs/PROTOCOL.md §11.4).
+    pub via_cookie: bool,
 }
 
 /// The handshake rules.
@@ -47,6 +53,11 @@ impl Gate {
         Self { origins, verifier, allow_query_token }
     }
 
+    /// The origin rules, for the `/auth/*` endpoints.
+    pub fn origins(&self) -> &OriginPolicy {
+        &self.origins
+    }
+
     /// The token verifier, for `refresh` frames.
     pub fn verifier(&self) -> &TokenVerifier {
         &self.verifier
@@ -58,14 +69,21 @@ impl Gate {
     pub fn admit(&self, req: &HandshakeRequest<'_>, now: Timestamp) -> Result<Admitted, Refusal> {
         let auth = |e: AuthError| Refusal::new(Kind::AuthFailure, format!("auth: {e}"));
         let offered = offered_protocols(req.protocols);
-        let token = self.credential(req, &offered).map_err(auth);
+        let explicit = self.credential(req, &offered);
+        // A cookie counts only when nothing else is offered: the browser
+        // attaches it on its own, so it is never a second credential the
+        // client chose to send, and never preferred over one it did.
+        let (token, kind) = match (explicit, req.cookie) {
+            (Err(AuthError::Missing), Some(cookie)) => (Ok(cookie), CredentialKind::Ambient),
+            (explicit, _) => (explicit, CredentialKind::Bearer),
+        };
         // The origin is judged before the token is, so a cross-site page
-        // learns nothing about tokens; both kinds here are bearer tokens.
-        self.origins
-            .check(req.origin, CredentialKind::Bearer)
-            .map_err(|e| Refusal::new(Kind::Origin, format!("origin: {e}")))?;
-        let identity = self.verifier.verify(token?, now).map_err(auth)?;
-        Ok(Admitted { identity, select_subprotocol: offered.contains(&SUBPROTOCOL) })
+        // learns nothing about tokens. A cookie needs an allowed Origin:
+        // without one, any page could open a socket on the user's behalf.
+        self.origins.check(req.origin, kind).map_err(|e| Refusal::new(Kind::Origin, format!("origin: {e}")))?;
+        let identity = self.verifier.verify(token.map_err(auth)?, now).map_err(auth)?;
+        let via_cookie = kind == CredentialKind::Ambient;
+        Ok(Admitted { identity, select_subprotocol: offered.contains(&SUBPROTOCOL), via_cookie })
     }
 
     /// Finds exactly one credential: every `Authorization` header, every
@@ -85,6 +103,28 @@ impl Gate {
             (Some(token), None) => Ok(token),
         }
     }
+}
+
+/// Name of the cookie that carries a browser session's access token.
+pub const SESSION_COOKIE: &str = "palisade_session";
+
+/// The value of the cookie `name` among every `Cookie` header of a request.
+/// The same name twice is [`AuthError::Ambiguous`]: a subdomain can plant a
+/// second cookie, and guessing which one is meant would let it choose.
+pub fn cookie<'a>(headers: &[&'a str], name: &str) -> Result<Option<&'a str>, AuthError> {
+    let mut found = headers.iter().flat_map(|h| h.split(';')).filter_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    });
+    match (found.next(), found.next()) {
+        (Some(_), Some(_)) => Err(AuthError::Ambiguous),
+        (value, _) => Ok(value),
+    }
+}
+
+/// The [`SESSION_COOKIE`] of a request, for [`HandshakeRequest::cookie`].
+pub fn session_cookie<'a>(headers: &[&'a str]) -> Result<Option<&'a str>, AuthError> {
+    cookie(headers, SESSION_COOKIE)
 }
 
 fn offered_protocols(raw: Option<&str>) -> Vec<&str> {
@@ -164,5 +204,38 @@ mod tests {
                 .map(|req| g.admit(req, T0).unwrap_err().kind.body())
                 .collect();
         assert_eq!(bodies.len(), 1);
+    }
+
+    #[test]
+    fn a_cookie_counts_only_alone_and_only_with_an_allowed_origin() {
+        let t = mint("u1", &[], Duration::from_secs(60), T0);
+        let g = gate(false);
+        let app = Some("https://app.example.com");
+        let with_cookie = HandshakeRequest { origin: app, cookie: Some(&t), ..Default::default() };
+        let a = g.admit(&with_cookie, T0).unwrap();
+        assert!(a.via_cookie);
+        // No Origin: no cookie session, whatever the token.
+        let r = g.admit(&HandshakeRequest { origin: None, ..with_cookie }, T0).unwrap_err();
+        assert_eq!(r.kind, Kind::Origin);
+        let r = g.admit(&HandshakeRequest { origin: Some("https://evil.example"), ..with_cookie }, T0).unwrap_err();
+        assert_eq!(r.kind, Kind::Origin);
+        // A bearer token beside the cookie wins, and is not ambiguous.
+        let other = mint("u2", &[], Duration::from_secs(60), T0);
+        let bearer = format!("Bearer {other}");
+        let both = HandshakeRequest { authorization: &[bearer.as_str()], ..with_cookie };
+        let a = g.admit(&both, T0).unwrap();
+        assert_eq!((a.identity.user_id.as_str(), a.via_cookie), ("u2", false));
+        // An empty or broken cookie is one more authentication failure.
+        let r = g.admit(&HandshakeRequest { cookie: Some("x"), ..with_cookie }, T0).unwrap_err();
+        assert_eq!(r.kind, Kind::AuthFailure);
+    }
+
+    #[test]
+    fn the_session_cookie_is_read_once_from_every_cookie_header() {
+        assert_eq!(session_cookie(&["a=1; palisade_session=tok; b=2"]), Ok(Some("tok")));
+        assert_eq!(session_cookie(&["a=1", "palisade_session=\"tok\""]), Ok(Some("tok")));
+        assert_eq!(session_cookie(&["a=1; palisade_sessionx=tok"]), Ok(None));
+        assert_eq!(session_cookie(&[]), Ok(None));
+        assert_eq!(session_cookie(&["palisade_session=a", "palisade_session=b"]), Err(AuthError::Ambiguous));
     }
 }

@@ -13,7 +13,9 @@
 //! - [`policy`] holds roles, room rules and declared events;
 //! - [`session`] is the per-connection state machine that turns one client
 //!   frame into one decision (the message pipeline of docs/ARCHITECTURE.md);
-//! - [`log`] keeps client text from forging or flooding the server's log.
+//! - [`log`] keeps client text from forging or flooding the server's log;
+//! - [`login`] holds the own issuer's session rules: login throttling,
+//!   refresh rotation, device binding and the session cap.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +26,7 @@ pub mod guard;
 pub mod handshake;
 pub mod json;
 pub mod log;
+pub mod login;
 pub mod origin;
 pub mod policy;
 pub mod refusal;

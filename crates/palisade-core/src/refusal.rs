@@ -34,6 +34,9 @@ pub enum Kind {
     Origin,
     /// Handshake: no valid credential (401).
     AuthFailure,
+    /// `/auth/login`: unknown user or wrong password (401, one body for
+    /// both).
+    LoginFailure,
     /// A frame that is not a valid request, or that breaks the WebSocket
     /// protocol.
     Protocol,
@@ -67,13 +70,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in declaration order.
-    pub const ALL: [Kind; 19] = [
+    pub const ALL: [Kind; 20] = [
         Self::Banned,
         Self::RapidReconnect,
         Self::TooManyConnections,
         Self::AtCapacity,
         Self::Origin,
         Self::AuthFailure,
+        Self::LoginFailure,
         Self::Protocol,
         Self::UnknownEvent,
         Self::Schema,
@@ -99,6 +103,7 @@ impl Kind {
             Self::AtCapacity => "at_capacity",
             Self::Origin => "origin",
             Self::AuthFailure => "auth_failure",
+            Self::LoginFailure => "login_failure",
             Self::Protocol => "protocol",
             Self::UnknownEvent => "unknown_event",
             Self::Schema => "schema",
@@ -123,7 +128,9 @@ impl Kind {
     pub fn default_weight(self) -> u32 {
         match self {
             Self::Banned | Self::AtCapacity | Self::Internal | Self::Expired => 0,
-            Self::NotMember | Self::UnknownEvent | Self::RateExcess | Self::TooManyConnections => 1,
+            Self::NotMember | Self::UnknownEvent | Self::RateExcess | Self::TooManyConnections | Self::LoginFailure => {
+                1
+            }
             Self::Schema | Self::Forbidden | Self::Spam | Self::RapidReconnect | Self::AuthFailure => 2,
             Self::Origin | Self::Csrf | Self::Replay | Self::Oversize | Self::Protocol => 3,
             Self::TooManyViolations => 10,
@@ -136,7 +143,9 @@ impl Kind {
             Self::Protocol => ErrorCode::BadRequest,
             Self::UnknownEvent => ErrorCode::UnknownEvent,
             Self::Schema | Self::Spam => ErrorCode::InvalidPayload,
-            Self::Banned | Self::Forbidden | Self::Origin | Self::AuthFailure => ErrorCode::Forbidden,
+            Self::Banned | Self::Forbidden | Self::Origin | Self::AuthFailure | Self::LoginFailure => {
+                ErrorCode::Forbidden
+            }
             Self::NotMember => ErrorCode::NotMember,
             Self::Csrf => ErrorCode::CsrfFailed,
             Self::Replay => ErrorCode::Replay,
@@ -152,7 +161,7 @@ impl Kind {
     /// The HTTP status of a refused handshake.
     pub fn status(self) -> u16 {
         match self {
-            Self::AuthFailure | Self::Expired => 401,
+            Self::AuthFailure | Self::LoginFailure | Self::Expired => 401,
             Self::RapidReconnect | Self::TooManyConnections | Self::RateExcess | Self::TooManyViolations => 429,
             Self::AtCapacity => 503,
             Self::Internal => 500,
@@ -168,8 +177,10 @@ impl Kind {
     /// origin, which helps whoever deploys a web client and tells an
     /// attacker nothing.
     pub fn body(self) -> &'static str {
-        if self == Self::Origin {
-            return r#"{"error":"forbidden","message":"origin not allowed"}"#;
+        match self {
+            Self::Origin => return r#"{"error":"forbidden","message":"origin not allowed"}"#,
+            Self::LoginFailure => return r#"{"error":"invalid_credentials","message":"invalid user name or password"}"#,
+            _ => {}
         }
         match self.status() {
             401 => r#"{"error":"unauthorized","message":"authentication required"}"#,
@@ -300,8 +311,12 @@ mod tests {
 
     #[test]
     fn a_handshake_body_says_no_more_than_its_status() {
-        let by_status: std::collections::BTreeMap<u16, std::collections::BTreeSet<&str>> =
-            Kind::ALL.iter().filter(|k| **k != Kind::Origin).fold(Default::default(), |mut m, k| {
+        // Only Origin (the page learns nothing about tokens) and a login's
+        // failure (no handshake has one) say more.
+        let by_status: std::collections::BTreeMap<u16, std::collections::BTreeSet<&str>> = Kind::ALL
+            .iter()
+            .filter(|k| !matches!(k, Kind::Origin | Kind::LoginFailure))
+            .fold(Default::default(), |mut m, k| {
                 m.entry(k.status()).or_default().insert(k.body());
                 m
             });

@@ -128,6 +128,9 @@ pub struct Session {
     expiry_noticed: bool,
     heartbeat: Heartbeat,
     standing: Standing,
+    /// Authenticated by the session cookie: every `send` needs the CSRF
+    /// token, whatever its event says.
+    csrf_every_send: bool,
     /// Under `abuse.dry_run`: the last refusal the guard did not enforce.
     /// Boxed: it is rare, and every idle connection would carry its size.
     unenforced: Option<Box<(Refusal, Escalation)>>,
@@ -146,8 +149,16 @@ impl Session {
             expiry_noticed: false,
             heartbeat: Heartbeat::new(limits.heartbeat_interval, limits.silence_limit, now),
             standing,
+            csrf_every_send: false,
             unenforced: None,
         }
+    }
+
+    /// A session authenticated by a cookie, which a browser sends on its
+    /// own: from now on every `send` must carry the CSRF token.
+    pub fn with_csrf_on_every_send(mut self) -> Self {
+        self.csrf_every_send = true;
+        self
     }
 
     /// Whether the token the connection runs on has been revoked since
@@ -332,8 +343,9 @@ impl Session {
         } else {
             None
         };
-        // 6. CSRF, where the event requires it.
-        if rule.requires_csrf() && !self.csrf.verify(req.csrf, now) {
+        // 6. CSRF, where the event requires it, and on a cookie session
+        //    always.
+        if (self.csrf_every_send || rule.requires_csrf()) && !self.csrf.verify(req.csrf, now) {
             return Err(Denied::new(ErrorCode::CsrfFailed, "csrf token missing or wrong").into());
         }
         // 7. Authorization: the token's rooms claim, permissions for the

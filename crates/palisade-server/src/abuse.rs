@@ -194,7 +194,13 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
     loop {
         tokio::select! {
             () = state.shutdown.cancelled() => return,
-            _ = tick.tick() => state.guard.sweep(state.clock.now()),
+            _ = tick.tick() => {
+                let now = state.clock.now();
+                state.guard.sweep(now);
+                if let Some(login) = &state.login {
+                    login.sweep(now);
+                }
+            }
             _ = prune.tick() => {
                 let store = Arc::clone(&state.store);
                 let before = state.clock.now().saturating_sub(state.guard.settings().ban_terms.memory);

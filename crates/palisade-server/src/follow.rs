@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::auth::Revocation;
 use palisade_core::store::StoreError;
 use palisade_protocol::CloseCode;
 use tracing::{error, info};
@@ -47,10 +48,7 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
                     let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
                     info!(subject = %ban.subject, closed, "ban from the store in force");
                 }
-                if state.revocations.replace(revoked) {
-                    let asked = state.hub.revalidate_all();
-                    info!(asked, "revocations changed: live connections check their tokens");
-                }
+                state.apply_revocations(revoked);
             }
             Ok(Err(e)) => {
                 // Logged once per outage, not every poll.
@@ -59,6 +57,30 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
                 }
             }
             Err(e) => error!(error = %e, "store reader task failed"),
+        }
+    }
+}
+
+impl AppState {
+    /// Puts `list` in force; if it revoked anything new, every live
+    /// connection checks its token again (and closes with 4003 if revoked).
+    fn apply_revocations(&self, list: Vec<Revocation>) {
+        if self.revocations.replace(list) {
+            let asked = self.hub.revalidate_all();
+            info!(asked, "revocations changed: live connections check their tokens");
+        }
+    }
+
+    /// Reads the revocations again after this process wrote some (a
+    /// logout, a reused refresh token): the store's change counter moves
+    /// only for other processes' writes, so the poll above would not see
+    /// them.
+    pub(crate) async fn reload_revocations(self: &Arc<Self>) {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.revocations()).await {
+            Ok(Ok(list)) => self.apply_revocations(list),
+            Ok(Err(e)) => error!(error = %e, "cannot read the revocations; the poll will retry"),
+            Err(e) => error!(error = %e, "revocation reader task failed"),
         }
     }
 }

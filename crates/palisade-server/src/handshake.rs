@@ -10,16 +10,17 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::header;
-use palisade_core::addr::IpKey;
 use palisade_core::guard::Standing;
 use palisade_core::guard::Verdict;
-use palisade_core::handshake::HandshakeRequest;
+use palisade_core::handshake::{HandshakeRequest, session_cookie};
+use palisade_core::login::device::{DeviceVerdict, fingerprint};
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::session::Session;
 use palisade_protocol::SUBPROTOCOL;
+use tracing::info;
 
 use crate::abuse::Knock;
-use crate::http::{HttpRejection, all_str, header_str, joined, peer_of};
+use crate::http::{HttpRejection, all_str, header_str, joined};
 use crate::state::AppState;
 use crate::ws::{serve_connection, upgrade};
 
@@ -28,9 +29,8 @@ const UPGRADE_REFUSED: &str = "upgrade refused";
 
 pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
     let accept = upgrade::accept_key(req.method(), req.headers())?;
-    let peer = peer_of(&req);
-    let forwarded = all_str(req.headers(), header::HeaderName::from_static("x-forwarded-for"));
-    let knock = Knock { peer, ip: IpKey::of(state.settings.trusted_proxies.client(peer.ip(), &forwarded)) };
+    let (knock, client) = state.knock_of(&req);
+    let peer = knock.peer;
     let now = state.clock.now();
     let (verdict, ticket) = state.guard.connect(knock.ip, now);
     state.judge(verdict, knock, None)?;
@@ -48,21 +48,40 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let protocols = joined(headers, header::SEC_WEBSOCKET_PROTOCOL);
     let authorization = all_str(headers, header::AUTHORIZATION);
     let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
+    let cookies = all_str(headers, header::COOKIE);
+    let cookie = session_cookie(&cookies)
+        .map_err(|e| state.refuse(Refusal::new(Kind::AuthFailure, format!("auth: cookie: {e}")), knock, None))?;
     let handshake = HandshakeRequest {
         origin: header_str(headers, header::ORIGIN),
         authorization: &authorization,
         protocols: protocols.as_deref(),
         query_token,
+        cookie,
     };
     let admitted = state.settings.gate.admit(&handshake, now).map_err(|r| state.refuse(r, knock, None))?;
     // A revoked token is one more authentication failure: the same 401.
     if state.revocations.is_revoked(&admitted.identity) {
         return Err(state.refuse(Refusal::new(Kind::AuthFailure, "auth: token revoked"), knock, None));
     }
+    let user_agent = header_str(headers, header::USER_AGENT).unwrap_or("");
+    match state.settings.device_binding.judge(admitted.identity.device.as_deref(), &fingerprint(user_agent, client)) {
+        DeviceVerdict::Pass => {}
+        DeviceVerdict::PassMismatched => {
+            info!(user = %admitted.identity.user_id, ip = %knock.ip, "handshake from another device (login.device_binding = log)");
+        }
+        DeviceVerdict::Refuse => {
+            let refusal = Refusal::new(Kind::AuthFailure, "auth: token used from another device");
+            return Err(state.refuse(refusal, knock, None));
+        }
+    }
     let user = admitted.identity.user_id.as_str();
     let verdict = slot.admit_user(user, now);
     state.judge(verdict, knock, Some(user))?;
-    let session = Box::new(Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now));
+    let mut session = Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now);
+    if admitted.via_cookie {
+        session = session.with_csrf_on_every_send();
+    }
+    let session = Box::new(session);
     let protocol = admitted.select_subprotocol.then_some(SUBPROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);

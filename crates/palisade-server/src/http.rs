@@ -1,6 +1,6 @@
 //! HTTP routes and the one place where a refusal becomes an HTTP response.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
@@ -9,8 +9,10 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, StatusCode, header};
+use palisade_core::addr::IpKey;
 use palisade_core::refusal::{Kind, Refusal};
 
+use crate::abuse::Knock;
 use crate::handshake::websocket;
 use crate::state::AppState;
 use crate::ws::{echo, upgrade};
@@ -77,6 +79,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         router = router.route("/conformance/echo", get(conformance_echo));
     }
     router
+        .merge(crate::auth::routes(&state))
         .fallback(|| async { HttpRejection::NotFound })
         .method_not_allowed_fallback(|| async { HttpRejection::MethodNotAllowed })
         .with_state(state)
@@ -102,6 +105,17 @@ async fn conformance_echo(State(state): State<Arc<AppState>>, mut req: Request) 
 
 pub(crate) fn peer_of(req: &Request) -> SocketAddr {
     req.extensions().get::<PeerAddr>().map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0)
+}
+
+impl AppState {
+    /// Who sent `req`: the peer, and the client address the guard counts
+    /// (the peer, or the client a trusted proxy names in X-Forwarded-For).
+    pub(crate) fn knock_of(&self, req: &Request) -> (Knock, IpAddr) {
+        let peer = peer_of(req);
+        let forwarded = all_str(req.headers(), header::HeaderName::from_static("x-forwarded-for"));
+        let client = self.settings.trusted_proxies.client(peer.ip(), &forwarded);
+        (Knock { peer, ip: IpKey::of(client) }, client)
+    }
 }
 
 /// A header as text; a value that is not visible ASCII reads as empty, which

@@ -20,6 +20,7 @@ use tower::ServiceExt as _;
 use tracing::{info, warn};
 
 use crate::abuse::{Knock, Stats, sweep};
+use crate::auth::Login;
 use crate::config::{ConfigError, Env, ProcessEnv};
 use crate::follow::follow_store;
 use crate::http::{PeerAddr, router};
@@ -46,6 +47,9 @@ pub enum ServerError {
     /// The embedded database could not be opened or read.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The config cannot be put to use.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
 }
 
 /// A bound, not yet running server.
@@ -77,10 +81,11 @@ impl Server {
         guard.bans().replace(bans, now);
         let revocations = Revocations::default();
         revocations.replace(revoked);
+        let login = Login::new(&settings)?;
         let addr = settings.config.server.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Self { state: Arc::new(AppState::new(settings, guard, store, revocations)), listener, local_addr })
+        Ok(Self { state: Arc::new(AppState::new(settings, guard, store, revocations, login)), listener, local_addr })
     }
 
     /// Counters of the guard's decisions, readable while the server runs.

@@ -11,6 +11,7 @@ use palisade_core::auth::{KeyMaterial, TokenSigner, TokenVerifier, VerifyOptions
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::GuardSettings;
 use palisade_core::handshake::Gate;
+use palisade_core::login::device::DeviceBinding;
 use palisade_core::origin::OriginPolicy;
 use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::sanitize::SanitizeSettings;
@@ -44,6 +45,8 @@ pub struct Settings {
     pub guard: GuardSettings,
     /// Whose `X-Forwarded-For` to believe.
     pub trusted_proxies: TrustedProxies,
+    /// What a token used from another device than its session's gets.
+    pub device_binding: DeviceBinding,
     /// The config file, when there is one to reload the policy from.
     pub source: Option<PathBuf>,
 }
@@ -73,7 +76,8 @@ impl Settings {
         let guard = config.abuse.settings()?;
         let trusted_proxies = TrustedProxies::parse(&config.server.trusted_proxies)
             .map_err(|e| ConfigError::invalid("server.trusted_proxies", e.to_string()))?;
-        Ok(Self { config, profile, gate, policy, session, guard, trusted_proxies, source: None })
+        let device_binding = config.login.settings()?.device_binding;
+        Ok(Self { config, profile, gate, policy, session, guard, trusted_proxies, device_binding, source: None })
     }
 
     /// Re-reads the config file and swaps in its policy: everything

@@ -9,20 +9,21 @@ use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::log::{LogBudget, LogVerdict};
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::store::{BanStore, MemoryNonces, RevocationStore};
+use palisade_core::store::{BanStore, MemoryNonces, RevocationStore, SessionStore, UserStore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::abuse::Counters;
+use crate::auth::Login;
 use crate::settings::Settings;
 use crate::ws::ConnLimits;
 use crate::ws::hub::Hub;
 
 /// What the server keeps in the embedded database.
-pub(crate) trait Store: BanStore + RevocationStore {}
+pub(crate) trait Store: BanStore + RevocationStore + SessionStore + UserStore {}
 
-impl<T: BanStore + RevocationStore> Store for T {}
+impl<T: BanStore + RevocationStore + SessionStore + UserStore> Store for T {}
 
 /// Shared server state, passed as `Arc<AppState>`.
 #[derive(Debug)]
@@ -41,6 +42,9 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     /// Revoked tokens in force.
     pub(crate) revocations: Revocations,
+    /// The own issuer's endpoints, when on (`login.enabled` and a key that
+    /// can sign).
+    pub(crate) login: Option<Login>,
     /// Guard decisions, by kind.
     pub(crate) counters: Counters,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
@@ -53,8 +57,15 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    pub(crate) fn new(settings: Settings, guard: Guard, store: Arc<dyn Store>, revocations: Revocations) -> Self {
+    pub(crate) fn new(
+        settings: Settings,
+        guard: Guard,
+        store: Arc<dyn Store>,
+        revocations: Revocations,
+        login: Option<Login>,
+    ) -> Self {
         Self {
+            login,
             guard: Arc::new(guard),
             store,
             revocations,

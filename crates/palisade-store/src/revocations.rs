@@ -23,9 +23,7 @@ impl RevocationStore for Sqlite {
             let bad = || StoreError(format!("revocations row ({kind}, {value:?}): corrupt, not written by palisade"));
             match (kind.as_str(), before_ms) {
                 ("token", None) => check_jti(&value).map(|()| Revocation::Token(value.clone())).map_err(|_| bad()),
-                ("session", None) => {
-                    check_jti(&value).map(|()| Revocation::Session(value.clone())).map_err(|_| bad())
-                }
+                ("session", None) => check_jti(&value).map(|()| Revocation::Session(value.clone())).map_err(|_| bad()),
                 ("user", Some(ms)) => {
                     let before = from_sql(ms).ok_or_else(bad)?;
                     user_revocation(&value, before).map_err(|_| bad())

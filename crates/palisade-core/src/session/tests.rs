@@ -578,3 +578,16 @@ fn a_revoked_token_cannot_refresh_and_the_session_knows_it_is_revoked() {
     env.revocations.replace(vec![Revocation::Token("other".into())]);
     assert!(!s.is_revoked(&env.revocations));
 }
+
+#[test]
+fn a_cookie_session_needs_the_csrf_token_on_every_send() {
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env).with_csrf_on_every_send();
+    // `raw` asks for no CSRF token; on a cookie session it needs one anyway.
+    assert_eq!(refusal_of(s.on_text(env.cx(), &send("raw", "{}", ""), T0)).code(), ErrorCode::CsrfFailed);
+    let with = format!(r#","csrf":"{}""#, s.csrf());
+    assert!(matches!(s.on_text(env.cx(), &send("raw", "{}", &with), T0), Decision::Publish { .. }));
+    // The same event on a bearer session passes without it.
+    let mut bearer = joined(&env);
+    assert!(matches!(bearer.on_text(env.cx(), &send("raw", "{}", ""), T0), Decision::Publish { .. }));
+}

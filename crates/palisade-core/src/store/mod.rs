@@ -8,11 +8,13 @@
 mod bans;
 mod nonces;
 mod revocations;
+mod sessions;
 mod users;
 
 pub use bans::{BanAction, BanRecord, BanStore, StoreError};
 pub use nonces::MemoryNonces;
 pub use revocations::RevocationStore;
+pub use sessions::{EndReason, LoginSession, MAX_USER_AGENT, Refreshed, SessionStore, StoredRefresh};
 pub use users::{User, UserStore};
 
 use crate::Timestamp;

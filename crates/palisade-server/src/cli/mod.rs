@@ -208,7 +208,14 @@ pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
         .and_then(|()| args.name.as_deref().map_or(Ok(()), check_name))
         .map_err(|e| CliError::Failed(format!("{e}: see the sub and name rules in docs/PROTOCOL.md §1.4")))?;
     let signer = signer(&config, profile)?;
-    let request = TokenRequest { user_id: args.sub, name: args.name, roles: args.roles, rooms: args.rooms, ttl, ..Default::default() };
+    let request = TokenRequest {
+        user_id: args.sub,
+        name: args.name,
+        roles: args.roles,
+        rooms: args.rooms,
+        ttl,
+        ..Default::default()
+    };
     signer.mint(request, now()).map_err(|e| CliError::Failed(e.to_string()))
 }
 

@@ -1,7 +1,8 @@
-//! `palisade revoke token|user|list`: revocations in
+//! `palisade revoke token|session|user|list`: revocations in
 //! `<data_dir>/palisade.db`. A running server on the same data directory
 //! closes the matching live connections with 4003 within a second and
-//! refuses the tokens at the handshake (401) and on `refresh`.
+//! refuses the tokens at the handshake (401) and on `refresh`; a revoked
+//! session's refresh token stops working too.
 
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
@@ -9,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
-use palisade_core::store::RevocationStore as _;
+use palisade_core::store::{EndReason, RevocationStore as _, SessionStore as _};
 use palisade_store::Sqlite;
 
 use super::{CliError, ConfigArgs, failed};
@@ -21,6 +22,9 @@ use crate::state::now;
 pub enum RevokeCommand {
     /// Revoke one token, by its `jti`.
     Token(TokenArgs),
+    /// End one login session, by its id (`sid`): its access tokens and its
+    /// refresh token stop working.
+    Session(SessionArgs),
     /// Revoke every token of a user issued before an instant (default:
     /// now), so only tokens minted afterwards work.
     User(UserArgs),
@@ -42,6 +46,17 @@ pub struct TokenArgs {
     pub reason: String,
 }
 
+/// `palisade revoke session`
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Config source: where the data directory is.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The session id (`sid_…`, as `/auth/sessions` lists it).
+    #[arg(value_name = "SID")]
+    pub sid: String,
+}
+
 /// `palisade revoke user`
 #[derive(Debug, Clone, Args)]
 pub struct UserArgs {
@@ -52,7 +67,8 @@ pub struct UserArgs {
     #[arg(value_name = "ID")]
     pub id: String,
     /// Tokens issued before this instant (RFC 3339, e.g.
-    /// 2026-12-01T10:00:00Z) are revoked; default: now.
+    /// 2026-12-01T10:00:00Z) are revoked; default: now. The user's login
+    /// sessions end too, so no refresh mints a new token.
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     pub before: Option<std::time::SystemTime>,
     /// Why, for other operators (at most 200 characters, one line).
@@ -65,6 +81,7 @@ pub fn revoke(command: RevokeCommand, env: &dyn Env) -> Result<String, CliError>
     let now = now();
     let (config, revocation, reason) = match command {
         RevokeCommand::List(config) => return list(&config, env),
+        RevokeCommand::Session(args) => return end_session(&args, env),
         RevokeCommand::Token(args) => {
             check_jti(&args.jti).map_err(|e| CliError::Failed(e.to_string()))?;
             (args.config, Revocation::Token(args.jti), args.reason)
@@ -78,7 +95,22 @@ pub fn revoke(command: RevokeCommand, env: &dyn Env) -> Result<String, CliError>
     };
     let store = Sqlite::open_in(&config.load(env)?.server.data_dir).map_err(failed)?;
     store.revoke(&revocation, now, &reason).map_err(failed)?;
-    Ok(format!("revoked {} (in {})\n", describe(&revocation), store.path().display()))
+    let mut out = format!("revoked {} (in {})\n", describe(&revocation), store.path().display());
+    if let Revocation::User { user, .. } = &revocation {
+        let ended = store.end_user_sessions(user, EndReason::Revoked, now).map_err(failed)?;
+        let _ = writeln!(out, "ended {} login session(s) of {user}", ended.len());
+    }
+    Ok(out)
+}
+
+fn end_session(args: &SessionArgs, env: &dyn Env) -> Result<String, CliError> {
+    check_jti(&args.sid).map_err(|_| CliError::Failed("a session id is 1-128 visible ASCII characters".into()))?;
+    let store = Sqlite::open_in(&args.config.load(env)?.server.data_dir).map_err(failed)?;
+    if store.end_session(&args.sid, EndReason::Revoked, now()).map_err(failed)? {
+        Ok(format!("revoked session:{} (in {})\n", args.sid, store.path().display()))
+    } else {
+        Err(CliError::Failed(format!("no live session {}", args.sid)))
+    }
 }
 
 fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
@@ -94,10 +126,10 @@ fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
     Ok(out)
 }
 
-/// `token:JTI`, or `user:ID (tokens issued before TIME)`.
+/// `token:JTI`, `session:SID`, or `user:ID (tokens issued before TIME)`.
 fn describe(revocation: &Revocation) -> String {
     match revocation {
-        Revocation::Token(_) => revocation.to_string(),
+        Revocation::Token(_) | Revocation::Session(_) => revocation.to_string(),
         Revocation::User { before, .. } => {
             let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(before.as_secs()));
             format!("{revocation} (tokens issued up to {at})")

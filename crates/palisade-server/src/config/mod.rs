@@ -12,6 +12,7 @@ mod duration;
 pub mod env;
 mod init;
 mod keys;
+mod login;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,7 +27,9 @@ use serde::{Deserialize, Serialize};
 pub use abuse::AbuseConfig;
 pub use env::{Env, ProcessEnv};
 pub use init::render_init;
+pub(crate) use keys::fresh_secret;
 pub use keys::{KeyConfig, dev_key};
+pub use login::{LoginConfig, LoginSettings};
 
 /// The default config, with comments: the single source of defaults.
 pub(crate) const TEMPLATE: &str = include_str!("palisade.toml");
@@ -90,6 +93,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[auth]`
     pub auth: AuthConfig,
+    /// `[login]`
+    pub login: LoginConfig,
     /// `[origins]`
     pub origins: OriginsConfig,
     /// `[limits]`
@@ -356,6 +361,7 @@ impl Config {
         palisade_core::addr::TrustedProxies::parse(&self.server.trusted_proxies)
             .map_err(|e| ConfigError::invalid("server.trusted_proxies", e.to_string()))?;
         self.abuse.settings()?;
+        self.login.settings()?;
         Ok(())
     }
 }

@@ -1,0 +1,427 @@
+//! The handlers. Each one: the guard's ban on the address, an Origin check
+//! (a browser's request must come from an allowed origin; a cookie-borne
+//! one must carry an Origin at all), the body, then core's decision and
+//! the store's transaction off the runtime's workers.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use http::{HeaderMap, header};
+use palisade_core::auth::{Identity, verify_password};
+use palisade_core::guard::Subject;
+use palisade_core::handshake::{HandshakeRequest, cookie, session_cookie};
+use palisade_core::login::device::{DeviceVerdict, fingerprint};
+use palisade_core::login::refresh::{NewRefreshToken, refresh_token_hash};
+use palisade_core::origin::CredentialKind;
+use palisade_core::refusal::{Kind, Refusal};
+use palisade_core::store::{EndReason, LoginSession, MAX_USER_AGENT, Refreshed, StoreError, StoredRefresh, User};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::reply::{AuthRejection, ok};
+use super::{HASH_QUEUE_WAIT, Login, cookies};
+use crate::abuse::Knock;
+use crate::http::{all_str, header_str};
+use crate::state::AppState;
+
+/// The log message of a refused `/auth/*` request.
+const AUTH_REFUSED: &str = "auth request refused";
+
+/// Who is asking.
+struct Caller {
+    knock: Knock,
+    /// The client's address (a trusted proxy's `X-Forwarded-For`).
+    client: IpAddr,
+    user_agent: String,
+    origin: Option<String>,
+}
+
+/// `POST /auth/login` body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+    #[serde(default)]
+    cookie: bool,
+}
+
+/// `POST /auth/refresh` body; without one, the refresh cookie.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: Option<String>,
+}
+
+pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
+    let (login, caller) = state.door(&req)?;
+    let body: LoginBody = read_json(&state, login, req).await?;
+    let now = state.clock.now();
+    if let Err(blocked) = login.throttle.check(caller.knock.ip, &body.username, now) {
+        let refusal =
+            Refusal::new(Kind::RateExcess, format!("login throttled by {:?} (locked: {})", blocked.by, blocked.locked));
+        state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
+        return Err(AuthRejection::Refused(Kind::RateExcess, Some(blocked.retry_after)));
+    }
+    let Ok(Ok(_turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
+        let refusal = Refusal::new(Kind::AtCapacity, "login: no turn at password hashing within 2 s");
+        state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
+        return Err(AuthRejection::Refused(Kind::AtCapacity, None));
+    };
+    let store = Arc::clone(&state.store);
+    let decoy = login.decoy_hash.clone();
+    let (username, password) = (body.username.clone(), body.password);
+    let checked = blocking(move || {
+        let user = store.user(&username)?;
+        // An unknown name is checked against the decoy, so it costs the
+        // time a wrong password costs.
+        let hash = user.as_ref().map_or(decoy.as_str(), |u| u.password_hash.as_str());
+        let matches = verify_password(&password, hash);
+        Ok((user.is_some(), user.filter(|_| matches)))
+    })
+    .await?;
+    drop(_turn);
+    let now = state.clock.now();
+    let user = match checked {
+        (_, Some(user)) => user,
+        (known, None) => {
+            let failure = login.throttle.failed(caller.knock.ip, &body.username, now);
+            // The name is logged only when it is a user's: a name that is
+            // not may be a password typed into the wrong field.
+            let user = known.then_some(body.username.as_str());
+            warn!(
+                ip = %caller.knock.ip,
+                user,
+                known,
+                user_failures = failure.user_failures,
+                ip_failures = failure.ip_failures,
+                locked = failure.locked,
+                "login failed"
+            );
+            let refusal = Refusal::new(Kind::LoginFailure, "login: unknown user or wrong password");
+            state.count_refusal(&refusal);
+            let escalation = state.guard.penalize(None, caller.knock.ip, None, refusal.kind, now);
+            state.escalate(escalation, caller.knock.ip, None);
+            return Err(AuthRejection::Refused(Kind::LoginFailure, None));
+        }
+    };
+    login.throttle.succeeded(&body.username);
+    open_session(&state, login, &caller, user, body.cookie).await
+}
+
+/// Opens a session for `user` after a good password: within the session
+/// cap, with its first refresh token, and answers with the token pair.
+async fn open_session(
+    state: &Arc<AppState>,
+    login: &Login,
+    caller: &Caller,
+    user: User,
+    cookie: bool,
+) -> Result<Response, AuthRejection> {
+    let now = state.clock.now();
+    let refresh = NewRefreshToken::generate();
+    let session = LoginSession {
+        id: palisade_core::random_id("sid_"),
+        user_id: user.id.clone(),
+        created: now,
+        last_active: now,
+        expires: now.saturating_add(login.refresh_ttl),
+        user_agent: caller.user_agent.chars().take(MAX_USER_AGENT).collect(),
+        ip: caller.client.to_string(),
+        device: fingerprint(&caller.user_agent, caller.client),
+        cookie,
+    };
+    let store = Arc::clone(&state.store);
+    let (to_open, first) = (session.clone(), StoredRefresh { hash: refresh.hash.clone(), expires: session.expires });
+    let cap = login.settings.cap;
+    let opened = blocking(move || store.open_session(&to_open, &first, cap, now)).await?;
+    let evicted = opened.map_err(|_| {
+        warn!(user = %user.id, ip = %caller.knock.ip, "login refused: login.max_sessions_per_user reached");
+        AuthRejection::SessionLimit
+    })?;
+    if !evicted.is_empty() {
+        info!(user = %user.id, evicted = ?evicted, "sessions ended to stay within login.max_sessions_per_user");
+        state.reload_revocations().await;
+    }
+    info!(user = %user.id, session = %session.id, ip = %caller.knock.ip, cookie, "logged in");
+    let access = login.mint(&session, user.roles.clone(), now)?;
+    Ok(token_pair(login, &session, &user, &access, &refresh.token))
+}
+
+pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
+    let (login, caller) = state.door(&req)?;
+    let from_cookie = cookie(&all_str(req.headers(), header::COOKIE), cookies::REFRESH_COOKIE)
+        .map_err(|_| state.refuse_auth(&caller, "refresh: two refresh cookies"))?
+        .map(str::to_owned);
+    let body: RefreshBody =
+        if has_body(req.headers()) { read_json(&state, login, req).await? } else { RefreshBody::default() };
+    let presented = match (body.refresh_token, from_cookie) {
+        (Some(token), _) => token,
+        (None, Some(token)) => {
+            // The browser attached the cookie on its own: only a page of
+            // an allowed origin may have asked it to.
+            state.check_origin(caller.origin.as_deref(), CredentialKind::Ambient).inspect_err(|_| {
+                let refusal = Refusal::new(Kind::Origin, "refresh: cookie without an allowed Origin");
+                state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
+            })?;
+            token
+        }
+        (None, None) => return Err(AuthRejection::BadRequest),
+    };
+    let Some(hash) = refresh_token_hash(&presented) else {
+        return Err(state.reject_refresh(&caller, "refresh: not a refresh token"));
+    };
+    let now = state.clock.now();
+    let next = NewRefreshToken::generate();
+    let stored = StoredRefresh { hash: next.hash.clone(), expires: now.saturating_add(login.refresh_ttl) };
+    let presented_device = fingerprint(&caller.user_agent, caller.client);
+    let binding = login.settings.device_binding;
+    let store = Arc::clone(&state.store);
+    let grace = login.reuse_grace;
+    let device = presented_device.clone();
+    let (outcome, user) = blocking(move || {
+        let ok = |s: &LoginSession| binding.judge(Some(&s.device), &device) != DeviceVerdict::Refuse;
+        let outcome = store.refresh(&hash, &stored, grace, &ok, now)?;
+        // Roles are read again on every refresh: a change takes effect here.
+        let user = match &outcome {
+            Refreshed::Rotated(session) => {
+                let user = store.user(&session.user_id)?;
+                if user.is_none() {
+                    store.end_session(&session.id, EndReason::UserRemoved, now)?;
+                }
+                user
+            }
+            _ => None,
+        };
+        Ok((outcome, user))
+    })
+    .await?;
+    match (outcome, user) {
+        (Refreshed::Rotated(session), Some(user)) => {
+            if binding.judge(Some(&session.device), &presented_device) == DeviceVerdict::PassMismatched {
+                info!(user = %user.id, session = %session.id, ip = %caller.knock.ip, "refresh from another device (login.device_binding = log)");
+            }
+            let access = login.mint(&session, user.roles.clone(), now)?;
+            Ok(token_pair(login, &session, &user, &access, &next.token))
+        }
+        (Refreshed::Rotated(session), None) => {
+            state.reload_revocations().await;
+            Err(state
+                .reject_refresh(&caller, &format!("refresh: user of session {} removed; session ended", session.id)))
+        }
+        (Refreshed::Reused(session), _) => {
+            // Never budgeted: a stolen token is what an operator looks for.
+            warn!(user = %session.user_id, session = %session.id, ip = %caller.knock.ip, "refresh token reused: session ended and revoked");
+            state.reload_revocations().await;
+            Err(state.reject_refresh(&caller, "refresh: token reused"))
+        }
+        (Refreshed::WrongDevice(session), _) => {
+            warn!(user = %session.user_id, session = %session.id, ip = %caller.knock.ip, "refresh refused: another device (login.device_binding = enforce)");
+            Err(state.reject_refresh(&caller, "refresh: another device"))
+        }
+        (Refreshed::Refused(verdict), _) => Err(state.reject_refresh(&caller, &format!("refresh: {verdict:?}"))),
+        (Refreshed::Unknown, _) => Err(state.reject_refresh(&caller, "refresh: unknown token")),
+    }
+}
+
+pub(super) async fn logout(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
+    let (login, caller) = state.door(&req)?;
+    let (identity, sid, via_cookie) = state.authenticate(&req, &caller)?;
+    let store = Arc::clone(&state.store);
+    let now = state.clock.now();
+    let ended = blocking(move || store.end_session(&sid, EndReason::Logout, now)).await?;
+    state.reload_revocations().await;
+    info!(user = %identity.user_id, ip = %caller.knock.ip, "logged out");
+    let mut response = ok(&json!({ "ended": u32::from(ended) }));
+    if via_cookie {
+        cookies::clear(&mut response, login.secure_cookies);
+    }
+    Ok(response)
+}
+
+pub(super) async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
+    let (login, caller) = state.door(&req)?;
+    let (identity, _, via_cookie) = state.authenticate(&req, &caller)?;
+    let store = Arc::clone(&state.store);
+    let now = state.clock.now();
+    let user = identity.user_id.clone();
+    let ended = blocking(move || store.end_user_sessions(&user, EndReason::LogoutAll, now)).await?;
+    state.reload_revocations().await;
+    info!(user = %identity.user_id, ip = %caller.knock.ip, ended = ended.len(), "logged out everywhere");
+    let mut response = ok(&json!({ "ended": ended.len() }));
+    if via_cookie {
+        cookies::clear(&mut response, login.secure_cookies);
+    }
+    Ok(response)
+}
+
+pub(super) async fn sessions(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
+    let (_, caller) = state.door(&req)?;
+    let (identity, sid, _) = state.authenticate(&req, &caller)?;
+    let store = Arc::clone(&state.store);
+    let now = state.clock.now();
+    let user = identity.user_id.clone();
+    let live = blocking(move || store.live_sessions(&user, now)).await?;
+    let list: Vec<_> = live
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "created_at": s.created.as_millis(),
+                "last_active_at": s.last_active.as_millis(),
+                "expires_at": s.expires.as_millis(),
+                "user_agent": s.user_agent,
+                "ip": s.ip,
+                "cookie": s.cookie,
+                "current": s.id == sid,
+            })
+        })
+        .collect();
+    Ok(ok(&json!({ "sessions": list })))
+}
+
+/// The answer to a login or refresh: the pair in the body, or for a
+/// cookie session in cookies only.
+fn token_pair(login: &Login, session: &LoginSession, user: &User, access: &str, refresh: &str) -> Response {
+    let mut body = json!({
+        "token_type": "Bearer",
+        "expires_in": login.access_ttl.as_secs(),
+        "refresh_expires_in": login.refresh_ttl.as_secs(),
+        "session_id": session.id,
+        "user": user.id,
+        "roles": user.roles,
+        "cookie": session.cookie,
+    });
+    if !session.cookie {
+        body["access_token"] = json!(access);
+        body["refresh_token"] = json!(refresh);
+    }
+    let mut response = ok(&body);
+    if session.cookie {
+        cookies::set(&mut response, (access, login.access_ttl), (refresh, login.refresh_ttl), login.secure_cookies);
+    }
+    response
+}
+
+impl AppState {
+    /// The checks every `/auth/*` request passes first: login is on, the
+    /// address is not banned, and a browser's Origin is allowed.
+    fn door(&self, req: &Request) -> Result<(&Login, Caller), AuthRejection> {
+        let login = self.login.as_ref().ok_or(AuthRejection::Refused(Kind::Internal, None))?;
+        let (knock, client) = self.knock_of(req);
+        let caller = Caller {
+            knock,
+            client,
+            user_agent: header_str(req.headers(), header::USER_AGENT).unwrap_or("").to_owned(),
+            origin: header_str(req.headers(), header::ORIGIN).map(str::to_owned),
+        };
+        let now = self.clock.now();
+        if self.guard.bans().active(&Subject::Ip(knock.ip), now).is_some() && !self.guard.settings().dry_run {
+            self.refuse_knock(&Refusal::new(Kind::Banned, "auth: address banned"), knock, None, AUTH_REFUSED);
+            return Err(AuthRejection::Refused(Kind::Banned, None));
+        }
+        self.check_origin(caller.origin.as_deref(), CredentialKind::Bearer).inspect_err(|_| {
+            self.refuse_knock(&Refusal::new(Kind::Origin, "auth: origin not allowed"), knock, None, AUTH_REFUSED);
+        })?;
+        Ok((login, caller))
+    }
+
+    fn check_origin(&self, origin: Option<&str>, kind: CredentialKind) -> Result<(), AuthRejection> {
+        self.settings.gate.origins().check(origin, kind).map_err(|_| AuthRejection::Refused(Kind::Origin, None))
+    }
+
+    /// The caller's access token (a bearer header, or the session cookie
+    /// from an allowed origin), verified, not revoked, on its device, and
+    /// minted for a login session: its identity, its `sid`, and whether it
+    /// came from the cookie.
+    fn authenticate(&self, req: &Request, caller: &Caller) -> Result<(Identity, String, bool), AuthRejection> {
+        let headers = req.headers();
+        let authorization = all_str(headers, header::AUTHORIZATION);
+        let cookie = session_cookie(&all_str(headers, header::COOKIE))
+            .map_err(|_| self.refuse_auth(caller, "auth: two session cookies"))?;
+        let request = HandshakeRequest {
+            origin: header_str(headers, header::ORIGIN),
+            authorization: &authorization,
+            cookie,
+            ..HandshakeRequest::default()
+        };
+        let admitted = self.settings.gate.admit(&request, self.clock.now()).map_err(|r| {
+            let kind = r.kind;
+            self.refuse_knock(&r, caller.knock, None, AUTH_REFUSED);
+            AuthRejection::Refused(kind, None)
+        })?;
+        let identity = admitted.identity;
+        if self.revocations.is_revoked(&identity) {
+            return Err(self.refuse_auth(caller, "auth: token revoked"));
+        }
+        let login = self.login.as_ref().ok_or(AuthRejection::Refused(Kind::Internal, None))?;
+        if login
+            .settings
+            .device_binding
+            .judge(identity.device.as_deref(), &fingerprint(&caller.user_agent, caller.client))
+            == DeviceVerdict::Refuse
+        {
+            return Err(self.refuse_auth(caller, "auth: token used from another device"));
+        }
+        let sid = identity.session_id.clone().ok_or(AuthRejection::NoSession)?;
+        Ok((identity, sid, admitted.via_cookie))
+    }
+
+    /// A refused credential: scored and logged as an authentication failure.
+    fn refuse_auth(&self, caller: &Caller, reason: &str) -> AuthRejection {
+        self.refuse_knock(&Refusal::new(Kind::AuthFailure, reason.to_owned()), caller.knock, None, AUTH_REFUSED);
+        AuthRejection::Refused(Kind::AuthFailure, None)
+    }
+
+    /// A refused refresh: scored as an authentication failure, one body.
+    fn reject_refresh(&self, caller: &Caller, reason: &str) -> AuthRejection {
+        self.refuse_knock(&Refusal::new(Kind::AuthFailure, reason.to_owned()), caller.knock, None, AUTH_REFUSED);
+        AuthRejection::BadRefresh
+    }
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() != b"0")
+}
+
+/// Reads a JSON body of at most `login.max_body_bytes`; anything else is
+/// one generic 400, with the reason in the log.
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    state: &AppState,
+    login: &Login,
+    req: Request,
+) -> Result<T, AuthRejection> {
+    let json = header_str(req.headers(), header::CONTENT_TYPE)
+        .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    let reject = |why: &str| {
+        if state.admit_refusal_line() {
+            info!(why, "auth request body refused");
+        }
+        AuthRejection::BadRequest
+    };
+    if !json {
+        return Err(reject("content type is not application/json"));
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), login.max_body)
+        .await
+        .map_err(|_| reject("body larger than login.max_body_bytes, or unreadable"))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        // Only the class and position: serde's message can quote a value,
+        // and the value may be a password.
+        reject(&format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))
+    })
+}
+
+/// Runs a store call (and password hashing) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, AuthRejection> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(AuthRejection::internal(format!("store: {e}"))),
+        Err(e) => Err(AuthRejection::internal(format!("auth task failed: {e}"))),
+    }
+}
