@@ -189,10 +189,29 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     }
     let profile = if args.dev { Profile::Dev } else { Profile::Production };
     let data_dir = config.server.data_dir.clone();
+    let login = config.login.enabled;
     let mut settings = Settings::new(config, profile)?;
     settings.source.clone_from(&args.config.config);
     let server = Server::bind(settings).await.map_err(|e| CliError::Failed(e.to_string()))?;
+    let seeded = if profile == Profile::Dev && login {
+        let dir = data_dir.clone();
+        tokio::task::spawn_blocking(move || user::seed_dev_users(&dir))
+            .await
+            .map_err(|e| CliError::Failed(format!("seeding the dev users failed: {e}")))??
+    } else {
+        Vec::new()
+    };
     banner(server.local_addr(), profile, args.config.config.as_deref(), &data_dir);
+    if !seeded.is_empty() {
+        let addr = server.local_addr();
+        eprintln!("  dev users (passwords shown this once; only their hashes are kept):");
+        for (id, password, roles) in &seeded {
+            eprintln!("    {id} / {password}  [{roles}]");
+        }
+        eprintln!(
+            "  log in:       curl -s http://{addr}/auth/login -H 'content-type: application/json' \\\n                  -d '{{\"username\":\"alice\",\"password\":\"…\"}}'"
+        );
+    }
     server.run(shutdown_signal()).await;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
 use palisade_core::auth::{MAX_PASSWORD_BYTES, check_sub, hash_password};
-use palisade_core::store::{User, UserStore};
+use palisade_core::store::{EndReason, SessionStore as _, User, UserStore};
 use palisade_store::Sqlite;
 
 use super::{CliError, ConfigArgs, existing_store, failed};
@@ -61,7 +61,10 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
         UserCommand::Remove(args) => {
             let store = existing_store(&args.config, env)?;
             if store.remove_user(&args.id).map_err(failed)? {
-                Ok(format!("removed user {}\n", args.id))
+                // Their sessions end with them: a running server closes
+                // their sockets (4003) and refuses their refresh tokens.
+                let ended = store.end_user_sessions(&args.id, EndReason::UserRemoved, now()).map_err(failed)?;
+                Ok(format!("removed user {} and ended {} login session(s)\n", args.id, ended.len()))
             } else {
                 Err(CliError::Failed(format!("no user {}", args.id)))
             }
@@ -100,6 +103,30 @@ fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
         let _ = writeln!(out, "{}  [{}]", user.id, user.roles.join(", "));
     }
     Ok(out)
+}
+
+/// The dev profile's demo users, with the roles of the default policy.
+const DEV_USERS: [(&str, &[&str]); 3] = [("alice", &["student"]), ("bob", &["teacher"]), ("admin", &["admin"])];
+
+/// In the dev profile, a database with no users gets [`DEV_USERS`], each
+/// with a fresh random password; returns `(id, password, roles)` for the
+/// banner to show, once: only the hashes are kept.
+pub(crate) fn seed_dev_users(data_dir: &std::path::Path) -> Result<Vec<(String, String, String)>, CliError> {
+    let store = Sqlite::open_in(data_dir).map_err(failed)?;
+    if !store.users().map_err(failed)?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut seeded = Vec::new();
+    for (id, roles) in DEV_USERS {
+        let password = crate::config::fresh_secret()[..20].to_owned();
+        let password_hash = hash_password(&password, rand::random()).map_err(|e| CliError::Failed(e.to_string()))?;
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let user = User { id: id.to_owned(), roles: roles.clone(), password_hash, created: now() };
+        if store.add_user(&user).map_err(failed)? {
+            seeded.push((user.id, password, roles.join(", ")));
+        }
+    }
+    Ok(seeded)
 }
 
 /// The password: asked twice at a terminal, else the first line of stdin.

@@ -19,6 +19,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod auth;
+
 /// The HMAC secret every test server is configured with.
 pub const SECRET: &str = "test-secret-test-secret-test-secret!!";
 /// Longest a test waits for anything.
@@ -66,6 +68,8 @@ pub struct TestServer {
     pub reloader: palisade_server::server::Reloader,
     /// The guard's counters.
     pub stats: palisade_server::abuse::Stats,
+    /// `server.data_dir`, where the database is.
+    pub data_dir: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -82,7 +86,8 @@ impl TestServer {
         Self::start_layers(&[NO_ABUSE_LIMITS, extra]).await
     }
 
-    async fn start_layers(layers: &[&str]) -> Self {
+    /// Starts a server with `BASE` and then each layer of TOML, merged in order.
+    pub async fn start_layers(layers: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("palisade.toml");
         let data = dir.path().join("data");
@@ -105,7 +110,7 @@ impl TestServer {
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Self { addr, config_path: path, reloader, stats, stop: Some(stop), task: Some(task), _dir: dir }
+        Self { addr, config_path: path, reloader, stats, data_dir: data, stop: Some(stop), task: Some(task), _dir: dir }
     }
 
     pub fn url(&self) -> String {
@@ -173,6 +178,10 @@ pub struct Dial<'a> {
     pub from: Option<[u8; 4]>,
     /// An `X-Forwarded-For` header.
     pub forwarded_for: Option<&'a str>,
+    /// A `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// A `Cookie` header.
+    pub cookie: Option<&'a str>,
 }
 
 type Refusal = Response<Option<Vec<u8>>>;
@@ -220,6 +229,12 @@ async fn handshake_at(addr: SocketAddr, opts: Dial<'_>) -> Result<(Ws, Response<
     }
     if let Some(f) = opts.forwarded_for {
         headers.insert("x-forwarded-for", HeaderValue::from_str(f).unwrap());
+    }
+    if let Some(ua) = opts.user_agent {
+        headers.insert("user-agent", HeaderValue::from_str(ua).unwrap());
+    }
+    if let Some(c) = opts.cookie {
+        headers.insert("cookie", HeaderValue::from_str(c).unwrap());
     }
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::from((opts.from.unwrap_or([127, 0, 0, 1]), 0))).unwrap();

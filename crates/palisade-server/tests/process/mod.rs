@@ -24,6 +24,8 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     /// The `get a token:` command from the dev banner, if printed.
     pub token_command: Option<String>,
+    /// Every line printed after the address, until it fell quiet.
+    pub banner: Vec<String>,
 }
 
 impl Running {
@@ -52,13 +54,14 @@ impl Running {
             }
         };
         let mut token_command = None;
+        let mut banner = Vec::new();
         while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
             if let Some(cmd) = line.split("get a token:").nth(1) {
                 token_command = Some(cmd.trim().to_owned());
-                break;
             }
+            banner.push(line);
         }
-        Self { child, addr, token_command }
+        Self { child, addr, token_command, banner }
     }
 
     pub fn terminate(mut self) -> std::process::ExitStatus {
