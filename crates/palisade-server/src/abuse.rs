@@ -21,8 +21,9 @@ use crate::state::AppState;
 
 /// How often idle limiter and score state is forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
-/// How often ended bans past `abuse.ban_memory` are deleted from the store
-/// (they are never returned by it anyway; this keeps the table small).
+/// How often ended bans past `abuse.ban_memory`, and login sessions whose
+/// tokens have all expired, are deleted from the store (neither is returned
+/// by it anyway; this keeps the tables small).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Who is knocking: the socket's peer, and the address the guard counts
@@ -186,8 +187,9 @@ impl AppState {
     }
 }
 
-/// Forgets idle limiter and score state and long-ended bans, in memory
-/// every [`SWEEP_EVERY`] and in the store every [`PRUNE_EVERY`].
+/// Forgets idle limiter, score and failed-login state in memory every
+/// [`SWEEP_EVERY`], and long-ended bans and sessions in the store every
+/// [`PRUNE_EVERY`].
 pub(crate) async fn sweep(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
@@ -203,12 +205,23 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
             }
             _ = prune.tick() => {
                 let store = Arc::clone(&state.store);
-                let before = state.clock.now().saturating_sub(state.guard.settings().ban_terms.memory);
-                match tokio::task::spawn_blocking(move || store.prune(before)).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(pruned)) => info!(pruned, "forgot bans that ended longer than abuse.ban_memory ago"),
-                    Ok(Err(e)) => warn!(error = %e, "could not prune old bans; will retry"),
-                    Err(e) => error!(error = %e, "ban pruning task failed"),
+                let now = state.clock.now();
+                let bans_before = now.saturating_sub(state.guard.settings().ban_terms.memory);
+                // By then every access token minted for an ended session
+                // has expired, so its revocation has nothing left to stop.
+                let auth = &state.settings.config.auth;
+                let sessions_before = now.saturating_sub(auth.token_ttl.saturating_add(auth.leeway));
+                let pruned = tokio::task::spawn_blocking(move || {
+                    Ok::<_, palisade_core::store::StoreError>((store.prune(bans_before)?, store.prune_sessions(sessions_before)?))
+                })
+                .await;
+                match pruned {
+                    Ok(Ok((0, 0))) => {}
+                    Ok(Ok((bans, sessions))) => {
+                        info!(bans, sessions, "forgot bans past abuse.ban_memory and sessions whose tokens have all expired");
+                    }
+                    Ok(Err(e)) => warn!(error = %e, "could not prune old bans and sessions; will retry"),
+                    Err(e) => error!(error = %e, "pruning task failed"),
                 }
             }
         }
