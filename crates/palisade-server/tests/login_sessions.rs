@@ -268,3 +268,31 @@ async fn failed_logins_back_off_then_lock_the_name_whoever_asks() {
     assert_eq!(call(&server, attempt("wrong password!", 13)).await.status, 401);
     assert_eq!(call(&server, attempt(PASSWORD, 14)).await.status, 429);
 }
+
+#[tokio::test]
+async fn a_role_change_takes_effect_at_the_next_refresh_and_shrinking_rights_leave_rooms() {
+    use palisade_core::store::UserStore as _;
+    let server = server_with("").await;
+    let pair = login(&server, "alice").await;
+    let (mut ws, _) = connect(&server, pair["access_token"].as_str().unwrap()).await;
+    join(&mut ws, "course:rust").await;
+
+    // An operator takes `student` away (as `palisade user roles alice` does).
+    let store = palisade_store::Sqlite::open_in(&server.data_dir).unwrap();
+    assert!(store.set_roles("alice", &[]).unwrap());
+    // The live token still carries the old roles until it is refreshed …
+    let next = refresh(&server, pair["refresh_token"].as_str().unwrap()).await.json();
+    assert_eq!(next["roles"], json!([]));
+    // … and the refresh frame with the new token leaves the room it may no
+    // longer be in.
+    send_json(&mut ws, json!({"type":"refresh","id":"r1","token":next["access_token"]})).await;
+    let removed = next_json(&mut ws).await;
+    assert_eq!(
+        (removed["type"].as_str(), removed["room"].as_str()),
+        (Some("removed"), Some("course:rust")),
+        "{removed}"
+    );
+    assert_eq!(next_json(&mut ws).await["type"], "ack");
+    let again = request(&mut ws, json!({"type":"join","id":"j2","room":"course:rust"})).await;
+    assert_eq!(again["code"], "forbidden");
+}

@@ -54,12 +54,18 @@ fn an_operator_adds_lists_and_removes_users() {
     assert_eq!(text(&listed.stdout), "alice  [student, user]\n");
     assert!(!text(&listed.stdout).contains("argon2"), "hashes are never printed");
 
+    let changed = palisade(dir, &["user", "roles", "alice", "--role", "teacher"], "");
+    assert!(changed.status.success(), "{}", text(&changed.stderr));
+    assert_eq!(text(&palisade(dir, &["user", "list"], "").stdout), "alice  [teacher]\n");
+
     for (args, stdin, why) in [
         (&["user", "add", "alice"][..], "another long password\n", "exists"),
         (&["user", "add", "bob", "--role", "wizard"], "another long password\n", "no role \"wizard\""),
         (&["user", "add", "bob"], "short\n", "at least 12 characters"),
         (&["user", "add", "bad id"], "another long password\n", "sub"),
         (&["user", "remove", "nobody"], "", "no user nobody"),
+        (&["user", "roles", "nobody", "--role", "user"], "", "no user nobody"),
+        (&["user", "roles", "alice", "--role", "wizard"], "", "no role \"wizard\""),
     ] {
         let out = palisade(dir, args, stdin);
         assert!(!out.status.success(), "{args:?} succeeded");

@@ -54,6 +54,15 @@ impl UserStore for Sqlite {
         rows.map(|row| row.map_err(sql("listing users"))?).collect()
     }
 
+    fn set_roles(&self, id: &str, roles: &[String]) -> Result<bool, StoreError> {
+        let roles = serde_json::to_string(roles).map_err(|e| StoreError(format!("changing roles: {e}")))?;
+        self.write("changing roles", |tx| {
+            tx.execute("UPDATE users SET roles = ?2 WHERE id = ?1", params![id, roles])
+                .map(|n| n == 1)
+                .map_err(sql("changing roles"))
+        })
+    }
+
     fn remove_user(&self, id: &str) -> Result<bool, StoreError> {
         self.write("removing a user", |tx| {
             tx.execute("DELETE FROM users WHERE id = ?1", [id]).map(|n| n == 1).map_err(sql("removing a user"))

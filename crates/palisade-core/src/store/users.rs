@@ -36,6 +36,10 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     /// Every user, by id.
     fn users(&self) -> Result<Vec<User>, StoreError>;
 
+    /// Replaces the user's roles; `false` if there is no such user. Tokens
+    /// carry the new roles from the user's next login or refresh.
+    fn set_roles(&self, id: &str, roles: &[String]) -> Result<bool, StoreError>;
+
     /// Removes the user; `false` if there was none.
     fn remove_user(&self, id: &str) -> Result<bool, StoreError>;
 }

@@ -23,6 +23,9 @@ pub enum UserCommand {
     Add(AddArgs),
     /// List the users (never their password hashes).
     List(ConfigArgs),
+    /// Replace a user's roles; their tokens carry the new ones from their
+    /// next login or refresh.
+    Roles(AddArgs),
     /// Remove a user.
     Remove(RemoveArgs),
 }
@@ -58,6 +61,16 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
     match command {
         UserCommand::Add(args) => add(&args, env, now()),
         UserCommand::List(config) => list(&config, env),
+        UserCommand::Roles(args) => {
+            let config = args.config.load(env)?;
+            check_roles(&config, &args.roles)?;
+            let store = existing_store(&args.config, env)?;
+            if store.set_roles(&args.id, &args.roles).map_err(failed)? {
+                Ok(format!("user {} now has roles [{}]\n", args.id, args.roles.join(", ")))
+            } else {
+                Err(CliError::Failed(format!("no user {}", args.id)))
+            }
+        }
         UserCommand::Remove(args) => {
             let store = existing_store(&args.config, env)?;
             if store.remove_user(&args.id).map_err(failed)? {
@@ -75,10 +88,7 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
 fn add(args: &AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError> {
     check_sub(&args.id).map_err(|e| CliError::Failed(format!("{e}: see the sub rules in docs/PROTOCOL.md §1.4")))?;
     let config = args.config.load(env)?;
-    if let Some(role) = args.roles.iter().find(|r| !config.roles.contains_key(r.as_str())) {
-        let known: Vec<&str> = config.roles.keys().map(String::as_str).collect();
-        return Err(CliError::Failed(format!("no role {role:?} under [roles] (known: {})", known.join(", "))));
-    }
+    check_roles(&config, &args.roles)?;
     let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
     if store.user(&args.id).map_err(failed)?.is_some() {
         return Err(CliError::Failed(format!("user {} exists; remove it first", args.id)));
@@ -91,6 +101,15 @@ fn add(args: &AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError
         return Err(CliError::Failed(format!("user {} exists; remove it first", args.id)));
     }
     Ok(format!("added user {} with roles [{}] (in {})\n", user.id, user.roles.join(", "), store.path().display()))
+}
+
+/// Every role must be defined under `[roles]`.
+fn check_roles(config: &crate::config::Config, roles: &[String]) -> Result<(), CliError> {
+    if let Some(role) = roles.iter().find(|r| !config.roles.contains_key(r.as_str())) {
+        let known: Vec<&str> = config.roles.keys().map(String::as_str).collect();
+        return Err(CliError::Failed(format!("no role {role:?} under [roles] (known: {})", known.join(", "))));
+    }
+    Ok(())
 }
 
 fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
