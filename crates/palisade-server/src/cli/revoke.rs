@@ -94,10 +94,10 @@ fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
     Ok(out)
 }
 
-/// `token:JTI`, or `user:ID (tokens issued before TIME)`.
+/// `token:JTI`, `session:SID`, or `user:ID (tokens issued before TIME)`.
 fn describe(revocation: &Revocation) -> String {
     match revocation {
-        Revocation::Token(_) => revocation.to_string(),
+        Revocation::Token(_) | Revocation::Session(_) => revocation.to_string(),
         Revocation::User { before, .. } => {
             let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(before.as_secs()));
             format!("{revocation} (tokens issued up to {at})")
