@@ -14,6 +14,7 @@ pub mod config;
 mod follow;
 mod handshake;
 mod http;
+mod jwks;
 pub mod server;
 pub mod settings;
 mod state;

@@ -11,6 +11,7 @@ mod abuse;
 mod duration;
 pub mod env;
 mod init;
+mod issuers;
 mod keys;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use abuse::AbuseConfig;
 pub use env::{Env, ProcessEnv};
 pub use init::render_init;
+pub use issuers::{IssuerConfig, load_issuers};
 pub use keys::{KeyConfig, dev_key};
 
 /// The default config, with comments: the single source of defaults.
@@ -218,6 +220,9 @@ pub struct AuthConfig {
     /// Verification and signing keys.
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// External token issuers (`[[auth.issuers]]`).
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
 }
 
 /// `[origins]`
