@@ -86,6 +86,15 @@ impl Gate {
         Ok(Admitted { identity, select_subprotocol: offered.contains(&SUBPROTOCOL), via_cookie })
     }
 
+    /// The one token the request presents, when its Origin passes: the
+    /// server fetches an external issuer's key set for it before
+    /// [`Gate::admit`] (docs/ARCHITECTURE.md, "External issuers"). `None`
+    /// when `admit` would refuse before looking at the token.
+    pub fn presented_token<'a>(&self, req: &HandshakeRequest<'a>) -> Option<&'a str> {
+        self.origins.check(req.origin, CredentialKind::Bearer).ok()?;
+        self.credential(req, &offered_protocols(req.protocols)).ok()
+    }
+
     /// Finds exactly one credential: every `Authorization` header, every
     /// `palisade.bearer.*` subprotocol and the query token each count.
     fn credential<'a>(&self, req: &HandshakeRequest<'a>, offered: &[&'a str]) -> Result<&'a str, AuthError> {
@@ -185,6 +194,18 @@ mod tests {
         let req = HandshakeRequest { query_token: Some(&t), ..Default::default() };
         assert_eq!(gate(false).admit(&req, T0).unwrap_err(), auth(AuthError::Missing));
         assert!(gate(true).admit(&req, T0).is_ok());
+    }
+
+    #[test]
+    fn the_presented_token_is_the_one_admit_verifies() {
+        let g = gate(false);
+        let bearer = "Bearer abc.def.ghi";
+        let one = HandshakeRequest { authorization: &[bearer], ..Default::default() };
+        assert_eq!(g.presented_token(&one), Some("abc.def.ghi"));
+        let two = HandshakeRequest { authorization: &[bearer, bearer], ..Default::default() };
+        assert_eq!(g.presented_token(&two), None);
+        let cross_site = HandshakeRequest { origin: Some("https://evil.example"), ..one };
+        assert_eq!(g.presented_token(&cross_site), None);
     }
 
     #[test]

@@ -417,7 +417,7 @@ impl Session {
             AuthError::Expired => Denied::new(ErrorCode::Expired, "refresh token expired"),
             _ => Denied::new(ErrorCode::Forbidden, "refresh token invalid"),
         })?;
-        if fresh.user_id != self.identity.user_id {
+        if fresh.user_id != self.identity.user_id || fresh.external_issuer != self.identity.external_issuer {
             return Err(Denied::new(ErrorCode::Forbidden, "refresh token is for another user"));
         }
         if cx.revocations.is_revoked(&fresh) {

@@ -58,6 +58,11 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
         query_token,
         cookie,
     };
+    // An external issuer's key set is fetched, if due, before the token is
+    // verified (docs/ARCHITECTURE.md, "External issuers").
+    if let Some(token) = state.settings.gate.presented_token(&handshake) {
+        crate::jwks::before_verify(&state, token).await;
+    }
     let admitted = state.settings.gate.admit(&handshake, now).map_err(|r| state.refuse(r, knock, None))?;
     // A revoked token is one more authentication failure: the same 401.
     if state.revocations.is_revoked(&admitted.identity) {

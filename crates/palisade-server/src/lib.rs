@@ -15,6 +15,7 @@ pub mod config;
 mod follow;
 mod handshake;
 mod http;
+mod jwks;
 pub mod server;
 pub mod settings;
 mod state;

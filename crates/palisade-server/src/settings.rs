@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use palisade_core::addr::TrustedProxies;
-use palisade_core::auth::{KeyMaterial, TokenSigner, TokenVerifier, VerifyOptions};
+use palisade_core::auth::{Issuers, KeyMaterial, TokenSigner, TokenVerifier, VerifyOptions};
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::GuardSettings;
 use palisade_core::handshake::Gate;
@@ -17,7 +17,7 @@ use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
-use crate::config::{Config, ConfigError, DEV_ORIGINS, Env, Source, dev_key};
+use crate::config::{Config, ConfigError, DEV_ORIGINS, Env, Source, dev_key, load_issuers};
 
 /// Which defaults apply on top of the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,8 +56,11 @@ impl Settings {
     pub fn new(config: Config, profile: Profile) -> Result<Self, ConfigError> {
         let keys = load_keys(&config, profile)?;
         let options = verify_options(&config);
-        let verifier =
-            TokenVerifier::new(&keys, options).map_err(|e| ConfigError::invalid("auth.keys", e.to_string()))?;
+        let issuers = Issuers::new(&load_issuers(&config.auth.issuers, &config.auth.issuer)?, &options)
+            .map_err(|e| ConfigError::invalid("auth.issuers", e.to_string()))?;
+        let verifier = TokenVerifier::new(&keys, options)
+            .map_err(|e| ConfigError::invalid("auth.keys", e.to_string()))?
+            .with_issuers(issuers);
         let mut origins = config.origins.allow.clone();
         if profile == Profile::Dev {
             origins.extend(DEV_ORIGINS.iter().map(|o| (*o).to_owned()));

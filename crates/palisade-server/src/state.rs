@@ -47,6 +47,8 @@ pub(crate) struct AppState {
     pub(crate) login: Option<Login>,
     /// Guard decisions, by kind.
     pub(crate) counters: Counters,
+    /// External issuers' key set fetches, one at a time per issuer.
+    pub(crate) jwks: crate::jwks::JwksFetcher,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
     pub(crate) refusal_log: LogBudget,
     /// Cancelled when the server starts shutting down.
@@ -70,6 +72,7 @@ impl AppState {
             store,
             revocations,
             counters: Counters::default(),
+            jwks: crate::jwks::JwksFetcher::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),
             clock: Clock::start(),

@@ -6,12 +6,16 @@
 //! caller passes, so expiry is tested with a virtual clock.
 
 mod identity;
+mod issuers;
+mod jwks;
 mod keys;
 mod password;
 mod revocation;
 mod token;
 
 pub use identity::{IdentityError, check_name, check_sub};
+pub use issuers::{IssuerError, IssuerKeys, IssuerSpec, Issuers};
+pub use jwks::{FetchRequest, Installed, JwksError, JwksSpec, MAX_JWKS_KEYS};
 pub use keys::{Algorithm, KeyError, KeyMaterial};
 pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, hash_password, verify_password};
 pub use revocation::{InvalidJti, Revocation, Revocations, check_jti, user_revocation};

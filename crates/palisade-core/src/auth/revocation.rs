@@ -159,6 +159,7 @@ mod tests {
             issued_at: iat,
             session_id: sid.map(Into::into),
             device: None,
+            external_issuer: None,
         }
     }
 

@@ -6,6 +6,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::identity::{IdentityError, check_name, check_sub};
+use super::issuers::Issuers;
 use super::keys::{KeyError, KeyMaterial};
 use crate::Timestamp;
 
@@ -85,10 +86,14 @@ pub struct Identity {
     pub session_id: Option<String>,
     /// `dev`: the device fingerprint the session is bound to.
     pub device: Option<String>,
+    /// The external issuer (`auth.issuers`) that signed the token; `None`
+    /// for the own keys. Two tokens with one `sub` from different issuers
+    /// are not the same user's to swap on a live connection.
+    pub external_issuer: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Claims {
+pub(super) struct Claims {
     sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
@@ -144,6 +149,8 @@ struct VerifyKey {
 pub struct TokenVerifier {
     keys: Arc<[VerifyKey]>,
     options: VerifyOptions,
+    /// External issuers and their key caches, shared by every clone.
+    issuers: Arc<Issuers>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -170,7 +177,19 @@ impl TokenVerifier {
                 Ok(VerifyKey { id: k.id.clone(), algorithm, key: k.decoding_key()?, validation })
             })
             .collect::<Result<Vec<_>, KeyError>>()?;
-        Ok(Self { keys: keys.into(), options })
+        Ok(Self { keys: keys.into(), options, issuers: Arc::default() })
+    }
+
+    /// The verifier, also accepting the tokens of external issuers
+    /// (docs/ARCHITECTURE.md, "External issuers").
+    pub fn with_issuers(mut self, issuers: Issuers) -> Self {
+        self.issuers = Arc::new(issuers);
+        self
+    }
+
+    /// The external issuers, whose key sets the server fetches.
+    pub fn issuers(&self) -> &Issuers {
+        &self.issuers
     }
 
     /// The options in force.
@@ -186,6 +205,12 @@ impl TokenVerifier {
         // `alg: none` and unknown algorithms fail here: jsonwebtoken's
         // algorithm enum has no `none`.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        // A token naming an external issuer is that issuer's keys' alone;
+        // the own keys see only the others (docs/ARCHITECTURE.md, "External
+        // issuers").
+        if let Some(issuer) = self.issuers.route(token, &header)? {
+            return issuer.verify(token, &header, now);
+        }
         let key = self.select_key(&header)?;
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
@@ -196,7 +221,7 @@ impl TokenVerifier {
                 _ => AuthError::Malformed,
             }
         })?;
-        self.check_claims(data.claims, now)
+        Self::check_claims(&self.options, data.claims, now)
     }
 
     fn select_key(&self, header: &Header) -> Result<&VerifyKey, AuthError> {
@@ -212,8 +237,8 @@ impl TokenVerifier {
         Ok(key)
     }
 
-    fn check_claims(&self, c: Claims, now: Timestamp) -> Result<Identity, AuthError> {
-        let leeway = self.options.leeway;
+    pub(super) fn check_claims(options: &VerifyOptions, c: Claims, now: Timestamp) -> Result<Identity, AuthError> {
+        let leeway = options.leeway;
         let expires_at = Timestamp::from_secs(c.exp);
         if now > expires_at.saturating_add(leeway) {
             return Err(AuthError::Expired);
@@ -221,12 +246,12 @@ impl TokenVerifier {
         if c.nbf.is_some_and(|nbf| now.saturating_add(leeway) < Timestamp::from_secs(nbf)) {
             return Err(AuthError::NotYetValid);
         }
-        if let Some(want) = &self.options.issuer
+        if let Some(want) = &options.issuer
             && c.iss.as_deref() != Some(want)
         {
             return Err(AuthError::WrongIssuer);
         }
-        if let Some(want) = &self.options.audience
+        if let Some(want) = &options.audience
             && !c.aud.as_ref().is_some_and(|a| a.contains(want))
         {
             return Err(AuthError::WrongAudience);
@@ -249,6 +274,7 @@ impl TokenVerifier {
             issued_at,
             session_id: c.sid,
             device: c.dev,
+            external_issuer: None,
         })
     }
 }

@@ -30,6 +30,7 @@ fn who(roles: &[&str]) -> Identity {
         issued_at: None,
         session_id: None,
         device: None,
+        external_issuer: None,
     }
 }
 

@@ -47,7 +47,12 @@ impl KeyConfig {
     /// Reads the key's files and returns its material. `index` is the
     /// position in `auth.keys`, for error messages.
     pub fn load(&self, index: usize) -> Result<KeyMaterial, ConfigError> {
-        let key = |field: &str| format!("auth.keys[{index}].{field}");
+        self.load_as(&format!("auth.keys[{index}]"))
+    }
+
+    /// [`KeyConfig::load`] for an entry at `prefix` (`auth.issuers[0].keys[1]`).
+    pub fn load_as(&self, prefix: &str) -> Result<KeyMaterial, ConfigError> {
+        let key = |field: &str| format!("{prefix}.{field}");
         let read = |field: &str, path: &Path| {
             std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::invalid(key(field), format!("{}: {e}", path.display())))

@@ -11,6 +11,7 @@ mod abuse;
 mod duration;
 pub mod env;
 mod init;
+mod issuers;
 mod keys;
 mod login;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use abuse::AbuseConfig;
 pub use env::{Env, ProcessEnv};
 pub use init::render_init;
+pub use issuers::{IssuerConfig, load_issuers};
 pub(crate) use keys::fresh_secret;
 pub use keys::{KeyConfig, dev_key};
 pub use login::{LoginConfig, LoginSettings};
@@ -223,6 +225,9 @@ pub struct AuthConfig {
     /// Verification and signing keys.
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
+    /// External token issuers (`[[auth.issuers]]`).
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
 }
 
 /// `[origins]`

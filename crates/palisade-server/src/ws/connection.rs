@@ -226,6 +226,8 @@ impl Conn<'_> {
         self.session.on_heard(now);
         let reply = match msg {
             Message::Text(text) => {
+                // A `refresh` token's key set is fetched, if due, first.
+                crate::jwks::before_frame(self.state, text.as_str()).await;
                 let reply = self.on_text(text.as_str(), now);
                 self.remove(ws, &reply.removed).await?;
                 self.send(ws, text_message(reply.frame)).await?;
