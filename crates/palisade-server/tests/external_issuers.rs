@@ -18,6 +18,7 @@ use axum::body::Body;
 use axum::response::IntoResponse as _;
 use base64::Engine as _;
 use bytes::Bytes;
+use common::log::Captured;
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -282,41 +283,6 @@ async fn an_external_sid_names_no_own_session() {
         .unwrap();
     assert_eq!(close_code(&mut own).await, Some(4003));
     join(&mut ext, "lobby").await;
-}
-
-/// Everything the server logs while the guard lives (current-thread
-/// runtime: the server's tasks log on this thread).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(self.clone()).finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Self;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 #[tokio::test]

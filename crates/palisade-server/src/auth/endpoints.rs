@@ -228,30 +228,33 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
 }
 
 pub(super) async fn logout(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
-    let (login, caller) = state.door(&req)?;
-    let (identity, sid, via_cookie) = state.authenticate(&req, &caller)?;
-    let store = Arc::clone(&state.store);
-    let now = state.clock.now();
-    let ended = blocking(move || store.end_session(&sid, EndReason::Logout, now)).await?;
-    state.reload_revocations().await;
-    info!(user = %identity.user_id, ip = %caller.knock.ip, "logged out");
-    let mut response = ok(&json!({ "ended": u32::from(ended) }));
-    if via_cookie {
-        cookies::clear(&mut response, login.secure_cookies);
-    }
-    Ok(response)
+    end_sessions(&state, req, false).await
 }
 
 pub(super) async fn logout_all(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
+    end_sessions(&state, req, true).await
+}
+
+/// Ends the caller's session, or with `all` every live session of theirs;
+/// their sockets close with 4003 as the revocations reload.
+async fn end_sessions(state: &Arc<AppState>, req: Request, all: bool) -> Result<Response, AuthRejection> {
     let (login, caller) = state.door(&req)?;
-    let (identity, _, via_cookie) = state.authenticate(&req, &caller)?;
+    let (identity, sid, via_cookie) = state.authenticate(&req, &caller)?;
+    drop(req);
     let store = Arc::clone(&state.store);
     let now = state.clock.now();
     let user = identity.user_id.clone();
-    let ended = blocking(move || store.end_user_sessions(&user, EndReason::LogoutAll, now)).await?;
+    let ended = blocking(move || {
+        if all {
+            store.end_user_sessions(&user, EndReason::LogoutAll, now).map(|ended| ended.len())
+        } else {
+            store.end_session(&sid, EndReason::Logout, now).map(usize::from)
+        }
+    })
+    .await?;
     state.reload_revocations().await;
-    info!(user = %identity.user_id, ip = %caller.knock.ip, ended = ended.len(), "logged out everywhere");
-    let mut response = ok(&json!({ "ended": ended.len() }));
+    info!(user = %identity.user_id, ip = %caller.knock.ip, ended, all, "logged out");
+    let mut response = ok(&json!({ "ended": ended }));
     if via_cookie {
         cookies::clear(&mut response, login.secure_cookies);
     }

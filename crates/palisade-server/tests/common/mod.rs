@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod auth;
+pub mod log;
 
 /// The HMAC secret every test server is configured with.
 pub const SECRET: &str = "test-secret-test-secret-test-secret!!";
