@@ -296,3 +296,22 @@ async fn a_role_change_takes_effect_at_the_next_refresh_and_shrinking_rights_lea
     let again = request(&mut ws, json!({"type":"join","id":"j2","room":"course:rust"})).await;
     assert_eq!(again["code"], "forbidden");
 }
+
+#[tokio::test]
+async fn a_burst_of_concurrent_guesses_cannot_outrun_the_backoff() {
+    // Three free failures, then a wait no test outlives; four hashes at once.
+    let server = TestServer::start_lenient("[login]\nbackoff_base = \"1h\"\nbackoff_max = \"1h\"\n").await;
+    add_user(&server.data_dir, "alice", &[]);
+    let guesses = (0..30u8).map(|n| {
+        let body = json!({"username": "alice", "password": format!("guess number {n}")});
+        let server = &server;
+        async move { call(server, Call { from: Some([127, 0, 2, n]), ..Call::post("/auth/login", body) }).await.status }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + throttled, 30, "{statuses:?}");
+    // At most the free failures plus one per hashing turn had their
+    // password looked at; all 30 would be without the second check.
+    assert!((4..=3 + 4).contains(&checked), "{statuses:?}");
+}

@@ -59,18 +59,16 @@ struct RefreshBody {
 pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
     let (login, caller) = state.door(&req)?;
     let body: LoginBody = read_json(&state, login, req).await?;
-    let now = state.clock.now();
-    if let Err(blocked) = login.throttle.check(caller.knock.ip, &body.username, now) {
-        let refusal =
-            Refusal::new(Kind::RateExcess, format!("login throttled by {:?} (locked: {})", blocked.by, blocked.locked));
-        state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
-        return Err(AuthRejection::Refused(Kind::RateExcess, Some(blocked.retry_after)));
-    }
-    let Ok(Ok(_turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
+    state.throttled(login, &caller, &body.username)?;
+    let Ok(Ok(turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
         let refusal = Refusal::new(Kind::AtCapacity, "login: no turn at password hashing within 2 s");
         state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
         return Err(AuthRejection::Refused(Kind::AtCapacity, None));
     };
+    // Again, now that it is this attempt's turn: the failures of attempts
+    // that queued beside it are counted by now, so a burst of concurrent
+    // guesses cannot all slip past the check they passed together.
+    state.throttled(login, &caller, &body.username)?;
     let store = Arc::clone(&state.store);
     let decoy = login.decoy_hash.clone();
     let (username, password) = (body.username.clone(), body.password);
@@ -83,8 +81,8 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
         Ok((user.is_some(), user.filter(|_| matches)))
     })
     .await?;
-    drop(_turn);
     let now = state.clock.now();
+    // The turn is held until a failure is counted, for the check above.
     let user = match checked {
         (_, Some(user)) => user,
         (known, None) => {
@@ -108,6 +106,7 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
             return Err(AuthRejection::Refused(Kind::LoginFailure, None));
         }
     };
+    drop(turn);
     login.throttle.succeeded(&body.username);
     open_session(&state, login, &caller, user, body.cookie).await
 }
@@ -371,6 +370,18 @@ impl AppState {
         }
         let sid = identity.session_id.clone().ok_or(AuthRejection::NoSession)?;
         Ok((identity, sid, admitted.via_cookie))
+    }
+
+    /// Refuses a login attempt while its name or address backs off or is
+    /// locked (429 with `Retry-After`), before its password is looked at.
+    fn throttled(&self, login: &Login, caller: &Caller, username: &str) -> Result<(), AuthRejection> {
+        let blocked = match login.throttle.check(caller.knock.ip, username, self.clock.now()) {
+            Ok(()) => return Ok(()),
+            Err(blocked) => blocked,
+        };
+        let reason = format!("login throttled by {:?} (locked: {})", blocked.by, blocked.locked);
+        self.refuse_knock(&Refusal::new(Kind::RateExcess, reason), caller.knock, None, AUTH_REFUSED);
+        Err(AuthRejection::Refused(Kind::RateExcess, Some(blocked.retry_after)))
     }
 
     /// A refused credential: scored and logged as an authentication failure.
