@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod audit;
 pub mod auth;
 pub mod csrf;
 pub mod guard;

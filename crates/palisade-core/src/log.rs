@@ -53,7 +53,7 @@ impl fmt::Display for Clipped<'_> {
 /// Characters that would break a log line or change how it reads: controls
 /// (C0, DEL, C1, line and paragraph separators) and the invisible format
 /// characters (zero-width, bidi embeddings, overrides and isolates, BOM).
-fn needs_escape(c: char) -> bool {
+pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'

@@ -95,6 +95,24 @@ const MIGRATIONS: &[&str] = &[
         used_ms    INTEGER CHECK (used_ms >= 0)
     );
     CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);",
+    // 5: the audit log, a hash chain (palisade_core::audit): `seq` from 1
+    //    with no gaps, hashes as 64 lower-case hex digits so `sqlite3` shows
+    //    them as the CLI and the checkpoints print them. No CHECK on `kind`
+    //    or `severity`: a later palisade may add kinds, and what does not
+    //    parse is reported by `palisade audit verify`, naming its row.
+    "CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY CHECK (seq >= 1),
+        ts_ms     INTEGER NOT NULL CHECK (ts_ms >= 0),
+        kind      TEXT NOT NULL,
+        severity  TEXT NOT NULL,
+        ip        TEXT,
+        user      TEXT,
+        session   TEXT,
+        detail    TEXT NOT NULL,
+        prev_hash TEXT NOT NULL CHECK (length(prev_hash) = 64),
+        hash      TEXT NOT NULL CHECK (length(hash) = 64)
+    );
+    CREATE INDEX audit_ts ON audit (ts_ms);",
 ];
 
 /// Brings the schema up to date; returns how many migrations it applied.

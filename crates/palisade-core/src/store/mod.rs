@@ -5,12 +5,14 @@
 //! stepping a clock. The Redis backend (cluster mode) will implement the
 //! same traits so nodes share what they have seen.
 
+mod audit;
 mod bans;
 mod nonces;
 mod revocations;
 mod sessions;
 mod users;
 
+pub use audit::AuditStore;
 pub use bans::{BanAction, BanRecord, BanStore, StoreError};
 pub use nonces::MemoryNonces;
 pub use revocations::RevocationStore;
