@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_core::addr::IpKey;
+use palisade_core::audit::{self, Entry};
 use palisade_core::guard::{Ban, Escalation, Step, Verdict};
 use palisade_core::log::Clipped;
 use palisade_core::refusal::{Kind, Refusal};
@@ -68,6 +69,22 @@ impl Stats {
         self.0.counters.disconnects.load(Ordering::Relaxed)
     }
 
+    /// Audit records dropped because the writer's queue was full
+    /// (`audit.queue`).
+    pub fn audit_dropped(&self) -> u64 {
+        self.0.audit.dropped()
+    }
+
+    /// Audit records written to the store.
+    pub fn audit_written(&self) -> u64 {
+        self.0.audit.written()
+    }
+
+    /// Audit records the store failed to write.
+    pub fn audit_failed(&self) -> u64 {
+        self.0.audit.failed()
+    }
+
     /// Addresses and users whose limits and scores are kept now.
     pub fn tracked(&self) -> (usize, usize) {
         self.0.guard.tracked()
@@ -116,9 +133,14 @@ impl AppState {
 
     /// Counts, scores and logs (within the budget, as `what`) a refused
     /// connection attempt, and performs what it escalated to.
+    /// Every one is audited: a handshake's or an `/auth/*` request's
+    /// reason is this program's text about headers and credentials (never
+    /// a credential itself), so it goes into the record.
     pub(crate) fn refuse_knock(&self, refusal: &Refusal, knock: Knock, user: Option<&str>, what: &'static str) {
         self.count_refusal(refusal);
-        let escalation = self.guard.penalize(None, knock.ip, user, refusal.kind, self.clock.now());
+        let now = self.clock.now();
+        self.audit.record(Entry::new(now, audit::Kind::Refused(refusal.kind), &refusal.reason).ip(knock.ip).user(user));
+        let escalation = self.guard.penalize(None, knock.ip, user, refusal.kind, now);
         if self.admit_refusal_line() {
             warn!(
                 peer = %knock.peer,
@@ -149,6 +171,9 @@ impl AppState {
                 }
                 enforced.then(|| {
                     self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                    let kind = audit::Kind::Refused(Kind::TooManyViolations);
+                    let detail = "score reached abuse.disconnect_at: closed with 4008";
+                    self.audit.record(Entry::new(self.clock.now(), kind, detail).ip(ip).user(user));
                     CloseCode::TooManyViolations
                 })
             }
@@ -166,6 +191,7 @@ impl AppState {
                     );
                     if enforced {
                         self.counters.bans.fetch_add(1, Ordering::Relaxed);
+                        self.audit.record(crate::audit::ban_entry(&ban, self.clock.now()));
                         self.hub.close_all(&ban.subject, CloseCode::Revoked);
                         self.save_ban(ban);
                     }

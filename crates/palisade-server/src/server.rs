@@ -10,12 +10,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use palisade_core::addr::IpKey;
+use palisade_core::audit::{self, Entry};
 use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Pending};
 use palisade_core::store::StoreError;
 use palisade_store::Sqlite;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tracing::{info, warn};
 
@@ -112,6 +114,10 @@ impl Server {
         state.tasks.spawn(reload_on_sighup(Reloader(Arc::clone(&state)), state.shutdown.clone()));
         state.tasks.spawn(follow_store(Arc::clone(&state)));
         state.tasks.spawn(sweep(Arc::clone(&state)));
+        // Outside the task tracker: it must outlive every connection task,
+        // to write what they recorded while closing, and stop after them.
+        let audit_stop = CancellationToken::new();
+        let audit_writer = crate::audit::spawn_writer(&state, audit_stop.clone());
         let router = router(Arc::clone(&state));
         let handshake_timeout = state.settings.config.server.handshake_timeout;
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -169,6 +175,12 @@ impl Server {
         if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
             warn!(open = state.open_connections(), "shutdown grace expired with connections still open");
         }
+        audit_stop.cancel();
+        if let Some(writer) = audit_writer
+            && tokio::time::timeout(grace, writer).await.is_err()
+        {
+            warn!("the audit writer did not finish within server.shutdown_grace; its last records may be lost");
+        }
     }
 }
 
@@ -219,6 +231,16 @@ impl Reloader {
     /// error the policy in force stays. Either way the outcome is logged.
     pub fn reload(&self, env: &dyn Env) -> Result<(), ConfigError> {
         let result = self.0.settings.reload_policy(env);
+        // Only the key at fault, never the error's text: a TOML parser's
+        // message can quote a line of the file, and the file holds secrets.
+        let detail = match &result {
+            Ok(()) => "policy reloaded".to_owned(),
+            Err(ConfigError::Invalid { key, .. }) => format!("policy reload refused: config key `{key}`"),
+            Err(_) => "policy reload refused: the config file is unreadable or not TOML, or an override is malformed"
+                .to_owned(),
+        };
+        let entry = Entry::new(self.0.clock.now(), audit::Kind::ConfigReload, &detail);
+        self.0.audit.record(if result.is_ok() { entry } else { entry.severity(audit::Severity::Warning) });
         match &result {
             Ok(()) => {
                 info!("policy reloaded");

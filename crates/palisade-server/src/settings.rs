@@ -17,7 +17,7 @@ use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
-use crate::config::{Config, ConfigError, DEV_ORIGINS, Env, Source, dev_key, load_issuers};
+use crate::config::{AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, dev_key, load_issuers};
 
 /// Which defaults apply on top of the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub struct Settings {
     pub device_binding: DeviceBinding,
     /// The config file, when there is one to reload the policy from.
     pub source: Option<PathBuf>,
+    /// The audit log's checkpoint key, when the log is on.
+    pub audit_key: Option<AuditKey>,
 }
 
 impl Settings {
@@ -80,7 +82,20 @@ impl Settings {
         let trusted_proxies = TrustedProxies::parse(&config.server.trusted_proxies)
             .map_err(|e| ConfigError::invalid("server.trusted_proxies", e.to_string()))?;
         let device_binding = config.login.settings()?.device_binding;
-        Ok(Self { config, profile, gate, policy, session, guard, trusted_proxies, device_binding, source: None })
+        let dev_data_dir = (profile == Profile::Dev).then_some(config.server.data_dir.as_path());
+        let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
+        Ok(Self {
+            config,
+            profile,
+            gate,
+            policy,
+            session,
+            guard,
+            trusted_proxies,
+            device_binding,
+            source: None,
+            audit_key,
+        })
     }
 
     /// Re-reads the config file and swaps in its policy: everything

@@ -9,7 +9,7 @@ use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::log::{LogBudget, LogVerdict};
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::store::{BanStore, MemoryNonces, RevocationStore, SessionStore, UserStore};
+use palisade_core::store::{AuditStore, BanStore, MemoryNonces, RevocationStore, SessionStore, UserStore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,9 +21,9 @@ use crate::ws::ConnLimits;
 use crate::ws::hub::Hub;
 
 /// What the server keeps in the embedded database.
-pub(crate) trait Store: BanStore + RevocationStore + SessionStore + UserStore {}
+pub(crate) trait Store: AuditStore + BanStore + RevocationStore + SessionStore + UserStore {}
 
-impl<T: BanStore + RevocationStore + SessionStore + UserStore> Store for T {}
+impl<T: AuditStore + BanStore + RevocationStore + SessionStore + UserStore> Store for T {}
 
 /// Shared server state, passed as `Arc<AppState>`.
 #[derive(Debug)]
@@ -47,6 +47,8 @@ pub(crate) struct AppState {
     pub(crate) login: Option<Login>,
     /// Guard decisions, by kind.
     pub(crate) counters: Counters,
+    /// The audit log's queue.
+    pub(crate) audit: crate::audit::Audit,
     /// External issuers' key set fetches, one at a time per issuer.
     pub(crate) jwks: crate::jwks::JwksFetcher,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
@@ -72,6 +74,7 @@ impl AppState {
             store,
             revocations,
             counters: Counters::default(),
+            audit: crate::audit::Audit::new(settings.config.audit.enabled, settings.config.audit.queue),
             jwks: crate::jwks::JwksFetcher::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{HeaderMap, header};
+use palisade_core::audit::{self, Entry};
 use palisade_core::auth::{Identity, verify_password};
 use palisade_core::guard::Subject;
 use palisade_core::handshake::{HandshakeRequest, cookie, session_cookie};
@@ -101,6 +102,10 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
             );
             let refusal = Refusal::new(Kind::LoginFailure, "login: unknown user or wrong password");
             state.count_refusal(&refusal);
+            let detail = format!("{} (locked: {})", refusal.reason, failure.locked);
+            state.audit.record(
+                Entry::new(now, audit::Kind::Refused(Kind::LoginFailure), &detail).ip(caller.knock.ip).user(user),
+            );
             let escalation = state.guard.penalize(None, caller.knock.ip, None, refusal.kind, now);
             state.escalate(escalation, caller.knock.ip, None);
             return Err(AuthRejection::Refused(Kind::LoginFailure, None));
@@ -143,6 +148,15 @@ async fn open_session(
     })?;
     if !evicted.is_empty() {
         info!(user = %user.id, evicted = ?evicted, "sessions ended to stay within login.max_sessions_per_user");
+        for sid in &evicted {
+            let detail = "evicted: login.max_sessions_per_user reached by a new login";
+            state.audit.record(
+                Entry::new(now, audit::Kind::SessionEnded, detail)
+                    .ip(caller.knock.ip)
+                    .user(Some(&user.id))
+                    .session(sid),
+            );
+        }
         state.reload_revocations().await;
     }
     info!(user = %user.id, session = %session.id, ip = %caller.knock.ip, cookie, "logged in");
@@ -214,6 +228,12 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
         (Refreshed::Reused(session), _) => {
             // Never budgeted: a stolen token is what an operator looks for.
             warn!(user = %session.user_id, session = %session.id, ip = %caller.knock.ip, "refresh token reused: session ended and revoked");
+            state.audit.record(
+                Entry::new(now, audit::Kind::RefreshReuse, "refresh token presented again: session ended and revoked")
+                    .ip(caller.knock.ip)
+                    .user(Some(&session.user_id))
+                    .session(&session.id),
+            );
             state.reload_revocations().await;
             Err(state.reject_refresh(&caller, "refresh: token reused"))
         }
@@ -253,6 +273,13 @@ async fn end_sessions(state: &Arc<AppState>, req: Request, all: bool) -> Result<
     .await?;
     state.reload_revocations().await;
     info!(user = %identity.user_id, ip = %caller.knock.ip, ended, all, "logged out");
+    let detail = if all { format!("logout of all sessions: {ended} ended") } else { format!("logout: {ended} ended") };
+    state.audit.record(
+        Entry::new(now, audit::Kind::SessionEnded, &detail)
+            .ip(caller.knock.ip)
+            .user(Some(&identity.user_id))
+            .session(identity.session_id.as_deref().unwrap_or_default()),
+    );
     let mut response = ok(&json!({ "ended": ended }));
     if via_cookie {
         cookies::clear(&mut response, login.secure_cookies);

@@ -7,12 +7,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
+use palisade_core::audit::{self, Entry};
 use palisade_core::guard::{Ban, BanSource, Subject};
 use palisade_core::log::Clipped;
 use palisade_core::store::{BanAction, BanStore};
 use palisade_store::Sqlite;
 
-use super::{CliError, ConfigArgs, existing_store, failed};
+use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing};
 use crate::config::Env;
 use crate::state::now;
 
@@ -99,9 +100,17 @@ fn run(command: BanCommand, env: &dyn Env, now: Timestamp) -> Result<String, Cli
         }
         BanCommand::Add(args) => add(args, env, now),
         BanCommand::Remove(args) => {
-            let store = existing_store(&args.config, env)?;
+            let config = args.config.load(env)?;
+            let store = open_existing(&config)?;
             if store.lift(&args.subject, now).map_err(failed)? {
-                Ok(format!("lifted the ban on {}\n", args.subject))
+                let done = format!("lifted the ban on {}\n", args.subject);
+                let entry = Entry::new(now, audit::Kind::Unban, "cli: ban lifted by an operator");
+                let entry = match &args.subject {
+                    Subject::Ip(ip) => entry.ip(ip),
+                    Subject::User(user) => entry.user(Some(user)),
+                };
+                audited(&store, &config, &done, entry)?;
+                Ok(done)
             } else {
                 Err(CliError::Failed(format!("no ban on {}", args.subject)))
             }
@@ -136,6 +145,7 @@ fn add(args: AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError>
         let _ = write!(out, ", replacing the ban {}", until_text(previous.until));
     }
     let _ = writeln!(out, " (in {})", store.path().display());
+    audited(&store, &config, &out, crate::audit::ban_entry(&ban, now))?;
     Ok(out)
 }
 

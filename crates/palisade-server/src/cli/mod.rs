@@ -1,7 +1,8 @@
 //! Command-line interface: `serve` (the default), `token`, `init`,
-//! `policy check`, `ban` (in [`ban`]), `user` (in [`user`]) and `revoke`
-//! (in [`revoke`]).
+//! `policy check`, `ban` (in [`ban`]), `user` (in [`user`]), `revoke`
+//! (in [`revoke`]) and `audit` (in [`audit`]).
 
+pub mod audit;
 pub mod ban;
 pub mod revoke;
 pub mod user;
@@ -69,6 +70,9 @@ pub enum Command {
     /// matching live connections within a second.
     #[command(subcommand)]
     Revoke(revoke::RevokeCommand),
+    /// Verify, tail and export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// `palisade policy …`
@@ -243,7 +247,12 @@ pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
 /// `--config` points elsewhere than the server's, and "no bans" or "no
 /// users" would mislead.
 fn existing_store(config: &ConfigArgs, env: &dyn Env) -> Result<palisade_store::Sqlite, CliError> {
-    let path = config.load(env)?.server.data_dir.join(palisade_store::DB_FILE);
+    open_existing(&config.load(env)?)
+}
+
+/// [`existing_store`] for a loaded config.
+fn open_existing(config: &Config) -> Result<palisade_store::Sqlite, CliError> {
+    let path = config.server.data_dir.join(palisade_store::DB_FILE);
     if !path.exists() {
         return Err(CliError::Failed(format!(
             "no database at {}: is --data or --config the server's? (the server creates it when it starts)",
@@ -251,6 +260,26 @@ fn existing_store(config: &ConfigArgs, env: &dyn Env) -> Result<palisade_store::
         )));
     }
     palisade_store::Sqlite::open(&path).map_err(failed)
+}
+
+/// Appends an operator's action to the audit log (when `audit.enabled`),
+/// chained by the store like the server's records. The action is already
+/// done: a failure here says so rather than hiding that it was not
+/// recorded.
+fn audited(
+    store: &palisade_store::Sqlite,
+    config: &Config,
+    done: &str,
+    entry: palisade_core::audit::Entry,
+) -> Result<(), CliError> {
+    use palisade_core::store::AuditStore as _;
+    if !config.audit.enabled {
+        return Ok(());
+    }
+    store
+        .append(&[entry])
+        .map(drop)
+        .map_err(|e| CliError::Failed(format!("{} but could not be recorded in the audit log: {e}", done.trim_end())))
 }
 
 /// A store error as a command's failure; its messages name the file or the

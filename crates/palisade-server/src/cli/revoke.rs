@@ -9,11 +9,12 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
+use palisade_core::audit::{self, Entry};
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
 use palisade_core::store::{EndReason, RevocationStore as _, SessionStore as _};
 use palisade_store::Sqlite;
 
-use super::{CliError, ConfigArgs, failed};
+use super::{CliError, ConfigArgs, audited, failed};
 use crate::config::Env;
 use crate::state::now;
 
@@ -93,21 +94,35 @@ pub fn revoke(command: RevokeCommand, env: &dyn Env) -> Result<String, CliError>
             (args.config, revocation, args.reason)
         }
     };
-    let store = Sqlite::open_in(&config.load(env)?.server.data_dir).map_err(failed)?;
+    let config = config.load(env)?;
+    let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
     store.revoke(&revocation, now, &reason).map_err(failed)?;
     let mut out = format!("revoked {} (in {})\n", describe(&revocation), store.path().display());
-    if let Revocation::User { user, .. } = &revocation {
-        let ended = store.end_user_sessions(user, EndReason::Revoked, now).map_err(failed)?;
-        let _ = writeln!(out, "ended {} login session(s) of {user}", ended.len());
+    let mut detail = format!("cli: revoked {}", describe(&revocation));
+    let mut user = None;
+    if let Revocation::User { user: id, .. } = &revocation {
+        let ended = store.end_user_sessions(id, EndReason::Revoked, now).map_err(failed)?;
+        let _ = writeln!(out, "ended {} login session(s) of {id}", ended.len());
+        let _ = write!(detail, "; {} login session(s) ended", ended.len());
+        user = Some(id.as_ref());
     }
+    if !reason.is_empty() {
+        let _ = write!(detail, "; reason: {reason}");
+    }
+    audited(&store, &config, &out, Entry::new(now, audit::Kind::Revocation, &detail).user(user))?;
     Ok(out)
 }
 
 fn end_session(args: &SessionArgs, env: &dyn Env) -> Result<String, CliError> {
     check_jti(&args.sid).map_err(|_| CliError::Failed("a session id is 1-128 visible ASCII characters".into()))?;
-    let store = Sqlite::open_in(&args.config.load(env)?.server.data_dir).map_err(failed)?;
-    if store.end_session(&args.sid, EndReason::Revoked, now()).map_err(failed)? {
-        Ok(format!("revoked session:{} (in {})\n", args.sid, store.path().display()))
+    let config = args.config.load(env)?;
+    let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
+    let now = now();
+    if store.end_session(&args.sid, EndReason::Revoked, now).map_err(failed)? {
+        let done = format!("revoked session:{} (in {})\n", args.sid, store.path().display());
+        let entry = Entry::new(now, audit::Kind::Revocation, "cli: session revoked").session(&args.sid);
+        audited(&store, &config, &done, entry)?;
+        Ok(done)
     } else {
         Err(CliError::Failed(format!("no live session {}", args.sid)))
     }

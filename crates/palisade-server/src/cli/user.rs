@@ -11,7 +11,9 @@ use palisade_core::auth::{MAX_PASSWORD_BYTES, check_sub, hash_password};
 use palisade_core::store::{EndReason, SessionStore as _, User, UserStore};
 use palisade_store::Sqlite;
 
-use super::{CliError, ConfigArgs, existing_store, failed};
+use palisade_core::audit::{self, Entry};
+
+use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing};
 use crate::config::Env;
 use crate::state::now;
 
@@ -64,20 +66,31 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
         UserCommand::Roles(args) => {
             let config = args.config.load(env)?;
             check_roles(&config, &args.roles)?;
-            let store = existing_store(&args.config, env)?;
+            let store = open_existing(&config)?;
             if store.set_roles(&args.id, &args.roles).map_err(failed)? {
-                Ok(format!("user {} now has roles [{}]\n", args.id, args.roles.join(", ")))
+                let done = format!("user {} now has roles [{}]\n", args.id, args.roles.join(", "));
+                audited(
+                    &store,
+                    &config,
+                    &done,
+                    admin(&args.id, &format!("cli: roles set to [{}]", args.roles.join(", "))),
+                )?;
+                Ok(done)
             } else {
                 Err(CliError::Failed(format!("no user {}", args.id)))
             }
         }
         UserCommand::Remove(args) => {
-            let store = existing_store(&args.config, env)?;
+            let config = args.config.load(env)?;
+            let store = open_existing(&config)?;
             if store.remove_user(&args.id).map_err(failed)? {
                 // Their sessions end with them: a running server closes
                 // their sockets (4003) and refuses their refresh tokens.
                 let ended = store.end_user_sessions(&args.id, EndReason::UserRemoved, now()).map_err(failed)?;
-                Ok(format!("removed user {} and ended {} login session(s)\n", args.id, ended.len()))
+                let done = format!("removed user {} and ended {} login session(s)\n", args.id, ended.len());
+                let detail = format!("cli: user removed, {} login session(s) ended", ended.len());
+                audited(&store, &config, &done, admin(&args.id, &detail))?;
+                Ok(done)
             } else {
                 Err(CliError::Failed(format!("no user {}", args.id)))
             }
@@ -100,7 +113,20 @@ fn add(args: &AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError
     if !store.add_user(&user).map_err(failed)? {
         return Err(CliError::Failed(format!("user {} exists; remove it first", args.id)));
     }
-    Ok(format!("added user {} with roles [{}] (in {})\n", user.id, user.roles.join(", "), store.path().display()))
+    let done =
+        format!("added user {} with roles [{}] (in {})\n", user.id, user.roles.join(", "), store.path().display());
+    audited(
+        &store,
+        &config,
+        &done,
+        admin(&user.id, &format!("cli: user added with roles [{}]", user.roles.join(", "))),
+    )?;
+    Ok(done)
+}
+
+/// The audit record of an operator's change to `user`'s account.
+fn admin(user: &str, detail: &str) -> Entry {
+    Entry::new(now(), audit::Kind::AdminAction, detail).user(Some(user))
 }
 
 /// Every role must be defined under `[roles]`.

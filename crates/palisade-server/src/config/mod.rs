@@ -8,6 +8,7 @@
 //! refused and every error naming its key.
 
 mod abuse;
+mod audit;
 mod duration;
 pub mod env;
 mod init;
@@ -26,6 +27,7 @@ use palisade_protocol::ENVELOPE_HEADROOM;
 use serde::{Deserialize, Serialize};
 
 pub use abuse::AbuseConfig;
+pub use audit::{AuditConfig, AuditKey};
 pub use env::{Env, ProcessEnv};
 pub use init::render_init;
 pub use issuers::{IssuerConfig, load_issuers};
@@ -109,6 +111,8 @@ pub struct Config {
     pub sanitize: SanitizeConfig,
     /// `[log]`
     pub log: LogConfig,
+    /// `[audit]`
+    pub audit: AuditConfig,
     /// `[abuse]`
     pub abuse: AbuseConfig,
     /// `[roles.<name>]`
@@ -367,6 +371,7 @@ impl Config {
             .map_err(|e| ConfigError::invalid("server.trusted_proxies", e.to_string()))?;
         self.abuse.settings()?;
         self.login.settings()?;
+        self.audit.validate()?;
         Ok(())
     }
 }

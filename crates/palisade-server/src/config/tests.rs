@@ -31,6 +31,8 @@ fn the_file_init_writes_loads_back_as_the_defaults_plus_a_key() {
     let key = &written.auth.keys[0];
     assert!(key.secret.as_ref().is_some_and(|s| s.len() >= 32));
     defaults.auth.keys = written.auth.keys.clone();
+    assert!(written.audit.checkpoint_key.len() >= 32, "init writes an audit checkpoint key");
+    defaults.audit.checkpoint_key.clone_from(&written.audit.checkpoint_key);
     defaults.base_dir.clone_from(&written.base_dir);
     assert_eq!(written, defaults);
     // And it is enough to run in production.
@@ -165,4 +167,36 @@ fn the_documented_envelope_headroom_is_the_real_one() {
     let stated = format!("max_message_bytes` + {ENVELOPE_HEADROOM}");
     assert!(include_str!("../../../../docs/CONFIG.md").contains(&stated), "docs/CONFIG.md must say {stated}");
     assert!(TEMPLATE.contains(&format!("max_message_bytes + {ENVELOPE_HEADROOM}")), "the template must say it too");
+}
+
+#[test]
+fn production_requires_an_audit_key_and_dev_generates_one() {
+    let keys = "[[auth.keys]]\nid = \"k\"\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    let err = Settings::new(load_text(keys, &[]).unwrap(), Profile::Production).unwrap_err();
+    assert!(err.to_string().contains("audit.checkpoint_key"), "{err}");
+    let off = format!("{keys}[audit]\nenabled = false\n");
+    assert!(Settings::new(load_text(&off, &[]).unwrap(), Profile::Production).unwrap().audit_key.is_none());
+    let short = format!("{keys}[audit]\ncheckpoint_key = \"short\"\n");
+    let err = Settings::new(load_text(&short, &[]).unwrap(), Profile::Production).unwrap_err();
+    assert!(err.to_string().contains("audit.checkpoint_key") && err.to_string().contains("32"), "{err}");
+    let both = format!("{keys}[audit]\ncheckpoint_key = \"{0}\"\ncheckpoint_key_file = \"k\"\n", "x".repeat(32));
+    assert!(Settings::new(load_text(&both, &[]).unwrap(), Profile::Production).is_err());
+    // The key never reaches a Debug line.
+    let secret = "y".repeat(40);
+    let with = format!("{keys}[audit]\ncheckpoint_key = \"{secret}\"\n");
+    let settings = Settings::new(load_text(&with, &[]).unwrap(), Profile::Production).unwrap();
+    assert_eq!(settings.audit_key.as_ref().unwrap().bytes(), secret.as_bytes());
+    assert!(!format!("{settings:?}").contains(&secret));
+
+    let data = tempfile::tempdir().unwrap();
+    let dev = format!("[server]\ndata_dir = \"{}\"\n", data.path().display());
+    let first = Settings::new(load_text(&dev, &[]).unwrap(), Profile::Dev).unwrap().audit_key.unwrap();
+    let again = Settings::new(load_text(&dev, &[]).unwrap(), Profile::Dev).unwrap().audit_key.unwrap();
+    assert_eq!(first, again, "kept in <data_dir>/audit-key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(data.path().join("audit-key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use palisade_core::Timestamp;
+use palisade_core::audit::{self, Entry};
 use palisade_core::guard::Escalation;
 use palisade_core::log::Clipped;
 use palisade_core::refusal::Kind;
@@ -257,6 +258,7 @@ impl Conn<'_> {
     fn transport_violation(&mut self, code: CloseCode, now: Timestamp) {
         let kind = if code == CloseCode::TooBig { Kind::Oversize } else { Kind::Protocol };
         let escalation = self.session.on_transport_violation(&self.state.guard, kind, now);
+        self.audit(Entry::new(now, audit::Kind::Refused(kind), &format!("transport: closed with {}", code.code())));
         self.escalate(escalation);
     }
 
@@ -356,6 +358,10 @@ impl Conn<'_> {
     fn refuse(&self, refusal: &Refusal) -> String {
         self.state.count_refusal(refusal);
         let reference = palisade_core::random_id("r_");
+        // Only what this program wrote, never text quoted from the message,
+        // and the `ref` that finds the log line.
+        let detail = format!("{} ref={reference}", audit::message_refusal_detail(refusal));
+        self.audit(Entry::new(self.state.clock.now(), audit::Kind::Refused(refusal.kind), &detail));
         if self.state.admit_refusal_line() {
             let max = self.limits.max_logged_text;
             warn!(
@@ -379,6 +385,14 @@ impl Conn<'_> {
             reference: &reference,
         })
         .to_json()
+    }
+
+    /// Queues an audit record about this connection's user, address and
+    /// session.
+    fn audit(&self, entry: Entry) {
+        let who = self.session.identity();
+        let entry = entry.ip(self.session.standing().ip()).user(Some(&who.user_id)).session(self.session.id());
+        self.state.audit.record(entry);
     }
 
     fn welcome(&self) -> String {

@@ -40,6 +40,9 @@ secret = "test-secret-test-secret-test-secret!!"
 
 [origins]
 allow = ["https://app.example.com", "https://*.example.org"]
+
+[audit]
+checkpoint_key = "test-audit-checkpoint-key-test-audit-key!"
 "#;
 
 /// `[abuse]` for tests of other limits: rates and thresholds those tests

@@ -1,0 +1,155 @@
+//! `[audit]`: the audit log's writer and its checkpoint key
+//! (docs/CONFIG.md, "audit").
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use palisade_core::audit::MIN_KEY_BYTES;
+use serde::{Deserialize, Serialize};
+
+use super::keys::{create_private, fresh_secret};
+use super::{ConfigError, duration};
+
+/// File under the data directory holding the dev profile's checkpoint key.
+pub(crate) const DEV_AUDIT_KEY_FILE: &str = "audit-key";
+
+/// `[audit]`
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record security decisions.
+    pub enabled: bool,
+    /// Records waiting for the writer; more are dropped and counted.
+    pub queue: usize,
+    /// A checkpoint after this many records.
+    pub checkpoint_every: u64,
+    /// A checkpoint this long after records were written.
+    #[serde(with = "duration")]
+    pub checkpoint_interval: Duration,
+    /// HMAC key for checkpoints, inline; "" for none.
+    pub checkpoint_key: String,
+    /// HMAC key for checkpoints, from a file; "" for none.
+    pub checkpoint_key_file: String,
+    /// File each checkpoint line is appended to; "" for none.
+    pub checkpoint_file: String,
+}
+
+impl std::fmt::Debug for AuditConfig {
+    // The key never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditConfig")
+            .field("enabled", &self.enabled)
+            .field("queue", &self.queue)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("checkpoint_key_file", &self.checkpoint_key_file)
+            .field("checkpoint_file", &self.checkpoint_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The checkpoint key's bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuditKey(pub(crate) Vec<u8>);
+
+impl AuditKey {
+    /// The key's bytes, to sign or check a checkpoint.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+impl AuditConfig {
+    /// Checks the values serde cannot.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.queue == 0 {
+            return Err(ConfigError::invalid("audit.queue", "must be greater than 0"));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(ConfigError::invalid("audit.checkpoint_every", "must be greater than 0"));
+        }
+        if self.checkpoint_interval.is_zero() {
+            return Err(ConfigError::invalid("audit.checkpoint_interval", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    /// The file checkpoints are appended to, resolved against `base_dir`.
+    pub fn checkpoint_path(&self, base_dir: &Path) -> Option<PathBuf> {
+        (!self.checkpoint_file.is_empty()).then(|| base_dir.join(&self.checkpoint_file))
+    }
+
+    /// The checkpoint key: the configured one, or with `dev_data_dir` (the
+    /// dev profile) one generated on first use into
+    /// `<data_dir>/audit-key` (mode 0600) and read back after. `None` when
+    /// none is configured and not in the dev profile.
+    pub fn key(&self, base_dir: &Path, dev_data_dir: Option<&Path>) -> Result<Option<AuditKey>, ConfigError> {
+        let key = match (self.checkpoint_key.is_empty(), self.checkpoint_key_file.is_empty()) {
+            (false, false) => {
+                return Err(ConfigError::invalid(
+                    "audit.checkpoint_key",
+                    "give checkpoint_key or checkpoint_key_file, not both",
+                ));
+            }
+            (false, true) => self.checkpoint_key.clone().into_bytes(),
+            (true, false) => {
+                let path = base_dir.join(&self.checkpoint_key_file);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    ConfigError::invalid("audit.checkpoint_key_file", format!("{}: {e}", path.display()))
+                })?;
+                text.trim_end_matches(['\r', '\n']).as_bytes().to_vec()
+            }
+            (true, true) => match dev_data_dir {
+                Some(data_dir) => dev_audit_key(data_dir)?,
+                None => return Ok(None),
+            },
+        };
+        if key.len() < MIN_KEY_BYTES {
+            let name =
+                if self.checkpoint_key.is_empty() { "audit.checkpoint_key_file" } else { "audit.checkpoint_key" };
+            return Err(ConfigError::invalid(name, format!("the key needs at least {MIN_KEY_BYTES} bytes")));
+        }
+        Ok(Some(AuditKey(key)))
+    }
+
+    /// [`AuditConfig::key`] for a server: required when the log is on and
+    /// not in the dev profile.
+    pub fn required_key(&self, base_dir: &Path, dev_data_dir: Option<&Path>) -> Result<Option<AuditKey>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        self.key(base_dir, dev_data_dir)?.map(Some).ok_or_else(|| {
+            ConfigError::invalid(
+                "audit.checkpoint_key",
+                "missing: the audit log's checkpoints need an HMAC key of at least 32 bytes \
+                 (set audit.checkpoint_key or audit.checkpoint_key_file; `palisade init` writes one), \
+                 or set audit.enabled = false, or run with --dev",
+            )
+        })
+    }
+}
+
+/// The dev profile's checkpoint key, generated into `<data_dir>/audit-key`
+/// (0600) on first use, as the dev signing secret is.
+fn dev_audit_key(data_dir: &Path) -> Result<Vec<u8>, ConfigError> {
+    let path = data_dir.join(DEV_AUDIT_KEY_FILE);
+    let err = |e: std::io::Error| ConfigError::invalid("server.data_dir", format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(s.trim_end().as_bytes().to_vec()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(err)?;
+            let secret = fresh_secret();
+            let mut file = create_private(&path).map_err(err)?;
+            writeln!(file, "{secret}").map_err(err)?;
+            Ok(secret.into_bytes())
+        }
+        Err(e) => Err(err(e)),
+    }
+}
