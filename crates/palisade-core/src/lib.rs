@@ -15,7 +15,9 @@
 //!   frame into one decision (the message pipeline of docs/ARCHITECTURE.md);
 //! - [`log`] keeps client text from forging or flooding the server's log;
 //! - [`login`] holds the own issuer's session rules: login throttling,
-//!   refresh rotation, device binding and the session cap.
+//!   refresh rotation, device binding and the session cap;
+//! - [`audit`] chains, verifies and checkpoints the tamper-evident audit
+//!   log.
 
 #![forbid(unsafe_code)]
 
