@@ -11,7 +11,11 @@ cd "$(dirname "$0")/.."
 
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
-if $quick; then secs=3; idle=2000; fan=200; total=500; else secs=10; idle=10000; fan=500; total=2000; fi
+if $quick; then secs=3; idle=2000; fan=200; total=500; logins=200; else secs=10; idle=10000; fan=500; total=2000; logins=1000; fi
+# Palisade's revocation list during its runs: the handshake checks every
+# token against it (docs/BENCHMARKS.md). Each entry is one CLI call (one
+# SQLite open), four at a time: about 3 s for the list below.
+revoked_tokens=1000; revoked_users=100
 out=${OUT:-target/bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 
@@ -34,6 +38,20 @@ trap 'stop_server; rm -rf "$work"' EXIT
 # Palisade generates the HS256 secret; every peer verifies with the same one.
 target/release/palisade token --data "$work/pd" --sub warmup >/dev/null
 secret="$work/pd/dev-secret"
+
+# Palisade's data: the CLI on the data dir and config `serve` uses.
+pcli=(--config bench/palisade.toml --data "$work/pd")
+# A revocation list of a realistic size, so the handshakes are measured
+# with the check looking tokens up in it. No bench token is on it: the
+# generator's tokens have ids b0, b1, … and users c*, idle*, echo*, ….
+seq 1 "$revoked_tokens" | xargs -P 4 -I{} target/release/palisade revoke token "t_bench{}" "${pcli[@]}" >/dev/null
+seq 1 "$revoked_users" | xargs -P 4 -I{} target/release/palisade revoke user "gone{}" "${pcli[@]}" >/dev/null
+listed=$(target/release/palisade revoke list "${pcli[@]}" | wc -l)
+[ "$listed" -eq $((revoked_tokens + revoked_users)) ] || { echo "bench: $listed revocations, expected $((revoked_tokens + revoked_users))" >&2; exit 1; }
+# The login scenario's user (Palisade only: the peers have no login).
+pw=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$pw" >"$work/bench-password"
+printf '%s\n' "$pw" | target/release/palisade user add bench --role user "${pcli[@]}" >/dev/null
 
 # start NAME CMD... : starts a server, waits for its "listening on" line.
 start() {
@@ -62,8 +80,16 @@ run_set() {
   "${b[@]}" --json "$out/$name-mixed-hostile.json" mixed --honest 50 --rate 10 --hostile 20 --hostile-rate 20 --seconds "$secs"
 }
 
-start palisade env PALISADE_LOG=error target/release/palisade serve --dev --config bench/palisade.toml --data "$work/pd"
-run_set palisade; stop_server
+start palisade env PALISADE_LOG=error target/release/palisade serve --dev "${pcli[@]}"
+run_set palisade
+# Logins: one at a time (the latency a user sees on a quiet server), then
+# 16 at once (a crowd; login.max_concurrent_hashes = 4 lets 4 hash at a
+# time). Each phase is bounded by --seconds.
+lb=(target/release/palisade-bench --url "$url" --origin http://localhost:3000)
+lp=(login --user bench --password-file "$work/bench-password" --seconds 60)
+"${lb[@]}" --json "$out/palisade-login-serial.json" "${lp[@]}" --total $((logins / 10)) --concurrency 1
+"${lb[@]}" --json "$out/palisade-login.json" "${lp[@]}" --total "$logins" --concurrency 16
+stop_server
 start bare target/release/bare-peer --listen 127.0.0.1:0
 run_set bare; stop_server
 start bare-small target/release/bare-peer --listen 127.0.0.1:0 --small-buffers
@@ -73,4 +99,26 @@ if $have_node; then
   run_set node; stop_server
 fi
 
-python3 bench/summarize.py "$out" | tee "$out/summary.md"
+python3 bench/summarize.py "$out" >"$out/summary.md"
+# Login has no peer to compare with, so it gets its own table here.
+python3 - "$out" "$revoked_tokens" "$revoked_users" >>"$out/summary.md" <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+print(f"Palisade ran with {sys.argv[2]} revoked token ids and {sys.argv[3]} revoked users (every handshake checks the list).\n")
+print("### login (Palisade only)\n")
+print("| run | request | per s | p50 ms | p90 ms | p99 ms | max ms | ok | errors |")
+print("|---|---|---|---|---|---|---|---|---|")
+for name in ("login-serial", "login"):
+    path = out / f"palisade-{name}.json"
+    if not path.exists():
+        continue
+    r = json.loads(path.read_text())
+    run = f"concurrency {r['params']['concurrency']}"
+    for kind, plural in (("login", "logins"), ("refresh", "refreshes")):
+        lat, v = r["latency"][kind], r["values"]
+        ms = [f"{lat[k] / 1000:.1f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")]
+        print(f"| {run} | {kind} | {v[plural + '_per_sec']:,.1f} | " + " | ".join(ms) + f" | {v[plural]:,.0f} | {v[kind + '_errors']:,.0f} |")
+print()
+PY
+cat "$out/summary.md"

@@ -93,6 +93,25 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// POST /auth/login, then /auth/refresh with each refresh token (Palisade only).
+    Login {
+        /// User to log in as (`palisade user add`).
+        #[arg(long)]
+        user: String,
+        /// File whose first line is the user's password.
+        #[arg(long, conflicts_with = "password")]
+        password_file: Option<PathBuf>,
+        /// The user's password (visible to `ps`: prefer --password-file).
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long, default_value_t = 200)]
+        total: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Upper bound on each phase (logins, then refreshes).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -134,25 +153,45 @@ async fn run(cli: &Cli) -> Result<Report, String> {
     };
     let target = Target::new(&c.url, &secret, c.origin.clone(), c.sources).map_err(|e| e.to_string())?;
     let secs = Duration::from_secs;
-    let report: Result<Report, ScenarioError> = match cli.scenario {
-        Scenario::Connect { total, concurrency, seconds } => {
+    let report: Result<Report, ScenarioError> = match &cli.scenario {
+        &Scenario::Connect { total, concurrency, seconds } => {
             scenario::connect::run(&target, scenario::connect::Params { total, concurrency, duration: secs(seconds) })
                 .await
         }
-        Scenario::Idle { connections, concurrency, hold_seconds, server_pid } => {
+        &Scenario::Idle { connections, concurrency, hold_seconds, server_pid } => {
             let p = scenario::idle::Params { connections, concurrency, hold: secs(hold_seconds), server_pid };
             scenario::idle::run(&target, p).await
         }
-        Scenario::Echo { connections, seconds } => {
+        &Scenario::Echo { connections, seconds } => {
             scenario::echo::run(&target, scenario::echo::Params { connections, duration: secs(seconds) }).await
         }
-        Scenario::Fanout { subscribers, publishers, rate, seconds } => {
+        &Scenario::Fanout { subscribers, publishers, rate, seconds } => {
             let p = scenario::fanout::Params { subscribers, publishers, rate, duration: secs(seconds) };
             scenario::fanout::run(&target, p).await
         }
-        Scenario::Mixed { honest, rate, hostile, hostile_rate, seconds } => {
+        &Scenario::Mixed { honest, rate, hostile, hostile_rate, seconds } => {
             let p = scenario::mixed::Params { honest, rate, hostile, hostile_rate, duration: secs(seconds) };
             scenario::mixed::run(&target, p).await
+        }
+        Scenario::Login { user, password_file, password, total, concurrency, seconds } => {
+            let password = match (password_file, password) {
+                (Some(path), _) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+                (None, Some(password)) => password.clone(),
+                (None, None) => return Err("login needs --password-file or --password".into()),
+            };
+            let p = scenario::login::Params {
+                user: user.clone(),
+                password,
+                total: *total,
+                concurrency: *concurrency,
+                duration: secs(*seconds),
+            };
+            scenario::login::run(&target, p).await
         }
     };
     report.map_err(|e| e.to_string())

@@ -63,14 +63,14 @@ impl Report {
         if !self.latency.is_empty() {
             let _ = writeln!(
                 out,
-                "  {:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                "latency (µs)", "count", "p50", "p99", "p99.9", "max"
+                "  {:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "latency (µs)", "count", "p50", "p90", "p99", "p99.9", "max"
             );
             for (k, s) in &self.latency {
                 let _ = writeln!(
                     out,
-                    "  {k:<20} {:>9} {:>9} {:>9} {:>9} {:>9}",
-                    s.count, s.p50_us, s.p99_us, s.p999_us, s.max_us
+                    "  {k:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                    s.count, s.p50_us, s.p90_us, s.p99_us, s.p999_us, s.max_us
                 );
             }
         }

@@ -36,7 +36,14 @@ impl Latency {
     /// The summary that goes into reports.
     pub fn summary(&self) -> Summary {
         let q = |p: f64| self.0.value_at_quantile(p);
-        Summary { count: self.count(), p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999), max_us: self.0.max() }
+        Summary {
+            count: self.count(),
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: self.0.max(),
+        }
     }
 }
 
@@ -47,6 +54,8 @@ pub struct Summary {
     pub count: u64,
     /// Median.
     pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
     /// 99th percentile.
     pub p99_us: u64,
     /// 99.9th percentile.

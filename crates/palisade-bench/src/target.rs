@@ -2,6 +2,7 @@
 //! local addresses connections come from.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use palisade_client::{ConnectOptions, socket_addr};
@@ -52,19 +53,31 @@ impl Target {
     pub fn options(&self, user: &str, n: usize) -> ConnectOptions {
         let mut opts = ConnectOptions::new(self.url.clone(), self.token(user, &["user"]));
         opts.origin.clone_from(&self.origin);
-        // Spread over 127.0.0.1 … 127.0.0.N so 50k connections do not run
-        // out of ephemeral ports on one source address.
-        if self.addr.is_ipv4() {
-            let last = 1 + u8::try_from(n % usize::from(self.sources)).unwrap_or(0);
-            opts.bind = Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)));
-        }
+        opts.bind = self.source(n);
         opts
     }
 
-    /// An HS256 token for `user`, valid for an hour.
+    /// The local address the `n`th connection comes from: spread over
+    /// 127.0.0.1 … 127.0.0.N so 50k connections do not run out of
+    /// ephemeral ports on one source address (and a server's per-address
+    /// limits see several clients). `None` for an IPv6 target.
+    pub fn source(&self, n: usize) -> Option<IpAddr> {
+        self.addr.is_ipv4().then(|| {
+            let last = 1 + u8::try_from(n % usize::from(self.sources)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+        })
+    }
+
+    /// An HS256 token for `user`, valid for an hour. It carries a `jti`
+    /// and an `iat`, as issuers' tokens do, so a server's revocation check
+    /// looks the token up rather than skipping tokens without an id.
     pub fn token(&self, user: &str, roles: &[&str]) -> String {
-        let exp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 3600;
-        let claims = serde_json::json!({"sub": user, "roles": roles, "exp": exp, "iss": "palisade", "aud": "palisade"});
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let jti = format!("b{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        let claims = serde_json::json!({
+            "sub": user, "roles": roles, "iat": now, "exp": now + 3600, "jti": jti, "iss": "palisade", "aud": "palisade"
+        });
         let key = jsonwebtoken::EncodingKey::from_secret(self.secret.as_bytes());
         // Encoding a JSON object with an HMAC key cannot fail.
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap_or_default()

@@ -5,6 +5,7 @@ pub mod connect;
 pub mod echo;
 pub mod fanout;
 pub mod idle;
+pub mod login;
 pub mod mixed;
 
 use std::borrow::Cow;
