@@ -3,15 +3,20 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use palisade_server::cli::{self, Cli, Command};
+use palisade_server::cli::{self, Cli, Command, LogFormat};
 use palisade_server::config::{ProcessEnv, env::ENV_LOG};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env(ENV_LOG).unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Pretty => log.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        // Every field its own key, the message in `fields.message`: what a
+        // log pipeline indexes, with the `ref` a client quotes searchable.
+        LogFormat::Json => log.json().with_ansi(false).init(),
+    }
     let env = ProcessEnv;
     let result = match cli.into_command() {
         Command::Serve(args) => match tokio::runtime::Runtime::new() {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use palisade_core::auth::{TokenRequest, check_name, check_sub};
 
-use crate::config::{Config, ConfigError, Env, Source, env::ENV_CONFIG, render_init};
+use crate::config::env::{ENV_CONFIG, ENV_LOG_FORMAT};
+use crate::config::{Config, ConfigError, Env, Source, render_init};
 use crate::server::{Server, shutdown_signal};
 use crate::settings::{Profile, Settings, compile_policy, signer};
 use crate::state::now;
@@ -31,6 +32,19 @@ pub struct Cli {
     /// `serve` flags, for when no subcommand is given.
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// How log lines are written to stderr: `pretty` for people, `json`
+    /// (one object per line, every field a key) for log pipelines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = ENV_LOG_FORMAT)]
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Cli {

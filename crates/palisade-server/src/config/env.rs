@@ -15,6 +15,8 @@ pub const ENV_NESTING: &str = "__";
 pub const ENV_CONFIG: &str = "PALISADE_CONFIG";
 /// Log filter (`info`, `palisade=debug`, …), in tracing-subscriber syntax.
 pub const ENV_LOG: &str = "PALISADE_LOG";
+/// Log line format, when `--log-format` is not given: `pretty` or `json`.
+pub const ENV_LOG_FORMAT: &str = "PALISADE_LOG_FORMAT";
 
 /// A source of environment variables.
 pub trait Env {

@@ -26,6 +26,8 @@ pub struct Running {
     pub token_command: Option<String>,
     /// Every line printed after the address, until it fell quiet.
     pub banner: Vec<String>,
+    /// The rest of stderr, line by line.
+    lines: mpsc::Receiver<String>,
 }
 
 impl Running {
@@ -61,7 +63,7 @@ impl Running {
             }
             banner.push(line);
         }
-        Self { child, addr, token_command, banner }
+        Self { child, addr, token_command, banner, lines: rx }
     }
 
     pub fn terminate(mut self) -> std::process::ExitStatus {
@@ -88,6 +90,19 @@ impl Drop for Running {
 }
 
 impl Running {
+    /// The next stderr line that `wanted` accepts, waiting up to `WAIT`.
+    pub fn line(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = std::time::Instant::now() + WAIT;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
     /// The process id, to send it signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
