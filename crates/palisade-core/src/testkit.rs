@@ -55,6 +55,7 @@ pub(crate) fn guard_settings() -> crate::guard::GuardSettings {
     GuardSettings {
         dry_run: false,
         connect_rate: rate("30/min"),
+        request_rate: rate("60/min"),
         max_connections_per_ip: 64,
         max_pending_per_ip: 16,
         max_connections_per_user: 16,

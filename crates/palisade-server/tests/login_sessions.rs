@@ -315,3 +315,22 @@ async fn a_burst_of_concurrent_guesses_cannot_outrun_the_backoff() {
     // password looked at; all 30 would be without the second check.
     assert!((4..=3 + 4).contains(&checked), "{statuses:?}");
 }
+
+#[tokio::test]
+async fn one_address_looping_on_auth_endpoints_is_slowed_alone() {
+    let server =
+        TestServer::start_layers(&[NO_ABUSE_LIMITS, LENIENT_LOGIN, "[abuse]\nrequest_rate = \"5/min\"\n"]).await;
+    add_user(&server.data_dir, "alice", &[]);
+    let pair = login(&server, "alice").await;
+    let access = pair["access_token"].as_str().unwrap();
+    let list = |from: [u8; 4]| Call { bearer: Some(access), from: Some(from), ..Call::get("/auth/sessions") };
+    // The login was one request; four more pass, then 429 with Retry-After.
+    for _ in 0..4 {
+        assert_eq!(call(&server, list([127, 0, 0, 1])).await.status, 200);
+    }
+    let slowed = call(&server, list([127, 0, 0, 1])).await;
+    assert_eq!((slowed.status, slowed.header("retry-after")), (429, Some("12")), "{}", slowed.body);
+    assert_eq!(call(&server, list([127, 0, 0, 2])).await.status, 200, "another address is not slowed");
+    // The WebSocket handshake has a budget of its own.
+    assert!(dial(&server, Dial { bearer: Some(access), ..Dial::default() }).await.is_ok());
+}

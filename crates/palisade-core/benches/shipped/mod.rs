@@ -23,6 +23,7 @@ pub(crate) fn guard_settings() -> GuardSettings {
     GuardSettings {
         dry_run: false,
         connect_rate: rate("connect_rate"),
+        request_rate: rate("request_rate"),
         max_connections_per_ip: count("max_connections_per_ip"),
         max_pending_per_ip: count("max_pending_per_ip"),
         max_connections_per_user: count("max_connections_per_user"),

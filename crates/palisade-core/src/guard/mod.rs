@@ -131,6 +131,8 @@ pub struct Pending {
 struct KeyState {
     messages: Gcra,
     connects: Gcra,
+    /// HTTP requests other than handshakes (addresses only).
+    requests: Gcra,
     score: Score,
     open: u32,
     /// Sockets accepted and not yet answered (addresses only).
@@ -242,6 +244,35 @@ impl Guard {
             None => (Verdict::Pass, Some(ticket)),
             Some(r) if s.dry_run => (Verdict::WouldRefuse(r), Some(ticket)),
             Some(r) => (Verdict::Refuse(r), None),
+        }
+    }
+
+    /// A plain HTTP request (`/auth/*`): is the address banned, and is it
+    /// over `abuse.request_rate`? Every endpoint behind this reads the
+    /// store or hashes a password, so one client's loop must not take the
+    /// blocking threads and the database from everyone else.
+    pub fn request(&self, ip: IpKey, now: Timestamp) -> Verdict {
+        let s = &self.settings;
+        let banned = self.bans.active(&Subject::Ip(ip), now).map(|_| Refusal::new(Kind::Banned, "address banned"));
+        if let Some(refusal) = banned.clone().filter(|_| !s.dry_run) {
+            return Verdict::Refuse(refusal);
+        }
+        let rate = self.rate(s.request_rate, self.ip_restricted(ip, now));
+        let (over, _) = self.ips.with(
+            &ip,
+            now,
+            |k| self.idle(k, now),
+            |k| {
+                k.requests
+                    .check(rate, now)
+                    .err()
+                    .map(|wait| Refusal::new(Kind::RateExcess, "requests over abuse.request_rate").retry_after(wait))
+            },
+        );
+        match banned.or(over) {
+            None => Verdict::Pass,
+            Some(r) if s.dry_run => Verdict::WouldRefuse(r),
+            Some(r) => Verdict::Refuse(r),
         }
     }
 
@@ -482,6 +513,7 @@ impl Guard {
             && k.pending == 0
             && k.messages.idle(now)
             && k.connects.idle(now)
+            && k.requests.idle(now)
             && k.score.negligible(self.settings.score_half_life, now)
             && k.events.iter().all(|(_, g)| g.idle(now))
     }

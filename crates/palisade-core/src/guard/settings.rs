@@ -12,6 +12,8 @@ pub struct GuardSettings {
     pub dry_run: bool,
     /// Handshake attempts per address.
     pub connect_rate: Rate,
+    /// Other HTTP requests per address (`/auth/*`).
+    pub request_rate: Rate,
     /// Open connections per address.
     pub max_connections_per_ip: u32,
     /// Sockets of one address waiting for their request to be answered.

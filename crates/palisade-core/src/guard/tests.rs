@@ -71,6 +71,24 @@ fn a_reconnect_storm_is_limited_then_banned() {
 }
 
 #[test]
+fn plain_requests_have_their_own_rate_and_see_bans() {
+    let guard = Guard::new(guard_settings());
+    // The burst of request_rate ("60/min") passes, the next waits a second.
+    for _ in 0..60 {
+        assert_eq!(guard.request(ip(4), T0), Verdict::Pass);
+    }
+    let Verdict::Refuse(r) = guard.request(ip(4), T0) else { panic!("the 61st request is refused") };
+    assert_eq!((r.kind, r.retry_after), (Kind::RateExcess, Some(Duration::from_secs(1))));
+    assert_eq!(guard.request(ip(5), T0), Verdict::Pass, "per address");
+    assert_eq!(knock(&guard, ip(4), T0), Verdict::Pass, "handshakes have a budget of their own");
+    assert_eq!(guard.request(ip(4), T0.saturating_add(Duration::from_secs(1))), Verdict::Pass);
+    // A banned address is refused here as at the handshake.
+    let ban = guard.bans().propose(Subject::Ip(ip(6)), "test", &guard.settings().ban_terms, T0);
+    guard.bans().insert(ban);
+    assert_eq!(refused(&guard.request(ip(6), T0)), Some(Kind::Banned));
+}
+
+#[test]
 fn caps_refuse_the_one_too_many_and_free_up_on_release() {
     let guard =
         Guard::new(GuardSettings { max_connections_per_ip: 2, max_connections_per_user: 3, ..guard_settings() });

@@ -11,7 +11,6 @@ use axum::response::Response;
 use http::{HeaderMap, header};
 use palisade_core::audit::{self, Entry};
 use palisade_core::auth::{Identity, verify_password};
-use palisade_core::guard::Subject;
 use palisade_core::handshake::{HandshakeRequest, cookie, session_cookie};
 use palisade_core::login::device::{DeviceVerdict, fingerprint};
 use palisade_core::login::refresh::{NewRefreshToken, refresh_token_hash};
@@ -337,7 +336,8 @@ fn token_pair(login: &Login, session: &LoginSession, user: &User, access: &str, 
 
 impl AppState {
     /// The checks every `/auth/*` request passes first: login is on, the
-    /// address is not banned, and a browser's Origin is allowed.
+    /// address is neither banned nor over `abuse.request_rate`, and a
+    /// browser's Origin is allowed.
     fn door(&self, req: &Request) -> Result<(&Login, Caller), AuthRejection> {
         let login = self.login.as_ref().ok_or(AuthRejection::Refused(Kind::Internal, None))?;
         let (knock, client) = self.knock_of(req);
@@ -347,11 +347,9 @@ impl AppState {
             user_agent: header_str(req.headers(), header::USER_AGENT).unwrap_or("").to_owned(),
             origin: header_str(req.headers(), header::ORIGIN).map(str::to_owned),
         };
-        let now = self.clock.now();
-        if self.guard.bans().active(&Subject::Ip(knock.ip), now).is_some() && !self.guard.settings().dry_run {
-            self.refuse_knock(&Refusal::new(Kind::Banned, "auth: address banned"), knock, None, AUTH_REFUSED);
-            return Err(AuthRejection::Refused(Kind::Banned, None));
-        }
+        let verdict = self.guard.request(knock.ip, self.clock.now());
+        self.judge_knock(verdict, knock, None, AUTH_REFUSED)
+            .map_err(|refusal| AuthRejection::Refused(refusal.kind, refusal.retry_after))?;
         self.check_origin(caller.origin.as_deref(), CredentialKind::Bearer).inspect_err(|_| {
             self.refuse_knock(&Refusal::new(Kind::Origin, "auth: origin not allowed"), knock, None, AUTH_REFUSED);
         })?;

@@ -19,6 +19,9 @@ pub struct AbuseConfig {
     /// Handshake attempts per address.
     #[serde(with = "rate")]
     pub connect_rate: Rate,
+    /// Other HTTP requests per address (`/auth/*`).
+    #[serde(with = "rate")]
+    pub request_rate: Rate,
     /// Open connections per address.
     pub max_connections_per_ip: u32,
     /// Sockets of one address waiting for their request to be answered.
@@ -112,6 +115,7 @@ impl AbuseConfig {
         Ok(GuardSettings {
             dry_run: self.dry_run,
             connect_rate: self.connect_rate,
+            request_rate: self.request_rate,
             max_connections_per_ip: self.max_connections_per_ip,
             max_pending_per_ip: self.max_pending_per_ip,
             max_connections_per_user: self.max_connections_per_user,

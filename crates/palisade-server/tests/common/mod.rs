@@ -51,6 +51,7 @@ checkpoint_key = "test-audit-checkpoint-key-test-audit-key!"
 pub const NO_ABUSE_LIMITS: &str = r#"
 [abuse]
 connect_rate = "100000/s"
+request_rate = "100000/s"
 connection_rate = "100000/s"
 user_rate = "100000/s"
 ip_rate = "100000/s"
