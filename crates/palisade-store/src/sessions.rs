@@ -14,6 +14,9 @@ use rusqlite::{OptionalExtension as _, Row, Transaction, params};
 
 use crate::{Sqlite, from_sql, sql, to_sql};
 
+/// Used refresh tokens kept per session, newest first, for reuse detection.
+const USED_KEPT: i64 = 16;
+
 const COLUMNS: &str = "id, user_id, created_ms, last_active_ms, expires_ms, user_agent, ip, device, cookie";
 
 /// Reads a `sessions` row selected with [`COLUMNS`].
@@ -170,6 +173,17 @@ impl SessionStore for Sqlite {
             }
             tx.execute("UPDATE refresh_tokens SET used_ms = ?2 WHERE hash = ?1", params![presented, to_sql(now)])
                 .map_err(sql("refreshing"))?;
+            // Used tokens are kept to recognise a reuse, but only the
+            // newest few: a session refreshed in a loop must not grow the
+            // table without bound. An older copy presented later is just
+            // unknown (refused, without ending the session).
+            tx.execute(
+                "DELETE FROM refresh_tokens WHERE session_id = ?1 AND used_ms IS NOT NULL AND hash NOT IN
+                 (SELECT hash FROM refresh_tokens WHERE session_id = ?1 AND used_ms IS NOT NULL
+                  ORDER BY used_ms DESC, issued_ms DESC LIMIT ?2)",
+                params![sid, USED_KEPT],
+            )
+            .map_err(sql("refreshing"))?;
             insert_refresh(tx, &sid, next, now)?;
             tx.execute(
                 "UPDATE sessions SET last_active_ms = ?2, expires_ms = ?3 WHERE id = ?1",
@@ -302,6 +316,31 @@ mod tests {
             store.refresh(&"f".repeat(64), &token('e', at(72)), GRACE, &any_device, at(72)).unwrap(),
             Refreshed::Unknown
         );
+    }
+
+    #[test]
+    fn a_session_refreshed_in_a_loop_keeps_only_its_newest_used_tokens() {
+        let (_dir, store) = fresh();
+        store.open_session(&session("s1", "alice", T0), &token('0', T0), EVICT, T0).unwrap().unwrap();
+        let hash = |n: u32| format!("{n:064x}");
+        let mut current = token('0', T0).hash;
+        for n in 1..=40u32 {
+            let now = at(u64::from(n) * 10);
+            let next = StoredRefresh { hash: hash(n), expires: now.saturating_add(WEEK) };
+            assert!(matches!(store.refresh(&current, &next, GRACE, &any_device, now).unwrap(), Refreshed::Rotated(_)));
+            current = next.hash;
+        }
+        let rows: i64 = store.conn().query_row("SELECT count(*) FROM refresh_tokens", [], |r| r.get(0)).unwrap();
+        assert_eq!(rows, USED_KEPT + 1, "the newest used ones and the current one");
+        // A recent copy is still recognised as a reuse; the oldest is gone.
+        assert_eq!(
+            store.refresh(&token('0', T0).hash, &token('x', at(500)), GRACE, &any_device, at(500)).unwrap(),
+            Refreshed::Unknown
+        );
+        assert!(matches!(
+            store.refresh(&hash(39), &token('y', at(501)), GRACE, &any_device, at(501)).unwrap(),
+            Refreshed::Reused(_)
+        ));
     }
 
     #[test]
