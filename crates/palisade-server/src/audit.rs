@@ -38,7 +38,8 @@ pub(crate) struct Audit {
     failed: AtomicU64,
     /// Whether the writer task is running (for `/readyz`).
     alive: AtomicBool,
-    /// Counts drops for `/metrics` too.
+    /// Counts drops for `/metrics` too (registered after the recorder is
+    /// installed: `AppState::new` builds its metrics first).
     dropped_metric: ::metrics::Counter,
 }
 
