@@ -54,6 +54,11 @@ EOF
 if (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null; then
   fail "something already listens on 127.0.0.1:8080, where the README's server must start; stop it and re-run"
 fi
+# The admin listener's default port (docs/CONFIG.md §17d): the server binds
+# it too and would not start.
+if (exec 3<>/dev/tcp/127.0.0.1/8081) 2>/dev/null; then
+  fail "something already listens on 127.0.0.1:8081, where the README's server starts its admin listener; stop it and re-run"
+fi
 
 # --- start the server ---------------------------------------------------------
 created_data=0

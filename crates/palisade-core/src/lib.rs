@@ -17,11 +17,13 @@
 //! - [`login`] holds the own issuer's session rules: login throttling,
 //!   refresh rotation, device binding and the session cap;
 //! - [`audit`] chains, verifies and checkpoints the tamper-evident audit
-//!   log.
+//!   log;
+//! - [`admin`] checks the admin listener's credentials.
 
 #![forbid(unsafe_code)]
 
 pub mod addr;
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod csrf;

@@ -18,6 +18,7 @@ use palisade_core::refusal::{Kind, Refusal};
 use palisade_protocol::CloseCode;
 use tracing::{error, info, warn};
 
+use crate::admin::metrics::{Action, store_call};
 use crate::state::AppState;
 
 /// How often idle limiter and score state is forgotten.
@@ -160,6 +161,9 @@ impl AppState {
         match escalation.step {
             Step::None => None,
             Step::Restrict => {
+                if enforced {
+                    self.metrics.action(Action::Restrict);
+                }
                 if self.admit_refusal_line() {
                     info!(%ip, user, dry_run = !enforced, "anomaly score reached abuse.restrict_at: rates divided");
                 }
@@ -171,6 +175,7 @@ impl AppState {
                 }
                 enforced.then(|| {
                     self.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.action(Action::Disconnect);
                     let kind = audit::Kind::Refused(Kind::TooManyViolations);
                     let detail = "score reached abuse.disconnect_at: closed with 4008";
                     self.audit.record(Entry::new(self.clock.now(), kind, detail).ip(ip).user(user));
@@ -191,6 +196,8 @@ impl AppState {
                     );
                     if enforced {
                         self.counters.bans.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.bans_issued.increment(1);
+                        self.metrics.action(Action::Ban);
                         self.audit.record(crate::audit::ban_entry(&ban, self.clock.now()));
                         self.hub.close_all(&ban.subject, CloseCode::Revoked);
                         self.save_ban(ban);
@@ -206,9 +213,14 @@ impl AppState {
     fn save_ban(&self, ban: Ban) {
         let store = Arc::clone(&self.store);
         let bans = Arc::clone(&self.guard);
-        self.tasks.spawn_blocking(move || match store.put(&ban) {
-            Ok(()) => bans.bans().saved(&ban),
-            Err(e) => error!(subject = %ban.subject, error = %e, "could not save a ban; it holds until restart"),
+        self.tasks.spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let put = store.put(&ban);
+            store_call(started, &put);
+            match put {
+                Ok(()) => bans.bans().saved(&ban),
+                Err(e) => error!(subject = %ban.subject, error = %e, "could not save a ban; it holds until restart"),
+            }
         });
     }
 }
@@ -238,7 +250,10 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
                 let auth = &state.settings.config.auth;
                 let sessions_before = now.saturating_sub(auth.token_ttl.saturating_add(auth.leeway));
                 let pruned = tokio::task::spawn_blocking(move || {
-                    Ok::<_, palisade_core::store::StoreError>((store.prune(bans_before)?, store.prune_sessions(sessions_before)?))
+                    let started = std::time::Instant::now();
+                    let pruned = store.prune(bans_before).and_then(|bans| Ok((bans, store.prune_sessions(sessions_before)?)));
+                    store_call(started, &pruned);
+                    pruned
                 })
                 .await;
                 match pruned {

@@ -6,7 +6,7 @@
 //! `audit.checkpoint_file`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use palisade_core::audit::{self, Checkpoint, Entry, Hash};
@@ -36,6 +36,11 @@ pub(crate) struct Audit {
     written: AtomicU64,
     /// Entries the store failed to write.
     failed: AtomicU64,
+    /// Whether the writer task is running (for `/readyz`).
+    alive: AtomicBool,
+    /// Counts drops for `/metrics` too (registered after the recorder is
+    /// installed: `AppState::new` builds its metrics first).
+    dropped_metric: ::metrics::Counter,
 }
 
 impl Audit {
@@ -53,6 +58,8 @@ impl Audit {
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            alive: AtomicBool::new(false),
+            dropped_metric: ::metrics::counter!("palisade_audit_records_dropped_total"),
         }
     }
 
@@ -63,7 +70,13 @@ impl Audit {
             && tx.try_send(entry).is_err()
         {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped_metric.increment(1);
         }
+    }
+
+    /// Whether the writer task is running.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
     }
 
     /// Entries dropped so far.
@@ -103,7 +116,23 @@ pub(crate) fn ban_entry(ban: &Ban, now: palisade_core::Timestamp) -> Entry {
 /// then writes what is queued and a last checkpoint.
 pub(crate) fn spawn_writer(state: &Arc<AppState>, stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
     let rx = state.audit.take_receiver()?;
-    Some(tokio::spawn(writer(Arc::clone(state), rx, stop)))
+    // Set before the task first runs, cleared when its future is dropped:
+    // when it returns, panics, or is never polled.
+    state.audit.alive.store(true, Ordering::Release);
+    let alive = Alive(Arc::clone(state));
+    Some(tokio::spawn(async move {
+        writer(Arc::clone(&alive.0), rx, stop).await;
+        drop(alive);
+    }))
+}
+
+/// Marks the writer stopped when dropped.
+struct Alive(Arc<AppState>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.audit.alive.store(false, Ordering::Release);
+    }
 }
 
 /// Where checkpoints go, and when.
@@ -182,13 +211,19 @@ async fn write(state: &AppState, batch: &mut Vec<Entry>, checkpoints: &mut Check
     let entries = std::mem::take(batch);
     let count = entries.len() as u64;
     let store: Arc<dyn Store> = Arc::clone(&state.store);
-    let appended = tokio::task::spawn_blocking(move || store.append(&entries))
-        .await
-        .map_err(|e| StoreError(format!("audit writer task failed: {e}")))
-        .and_then(|r| r);
+    let appended = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let appended = store.append(&entries);
+        crate::admin::metrics::store_call(started, &appended);
+        appended
+    })
+    .await
+    .map_err(|e| StoreError(format!("audit writer task failed: {e}")))
+    .and_then(|r| r);
     match appended {
         Ok(head) => {
             state.audit.written.fetch_add(count, Ordering::Relaxed);
+            state.metrics.audit_written.increment(count);
             checkpoints.head = head;
             checkpoints.pending += count;
         }

@@ -31,12 +31,17 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
         let store = Arc::clone(&state.store);
         let now = state.clock.now();
         let memory = state.guard.settings().ban_terms.memory;
-        let read = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let version = store.version()?;
-            if seen == Some(version) {
-                return Ok(None);
-            }
-            Ok(Some((version, store.bans(now, memory)?, store.revocations()?)))
+        let read = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let read = (|| -> Result<_, StoreError> {
+                let version = store.version()?;
+                if seen == Some(version) {
+                    return Ok(None);
+                }
+                Ok(Some((version, store.bans(now, memory)?, store.revocations()?)))
+            })();
+            crate::admin::metrics::store_call(started, &read);
+            read
         })
         .await;
         match read {

@@ -99,13 +99,17 @@ impl AppState {
     /// A guard verdict at the handshake: a refusal, or under `dry_run` a
     /// report and a pass.
     fn judge(&self, verdict: Verdict, knock: Knock, user: Option<&str>) -> Result<(), HttpRejection> {
-        self.judge_knock(verdict, knock, user, UPGRADE_REFUSED).map_err(|r| HttpRejection::Refused(Box::new(r)))
+        self.judge_knock(verdict, knock, user, UPGRADE_REFUSED).map_err(|r| {
+            self.metrics.handshake_refused(r.kind);
+            HttpRejection::Refused(Box::new(r))
+        })
     }
 
     /// A refused handshake: counted, scored, logged, escalated; the client
     /// sees only the status and generic body of its kind.
     fn refuse(&self, refusal: Refusal, knock: Knock, user: Option<&str>) -> HttpRejection {
         self.refuse_knock(&refusal, knock, user, UPGRADE_REFUSED);
+        self.metrics.handshake_refused(refusal.kind);
         HttpRejection::Refused(Box::new(refusal))
     }
 }

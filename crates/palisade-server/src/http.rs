@@ -62,7 +62,7 @@ impl IntoResponse for HttpRejection {
     }
 }
 
-fn json(status: StatusCode, body: &'static str) -> Response {
+pub(crate) fn json(status: StatusCode, body: &'static str) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
@@ -74,7 +74,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#) }))
-        .route("/readyz", get(ready));
+        // The same readiness as the admin listener's, for load balancers
+        // that can reach only the public port.
+        .route("/readyz", get(crate::admin::ready));
     if state.settings.config.server.conformance_echo {
         router = router.route("/conformance/echo", get(conformance_echo));
     }
@@ -83,14 +85,6 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { HttpRejection::NotFound })
         .method_not_allowed_fallback(|| async { HttpRejection::MethodNotAllowed })
         .with_state(state)
-}
-
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    if state.shutdown.is_cancelled() {
-        json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"shutting down"}"#)
-    } else {
-        json(StatusCode::OK, r#"{"status":"ready"}"#)
-    }
 }
 
 async fn conformance_echo(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod abuse;
+mod admin;
 mod audit;
 mod auth;
 pub mod cli;

@@ -60,11 +60,14 @@ pub struct Server {
     state: Arc<AppState>,
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The admin listener, when `admin.enabled`.
+    admin: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Server {
     /// Opens the embedded database under `server.data_dir`, loads the bans
-    /// in force, and binds the listener from `server.listen`.
+    /// in force, and binds the listener from `server.listen` and, when
+    /// enabled, the admin listener from `admin.listen`.
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
         let data_dir = settings.config.server.data_dir.clone();
         let guard = Guard::new(settings.guard.clone());
@@ -87,7 +90,16 @@ impl Server {
         let addr = settings.config.server.listen;
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Self { state: Arc::new(AppState::new(settings, guard, store, revocations, login)), listener, local_addr })
+        let admin = if settings.config.admin.enabled {
+            let addr = settings.config.admin.listen;
+            let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+            let bound = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+            Some((listener, bound))
+        } else {
+            None
+        };
+        let state = Arc::new(AppState::new(settings, guard, store, revocations, login));
+        Ok(Self { state, listener, local_addr, admin })
     }
 
     /// Counters of the guard's decisions, readable while the server runs.
@@ -100,6 +112,11 @@ impl Server {
         self.local_addr
     }
 
+    /// The admin listener's bound address, when it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
+    }
+
     /// A handle that reloads the policy from the config file, as SIGHUP does.
     pub fn reloader(&self) -> Reloader {
         Reloader(Arc::clone(&self.state))
@@ -109,7 +126,7 @@ impl Server {
     /// 1001 and waits up to `server.shutdown_grace` for them. SIGHUP reloads
     /// the policy.
     pub async fn run(self, signal: impl Future<Output = ()>) {
-        let Self { state, listener, .. } = self;
+        let Self { state, listener, admin, .. } = self;
         #[cfg(unix)]
         state.tasks.spawn(reload_on_sighup(Reloader(Arc::clone(&state)), state.shutdown.clone()));
         state.tasks.spawn(follow_store(Arc::clone(&state)));
@@ -118,6 +135,14 @@ impl Server {
         // to write what they recorded while closing, and stop after them.
         let audit_stop = CancellationToken::new();
         let audit_writer = crate::audit::spawn_writer(&state, audit_stop.clone());
+        state.tasks.spawn(crate::admin::metrics::upkeep(Arc::clone(&state)));
+        // Outside the task tracker too: it answers /readyz with 503 while
+        // the connections drain, and stops after them.
+        let admin_stop = CancellationToken::new();
+        let admin = admin.map(|(listener, addr)| {
+            crate::admin::announce(&state, addr);
+            tokio::spawn(crate::admin::serve(Arc::clone(&state), listener, admin_stop.clone()))
+        });
         let router = router(Arc::clone(&state));
         let handshake_timeout = state.settings.config.server.handshake_timeout;
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -175,6 +200,10 @@ impl Server {
         if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
             warn!(open = state.open_connections(), "shutdown grace expired with connections still open");
         }
+        admin_stop.cancel();
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         audit_stop.cancel();
         if let Some(writer) = audit_writer
             && tokio::time::timeout(grace, writer).await.is_err()
@@ -207,7 +236,10 @@ impl Waiting {
         if !state.settings.trusted_proxies.contains(peer.ip()) {
             let knock = Knock { peer, ip: IpKey::of(peer.ip()) };
             let (verdict, pending) = state.guard.accept(knock.ip, state.clock.now());
-            state.judge_knock(verdict, knock, None, "socket dropped").ok()?;
+            state
+                .judge_knock(verdict, knock, None, "socket dropped")
+                .inspect_err(|r| state.metrics.handshake_refused(r.kind))
+                .ok()?;
             waiting.pending = pending;
         }
         Some(waiting)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use palisade_core::addr::TrustedProxies;
+use palisade_core::admin::ApiKeys;
 use palisade_core::auth::{Issuers, KeyMaterial, TokenSigner, TokenVerifier, VerifyOptions};
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::GuardSettings;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub source: Option<PathBuf>,
     /// The audit log's checkpoint key, when the log is on.
     pub audit_key: Option<AuditKey>,
+    /// The admin listener's API keys (`admin.api_keys`, `admin.api_keys_file`).
+    pub admin_keys: ApiKeys,
 }
 
 impl Settings {
@@ -84,6 +87,10 @@ impl Settings {
         let device_binding = config.login.settings()?.device_binding;
         let dev_data_dir = (profile == Profile::Dev).then_some(config.server.data_dir.as_path());
         let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
+        // Again here: `--listen` may have moved the public listener since
+        // the file was checked.
+        config.admin.validate(config.server.listen)?;
+        let admin_keys = config.admin.keys(&config.base_dir)?;
         Ok(Self {
             config,
             profile,
@@ -95,6 +102,7 @@ impl Settings {
             device_binding,
             source: None,
             audit_key,
+            admin_keys,
         })
     }
 

@@ -49,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) counters: Counters,
     /// The audit log's queue.
     pub(crate) audit: crate::audit::Audit,
+    /// Metric handles (`/metrics` on the admin listener).
+    pub(crate) metrics: crate::admin::metrics::Metrics,
     /// External issuers' key set fetches, one at a time per issuer.
     pub(crate) jwks: crate::jwks::JwksFetcher,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
@@ -68,6 +70,9 @@ impl AppState {
         revocations: Revocations,
         login: Option<Login>,
     ) -> Self {
+        // First: it installs the process's recorder, which every metric
+        // handle registered after it (the audit queue's too) reports to.
+        let metrics = crate::admin::metrics::Metrics::new();
         Self {
             login,
             guard: Arc::new(guard),
@@ -75,6 +80,7 @@ impl AppState {
             revocations,
             counters: Counters::default(),
             audit: crate::audit::Audit::new(settings.config.audit.enabled, settings.config.audit.queue),
+            metrics,
             jwks: crate::jwks::JwksFetcher::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),

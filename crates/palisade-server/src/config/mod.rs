@@ -8,6 +8,7 @@
 //! refused and every error naming its key.
 
 mod abuse;
+mod admin;
 mod audit;
 mod duration;
 pub mod env;
@@ -27,6 +28,7 @@ use palisade_protocol::ENVELOPE_HEADROOM;
 use serde::{Deserialize, Serialize};
 
 pub use abuse::AbuseConfig;
+pub use admin::{AdminConfig, MIN_API_KEY_BYTES};
 pub use audit::{AuditConfig, AuditKey};
 pub use env::{Env, ProcessEnv};
 pub use init::render_init;
@@ -115,6 +117,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[abuse]`
     pub abuse: AbuseConfig,
+    /// `[admin]`
+    pub admin: AdminConfig,
     /// `[roles.<name>]`
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -372,6 +376,7 @@ impl Config {
         self.abuse.settings()?;
         self.login.settings()?;
         self.audit.validate()?;
+        self.admin.validate(self.server.listen)?;
         Ok(())
     }
 }

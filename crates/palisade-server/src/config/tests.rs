@@ -33,6 +33,11 @@ fn the_file_init_writes_loads_back_as_the_defaults_plus_a_key() {
     defaults.auth.keys = written.auth.keys.clone();
     assert!(written.audit.checkpoint_key.len() >= 32, "init writes an audit checkpoint key");
     defaults.audit.checkpoint_key.clone_from(&written.audit.checkpoint_key);
+    assert!(
+        written.admin.api_keys.len() == 1 && written.admin.api_keys[0].len() >= 32,
+        "init writes an admin API key, so /metrics is reachable"
+    );
+    defaults.admin.api_keys.clone_from(&written.admin.api_keys);
     defaults.base_dir.clone_from(&written.base_dir);
     assert_eq!(written, defaults);
     // And it is enough to run in production.

@@ -105,7 +105,9 @@ pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Box<Session
         peer = %peer,
         "connection opened"
     );
+    state.metrics.opened.increment(1);
     let Err(exit) = conn.run(&mut ws, &mut rx).await;
+    state.metrics.closed(exit);
     info!(conn = conn.rooms.id(), session = conn.session.id(), reason = %exit.describe(), "connection closed");
     // Leaves every room; a panic above leaves them too, by unwinding.
     drop(conn);
@@ -198,10 +200,13 @@ impl Conn<'_> {
     async fn forward(&self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>, first: Utf8Bytes) -> Result<(), Exit> {
         let burst = async {
             ws.feed(Message::Text(first)).await?;
+            let mut fed = 1;
             for _ in 1..WRITE_BATCH {
                 let Ok(next) = rx.try_recv() else { break };
                 ws.feed(Message::Text(next)).await?;
+                fed += 1;
             }
+            self.state.metrics.messages_out.increment(fed);
             ws.flush().await
         };
         self.write(burst).await
@@ -227,9 +232,13 @@ impl Conn<'_> {
         self.session.on_heard(now);
         let reply = match msg {
             Message::Text(text) => {
-                // A `refresh` token's key set is fetched, if due, first.
+                self.state.metrics.messages_in.increment(1);
+                // A `refresh` token's key set is fetched, if due, first
+                // (outside the pipeline's measured time: it is I/O).
                 crate::jwks::before_frame(self.state, text.as_str()).await;
+                let started = std::time::Instant::now();
                 let reply = self.on_text(text.as_str(), now);
+                self.state.metrics.pipeline_since(started);
                 self.remove(ws, &reply.removed).await?;
                 self.send(ws, text_message(reply.frame)).await?;
                 return match reply.close {
@@ -357,6 +366,7 @@ impl Conn<'_> {
     /// (docs/ARCHITECTURE.md, "Logs").
     fn refuse(&self, refusal: &Refusal) -> String {
         self.state.count_refusal(refusal);
+        self.state.metrics.rejected(refusal.code());
         let reference = palisade_core::random_id("r_");
         // Only what this program wrote, never text quoted from the message,
         // and the `ref` that finds the log line.
@@ -410,6 +420,9 @@ impl Conn<'_> {
 
     /// Sends one message.
     async fn send(&self, ws: &mut Ws, msg: Message) -> Result<(), Exit> {
+        if msg.is_text() {
+            self.state.metrics.messages_out.increment(1);
+        }
         self.write(ws.send(msg)).await
     }
 

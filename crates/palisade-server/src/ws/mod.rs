@@ -5,7 +5,7 @@ mod connection;
 mod control;
 pub(crate) mod echo;
 pub(crate) mod hub;
-mod transport;
+pub(crate) mod transport;
 pub(crate) mod upgrade;
 
 pub(crate) use connection::{ConnLimits, serve as serve_connection};

@@ -43,6 +43,9 @@ allow = ["https://app.example.com", "https://*.example.org"]
 
 [audit]
 checkpoint_key = "test-audit-checkpoint-key-test-audit-key!"
+
+[admin]
+listen = "127.0.0.1:0"
 "#;
 
 /// `[abuse]` for tests of other limits: rates and thresholds those tests
@@ -68,6 +71,8 @@ spam_max_links = 0
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin listener's address, when `admin.enabled`.
+    pub admin: Option<SocketAddr>,
     /// The config file the server was started from (reloads re-read it).
     pub config_path: std::path::PathBuf,
     pub reloader: palisade_server::server::Reloader,
@@ -109,13 +114,24 @@ impl TestServer {
         settings.source = Some(path.clone());
         let server = Server::bind(settings).await.unwrap();
         let addr = server.local_addr();
+        let admin = server.admin_addr();
         let reloader = server.reloader();
         let stats = server.stats();
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
-        Self { addr, config_path: path, reloader, stats, data_dir: data, stop: Some(stop), task: Some(task), _dir: dir }
+        Self {
+            addr,
+            admin,
+            config_path: path,
+            reloader,
+            stats,
+            data_dir: data,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -35,6 +35,9 @@ impl Running {
         let mut child = Command::new(BIN)
             .args(args)
             .env_remove("PALISADE_CONFIG")
+            // Any free port, so servers started side by side do not all
+            // want the default admin port; a test may still override it.
+            .env("PALISADE_ADMIN__LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .current_dir(dir)
             .stderr(Stdio::piped())

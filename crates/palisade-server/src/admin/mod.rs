@@ -1,0 +1,296 @@
+//! The admin listener (docs/ARCHITECTURE.md, "Admin listener and
+//! metrics"): its own socket (`admin.listen`, never the public one) and a
+//! small router over the same [`AppState`]. `/healthz` and `/readyz` need
+//! no credential; everything else needs an admin API key or an admin-role
+//! token, and a failed attempt is counted, scored, audited and logged like
+//! any other authentication failure, so guessing ends in a ban.
+
+pub(crate) mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use palisade_core::admin::{bearer, is_admin};
+use palisade_core::guard::Subject;
+use palisade_core::refusal::{Kind, Refusal};
+use palisade_core::store::StoreError;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+use tracing::{info, warn};
+
+use crate::abuse::Knock;
+use crate::http::{HttpRejection, PeerAddr, all_str, json};
+use crate::settings::Profile;
+use crate::state::AppState;
+
+/// The log message of a refused admin request.
+const ADMIN_REFUSED: &str = "admin request refused";
+/// Most admin connections served at once; more are dropped at accept.
+/// Operators and a scraper need a handful; the cap keeps a flood on the
+/// admin port from taking tasks and descriptors the public side needs.
+const MAX_CONNECTIONS: usize = 64;
+/// Deadline for a request head, and for a whole admin connection.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted, in bytes.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// How long `/readyz` waits for the store's answer.
+const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the credentialed routes are served: with an API key, or in the
+/// dev profile (admin-role tokens only). A production server without a key
+/// serves `/healthz` and `/readyz` only, so an operator who never set one
+/// up exposes nothing but health.
+pub(crate) fn credentialed(state: &AppState) -> bool {
+    !state.settings.admin_keys.is_empty() || state.settings.profile == Profile::Dev
+}
+
+/// The admin router.
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#) }))
+        .route("/readyz", get(ready));
+    if credentialed(&state) {
+        let protected = Router::new()
+            .route("/metrics", get(scrape))
+            .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin));
+        router = router.merge(protected);
+    }
+    router
+        .fallback(|| async { HttpRejection::NotFound })
+        .method_not_allowed_fallback(|| async { HttpRejection::MethodNotAllowed })
+        .with_state(state)
+}
+
+/// Says at start what the admin listener serves.
+pub(crate) fn announce(state: &AppState, addr: SocketAddr) {
+    let keys = state.settings.admin_keys.len();
+    if credentialed(state) {
+        info!(%addr, api_keys = keys, admin_role = %state.settings.config.admin.admin_role, "admin listener: /healthz, /readyz, /metrics");
+    } else {
+        warn!(
+            %addr,
+            "admin listener: no admin.api_keys or admin.api_keys_file configured, so it serves /healthz and /readyz \
+             only; set a key to reach /metrics"
+        );
+    }
+}
+
+/// Serves the admin listener until `stop` is cancelled (after the public
+/// side has drained, so `/readyz` answers 503 while it does).
+pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, stop: CancellationToken) {
+    let router = router(Arc::clone(&state));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(REQUEST_TIMEOUT).max_buf_size(MAX_REQUEST_HEAD);
+    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conns = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(place) = Arc::clone(&places).try_acquire_owned() else {
+            warn!(%peer, "admin socket dropped: too many admin connections");
+            continue;
+        };
+        let service = router.clone().map_request(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            req
+        });
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let _place = place;
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = tokio::time::sleep(REQUEST_TIMEOUT) => {}
+                () = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    conns.close();
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, conns.wait()).await;
+}
+
+/// Lets a request through only with an admin credential.
+async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // Read off the request before awaiting: a request is not `Sync`.
+    let (knock, _) = state.knock_of(&req);
+    let presented = bearer(&all_str(req.headers(), header::AUTHORIZATION)).map(str::to_owned);
+    match authorize(&state, knock, presented.as_deref()).await {
+        Ok(()) => next.run(req).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// The admin credential check: the address's ban, then an API key
+/// (compared in constant time) or a token the server accepts whose roles
+/// include `admin.admin_role`. Refusals go through the guard like a
+/// handshake's; the presented value is never logged or audited.
+async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>) -> Result<(), HttpRejection> {
+    let now = state.clock.now();
+    let refuse = |kind: Kind, reason: &'static str, user: Option<&str>| {
+        let refusal = Refusal::new(kind, reason);
+        state.refuse_knock(&refusal, knock, user, ADMIN_REFUSED);
+        HttpRejection::Refused(Box::new(refusal))
+    };
+    if state.guard.bans().active(&Subject::Ip(knock.ip), now).is_some() && !state.guard.settings().dry_run {
+        return Err(refuse(Kind::Banned, "admin: address banned", None));
+    }
+    let Some(presented) = presented else {
+        return Err(refuse(Kind::AuthFailure, "admin: no bearer credential", None));
+    };
+    if state.settings.admin_keys.check(presented) {
+        return Ok(());
+    }
+    // Not a key: perhaps a token. An external issuer's key set is fetched,
+    // if due, first, as at the handshake.
+    crate::jwks::before_verify(state, presented).await;
+    let identity = match state.settings.gate.verifier().verify(presented, now) {
+        Ok(identity) => identity,
+        // One reason for a wrong key and a bad token alike: the log says no
+        // more about the guess than the client learns.
+        Err(_) => return Err(refuse(Kind::AuthFailure, "admin: credential not accepted", None)),
+    };
+    if state.revocations.is_revoked(&identity) {
+        return Err(refuse(Kind::AuthFailure, "admin: token revoked", None));
+    }
+    if !is_admin(&identity, &state.settings.config.admin.admin_role) {
+        return Err(refuse(Kind::Forbidden, "admin: token lacks admin.admin_role", Some(&identity.user_id)));
+    }
+    Ok(())
+}
+
+async fn scrape(State(state): State<Arc<AppState>>) -> Response {
+    match metrics::render(&state) {
+        Some(text) => {
+            let mut response = Response::new(axum::body::Body::from(text));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        None => json(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"unavailable","message":"metrics are off"}"#),
+    }
+}
+
+/// `GET /readyz`, on both listeners.
+pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let readiness = readiness(&state).await;
+    if readiness.is_ready() {
+        return json(StatusCode::OK, r#"{"status":"ready"}"#);
+    }
+    let body = serde_json::json!({"status": "unavailable", "failed": readiness.failed()}).to_string();
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// What `/readyz` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Readiness {
+    /// The store answered a cheap query in time.
+    pub(crate) store: bool,
+    /// The audit writer runs, or the audit log is off.
+    pub(crate) audit_writer: bool,
+    /// Shutdown has begun.
+    pub(crate) shutting_down: bool,
+}
+
+impl Readiness {
+    pub(crate) fn is_ready(self) -> bool {
+        self.store && self.audit_writer && !self.shutting_down
+    }
+
+    /// The parts that failed, by name.
+    pub(crate) fn failed(self) -> Vec<&'static str> {
+        [(!self.store, "store"), (!self.audit_writer, "audit_writer"), (self.shutting_down, "shutting_down")]
+            .into_iter()
+            .filter_map(|(failed, name)| failed.then_some(name))
+            .collect()
+    }
+}
+
+/// Whether the server can do its work: the store answers, the audit writer
+/// runs (when the log is on), and shutdown has not begun.
+pub(crate) async fn readiness(state: &AppState) -> Readiness {
+    let shutting_down = state.shutdown.is_cancelled();
+    let audit_writer = !state.settings.config.audit.enabled || state.audit.is_alive();
+    let store = Arc::clone(&state.store);
+    // `PRAGMA data_version`: a query through the store's connection that
+    // reads nothing but the file's change counter.
+    let store = probe(move || store.version().map(drop), STORE_PROBE_TIMEOUT).await;
+    Readiness { store, audit_writer, shutting_down }
+}
+
+/// Runs `query` on a blocking thread; whether it succeeded within `within`.
+/// A query still running at the deadline is left to finish on its thread.
+async fn probe(query: impl FnOnce() -> Result<(), StoreError> + Send + 'static, within: Duration) -> bool {
+    let started = Instant::now();
+    let task = tokio::task::spawn_blocking(move || {
+        let result = query();
+        metrics::store_call(started, &result);
+        result
+    });
+    matches!(tokio::time::timeout(within, task).await, Ok(Ok(Ok(()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_probe_fails_on_an_error_and_on_a_store_that_does_not_answer_in_time() {
+        assert!(probe(|| Ok(()), STORE_PROBE_TIMEOUT).await);
+        assert!(!probe(|| Err(StoreError("disk I/O error".into())), STORE_PROBE_TIMEOUT).await);
+        // A store that hangs (a lock another process holds): released only
+        // after the probe has answered, so nothing here depends on timing.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let answered = probe(
+            move || {
+                let _ = hold.recv();
+                Ok(())
+            },
+            Duration::from_millis(50),
+        )
+        .await;
+        assert!(!answered);
+        drop(release);
+    }
+
+    #[test]
+    fn readiness_names_what_failed() {
+        let ready = Readiness { store: true, audit_writer: true, shutting_down: false };
+        assert!(ready.is_ready() && ready.failed().is_empty());
+        let down = Readiness { store: false, audit_writer: false, shutting_down: true };
+        assert!(!down.is_ready());
+        assert_eq!(down.failed(), ["store", "audit_writer", "shutting_down"]);
+        assert_eq!(Readiness { audit_writer: false, ..ready }.failed(), ["audit_writer"]);
+    }
+}
