@@ -31,6 +31,8 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
         let store = Arc::clone(&state.store);
         let now = state.clock.now();
         let memory = state.guard.settings().ban_terms.memory;
+        // Before the read: bans this server saves while it runs are kept.
+        let mark = state.guard.bans().mark();
         let read = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let read = (|| -> Result<_, StoreError> {
@@ -49,7 +51,7 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
             Ok(Ok(Some((version, bans, revoked)))) => {
                 failing = false;
                 seen = Some(version);
-                for ban in state.guard.bans().replace(bans, now) {
+                for ban in state.guard.bans().replace(bans, mark, now) {
                     let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
                     info!(subject = %ban.subject, closed, "ban from the store in force");
                 }

@@ -83,7 +83,8 @@ impl Server {
         })
         .await
         .map_err(|e| StoreError(format!("store task failed: {e}")))??;
-        guard.bans().replace(bans, now);
+        let mark = guard.bans().mark();
+        guard.bans().replace(bans, mark, now);
         let revocations = Revocations::default();
         revocations.replace(revoked);
         let login = Login::new(&settings)?;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::Timestamp;
@@ -129,18 +130,26 @@ impl BanTerms {
 ///
 /// A read lock on the handshake path; writes (a ban, a lift, a reload from
 /// the store) are rare. Bans imposed here stay unsaved until the server
-/// says the store has them, and a reload keeps unsaved bans, so a reload
+/// says the store has them, and a reload keeps unsaved bans and bans saved
+/// after its read of the store began ([`BanList::mark`]), so a reload
 /// racing the write never drops a ban that was just imposed.
 #[derive(Debug, Default)]
 pub struct BanList {
     bans: RwLock<HashMap<Subject, Entry>>,
+    /// Counts [`BanList::saved`] calls: the order of saves and reads.
+    saves: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
 struct Entry {
     ban: Ban,
-    unsaved: bool,
+    /// `None` until the store holds it; then the save's number.
+    saved: Option<u64>,
 }
+
+/// Where a read of the store began, among the saves ([`BanList::mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadMark(u64);
 
 impl BanList {
     /// The ban in force on `subject` at `now`, if any.
@@ -155,7 +164,7 @@ impl BanList {
         let mut bans = self.write();
         let ban = next_ban(&bans, subject, reason, policy, now);
         if bans.get(&ban.subject).is_none_or(|e| e.ban != ban) {
-            bans.insert(ban.subject.clone(), Entry { ban: ban.clone(), unsaved: true });
+            bans.insert(ban.subject.clone(), Entry { ban: ban.clone(), saved: None });
         }
         ban
     }
@@ -169,14 +178,21 @@ impl BanList {
     /// Puts `ban` in place of whatever `ban.subject` had (an operator's
     /// ban), unsaved.
     pub fn insert(&self, ban: Ban) {
-        self.write().insert(ban.subject.clone(), Entry { ban, unsaved: true });
+        self.write().insert(ban.subject.clone(), Entry { ban, saved: None });
     }
 
     /// The store now holds `ban`.
     pub fn saved(&self, ban: &Ban) {
-        if let Some(e) = self.write().get_mut(&ban.subject).filter(|e| e.ban == *ban) {
-            e.unsaved = false;
+        let mut bans = self.write();
+        if let Some(e) = bans.get_mut(&ban.subject).filter(|e| e.ban == *ban) {
+            e.saved = Some(self.saves.fetch_add(1, Ordering::AcqRel) + 1);
         }
+    }
+
+    /// Taken before reading the store for [`BanList::replace`]: a ban saved
+    /// after it may be missing from what the read returns.
+    pub fn mark(&self) -> ReadMark {
+        ReadMark(self.saves.load(Ordering::Acquire))
     }
 
     /// Lifts the ban on `subject` and forgets its strikes.
@@ -184,11 +200,11 @@ impl BanList {
         self.write().remove(subject).map(|e| e.ban)
     }
 
-    /// Replaces the list with `bans` (the store's, after another process
-    /// changed it), keeping the bans not saved yet; returns the bans in
-    /// force now that were not in force before, whose subjects' live
-    /// connections must close.
-    pub fn replace(&self, bans: Vec<Ban>, now: Timestamp) -> Vec<Ban> {
+    /// Replaces the list with `bans` (the store's, read after `mark`),
+    /// keeping the bans not saved yet and those saved since `mark`; returns
+    /// the bans in force now that were not in force before, whose subjects'
+    /// live connections must close.
+    pub fn replace(&self, bans: Vec<Ban>, mark: ReadMark, now: Timestamp) -> Vec<Ban> {
         let mut current = self.write();
         let fresh: Vec<Ban> = bans
             .iter()
@@ -196,8 +212,8 @@ impl BanList {
             .cloned()
             .collect();
         let mut next: HashMap<Subject, Entry> =
-            bans.into_iter().map(|ban| (ban.subject.clone(), Entry { ban, unsaved: false })).collect();
-        next.extend(current.drain().filter(|(_, e)| e.unsaved));
+            bans.into_iter().map(|ban| (ban.subject.clone(), Entry { ban, saved: Some(0) })).collect();
+        next.extend(current.drain().filter(|(_, e)| e.saved.is_none_or(|at| at > mark.0)));
         *current = next;
         fresh
     }
@@ -306,7 +322,7 @@ mod tests {
             reason: "operator".into(),
             source: BanSource::Operator,
         };
-        let fresh = list.replace(vec![list.active(&ip("127.0.0.2"), T0).unwrap(), permanent.clone()], T0);
+        let fresh = list.replace(vec![list.active(&ip("127.0.0.2"), T0).unwrap(), permanent.clone()], list.mark(), T0);
         assert_eq!(fresh, std::slice::from_ref(&permanent), "the IP ban was in force already");
         assert!(list.active(&permanent.subject, T0.saturating_add(1000 * 24 * 60 * MIN)).is_some());
         assert_eq!(list.list(T0).len(), 2);
@@ -317,11 +333,26 @@ mod tests {
         let list = BanList::default();
         let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
         // The store read raced the write: it does not have the ban yet.
-        assert!(list.replace(Vec::new(), T0).is_empty());
+        assert!(list.replace(Vec::new(), list.mark(), T0).is_empty());
         assert_eq!(list.active(&ip("127.0.0.2"), T0), Some(ban.clone()));
         // Once saved, the store is the truth: a lift there lifts it here.
         list.saved(&ban);
-        list.replace(Vec::new(), T0);
+        list.replace(Vec::new(), list.mark(), T0);
+        assert_eq!(list.active(&ip("127.0.0.2"), T0), None);
+    }
+
+    #[test]
+    fn a_reload_keeps_a_ban_saved_after_its_read_began() {
+        let list = BanList::default();
+        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
+        // The reload marks, then reads the store before the ban is in it;
+        // the ban is saved before the reload applies what it read.
+        let mark = list.mark();
+        list.saved(&ban);
+        list.replace(Vec::new(), mark, T0);
+        assert_eq!(list.active(&ip("127.0.0.2"), T0), Some(ban), "not dropped by a stale read");
+        // The next reload, marked after the save, has the store's word.
+        list.replace(Vec::new(), list.mark(), T0);
         assert_eq!(list.active(&ip("127.0.0.2"), T0), None);
     }
 

@@ -17,7 +17,7 @@ mod table;
 
 use std::time::Duration;
 
-pub use ban::{Ban, BanList, BanSource, BanTerms, Subject, SubjectError};
+pub use ban::{Ban, BanList, BanSource, BanTerms, ReadMark, Subject, SubjectError};
 pub use rate::{Gcra, Rate};
 pub use score::Score;
 pub use settings::{GuardSettings, Weights};
