@@ -86,7 +86,7 @@ pub(crate) fn announce(state: &AppState, addr: SocketAddr) {
         warn!(
             %addr,
             "admin listener: no admin.api_keys or admin.api_keys_file configured, so it serves /healthz and /readyz \
-             only; set a key to reach /metrics"
+             only; set a key to reach /metrics and /api/"
         );
     }
 }
