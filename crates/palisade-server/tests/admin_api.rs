@@ -387,3 +387,20 @@ async fn generated_cases_get_only_documented_answers() {
     // The server still serves after all of it.
     assert_eq!(admin(&server, "GET", "/api/stats", None).await.status, 200);
 }
+
+#[tokio::test]
+async fn a_revocation_through_the_api_closes_the_live_connection_at_once() {
+    let server = start().await;
+    let claims = json!({"sub": "dave", "name": "dave", "roles": ["user"], "exp": unix_now() + 600,
+                        "iss": "palisade", "aud": "palisade", "jti": "jti-revoked-by-api"});
+    let jwt = sign(&claims, SECRET);
+    let (mut ws, _) = connect(&server, &jwt).await;
+    let reply = admin(&server, "POST", "/api/revoke", Some(json!({"token": "jti-revoked-by-api"}))).await;
+    assert_eq!((reply.status, reply.json()), (200, json!({"status": "revoked"})));
+    assert_eq!(close_code(&mut ws).await, Some(4003));
+    assert_eq!(refused(&server, Dial { bearer: Some(&jwt), ..Dial::default() }).await.0, 401);
+    let reply = admin(&server, "POST", "/api/revoke", Some(json!({"session": "sid_unknown"}))).await;
+    assert_eq!((reply.status, reply.json()["error"].as_str()), (404, Some("not_found")));
+    let records = audited(&server, "revocation", 1).await;
+    assert_eq!(records[0]["detail"], "api: revoked token:jti-revoked-by-api", "{records:?}");
+}
