@@ -260,6 +260,11 @@ impl Drop for Waiting {
 pub struct Reloader(Arc<AppState>);
 
 impl Reloader {
+    /// A reloader of `state`'s policy (the admin API's `POST /api/reload`).
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
+        Self(state)
+    }
+
     /// Re-reads the config file and swaps the policy in atomically; on
     /// error the policy in force stays. Either way the outcome is logged.
     pub fn reload(&self, env: &dyn Env) -> Result<(), ConfigError> {

@@ -160,6 +160,27 @@ impl Policy {
         self.require(who, rule.permission.as_ref(), "missing event permission")
     }
 
+    /// A backend's event for `room` (the admin API's `POST /api/publish`):
+    /// the same declaration, size limit, schema and sanitizers as a client
+    /// `send` (pipeline steps 4 and 9–10), and a room name some room rule
+    /// covers; returns the sanitized copy to broadcast, serialized once.
+    ///
+    /// The steps that protect a session do not apply: there is no session
+    /// to hold a CSRF token, a nonce or a rate, and the backend is trusted
+    /// with every room and event (it holds an admin credential), so the
+    /// permissions and the `rooms` claim are not consulted.
+    pub fn shape_backend_event(
+        &self,
+        room: &str,
+        event: &str,
+        data: &serde_json::value::RawValue,
+    ) -> Result<Box<serde_json::value::RawValue>, crate::refusal::Refusal> {
+        self.room_rule(room)?;
+        let rule = self.event(event)?;
+        rule.check_size(data)?;
+        Ok(rule.shape(data, &self.sanitizers)?)
+    }
+
     /// The sanitizers events use.
     pub fn sanitizers(&self) -> &Sanitizers {
         &self.sanitizers

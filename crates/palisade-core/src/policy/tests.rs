@@ -318,3 +318,26 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_backend_event_goes_through_the_same_declaration_schema_and_sanitizers() {
+    let policy = Policy::compile(&shipped()).unwrap();
+    let raw = |v: serde_json::Value| serde_json::value::to_raw_value(&v).unwrap();
+    let out = policy
+        .shape_backend_event(
+            "lobby",
+            "chat.message",
+            &raw(serde_json::json!({"content": "hi <script>x</script>there"})),
+        )
+        .unwrap();
+    let out: serde_json::Value = serde_json::from_str(out.get()).unwrap();
+    assert!(!out["content"].as_str().unwrap().contains("script"), "{out}");
+    let err = policy.shape_backend_event("lobby", "chat.message", &raw(serde_json::json!({"content": 5}))).unwrap_err();
+    assert_eq!((err.code(), err.path.as_deref()), (ErrorCode::InvalidPayload, Some("/content")), "{err:?}");
+    let err = policy.shape_backend_event("lobby", "no.such.event", &raw(serde_json::json!({}))).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::UnknownEvent);
+    let err = policy.shape_backend_event("bad room!", "chat.message", &raw(serde_json::json!({"content": "x"})));
+    assert_eq!(err.unwrap_err().code(), ErrorCode::BadRequest);
+    // No permission is consulted: the backend is not a user.
+    assert!(policy.shape_backend_event("lobby", "chat.message", &raw(serde_json::json!({"content": "x"}))).is_ok());
+}

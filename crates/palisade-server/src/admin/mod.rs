@@ -5,6 +5,8 @@
 //! token, and a failed attempt is counted, scored, audited and logged like
 //! any other authentication failure, so guessing ends in a ban.
 
+pub(crate) mod api;
+mod api_bans;
 pub(crate) mod metrics;
 
 use std::net::SocketAddr;
@@ -65,6 +67,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     if credentialed(&state) {
         let protected = Router::new()
             .route("/metrics", get(scrape))
+            .merge(api::routes())
             .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin));
         router = router.merge(protected);
     }
@@ -78,12 +81,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 pub(crate) fn announce(state: &AppState, addr: SocketAddr) {
     let keys = state.settings.admin_keys.len();
     if credentialed(state) {
-        info!(%addr, api_keys = keys, admin_role = %state.settings.config.admin.admin_role, "admin listener: /healthz, /readyz, /metrics");
+        info!(%addr, api_keys = keys, admin_role = %state.settings.config.admin.admin_role, "admin listener: /healthz, /readyz, /metrics, /api/");
     } else {
         warn!(
             %addr,
             "admin listener: no admin.api_keys or admin.api_keys_file configured, so it serves /healthz and /readyz \
-             only; set a key to reach /metrics"
+             only; set a key to reach /metrics and /api/"
         );
     }
 }
@@ -142,7 +145,11 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
     let (knock, _) = state.knock_of(&req);
     let presented = bearer(&all_str(req.headers(), header::AUTHORIZATION)).map(str::to_owned);
     match authorize(&state, knock, presented.as_deref()).await {
-        Ok(()) => next.run(req).await,
+        Ok(who) => {
+            let mut req = req;
+            req.extensions_mut().insert(api::Actor { who, ip: knock.ip });
+            next.run(req).await
+        }
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -150,8 +157,9 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
 /// The admin credential check: the address's ban, then an API key
 /// (compared in constant time) or a token the server accepts whose roles
 /// include `admin.admin_role`. Refusals go through the guard like a
-/// handshake's; the presented value is never logged or audited.
-async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>) -> Result<(), HttpRejection> {
+/// handshake's; the presented value is never logged or audited. Returns
+/// who is acting: `api_key`, or `user:<id>` of the admin-role token.
+async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>) -> Result<String, HttpRejection> {
     let now = state.clock.now();
     let refuse = |kind: Kind, reason: &'static str, user: Option<&str>| {
         let refusal = Refusal::new(kind, reason);
@@ -165,7 +173,7 @@ async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>)
         return Err(refuse(Kind::AuthFailure, "admin: no bearer credential", None));
     };
     if state.settings.admin_keys.check(presented) {
-        return Ok(());
+        return Ok("api_key".to_owned());
     }
     // Not a key: perhaps a token. An external issuer's key set is fetched,
     // if due, first, as at the handshake.
@@ -182,7 +190,7 @@ async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>)
     if !is_admin(&identity, &state.settings.config.admin.admin_role) {
         return Err(refuse(Kind::Forbidden, "admin: token lacks admin.admin_role", Some(&identity.user_id)));
     }
-    Ok(())
+    Ok(format!("user:{}", identity.user_id))
 }
 
 async fn scrape(State(state): State<Arc<AppState>>) -> Response {

@@ -195,7 +195,7 @@ fn history(store: &Sqlite, limit: usize) -> Result<String, CliError> {
 }
 
 /// `--reason`: operator text, one line, at most [`MAX_REASON_CHARS`].
-pub(super) fn parse_reason(text: &str) -> Result<String, String> {
+pub(crate) fn parse_reason(text: &str) -> Result<String, String> {
     let chars = text.chars().count();
     if chars > MAX_REASON_CHARS {
         return Err(format!("at most {MAX_REASON_CHARS} characters (this one has {chars})"));

@@ -27,6 +27,11 @@ pub struct AdminConfig {
     pub api_keys_file: String,
     /// The token role that makes its holder an administrator.
     pub admin_role: String,
+    /// Most items one page of an admin API list holds (`limit` is capped
+    /// here; the default page is this size or 100, whichever is smaller).
+    pub max_page_size: usize,
+    /// Largest admin API request body, in bytes.
+    pub max_body_bytes: usize,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -38,6 +43,8 @@ impl std::fmt::Debug for AdminConfig {
             .field("api_keys", &format_args!("{} inline", self.api_keys.len()))
             .field("api_keys_file", &self.api_keys_file)
             .field("admin_role", &self.admin_role)
+            .field("max_page_size", &self.max_page_size)
+            .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
 }
@@ -58,6 +65,12 @@ impl AdminConfig {
         }
         if self.admin_role.trim().is_empty() {
             return Err(ConfigError::invalid("admin.admin_role", "must not be empty"));
+        }
+        for (key, value) in [("admin.max_page_size", self.max_page_size), ("admin.max_body_bytes", self.max_body_bytes)]
+        {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
         }
         for (i, key) in self.api_keys.iter().enumerate() {
             check_key(key, &format!("admin.api_keys[{i}]"))?;
@@ -111,6 +124,8 @@ mod tests {
             api_keys: Vec::new(),
             api_keys_file: String::new(),
             admin_role: "admin".into(),
+            max_page_size: 500,
+            max_body_bytes: 262_144,
         }
     }
 

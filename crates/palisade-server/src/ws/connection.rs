@@ -96,7 +96,8 @@ pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Box<Session
     let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
     let control = Arc::new(Control::default());
     let member = Member { tx, control: Arc::clone(&control) };
-    let rooms = Membership::new(&state.hub, member, session.standing().ip(), &session.identity().user_id);
+    let rooms =
+        Membership::new(&state.hub, member, session.standing().ip(), &session.identity().user_id, state.clock.now());
     let mut conn = Conn { state: &state, limits, rooms, control, session, peer };
     info!(
         conn = conn.rooms.id(),

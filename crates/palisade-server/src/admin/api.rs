@@ -1,0 +1,453 @@
+//! The admin API (docs/PROTOCOL.md §1.7): JSON under `/api/` on the admin
+//! listener, behind `require_admin`. Reads list what the server holds
+//! (connections, bans, the audit log, counters) a page at a time, filtered
+//! here; actions do what the CLI does, through the same store traits and
+//! audit helpers, and take effect in this process at once. Every action
+//! writes an `admin_action` audit record and an info line naming it;
+//! neither ever holds a credential or a message body.
+//!
+//! Bans and revocations are in `admin::api_bans`; the OpenAPI document
+//! describing all of it is `openapi.json` beside this file.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
+use http::{StatusCode, header};
+use palisade_core::addr::IpKey;
+use palisade_core::audit::{self, Entry};
+use palisade_core::guard::Subject;
+use palisade_core::refusal::{Kind, Refusal};
+use palisade_core::store::StoreError;
+use palisade_protocol::{CloseCode, EventFrame, Identity, ServerFrame};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::{info, warn};
+
+use super::api_bans;
+use crate::http::header_str;
+use crate::state::AppState;
+use crate::ws::hub::{ConnFilter, ConnId};
+
+/// The identity events published through the API carry as `from`.
+pub(crate) const BACKEND: &str = "backend";
+/// The default page size, when `admin.max_page_size` is larger.
+const DEFAULT_PAGE: usize = 100;
+/// The OpenAPI document of these routes.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+/// Who is acting: what `require_admin` accepted. Never the credential.
+#[derive(Debug, Clone)]
+pub(crate) struct Actor {
+    /// `api_key`, or `user:<id>` for an admin-role token.
+    pub(crate) who: String,
+    /// The client address, as the guard counts it.
+    pub(crate) ip: IpKey,
+}
+
+/// The `/api/` routes; `super::router` puts them behind `require_admin`.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/connections", get(connections))
+        .route("/api/connections/{id}", delete(close_connection))
+        .route("/api/disconnect", post(disconnect))
+        .route("/api/revoke", post(api_bans::revoke))
+        .route("/api/bans", get(api_bans::list).post(api_bans::add).delete(api_bans::lift))
+        .route("/api/audit", get(audit_log))
+        .route("/api/stats", get(stats))
+        .route("/api/reload", post(reload))
+        .route("/api/publish", post(publish))
+}
+
+/// Why an API call failed. Bodies are generic; the detail goes to the log.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// Malformed input; the reason is logged, never answered.
+    BadRequest(String),
+    /// Nothing of the kind exists: the error code and message.
+    NotFound(&'static str, &'static str),
+    /// The policy refused a published event: its code and field.
+    Refused(Box<Refusal>),
+    /// A valid request the server could not perform now (`error`,
+    /// `message`).
+    Unprocessable(&'static str, &'static str),
+    /// The store or a task failed; logged.
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest(why) => {
+                info!(why = %why, "admin API request refused: bad input");
+                reply(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": "invalid request"}))
+            }
+            Self::NotFound(error, message) => {
+                reply(StatusCode::NOT_FOUND, &json!({"error": error, "message": message}))
+            }
+            Self::Refused(refusal) => {
+                let code = refusal.code();
+                info!(code = code.as_str(), reason = %refusal.reason, path = refusal.path.as_deref(), "admin API publish refused");
+                let mut body = json!({"error": code.as_str(), "message": code.message()});
+                if let Some(path) = &refusal.path {
+                    body["path"] = Value::String(path.clone());
+                }
+                reply(StatusCode::BAD_REQUEST, &body)
+            }
+            Self::Unprocessable(error, message) => {
+                reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": error, "message": message}))
+            }
+            Self::Internal(why) => {
+                warn!(error = %why, "admin API request failed");
+                reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "internal", "message": "internal error"}))
+            }
+        }
+    }
+}
+
+/// A JSON response.
+pub(crate) fn reply(status: StatusCode, body: &Value) -> Response {
+    let mut response = Response::new(axum::body::Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A request's query, or a generic 400.
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t).map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))
+}
+
+/// A request's JSON body (`application/json`, at most
+/// `admin.max_body_bytes`), or a generic 400. Serde's message names only
+/// the class and position: it can quote a value.
+pub(crate) async fn body<T: DeserializeOwned>(state: &AppState, req: Request) -> Result<T, ApiError> {
+    let is_json = header_str(req.headers(), header::CONTENT_TYPE)
+        .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if !is_json {
+        return Err(ApiError::BadRequest("content type is not application/json".into()));
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), state.settings.config.admin.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::BadRequest("body larger than admin.max_body_bytes, or unreadable".into()))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::BadRequest(format!("body: {:?} error at line {} column {}", e.classify(), e.line(), e.column()))
+    })
+}
+
+/// A page's size: `limit` within 1..=`admin.max_page_size`.
+pub(crate) fn page_size(state: &AppState, limit: Option<usize>) -> Result<usize, ApiError> {
+    let max = state.settings.config.admin.max_page_size;
+    match limit {
+        None => Ok(DEFAULT_PAGE.min(max)),
+        Some(0) => Err(ApiError::BadRequest("limit 0".into())),
+        Some(n) => Ok(n.min(max)),
+    }
+}
+
+/// Runs a store call on a blocking thread.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let started = std::time::Instant::now();
+    let result =
+        tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?;
+    super::metrics::store_call(started, &result);
+    result.map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+impl AppState {
+    /// Records an admin action in the audit log, and logs it.
+    pub(crate) fn admin_action(&self, actor: &Actor, action: &str, user: Option<&str>) {
+        info!(actor = %actor.who, ip = %actor.ip, action, "admin action");
+        let detail = format!("api: {action} (by {})", actor.who);
+        self.audit.record(Entry::new(self.clock.now(), audit::Kind::AdminAction, &detail).ip(actor.ip).user(user));
+    }
+}
+
+async fn openapi() -> Response {
+    let mut response = Response::new(axum::body::Body::from(OPENAPI));
+    response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnQuery {
+    user: Option<String>,
+    ip: Option<String>,
+    room: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<ConnId>,
+}
+
+/// `GET /api/connections`
+async fn connections(State(state): State<Arc<AppState>>, q: Result<Query<ConnQuery>, QueryRejection>) -> Response {
+    let run = || -> Result<Response, ApiError> {
+        let q = query(q)?;
+        let ip = match q.ip.as_deref() {
+            Some(ip) => Some(ip.parse::<IpKey>().map_err(|_| ApiError::BadRequest("ip does not parse".into()))?),
+            None => None,
+        };
+        let limit = page_size(&state, q.limit)?;
+        let filter = ConnFilter { user: q.user, ip, room: q.room };
+        let (found, more) = state.hub.list(&filter, q.cursor, limit);
+        let next = more.then(|| found.last().map(|c| c.id.to_string())).flatten();
+        let items: Vec<Value> = found
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "user": &*c.user,
+                    "ip": c.ip.to_string(),
+                    "rooms": c.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
+                    "connected_at": c.connected_at.as_millis(),
+                })
+            })
+            .collect();
+        Ok(reply(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
+    };
+    run().unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /api/connections/{id}`: closes it with 4003.
+async fn close_connection(
+    State(state): State<Arc<AppState>>,
+    Extension(actor): Extension<Actor>,
+    id: Result<Path<ConnId>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("path: {}", e.body_text())))?;
+    if !state.hub.close(id, CloseCode::Revoked) {
+        return Err(ApiError::NotFound("not_found", "no such connection"));
+    }
+    state.admin_action(&actor, &format!("closed connection {id} with 4003"), None);
+    Ok(reply(StatusCode::OK, &json!({"closed": 1})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisconnectBody {
+    user: Option<String>,
+    ip: Option<String>,
+}
+
+/// `POST /api/disconnect {user} | {ip}`: closes every match with 4003.
+async fn disconnect(
+    State(state): State<Arc<AppState>>,
+    Extension(actor): Extension<Actor>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let subject = match body::<DisconnectBody>(&state, req).await? {
+        DisconnectBody { user: Some(user), ip: None } => {
+            palisade_core::auth::check_sub(&user).map_err(|_| ApiError::BadRequest("user is not a valid id".into()))?;
+            Subject::User(user.into())
+        }
+        DisconnectBody { user: None, ip: Some(ip) } => {
+            Subject::Ip(ip.parse().map_err(|_| ApiError::BadRequest("ip does not parse".into()))?)
+        }
+        _ => return Err(ApiError::BadRequest("disconnect needs exactly one of user and ip".into())),
+    };
+    let closed = state.hub.close_all(&subject, CloseCode::Revoked);
+    let user = match &subject {
+        Subject::User(user) => Some(&**user),
+        Subject::Ip(_) => None,
+    };
+    state.admin_action(&actor, &format!("disconnected {subject}: {closed} connection(s) closed with 4003"), user);
+    Ok(reply(StatusCode::OK, &json!({"closed": closed})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    since: Option<u64>,
+    kind: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<u64>,
+}
+
+/// `GET /api/audit`: records at or after `since` (ms), of `kind`, from
+/// `cursor` (a `seq`) on, oldest first.
+async fn audit_log(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let kind = match q.kind.as_deref() {
+        Some(name) => Some(audit::Kind::from_name(name).ok_or_else(|| ApiError::BadRequest("unknown kind".into()))?),
+        None => None,
+    };
+    let limit = page_size(&state, q.limit)?;
+    let since = palisade_core::Timestamp::from_millis(q.since.unwrap_or(0));
+    let from = q.cursor.unwrap_or(1);
+    let store = Arc::clone(&state.store);
+    let mut records = blocking(move || store.since(since, kind, from, limit.saturating_add(1))).await?;
+    let next = (records.len() > limit).then(|| records[limit].seq.to_string());
+    records.truncate(limit);
+    let items: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "ts": r.entry.ts.as_millis(),
+                "kind": r.entry.kind.name(),
+                "severity": r.entry.severity.name(),
+                "ip": r.entry.ip,
+                "user": r.entry.user,
+                "session": r.entry.session,
+                "detail": r.entry.detail,
+                "hash": hex(&r.hash),
+            })
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// `GET /api/stats`: the counters `abuse::Stats` exposes, and the open
+/// connections.
+async fn stats(State(state): State<Arc<AppState>>) -> Response {
+    let stats = crate::abuse::Stats(Arc::clone(&state));
+    let by_kind = |count: &dyn Fn(Kind) -> u64| -> serde_json::Map<String, Value> {
+        Kind::ALL.iter().map(|k| (k.name().to_owned(), Value::from(count(*k)))).collect()
+    };
+    let (ips, users) = stats.tracked();
+    reply(
+        StatusCode::OK,
+        &json!({
+            "connections_open": state.open_connections(),
+            "refused": by_kind(&|k| stats.refused(k)),
+            "unenforced": by_kind(&|k| stats.unenforced(k)),
+            "bans_issued": stats.bans(),
+            "bans_active": state.guard.bans().list(state.clock.now()).len(),
+            "disconnects": stats.disconnects(),
+            "audit_written": stats.audit_written(),
+            "audit_dropped": stats.audit_dropped(),
+            "audit_failed": stats.audit_failed(),
+            "tracked_ips": ips,
+            "tracked_users": users,
+        }),
+    )
+}
+
+/// `POST /api/reload`: re-reads the policy, as SIGHUP does.
+async fn reload(State(state): State<Arc<AppState>>, Extension(actor): Extension<Actor>) -> Result<Response, ApiError> {
+    state.admin_action(&actor, "policy reload requested", None);
+    let reloader = crate::server::Reloader::new(Arc::clone(&state));
+    let reloaded = tokio::task::spawn_blocking(move || reloader.reload(&crate::config::ProcessEnv))
+        .await
+        .map_err(|e| ApiError::Internal(format!("reload task failed: {e}")))?;
+    match reloaded {
+        Ok(()) => Ok(reply(StatusCode::OK, &json!({"status": "reloaded"}))),
+        // `reload` logged and audited the key at fault.
+        Err(_) => Err(ApiError::Unprocessable("reload_refused", "the policy in force stays; see the server log")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    room: String,
+    event: String,
+    data: Box<serde_json::value::RawValue>,
+}
+
+/// `POST /api/publish {room, event, data}`: the event's declaration, schema
+/// and sanitizers as for a client `send` (decided in core), then a
+/// broadcast from [`BACKEND`].
+async fn publish(
+    State(state): State<Arc<AppState>>,
+    Extension(actor): Extension<Actor>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let PublishBody { room, event, data } = body(&state, req).await?;
+    let data = state.settings.policy.load().shape_backend_event(&room, &event, &data).map_err(Box::new)?;
+    let now = state.clock.now();
+    let seq = state.hub.publish(&room, |seq| {
+        let frame = EventFrame {
+            room: &room,
+            seq,
+            event: &event,
+            from: Identity { id: BACKEND, name: BACKEND },
+            data: &data,
+            ts: now.as_millis(),
+        };
+        Utf8Bytes::from(ServerFrame::Event(frame).to_json())
+    });
+    let Some(seq) = seq else {
+        return Err(ApiError::NotFound("room_empty", "the room has no members"));
+    };
+    state.admin_action(&actor, &format!("published {event} in {room} (seq {seq})"), None);
+    Ok(reply(StatusCode::OK, &json!({"seq": seq})))
+}
+
+impl From<Box<Refusal>> for ApiError {
+    fn from(refusal: Box<Refusal>) -> Self {
+        Self::Refused(refusal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// `(method, path)` of every `.route(…)` in [`routes`], read from this
+    /// file's source: the router cannot list its routes.
+    fn routed() -> BTreeSet<(String, String)> {
+        let source = include_str!("api.rs");
+        let start = source.find("pub(crate) fn routes()").unwrap();
+        let end = start + source[start..].find("\n}\n").unwrap();
+        let mut found = BTreeSet::new();
+        for line in source[start..end].lines().filter(|l| l.contains(".route(\"")) {
+            let path = line.split('"').nth(1).unwrap();
+            let handlers = line.split_once("\",").unwrap().1;
+            for method in ["get", "post", "put", "patch", "delete"] {
+                if handlers.contains(&format!(" {method}(")) || handlers.contains(&format!(".{method}(")) {
+                    found.insert((method.to_owned(), path.to_owned()));
+                }
+            }
+        }
+        found
+    }
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut found = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for status in ["401", "403"] {
+                    assert!(op["responses"].get(status).is_some(), "{method} {path} documents {status}");
+                }
+                found.insert((method.clone(), path.clone()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_every_documented_operation_is_routed() {
+        let routed = routed();
+        assert!(routed.len() >= 12, "the source scan found the routes: {routed:?}");
+        assert_eq!(routed, documented());
+    }
+
+    #[test]
+    fn hashes_print_as_lowercase_hex() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+    }
+}

@@ -1,0 +1,211 @@
+//! The admin API's bans and revocations (docs/PROTOCOL.md §1.7): what
+//! `palisade ban` and `palisade revoke` do, through the same store traits
+//! and audit records, and then in this process at once: a ban goes into
+//! the guard's list and closes the subject's live sockets with 4003, a
+//! revocation is read back so live connections check their tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::response::Response;
+use http::StatusCode;
+use palisade_core::audit::{self, Entry};
+use palisade_core::auth::{Revocation, check_jti, user_revocation};
+use palisade_core::guard::{Ban, BanSource, Subject};
+use palisade_core::store::EndReason;
+use palisade_protocol::CloseCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::api::{Actor, ApiError, blocking, body, page_size, query, reply};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/bans`: the bans in force, by subject (`ip:…`, `user:…`, in
+/// text order); `cursor` is the last subject of the previous page.
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let limit = page_size(&state, q.limit)?;
+    let mut bans: Vec<(String, Ban)> =
+        state.guard.bans().list(state.clock.now()).into_iter().map(|b| (b.subject.to_string(), b)).collect();
+    bans.sort_by(|a, b| a.0.cmp(&b.0));
+    let after = q.cursor.unwrap_or_default();
+    let mut page: Vec<&(String, Ban)> = bans.iter().filter(|(s, _)| after.is_empty() || *s > after).collect();
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let next = more.then(|| page.last().map(|(s, _)| s.clone())).flatten();
+    let items: Vec<Value> = page.iter().map(|(subject, ban)| ban_json(subject, ban)).collect();
+    Ok(reply(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
+}
+
+fn ban_json(subject: &str, ban: &Ban) -> Value {
+    json!({
+        "subject": subject,
+        "since": ban.since.as_millis(),
+        "until": ban.until.map(|t| t.as_millis()),
+        "strikes": ban.strikes,
+        "source": ban.source.as_str(),
+        "reason": ban.reason,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    subject: String,
+    duration_secs: Option<u64>,
+    #[serde(default)]
+    permanent: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/bans {subject, duration_secs | permanent, reason}`: as
+/// `palisade ban add`, then in force here and the subject's sockets closed.
+pub(crate) async fn add(
+    State(state): State<Arc<AppState>>,
+    Extension(actor): Extension<Actor>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let AddBody { subject, duration_secs, permanent, reason } = body(&state, req).await?;
+    let subject: Subject = subject.parse().map_err(|_| ApiError::BadRequest("subject does not parse".into()))?;
+    let reason =
+        crate::cli::ban::parse_reason(&reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
+    let now = state.clock.now();
+    let until = match (duration_secs, permanent) {
+        (None, true) => None,
+        (Some(secs), false) if secs > 0 => Some(now.saturating_add(Duration::from_secs(secs))),
+        _ => return Err(ApiError::BadRequest("a ban needs duration_secs above 0 or permanent, not both".into())),
+    };
+    let store = Arc::clone(&state.store);
+    let memory = state.guard.settings().ban_terms.memory;
+    let wanted = subject.clone();
+    // Remembered bans too: an operator's ban keeps the subject's strikes.
+    let previous = blocking(move || Ok(store.bans(now, memory)?.into_iter().find(|b| b.subject == wanted))).await?;
+    let ban = Ban {
+        subject,
+        since: now,
+        until,
+        strikes: previous.as_ref().map_or(1, |p| p.strikes.max(1)),
+        reason,
+        source: BanSource::Operator,
+    };
+    state.guard.bans().insert(ban.clone());
+    let store = Arc::clone(&state.store);
+    let saved = ban.clone();
+    blocking(move || store.put(&saved)).await?;
+    state.guard.bans().saved(&ban);
+    let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
+    state.audit.record(crate::audit::ban_entry(&ban, now));
+    state.admin_action(&actor, &format!("banned {}: {closed} connection(s) closed with 4003", ban.subject), None);
+    let mut out = ban_json(&ban.subject.to_string(), &ban);
+    out["closed"] = Value::from(closed);
+    Ok(reply(StatusCode::CREATED, &out))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LiftQuery {
+    subject: String,
+}
+
+/// `DELETE /api/bans?subject=…`: as `palisade ban remove`.
+pub(crate) async fn lift(
+    State(state): State<Arc<AppState>>,
+    Extension(actor): Extension<Actor>,
+    q: Result<Query<LiftQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let subject: Subject =
+        query(q)?.subject.parse().map_err(|_| ApiError::BadRequest("subject does not parse".into()))?;
+    let now = state.clock.now();
+    let store = Arc::clone(&state.store);
+    let wanted = subject.clone();
+    let stored = blocking(move || store.lift(&wanted, now)).await?;
+    let in_memory = state.guard.bans().lift(&subject).is_some();
+    if !stored && !in_memory {
+        return Err(ApiError::NotFound("not_found", "no ban on that subject"));
+    }
+    let entry = Entry::new(now, audit::Kind::Unban, "api: ban lifted by an operator");
+    state.audit.record(match &subject {
+        Subject::Ip(ip) => entry.ip(ip),
+        Subject::User(user) => entry.user(Some(user)),
+    });
+    state.admin_action(&actor, &format!("lifted the ban on {subject}"), None);
+    Ok(reply(StatusCode::OK, &json!({"lifted": subject.to_string()})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    token: Option<String>,
+    session: Option<String>,
+    user: Option<String>,
+    /// For `user`: tokens issued before this instant (ms); default now.
+    before: Option<u64>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /api/revoke {token | session | user}`: as `palisade revoke`, then
+/// the revocations are read back, so matching live connections close.
+pub(crate) async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Extension(actor): Extension<Actor>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let request: RevokeBody = body(&state, req).await?;
+    let reason =
+        crate::cli::ban::parse_reason(&request.reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
+    let now = state.clock.now();
+    let store = Arc::clone(&state.store);
+    let (done, entry) = match (request.token, request.session, request.user) {
+        (Some(jti), None, None) => {
+            check_jti(&jti).map_err(|_| ApiError::BadRequest("token is not a valid jti".into()))?;
+            let revocation = Revocation::Token(jti);
+            let what = revocation.to_string();
+            blocking(move || store.revoke(&revocation, now, &reason)).await?;
+            (format!("revoked {what}"), Entry::new(now, audit::Kind::Revocation, &format!("api: revoked {what}")))
+        }
+        (None, Some(sid), None) => {
+            check_jti(&sid).map_err(|_| ApiError::BadRequest("session is not a valid id".into()))?;
+            let id = sid.clone();
+            if !blocking(move || store.end_session(&id, EndReason::Revoked, now)).await? {
+                return Err(ApiError::NotFound("not_found", "no live session with that id"));
+            }
+            (
+                format!("revoked session:{sid}"),
+                Entry::new(now, audit::Kind::Revocation, "api: session revoked").session(&sid),
+            )
+        }
+        (None, None, Some(user)) => {
+            let before = request.before.map_or(now, palisade_core::Timestamp::from_millis);
+            let revocation =
+                user_revocation(&user, before).map_err(|_| ApiError::BadRequest("user is not a valid id".into()))?;
+            let id = user.clone();
+            let ended = blocking(move || {
+                store.revoke(&revocation, now, &reason)?;
+                store.end_user_sessions(&id, EndReason::Revoked, now)
+            })
+            .await?;
+            let detail = format!("api: revoked user:{user}; {} login session(s) ended", ended.len());
+            (format!("revoked user:{user}"), Entry::new(now, audit::Kind::Revocation, &detail).user(Some(&user)))
+        }
+        _ => return Err(ApiError::BadRequest("revoke needs exactly one of token, session and user".into())),
+    };
+    state.audit.record(entry);
+    state.admin_action(&actor, &done, None);
+    state.reload_revocations().await;
+    Ok(reply(StatusCode::OK, &json!({"status": "revoked"})))
+}
