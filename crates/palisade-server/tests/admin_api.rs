@@ -16,7 +16,7 @@ use common::auth::{Call, Reply, call_at};
 use common::*;
 use serde_json::{Value, json};
 
-const KEY: &str = "admin-key-for-tests-0123456789abcdef";
+const KEY: &str = common::auth::ADMIN_KEY;
 
 async fn start() -> TestServer {
     // Lenient: the 403s below would otherwise score the address to a ban.

@@ -16,7 +16,7 @@ use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const KEY: &str = "admin-key-for-tests-0123456789abcdef";
+const KEY: &str = common::auth::ADMIN_KEY;
 const BODY_MARKER: &str = "published-text-that-must-never-be-logged";
 
 #[tokio::test]

@@ -12,30 +12,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
+use common::auth::{ADMIN_KEY, get, with_admin_key};
 use common::log::Captured;
 use common::*;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const KEY: &str = "admin-key-for-tests-0123456789abcdef";
-
-fn with_key() -> String {
-    format!("[admin]\napi_keys = [\"{KEY}\"]\n")
-}
-
-/// A GET with an optional `Authorization` header: the status and the body.
-async fn get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = authorization.map(|a| format!("authorization: {a}\r\n")).unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status: {out:?}"));
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
+const KEY: &str = ADMIN_KEY;
 
 #[tokio::test]
 async fn metrics_needs_an_admin_credential_and_guessing_ends_in_a_ban() {
@@ -43,14 +24,15 @@ async fn metrics_needs_an_admin_credential_and_guessing_ends_in_a_ban() {
     let _guard = log.install();
     // Low thresholds, so a few failures ban the address.
     let server =
-        TestServer::start_layers(&[&with_key(), "[abuse]\nrestrict_at = 5\ndisconnect_at = 5\nban_at = 5\n"]).await;
+        TestServer::start_layers(&[&with_admin_key(), "[abuse]\nrestrict_at = 5\ndisconnect_at = 5\nban_at = 5\n"])
+            .await;
     let admin = server.admin.expect("the admin listener is on by default");
     let unauthorized = r#"{"error":"unauthorized","message":"authentication required"}"#;
 
     let (status, body) = get(admin, "/metrics", None).await;
     assert_eq!((status, body.as_str()), (401, unauthorized));
     let wrong = "wrong-key-that-must-never-be-logged-0123";
-    let (status, body) = get(admin, "/metrics", Some(&format!("Bearer {wrong}"))).await;
+    let (status, body) = get(admin, "/metrics", Some(wrong)).await;
     assert_eq!((status, body.as_str()), (401, unauthorized), "a wrong key gets the same answer as none");
     let text = log.text();
     assert!(text.contains("admin request refused"), "the failures are logged: {text}");
@@ -58,18 +40,18 @@ async fn metrics_needs_an_admin_credential_and_guessing_ends_in_a_ban() {
     assert_eq!(server.stats.refused(palisade_core::refusal::Kind::AuthFailure), 2);
 
     // With the key, or a token whose roles include admin.admin_role.
-    let (status, body) = get(admin, "/metrics", Some(&format!("Bearer {KEY}"))).await;
+    let (status, body) = get(admin, "/metrics", Some(KEY)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("palisade_messages_in_total"), "{body}");
-    let (status, _) = get(admin, "/metrics", Some(&format!("Bearer {}", token("root", &["admin"])))).await;
+    let (status, _) = get(admin, "/metrics", Some(&token("root", &["admin"]))).await;
     assert_eq!(status, 200);
     // A token the server accepts, without the admin role: forbidden.
-    let (status, _) = get(admin, "/metrics", Some(&format!("Bearer {}", token("bob", &["user"])))).await;
+    let (status, _) = get(admin, "/metrics", Some(&token("bob", &["user"]))).await;
     assert_eq!(status, 403);
 
     // Scores so far: 2 + 2 (auth failures) + 2 (forbidden), a little decayed, past ban_at = 5.
     // The address is banned now: even the right key is refused.
-    let (status, _) = get(admin, "/metrics", Some(&format!("Bearer {KEY}"))).await;
+    let (status, _) = get(admin, "/metrics", Some(KEY)).await;
     assert_eq!(status, 403, "a banned address gets nothing, however good its credential");
     assert_eq!(server.stats.bans(), 1);
     // Health stays open to it: a load balancer behind a ban still probes.
@@ -85,7 +67,7 @@ async fn without_an_api_key_production_serves_health_only_and_says_why() {
     assert_eq!(get(admin, "/healthz", None).await.0, 200);
     assert_eq!(get(admin, "/readyz", None).await.0, 200);
     // Not even an admin token opens it: there is no such route.
-    assert_eq!(get(admin, "/metrics", Some(&format!("Bearer {}", token("root", &["admin"])))).await.0, 404);
+    assert_eq!(get(admin, "/metrics", Some(&token("root", &["admin"]))).await.0, 404);
     let text = log.text();
     assert!(text.contains("serves /healthz and /readyz only"), "{text}");
 }

@@ -13,37 +13,19 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
+use common::auth::{ADMIN_KEY, get, with_admin_key};
 use common::*;
 use futures_util::SinkExt as _;
 use palisade_server::config::{Config, Source};
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
-const KEY: &str = "admin-key-for-tests-0123456789abcdef";
-
-fn with_key() -> String {
-    format!("[admin]\napi_keys = [\"{KEY}\"]\n")
-}
-
-/// A GET with an optional `Authorization` header: the status and the body.
-async fn get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = authorization.map(|a| format!("authorization: {a}\r\n")).unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\n{auth}connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status: {out:?}"));
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
+const KEY: &str = ADMIN_KEY;
 
 /// One scrape, parsed by a Prometheus text parser.
 async fn scrape(server: &TestServer) -> prometheus_parse::Scrape {
-    let (status, body) = get(server.admin.unwrap(), "/metrics", Some(&format!("Bearer {KEY}"))).await;
+    let (status, body) = get(server.admin.unwrap(), "/metrics", Some(KEY)).await;
     assert_eq!(status, 200, "{body}");
     prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).expect("valid Prometheus text")
 }
@@ -79,7 +61,7 @@ fn total(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
 
 #[tokio::test]
 async fn counters_move_after_matching_events() {
-    let server = TestServer::start_lenient(&with_key()).await;
+    let server = TestServer::start_lenient(&with_admin_key()).await;
     let before = scrape(&server).await;
     assert_eq!(value(&before, "palisade_connections_current", &[]), 0.0);
 
@@ -141,13 +123,13 @@ async fn counters_move_after_matching_events() {
 
 #[tokio::test]
 async fn readyz_and_healthz_answer_on_both_listeners_metrics_only_on_the_admin_one() {
-    let server = TestServer::start(&with_key()).await;
+    let server = TestServer::start(&with_admin_key()).await;
     let admin = server.admin.unwrap();
     for addr in [admin, server.addr] {
         assert_eq!(get(addr, "/readyz", None).await, (200, r#"{"status":"ready"}"#.to_owned()));
         assert_eq!(get(addr, "/healthz", None).await.0, 200);
     }
-    assert_eq!(get(server.addr, "/metrics", Some(&format!("Bearer {KEY}"))).await.0, 404);
+    assert_eq!(get(server.addr, "/metrics", Some(KEY)).await.0, 404);
     assert_eq!(get(admin, "/ws", None).await.0, 404, "the admin listener serves no WebSocket");
 }
 

@@ -137,3 +137,17 @@ pub async fn login(server: &TestServer, user: &str) -> Value {
 pub async fn refresh(server: &TestServer, token: &str) -> Reply {
     call(server, Call::post("/auth/refresh", serde_json::json!({"refresh_token": token}))).await
 }
+
+/// The admin API key the admin tests configure.
+pub const ADMIN_KEY: &str = "admin-key-for-tests-0123456789abcdef";
+
+/// `[admin]` with [`ADMIN_KEY`].
+pub fn with_admin_key() -> String {
+    format!("[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n")
+}
+
+/// A GET with an optional bearer credential: the status and the body.
+pub async fn get(addr: SocketAddr, path: &str, bearer: Option<&str>) -> (u16, String) {
+    let reply = call_at(addr, Call { bearer, ..Call::get(path) }).await;
+    (reply.status, reply.body)
+}
