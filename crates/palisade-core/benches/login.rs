@@ -6,6 +6,8 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod shipped;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -13,8 +15,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_core::Timestamp;
 use palisade_core::auth::{
-    Algorithm, KeyMaterial, Revocation, Revocations, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions,
-    hash_password, verify_password,
+    Revocation, Revocations, TokenRequest, TokenSigner, TokenVerifier, hash_password, verify_password,
 };
 use palisade_core::login::device::fingerprint;
 use palisade_core::login::refresh::{NewRefreshToken, refresh_token_hash};
@@ -45,15 +46,7 @@ fn argon2(c: &mut Criterion) {
 
 fn session_parts(c: &mut Criterion) {
     let now = Timestamp::from_secs(1_800_000_000);
-    let key = KeyMaterial {
-        id: "k".into(),
-        algorithm: Algorithm::HS256,
-        secret: Some(vec![7; 32]),
-        public_pem: None,
-        private_pem: None,
-    };
-    let options =
-        VerifyOptions { leeway: Duration::from_secs(30), issuer: None, audience: None, max_token_bytes: 8192 };
+    let (key, options) = shipped::hs256_key();
     let signer = TokenSigner::new(&key, &options).unwrap();
     let verifier = TokenVerifier::new(std::slice::from_ref(&key), options).unwrap();
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);

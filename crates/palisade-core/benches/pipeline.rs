@@ -10,9 +10,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
-use palisade_core::auth::{
-    Algorithm, KeyMaterial, Revocations, TokenRequest, TokenSigner, TokenVerifier, VerifyOptions,
-};
+use palisade_core::auth::{Revocations, TokenRequest, TokenSigner, TokenVerifier};
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::{Guard, GuardSettings, Standing};
 use palisade_core::policy::{Policy, PolicySpec};
@@ -45,15 +43,7 @@ fn default_policy() -> Policy {
 
 fn bench(c: &mut Criterion) {
     let now = Timestamp::from_secs(1_800_000_000);
-    let key = KeyMaterial {
-        id: "k".into(),
-        algorithm: Algorithm::HS256,
-        secret: Some(vec![7; 32]),
-        public_pem: None,
-        private_pem: None,
-    };
-    let options =
-        VerifyOptions { leeway: Duration::from_secs(30), issuer: None, audience: None, max_token_bytes: 8192 };
+    let (key, options) = shipped::hs256_key();
     let verifier = TokenVerifier::new(std::slice::from_ref(&key), options.clone()).unwrap();
     let token = TokenSigner::new(&key, &options)
         .unwrap()

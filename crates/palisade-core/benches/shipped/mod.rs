@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use palisade_core::auth::{Algorithm, KeyMaterial, VerifyOptions};
 use palisade_core::guard::{BanTerms, GuardSettings, Rate, SpamRules, Weights};
 
 pub(crate) const TEMPLATE: &str = include_str!("../../../palisade-server/src/config/palisade.toml");
@@ -42,4 +43,19 @@ pub(crate) fn guard_settings() -> GuardSettings {
         max_tracked_keys: size("max_tracked_keys"),
         spam: SpamRules { max_repeat: size("spam_max_repeat"), max_links: size("spam_max_links") },
     }
+}
+
+/// The HS256 key every bench signs and verifies with, and the shipped
+/// verification options (no issuer or audience: they cost a comparison).
+pub(crate) fn hs256_key() -> (KeyMaterial, VerifyOptions) {
+    let key = KeyMaterial {
+        id: "k".into(),
+        algorithm: Algorithm::HS256,
+        secret: Some(vec![7; 32]),
+        public_pem: None,
+        private_pem: None,
+    };
+    let options =
+        VerifyOptions { leeway: Duration::from_secs(30), issuer: None, audience: None, max_token_bytes: 8192 };
+    (key, options)
 }
