@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh clone (CI) has nothing to reuse: incremental caches would only
+# cost disk and time there.
+if [ "${CI:-}" = true ]; then
+  export CARGO_INCREMENTAL=0
+fi
+
 # kosoku drives the Autobahn|Testsuite cases (conformance step below).
 if ! command -v kosoku >/dev/null 2>&1; then
   echo "test.sh: installing kosoku (pip)"
