@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use palisade_core::addr::TrustedProxies;
-use palisade_core::admin::ApiKeys;
+use palisade_core::admin::{AdminRoles, ApiKeys};
 use palisade_core::auth::{Issuers, KeyMaterial, TokenSigner, TokenVerifier, VerifyOptions};
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::GuardSettings;
@@ -52,8 +52,13 @@ pub struct Settings {
     pub source: Option<PathBuf>,
     /// The audit log's checkpoint key, when the log is on.
     pub audit_key: Option<AuditKey>,
-    /// The admin listener's API keys (`admin.api_keys`, `admin.api_keys_file`).
+    /// The admin listener's operator API keys (`admin.api_keys`,
+    /// `admin.api_keys_file`).
     pub admin_keys: ApiKeys,
+    /// Its viewer API keys (`admin.viewer_api_keys`).
+    pub viewer_keys: ApiKeys,
+    /// The roles that make an admin (`admin.operator_role`, `viewer_role`).
+    pub admin_roles: AdminRoles,
 }
 
 impl Settings {
@@ -91,6 +96,8 @@ impl Settings {
         // the file was checked.
         config.admin.validate(config.server.listen)?;
         let admin_keys = config.admin.keys(&config.base_dir)?;
+        let viewer_keys = config.admin.viewer_keys();
+        let admin_roles = config.admin.roles();
         Ok(Self {
             config,
             profile,
@@ -103,6 +110,8 @@ impl Settings {
             source: None,
             audit_key,
             admin_keys,
+            viewer_keys,
+            admin_roles,
         })
     }
 

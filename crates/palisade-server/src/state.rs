@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade_core::Timestamp;
+use palisade_core::admin::session::AdminSessions;
 use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::log::{LogBudget, LogVerdict};
@@ -51,6 +52,8 @@ pub(crate) struct AppState {
     pub(crate) audit: crate::audit::Audit,
     /// Metric handles (`/metrics` on the admin listener).
     pub(crate) metrics: crate::admin::metrics::Metrics,
+    /// Browser sessions on the admin listener (`POST /api/login`).
+    pub(crate) admin_sessions: std::sync::Mutex<AdminSessions>,
     /// External issuers' key set fetches, one at a time per issuer.
     pub(crate) jwks: crate::jwks::JwksFetcher,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
@@ -81,6 +84,10 @@ impl AppState {
             counters: Counters::default(),
             audit: crate::audit::Audit::new(settings.config.audit.enabled, settings.config.audit.queue),
             metrics,
+            admin_sessions: std::sync::Mutex::new(AdminSessions::new(
+                settings.config.admin.max_sessions,
+                settings.config.admin.session_lifetime,
+            )),
             jwks: crate::jwks::JwksFetcher::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),

@@ -39,7 +39,7 @@ async fn metrics_needs_an_admin_credential_and_guessing_ends_in_a_ban() {
     assert!(!text.contains(wrong), "the presented key is never logged: {text}");
     assert_eq!(server.stats.refused(palisade_core::refusal::Kind::AuthFailure), 2);
 
-    // With the key, or a token whose roles include admin.admin_role.
+    // With the key, or a token whose roles include admin.operator_role.
     let (status, body) = get(admin, "/metrics", Some(KEY)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("palisade_messages_in_total"), "{body}");

@@ -15,9 +15,12 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Extension, Router};
+use axum::{Extension, Router, middleware};
 use http::{StatusCode, header};
+use std::net::SocketAddr;
+
 use palisade_core::addr::IpKey;
+use palisade_core::admin::{AdminRole, redact_ip};
 use palisade_core::audit::{self, Entry};
 use palisade_core::guard::Subject;
 use palisade_core::refusal::{Kind, Refusal};
@@ -29,7 +32,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{info, warn};
 
-use super::api_bans;
+use super::{api_bans, browser};
 use crate::http::header_str;
 use crate::state::AppState;
 use crate::ws::hub::{ConnFilter, ConnId};
@@ -44,25 +47,52 @@ pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 /// Who is acting: what `require_admin` accepted. Never the credential.
 #[derive(Debug, Clone)]
 pub(crate) struct Actor {
-    /// `api_key`, or `user:<id>` for an admin-role token.
+    /// `api_key`, `viewer_api_key`, or `user:<id>` for an admin-role token
+    /// or browser session.
     pub(crate) who: String,
     /// The client address, as the guard counts it.
     pub(crate) ip: IpKey,
+    /// The TCP peer.
+    pub(crate) peer: SocketAddr,
+    /// What the credential may do.
+    pub(crate) role: AdminRole,
 }
 
-/// The `/api/` routes; `super::router` puts them behind `require_admin`.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/openapi.json", get(openapi))
-        .route("/api/connections", get(connections))
+impl Actor {
+    /// The user acting, when a user is.
+    pub(crate) fn user(&self) -> Option<&str> {
+        self.who.strip_prefix("user:")
+    }
+
+    /// A client address as this actor may see it: whole for an operator,
+    /// its network for a viewer.
+    pub(crate) fn shows(&self, ip: &str) -> String {
+        if self.role.allows(AdminRole::Operator) { ip.to_owned() } else { redact_ip(ip) }
+    }
+}
+
+/// The `/api/` routes, each behind `require_admin` and, for actions,
+/// `require_operator`; `POST /api/login` is the one open to anyone.
+pub(crate) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    let acts = Router::new()
         .route("/api/connections/{id}", delete(close_connection))
         .route("/api/disconnect", post(disconnect))
         .route("/api/revoke", post(api_bans::revoke))
-        .route("/api/bans", get(api_bans::list).post(api_bans::add).delete(api_bans::lift))
-        .route("/api/audit", get(audit_log))
-        .route("/api/stats", get(stats))
+        .route("/api/bans", post(api_bans::add).delete(api_bans::lift))
         .route("/api/reload", post(reload))
         .route("/api/publish", post(publish))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(state), super::require_operator));
+    let admins = Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/session", get(browser::session))
+        .route("/api/logout", post(browser::logout))
+        .route("/api/connections", get(connections))
+        .route("/api/bans", get(api_bans::list))
+        .route("/api/audit", get(audit_log))
+        .route("/api/stats", get(stats))
+        .merge(acts)
+        .route_layer(middleware::from_fn_with_state(Arc::clone(state), super::require_admin));
+    Router::new().route("/api/login", post(browser::login)).merge(admins)
 }
 
 /// Why an API call failed. Bodies are generic; the detail goes to the log.
@@ -188,7 +218,11 @@ struct ConnQuery {
 }
 
 /// `GET /api/connections`
-async fn connections(State(state): State<Arc<AppState>>, q: Result<Query<ConnQuery>, QueryRejection>) -> Response {
+async fn connections(
+    State(state): State<Arc<AppState>>,
+    Extension(actor): Extension<Actor>,
+    q: Result<Query<ConnQuery>, QueryRejection>,
+) -> Response {
     let run = || -> Result<Response, ApiError> {
         let q = query(q)?;
         let ip = match q.ip.as_deref() {
@@ -205,7 +239,7 @@ async fn connections(State(state): State<Arc<AppState>>, q: Result<Query<ConnQue
                 json!({
                     "id": c.id,
                     "user": &*c.user,
-                    "ip": c.ip.to_string(),
+                    "ip": actor.shows(&c.ip.to_string()),
                     "rooms": c.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
                     "connected_at": c.connected_at.as_millis(),
                 })
@@ -275,6 +309,7 @@ struct AuditQuery {
 /// `cursor` (a `seq`) on, oldest first.
 async fn audit_log(
     State(state): State<Arc<AppState>>,
+    Extension(actor): Extension<Actor>,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
@@ -297,7 +332,7 @@ async fn audit_log(
                 "ts": r.entry.ts.as_millis(),
                 "kind": r.entry.kind.name(),
                 "severity": r.entry.severity.name(),
-                "ip": r.entry.ip,
+                "ip": r.entry.ip.as_deref().map(|ip| actor.shows(ip)),
                 "user": r.entry.user,
                 "session": r.entry.session,
                 "detail": r.entry.detail,
@@ -409,7 +444,7 @@ mod tests {
     /// file's source: the router cannot list its routes.
     fn routed() -> BTreeSet<(String, String)> {
         let source = include_str!("api.rs");
-        let start = source.find("pub(crate) fn routes()").unwrap();
+        let start = source.find("pub(crate) fn routes(").unwrap();
         let end = start + source[start..].find("\n}\n").unwrap();
         let mut found = BTreeSet::new();
         for line in source[start..end].lines().filter(|l| l.contains(".route(\"")) {

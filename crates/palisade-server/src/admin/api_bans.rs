@@ -181,7 +181,9 @@ pub(crate) async fn revoke(
         (None, Some(sid), None) => {
             check_jti(&sid).map_err(|_| ApiError::BadRequest("session is not a valid id".into()))?;
             let id = sid.clone();
-            if !blocking(move || store.end_session(&id, EndReason::Revoked, now)).await? {
+            // An admin browser session (`asid_…`) lives in this process only.
+            let admin = state.admin_sessions().close_where(|s| s.identity.session_id.as_deref() == Some(sid.as_str()));
+            if admin == 0 && !blocking(move || store.end_session(&id, EndReason::Revoked, now)).await? {
                 return Err(ApiError::NotFound("not_found", "no live session with that id"));
             }
             (

@@ -1,12 +1,15 @@
 //! The admin listener (docs/ARCHITECTURE.md, "Admin listener and
 //! metrics"): its own socket (`admin.listen`, never the public one) and a
 //! small router over the same [`AppState`]. `/healthz` and `/readyz` need
-//! no credential; everything else needs an admin API key or an admin-role
-//! token, and a failed attempt is counted, scored, audited and logged like
-//! any other authentication failure, so guessing ends in a ban.
+//! no credential; everything else needs an admin credential (an API key,
+//! an admin-role token, or a browser session from `POST /api/login`) whose
+//! role allows the route: viewers read, operators also act. A failed
+//! attempt is counted, scored, audited and logged like any other
+//! authentication failure, so guessing ends in a ban.
 
 pub(crate) mod api;
 mod api_bans;
+mod browser;
 pub(crate) mod metrics;
 
 use std::net::SocketAddr;
@@ -22,8 +25,10 @@ use http::{StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use palisade_core::admin::{bearer, is_admin};
+use palisade_core::admin::session::ADMIN_COOKIE;
+use palisade_core::admin::{AdminRole, bearer};
 use palisade_core::guard::Subject;
+use palisade_core::handshake::cookie;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::StoreError;
 use tokio::net::TcpListener;
@@ -51,12 +56,14 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// How long `/readyz` waits for the store's answer.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Whether the credentialed routes are served: with an API key, or in the
-/// dev profile (admin-role tokens only). A production server without a key
-/// serves `/healthz` and `/readyz` only, so an operator who never set one
-/// up exposes nothing but health.
+/// Whether the credentialed routes are served: with an API key (operator
+/// or viewer), or in the dev profile (admin-role tokens and logins only). A
+/// production server without a key serves `/healthz` and `/readyz` only,
+/// so an operator who never set one up exposes nothing but health.
 pub(crate) fn credentialed(state: &AppState) -> bool {
-    !state.settings.admin_keys.is_empty() || state.settings.profile == Profile::Dev
+    !state.settings.admin_keys.is_empty()
+        || !state.settings.viewer_keys.is_empty()
+        || state.settings.profile == Profile::Dev
 }
 
 /// The admin router.
@@ -65,11 +72,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#) }))
         .route("/readyz", get(ready));
     if credentialed(&state) {
-        let protected = Router::new()
+        let metrics = Router::new()
             .route("/metrics", get(scrape))
-            .merge(api::routes())
             .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin));
-        router = router.merge(protected);
+        router = router.merge(metrics).merge(api::routes(&state));
     }
     router
         .fallback(|| async { HttpRejection::NotFound })
@@ -80,13 +86,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 /// Says at start what the admin listener serves.
 pub(crate) fn announce(state: &AppState, addr: SocketAddr) {
     let keys = state.settings.admin_keys.len();
+    let viewer_keys = state.settings.viewer_keys.len();
     if credentialed(state) {
-        info!(%addr, api_keys = keys, admin_role = %state.settings.config.admin.admin_role, "admin listener: /healthz, /readyz, /metrics, /api/");
+        let roles = &state.settings.admin_roles;
+        info!(
+            %addr,
+            api_keys = keys,
+            viewer_api_keys = viewer_keys,
+            operator_role = %roles.operator,
+            viewer_role = %roles.viewer,
+            "admin listener: /healthz, /readyz, /metrics, /api/"
+        );
     } else {
         warn!(
             %addr,
-            "admin listener: no admin.api_keys or admin.api_keys_file configured, so it serves /healthz and /readyz \
-             only; set a key to reach /metrics and /api/"
+            "admin listener: no admin.api_keys, admin.api_keys_file or admin.viewer_api_keys configured, so it \
+             serves /healthz and /readyz only; set a key to reach /metrics and /api/"
         );
     }
 }
@@ -139,41 +154,75 @@ pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, stop: Can
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, conns.wait()).await;
 }
 
-/// Lets a request through only with an admin credential.
+/// Lets a request through only with an admin credential: the one bearer
+/// value of `Authorization`, or else the admin session cookie. What the
+/// credential may do is checked per route ([`require_operator`]).
 async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     // Read off the request before awaiting: a request is not `Sync`.
     let (knock, _) = state.knock_of(&req);
-    let presented = bearer(&all_str(req.headers(), header::AUTHORIZATION)).map(str::to_owned);
-    match authorize(&state, knock, presented.as_deref()).await {
-        Ok(who) => {
+    let headers = req.headers();
+    let authorization = all_str(headers, header::AUTHORIZATION);
+    let authorized = if authorization.is_empty() {
+        match cookie(&all_str(headers, header::COOKIE), ADMIN_COOKIE) {
+            Ok(Some(value)) => {
+                let presented = browser::Presented::of(&req, value);
+                browser::authorize(&state, knock, presented).await
+            }
+            Ok(None) => authorize(&state, knock, None).await,
+            Err(_) => Err(refuse(&state, knock, Kind::AuthFailure, "admin: two admin session cookies", None)),
+        }
+    } else {
+        let presented = bearer(&authorization).map(str::to_owned);
+        authorize(&state, knock, presented.as_deref()).await
+    };
+    match authorized {
+        Ok(actor) => {
             let mut req = req;
-            req.extensions_mut().insert(api::Actor { who, ip: knock.ip });
+            req.extensions_mut().insert(actor);
             next.run(req).await
         }
         Err(rejection) => rejection.into_response(),
     }
 }
 
-/// The admin credential check: the address's ban, then an API key
-/// (compared in constant time) or a token the server accepts whose roles
-/// include `admin.admin_role`. Refusals go through the guard like a
-/// handshake's; the presented value is never logged or audited. Returns
-/// who is acting: `api_key`, or `user:<id>` of the admin-role token.
-async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>) -> Result<String, HttpRejection> {
-    let now = state.clock.now();
-    let refuse = |kind: Kind, reason: &'static str, user: Option<&str>| {
-        let refusal = Refusal::new(kind, reason);
-        state.refuse_knock(&refusal, knock, user, ADMIN_REFUSED);
-        HttpRejection::Refused(Box::new(refusal))
+/// Lets an action through only for an operator; runs after
+/// [`require_admin`], which put the [`api::Actor`] there.
+async fn require_operator(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(actor) = req.extensions().get::<api::Actor>() else {
+        return HttpRejection::Refused(Box::new(Refusal::new(Kind::Internal, "admin: no actor"))).into_response();
     };
-    if state.guard.bans().active(&Subject::Ip(knock.ip), now).is_some() && !state.guard.settings().dry_run {
-        return Err(refuse(Kind::Banned, "admin: address banned", None));
+    if !actor.role.allows(AdminRole::Operator) {
+        let user = actor.user().map(str::to_owned);
+        let knock = Knock { peer: actor.peer, ip: actor.ip };
+        return refuse(&state, knock, Kind::Forbidden, "admin: a viewer may not act", user.as_deref()).into_response();
     }
+    next.run(req).await
+}
+
+/// An admin refusal: counted, scored, audited and logged like a
+/// handshake's, never with the presented value.
+fn refuse(state: &AppState, knock: Knock, kind: Kind, reason: &'static str, user: Option<&str>) -> HttpRejection {
+    let refusal = Refusal::new(kind, reason);
+    state.refuse_knock(&refusal, knock, user, ADMIN_REFUSED);
+    HttpRejection::Refused(Box::new(refusal))
+}
+
+/// The bearer credential check: the address's ban, then an API key
+/// (compared in constant time; operator keys, then viewer keys) or a token
+/// the server accepts whose roles include `admin.operator_role` or
+/// `admin.viewer_role`.
+async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>) -> Result<api::Actor, HttpRejection> {
+    let now = state.clock.now();
+    not_banned(state, knock)?;
     let Some(presented) = presented else {
-        return Err(refuse(Kind::AuthFailure, "admin: no bearer credential", None));
+        return Err(refuse(state, knock, Kind::AuthFailure, "admin: no bearer credential", None));
     };
+    let actor = |who: String, role| api::Actor { who, ip: knock.ip, peer: knock.peer, role };
     if state.settings.admin_keys.check(presented) {
-        return Ok("api_key".to_owned());
+        return Ok(actor("api_key".to_owned(), AdminRole::Operator));
+    }
+    if state.settings.viewer_keys.check(presented) {
+        return Ok(actor("viewer_api_key".to_owned(), AdminRole::Viewer));
     }
     // Not a key: perhaps a token. An external issuer's key set is fetched,
     // if due, first, as at the handshake.
@@ -182,15 +231,25 @@ async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>)
         Ok(identity) => identity,
         // One reason for a wrong key and a bad token alike: the log says no
         // more about the guess than the client learns.
-        Err(_) => return Err(refuse(Kind::AuthFailure, "admin: credential not accepted", None)),
+        Err(_) => return Err(refuse(state, knock, Kind::AuthFailure, "admin: credential not accepted", None)),
     };
     if state.revocations.is_revoked(&identity) {
-        return Err(refuse(Kind::AuthFailure, "admin: token revoked", None));
+        return Err(refuse(state, knock, Kind::AuthFailure, "admin: token revoked", None));
     }
-    if !is_admin(&identity, &state.settings.config.admin.admin_role) {
-        return Err(refuse(Kind::Forbidden, "admin: token lacks admin.admin_role", Some(&identity.user_id)));
+    let Some(role) = state.settings.admin_roles.of_identity(&identity) else {
+        let reason = "admin: token has neither admin.operator_role nor admin.viewer_role";
+        return Err(refuse(state, knock, Kind::Forbidden, reason, Some(&identity.user_id)));
+    };
+    Ok(actor(format!("user:{}", identity.user_id), role))
+}
+
+/// Refuses a banned address before any credential is looked at.
+fn not_banned(state: &AppState, knock: Knock) -> Result<(), HttpRejection> {
+    let banned = state.guard.bans().active(&Subject::Ip(knock.ip), state.clock.now()).is_some();
+    if banned && !state.guard.settings().dry_run {
+        return Err(refuse(state, knock, Kind::Banned, "admin: address banned", None));
     }
-    Ok(format!("user:{}", identity.user_id))
+    Ok(())
 }
 
 async fn scrape(State(state): State<Arc<AppState>>) -> Response {

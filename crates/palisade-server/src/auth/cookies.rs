@@ -25,7 +25,9 @@ pub(crate) fn clear(response: &mut Response, secure: bool) {
     append(response, REFRESH_COOKIE, "", "/auth", Duration::ZERO, secure);
 }
 
-fn append(response: &mut Response, name: &str, value: &str, path: &str, max_age: Duration, secure: bool) {
+/// Adds one `Set-Cookie`: HttpOnly, SameSite=Strict, and `Secure` when
+/// `secure`; `max_age` zero deletes the cookie.
+pub(crate) fn append(response: &mut Response, name: &str, value: &str, path: &str, max_age: Duration, secure: bool) {
     let secure = if secure { "; Secure" } else { "" };
     let cookie =
         format!("{name}={value}; Path={path}; Max-Age={}; HttpOnly; SameSite=Strict{secure}", max_age.as_secs());

@@ -31,8 +31,8 @@ use crate::state::AppState;
 const AUTH_REFUSED: &str = "auth request refused";
 
 /// Who is asking.
-struct Caller {
-    knock: Knock,
+pub(crate) struct Caller {
+    pub(crate) knock: Knock,
     /// The client's address (a trusted proxy's `X-Forwarded-For`).
     client: IpAddr,
     user_agent: String,
@@ -59,7 +59,23 @@ struct RefreshBody {
 pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
     let (login, caller) = state.door(&req)?;
     let body: LoginBody = read_json(&state, login, req).await?;
-    state.throttled(login, &caller, &body.username)?;
+    let user = check_password(&state, login, &caller, &body.username, body.password).await?;
+    open_session(&state, login, &caller, user, body.cookie).await
+}
+
+/// A user's password, checked within the failed-login throttle (before
+/// the hashing turn and again when it comes), at one cost for unknown
+/// names and wrong passwords; a failure is counted, scored, audited and
+/// answered with one body. `POST /auth/login` and the admin listener's
+/// `POST /api/login` both log in through this.
+pub(crate) async fn check_password(
+    state: &Arc<AppState>,
+    login: &Login,
+    caller: &Caller,
+    username: &str,
+    password: String,
+) -> Result<User, AuthRejection> {
+    state.throttled(login, caller, username)?;
     let Ok(Ok(turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
         let refusal = Refusal::new(Kind::AtCapacity, "login: no turn at password hashing within 2 s");
         state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
@@ -68,12 +84,12 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
     // Again, now that it is this attempt's turn: the failures of attempts
     // that queued beside it are counted by now, so a burst of concurrent
     // guesses cannot all slip past the check they passed together.
-    state.throttled(login, &caller, &body.username)?;
+    state.throttled(login, caller, username)?;
     let store = Arc::clone(&state.store);
     let decoy = login.decoy_hash.clone();
-    let (username, password) = (body.username.clone(), body.password);
+    let name = username.to_owned();
     let checked = blocking(move || {
-        let user = store.user(&username)?;
+        let user = store.user(&name)?;
         // An unknown name is checked against the decoy, so it costs the
         // time a wrong password costs.
         let hash = user.as_ref().map_or(decoy.as_str(), |u| u.password_hash.as_str());
@@ -86,10 +102,10 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
     let user = match checked {
         (_, Some(user)) => user,
         (known, None) => {
-            let failure = login.throttle.failed(caller.knock.ip, &body.username, now);
+            let failure = login.throttle.failed(caller.knock.ip, username, now);
             // The name is logged only when it is a user's: a name that is
             // not may be a password typed into the wrong field.
-            let user = known.then_some(body.username.as_str());
+            let user = known.then_some(username);
             warn!(
                 ip = %caller.knock.ip,
                 user,
@@ -111,8 +127,8 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
         }
     };
     drop(turn);
-    login.throttle.succeeded(&body.username);
-    open_session(&state, login, &caller, user, body.cookie).await
+    login.throttle.succeeded(username);
+    Ok(user)
 }
 
 /// Opens a session for `user` after a good password: within the session
@@ -335,10 +351,24 @@ fn token_pair(login: &Login, session: &LoginSession, user: &User, access: &str, 
 }
 
 impl AppState {
-    /// The checks every `/auth/*` request passes first: login is on, the
-    /// address is neither banned nor over `abuse.request_rate`, and a
-    /// browser's Origin is allowed.
+    /// The checks every `/auth/*` request passes first: [`Self::caller`],
+    /// and a browser's Origin is allowed.
     fn door(&self, req: &Request) -> Result<(&Login, Caller), AuthRejection> {
+        let (login, caller) = self.caller(req)?;
+        self.check_origin(caller.origin.as_deref(), CredentialKind::Bearer).inspect_err(|_| {
+            self.refuse_knock(
+                &Refusal::new(Kind::Origin, "auth: origin not allowed"),
+                caller.knock,
+                None,
+                AUTH_REFUSED,
+            );
+        })?;
+        Ok((login, caller))
+    }
+
+    /// Who asks to log in, once login is on and the address is neither
+    /// banned nor over `abuse.request_rate`.
+    pub(crate) fn caller(&self, req: &Request) -> Result<(&Login, Caller), AuthRejection> {
         let login = self.login.as_ref().ok_or(AuthRejection::Refused(Kind::Internal, None))?;
         let (knock, client) = self.knock_of(req);
         let caller = Caller {
@@ -350,9 +380,6 @@ impl AppState {
         let verdict = self.guard.request(knock.ip, self.clock.now());
         self.judge_knock(verdict, knock, None, AUTH_REFUSED)
             .map_err(|refusal| AuthRejection::Refused(refusal.kind, refusal.retry_after))?;
-        self.check_origin(caller.origin.as_deref(), CredentialKind::Bearer).inspect_err(|_| {
-            self.refuse_knock(&Refusal::new(Kind::Origin, "auth: origin not allowed"), knock, None, AUTH_REFUSED);
-        })?;
         Ok((login, caller))
     }
 
@@ -428,7 +455,7 @@ fn has_body(headers: &HeaderMap) -> bool {
 
 /// Reads a JSON body of at most `login.max_body_bytes`; anything else is
 /// one generic 400, with the reason in the log.
-async fn read_json<T: for<'de> Deserialize<'de>>(
+pub(crate) async fn read_json<T: for<'de> Deserialize<'de>>(
     state: &AppState,
     login: &Login,
     req: Request,

@@ -4,7 +4,7 @@
 //! reads requests, runs password hashing and the store off the runtime's
 //! workers, and writes responses and cookies.
 
-mod cookies;
+pub(crate) mod cookies;
 mod endpoints;
 mod reply;
 
@@ -23,7 +23,8 @@ use crate::config::{ConfigError, LoginSettings};
 use crate::settings::{Profile, Settings, signer};
 use crate::state::AppState;
 
-pub(crate) use reply::AuthRejection;
+pub(crate) use endpoints::{check_password, read_json};
+pub(crate) use reply::{AuthRejection, ok};
 
 /// How long a login waits for a turn at password hashing before 503.
 const HASH_QUEUE_WAIT: Duration = Duration::from_secs(2);
@@ -82,6 +83,12 @@ impl Login {
     }
 
     /// Forgets idle failure counts.
+    /// Whether cookies are set `Secure` (all but the dev profile, which
+    /// serves plain http).
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.secure_cookies
+    }
+
     pub(crate) fn sweep(&self, now: Timestamp) {
         self.throttle.sweep(now);
     }

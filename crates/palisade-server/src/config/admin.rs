@@ -3,11 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
-use palisade_core::admin::ApiKeys;
+use palisade_core::admin::{AdminRoles, ApiKeys};
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{ConfigError, duration};
+
+/// Longest `admin.session_lifetime`: an admin session is a short-lived
+/// credential, at most a working day.
+const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Shortest admin API key accepted: as long as the other secrets, so a key
 /// cannot be guessed over the network however the rate limits are set.
@@ -21,12 +26,21 @@ pub struct AdminConfig {
     pub enabled: bool,
     /// Its address; never the public listener's.
     pub listen: SocketAddr,
-    /// API keys, inline.
+    /// Operator API keys, inline.
     pub api_keys: Vec<String>,
-    /// A file of API keys, one per line; "" for none.
+    /// A file of operator API keys, one per line; "" for none.
     pub api_keys_file: String,
-    /// The token role that makes its holder an administrator.
-    pub admin_role: String,
+    /// Viewer (read-only) API keys, inline.
+    pub viewer_api_keys: Vec<String>,
+    /// The token or user role that makes its holder an operator.
+    pub operator_role: String,
+    /// The token or user role that makes its holder a viewer.
+    pub viewer_role: String,
+    /// How long a browser's admin session lives from its login.
+    #[serde(with = "duration")]
+    pub session_lifetime: Duration,
+    /// Admin browser sessions held at once.
+    pub max_sessions: usize,
     /// Most items one page of an admin API list holds (`limit` is capped
     /// here; the default page is this size or 100, whichever is smaller).
     pub max_page_size: usize,
@@ -42,7 +56,11 @@ impl std::fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("api_keys", &format_args!("{} inline", self.api_keys.len()))
             .field("api_keys_file", &self.api_keys_file)
-            .field("admin_role", &self.admin_role)
+            .field("viewer_api_keys", &format_args!("{} inline", self.viewer_api_keys.len()))
+            .field("operator_role", &self.operator_role)
+            .field("viewer_role", &self.viewer_role)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("max_sessions", &self.max_sessions)
             .field("max_page_size", &self.max_page_size)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish()
@@ -63,19 +81,43 @@ impl AdminConfig {
                 ),
             ));
         }
-        if self.admin_role.trim().is_empty() {
-            return Err(ConfigError::invalid("admin.admin_role", "must not be empty"));
+        for (key, role) in [("admin.operator_role", &self.operator_role), ("admin.viewer_role", &self.viewer_role)] {
+            if role.trim().is_empty() {
+                return Err(ConfigError::invalid(key, "must not be empty"));
+            }
         }
-        for (key, value) in [("admin.max_page_size", self.max_page_size), ("admin.max_body_bytes", self.max_body_bytes)]
-        {
+        if self.operator_role == self.viewer_role {
+            return Err(ConfigError::invalid("admin.viewer_role", "must differ from admin.operator_role"));
+        }
+        for (key, value) in [
+            ("admin.max_page_size", self.max_page_size),
+            ("admin.max_body_bytes", self.max_body_bytes),
+            ("admin.max_sessions", self.max_sessions),
+        ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
         }
+        if self.session_lifetime < Duration::from_secs(60) || self.session_lifetime > MAX_SESSION_LIFETIME {
+            return Err(ConfigError::invalid("admin.session_lifetime", "must be between 1m and 12h"));
+        }
         for (i, key) in self.api_keys.iter().enumerate() {
             check_key(key, &format!("admin.api_keys[{i}]"))?;
         }
+        for (i, key) in self.viewer_api_keys.iter().enumerate() {
+            check_key(key, &format!("admin.viewer_api_keys[{i}]"))?;
+        }
         Ok(())
+    }
+
+    /// The roles that make an admin.
+    pub fn roles(&self) -> AdminRoles {
+        AdminRoles { operator: self.operator_role.clone(), viewer: self.viewer_role.clone() }
+    }
+
+    /// The viewer API keys, digested.
+    pub fn viewer_keys(&self) -> ApiKeys {
+        ApiKeys::new(&self.viewer_api_keys)
     }
 
     /// The API keys: the inline ones and those of `api_keys_file` (one per
@@ -123,7 +165,11 @@ mod tests {
             listen: listen.parse().unwrap(),
             api_keys: Vec::new(),
             api_keys_file: String::new(),
-            admin_role: "admin".into(),
+            viewer_api_keys: Vec::new(),
+            operator_role: "admin".into(),
+            viewer_role: "viewer".into(),
+            session_lifetime: Duration::from_secs(1800),
+            max_sessions: 64,
             max_page_size: 500,
             max_body_bytes: 262_144,
         }
@@ -152,6 +198,32 @@ mod tests {
         assert!(err.contains("admin.api_keys[0]") && !err.contains("hunter2"), "{err}");
         let shown = format!("{short:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+        let short_viewer = AdminConfig { viewer_api_keys: vec!["hunter2".into()], ..admin("127.0.0.1:8081") };
+        let err = short_viewer.validate("127.0.0.1:8080".parse().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("admin.viewer_api_keys[0]") && !err.contains("hunter2"), "{err}");
+        assert!(!format!("{short_viewer:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn roles_and_sessions_are_checked_naming_the_key() {
+        let public = "127.0.0.1:8080".parse().unwrap();
+        let cases = [
+            (AdminConfig { viewer_role: "admin".into(), ..admin("127.0.0.1:8081") }, "admin.viewer_role"),
+            (AdminConfig { operator_role: " ".into(), ..admin("127.0.0.1:8081") }, "admin.operator_role"),
+            (AdminConfig { max_sessions: 0, ..admin("127.0.0.1:8081") }, "admin.max_sessions"),
+            (
+                AdminConfig { session_lifetime: Duration::from_secs(30), ..admin("127.0.0.1:8081") },
+                "admin.session_lifetime",
+            ),
+            (
+                AdminConfig { session_lifetime: Duration::from_secs(13 * 3600), ..admin("127.0.0.1:8081") },
+                "admin.session_lifetime",
+            ),
+        ];
+        for (config, key) in cases {
+            let err = config.validate(public).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Call<'a> {
     pub cookie: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// `X-CSRF-Token` (the admin browser session's).
+    pub csrf: Option<&'a str>,
     /// Source address on loopback (default 127.0.0.1).
     pub from: Option<[u8; 4]>,
 }
@@ -102,6 +104,7 @@ pub async fn call_at(addr: SocketAddr, call: Call<'_>) -> Reply {
         ("cookie", call.cookie.map(str::to_owned)),
         ("origin", call.origin.map(str::to_owned)),
         ("user-agent", call.user_agent.map(str::to_owned)),
+        ("x-csrf-token", call.csrf.map(str::to_owned)),
     ] {
         if let Some(value) = value {
             req.push_str(&format!("{name}: {value}\r\n"));
@@ -144,6 +147,23 @@ pub const ADMIN_KEY: &str = "admin-key-for-tests-0123456789abcdef";
 /// `[admin]` with [`ADMIN_KEY`].
 pub fn with_admin_key() -> String {
     format!("[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n")
+}
+
+/// The audit records of `kind` from the admin API at `admin` (with
+/// [`ADMIN_KEY`]), waiting until at least `n` are written (the writer is
+/// asynchronous).
+pub async fn audited(admin: SocketAddr, kind: &str, n: usize) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let path = format!("/api/audit?kind={kind}&limit=100");
+        let reply = call_at(admin, Call { bearer: Some(ADMIN_KEY), ..Call::get(&path) }).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let items = reply.json()["items"].as_array().unwrap().clone();
+        if items.len() >= n || tokio::time::Instant::now() > deadline {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A GET with an optional bearer credential: the status and the body.
