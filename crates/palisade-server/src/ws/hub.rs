@@ -142,25 +142,38 @@ impl Hub {
 
     /// The connections `filter` matches whose id is above `after`, in id
     /// order, at most `limit`; and whether there are more. A scan of every
-    /// connection: at 20,000 connections it is a few milliseconds, and it
-    /// holds one shard's read lock at a time, never the message path's
-    /// room locks.
+    /// connection that holds one shard's read lock at a time, never the
+    /// message path's room locks.
     pub(crate) fn list(&self, filter: &ConnFilter, after: Option<ConnId>, limit: usize) -> (Vec<ConnInfo>, bool) {
-        let mut found: Vec<ConnInfo> = self
+        // Ids first, and only a page's worth of entries copied: a page of
+        // 100 out of 20,000 connections is an O(n) selection and 100 clones,
+        // not 20,000 clones and a sort.
+        let mut ids: Vec<ConnId> = self
             .conns
             .iter()
             .filter(|c| after.is_none_or(|a| *c.key() > a) && filter.matches(c.value()))
-            .map(|c| ConnInfo {
-                id: *c.key(),
-                user: c.user.clone(),
-                ip: c.ip,
-                rooms: c.rooms.clone(),
-                connected_at: c.connected_at,
+            .map(|c| *c.key())
+            .collect();
+        let more = ids.len() > limit;
+        if more {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        // A connection that closed since is left out; the cursor (the last
+        // id returned) still never overlaps the next page.
+        let found = ids
+            .iter()
+            .filter_map(|id| {
+                self.conns.get(id).map(|c| ConnInfo {
+                    id: *id,
+                    user: c.user.clone(),
+                    ip: c.ip,
+                    rooms: c.rooms.clone(),
+                    connected_at: c.connected_at,
+                })
             })
             .collect();
-        found.sort_unstable_by_key(|c| c.id);
-        let more = found.len() > limit;
-        found.truncate(limit);
         (found, more)
     }
 
