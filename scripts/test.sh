@@ -20,6 +20,12 @@ if ! command -v kosoku >/dev/null 2>&1; then
   command -v kosoku >/dev/null 2>&1 || export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 fi
 
+# The TLS tests drive `openssl s_client` to show TLS 1.1 is refused.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "test.sh: installing openssl (apt)"
+  apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+fi
+
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"

@@ -18,7 +18,10 @@
 //!   refresh rotation, device binding and the session cap;
 //! - [`audit`] chains, verifies and checkpoints the tamper-evident audit
 //!   log;
-//! - [`admin`] checks the admin listener's credentials.
+//! - [`admin`] checks the admin listener's credentials and holds its
+//!   browser sessions;
+//! - [`transport`] decides whether a request's transport is secure enough
+//!   (TLS, or a trusted proxy's word for it).
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +43,7 @@ pub mod sanitize;
 pub mod session;
 pub mod store;
 mod time;
+pub mod transport;
 
 #[cfg(test)]
 mod testkit;

@@ -34,6 +34,8 @@ pub(crate) enum HttpRejection {
     NotFound,
     /// The route exists, the method does not.
     MethodNotAllowed,
+    /// Plain text where production requires TLS (`transport::judge`).
+    TlsRequired,
 }
 
 impl IntoResponse for HttpRejection {
@@ -51,6 +53,11 @@ impl IntoResponse for HttpRejection {
                     let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
                     response.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
                 }
+                return response;
+            }
+            Self::TlsRequired => {
+                let mut response = json(StatusCode::UPGRADE_REQUIRED, crate::tls::TLS_REQUIRED_BODY);
+                response.headers_mut().insert(header::UPGRADE, http::HeaderValue::from_static("TLS/1.3, TLS/1.2"));
                 return response;
             }
             Self::NotFound => (StatusCode::NOT_FOUND, r#"{"error":"not_found","message":"no such endpoint"}"#),
@@ -84,6 +91,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(crate::auth::routes(&state))
         .fallback(|| async { HttpRejection::NotFound })
         .method_not_allowed_fallback(|| async { HttpRejection::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), crate::edge::public))
         .with_state(state)
 }
 

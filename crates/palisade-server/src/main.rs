@@ -48,6 +48,7 @@ fn main() -> ExitCode {
                 print!("{out}");
             }
         }),
+        Command::Cert(args) => cli::cert::cert(&args),
         Command::Audit(command) => cli::audit::audit(command, &env, &mut std::io::stdout().lock()),
         Command::User(command) => cli::user::user(command, &env).map(|out| {
             #[allow(clippy::print_stdout, reason = "the users or what was done is the command's output")]

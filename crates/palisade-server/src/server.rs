@@ -24,10 +24,12 @@ use tracing::{info, warn};
 use crate::abuse::{Knock, Stats, sweep};
 use crate::auth::Login;
 use crate::config::{ConfigError, Env, ProcessEnv};
+use crate::edge::ViaTls;
 use crate::follow::follow_store;
 use crate::http::{PeerAddr, router};
 use crate::settings::Settings;
 use crate::state::{AppState, Store};
+use crate::tls::Stream;
 
 /// Largest HTTP request head accepted, in bytes.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -131,6 +133,10 @@ impl Server {
         #[cfg(unix)]
         state.tasks.spawn(reload_on_sighup(Reloader(Arc::clone(&state)), state.shutdown.clone()));
         state.tasks.spawn(follow_store(Arc::clone(&state)));
+        if let Some(tls) = &state.settings.tls {
+            let every = state.settings.config.server.tls.watch_interval;
+            state.tasks.spawn(crate::tls::watch(Arc::clone(tls), every, state.shutdown.clone()));
+        }
         state.tasks.spawn(sweep(Arc::clone(&state)));
         // Outside the task tracker: it must outlive every connection task,
         // to write what they recorded while closing, and stop after them.
@@ -169,23 +175,35 @@ impl Server {
             let Some(waiting) = Waiting::enter(&state, &pending, peer) else { continue };
             // Small frames (acks, chat events) should not wait for Nagle.
             let _ = stream.set_nodelay(true);
-            let service = router.clone().map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                req
-            });
-            let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
+            let (router, http, tls) = (router.clone(), http.clone(), state.settings.tls.clone());
             let shutdown = state.shutdown.clone();
             state.tasks.spawn(async move {
                 // With upgrades, this future ends once the upgrade is
                 // answered (the socket lives on in its own task), so the
-                // deadline bounds the whole handshake, slowloris included,
-                // and an idle keep-alive socket, and the permit is held at
-                // most that long.
+                // deadline bounds the whole handshake (TLS included),
+                // slowloris, and an idle keep-alive socket, and the permit
+                // is held at most that long.
                 let _waiting = waiting;
+                let deadline = tokio::time::Instant::now() + handshake_timeout;
+                let stream = match &tls {
+                    None => Stream::Plain(stream),
+                    Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                        Ok(Some(stream)) => stream,
+                        _ => return,
+                    },
+                };
+                let via_tls = ViaTls(tls.is_some());
+                let service = router.map_request(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(PeerAddr(peer));
+                    req.extensions_mut().insert(via_tls);
+                    req
+                });
+                let conn =
+                    http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
                 tokio::pin!(conn);
                 tokio::select! {
                     _ = conn.as_mut() => {}
-                    () = tokio::time::sleep(handshake_timeout) => {}
+                    () = tokio::time::sleep_until(deadline) => {}
                     () = shutdown.cancelled() => {
                         conn.as_mut().graceful_shutdown();
                         let _ = tokio::time::timeout(handshake_timeout, conn).await;
@@ -305,9 +323,16 @@ async fn reload_on_sighup(reloader: Reloader, shutdown: tokio_util::sync::Cancel
         }
         // Reading files and compiling schemas blocks; keep it off the
         // runtime's workers. A failed reload is logged by `reload` and
-        // changes nothing.
+        // changes nothing. The certificate is read again too: rotation
+        // by signal, without a restart.
         let reloader = reloader.clone();
-        let _ = tokio::task::spawn_blocking(move || reloader.reload(&ProcessEnv)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(tls) = &reloader.0.settings.tls {
+                tls.reload();
+            }
+            reloader.reload(&ProcessEnv)
+        })
+        .await;
     }
 }
 

@@ -19,6 +19,7 @@ use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
 use crate::config::{AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, dev_key, load_issuers};
+use crate::tls::Tls;
 
 /// Which defaults apply on top of the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,29 @@ pub struct Settings {
     pub viewer_keys: ApiKeys,
     /// The roles that make an admin (`admin.operator_role`, `viewer_role`).
     pub admin_roles: AdminRoles,
+    /// The public listener's TLS, when `server.tls` is set.
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// The public listener's TLS from `server.tls`. Production without it
+/// needs `server.allow_plaintext`: plain text is never served by accident.
+fn load_tls(config: &Config, profile: Profile) -> Result<Option<Arc<Tls>>, ConfigError> {
+    let tls = &config.server.tls;
+    if !tls.enabled() {
+        if profile == Profile::Production && !config.server.allow_plaintext {
+            return Err(ConfigError::invalid(
+                "server.tls.cert",
+                "missing: production serves TLS (set server.tls.cert and server.tls.key; `palisade cert \
+                 --self-signed` writes a pair for testing), or set server.allow_plaintext = true behind a proxy \
+                 that terminates TLS, or run with --dev",
+            ));
+        }
+        return Ok(None);
+    }
+    let (cert, key) = tls.paths(&config.base_dir);
+    Tls::load(&cert, &key)
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|e| ConfigError::invalid("server.tls.cert", e.to_string()))
 }
 
 impl Settings {
@@ -97,6 +121,7 @@ impl Settings {
         config.admin.validate(config.server.listen)?;
         let admin_keys = config.admin.keys(&config.base_dir)?;
         let viewer_keys = config.admin.viewer_keys();
+        let tls = load_tls(&config, profile)?;
         let admin_roles = config.admin.roles();
         Ok(Self {
             config,
@@ -112,6 +137,7 @@ impl Settings {
             admin_keys,
             viewer_keys,
             admin_roles,
+            tls,
         })
     }
 

@@ -21,12 +21,16 @@ fn config_md_names_every_key_of_the_template() {
     for (section, table) in sections {
         for (key, value) in table.as_table().unwrap() {
             // A table of keys the user may leave out (abuse.weights) is
-            // documented as `section.table.<kind>`, with every kind below.
-            let name =
-                if value.is_table() { format!("`{section}.{key}.<kind>`") } else { format!("`{section}.{key}`") };
-            if !doc.contains(&name) {
-                missing.push(name);
-            }
+            // documented as `section.table.<kind>`, with every kind below;
+            // a fixed sub-table (server.tls) key by key.
+            let names: Vec<String> = match value.as_table() {
+                Some(sub) if !doc.contains(&format!("`{section}.{key}.<kind>`")) => {
+                    sub.keys().map(|k| format!("`{section}.{key}.{k}`")).collect()
+                }
+                Some(_) => Vec::new(),
+                None => vec![format!("`{section}.{key}`")],
+            };
+            missing.extend(names.into_iter().filter(|name| !doc.contains(name)));
         }
     }
     // Fields of entries whose names the user chooses.

@@ -80,6 +80,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     router
         .fallback(|| async { HttpRejection::NotFound })
         .method_not_allowed_fallback(|| async { HttpRejection::MethodNotAllowed })
+        .layer(middleware::from_fn(crate::edge::admin))
         .with_state(state)
 }
 

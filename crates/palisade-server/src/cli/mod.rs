@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod ban;
+pub mod cert;
 pub mod revoke;
 pub mod user;
 
@@ -87,6 +88,8 @@ pub enum Command {
     /// Verify, tail and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Write a self-signed certificate and key for local TLS testing.
+    Cert(cert::CertArgs),
 }
 
 /// `palisade policy …`
@@ -208,7 +211,15 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     let profile = if args.dev { Profile::Dev } else { Profile::Production };
     let data_dir = config.server.data_dir.clone();
     let login = config.login.enabled;
+    let plaintext_allowed = config.server.allow_plaintext;
     let mut settings = Settings::new(config, profile)?;
+    let tls = settings.tls.is_some();
+    if profile == Profile::Production && !tls && plaintext_allowed {
+        tracing::warn!(
+            "server.allow_plaintext: serving plain http and ws; only safe behind a proxy that terminates TLS \
+             (docs/OPERATIONS.md, \"Behind a proxy\")"
+        );
+    }
     settings.source.clone_from(&args.config.config);
     let server = Server::bind(settings).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let seeded = if profile == Profile::Dev && login {
@@ -219,7 +230,7 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     } else {
         Vec::new()
     };
-    banner(server.local_addr(), profile, args.config.config.as_deref(), &data_dir);
+    banner(server.local_addr(), tls, profile, args.config.config.as_deref(), &data_dir);
     if !seeded.is_empty() {
         let addr = server.local_addr();
         eprintln!("  dev users (passwords shown this once; only their hashes are kept):");
@@ -349,21 +360,28 @@ struct EffectiveLimits {
 
 /// `palisade init`: writes the file, refusing to overwrite without --force.
 pub fn init(args: &InitArgs) -> Result<(), CliError> {
+    write_private(&args.output, render_init().as_bytes(), args.force)?;
+    eprintln!("wrote {} (it contains a secret: keep it private)", args.output.display());
+    Ok(())
+}
+
+/// Writes a file only its owner may read (it holds a secret), refusing to
+/// overwrite one unless `force`.
+pub(crate) fn write_private(path: &Path, contents: &[u8], force: bool) -> Result<(), CliError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
-    if args.force {
+    if force {
         options.create(true).truncate(true);
     } else {
         options.create_new(true);
     }
     #[cfg(unix)]
     {
-        // The file holds a signing secret.
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let fail = |e: std::io::Error| CliError::Failed(format!("cannot write {}: {e}", args.output.display()));
-    let mut file = options.open(&args.output).map_err(fail)?;
+    let fail = |e: std::io::Error| CliError::Failed(format!("cannot write {}: {e}", path.display()));
+    let mut file = options.open(path).map_err(fail)?;
     #[cfg(unix)]
     {
         // `mode` applies only to a file being created: one overwritten by
@@ -372,13 +390,12 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         use std::os::unix::fs::PermissionsExt as _;
         file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
     }
-    std::io::Write::write_all(&mut file, render_init().as_bytes()).map_err(fail)?;
-    eprintln!("wrote {} (it contains a secret: keep it private)", args.output.display());
-    Ok(())
+    std::io::Write::write_all(&mut file, contents).map_err(fail)
 }
 
-fn banner(addr: SocketAddr, profile: Profile, config: Option<&Path>, data: &Path) {
-    eprintln!("Palisade listening on ws://{addr}/ws (subprotocol palisade.v1)");
+fn banner(addr: SocketAddr, tls: bool, profile: Profile, config: Option<&Path>, data: &Path) {
+    let scheme = if tls { "wss" } else { "ws" };
+    eprintln!("Palisade listening on {scheme}://{addr}/ws (subprotocol palisade.v1)");
     match profile {
         Profile::Dev => {
             let mut token = String::from("cargo run --release -- token");

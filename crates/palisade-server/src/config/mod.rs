@@ -16,6 +16,7 @@ mod init;
 mod issuers;
 mod keys;
 mod login;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ pub use issuers::{IssuerConfig, load_issuers};
 pub(crate) use keys::fresh_secret;
 pub use keys::{KeyConfig, dev_key};
 pub use login::{LoginConfig, LoginSettings};
+pub use tls::TlsConfig;
 
 /// The default config, with comments: the single source of defaults.
 pub(crate) const TEMPLATE: &str = include_str!("palisade.toml");
@@ -203,6 +205,14 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Serve `/conformance/echo`.
     pub conformance_echo: bool,
+    /// Serve plain HTTP and ws in production (behind a TLS-terminating
+    /// proxy).
+    pub allow_plaintext: bool,
+    /// `Strict-Transport-Security` max-age on HTTPS answers; 0 for none.
+    #[serde(with = "duration")]
+    pub hsts_max_age: Duration,
+    /// `[server.tls]`
+    pub tls: TlsConfig,
     /// Peers whose `X-Forwarded-For` names the client (CIDRs).
     pub trusted_proxies: Vec<String>,
 }
@@ -377,6 +387,7 @@ impl Config {
         self.login.settings()?;
         self.audit.validate()?;
         self.admin.validate(self.server.listen)?;
+        self.server.tls.validate()?;
         Ok(())
     }
 }

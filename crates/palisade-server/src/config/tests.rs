@@ -40,8 +40,13 @@ fn the_file_init_writes_loads_back_as_the_defaults_plus_a_key() {
     defaults.admin.api_keys.clone_from(&written.admin.api_keys);
     defaults.base_dir.clone_from(&written.base_dir);
     assert_eq!(written, defaults);
-    // And it is enough to run in production.
-    Settings::new(written, Profile::Production).unwrap();
+    // And it is enough to run in production once the transport is chosen:
+    // TLS, or plain text behind a TLS proxy, never plain text by default.
+    let err = Settings::new(written.clone(), Profile::Production).unwrap_err().to_string();
+    assert!(err.contains("server.tls.cert") && err.contains("allow_plaintext"), "{err}");
+    let mut behind_proxy = written;
+    behind_proxy.server.allow_plaintext = true;
+    Settings::new(behind_proxy, Profile::Production).unwrap();
     // Two runs never share a secret.
     assert_ne!(render_init(), render_init());
 }
@@ -176,7 +181,8 @@ fn the_documented_envelope_headroom_is_the_real_one() {
 
 #[test]
 fn production_requires_an_audit_key_and_dev_generates_one() {
-    let keys = "[[auth.keys]]\nid = \"k\"\nalgorithm = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    let keys = "[server]\nallow_plaintext = true\n[[auth.keys]]\nid = \"k\"\nalgorithm = \"HS256\"\n\
+                secret = \"0123456789abcdef0123456789abcdef\"\n";
     let err = Settings::new(load_text(keys, &[]).unwrap(), Profile::Production).unwrap_err();
     assert!(err.to_string().contains("audit.checkpoint_key"), "{err}");
     let off = format!("{keys}[audit]\nenabled = false\n");

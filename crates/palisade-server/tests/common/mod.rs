@@ -21,6 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod auth;
 pub mod log;
+pub mod tls;
 
 /// The HMAC secret every test server is configured with.
 pub const SECRET: &str = "test-secret-test-secret-test-secret!!";
@@ -32,6 +33,8 @@ pub const BASE: &str = r#"
 [server]
 listen = "127.0.0.1:0"
 shutdown_grace = "3s"
+# Plain ws on loopback; the TLS tests set server.tls instead.
+allow_plaintext = true
 
 [[auth.keys]]
 id = "k1"

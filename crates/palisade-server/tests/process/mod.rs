@@ -38,6 +38,9 @@ impl Running {
             // Any free port, so servers started side by side do not all
             // want the default admin port; a test may still override it.
             .env("PALISADE_ADMIN__LISTEN", "127.0.0.1:0")
+            // Plain ws on loopback, as every test but the TLS ones speaks;
+            // production would otherwise refuse to start without TLS.
+            .env("PALISADE_SERVER__ALLOW_PLAINTEXT", "true")
             .envs(env.iter().copied())
             .current_dir(dir)
             .stderr(Stdio::piped())
@@ -54,7 +57,8 @@ impl Running {
         });
         let addr = loop {
             let line = rx.recv_timeout(WAIT).expect("server prints its address");
-            if let Some(rest) = line.split("listening on ws://").nth(1) {
+            let rest = line.split("listening on ").nth(1);
+            if let Some(rest) = rest.and_then(|r| r.strip_prefix("ws://").or_else(|| r.strip_prefix("wss://"))) {
                 break rest.split("/ws").next().unwrap().parse().unwrap();
             }
         };
