@@ -11,6 +11,7 @@ use axum::routing::get;
 use http::{HeaderMap, StatusCode, header};
 use palisade_core::addr::IpKey;
 use palisade_core::refusal::{Kind, Refusal};
+use palisade_core::transport::UpgradeRejection;
 
 use crate::abuse::Knock;
 use crate::handshake::websocket;
@@ -24,8 +25,8 @@ pub(crate) struct PeerAddr(pub(crate) SocketAddr);
 /// Why an HTTP request was refused. Bodies are short, generic JSON.
 #[derive(Debug, Clone)]
 pub(crate) enum HttpRejection {
-    /// `/ws` without a valid WebSocket upgrade.
-    NotWebSocket,
+    /// `/ws` without a valid WebSocket upgrade: which part, for the log.
+    NotWebSocket(UpgradeRejection),
     /// A handshake check said no (the guard, capacity, Origin, token); the
     /// status and body are read off its kind, which also says when to
     /// retry.
@@ -41,7 +42,8 @@ pub(crate) enum HttpRejection {
 impl IntoResponse for HttpRejection {
     fn into_response(self) -> Response {
         let (status, body) = match self {
-            Self::NotWebSocket => {
+            Self::NotWebSocket(part) => {
+                tracing::debug!(rejection = part.name(), "not a WebSocket upgrade");
                 (StatusCode::BAD_REQUEST, r#"{"error":"bad_request","message":"expected a WebSocket upgrade"}"#)
             }
             Self::Refused(r) => {

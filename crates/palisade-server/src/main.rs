@@ -49,6 +49,14 @@ fn main() -> ExitCode {
             }
         }),
         Command::Cert(args) => cli::cert::cert(&args),
+        Command::Config(cli::ConfigCommand::Explain { config, dev, strict }) => {
+            cli::config_explain(&config, dev, strict, &env).map(|out| {
+                #[allow(clippy::print_stdout, reason = "the findings are the command's output")]
+                {
+                    print!("{out}");
+                }
+            })
+        }
         Command::Audit(command) => cli::audit::audit(command, &env, &mut std::io::stdout().lock()),
         Command::User(command) => cli::user::user(command, &env).map(|out| {
             #[allow(clippy::print_stdout, reason = "the users or what was done is the command's output")]

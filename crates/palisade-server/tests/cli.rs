@@ -268,3 +268,29 @@ fn policy_check_prints_the_effective_policy_or_names_the_bad_key() {
     let out = run(dir.path(), &["policy", "check", "ref.toml"]);
     assert_eq!(out.status.code(), Some(2), "a remote $ref must not compile");
 }
+
+#[test]
+fn config_explain_names_each_weakening_setting_and_strict_fails_on_them() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), &["init", "--output", "p.toml"]).status.success());
+    let clean = run(dir.path(), &["config", "explain", "--config", "p.toml", "--strict"]);
+    assert!(clean.status.success(), "{clean:?}");
+    assert_eq!(String::from_utf8(clean.stdout).unwrap(), "no setting weakens security\n");
+
+    let weak = "[server]\nallow_plaintext = true\n[auth]\nallow_query_token = true\n[abuse]\ndry_run = true\n";
+    std::fs::write(dir.path().join("weak.toml"), weak).unwrap();
+    let listed = run(dir.path(), &["config", "explain", "--config", "weak.toml"]);
+    assert!(listed.status.success());
+    let lines: Vec<String> = String::from_utf8(listed.stdout).unwrap().lines().map(str::to_owned).collect();
+    let keys: Vec<&str> = lines.iter().map(|l| l.split(':').next().unwrap()).collect();
+    assert_eq!(keys, ["server.allow_plaintext", "auth.allow_query_token", "abuse.dry_run"], "{lines:?}");
+    // The environment counts: it is part of the effective config.
+    let strict = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["config", "explain", "--config", "p.toml", "--strict"])
+        .env("PALISADE_AUTH__ALLOW_QUERY_TOKEN", "true")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("auth.allow_query_token"), "{strict:?}");
+}

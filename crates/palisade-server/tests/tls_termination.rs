@@ -210,3 +210,53 @@ async fn sighup_rotates_the_certificate_of_the_real_process() {
     join(&mut ws, "lobby").await;
     assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
 }
+
+#[tokio::test]
+async fn palisade_cert_writes_a_private_pair_the_server_serves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let made = run(dir, &["cert", "--self-signed", "--host", "localhost", "--out", "certs"]);
+    assert!(made.status.success(), "{made:?}");
+    let told = String::from_utf8_lossy(&made.stderr).into_owned();
+    assert!(told.contains("[server.tls]") && told.contains("trust"), "{told}");
+    #[cfg(unix)]
+    for file in ["cert.pem", "key.pem"] {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("certs").join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let again = run(dir, &["cert", "--self-signed", "--out", "certs"]);
+    assert!(!again.status.success(), "an existing pair is kept without --force");
+    assert!(run(dir, &["cert", "--self-signed", "--out", "certs", "--force"]).status.success());
+
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let cert = CertificateDer::from_pem_file(dir.join("certs/cert.pem")).unwrap();
+    std::fs::write(
+        dir.join("p.toml"),
+        "[server]\ndata_dir = \"data\"\n[server.tls]\ncert = \"certs/cert.pem\"\nkey = \"certs/key.pem\"\n",
+    )
+    .unwrap();
+    let serve = ["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"];
+    let server = Running::start(dir, &serve, &[]);
+    let token = String::from_utf8(run(dir, &["token", "--dev", "--config", "p.toml", "--sub", "al"]).stdout).unwrap();
+    let (mut ws, _) = wss(server.addr, &cert, token.trim()).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    assert!(tokio::task::spawn_blocking(move || server.terminate()).await.unwrap().success());
+}
+
+#[test]
+fn production_will_not_start_in_plain_text_by_accident() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    assert!(run(dir, &["init", "--output", "p.toml"]).status.success());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["serve", "--config", "p.toml", "--listen", "127.0.0.1:0"])
+        .env("PALISADE_ADMIN__LISTEN", "127.0.0.1:0")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("server.tls.cert") && said.contains("allow_plaintext"), "{said}");
+}

@@ -90,6 +90,44 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Write a self-signed certificate and key for local TLS testing.
     Cert(cert::CertArgs),
+    /// Inspect a config.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `palisade config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// List every setting of the effective config (file and environment)
+    /// that weakens security, with its key and why.
+    Explain {
+        /// Config source.
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Judge it for the dev profile.
+        #[arg(long)]
+        dev: bool,
+        /// Exit 1 when anything is listed (for a deployment pipeline).
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+/// `palisade config explain`: the weakening settings, one per line
+/// (`KEY: why`), or a line saying there are none.
+pub fn config_explain(config: &ConfigArgs, dev: bool, strict: bool, env: &dyn Env) -> Result<String, CliError> {
+    let found = crate::config::explain::weaknesses(&config.load(env)?, dev);
+    if found.is_empty() {
+        return Ok("no setting weakens security\n".to_owned());
+    }
+    let mut out = String::new();
+    for weakness in &found {
+        out.push_str(&format!("{}: {}\n", weakness.key, weakness.why));
+    }
+    if strict {
+        return Err(CliError::Failed(format!("{} setting(s) weaken security:\n{}", found.len(), out.trim_end())));
+    }
+    Ok(out)
 }
 
 /// `palisade policy …`

@@ -12,6 +12,7 @@ mod admin;
 mod audit;
 mod duration;
 pub mod env;
+pub mod explain;
 mod init;
 mod issuers;
 mod keys;

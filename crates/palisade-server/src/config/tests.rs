@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::settings::{Profile, Settings};
 
-fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+pub(super) fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("palisade.toml");
     std::fs::write(&path, text).unwrap();

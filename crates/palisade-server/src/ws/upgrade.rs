@@ -9,39 +9,31 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use palisade_core::transport::{UpgradeRejection, UpgradeRequest, check_upgrade};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::debug;
 
 use super::transport::{Ws, websocket_config};
-use crate::http::HttpRejection;
+use crate::http::{HttpRejection, all_str, header_str};
 use crate::state::AppState;
 
-/// Checks that a request is a WebSocket upgrade; returns the
-/// `Sec-WebSocket-Accept` value to answer with.
+/// Checks that a request is a WebSocket upgrade (decided in core, which
+/// names the part at fault); returns the `Sec-WebSocket-Accept` value to
+/// answer with.
 pub(crate) fn accept_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, HttpRejection> {
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    let (connection, upgrade) = (all_str(headers, header::CONNECTION), all_str(headers, header::UPGRADE));
+    let request = UpgradeRequest {
+        is_get: method == Method::GET,
+        connection: &connection,
+        upgrade: &upgrade,
+        version: header_str(headers, header::SEC_WEBSOCKET_VERSION),
+        key: header_str(headers, header::SEC_WEBSOCKET_KEY),
     };
-    let version_ok = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).filter(|k| k.len() == 24);
-    match key {
-        Some(key)
-            if method == Method::GET
-                && has_token(header::CONNECTION, "upgrade")
-                && has_token(header::UPGRADE, "websocket")
-                && version_ok =>
-        {
-            HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| HttpRejection::NotWebSocket)
-        }
-        _ => Err(HttpRejection::NotWebSocket),
-    }
+    let key = check_upgrade(&request).map_err(HttpRejection::NotWebSocket)?;
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+        .map_err(|_| HttpRejection::NotWebSocket(UpgradeRejection::BadKey))
 }
 
 /// Answers 101 and runs `serve` on the socket once hyper hands it over.
