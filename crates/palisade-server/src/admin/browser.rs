@@ -83,18 +83,14 @@ pub(super) async fn authorize(
     // at its next request, not at its expiry.
     let store = Arc::clone(&state.store);
     let id = user.clone();
-    let stored = match tokio::task::spawn_blocking(move || store.user(&id)).await {
-        Ok(Ok(stored)) => stored,
-        failed => {
-            let why = match failed {
-                Ok(Err(e)) => e.to_string(),
-                Err(e) => e.to_string(),
-                Ok(Ok(_)) => String::new(),
-            };
-            tracing::error!(error = %why, "admin: cannot read the session's user");
-            return Err(HttpRejection::Refused(Box::new(Refusal::new(Kind::Internal, "admin: store"))));
-        }
+    let looked_up = match tokio::task::spawn_blocking(move || store.user(&id)).await {
+        Ok(found) => found.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
     };
+    let stored = looked_up.map_err(|why| {
+        tracing::error!(error = %why, "admin: cannot read the session's user");
+        HttpRejection::Refused(Box::new(Refusal::new(Kind::Internal, "admin: store")))
+    })?;
     let role_now = stored.and_then(|u| state.settings.admin_roles.of(&u.roles));
     if !role_now.is_some_and(|role| role.allows(session.role)) {
         return Err(end("admin: the session's user was removed or lost the role"));
