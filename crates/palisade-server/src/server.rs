@@ -187,9 +187,14 @@ impl Server {
                 let deadline = tokio::time::Instant::now() + handshake_timeout;
                 let stream = match &tls {
                     None => Stream::Plain(stream),
-                    Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
-                        Ok(Some(stream)) => stream,
-                        _ => return,
+                    // A handshake still under way at shutdown is dropped,
+                    // so it cannot hold the grace period up.
+                    Some(tls) => tokio::select! {
+                        accepted = tokio::time::timeout_at(deadline, tls.accept(stream)) => match accepted {
+                            Ok(Some(stream)) => stream,
+                            _ => return,
+                        },
+                        () = shutdown.cancelled() => return,
                     },
                 };
                 let via_tls = ViaTls(tls.is_some());
