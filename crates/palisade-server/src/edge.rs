@@ -30,8 +30,8 @@ const CSP: HeaderValue = HeaderValue::from_static("default-src 'none'; frame-anc
 /// The public listener's edge: a plaintext request where TLS is required
 /// gets 426; every answer gets the security headers, and HSTS when secure.
 pub(crate) async fn public(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let peer = peer_of(&req);
     let verdict = {
-        let peer = peer_of(&req);
         let forwarded_proto = all_str(req.headers(), HeaderName::from_static("x-forwarded-proto"));
         let server = &state.settings.config.server;
         judge(TransportFacts {
@@ -45,7 +45,7 @@ pub(crate) async fn public(State(state): State<Arc<AppState>>, req: Request, nex
     let no_store = req.uri().path().starts_with("/auth/");
     let mut response = if verdict == TransportVerdict::UpgradeRequired {
         if state.admit_refusal_line() {
-            info!(peer = %peer_of(&req), rejection = "tls_required", "plaintext request refused with 426");
+            info!(%peer, rejection = "tls_required", "plaintext request refused with 426");
         }
         HttpRejection::TlsRequired.into_response()
     } else {

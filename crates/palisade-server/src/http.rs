@@ -59,7 +59,9 @@ impl IntoResponse for HttpRejection {
             }
             Self::TlsRequired => {
                 let mut response = json(StatusCode::UPGRADE_REQUIRED, crate::tls::TLS_REQUIRED_BODY);
-                response.headers_mut().insert(header::UPGRADE, http::HeaderValue::from_static("TLS/1.3, TLS/1.2"));
+                response
+                    .headers_mut()
+                    .insert(header::UPGRADE, http::HeaderValue::from_static(crate::tls::TLS_UPGRADE_OFFER));
                 return response;
             }
             Self::NotFound => (StatusCode::NOT_FOUND, r#"{"error":"not_found","message":"no such endpoint"}"#),

@@ -30,12 +30,14 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// The body of a 426 (a plaintext request where TLS is required).
 pub(crate) const TLS_REQUIRED_BODY: &str = r#"{"error":"tls_required","message":"use https or wss"}"#;
+/// The `Upgrade` header of a 426: the versions this listener speaks.
+pub(crate) const TLS_UPGRADE_OFFER: &str = "TLS/1.3, TLS/1.2";
 
 /// The whole answer to a plaintext request on the TLS port, written before
 /// any HTTP parser has run.
 fn upgrade_required() -> String {
     format!(
-        "HTTP/1.1 426 Upgrade Required\r\nUpgrade: TLS/1.3, TLS/1.2\r\nConnection: close\r\n\
+        "HTTP/1.1 426 Upgrade Required\r\nUpgrade: {TLS_UPGRADE_OFFER}\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{TLS_REQUIRED_BODY}",
         TLS_REQUIRED_BODY.len()
     )
