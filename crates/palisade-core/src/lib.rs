@@ -11,6 +11,8 @@
 //! - [`handshake`] runs the checks before the HTTP 101, in the order of
 //!   docs/ARCHITECTURE.md ("Handshake");
 //! - [`policy`] holds roles, room rules and declared events;
+//! - [`rate`] is the GCRA limiter behind every rate (the guard's and the
+//!   events');
 //! - [`session`] is the per-connection state machine that turns one client
 //!   frame into one decision (the message pipeline of docs/ARCHITECTURE.md);
 //! - [`log`] keeps client text from forging or flooding the server's log;
@@ -37,6 +39,7 @@ pub mod log;
 pub mod login;
 pub mod origin;
 pub mod policy;
+pub mod rate;
 pub mod refusal;
 pub mod replay;
 pub mod sanitize;

@@ -1,9 +1,10 @@
 //! The one refusal type of Palisade, for handshakes and messages alike.
 //!
-//! Each check keeps its own error (the policy's [`Denied`], the payload's
-//! [`PayloadError`], replay's [`ReplayError`], the envelope's
-//! [`FrameError`], the handshake's origin and token errors) and converts
-//! into [`Refusal`] here. A refusal carries its [`Kind`], and everything a
+//! Each check keeps its own error (the policy's `Denied`, the payload's
+//! `PayloadError`, replay's `ReplayError`, the envelope's [`FrameError`],
+//! the handshake's origin and token errors) and converts into [`Refusal`]
+//! with a `From` impl beside that error, so this module, a leaf, imports
+//! nothing of the checks above it. A refusal carries its [`Kind`], and everything a
 //! refusal causes is read off that kind: the wire code or HTTP status, the
 //! anomaly score's weight, the metric label and the log line
 //! (docs/ARCHITECTURE.md, "Refusals"). There is no second list of
@@ -13,9 +14,6 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use palisade_protocol::{ErrorCode, FrameError};
-
-use crate::policy::{Denied, PayloadError};
-use crate::replay::ReplayError;
 
 /// What kind of violation a refusal is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -268,24 +266,6 @@ impl Refusal {
     /// The same refusal, answering the request `id`.
     pub(crate) fn answering(self, id: Cow<'_, str>) -> Self {
         Self { id: Some(id.into_owned()), ..self }
-    }
-}
-
-impl From<Denied> for Refusal {
-    fn from(d: Denied) -> Self {
-        Self::new(d.code.into(), d.reason)
-    }
-}
-
-impl From<PayloadError> for Refusal {
-    fn from(e: PayloadError) -> Self {
-        Self { path: e.path, ..Self::new(e.code.into(), e.reason) }
-    }
-}
-
-impl From<ReplayError> for Refusal {
-    fn from(e: ReplayError) -> Self {
-        Self::new(Kind::Replay, format!("replay: {e}"))
     }
 }
 

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use crate::Timestamp;
+use crate::refusal::{Kind, Refusal};
 use crate::store::{NonceRefused, NonceStore};
 
 /// Longest nonce accepted.
@@ -32,6 +33,12 @@ pub enum ReplayError {
     /// The store did not record the nonce: seen before, or it cannot tell.
     #[error(transparent)]
     Store(#[from] NonceRefused),
+}
+
+impl From<ReplayError> for Refusal {
+    fn from(e: ReplayError) -> Self {
+        Refusal::new(Kind::Replay, format!("replay: {e}"))
+    }
 }
 
 /// A nonce and timestamp that passed [`check_fresh`], to be recorded once

@@ -17,9 +17,9 @@ use base64::Engine as _;
 use jsonwebtoken::{DecodingKey, Header, Validation};
 use serde::Deserialize;
 
+use super::claims::{self, AuthError, Claims, Identity, VerifyOptions};
 use super::jwks::{FetchRequest, Installed, JwksCache, JwksError, JwksSpec, PinnedKey};
 use super::keys::{Algorithm, KeyError, KeyMaterial};
-use super::token::{AuthError, Claims, Identity, TokenVerifier, VerifyOptions};
 use crate::Timestamp;
 
 /// One `[[auth.issuers]]` entry, files already read.
@@ -242,7 +242,7 @@ impl Issuer {
                 decode(token, header, &key)?
             }
         };
-        let mut identity = TokenVerifier::check_claims(&self.options, claims, now)?;
+        let mut identity = claims::check(&self.options, claims, now)?;
         // Login sessions, and the refresh tokens that go with them, are
         // the own issuer's: an external token's `sid` names nothing here.
         identity.session_id = None;
@@ -274,7 +274,7 @@ fn decode(token: &str, header: &Header, key: &PinnedKey) -> Result<Claims, AuthE
     }
     let mut validation = Validation::new(key.algorithm);
     // As for own tokens: claims are checked against the caller's `now` in
-    // `check_claims`, not by jsonwebtoken against the system clock.
+    // `claims::check`, not by jsonwebtoken against the system clock.
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;

@@ -9,7 +9,6 @@
 //! whatever check produced them, weighted by their [`Kind`].
 
 mod ban;
-mod rate;
 mod score;
 mod settings;
 mod spam;
@@ -18,10 +17,13 @@ mod table;
 use std::time::Duration;
 
 pub use ban::{Ban, BanList, BanSource, BanTerms, ReadMark, Subject, SubjectError};
-pub use rate::{Gcra, Rate};
 pub use score::Score;
 pub use settings::{GuardSettings, Weights};
 pub use spam::SpamRules;
+
+// Rates are a leaf of their own (the policy's per-event rates use them
+// too); re-exported because the guard's settings are written in them.
+pub use crate::rate::{Gcra, Rate};
 
 use crate::Timestamp;
 use crate::addr::IpKey;

@@ -9,8 +9,9 @@ use serde_json::value::RawValue;
 use super::permission::Permission;
 use super::spec::{EventSpec, PolicySpec};
 use super::{Denied, PolicyError};
-use crate::guard::Rate;
 use crate::json::{self, JsonLimits};
+use crate::rate::Rate;
+use crate::refusal::Refusal;
 use crate::sanitize::{self, FieldRules, Refused, Sanitizers};
 
 /// A declared event, ready to check messages.
@@ -49,6 +50,12 @@ pub struct PayloadError {
     pub reason: Cow<'static, str>,
     /// Offending field, for the client.
     pub path: Option<String>,
+}
+
+impl From<PayloadError> for Refusal {
+    fn from(e: PayloadError) -> Self {
+        Refusal { path: e.path, ..Refusal::new(e.code.into(), e.reason) }
+    }
 }
 
 impl EventRule {

@@ -21,6 +21,7 @@ pub use room::{RoomPattern, valid_room_name};
 pub use spec::{EventSpec, PolicySpec, RoleSpec, RoomSpec, RuleList};
 
 use crate::auth::Identity;
+use crate::refusal::Refusal;
 use crate::sanitize::Sanitizers;
 
 /// A policy error found at load time; `key` is the config path to fix.
@@ -45,6 +46,12 @@ pub struct Denied {
 impl Denied {
     pub(crate) const fn new(code: ErrorCode, reason: &'static str) -> Self {
         Self { code, reason }
+    }
+}
+
+impl From<Denied> for Refusal {
+    fn from(d: Denied) -> Self {
+        Refusal::new(d.code.into(), d.reason)
     }
 }
 
@@ -174,7 +181,7 @@ impl Policy {
         room: &str,
         event: &str,
         data: &serde_json::value::RawValue,
-    ) -> Result<Box<serde_json::value::RawValue>, crate::refusal::Refusal> {
+    ) -> Result<Box<serde_json::value::RawValue>, Refusal> {
         self.room_rule(room)?;
         let rule = self.event(event)?;
         rule.check_size(data)?;
