@@ -97,6 +97,25 @@ pub enum Decision<'a> {
     /// Refuse the request with an error frame, then perform the
     /// escalation (the refusal has been fed to the guard's scores).
     Reject(Refusal, Escalation),
+    /// A `refresh` token names an external issuer whose key set lacks its
+    /// key (or holds it stale): fetch the set if due, then hand the same
+    /// frame to [`Session::resume`]. Asked only once the frame has passed
+    /// the message rate, so a flood of such frames costs the server no
+    /// more than any other flood (docs/ARCHITECTURE.md, "External issuers").
+    KeysWanted {
+        /// The token whose key is wanted.
+        token: Cow<'a, str>,
+    },
+}
+
+/// Which pass over a frame the pipeline makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The frame as it arrived: every step, and keys may be asked for.
+    First,
+    /// The frame again after the keys it asked for were fetched: its rate
+    /// was counted on the first pass, and it never asks twice.
+    Resumed,
 }
 
 /// What a timer tick asks for.
@@ -202,7 +221,18 @@ impl Session {
     /// Runs one text frame through the pipeline; a refusal is fed to the
     /// guard's scores and comes back with what it escalated to.
     pub fn on_text<'a>(&mut self, cx: Context<'_>, text: &'a str, now: Timestamp) -> Decision<'a> {
-        match self.decide(cx, text, now) {
+        self.run(cx, text, now, Pass::First)
+    }
+
+    /// Runs again a frame that [`Decision::KeysWanted`], once the server has
+    /// fetched what was due: the same steps but the rate (already counted),
+    /// and never [`Decision::KeysWanted`] again.
+    pub fn resume<'a>(&mut self, cx: Context<'_>, text: &'a str, now: Timestamp) -> Decision<'a> {
+        self.run(cx, text, now, Pass::Resumed)
+    }
+
+    fn run<'a>(&mut self, cx: Context<'_>, text: &'a str, now: Timestamp, pass: Pass) -> Decision<'a> {
+        match self.decide(cx, text, now, pass) {
             Ok(decision) => decision,
             Err(refusal) => {
                 let escalation = self.penalize(cx.guard, &refusal, now);
@@ -245,16 +275,24 @@ impl Session {
         }
     }
 
-    fn decide<'a>(&mut self, cx: Context<'_>, text: &'a str, now: Timestamp) -> Result<Decision<'a>, Refusal> {
+    fn decide<'a>(
+        &mut self,
+        cx: Context<'_>,
+        text: &'a str,
+        now: Timestamp,
+        pass: Pass,
+    ) -> Result<Decision<'a>, Refusal> {
         // 1. Frame size was enforced by the transport before buffering.
         // 2. Message rates, before any parsing; a refused frame is parsed
         //    only to answer its id.
-        let verdict = cx.guard.message(&mut self.standing, &self.identity.user_id, now);
-        if let Err(refusal) = self.judge(cx.guard, verdict, now) {
-            return Err(match ClientFrame::parse(text) {
-                Ok(frame) => refusal.answering(Cow::Borrowed(frame.id())),
-                Err(e) => Refusal { id: e.id, ..refusal },
-            });
+        if pass == Pass::First {
+            let verdict = cx.guard.message(&mut self.standing, &self.identity.user_id, now);
+            if let Err(refusal) = self.judge(cx.guard, verdict, now) {
+                return Err(match ClientFrame::parse(text) {
+                    Ok(frame) => refusal.answering(Cow::Borrowed(frame.id())),
+                    Err(e) => Refusal { id: e.id, ..refusal },
+                });
+            }
         }
         // 3. The envelope.
         let frame = ClientFrame::parse(text)?;
@@ -278,6 +316,11 @@ impl Session {
                     Ok(data) => Ok(Decision::Publish { id, room, event, data }),
                     Err(refusal) => Err(refusal.answering(id)),
                 }
+            }
+            ClientFrame::Refresh { token, .. }
+                if pass == Pass::First && cx.verifier.issuers().key_wanted(&token, now).is_some() =>
+            {
+                Ok(Decision::KeysWanted { token })
             }
             ClientFrame::Refresh { id, token } => match self.refresh(cx, &token, now) {
                 Ok(removed) => Ok(Decision::Refreshed { id, removed }),

@@ -20,7 +20,6 @@ use http::{StatusCode, header};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use palisade_core::auth::FetchRequest;
-use palisade_protocol::ClientFrame;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -44,7 +43,8 @@ impl JwksFetcher {
     }
 }
 
-/// Before `token` is verified (at the handshake, or in a `refresh` frame):
+/// Before `token` is verified (at the handshake, on the admin listener, or
+/// when a `refresh` frame's session asks for its keys):
 /// when it names a key set issuer whose key the cache lacks, fetch the set
 /// if the issuer's rate allows. A failed fetch is logged; the verification
 /// that follows then refuses the token like any other (401, `forbidden`).
@@ -76,17 +76,6 @@ pub(crate) async fn before_verify(state: &AppState, token: &str) {
             Err(e) => warn!(issuer = %req.issuer, url = %req.url, error = %e, "jwks refused; the keys in force stay"),
         },
         Err(e) => warn!(issuer = %req.issuer, url = %req.url, error = %e, "jwks fetch failed; the keys in force stay"),
-    }
-}
-
-/// [`before_verify`] for the token of a `refresh` frame. Other frames pass
-/// untouched (and unparsed when no issuer has a key set).
-pub(crate) async fn before_frame(state: &AppState, text: &str) {
-    if !state.settings.gate.verifier().issuers().has_jwks() || !text.contains("refresh") {
-        return;
-    }
-    if let Ok(ClientFrame::Refresh { token, .. }) = ClientFrame::parse(text) {
-        Box::pin(before_verify(state, &token)).await;
     }
 }
 

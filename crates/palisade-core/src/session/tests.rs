@@ -548,6 +548,50 @@ mod guarded {
     }
 
     #[test]
+    fn a_refresh_asks_for_keys_only_after_its_rate_and_only_once() {
+        use crate::auth::{Algorithm, IssuerKeys, IssuerSpec, Issuers, JwksSpec};
+        use crate::testkit::{key, options};
+        use base64::Engine as _;
+        const IDP: &str = "https://idp.example";
+        let jwks = JwksSpec {
+            url: format!("{IDP}/jwks.json"),
+            max_bytes: 4096,
+            min_refresh: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+            max_age: Duration::from_secs(3600),
+        };
+        let idp = IssuerSpec {
+            issuer: IDP.into(),
+            audience: None,
+            algorithms: vec![Algorithm::EdDSA],
+            keys: IssuerKeys::Jwks(jwks),
+        };
+        let issuers = Issuers::new(&[idp], &options()).unwrap();
+        let env = Env {
+            verifier: TokenVerifier::new(&[key()], options()).unwrap().with_issuers(issuers),
+            ..env_with(GuardSettings { connection_rate: Rate::parse("2/s").unwrap(), ..guard_settings() })
+        };
+        // Routing reads the header and `iss` only, so an unsigned token
+        // naming a key the cache lacks is enough to be asked about.
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let token = format!(
+            "{}.{}.c2ln",
+            b64(r#"{"alg":"EdDSA","kid":"k9"}"#),
+            b64(&format!(r#"{{"iss":"{IDP}","sub":"u1","exp":{}}}"#, T0.as_secs() + 600))
+        );
+        let frame = format!(r#"{{"type":"refresh","id":"r","token":"{token}"}}"#);
+        let mut s = session(Duration::from_secs(3600));
+        let Decision::KeysWanted { token: wanted } = s.on_text(env.cx(), &frame, T0) else { panic!("keys asked for") };
+        assert_eq!(wanted, token);
+        // Resumed: the rate (1 of 2 used) is not counted again, and the
+        // frame is judged, not asked about twice.
+        assert_eq!(code_of(&s.resume(env.cx(), &frame, T0)), Some((Some("r"), ErrorCode::Forbidden)));
+        assert!(matches!(s.on_text(env.cx(), &frame, T0), Decision::KeysWanted { .. }), "the 2nd of 2/s");
+        // Over the rate, a refresh is refused before anything is asked.
+        assert_eq!(code_of(&s.on_text(env.cx(), &frame, T0)), Some((Some("r"), ErrorCode::RateLimited)));
+    }
+
+    #[test]
     fn dry_run_lets_the_message_through_and_reports_it() {
         let env =
             env_with(GuardSettings { dry_run: true, connection_rate: Rate::parse("1/s").unwrap(), ..guard_settings() });

@@ -234,11 +234,19 @@ impl Conn<'_> {
         let reply = match msg {
             Message::Text(text) => {
                 self.state.metrics.messages_in.increment(1);
-                // A `refresh` token's key set is fetched, if due, first
-                // (outside the pipeline's measured time: it is I/O).
-                crate::jwks::before_frame(self.state, text.as_str()).await;
-                let started = std::time::Instant::now();
-                let reply = self.on_text(text.as_str(), now);
+                let mut started = std::time::Instant::now();
+                let decision = match self.decide(text.as_str(), now, Session::on_text) {
+                    // A `refresh` token's key set is fetched, if due, once
+                    // the frame has passed its rate (outside the pipeline's
+                    // measured time: it is I/O), then the frame resumes.
+                    Decision::KeysWanted { token } => {
+                        crate::jwks::before_verify(self.state, &token).await;
+                        started = std::time::Instant::now();
+                        self.decide(text.as_str(), self.state.clock.now(), Session::resume)
+                    }
+                    decision => decision,
+                };
+                let reply = self.perform(decision, now);
                 self.state.metrics.pipeline_since(started);
                 self.remove(ws, &reply.removed).await?;
                 self.send(ws, text_message(reply.frame)).await?;
@@ -299,11 +307,16 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// Runs one text frame through the session and performs its decision;
-    /// returns the reply for the sender, the rooms a `refresh` lost, and
-    /// whether the connection must close after the reply.
-    fn on_text(&mut self, text: &str, now: Timestamp) -> Reply {
-        // One load per message: a reload swaps the policy between messages,
+    /// Runs one text frame through the session (`pass` is
+    /// [`Session::on_text`], or [`Session::resume`] once asked-for keys are
+    /// fetched).
+    fn decide<'t>(
+        &mut self,
+        text: &'t str,
+        now: Timestamp,
+        pass: for<'c> fn(&mut Session, Context<'c>, &'t str, Timestamp) -> Decision<'t>,
+    ) -> Decision<'t> {
+        // One load per pass: a reload swaps the policy between messages,
         // never during one.
         let policy = self.state.settings.policy.load();
         let cx = Context {
@@ -313,8 +326,15 @@ impl Conn<'_> {
             guard: &self.state.guard,
             revocations: &self.state.revocations,
         };
+        pass(&mut self.session, cx, text, now)
+    }
+
+    /// Performs the session's decision on one text frame; returns the reply
+    /// for the sender, the rooms a `refresh` lost, and whether the
+    /// connection must close after the reply.
+    fn perform(&mut self, decision: Decision<'_>, now: Timestamp) -> Reply {
         let mut reply = Reply { frame: String::new(), removed: Vec::new(), close: None };
-        reply.frame = match self.session.on_text(cx, text, now) {
+        reply.frame = match decision {
             Decision::Join { id, room } => {
                 self.rooms.join(&room);
                 ack(&id, None)
@@ -355,6 +375,10 @@ impl Conn<'_> {
                 let frame = self.refuse(&refusal);
                 reply.close = self.escalate(escalation);
                 frame
+            }
+            // A resumed frame never asks again (core's `Session::resume`).
+            Decision::KeysWanted { .. } => {
+                self.refuse(&Refusal::new(Kind::Internal, "keys asked for twice for one frame"))
             }
         };
         reply.close = reply.close.or_else(|| self.unenforced());
