@@ -20,6 +20,15 @@ if ! command -v kosoku >/dev/null 2>&1; then
   command -v kosoku >/dev/null 2>&1 || export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 fi
 
+# schemathesis checks the admin API against its OpenAPI document
+# (crates/palisade-server/tests/admin_api_schemathesis.rs).
+if ! command -v schemathesis >/dev/null 2>&1; then
+  echo "test.sh: installing schemathesis (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check schemathesis==4.32.5
+  hash -r
+  command -v schemathesis >/dev/null 2>&1 || export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+fi
+
 # The TLS tests drive `openssl s_client` to show TLS 1.1 is refused.
 if ! command -v openssl >/dev/null 2>&1; then
   echo "test.sh: installing openssl (apt)"

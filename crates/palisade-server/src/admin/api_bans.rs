@@ -65,11 +65,29 @@ fn ban_json(subject: &str, ban: &Ban) -> Value {
 #[serde(deny_unknown_fields)]
 struct AddBody {
     subject: String,
+    #[serde(default, deserialize_with = "whole")]
     duration_secs: Option<u64>,
     #[serde(default)]
     permanent: bool,
     #[serde(default)]
     reason: String,
+}
+
+/// A whole number in `0..2^64`, or null. JSON Schema, and so the OpenAPI
+/// document, counts `2.0` and `2e0` as the integer 2; a client whose JSON
+/// library writes them so must not be refused for a spelling.
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    /// 2^64, the first float past `u64::MAX`.
+    const END: f64 = 18_446_744_073_709_551_616.0;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else { return Ok(None) };
+    if let Some(n) = n.as_u64() {
+        return Ok(Some(n));
+    }
+    match n.as_f64() {
+        // Whole and in range, so the cast is exact.
+        Some(f) if f.fract() == 0.0 && (0.0..END).contains(&f) => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom("not a whole number from 0 to 2^64-1")),
+    }
 }
 
 /// `POST /api/bans {subject, duration_secs | permanent, reason}`: as
@@ -153,6 +171,7 @@ struct RevokeBody {
     session: Option<String>,
     user: Option<String>,
     /// For `user`: tokens issued before this instant (ms); default now.
+    #[serde(default, deserialize_with = "whole")]
     before: Option<u64>,
     #[serde(default)]
     reason: String,
@@ -210,4 +229,26 @@ pub(crate) async fn revoke(
     state.admin_action(&actor, &done, None);
     state.reload_revocations().await;
     Ok(reply(StatusCode::OK, &json!({"status": "revoked"})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(json: &str) -> Option<Option<u64>> {
+        serde_json::from_str::<RevokeBody>(json).ok().map(|b| b.before)
+    }
+
+    #[test]
+    fn a_whole_number_may_be_spelled_as_a_float_and_nothing_else_passes() {
+        assert_eq!(parsed(r#"{"before":7}"#), Some(Some(7)));
+        assert_eq!(parsed(r#"{"before":7.0}"#), Some(Some(7)));
+        assert_eq!(parsed(r#"{"before":7e3}"#), Some(Some(7000)));
+        assert_eq!(parsed(r#"{"before":18446744073709551615}"#), Some(Some(u64::MAX)));
+        assert_eq!(parsed(r#"{"before":null}"#), Some(None));
+        assert_eq!(parsed("{}"), Some(None));
+        for refused in ["7.5", "-1", "-1.0", "18446744073709551616", "1e20", "\"7\"", "true"] {
+            assert_eq!(parsed(&format!(r#"{{"before":{refused}}}"#)), None, "{refused}");
+        }
+    }
 }
