@@ -43,7 +43,8 @@ struct Peer {
     ip: IpKey,
     user: Box<str>,
     control: Arc<Control>,
-    /// The rooms it is in, kept in step by [`Membership`].
+    /// The rooms it is in: the server's one record of them, kept by
+    /// [`Membership`] (the core session keeps its own, to decide by).
     rooms: Vec<Box<str>>,
     connected_at: Timestamp,
 }
@@ -209,13 +210,13 @@ impl Hub {
 ///
 /// Owned by the connection task, so the rooms are left however the task
 /// ends (returns, is cancelled, or panics) and a room never keeps a member
-/// whose task is gone.
+/// whose task is gone. The rooms are those of the connection's entry in
+/// the hub; only this task changes that entry.
 #[derive(Debug)]
 pub(crate) struct Membership<'h> {
     hub: &'h Hub,
     id: ConnId,
     member: Member,
-    rooms: Vec<Box<str>>,
 }
 
 impl<'h> Membership<'h> {
@@ -226,7 +227,7 @@ impl<'h> Membership<'h> {
         let peer =
             Peer { ip, user: user.into(), control: Arc::clone(&member.control), rooms: Vec::new(), connected_at: now };
         hub.conns.insert(id, peer);
-        Self { hub, id, member, rooms: Vec::new() }
+        Self { hub, id, member }
     }
 
     /// This connection's id.
@@ -236,19 +237,21 @@ impl<'h> Membership<'h> {
 
     /// Joins `room`; joining twice is harmless.
     pub(crate) fn join(&mut self, room: &str) {
+        let joined = self.hub.conns.get(&self.id).is_some_and(|peer| peer.rooms.iter().any(|r| **r == *room));
+        if joined {
+            return;
+        }
+        // Not under the entry's lock: no path holds a connection's entry
+        // and a room's lock at once, so the two can never deadlock.
         self.hub.join(room, self.id, self.member.clone());
-        if !self.rooms.iter().any(|r| **r == *room) {
-            self.rooms.push(room.into());
-            if let Some(mut peer) = self.hub.conns.get_mut(&self.id) {
-                peer.rooms.push(room.into());
-            }
+        if let Some(mut peer) = self.hub.conns.get_mut(&self.id) {
+            peer.rooms.push(room.into());
         }
     }
 
     /// Leaves `room`.
     pub(crate) fn leave(&mut self, room: &str) {
         self.hub.leave(room, self.id);
-        self.rooms.retain(|r| **r != *room);
         if let Some(mut peer) = self.hub.conns.get_mut(&self.id) {
             peer.rooms.retain(|r| **r != *room);
         }
@@ -257,10 +260,11 @@ impl<'h> Membership<'h> {
 
 impl Drop for Membership<'_> {
     fn drop(&mut self) {
-        for room in &self.rooms {
-            self.hub.leave(room, self.id);
+        if let Some((_, peer)) = self.hub.conns.remove(&self.id) {
+            for room in &peer.rooms {
+                self.hub.leave(room, self.id);
+            }
         }
-        self.hub.conns.remove(&self.id);
     }
 }
 
