@@ -14,6 +14,7 @@ mod score;
 mod settings;
 mod spam;
 mod table;
+mod waiting;
 
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub use rate::{Gcra, Rate};
 pub use score::Score;
 pub use settings::{GuardSettings, Weights};
 pub use spam::SpamRules;
+pub use waiting::{Evicted, Full, RequestKind, Seat, WaitList};
 
 use crate::Timestamp;
 use crate::addr::IpKey;
