@@ -57,6 +57,9 @@ async fn three_thousand_silent_sockets_do_not_lock_honest_clients_out() {
 
 #[tokio::test]
 async fn an_address_that_keeps_filling_the_table_is_banned() {
+    // Its refusal lines share a callsite with the flood test's: logged to a
+    // subscriber here too, so whichever test logs first, the callsite is on.
+    let _log = Captured::default().install();
     // A small table; every eviction weighs 10, so six of them ban.
     let server = TestServer::start(
         "[server]\nfirst_byte_timeout = \"10s\"\n[limits]\nmax_pending_handshakes = 4\n\
