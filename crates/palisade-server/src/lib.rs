@@ -19,6 +19,7 @@ mod follow;
 mod handshake;
 mod http;
 mod jwks;
+mod listen;
 pub mod server;
 pub mod settings;
 mod state;

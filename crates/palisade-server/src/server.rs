@@ -6,36 +6,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
 use palisade_core::audit::{self, Entry};
 use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Pending};
+use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::StoreError;
 use palisade_store::Sqlite;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt as _;
 use tracing::{info, warn};
 
 use crate::abuse::{Knock, Stats, sweep};
 use crate::auth::Login;
 use crate::config::{ConfigError, Env, ProcessEnv};
-use crate::edge::ViaTls;
 use crate::follow::follow_store;
-use crate::http::{PeerAddr, router};
+use crate::http::router;
+use crate::listen::{Door, Limits, Listener};
 use crate::settings::Settings;
 use crate::state::{AppState, Store};
-use crate::tls::Stream;
-
-/// Largest HTTP request head accepted, in bytes.
-const MAX_REQUEST_HEAD: usize = 16 * 1024;
-/// Pause after a failed `accept` (e.g. out of file descriptors), so the
-/// loop does not spin while the condition lasts.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -150,73 +140,25 @@ impl Server {
             crate::admin::announce(&state, addr);
             tokio::spawn(crate::admin::serve(Arc::clone(&state), listener, admin_stop.clone()))
         });
-        let router = router(Arc::clone(&state));
-        let handshake_timeout = state.settings.config.server.handshake_timeout;
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(handshake_timeout).max_buf_size(MAX_REQUEST_HEAD);
-        let pending = Arc::new(Semaphore::new(state.settings.config.limits.max_pending_handshakes));
-        tokio::pin!(signal);
-        loop {
-            let (stream, peer) = tokio::select! {
-                () = &mut signal => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                },
-            };
-            // Sockets that have not finished their request are capped, in
-            // all and per address, so a flood of idle sockets is shed at
-            // once instead of each holding a task and a descriptor until its
-            // handshake times out, and one client cannot take every place.
-            let Some(waiting) = Waiting::enter(&state, &pending, peer) else { continue };
-            // Small frames (acks, chat events) should not wait for Nagle.
-            let _ = stream.set_nodelay(true);
-            let (router, http, tls) = (router.clone(), http.clone(), state.settings.tls.clone());
-            let shutdown = state.shutdown.clone();
-            state.tasks.spawn(async move {
-                // With upgrades, this future ends once the upgrade is
-                // answered (the socket lives on in its own task), so the
-                // deadline bounds the whole handshake (TLS included),
-                // slowloris, and an idle keep-alive socket, and the permit
-                // is held at most that long.
-                let _waiting = waiting;
-                let deadline = tokio::time::Instant::now() + handshake_timeout;
-                let stream = match &tls {
-                    None => Stream::Plain(stream),
-                    // A handshake still under way at shutdown is dropped,
-                    // so it cannot hold the grace period up.
-                    Some(tls) => tokio::select! {
-                        accepted = tokio::time::timeout_at(deadline, tls.accept(stream)) => match accepted {
-                            Ok(Some(stream)) => stream,
-                            _ => return,
-                        },
-                        () = shutdown.cancelled() => return,
-                    },
-                };
-                let via_tls = ViaTls(tls.is_some());
-                let service = router.map_request(move |mut req: hyper::Request<Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    req.extensions_mut().insert(via_tls);
-                    req
-                });
-                let conn =
-                    http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    () = tokio::time::sleep_until(deadline) => {}
-                    () = shutdown.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(handshake_timeout, conn).await;
-                    }
-                }
-            });
-        }
-        drop(listener);
+        let server = &state.settings.config.server;
+        let limits = Limits {
+            places: state.settings.config.limits.max_pending_handshakes,
+            // The guard's `abuse.max_pending_per_ip`, scored, instead.
+            per_peer: None,
+            probe_places: None,
+            first_byte: server.first_byte_timeout,
+            deadline: server.handshake_timeout,
+        };
+        let public = Listener {
+            tcp: listener,
+            limits,
+            router: router(Arc::clone(&state)),
+            tls: state.settings.tls.clone(),
+            door: Arc::new(Public(Arc::clone(&state))),
+            shutdown: state.shutdown.clone(),
+            tasks: state.tasks.clone(),
+        };
+        crate::listen::serve(public, signal).await;
         info!(open = state.open_connections(), "shutting down");
         state.shutdown.cancel();
         state.tasks.close();
@@ -237,26 +179,59 @@ impl Server {
     }
 }
 
-/// A socket's place among those waiting for their request to be answered:
-/// one of `limits.max_pending_handshakes`, and one of its address's
-/// `abuse.max_pending_per_ip` (not for trusted proxies, whose sockets carry
-/// many clients). Both are given back on drop.
+/// The public listener's door: the guard's per-address cap on waiting
+/// sockets, and the score of a socket evicted from a full
+/// `limits.max_pending_handshakes`.
+struct Public(Arc<AppState>);
+
+impl Door for Public {
+    type Pass = Waiting;
+    const NAME: &'static str = "public";
+
+    fn now(&self) -> Timestamp {
+        self.0.clock.now()
+    }
+
+    fn knock(&self, peer: SocketAddr) -> Option<Waiting> {
+        Waiting::enter(&self.0, peer)
+    }
+
+    fn evicted(&self, peer: SocketAddr, waited: Duration) {
+        let state = &self.0;
+        // Scored as holding a place too long, like one over its address's
+        // cap: one eviction weighs little (a slow honest client may be the
+        // oldest once), an address that keeps filling the table ends
+        // banned. A trusted proxy's sockets carry many clients: not scored.
+        if state.settings.trusted_proxies.contains(peer.ip()) {
+            if state.admit_refusal_line() {
+                warn!(%peer, waited_ms = waited.as_millis(), "{EVICTED}");
+            }
+            return;
+        }
+        let refusal = Refusal::new(Kind::TooManyConnections, "waited longest at limits.max_pending_handshakes");
+        state.refuse_knock(&refusal, Knock { peer, ip: IpKey::of(peer.ip()) }, None, EVICTED);
+    }
+
+    fn admit_line(&self) -> bool {
+        self.0.admit_refusal_line()
+    }
+}
+
+/// The log message of a socket evicted to make room.
+const EVICTED: &str = "socket evicted: limits.max_pending_handshakes full";
+
+/// A socket's place among its address's `abuse.max_pending_per_ip` waiting
+/// for their request to be answered (not for trusted proxies, whose sockets
+/// carry many clients); given back on drop.
 struct Waiting {
     state: Arc<AppState>,
-    _permit: OwnedSemaphorePermit,
     pending: Option<Pending>,
 }
 
 impl Waiting {
     /// A place for the socket from `peer`, or `None` (logged) to drop it.
-    fn enter(state: &Arc<AppState>, places: &Arc<Semaphore>, peer: SocketAddr) -> Option<Self> {
-        let Ok(permit) = Arc::clone(places).try_acquire_owned() else {
-            if state.admit_refusal_line() {
-                warn!(peer = %peer, "socket dropped: limits.max_pending_handshakes reached");
-            }
-            return None;
-        };
-        let mut waiting = Self { state: Arc::clone(state), _permit: permit, pending: None };
+    fn enter(state: &Arc<AppState>, peer: SocketAddr) -> Option<Self> {
+        let mut waiting = Self { state: Arc::clone(state), pending: None };
         if !state.settings.trusted_proxies.contains(peer.ip()) {
             let knock = Knock { peer, ip: IpKey::of(peer.ip()) };
             let (verdict, pending) = state.guard.accept(knock.ip, state.clock.now());

@@ -58,6 +58,8 @@ pub(crate) struct AppState {
     pub(crate) jwks: crate::jwks::JwksFetcher,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
     pub(crate) refusal_log: LogBudget,
+    /// The store's last answer to `/readyz`.
+    pub(crate) store_probe: crate::admin::StoreProbe,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -91,6 +93,7 @@ impl AppState {
             jwks: crate::jwks::JwksFetcher::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),
+            store_probe: crate::admin::StoreProbe::default(),
             clock: Clock::start(),
             conn_limits: ConnLimits::new(&settings),
             settings,

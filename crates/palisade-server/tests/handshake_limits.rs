@@ -14,23 +14,9 @@ use common::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// Whether the server has closed `tcp` (a read sees the end or an error)
-/// within `within`.
-async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0) | Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_slowloris_trickling_headers_is_cut_at_the_handshake_timeout() {
-    let server = TestServer::start("[server]\nhandshake_timeout = \"500ms\"\n").await;
+    let server = TestServer::start("[server]\nhandshake_timeout = \"500ms\"\nfirst_byte_timeout = \"500ms\"\n").await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
     tcp.write_all(b"GET /ws HTTP/1.1\r\nhost: x\r\n").await.unwrap();
     // One header line every 100 ms would go on for 10 s; the server must
@@ -66,34 +52,22 @@ async fn a_one_megabyte_header_is_refused_without_an_upgrade() {
 }
 
 #[tokio::test]
-async fn idle_sockets_beyond_the_pending_cap_are_closed_at_once() {
-    let server =
-        TestServer::start("[server]\nhandshake_timeout = \"30s\"\n[limits]\nmax_pending_handshakes = 2\n").await;
-    // Two sockets that never send a byte hold both permits…
+async fn a_full_pending_table_drops_its_oldest_socket_not_the_newcomer() {
+    let server = TestServer::start(
+        "[server]\nhandshake_timeout = \"30s\"\nfirst_byte_timeout = \"30s\"\n[limits]\nmax_pending_handshakes = 2\n",
+    )
+    .await;
+    // Two sockets that never send a byte hold both places…
     let mut idle: Vec<TcpStream> = Vec::new();
     for _ in 0..2 {
         idle.push(TcpStream::connect(server.addr).await.unwrap());
     }
-    // …so a third is closed at once (long before the 30 s timeout), and
-    // the first two are still open.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = TcpStream::connect(server.addr).await.unwrap();
-    assert!(closed_within(&mut third, WAIT).await, "the third socket was not shed");
-    for tcp in &mut idle {
-        assert!(!closed_within(tcp, Duration::from_millis(50)).await, "a pending socket was closed");
-    }
-    // Their permits come back when they go (once the server sees them
-    // close, hence the bounded retry).
-    drop(idle);
-    let mut served = false;
-    for _ in 0..50 {
-        if healthz(&server, [127, 0, 0, 1]).await {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(served, "permits were not released");
+    // …so a newcomer takes the place of the one that has waited longest
+    // (long before the 30 s timeout), and is served.
+    assert!(healthz(&server, [127, 0, 0, 1]).await, "the newcomer was not served");
+    assert!(closed_within(&mut idle[0], WAIT).await, "the oldest socket was not dropped");
+    assert!(!closed_within(&mut idle[1], Duration::from_millis(50)).await, "the younger socket was dropped");
 }
 
 /// A socket to the server from 127.0.0.1 or another loopback address.
@@ -120,7 +94,7 @@ async fn healthz(server: &TestServer, from: [u8; 4]) -> bool {
 async fn an_upgraded_connection_outlives_the_handshake_timeout() {
     // The deadline bounds the handshake only: once upgraded, the socket
     // belongs to its connection task.
-    let server = TestServer::start("[server]\nhandshake_timeout = \"300ms\"\n").await;
+    let server = TestServer::start("[server]\nhandshake_timeout = \"300ms\"\nfirst_byte_timeout = \"300ms\"\n").await;
     let (mut ws, _) = connect(&server, &token("patient", &[])).await;
     tokio::time::sleep(Duration::from_millis(900)).await;
     join(&mut ws, "lobby").await;

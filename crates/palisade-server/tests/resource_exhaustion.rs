@@ -113,7 +113,7 @@ async fn a_client_that_ignores_pings_is_dropped_and_one_that_answers_is_kept() {
 
 #[tokio::test]
 async fn a_half_sent_handshake_is_cut_off() {
-    let server = TestServer::start("[server]\nhandshake_timeout = \"300ms\"\n").await;
+    let server = TestServer::start("[server]\nhandshake_timeout = \"300ms\"\nfirst_byte_timeout = \"300ms\"\n").await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     tcp.write_all(b"GET /ws HTTP/1.1\r\nhost: x\r\n").await.unwrap();
     let mut buf = Vec::new();

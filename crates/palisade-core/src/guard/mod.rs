@@ -13,6 +13,7 @@ mod score;
 mod settings;
 mod spam;
 mod table;
+mod waiting;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ pub use ban::{Ban, BanList, BanSource, BanTerms, ReadMark, Subject, SubjectError
 pub use score::Score;
 pub use settings::{GuardSettings, Weights};
 pub use spam::SpamRules;
+pub use waiting::{Evicted, Full, RequestKind, Seat, WaitList};
 
 // Rates are a leaf of their own (the policy's per-event rates use them
 // too); re-exported because the guard's settings are written in them.

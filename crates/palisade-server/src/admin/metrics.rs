@@ -78,6 +78,10 @@ fn describe() {
         "WebSocket connections closed, by close code (peer: the client closed; lost: no close)."
     );
     describe_counter!("palisade_handshakes_refused_total", "Sockets and upgrades refused, by refusal kind.");
+    describe_counter!(
+        crate::listen::DROPPED,
+        "Sockets a listener dropped, by listener and reason (evicted, silent, peer_cap, full)."
+    );
     describe_counter!("palisade_messages_in_total", "Text frames received from clients.");
     describe_counter!("palisade_messages_out_total", "Text frames sent to clients.");
     describe_counter!("palisade_rejections_total", "Client requests refused with an error frame, by error code.");

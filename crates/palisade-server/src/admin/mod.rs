@@ -12,6 +12,7 @@ mod api_bans;
 mod browser;
 pub(crate) mod metrics;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use palisade_core::Timestamp;
 use palisade_core::admin::session::ADMIN_COOKIE;
 use palisade_core::admin::{AdminRole, bearer};
 use palisade_core::guard::Subject;
@@ -32,29 +31,24 @@ use palisade_core::handshake::cookie;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::StoreError;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt as _;
 use tracing::{info, warn};
 
 use crate::abuse::Knock;
-use crate::http::{HttpRejection, PeerAddr, all_str, json};
+use crate::config::ADMIN_REQUEST_TIMEOUT as REQUEST_TIMEOUT;
+use crate::http::{HttpRejection, all_str, json};
+use crate::listen::{Door, Limits, Listener};
 use crate::settings::Profile;
 use crate::state::AppState;
 
 /// The log message of a refused admin request.
 const ADMIN_REFUSED: &str = "admin request refused";
-/// Most admin connections served at once; more are dropped at accept.
-/// Operators and a scraper need a handful; the cap keeps a flood on the
-/// admin port from taking tasks and descriptors the public side needs.
-const MAX_CONNECTIONS: usize = 64;
-/// Deadline for a request head, and for a whole admin connection.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head accepted, in bytes.
-const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// How long `/readyz` waits for the store's answer.
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the store's answer to `/readyz` is kept: a load balancer
+/// probes every few seconds, a flood costs one store query per period.
+const STORE_PROBE_KEPT: Duration = Duration::from_secs(1);
 
 /// Whether the credentialed routes are served: with an API key (operator
 /// or viewer), or in the dev profile (admin-role tokens and logins only). A
@@ -110,49 +104,56 @@ pub(crate) fn announce(state: &AppState, addr: SocketAddr) {
 /// Serves the admin listener until `stop` is cancelled (after the public
 /// side has drained, so `/readyz` answers 503 while it does).
 pub(crate) async fn serve(state: Arc<AppState>, listener: TcpListener, stop: CancellationToken) {
-    let router = router(Arc::clone(&state));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(REQUEST_TIMEOUT).max_buf_size(MAX_REQUEST_HEAD);
-    let places = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admin = &state.settings.config.admin;
+    let limits = Limits {
+        places: admin.max_connections,
+        per_peer: Some(admin.max_connections_per_peer),
+        probe_places: Some(admin.probe_places),
+        first_byte: admin.first_byte_timeout,
+        deadline: REQUEST_TIMEOUT,
+    };
     let conns = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(place) = Arc::clone(&places).try_acquire_owned() else {
-            warn!(%peer, "admin socket dropped: too many admin connections");
-            continue;
-        };
-        let service = router.clone().map_request(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            req
-        });
-        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let stop = stop.clone();
-        conns.spawn(async move {
-            let _place = place;
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = tokio::time::sleep(REQUEST_TIMEOUT) => {}
-                () = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
-                }
-            }
-        });
-    }
-    drop(listener);
+    let listener = Listener {
+        tcp: listener,
+        limits,
+        router: router(Arc::clone(&state)),
+        tls: None,
+        door: Arc::new(AdminDoor(Arc::clone(&state))),
+        shutdown: stop.clone(),
+        tasks: conns.clone(),
+    };
+    crate::listen::serve(listener, stop.cancelled()).await;
     conns.close();
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, conns.wait()).await;
+}
+
+/// The admin listener's door: every socket may knock (a ban is checked
+/// with the credential, per request), and an eviction is logged, not
+/// scored: the listener is the operators', who must not ban themselves by
+/// opening a few sockets too many.
+struct AdminDoor(Arc<AppState>);
+
+impl Door for AdminDoor {
+    type Pass = ();
+    const NAME: &'static str = "admin";
+
+    fn now(&self) -> Timestamp {
+        self.0.clock.now()
+    }
+
+    fn knock(&self, _peer: SocketAddr) -> Option<()> {
+        Some(())
+    }
+
+    fn evicted(&self, peer: SocketAddr, waited: Duration) {
+        if self.0.admit_refusal_line() {
+            warn!(%peer, waited_ms = waited.as_millis(), "admin socket evicted: admin.max_connections full");
+        }
+    }
+
+    fn admit_line(&self) -> bool {
+        self.0.admit_refusal_line()
+    }
 }
 
 /// Lets a request through only with an admin credential: the one bearer
@@ -313,8 +314,30 @@ pub(crate) async fn readiness(state: &AppState) -> Readiness {
     let store = Arc::clone(&state.store);
     // `PRAGMA data_version`: a query through the store's connection that
     // reads nothing but the file's change counter.
-    let store = probe(move || store.version().map(drop), STORE_PROBE_TIMEOUT).await;
+    let store = state.store_probe.answer(probe(move || store.version().map(drop), STORE_PROBE_TIMEOUT)).await;
     Readiness { store, audit_writer, shutting_down }
+}
+
+/// The store's last answer to `/readyz`, kept for [`STORE_PROBE_KEPT`]:
+/// `/readyz` needs no credential (on the public listener neither), so
+/// without it every request would be a query on a blocking thread.
+#[derive(Debug, Default)]
+pub(crate) struct StoreProbe(tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>);
+
+impl StoreProbe {
+    /// The kept answer while it is fresh, else `probe`'s. Requests that
+    /// arrive while it runs wait for its answer instead of asking again.
+    async fn answer(&self, probe: impl Future<Output = bool>) -> bool {
+        let mut last = self.0.lock().await;
+        if let Some((at, answer)) = *last
+            && at.elapsed() < STORE_PROBE_KEPT
+        {
+            return answer;
+        }
+        let answer = probe.await;
+        *last = Some((tokio::time::Instant::now(), answer));
+        answer
+    }
 }
 
 /// Runs `query` on a blocking thread; whether it succeeded within `within`.
@@ -350,6 +373,23 @@ mod tests {
         .await;
         assert!(!answered);
         drop(release);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_store_is_probed_once_per_period_however_often_readyz_is_asked() {
+        let kept = StoreProbe::default();
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let probe = || async {
+            asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            true
+        };
+        for _ in 0..100 {
+            assert!(kept.answer(probe()).await);
+        }
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+        tokio::time::advance(STORE_PROBE_KEPT).await;
+        assert!(kept.answer(probe()).await);
+        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2, "asked again once the answer is stale");
     }
 
     #[test]

@@ -14,6 +14,9 @@ use super::{ConfigError, duration};
 /// credential, at most a working day.
 const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
+/// Deadline for an admin request head, and for a whole admin connection.
+pub(crate) const ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Shortest admin API key accepted: as long as the other secrets, so a key
 /// cannot be guessed over the network however the rate limits are set.
 pub const MIN_API_KEY_BYTES: usize = 32;
@@ -46,6 +49,15 @@ pub struct AdminConfig {
     pub max_page_size: usize,
     /// Largest admin API request body, in bytes.
     pub max_body_bytes: usize,
+    /// Sockets the listener holds at once.
+    pub max_connections: usize,
+    /// Sockets one address holds at once.
+    pub max_connections_per_peer: usize,
+    /// Places kept for health and readiness probes.
+    pub probe_places: usize,
+    /// Deadline for a socket's first byte.
+    #[serde(with = "duration")]
+    pub first_byte_timeout: Duration,
 }
 
 impl std::fmt::Debug for AdminConfig {
@@ -63,6 +75,10 @@ impl std::fmt::Debug for AdminConfig {
             .field("max_sessions", &self.max_sessions)
             .field("max_page_size", &self.max_page_size)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("probe_places", &self.probe_places)
+            .field("first_byte_timeout", &self.first_byte_timeout)
             .finish()
     }
 }
@@ -93,10 +109,18 @@ impl AdminConfig {
             ("admin.max_page_size", self.max_page_size),
             ("admin.max_body_bytes", self.max_body_bytes),
             ("admin.max_sessions", self.max_sessions),
+            ("admin.max_connections", self.max_connections),
+            ("admin.max_connections_per_peer", self.max_connections_per_peer),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
+        }
+        if self.probe_places >= self.max_connections {
+            return Err(ConfigError::invalid("admin.probe_places", "must be less than admin.max_connections"));
+        }
+        if self.first_byte_timeout.is_zero() || self.first_byte_timeout > ADMIN_REQUEST_TIMEOUT {
+            return Err(ConfigError::invalid("admin.first_byte_timeout", "must be greater than 0 and at most 10s"));
         }
         if self.session_lifetime < Duration::from_secs(60) || self.session_lifetime > MAX_SESSION_LIFETIME {
             return Err(ConfigError::invalid("admin.session_lifetime", "must be between 1m and 12h"));
@@ -172,6 +196,10 @@ mod tests {
             max_sessions: 64,
             max_page_size: 500,
             max_body_bytes: 262_144,
+            max_connections: 64,
+            max_connections_per_peer: 8,
+            probe_places: 4,
+            first_byte_timeout: Duration::from_secs(2),
         }
     }
 
@@ -219,6 +247,13 @@ mod tests {
                 AdminConfig { session_lifetime: Duration::from_secs(13 * 3600), ..admin("127.0.0.1:8081") },
                 "admin.session_lifetime",
             ),
+            (AdminConfig { max_connections_per_peer: 0, ..admin("127.0.0.1:8081") }, "admin.max_connections_per_peer"),
+            (AdminConfig { probe_places: 64, ..admin("127.0.0.1:8081") }, "admin.probe_places"),
+            (
+                AdminConfig { first_byte_timeout: Duration::from_secs(11), ..admin("127.0.0.1:8081") },
+                "admin.first_byte_timeout",
+            ),
+            (AdminConfig { first_byte_timeout: Duration::ZERO, ..admin("127.0.0.1:8081") }, "admin.first_byte_timeout"),
         ];
         for (config, key) in cases {
             let err = config.validate(public).unwrap_err().to_string();

@@ -30,6 +30,7 @@ use palisade_protocol::ENVELOPE_HEADROOM;
 use serde::{Deserialize, Serialize};
 
 pub use abuse::AbuseConfig;
+pub(crate) use admin::ADMIN_REQUEST_TIMEOUT;
 pub use admin::{AdminConfig, MIN_API_KEY_BYTES};
 pub use audit::{AuditConfig, AuditKey};
 pub use env::{Env, ProcessEnv};
@@ -201,6 +202,9 @@ pub struct ServerConfig {
     /// Deadline for the HTTP upgrade request.
     #[serde(with = "duration")]
     pub handshake_timeout: Duration,
+    /// Deadline for a socket's first byte, within `handshake_timeout`.
+    #[serde(with = "duration")]
+    pub first_byte_timeout: Duration,
     /// Time given to connections to close on shutdown.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
@@ -381,6 +385,13 @@ impl Config {
         }
         if self.server.handshake_timeout.is_zero() {
             return Err(ConfigError::invalid("server.handshake_timeout", "must be greater than 0"));
+        }
+        let first_byte = self.server.first_byte_timeout;
+        if first_byte.is_zero() || first_byte > self.server.handshake_timeout {
+            return Err(ConfigError::invalid(
+                "server.first_byte_timeout",
+                "must be greater than 0 and at most server.handshake_timeout",
+            ));
         }
         palisade_core::addr::TrustedProxies::parse(&self.server.trusted_proxies)
             .map_err(|e| ConfigError::invalid("server.trusted_proxies", e.to_string()))?;

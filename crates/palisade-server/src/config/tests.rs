@@ -70,6 +70,8 @@ fn bad_values_are_named() {
         ("[limits]\nmax_message_bytes = -1\n", "limits.max_message_bytes"),
         ("[limits]\nmax_message_bytes = 0\n", "limits.max_message_bytes"),
         ("[limits]\nmax_write_buffer_bytes = 100\n", "limits.max_write_buffer_bytes"),
+        ("[server]\nfirst_byte_timeout = \"0s\"\n", "server.first_byte_timeout"),
+        ("[server]\nhandshake_timeout = \"1s\"\nfirst_byte_timeout = \"2s\"\n", "server.first_byte_timeout"),
     ] {
         let err = load_text(text, &[]).unwrap_err();
         assert!(err.to_string().contains(key), "{text}: {err}");

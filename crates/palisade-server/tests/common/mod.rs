@@ -368,3 +368,26 @@ pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> String 
     tokio::time::timeout(WAIT, s.read_to_string(&mut out)).await.unwrap().unwrap();
     out
 }
+
+/// A TCP socket to `addr` from `from` (a loopback address: each plays one
+/// client to the per-address limits).
+pub async fn tcp_from(addr: SocketAddr, from: [u8; 4]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Whether the server has closed `tcp` (a read sees the end or an error)
+/// within `within`; whatever it sent before is read and dropped.
+pub async fn closed_within(tcp: &mut TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
