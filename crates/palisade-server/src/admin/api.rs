@@ -20,7 +20,7 @@ use http::{StatusCode, header};
 use std::net::SocketAddr;
 
 use palisade_core::addr::IpKey;
-use palisade_core::admin::{AdminRole, redact_ip};
+use palisade_core::admin::{AdminRole, redact_ip, redact_ips_in};
 use palisade_core::audit::{self, Entry};
 use palisade_core::guard::Subject;
 use palisade_core::log::Clipped;
@@ -73,6 +73,12 @@ impl Actor {
     /// its network for a viewer.
     pub(crate) fn shows(&self, ip: &str) -> String {
         if self.role.allows(AdminRole::Operator) { ip.to_owned() } else { redact_ip(ip) }
+    }
+
+    /// Free text naming addresses (an audit record's `detail`) as this
+    /// actor may see it: a viewer reads networks there too.
+    pub(crate) fn shows_in(&self, text: &str) -> String {
+        if self.role.allows(AdminRole::Operator) { text.to_owned() } else { redact_ips_in(text) }
     }
 }
 
@@ -340,7 +346,7 @@ async fn audit_log(
                 "ip": r.entry.ip.as_deref().map(|ip| actor.shows(ip)),
                 "user": r.entry.user,
                 "session": r.entry.session,
-                "detail": r.entry.detail,
+                "detail": actor.shows_in(&r.entry.detail),
                 "hash": hex(&r.hash),
             })
         })
