@@ -72,6 +72,7 @@ pub(crate) fn guard_settings() -> crate::guard::GuardSettings {
         ban_terms: BanTerms { first: 15 * MIN, factor: 2, max: 24 * 60 * MIN, memory: 7 * 24 * 60 * MIN },
         weights: Weights::default(),
         max_tracked_keys: 100_000,
+        max_bans: 100_000,
         spam: SpamRules { max_repeat: 32, max_links: 8 },
     }
 }

@@ -313,6 +313,28 @@ pub const MAX_IDENTITY_LEN: usize = 128;
 pub const ENVELOPE_HEADROOM: usize =
     EVENT_KEYS.len() + MAX_ROOM_LEN + MAX_EVENT_LEN + 2 * WORST_ESCAPE * MAX_IDENTITY_LEN + 2 * U64_DIGITS + WS_HEADER;
 
+/// Longest `path` an error frame carries, in bytes. A pointer quotes the
+/// client's keys, and one key may be as long as the message: quoted whole
+/// and escaped, it made an error frame larger than the write buffer, which
+/// closed the connection instead of answering. With this bound every error
+/// frame fits in [`ENVELOPE_HEADROOM`].
+pub const MAX_ERROR_PATH_LEN: usize = 128;
+
+/// `pointer` when it fits in [`MAX_ERROR_PATH_LEN`] bytes, else its nearest
+/// ancestor that does (the fault is inside it): still a true JSON Pointer,
+/// `""` (the whole value) when even the first segment is longer.
+pub fn bounded_pointer(pointer: &str) -> &str {
+    if pointer.len() <= MAX_ERROR_PATH_LEN {
+        return pointer;
+    }
+    let end = pointer.match_indices('/').map(|(i, _)| i).take_while(|&i| i <= MAX_ERROR_PATH_LEN).last();
+    &pointer[..end.unwrap_or(0)]
+}
+
+fn serialize_path<S: serde::Serializer>(path: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    path.map(bounded_pointer).serialize(s)
+}
+
 /// An event frame with every variable part empty.
 const EVENT_KEYS: &str = r#"{"type":"event","room":"","seq":,"event":"","from":{"id":"","name":""},"data":,"ts":}"#;
 /// Bytes one input byte can become in a JSON string.
@@ -332,8 +354,9 @@ pub struct ErrorFrame<'a> {
     pub code: ErrorCode,
     /// Short generic message.
     pub message: &'static str,
-    /// JSON Pointer of the client's field at fault, for `invalid_payload`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// JSON Pointer of the client's field at fault, for `invalid_payload`;
+    /// written as [`bounded_pointer`] of it.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_path")]
     pub path: Option<&'a str>,
     /// When to retry, for `rate_limited`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -468,6 +491,37 @@ mod tests {
         })
         .to_json();
         assert_eq!(json, r#"{"type":"error","code":"bad_request","message":"malformed request","ref":"r_1"}"#);
+    }
+
+    #[test]
+    fn a_huge_key_becomes_the_nearest_pointer_that_fits() {
+        let key = "k".repeat(60_000);
+        assert_eq!(bounded_pointer("/a/b"), "/a/b");
+        assert_eq!(bounded_pointer(&format!("/items/3/{key}")), "/items/3");
+        assert_eq!(bounded_pointer(&format!("/{key}/x")), "");
+        let at_limit = format!("/{}", "k".repeat(MAX_ERROR_PATH_LEN - 1));
+        assert_eq!(bounded_pointer(&format!("{at_limit}/{key}")), at_limit);
+    }
+
+    #[test]
+    fn the_largest_error_frame_fits_the_envelope_headroom() {
+        let control = "\u{1}";
+        let id = control.repeat(MAX_ID_LEN);
+        // Every byte kept is one to escape in six.
+        let path = format!("/{}/{}", control.repeat(MAX_ERROR_PATH_LEN - 1), "k".repeat(100_000));
+        let reference = "r_".to_owned() + &"x".repeat(16);
+        let longest = ErrorCode::ALL.iter().max_by_key(|c| c.as_str().len() + c.message().len()).unwrap();
+        let json = ServerFrame::Error(ErrorFrame {
+            id: Some(&id),
+            code: *longest,
+            message: longest.message(),
+            path: Some(&path),
+            retry_after_ms: Some(u64::MAX),
+            reference: &reference,
+        })
+        .to_json();
+        assert!(json.contains(&"\\u0001".repeat(MAX_ERROR_PATH_LEN - 1)), "{json}");
+        assert!(json.len() + WS_HEADER <= ENVELOPE_HEADROOM, "{} bytes", json.len());
     }
 
     #[test]

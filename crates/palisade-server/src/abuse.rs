@@ -249,9 +249,16 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
                 // has expired, so its revocation has nothing left to stop.
                 let auth = &state.settings.config.auth;
                 let sessions_before = now.saturating_sub(auth.token_ttl.saturating_add(auth.leeway));
+                let abuse = &state.settings.config.abuse;
+                let max_bans = abuse.max_bans;
+                let (history_before, history_rows) =
+                    (now.saturating_sub(abuse.ban_history_max_age), abuse.ban_history_max_rows);
                 let pruned = tokio::task::spawn_blocking(move || {
                     let started = std::time::Instant::now();
-                    let pruned = store.prune(bans_before).and_then(|bans| Ok((bans, store.prune_sessions(sessions_before)?)));
+                    let pruned = store
+                        .prune(bans_before, max_bans)
+                        .and_then(|bans| Ok(bans + store.prune_history(history_before, history_rows)?))
+                        .and_then(|bans| Ok((bans, store.prune_sessions(sessions_before)?)));
                     store_call(started, &pruned);
                     pruned
                 })
@@ -259,7 +266,12 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
                 match pruned {
                     Ok(Ok((0, 0))) => {}
                     Ok(Ok((bans, sessions))) => {
-                        info!(bans, sessions, "forgot bans past abuse.ban_memory and sessions whose tokens have all expired");
+                        info!(
+                            bans,
+                            sessions,
+                            "forgot bans past abuse.ban_memory or abuse.max_bans, ban history past its bounds, and \
+                             sessions whose tokens have all expired"
+                        );
                     }
                     Ok(Err(e)) => warn!(error = %e, "could not prune old bans and sessions; will retry"),
                     Err(e) => error!(error = %e, "pruning task failed"),

@@ -22,10 +22,15 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ViaTls(pub(crate) bool);
 
-/// Nothing may be loaded into, framed from or sniffed out of what the
-/// server answers: it serves JSON, and any page it serves later brings
-/// its own narrower policy.
-const CSP: HeaderValue = HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'");
+/// The headers on every answer, the TLS port's raw 426 included (written
+/// before any HTTP stack runs, so it copies them from here). Nothing may be
+/// loaded into, framed from or sniffed out of what the server answers: it
+/// serves JSON, and any page it serves later brings its own narrower policy.
+pub(crate) const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+];
 
 /// The public listener's edge: a plaintext request where TLS is required
 /// gets 426; every answer gets the security headers, and HSTS when secure.
@@ -65,9 +70,9 @@ pub(crate) async fn admin(req: Request, next: Next) -> Response {
 }
 
 fn harden(headers: &mut HeaderMap, hsts: Option<Duration>, no_store: bool) {
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::CONTENT_SECURITY_POLICY, CSP);
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     if no_store {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

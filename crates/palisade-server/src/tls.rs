@@ -34,13 +34,19 @@ pub(crate) const TLS_REQUIRED_BODY: &str = r#"{"error":"tls_required","message":
 pub(crate) const TLS_UPGRADE_OFFER: &str = "TLS/1.3, TLS/1.2";
 
 /// The whole answer to a plaintext request on the TLS port, written before
-/// any HTTP parser has run.
+/// any HTTP parser has run, with the headers of every other answer.
 fn upgrade_required() -> String {
-    format!(
+    let mut answer = format!(
         "HTTP/1.1 426 Upgrade Required\r\nUpgrade: {TLS_UPGRADE_OFFER}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{TLS_REQUIRED_BODY}",
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
         TLS_REQUIRED_BODY.len()
-    )
+    );
+    for (name, value) in crate::edge::SECURITY_HEADERS {
+        answer.push_str(&format!("{name}: {value}\r\n"));
+    }
+    answer.push_str("\r\n");
+    answer.push_str(TLS_REQUIRED_BODY);
+    answer
 }
 
 /// Why a certificate and key did not load: the message names the file.

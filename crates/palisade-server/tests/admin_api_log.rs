@@ -55,3 +55,23 @@ async fn actions_are_logged_by_name_without_credentials_or_bodies() {
     assert!(!text.contains(KEY), "no credential in the log: {text}");
     assert!(!text.contains(BODY_MARKER), "no published data in the log: {text}");
 }
+
+#[tokio::test]
+async fn a_forged_query_key_is_escaped_and_cut_in_the_bad_input_line() {
+    let log = Captured::default();
+    let _guard = log.install();
+    let server = TestServer::start_lenient(&format!("[admin]\napi_keys = [\"{KEY}\"]\n")).await;
+    let admin = server.admin.unwrap();
+    // A key that ends the line and starts a forged one, then 12,000 more
+    // characters: both once came out raw, as a 24,195-character line.
+    let key = format!("x%0AFORGED%20level%3DERROR{}", "k".repeat(12_000));
+    let reply = call_at(admin, Call { bearer: Some(KEY), ..Call::get(&format!("/api/connections?{key}=1")) }).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+
+    let text = log.text();
+    let line = text.lines().find(|l| l.contains("admin API request refused: bad input")).expect("the cause is logged");
+    assert!(line.contains("x\\u{a}FORGED"), "the newline is escaped: {line}");
+    assert!(line.contains("bytes)"), "the cut says how much was left out: {line}");
+    assert!(line.len() < 1_000, "{} characters", line.len());
+    assert!(!text.lines().any(|l| l.starts_with("FORGED")), "{text}");
+}

@@ -86,6 +86,26 @@ async fn a_viewer_reads_but_may_not_act_and_sees_networks_not_hosts() {
     assert_eq!(banned["items"].as_array().unwrap().len(), 0, "no viewer's ban took effect: {banned}");
 }
 
+#[tokio::test]
+async fn a_viewer_sees_networks_inside_audit_details_too() {
+    let server = start().await;
+    let ban = json!({"subject": "ip:127.0.0.99", "duration_secs": 600, "reason": "test"});
+    let reply = admin_call(&server, Call { bearer: Some(ADMIN_KEY), ..Call::post("/api/bans", ban) }).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let operator = audit_details(&server, "admin_action", 2).await;
+    assert!(operator.iter().any(|d| d.contains("banned ip:127.0.0.99")), "the operator sees the host: {operator:?}");
+
+    let viewer_token = token("watcher", &["viewer"]);
+    for viewer in [VIEWER_KEY, viewer_token.as_str()] {
+        let seen = with_bearer(&server, "GET", "/api/audit?kind=admin_action", None, viewer).await;
+        assert_eq!(seen.status, 200, "{}", seen.body);
+        assert!(!seen.body.contains("127.0.0.99"), "no whole address anywhere: {}", seen.body);
+        let details: Vec<String> =
+            seen.json()["items"].as_array().unwrap().iter().map(|r| r["detail"].as_str().unwrap().to_owned()).collect();
+        assert!(details.iter().any(|d| d.contains("banned ip:127.0.0.0/24")), "{details:?}");
+    }
+}
+
 /// The details of the audit records of `kind`, once at least `n` are
 /// written.
 async fn audit_details(server: &TestServer, kind: &str, n: usize) -> Vec<String> {

@@ -246,8 +246,18 @@ fn policy_check_prints_the_effective_policy_or_names_the_bad_key() {
     let out = run(dir.path(), &["policy", "check", "p.toml"]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    for expected in ["[events.\"chat.message\"]", "[events.\"quiz.answer\"]", "[rooms.\"course:*\"]", "[roles.teacher]"]
-    {
+    for expected in [
+        "[events.\"chat.message\"]",
+        "[events.\"quiz.answer\"]",
+        "[rooms.\"course:*\"]",
+        "[roles.teacher]",
+        // What a message costs its sender, and the replay limits.
+        "[abuse]",
+        "connection_rate = ",
+        "[abuse.weights]",
+        "max_nonces = ",
+        "max_nonces_per_user = ",
+    ] {
         assert!(stdout.contains(expected), "{expected} missing from:\n{stdout}");
     }
     // The printed policy is itself valid config.

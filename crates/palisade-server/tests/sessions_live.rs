@@ -18,15 +18,23 @@ fn cli(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The password the banner showed for `user`.
-fn dev_password(server: &Running, user: &str) -> String {
+/// The password the dev profile wrote for `user` into its data directory,
+/// and only there: the banner names the file, never a password.
+fn dev_password(server: &Running, data: &std::path::Path, user: &str) -> String {
+    let file = data.join("dev-passwords");
+    assert!(server.banner.iter().any(|l| l.contains("passwords in data/dev-passwords")), "{:?}", server.banner);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(data).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
     let prefix = format!("{user} / ");
-    let line = server
-        .banner
-        .iter()
-        .find_map(|l| l.trim().strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("{:?}", server.banner));
-    line.split_whitespace().next().unwrap().to_owned()
+    let password = text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("{text}"));
+    let password = password.split_whitespace().next().unwrap().to_owned();
+    assert!(!server.banner.iter().any(|l| l.contains(&password)), "no password on stderr: {:?}", server.banner);
+    password
 }
 
 async fn login(server: &Running, user: &str, password: &str) -> Value {
@@ -65,8 +73,7 @@ async fn sessions_follow_the_cli_and_survive_kill_9() {
     let dir = dir.path();
     let serve = ["serve", "--dev", "--data", "data", "--listen", "127.0.0.1:0"];
     let server = Running::start(dir, &serve, &[]);
-    let password = dev_password(&server, "alice");
-    assert!(server.banner.iter().any(|l| l.contains("admin / ")), "{:?}", server.banner);
+    let password = dev_password(&server, &dir.join("data"), "alice");
     let phone = login(&server, "alice", &password).await;
     let laptop = login(&server, "alice", &password).await;
     let mut phone_ws = open(&server, &phone, [127, 0, 33, 1]).await;
@@ -80,7 +87,7 @@ async fn sessions_follow_the_cli_and_survive_kill_9() {
 
     server.kill_9();
     let server = Running::start(dir, &serve, &[]);
-    assert!(!server.banner.iter().any(|l| l.contains("alice / ")), "passwords are shown once: {:?}", server.banner);
+    assert!(!server.banner.iter().any(|l| l.contains("dev-passwords")), "users are created once: {:?}", server.banner);
     assert_eq!(status(&server, &phone).await, 401, "a revoked session stays revoked");
     assert_eq!(status(&server, &laptop).await, 101, "a live one stays live");
     let renewed = refresh(&server, &laptop).await;

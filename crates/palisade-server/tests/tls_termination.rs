@@ -71,6 +71,15 @@ async fn a_wss_client_trusting_the_certificate_round_trips_and_plain_text_gets_4
         let answer = raw(server.addr, head, [127, 0, 0, 1]).await;
         assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
         assert!(answer.ends_with(r#"{"error":"tls_required","message":"use https or wss"}"#), "{answer}");
+        // Written before any HTTP stack runs, and still hardened (§1.5).
+        assert_eq!(header(&answer, "x-content-type-options"), Some("nosniff"), "{answer}");
+        assert_eq!(header(&answer, "referrer-policy"), Some("no-referrer"), "{answer}");
+        assert_eq!(
+            header(&answer, "content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'none'"),
+            "{answer}"
+        );
+        assert_eq!(header(&answer, "server"), None, "{answer}");
     }
     // The TLS listener still serves after both.
     assert!(wss(server.addr, &first.2, &token("bob", &["user"])).await.is_ok());
@@ -239,6 +248,9 @@ async fn palisade_cert_writes_a_private_pair_the_server_serves() {
     .unwrap();
     let serve = ["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"];
     let server = Running::start(dir, &serve, &[]);
+    let health = format!("https://{}/healthz", server.addr);
+    assert!(server.banner.iter().any(|l| l.contains(&health)), "the banner names https: {:?}", server.banner);
+    assert!(!server.banner.iter().any(|l| l.contains("http://")), "{:?}", server.banner);
     let token = String::from_utf8(run(dir, &["token", "--dev", "--config", "p.toml", "--sub", "al"]).stdout).unwrap();
     let (mut ws, _) = wss(server.addr, &cert, token.trim()).await.unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "welcome");

@@ -148,19 +148,44 @@ impl BanStore for Sqlite {
         Ok(records)
     }
 
+    fn prune(&self, before: Timestamp, max: usize) -> Result<usize, StoreError> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        self.write("pruning bans", |tx| {
+            let ended = tx
+                .execute("DELETE FROM bans WHERE until_ms IS NOT NULL AND until_ms < ?1", [to_sql(before)])
+                .map_err(sql("pruning bans"))?;
+            let over = tx
+                .execute(
+                    "DELETE FROM bans WHERE subject IN (
+                         SELECT subject FROM bans WHERE source = 'auto' ORDER BY until_ms
+                         LIMIT max(0, (SELECT count(*) FROM bans) - ?1))",
+                    [max],
+                )
+                .map_err(sql("pruning bans"))?;
+            Ok(ended + over)
+        })
+    }
+
+    fn prune_history(&self, before: Timestamp, keep: usize) -> Result<usize, StoreError> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.write("pruning the ban history", |tx| {
+            // The newest `keep` rows are those above the id `keep` rows
+            // down; with fewer rows the subquery is NULL and keeps all.
+            tx.execute(
+                "DELETE FROM ban_history WHERE at_ms < ?1
+                     OR id <= (SELECT id FROM ban_history ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                params![to_sql(before), keep],
+            )
+            .map_err(sql("pruning the ban history"))
+        })
+    }
+
     /// `PRAGMA data_version`: it moves when another connection (another
     /// process, or another [`Sqlite`] on the same file) commits, to any
     /// table. This connection's own writes do not move it, which is what
     /// the server wants: the bans it stores itself are in its memory
     /// already. A move with no ban changed (a later table's write) costs
     /// the caller one needless reload, never a missed one.
-    fn prune(&self, before: Timestamp) -> Result<usize, StoreError> {
-        self.write("pruning bans", |tx| {
-            tx.execute("DELETE FROM bans WHERE until_ms IS NOT NULL AND until_ms < ?1", [to_sql(before)])
-                .map_err(sql("pruning bans"))
-        })
-    }
-
     fn version(&self) -> Result<u64, StoreError> {
         let version: i64 =
             self.conn().query_row("PRAGMA data_version", [], |row| row.get(0)).map_err(sql("reading data_version"))?;

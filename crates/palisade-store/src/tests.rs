@@ -109,13 +109,44 @@ fn prune_deletes_ended_bans_but_not_permanent_ones_or_history() {
     store.put(&ban("ip:127.0.0.3", T0, Some(60 * MIN), 1)).unwrap();
     store.put(&ban("user:forever", T0, None, 1)).unwrap();
     let end = T0.saturating_add(15 * MIN);
-    assert_eq!(store.prune(end).unwrap(), 0, "until == before is not before");
-    assert_eq!(store.prune(end.saturating_add(MIN)).unwrap(), 1);
+    assert_eq!(store.prune(end, usize::MAX).unwrap(), 0, "until == before is not before");
+    assert_eq!(store.prune(end.saturating_add(MIN), usize::MAX).unwrap(), 1);
     let left: Vec<String> = store.bans(T0, Duration::MAX).unwrap().iter().map(|b| b.subject.to_string()).collect();
     assert_eq!(left, ["ip:127.0.0.3", "user:forever"]);
-    assert_eq!(store.prune(Timestamp::from_millis(u64::MAX)).unwrap(), 1);
+    assert_eq!(store.prune(Timestamp::from_millis(u64::MAX), usize::MAX).unwrap(), 1);
     assert_eq!(store.bans(T0, Duration::MAX).unwrap().len(), 1);
     assert_eq!(store.history(None, 100).unwrap().len(), 3);
+}
+
+#[test]
+fn prune_bounds_the_bans_by_dropping_automatic_ones_that_end_soonest() {
+    let (_dir, store) = fresh();
+    // Strikes 2 and up make automatic bans (see `ban`).
+    store.put(&ban("ip:127.0.0.2", T0, Some(15 * MIN), 2)).unwrap();
+    store.put(&ban("ip:127.0.0.3", T0, Some(60 * MIN), 2)).unwrap();
+    store.put(&ban("ip:127.0.0.4", T0, Some(5 * MIN), 1)).unwrap();
+    store.put(&ban("user:forever", T0, None, 1)).unwrap();
+    assert_eq!(store.prune(T0, 2).unwrap(), 2);
+    let left: Vec<String> = store.bans(T0, Duration::MAX).unwrap().iter().map(|b| b.subject.to_string()).collect();
+    assert_eq!(left, ["ip:127.0.0.4", "user:forever"], "operators' bans stay");
+    assert_eq!(store.prune(T0, 1).unwrap(), 0, "and are never dropped for the bound");
+}
+
+#[test]
+fn prune_history_drops_old_records_and_keeps_the_newest() {
+    let (_dir, store) = fresh();
+    for i in 0..10u64 {
+        let at = T0.saturating_add(Duration::from_secs(i * 3600));
+        store.put(&ban("ip:127.0.0.2", at, Some(MIN), 1)).unwrap();
+    }
+    let oldest = |store: &Sqlite| store.history(None, 100).unwrap().last().unwrap().at;
+    assert_eq!(store.prune_history(T0.saturating_add(Duration::from_secs(2 * 3600)), 100).unwrap(), 2);
+    assert_eq!(oldest(&store), T0.saturating_add(Duration::from_secs(2 * 3600)));
+    assert_eq!(store.prune_history(T0, 3).unwrap(), 5);
+    let kept = store.history(None, 100).unwrap();
+    assert_eq!(kept.len(), 3);
+    assert_eq!(oldest(&store), T0.saturating_add(Duration::from_secs(7 * 3600)), "the newest stay");
+    assert_eq!(store.prune_history(T0, 3).unwrap(), 0);
 }
 
 #[test]

@@ -41,6 +41,7 @@ pub(crate) fn guard_settings() -> GuardSettings {
         ban_terms: BanTerms { first: 15 * minute, factor: 2, max: 24 * 60 * minute, memory: 7 * 24 * 60 * minute },
         weights: Weights::default(),
         max_tracked_keys: size("max_tracked_keys"),
+        max_bans: size("max_bans"),
         spam: SpamRules { max_repeat: size("spam_max_repeat"), max_links: size("spam_max_links") },
     }
 }

@@ -89,6 +89,45 @@ pub fn redact_ip(text: &str) -> String {
     }
 }
 
+/// `text` (an audit record's `detail`) as a viewer may read it: every
+/// address in it, bare, as a ban subject (`ip:…`), with a port or as an
+/// IPv6 /64, replaced by [`redact_ip`] of it; the rest unchanged. The
+/// details are the server's own sentences, so an address is a run of the
+/// characters addresses are written with, and a run that is not one stays.
+pub fn redact_ips_in(text: &str) -> String {
+    let in_address = |c: char| c.is_ascii_hexdigit() || matches!(c, ':' | '.' | '/' | '[' | ']');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(in_address) {
+        out.push_str(&rest[..start]);
+        let run = &rest[start..];
+        let end = run.find(|c: char| !in_address(c)).unwrap_or(run.len());
+        out.push_str(&redact_run(&run[..end]));
+        rest = &run[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One run of address characters, its address redacted if it holds one
+/// after a separating `:` (`ip:` left it) and before sentence punctuation.
+fn redact_run(run: &str) -> String {
+    let lead = usize::from(run.starts_with(':'));
+    let trimmed = run.trim_end_matches(['.', ':']).len().max(lead);
+    for (from, to) in [(0, run.len()), (lead, run.len()), (0, trimmed), (lead, trimmed)] {
+        let candidate = &run[from..to];
+        let network = if candidate.parse::<IpKey>().is_ok() {
+            redact_ip(candidate)
+        } else if let Ok(socket) = candidate.parse::<std::net::SocketAddr>() {
+            redact_ip(&socket.ip().to_string())
+        } else {
+            continue;
+        };
+        return format!("{}{network}{}", &run[..from], &run[to..]);
+    }
+    run.to_owned()
+}
+
 /// Whether a request's `Origin` is the admin listener's own: absent (not a
 /// browser's cross-site request), or naming the very host the request was
 /// sent to. A cookie-borne admin request from any other page is refused
@@ -167,6 +206,21 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_viewer_reads_networks_inside_free_text() {
+        for (text, shown) in [
+            ("api: banned ip:127.0.0.2 for 15m (by user:root)", "api: banned ip:127.0.0.0/24 for 15m (by user:root)"),
+            ("peer 10.1.2.3:5678 refused.", "peer 10.1.2.0/24 refused."),
+            ("lifted ip:2001:db8:1:2::/64", "lifted ip:2001:db8:1::/48"),
+            ("from ::1, then [2001:db8::7]:443.", "from ::/48, then 2001:db8::/48."),
+            ("ban ip:::/64 by api_key", "ban ip:::/48 by api_key"),
+            ("added face cafe: 12 deadbeef", "added face cafe: 12 deadbeef"),
+            ("user:alice banned", "user:alice banned"),
+        ] {
+            assert_eq!(redact_ips_in(text), shown, "{text}");
+        }
+    }
 
     #[test]
     fn a_configured_key_passes_and_nothing_else_does() {

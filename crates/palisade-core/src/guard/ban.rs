@@ -133,11 +133,18 @@ impl BanTerms {
 /// says the store has them, and a reload keeps unsaved bans and bans saved
 /// after its read of the store began ([`BanList::mark`]), so a reload
 /// racing the write never drops a ban that was just imposed.
-#[derive(Debug, Default)]
+///
+/// It holds at most `max` subjects (`abuse.max_bans`): an attacker with
+/// many addresses earns one automatic ban each, and must not grow the
+/// list, or the store behind it, without end. Past the bound, an ended
+/// ban kept for its strikes goes first, then the automatic ban that ends
+/// soonest; an operator's ban in force is never evicted.
+#[derive(Debug)]
 pub struct BanList {
     bans: RwLock<HashMap<Subject, Entry>>,
     /// Counts [`BanList::saved`] calls: the order of saves and reads.
     saves: AtomicU64,
+    max: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +159,11 @@ struct Entry {
 pub struct ReadMark(u64);
 
 impl BanList {
+    /// An empty list of at most `max` subjects.
+    pub fn new(max: usize) -> Self {
+        Self { bans: RwLock::default(), saves: AtomicU64::new(0), max }
+    }
+
     /// The ban in force on `subject` at `now`, if any.
     pub fn active(&self, subject: &Subject, now: Timestamp) -> Option<Ban> {
         self.read().get(subject).map(|e| &e.ban).filter(|b| b.active(now)).cloned()
@@ -165,6 +177,7 @@ impl BanList {
         let ban = next_ban(&bans, subject, reason, policy, now);
         if bans.get(&ban.subject).is_none_or(|e| e.ban != ban) {
             bans.insert(ban.subject.clone(), Entry { ban: ban.clone(), saved: None });
+            trim(&mut bans, self.max, now);
         }
         ban
     }
@@ -178,7 +191,10 @@ impl BanList {
     /// Puts `ban` in place of whatever `ban.subject` had (an operator's
     /// ban), unsaved.
     pub fn insert(&self, ban: Ban) {
-        self.write().insert(ban.subject.clone(), Entry { ban, saved: None });
+        let now = ban.since;
+        let mut bans = self.write();
+        bans.insert(ban.subject.clone(), Entry { ban, saved: None });
+        trim(&mut bans, self.max, now);
     }
 
     /// The store now holds `ban`.
@@ -214,6 +230,7 @@ impl BanList {
         let mut next: HashMap<Subject, Entry> =
             bans.into_iter().map(|ban| (ban.subject.clone(), Entry { ban, saved: Some(0) })).collect();
         next.extend(current.drain().filter(|(_, e)| e.saved.is_none_or(|at| at > mark.0)));
+        trim(&mut next, self.max, now);
         *current = next;
         fresh
     }
@@ -238,6 +255,20 @@ impl BanList {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Subject, Entry>> {
         self.bans.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Evicts until at most `max` subjects remain (see [`BanList`]); stops
+/// when only operators' bans in force are left.
+fn trim(bans: &mut HashMap<Subject, Entry>, max: usize, now: Timestamp) {
+    while bans.len() > max {
+        let victim = bans
+            .iter()
+            .filter(|(_, e)| e.ban.source == BanSource::Auto || !e.ban.active(now))
+            .min_by_key(|(_, e)| (e.ban.active(now), e.ban.until))
+            .map(|(subject, _)| subject.clone());
+        let Some(victim) = victim else { return };
+        bans.remove(&victim);
     }
 }
 
@@ -274,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_ban_expires_on_time() {
-        let list = BanList::default();
+        let list = BanList::new(100);
         let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
         assert_eq!(ban.until, Some(T0.saturating_add(15 * MIN)));
         assert!(list.active(&ip("127.0.0.2"), T0.saturating_add(15 * MIN - Duration::from_millis(1))).is_some());
@@ -284,7 +315,7 @@ mod tests {
 
     #[test]
     fn each_repeat_doubles_up_to_the_cap() {
-        let list = BanList::default();
+        let list = BanList::new(100);
         let mut now = T0;
         let mut lengths = Vec::new();
         for _ in 0..10 {
@@ -298,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_ban_in_force_is_not_extended_and_an_old_one_is_forgotten() {
-        let list = BanList::default();
+        let list = BanList::new(100);
         let first = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
         assert_eq!(list.escalate(ip("127.0.0.2"), "again", &policy(), T0.saturating_add(MIN)), first);
         // Long after the memory, a new ban is a first strike again.
@@ -309,7 +340,7 @@ mod tests {
 
     #[test]
     fn lifting_forgets_strikes_and_replace_reports_new_bans() {
-        let list = BanList::default();
+        let list = BanList::new(100);
         list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
         assert!(list.lift(&ip("127.0.0.2")).is_some());
         assert!(list.active(&ip("127.0.0.2"), T0).is_none());
@@ -330,7 +361,7 @@ mod tests {
 
     #[test]
     fn a_reload_keeps_a_ban_not_saved_yet() {
-        let list = BanList::default();
+        let list = BanList::new(100);
         let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
         // The store read raced the write: it does not have the ban yet.
         assert!(list.replace(Vec::new(), list.mark(), T0).is_empty());
@@ -343,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_reload_keeps_a_ban_saved_after_its_read_began() {
-        let list = BanList::default();
+        let list = BanList::new(100);
         let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
         // The reload marks, then reads the store before the ban is in it;
         // the ban is saved before the reload applies what it read.
@@ -354,6 +385,35 @@ mod tests {
         // The next reload, marked after the save, has the store's word.
         list.replace(Vec::new(), list.mark(), T0);
         assert_eq!(list.active(&ip("127.0.0.2"), T0), None);
+    }
+
+    #[test]
+    fn the_list_is_bounded_and_evicts_what_ends_soonest_never_an_operators_ban() {
+        let list = BanList::new(3);
+        let operator = Ban {
+            subject: "user:mallory".parse().unwrap(),
+            since: T0,
+            until: Some(T0.saturating_add(60 * MIN)),
+            strikes: 1,
+            reason: "operator".into(),
+            source: BanSource::Operator,
+        };
+        list.insert(operator.clone());
+        // Ended, kept for its strikes: the first to go.
+        let ended = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0.saturating_sub(60 * MIN));
+        let later = T0.saturating_add(MIN);
+        list.escalate(ip("127.0.0.3"), "rate", &policy(), later);
+        list.escalate(ip("127.0.0.4"), "rate", &policy(), T0.saturating_add(2 * MIN));
+        assert_eq!(list.propose(ended.subject, "rate", &policy(), later).strikes, 1, "forgotten");
+        // Then the automatic ban ending soonest, never the operator's.
+        list.escalate(ip("127.0.0.5"), "rate", &policy(), T0.saturating_add(3 * MIN));
+        assert!(list.active(&ip("127.0.0.3"), later).is_none());
+        assert!(list.active(&operator.subject, T0).is_some());
+        assert_eq!(list.list(later).len(), 3);
+        // A store read larger than the bound is cut the same way.
+        let many: Vec<Ban> = (10..20).map(|i| list.propose(ip(&format!("127.0.0.{i}")), "r", &policy(), T0)).collect();
+        list.replace(many, list.mark(), T0);
+        assert_eq!(list.list(T0).len(), 3);
     }
 
     #[test]

@@ -159,7 +159,7 @@ impl Guard {
     /// A guard with no state yet.
     pub fn new(settings: GuardSettings) -> Self {
         let max = settings.max_tracked_keys;
-        Self { ips: Table::new(max), users: Table::new(max), bans: BanList::default(), settings }
+        Self { ips: Table::new(max), users: Table::new(max), bans: BanList::new(settings.max_bans), settings }
     }
 
     /// The settings in force.

@@ -46,6 +46,8 @@ pub struct GuardSettings {
     pub weights: Weights,
     /// Most addresses, and most users, tracked at once.
     pub max_tracked_keys: usize,
+    /// Most subjects the ban list holds (see [`crate::guard::BanList`]).
+    pub max_bans: usize,
     /// Spam heuristics.
     pub spam: SpamRules,
 }

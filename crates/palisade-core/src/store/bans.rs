@@ -54,9 +54,15 @@ pub trait BanStore: Send + Sync + std::fmt::Debug {
     fn history(&self, subject: Option<&Subject>, limit: usize) -> Result<Vec<BanRecord>, StoreError>;
 
     /// Deletes the bans that ended before `before` (permanent ones stay),
-    /// so the table holds only what [`BanStore::bans`] can still return;
-    /// the history keeps them. Returns how many went.
-    fn prune(&self, before: Timestamp) -> Result<usize, StoreError>;
+    /// so the table holds only what [`BanStore::bans`] can still return,
+    /// and then, past `max` bans, the automatic ones that end soonest, as
+    /// [`crate::guard::BanList`] does; the history keeps them. Returns how
+    /// many went.
+    fn prune(&self, before: Timestamp, max: usize) -> Result<usize, StoreError>;
+
+    /// Deletes the history records written before `before`, and all but
+    /// the newest `keep`. Returns how many went.
+    fn prune_history(&self, before: Timestamp, keep: usize) -> Result<usize, StoreError>;
 
     /// A number that changes whenever any process changed the bans, so a
     /// server notices a CLI change by polling it.

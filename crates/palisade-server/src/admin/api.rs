@@ -20,12 +20,13 @@ use http::{StatusCode, header};
 use std::net::SocketAddr;
 
 use palisade_core::addr::IpKey;
-use palisade_core::admin::{AdminRole, redact_ip};
+use palisade_core::admin::{AdminRole, redact_ip, redact_ips_in};
 use palisade_core::audit::{self, Entry};
 use palisade_core::guard::Subject;
+use palisade_core::log::Clipped;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::StoreError;
-use palisade_protocol::{CloseCode, EventFrame, Identity, ServerFrame};
+use palisade_protocol::{CloseCode, EventFrame, Identity, ServerFrame, bounded_pointer};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -41,6 +42,10 @@ use crate::ws::hub::{ConnFilter, ConnId};
 pub(crate) const BACKEND: &str = "backend";
 /// The default page size, when `admin.max_page_size` is larger.
 const DEFAULT_PAGE: usize = 100;
+/// Longest cause written into the "bad input" log line, in characters:
+/// the cause quotes the request (a query key, a value), so it is escaped
+/// and cut like any client text (`log.max_client_text`'s default).
+const MAX_CAUSE_CHARS: usize = 200;
 /// The OpenAPI document of these routes.
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
 
@@ -68,6 +73,12 @@ impl Actor {
     /// its network for a viewer.
     pub(crate) fn shows(&self, ip: &str) -> String {
         if self.role.allows(AdminRole::Operator) { ip.to_owned() } else { redact_ip(ip) }
+    }
+
+    /// Free text naming addresses (an audit record's `detail`) as this
+    /// actor may see it: a viewer reads networks there too.
+    pub(crate) fn shows_in(&self, text: &str) -> String {
+        if self.role.allows(AdminRole::Operator) { text.to_owned() } else { redact_ips_in(text) }
     }
 }
 
@@ -115,7 +126,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             Self::BadRequest(why) => {
-                info!(why = %why, "admin API request refused: bad input");
+                info!(why = %Clipped::new(&why, MAX_CAUSE_CHARS), "admin API request refused: bad input");
                 reply(StatusCode::BAD_REQUEST, &json!({"error": "bad_request", "message": "invalid request"}))
             }
             Self::NotFound(error, message) => {
@@ -126,7 +137,7 @@ impl IntoResponse for ApiError {
                 info!(code = code.as_str(), reason = %refusal.reason, path = refusal.path.as_deref(), "admin API publish refused");
                 let mut body = json!({"error": code.as_str(), "message": code.message()});
                 if let Some(path) = &refusal.path {
-                    body["path"] = Value::String(path.clone());
+                    body["path"] = Value::String(bounded_pointer(path).to_owned());
                 }
                 reply(StatusCode::BAD_REQUEST, &body)
             }
@@ -335,7 +346,7 @@ async fn audit_log(
                 "ip": r.entry.ip.as_deref().map(|ip| actor.shows(ip)),
                 "user": r.entry.user,
                 "session": r.entry.session,
-                "detail": r.entry.detail,
+                "detail": actor.shows_in(&r.entry.detail),
                 "hash": hex(&r.hash),
             })
         })

@@ -120,10 +120,14 @@ pub(crate) async fn add(
         reason,
         source: BanSource::Operator,
     };
-    state.guard.bans().insert(ban.clone());
+    // Saved first: a ban the store refused would hold here and vanish at
+    // the next restart or reload, while the operator was told it was made.
+    // Put in force after the save, it survives a reload racing it too: it
+    // is marked saved at once (`BanList::replace`).
     let store = Arc::clone(&state.store);
     let saved = ban.clone();
     blocking(move || store.put(&saved)).await?;
+    state.guard.bans().insert(ban.clone());
     state.guard.bans().saved(&ban);
     let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
     state.audit.record(crate::audit::ban_entry(&ban, now));

@@ -270,13 +270,19 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     };
     banner(server.local_addr(), tls, profile, args.config.config.as_deref(), &data_dir);
     if !seeded.is_empty() {
-        let addr = server.local_addr();
-        eprintln!("  dev users (passwords shown this once; only their hashes are kept):");
+        // Never on stderr: log capture keeps whatever the process prints.
+        let file = data_dir.join(user::DEV_PASSWORDS_FILE);
+        let mut text = String::from("# The dev profile's demo users; only their hashes are in the database.\n");
         for (id, password, roles) in &seeded {
-            eprintln!("    {id} / {password}  [{roles}]");
+            text.push_str(&format!("{id} / {password}  [{roles}]\n"));
         }
+        write_private(&file, text.as_bytes(), true)?;
+        let addr = server.local_addr();
+        let ids: Vec<&str> = seeded.iter().map(|(id, _, _)| id.as_str()).collect();
+        eprintln!("  dev users {}: passwords in {} (mode 0600)", ids.join(", "), file.display());
+        let scheme = if tls { "https" } else { "http" };
         eprintln!(
-            "  log in:       curl -s http://{addr}/auth/login -H 'content-type: application/json' \\\n                  -d '{{\"username\":\"alice\",\"password\":\"…\"}}'"
+            "  log in:       curl -s {scheme}://{addr}/auth/login -H 'content-type: application/json' \\\n                  -d '{{\"username\":\"alice\",\"password\":\"…\"}}'"
         );
     }
     server.run(shutdown_signal()).await;
@@ -359,7 +365,8 @@ pub fn policy_check(file: &Path, env: &dyn Env) -> Result<String, CliError> {
     let effective = EffectivePolicy {
         auth: EffectiveAuth { default_roles: &config.auth.default_roles },
         limits: EffectiveLimits { max_json_depth: config.limits.max_json_depth },
-        replay: EffectiveReplay { window: humantime::format_duration(config.replay.window).to_string() },
+        replay: &config.replay,
+        abuse: &config.abuse,
         sanitize: &config.sanitize,
         roles: &config.roles,
         rooms: &config.rooms,
@@ -374,7 +381,9 @@ pub fn policy_check(file: &Path, env: &dyn Env) -> Result<String, CliError> {
 struct EffectivePolicy<'a> {
     auth: EffectiveAuth<'a>,
     limits: EffectiveLimits,
-    replay: EffectiveReplay,
+    replay: &'a crate::config::ReplayConfig,
+    /// Not the policy proper, but what a message costs its sender.
+    abuse: &'a crate::config::AbuseConfig,
     sanitize: &'a crate::config::SanitizeConfig,
     roles: &'a std::collections::BTreeMap<String, palisade_core::policy::RoleSpec>,
     rooms: &'a std::collections::BTreeMap<String, palisade_core::policy::RoomSpec>,
@@ -384,11 +393,6 @@ struct EffectivePolicy<'a> {
 #[derive(serde::Serialize)]
 struct EffectiveAuth<'a> {
     default_roles: &'a [String],
-}
-
-#[derive(serde::Serialize)]
-struct EffectiveReplay {
-    window: String,
 }
 
 #[derive(serde::Serialize)]
@@ -432,7 +436,7 @@ pub(crate) fn write_private(path: &Path, contents: &[u8], force: bool) -> Result
 }
 
 fn banner(addr: SocketAddr, tls: bool, profile: Profile, config: Option<&Path>, data: &Path) {
-    let scheme = if tls { "wss" } else { "ws" };
+    let (scheme, health) = if tls { ("wss", "https") } else { ("ws", "http") };
     eprintln!("Palisade listening on {scheme}://{addr}/ws (subprotocol palisade.v1)");
     match profile {
         Profile::Dev => {
@@ -445,8 +449,8 @@ fn banner(addr: SocketAddr, tls: bool, profile: Profile, config: Option<&Path>, 
             }
             eprintln!("  dev profile: localhost origins allowed, signing key in {}", data.display());
             eprintln!("  get a token:  {token} --sub alice");
-            eprintln!("  health:       http://{addr}/healthz");
+            eprintln!("  health:       {health}://{addr}/healthz");
         }
-        Profile::Production => eprintln!("  health: http://{addr}/healthz"),
+        Profile::Production => eprintln!("  health: {health}://{addr}/healthz"),
     }
 }

@@ -150,6 +150,10 @@ fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
     Ok(out)
 }
 
+/// File under the data directory (mode 0600) the dev profile writes its
+/// demo users' passwords to, once, when it creates them.
+pub(crate) const DEV_PASSWORDS_FILE: &str = "dev-passwords";
+
 /// The dev profile's demo users, with the roles of the default policy.
 const DEV_USERS: [(&str, &[&str]); 3] = [("alice", &["student"]), ("bob", &["teacher"]), ("admin", &["admin"])];
 

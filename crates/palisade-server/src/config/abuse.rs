@@ -66,6 +66,13 @@ pub struct AbuseConfig {
     pub ban_memory: Duration,
     /// Most addresses, and most users, tracked at once.
     pub max_tracked_keys: usize,
+    /// Most bans held, in memory and in the store's `bans` table.
+    pub max_bans: usize,
+    /// Ban history records older than this are deleted.
+    #[serde(with = "duration")]
+    pub ban_history_max_age: Duration,
+    /// Most ban history records kept; the oldest go first.
+    pub ban_history_max_rows: usize,
     /// Longest run of one character in event data (0: off).
     pub spam_max_repeat: usize,
     /// Most links in event data (0: off).
@@ -77,20 +84,23 @@ pub struct AbuseConfig {
 impl AbuseConfig {
     /// The core's settings; errors name the key.
     pub fn settings(&self) -> Result<GuardSettings, ConfigError> {
-        let positive = [
-            ("abuse.max_connections_per_ip", self.max_connections_per_ip),
-            ("abuse.max_pending_per_ip", self.max_pending_per_ip),
-            ("abuse.max_connections_per_user", self.max_connections_per_user),
-            ("abuse.restrict_divisor", self.restrict_divisor),
-            ("abuse.ban_factor", self.ban_factor),
+        let zero = [
+            ("abuse.max_connections_per_ip", self.max_connections_per_ip == 0),
+            ("abuse.max_pending_per_ip", self.max_pending_per_ip == 0),
+            ("abuse.max_connections_per_user", self.max_connections_per_user == 0),
+            ("abuse.restrict_divisor", self.restrict_divisor == 0),
+            ("abuse.ban_factor", self.ban_factor == 0),
+            ("abuse.max_tracked_keys", self.max_tracked_keys == 0),
+            ("abuse.max_bans", self.max_bans == 0),
+            ("abuse.ban_history_max_rows", self.ban_history_max_rows == 0),
         ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(ConfigError::invalid(key, "must be greater than 0"));
-            }
+        if let Some((key, _)) = zero.into_iter().find(|(_, is_zero)| *is_zero) {
+            return Err(ConfigError::invalid(key, "must be greater than 0"));
         }
-        if self.max_tracked_keys == 0 {
-            return Err(ConfigError::invalid("abuse.max_tracked_keys", "must be greater than 0"));
+        // Younger than ban_memory, the history would forget a ban whose
+        // strikes still count, and `ban history` would not explain them.
+        if self.ban_history_max_age < self.ban_memory {
+            return Err(ConfigError::invalid("abuse.ban_history_max_age", "must be at least abuse.ban_memory"));
         }
         if !(self.restrict_at <= self.disconnect_at && self.disconnect_at <= self.ban_at) || self.restrict_at == 0 {
             return Err(ConfigError::invalid(
@@ -137,6 +147,7 @@ impl AbuseConfig {
             },
             weights,
             max_tracked_keys: self.max_tracked_keys,
+            max_bans: self.max_bans,
             spam: SpamRules { max_repeat: self.spam_max_repeat, max_links: self.spam_max_links },
         })
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use palisade_core::audit::MIN_KEY_BYTES;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{create_private, fresh_secret};
+use super::keys::{create_private, create_private_dir, fresh_secret};
 use super::{ConfigError, duration};
 
 /// File under the data directory holding the dev profile's checkpoint key.
@@ -144,7 +144,7 @@ fn dev_audit_key(data_dir: &Path) -> Result<Vec<u8>, ConfigError> {
     match std::fs::read_to_string(&path) {
         Ok(s) => Ok(s.trim_end().as_bytes().to_vec()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(err)?;
+            create_private_dir(data_dir).map_err(err)?;
             let secret = fresh_secret();
             let mut file = create_private(&path).map_err(err)?;
             writeln!(file, "{secret}").map_err(err)?;

@@ -93,7 +93,7 @@ pub fn dev_key(data_dir: &Path) -> Result<KeyMaterial, ConfigError> {
     let secret = match std::fs::read_to_string(&path) {
         Ok(s) => s.trim_end().to_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir).map_err(err)?;
+            create_private_dir(data_dir).map_err(err)?;
             let secret = fresh_secret();
             let mut file = create_private(&path).map_err(err)?;
             writeln!(file, "{secret}").map_err(err)?;
@@ -114,6 +114,16 @@ pub fn dev_key(data_dir: &Path) -> Result<KeyMaterial, ConfigError> {
 pub(crate) fn fresh_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Creates `dir` and its missing parents with mode 0700, as the store does:
+/// the data directory holds secrets and the database.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {

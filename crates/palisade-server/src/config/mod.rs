@@ -16,6 +16,7 @@ pub mod explain;
 mod init;
 mod issuers;
 mod keys;
+mod locate;
 mod login;
 mod tls;
 
@@ -63,12 +64,19 @@ pub enum ConfigError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The file is not valid TOML.
-    #[error("{path} is not valid TOML: {message}")]
+    /// The file is not valid TOML. Never the parser's `Display`: it quotes
+    /// the line, which may hold a secret.
+    #[error("{path} is not valid TOML at line {line}, column {column}{}: {message}", key_suffix(key))]
     Syntax {
         /// File.
         path: PathBuf,
-        /// Parser message, with line and column.
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// The dotted key read last before the error, "" when none.
+        key: String,
+        /// The parser's message, without quoted text.
         message: String,
     },
     /// A key is unknown or has a bad value.
@@ -87,6 +95,10 @@ pub enum ConfigError {
         /// What is wrong.
         why: String,
     },
+}
+
+fn key_suffix(key: &str) -> String {
+    if key.is_empty() { String::new() } else { format!(", near key `{key}`") }
 }
 
 impl ConfigError {
@@ -307,16 +319,22 @@ impl Config {
         let defaults = template_table();
         let mut tree = defaults.clone();
         let mut base_dir = PathBuf::from(".");
+        let mut text = String::new();
         if let Source::File(path) = source {
             base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map_or(base_dir, Path::to_path_buf);
-            let text =
+            text =
                 std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
             Self::merge_text(&mut tree, &text, path)?;
         }
         env::apply(env, &mut tree, &defaults)?;
         let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
             let key = e.path().to_string();
-            ConfigError::invalid(if key == "." { String::new() } else { key }, e.into_inner().to_string())
+            // serde quotes a wrong-typed string whole (`api_keys = "<key>"`).
+            let mut why = locate::without_values(&e.into_inner().to_string());
+            if let Some(place) = locate::key(&text, &key) {
+                why = format!("{why} (line {}, column {})", place.line, place.column);
+            }
+            ConfigError::invalid(if key == "." { String::new() } else { key }, why)
         })?;
         config.base_dir = base_dir;
         config.validate()?;
@@ -325,8 +343,17 @@ impl Config {
 
     /// Parses `text` (from `path`) over the tree, with the merge rules above.
     fn merge_text(tree: &mut toml::Table, text: &str, path: &Path) -> Result<(), ConfigError> {
-        let user: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Syntax { path: path.to_owned(), message: e.to_string() })?;
+        let user: toml::Table = toml::from_str(text).map_err(|e| {
+            let place = locate::syntax_error(text, e.span().map_or(0, |s| s.start));
+            let message = locate::without_values(e.message());
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                line: place.line,
+                column: place.column,
+                key: place.key,
+                message,
+            }
+        })?;
         for (key, value) in user {
             if REPLACED_TABLES.contains(&key.as_str()) {
                 tree.insert(key, value);

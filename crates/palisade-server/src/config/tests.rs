@@ -72,6 +72,9 @@ fn bad_values_are_named() {
         ("[limits]\nmax_write_buffer_bytes = 100\n", "limits.max_write_buffer_bytes"),
         ("[server]\nfirst_byte_timeout = \"0s\"\n", "server.first_byte_timeout"),
         ("[server]\nhandshake_timeout = \"1s\"\nfirst_byte_timeout = \"2s\"\n", "server.first_byte_timeout"),
+        ("[abuse]\nmax_bans = 0\n", "abuse.max_bans"),
+        ("[abuse]\nban_history_max_rows = 0\n", "abuse.ban_history_max_rows"),
+        ("[abuse]\nban_history_max_age = \"1day\"\n", "abuse.ban_history_max_age"),
     ] {
         let err = load_text(text, &[]).unwrap_err();
         assert!(err.to_string().contains(key), "{text}: {err}");
