@@ -212,7 +212,7 @@ async fn a_session_ends_when_its_user_is_revoked_removed_or_demoted() {
     let revoke = with_bearer(&server, "POST", "/api/revoke", Some(json!({"user": "revoked"})), ADMIN_KEY).await;
     assert_eq!(revoke.status, 200, "{}", revoke.body);
     let store = palisade_store::Sqlite::open_in(&server.data_dir).unwrap();
-    assert!(store.remove_user("removed").unwrap());
+    assert!(store.remove_user("removed", palisade_core::Timestamp::from_secs(unix_now())).unwrap().is_some());
     assert!(store.set_roles("demoted", &["viewer".to_owned()]).unwrap());
 
     for (i, expected) in [401, 401, 401, 200].into_iter().enumerate() {
