@@ -41,6 +41,9 @@ pub struct AdminConfig {
     pub session_lifetime: Duration,
     /// Admin browser sessions held at once.
     pub max_sessions: usize,
+    /// Admin browser sessions one user holds at once; their next login
+    /// ends their own least recently used one.
+    pub max_sessions_per_user: usize,
     /// Most items one page of an admin API list holds (`limit` is capped
     /// here; the default page is this size or 100, whichever is smaller).
     pub max_page_size: usize,
@@ -61,6 +64,7 @@ impl std::fmt::Debug for AdminConfig {
             .field("viewer_role", &self.viewer_role)
             .field("session_lifetime", &self.session_lifetime)
             .field("max_sessions", &self.max_sessions)
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field("max_page_size", &self.max_page_size)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish()
@@ -93,6 +97,7 @@ impl AdminConfig {
             ("admin.max_page_size", self.max_page_size),
             ("admin.max_body_bytes", self.max_body_bytes),
             ("admin.max_sessions", self.max_sessions),
+            ("admin.max_sessions_per_user", self.max_sessions_per_user),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
@@ -170,6 +175,7 @@ mod tests {
             viewer_role: "viewer".into(),
             session_lifetime: Duration::from_secs(1800),
             max_sessions: 64,
+            max_sessions_per_user: 4,
             max_page_size: 500,
             max_body_bytes: 262_144,
         }
