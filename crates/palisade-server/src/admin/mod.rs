@@ -244,9 +244,10 @@ fn settle(
     match checked {
         Ok(actor) if !banned || actor.role.allows(AdminRole::Operator) => Ok(actor),
         Err(Denied::Failed(rejection)) => Err(rejection),
-        _ if banned => Err(refuse(state, knock, Kind::Banned, "admin: address banned", None)),
-        Ok(actor) => Ok(actor),
-        Err(Denied::Refused { kind, reason, user }) => Err(refuse(state, knock, kind, reason, user.as_deref())),
+        Err(Denied::Refused { kind, reason, user }) if !banned => {
+            Err(refuse(state, knock, kind, reason, user.as_deref()))
+        }
+        _ => Err(refuse(state, knock, Kind::Banned, "admin: address banned", None)),
     }
 }
 
