@@ -91,20 +91,22 @@ impl TrustedProxies {
     }
 
     /// The client's address: the peer's own, unless the peer is a trusted
-    /// proxy. Then `X-Forwarded-For` (every header, in order, as one list)
-    /// is read from the right, each hop being the proxy that appended it,
-    /// and the first address that is not a trusted proxy is the client.
-    /// Entries left of it were written by the client and are ignored,
-    /// however many there are. A hop that does not parse ends the walk at
-    /// the trusted proxy that passed it on, so garbage never becomes an
-    /// identity of its own; a chain of trusted proxies only gives its
-    /// left-most one.
-    pub fn client(&self, peer: IpAddr, forwarded_for: &[&str]) -> IpAddr {
+    /// proxy. Then `X-Forwarded-For` (every header's raw bytes, in order,
+    /// as one list) is read from the right, each hop being the proxy that
+    /// appended it, and the first address that is not a trusted proxy is
+    /// the client. Entries left of it were written by the client and are
+    /// ignored, however many there are. A hop that cannot be read (empty,
+    /// not ASCII, not an address) ends the walk as [`UNKNOWN_CLIENT`]: the
+    /// proxy that passed it on does not know who sent it, and counting it
+    /// as the proxy would let one odd byte dodge a ban and, by its abuse,
+    /// ban the proxy's own address. A chain of trusted proxies only gives
+    /// its left-most one.
+    pub fn client(&self, peer: IpAddr, forwarded_for: &[&[u8]]) -> IpAddr {
         let mut client = canonical(peer);
         if !self.contains(client) {
             return client;
         }
-        let hops = forwarded_for.iter().rev().flat_map(|h| h.rsplit(',')).map(str::trim);
+        let hops = forwarded_for.iter().rev().flat_map(|h| h.rsplit(|&b| b == b','));
         for hop in hops {
             match parse_hop(hop) {
                 Some(addr) => {
@@ -113,16 +115,24 @@ impl TrustedProxies {
                         break;
                     }
                 }
-                None => break,
+                None => return UNKNOWN_CLIENT,
             }
         }
         client
     }
 }
 
-/// One `X-Forwarded-For` entry: an address, bracketed IPv6, or either with
-/// a port.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
+/// The address every client behind a trusted proxy whose hop cannot be
+/// read counts as: `100::`, in the IPv6 discard-only prefix (RFC 6666),
+/// which no real peer has. One key for all of them, so garbage never
+/// becomes a fresh identity per request; its limits and bans are its own,
+/// never the proxy's. Shown as `100::/64`.
+pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V6(Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0));
+
+/// One `X-Forwarded-For` entry, from its raw bytes: an address, bracketed
+/// IPv6, or either with a port, with spaces or tabs around it.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim_matches([' ', '\t']);
     if let Ok(addr) = hop.parse::<IpAddr>() {
         return Some(canonical(addr));
     }
@@ -146,6 +156,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn h(bytes: &[u8]) -> &[u8] {
+        bytes
+    }
+
     fn proxies(nets: &[&str]) -> TrustedProxies {
         TrustedProxies::parse(nets).unwrap()
     }
@@ -153,9 +167,13 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
         let none = TrustedProxies::default();
-        assert_eq!(none.client(ip("127.0.0.9"), &["127.6.6.6"]), ip("127.0.0.9"));
+        assert_eq!(none.client(ip("127.0.0.9"), &[h(b"127.6.6.6")]), ip("127.0.0.9"));
         let some = proxies(&["127.0.1.0/24"]);
-        assert_eq!(some.client(ip("127.0.0.9"), &["127.6.6.6, 127.0.1.1"]), ip("127.0.0.9"), "spoofed chain ignored");
+        assert_eq!(
+            some.client(ip("127.0.0.9"), &[h(b"127.6.6.6, 127.0.1.1")]),
+            ip("127.0.0.9"),
+            "spoofed chain ignored"
+        );
     }
 
     #[test]
@@ -164,12 +182,12 @@ mod tests {
         // 0 hops: a trusted peer that forwards nothing is the client.
         assert_eq!(p.client(ip("127.0.1.1"), &[]), ip("127.0.1.1"));
         // 1 hop: the proxy appended the client.
-        assert_eq!(p.client(ip("127.0.1.1"), &["127.9.9.9"]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"127.9.9.9")]), ip("127.9.9.9"));
         // 2 hops: the outer proxy appended the client, the inner one the
         // outer proxy.
-        assert_eq!(p.client(ip("127.0.1.1"), &["127.9.9.9, 127.0.1.2"]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"127.9.9.9, 127.0.1.2")]), ip("127.9.9.9"));
         // The same across two headers.
-        assert_eq!(p.client(ip("127.0.1.1"), &["127.9.9.9", "127.0.1.2"]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"127.9.9.9"), h(b"127.0.1.2")]), ip("127.9.9.9"));
     }
 
     #[test]
@@ -178,30 +196,58 @@ mod tests {
         // address. Taking the left-most entry (or one too far left) would
         // let every client choose its own identity.
         let p = proxies(&["127.0.1.0/24"]);
-        assert_eq!(p.client(ip("127.0.1.1"), &["127.6.6.6, 127.9.9.9"]), ip("127.9.9.9"));
-        assert_eq!(p.client(ip("127.0.1.1"), &["127.5.5.5, 127.6.6.6, 127.9.9.9, 127.0.1.2"]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"127.6.6.6, 127.9.9.9")]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"127.5.5.5, 127.6.6.6, 127.9.9.9, 127.0.1.2")]), ip("127.9.9.9"));
     }
 
     #[test]
-    fn garbage_stops_at_the_proxy_that_passed_it_on() {
+    fn an_unreadable_hop_is_an_unknown_client_never_the_proxy() {
         let p = proxies(&["127.0.1.0/24"]);
-        assert_eq!(p.client(ip("127.0.1.1"), &["unknown"]), ip("127.0.1.1"));
-        assert_eq!(p.client(ip("127.0.1.1"), &["127.9.9.9, junk, 127.0.1.2"]), ip("127.0.1.2"));
+        let unknown = |headers: &[&[u8]]| {
+            let client = p.client(ip("127.0.1.1"), headers);
+            assert_eq!(client, UNKNOWN_CLIENT, "{headers:?}");
+            assert!(!p.contains(client));
+        };
+        unknown(&[h(b"unknown")]);
+        unknown(&[h(b"127.9.9.9, junk, 127.0.1.2")]);
+        // One byte that is not ASCII, where a text reading of the header
+        // gave up on the whole value.
+        unknown(&[h(b"127.9.9.\xff")]);
+        unknown(&[h(b"\xe2\x80\x8a127.9.9.9")]);
+        unknown(&[h(b"127.9.9.9"), h(b"\x80")]);
+        // Empty hops: a whole empty header, or an empty entry.
+        unknown(&[h(b"")]);
+        unknown(&[h(b"127.9.9.9, , 127.0.1.2")]);
+        unknown(&[h(b"127.9.9.9,")]);
+        unknown(&[h(b"\0\r")]);
+        unknown(&[&[0xff; 64][..]]);
+        assert_eq!(IpKey::of(UNKNOWN_CLIENT).to_string(), "100::/64");
+    }
+
+    #[test]
+    fn readable_hops_right_of_garbage_still_name_the_client() {
+        // The client wrote the garbage; the proxy appended its address.
+        let p = proxies(&["127.0.1.0/24"]);
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"\xff\xfe, 127.9.9.9")]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"junk\xff"), h(b"127.9.9.9")]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"\t127.9.9.9 ")]), ip("127.9.9.9"));
         // Ports and brackets are allowed.
-        assert_eq!(p.client(ip("127.0.1.1"), &["[::1]:443"]), ip("::1"));
-        assert_eq!(p.client(ip("127.0.1.1"), &["127.9.9.9:5000"]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"[::1]:443")]), ip("::1"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"127.9.9.9:5000")]), ip("127.9.9.9"));
+        // From an untrusted peer nothing is read, garbage or not.
+        assert_eq!(p.client(ip("127.0.0.9"), &[h(b"\xff")]), ip("127.0.0.9"));
     }
 
     #[test]
     fn an_all_trusted_chain_gives_its_left_most_proxy() {
         let p = proxies(&["127.0.1.0/24"]);
-        assert_eq!(p.client(ip("127.0.1.1"), &["127.0.1.3, 127.0.1.2"]), ip("127.0.1.3"));
+        assert_eq!(p.client(ip("127.0.1.1"), &[h(b"127.0.1.3, 127.0.1.2")]), ip("127.0.1.3"));
     }
 
     #[test]
     fn mapped_addresses_match_ipv4_networks() {
         let p = proxies(&["127.0.1.1"]);
-        assert_eq!(p.client(ip("::ffff:127.0.1.1"), &["127.9.9.9"]), ip("127.9.9.9"));
+        assert_eq!(p.client(ip("::ffff:127.0.1.1"), &[h(b"127.9.9.9")]), ip("127.9.9.9"));
         assert!(TrustedProxies::parse(&["not a net"]).is_err());
     }
 

@@ -246,19 +246,22 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
                 let now = state.clock.now();
                 let bans_before = now.saturating_sub(state.guard.settings().ban_terms.memory);
                 // By then every access token minted for an ended session
-                // has expired, so its revocation has nothing left to stop.
+                // has expired, so its revocation has nothing left to stop
+                // (a revocation that knows its newest token's expiry waits
+                // for that, whatever the ttl is now).
                 let auth = &state.settings.config.auth;
                 let sessions_before = now.saturating_sub(auth.token_ttl.saturating_add(auth.leeway));
                 let abuse = &state.settings.config.abuse;
                 let max_bans = abuse.max_bans;
                 let (history_before, history_rows) =
                     (now.saturating_sub(abuse.ban_history_max_age), abuse.ban_history_max_rows);
+                let expired_before = now.saturating_sub(auth.leeway);
                 let pruned = tokio::task::spawn_blocking(move || {
                     let started = std::time::Instant::now();
                     let pruned = store
                         .prune(bans_before, max_bans)
                         .and_then(|bans| Ok(bans + store.prune_history(history_before, history_rows)?))
-                        .and_then(|bans| Ok((bans, store.prune_sessions(sessions_before)?)));
+                        .and_then(|bans| Ok((bans, store.prune_sessions(sessions_before, expired_before)?)));
                     store_call(started, &pruned);
                     pruned
                 })

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::auth::Revocation;
+use palisade_core::auth::{Revocation, RevocationMark};
 use palisade_core::store::StoreError;
 use palisade_protocol::CloseCode;
 use tracing::{error, info};
@@ -31,8 +31,10 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
         let store = Arc::clone(&state.store);
         let now = state.clock.now();
         let memory = state.guard.settings().ban_terms.memory;
-        // Before the read: bans this server saves while it runs are kept.
+        // Before the read: bans this server saves while it runs are kept,
+        // and revocations it reloads meanwhile are not undone.
         let mark = state.guard.bans().mark();
+        let revocations_mark = state.revocations.mark();
         let read = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let read = (|| -> Result<_, StoreError> {
@@ -55,7 +57,7 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
                     let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
                     info!(subject = %ban.subject, closed, "ban from the store in force");
                 }
-                state.apply_revocations(revoked);
+                state.apply_revocations(revoked, revocations_mark);
             }
             Ok(Err(e)) => {
                 // Logged once per outage, not every poll.
@@ -69,10 +71,11 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
 }
 
 impl AppState {
-    /// Puts `list` in force; if it revoked anything new, every live
-    /// connection checks its token again (and closes with 4003 if revoked).
-    fn apply_revocations(&self, list: Vec<Revocation>) {
-        if self.revocations.replace(list) {
+    /// Puts `list`, read after `mark`, in force unless a newer read is;
+    /// if it revoked anything new, every live connection checks its token
+    /// again (and closes with 4003 if revoked).
+    fn apply_revocations(&self, list: Vec<Revocation>, mark: RevocationMark) {
+        if self.revocations.replace_read(list, mark) {
             let asked = self.hub.revalidate_all();
             info!(asked, "revocations changed: live connections check their tokens");
         }
@@ -84,8 +87,9 @@ impl AppState {
     /// them.
     pub(crate) async fn reload_revocations(self: &Arc<Self>) {
         let store = Arc::clone(&self.store);
+        let mark = self.revocations.mark();
         match tokio::task::spawn_blocking(move || store.revocations()).await {
-            Ok(Ok(list)) => self.apply_revocations(list),
+            Ok(Ok(list)) => self.apply_revocations(list, mark),
             Ok(Err(e)) => error!(error = %e, "cannot read the revocations; the poll will retry"),
             Err(e) => error!(error = %e, "revocation reader task failed"),
         }

@@ -118,7 +118,10 @@ impl AppState {
     /// (the peer, or the client a trusted proxy names in X-Forwarded-For).
     pub(crate) fn knock_of(&self, req: &Request) -> (Knock, IpAddr) {
         let peer = peer_of(req);
-        let forwarded = all_str(req.headers(), header::HeaderName::from_static("x-forwarded-for"));
+        // Raw bytes: a hop that is not ASCII must be read as unreadable,
+        // not make the whole header empty.
+        let forwarded: Vec<&[u8]> =
+            req.headers().get_all("x-forwarded-for").iter().map(http::HeaderValue::as_bytes).collect();
         let client = self.settings.trusted_proxies.client(peer.ip(), &forwarded);
         (Knock { peer, ip: IpKey::of(client) }, client)
     }

@@ -88,6 +88,7 @@ impl AppState {
             metrics,
             admin_sessions: std::sync::Mutex::new(AdminSessions::new(
                 settings.config.admin.max_sessions,
+                settings.config.admin.max_sessions_per_user,
                 settings.config.admin.session_lifetime,
             )),
             jwks: crate::jwks::JwksFetcher::default(),

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::auth::{ADMIN_KEY, Call, PASSWORD, Reply, add_user, call_at};
+use common::auth::{ADMIN_KEY, Call, PASSWORD, Reply, add_user, call_at, with_admin_key};
 use common::*;
 use palisade_core::store::UserStore as _;
 use serde_json::{Value, json};
@@ -232,7 +232,7 @@ async fn a_session_ends_when_its_user_is_revoked_removed_or_demoted() {
     let revoke = with_bearer(&server, "POST", "/api/revoke", Some(json!({"user": "revoked"})), ADMIN_KEY).await;
     assert_eq!(revoke.status, 200, "{}", revoke.body);
     let store = palisade_store::Sqlite::open_in(&server.data_dir).unwrap();
-    assert!(store.remove_user("removed").unwrap());
+    assert!(store.remove_user("removed", palisade_core::Timestamp::from_secs(unix_now())).unwrap().is_some());
     assert!(store.set_roles("demoted", &["viewer".to_owned()]).unwrap());
 
     for (i, expected) in [401, 401, 401, 200].into_iter().enumerate() {
@@ -247,4 +247,25 @@ async fn a_session_ends_when_its_user_is_revoked_removed_or_demoted() {
     let revoke = with_bearer(&server, "POST", "/api/revoke", Some(json!({"session": sid})), ADMIN_KEY).await;
     assert_eq!(revoke.status, 200, "{}", revoke.body);
     assert_eq!(alive(sessions[3].0.clone()).await, 401);
+}
+
+#[tokio::test]
+async fn a_viewer_logging_in_again_and_again_never_evicts_an_operators_session() {
+    let caps = "[admin]\nmax_sessions = 4\nmax_sessions_per_user = 2\n";
+    let server = TestServer::start_layers(&[NO_ABUSE_LIMITS, &with_admin_key(), caps]).await;
+    add_user(&server.data_dir, "ops", &["admin"]);
+    add_user(&server.data_dir, "watcher", &["viewer"]);
+    let (ops, _) = browser_login(&server, "ops").await;
+    let mut watcher = Vec::new();
+    for _ in 0..6 {
+        watcher.push(browser_login(&server, "watcher").await.0);
+    }
+    let status = |cookie: String| {
+        let server = &server;
+        async move { admin_call(server, Call { cookie: Some(&cookie), ..Call::get("/api/stats") }).await.status }
+    };
+    assert_eq!(status(ops).await, 200, "the operator's session is still there");
+    assert_eq!(status(watcher[5].clone()).await, 200);
+    assert_eq!(status(watcher[4].clone()).await, 200);
+    assert_eq!(status(watcher[3].clone()).await, 401, "the viewer's own older sessions gave way");
 }

@@ -243,30 +243,32 @@ async fn an_enforced_device_binding_refuses_the_session_elsewhere() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn failed_logins_back_off_then_lock_the_name_whoever_asks() {
-    // The defaults: three free failures per name, then 1 s, 2 s, … and a
-    // lock at ten.
+async fn failed_logins_back_off_for_the_name_from_that_address() {
+    // The defaults: three free failures per name from one address, then
+    // 1 s, 2 s, … (and a lock at ten: tests/login_lockout.rs).
     let server = TestServer::start_lenient("").await;
     add_user(&server.data_dir, "alice", &[]);
     let attempt = |password: &'static str, from: u8| Call {
         from: Some([127, 0, 1, from]),
         ..Call::post("/auth/login", json!({"username": "alice", "password": password}))
     };
-    for n in 0..3 {
-        assert_eq!(call(&server, attempt("wrong password!", n)).await.status, 401);
+    for _ in 0..3 {
+        assert_eq!(call(&server, attempt("wrong password!", 1)).await.status, 401);
     }
-    assert_eq!(call(&server, attempt("wrong password!", 3)).await.status, 401, "the fourth is refused on its merits");
-    // Now a wait of 1 s, from any address, even with the right password.
-    let blocked = call(&server, attempt(PASSWORD, 4)).await;
+    assert_eq!(call(&server, attempt("wrong password!", 1)).await.status, 401, "the fourth is refused on its merits");
+    // Now a wait of 1 s from that address, even with the right password;
+    // another address is not held up.
+    let blocked = call(&server, attempt(PASSWORD, 1)).await;
     assert_eq!((blocked.status, blocked.header("retry-after")), (429, Some("1")));
+    assert_eq!(call(&server, attempt(PASSWORD, 2)).await.status, 200);
     tokio::time::advance(Duration::from_secs(1)).await;
-    assert_eq!(call(&server, attempt(PASSWORD, 5)).await.status, 200, "a success after the wait");
+    assert_eq!(call(&server, attempt(PASSWORD, 1)).await.status, 200, "a success after the wait");
     // It cleared the name's count: three more free failures.
-    for n in 0..3 {
-        assert_eq!(call(&server, attempt("wrong password!", 10 + n)).await.status, 401);
+    for _ in 0..3 {
+        assert_eq!(call(&server, attempt("wrong password!", 1)).await.status, 401);
     }
-    assert_eq!(call(&server, attempt("wrong password!", 13)).await.status, 401);
-    assert_eq!(call(&server, attempt(PASSWORD, 14)).await.status, 429);
+    assert_eq!(call(&server, attempt("wrong password!", 1)).await.status, 401);
+    assert_eq!(call(&server, attempt(PASSWORD, 1)).await.status, 429);
 }
 
 #[tokio::test]
@@ -299,8 +301,12 @@ async fn a_role_change_takes_effect_at_the_next_refresh_and_shrinking_rights_lea
 
 #[tokio::test]
 async fn a_burst_of_concurrent_guesses_cannot_outrun_the_backoff() {
-    // Three free failures, then a wait no test outlives; four hashes at once.
-    let server = TestServer::start_lenient("[login]\nbackoff_base = \"1h\"\nbackoff_max = \"1h\"\n").await;
+    // Three free addresses, then a wait no test outlives; four hashes at
+    // once.
+    let server = TestServer::start_lenient(
+        "[login]\nfree_addresses_per_user = 3\nbackoff_base = \"1h\"\nbackoff_max = \"1h\"\n",
+    )
+    .await;
     add_user(&server.data_dir, "alice", &[]);
     let guesses = (0..30u8).map(|n| {
         let body = json!({"username": "alice", "password": format!("guess number {n}")});
@@ -333,4 +339,20 @@ async fn one_address_looping_on_auth_endpoints_is_slowed_alone() {
     assert_eq!(call(&server, list([127, 0, 0, 2])).await.status, 200, "another address is not slowed");
     // The WebSocket handshake has a budget of its own.
     assert!(dial(&server, Dial { bearer: Some(access), ..Dial::default() }).await.is_ok());
+}
+
+#[tokio::test]
+async fn two_tabs_refreshing_at_once_are_refused_but_not_scored_as_an_attack() {
+    let server = server_with("").await;
+    let pair = login(&server, "alice").await;
+    let token = pair["refresh_token"].as_str().unwrap();
+    let first = refresh(&server, token).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    // The other tab, a moment later, with the same token: within the grace.
+    let second = refresh(&server, token).await;
+    assert_eq!((second.status, second.json()["error"].as_str()), (401, Some("invalid_refresh")));
+    assert_eq!(server.stats.refused(palisade_core::refusal::Kind::AuthFailure), 0, "not scored");
+    // The session lives on with the winner's token.
+    let next = first.json()["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(refresh(&server, &next).await.status, 200);
 }

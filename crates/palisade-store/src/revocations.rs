@@ -2,7 +2,7 @@
 
 use palisade_core::Timestamp;
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
-use palisade_core::store::{RevocationStore, StoreError};
+use palisade_core::store::{EndReason, RevocationStore, StoreError};
 use rusqlite::params;
 
 use crate::{Sqlite, from_sql, sql, to_sql};
@@ -34,20 +34,28 @@ impl RevocationStore for Sqlite {
         .collect()
     }
 
-    fn revoke(&self, revocation: &Revocation, now: Timestamp, reason: &str) -> Result<(), StoreError> {
+    fn revoke(&self, revocation: &Revocation, now: Timestamp, reason: &str) -> Result<Vec<String>, StoreError> {
         let (kind, value, before) = match revocation {
             Revocation::Token(jti) => ("token", jti.as_str(), None),
             Revocation::Session(sid) => ("session", sid.as_str(), None),
             Revocation::User { user, before } => ("user", user.as_str(), Some(to_sql(*before))),
         };
         self.write("revoking", |tx| {
+            // A session's revocation is kept until its newest access token
+            // expires, as when the session ends at a logout.
             tx.execute(
-                "INSERT INTO revocations (kind, value, before_ms, created_ms, reason) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (kind, value) DO UPDATE SET before_ms = max(before_ms, excluded.before_ms)",
+                "INSERT INTO revocations (kind, value, before_ms, created_ms, reason, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5,
+                         CASE WHEN ?1 = 'session' THEN (SELECT tokens_until_ms FROM sessions WHERE id = ?2) END)
+                 ON CONFLICT (kind, value) DO UPDATE SET before_ms = max(before_ms, excluded.before_ms),
+                     expires_ms = max(coalesce(expires_ms, excluded.expires_ms), coalesce(excluded.expires_ms, expires_ms))",
                 params![kind, value, before, to_sql(now), reason],
             )
-            .map(drop)
-            .map_err(sql("revoking"))
+            .map_err(sql("revoking"))?;
+            match revocation {
+                Revocation::User { user, .. } => crate::sessions::end_all(tx, user, EndReason::Revoked, now),
+                Revocation::Token(_) | Revocation::Session(_) => Ok(Vec::new()),
+            }
         })
     }
 }

@@ -113,6 +113,12 @@ const MIGRATIONS: &[&str] = &[
         hash      TEXT NOT NULL CHECK (length(hash) = 64)
     );
     CREATE INDEX audit_ts ON audit (ts_ms);",
+    // 6: when a session's access tokens expire (the newest one minted),
+    //    and a session revocation keeps it, so pruning waits for the token
+    //    minted under the longest `auth.token_ttl`, not today's. NULL in
+    //    rows written before.
+    "ALTER TABLE sessions ADD COLUMN tokens_until_ms INTEGER CHECK (tokens_until_ms >= 0);
+    ALTER TABLE revocations ADD COLUMN expires_ms INTEGER CHECK (expires_ms >= 0);",
 ];
 
 /// Brings the schema up to date; returns how many migrations it applied.

@@ -56,7 +56,22 @@ fn live_of(tx: &Transaction<'_>, user: &str, now: Timestamp) -> Result<Vec<Login
     rows.map(|row| row.map_err(sql("listing sessions"))?).collect()
 }
 
-/// Ends a live session and revokes its tokens; `false` if it was not live.
+/// Ends every live session of `user`; returns their ids.
+pub(crate) fn end_all(
+    tx: &Transaction<'_>,
+    user: &str,
+    reason: EndReason,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    let ids: Vec<String> = live_of(tx, user, now)?.into_iter().map(|s| s.id).collect();
+    for id in &ids {
+        end(tx, id, reason, now)?;
+    }
+    Ok(ids)
+}
+
+/// Ends a live session and revokes its tokens until the newest of them
+/// expires; `false` if it was not live.
 fn end(tx: &Transaction<'_>, id: &str, reason: EndReason, now: Timestamp) -> Result<bool, StoreError> {
     let ended = tx
         .execute(
@@ -66,7 +81,8 @@ fn end(tx: &Transaction<'_>, id: &str, reason: EndReason, now: Timestamp) -> Res
         .map_err(sql("ending a session"))?;
     if ended == 1 {
         tx.execute(
-            "INSERT INTO revocations (kind, value, before_ms, created_ms, reason) VALUES ('session', ?1, NULL, ?2, ?3)
+            "INSERT INTO revocations (kind, value, before_ms, created_ms, reason, expires_ms)
+             VALUES ('session', ?1, NULL, ?2, ?3, (SELECT tokens_until_ms FROM sessions WHERE id = ?1))
              ON CONFLICT (kind, value) DO NOTHING",
             params![id, to_sql(now), reason.as_str()],
         )
@@ -108,7 +124,9 @@ impl SessionStore for Sqlite {
                 end(tx, id, EndReason::Evicted, now)?;
             }
             tx.execute(
-                &format!("INSERT INTO sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!(
+                    "INSERT INTO sessions ({COLUMNS}, tokens_until_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ),
                 params![
                     session.id,
                     session.user_id,
@@ -119,6 +137,7 @@ impl SessionStore for Sqlite {
                     session.ip,
                     session.device,
                     session.cookie,
+                    to_sql(first.access_expires),
                 ],
             )
             .map_err(sql("opening a session"))?;
@@ -186,8 +205,9 @@ impl SessionStore for Sqlite {
             .map_err(sql("refreshing"))?;
             insert_refresh(tx, &sid, next, now)?;
             tx.execute(
-                "UPDATE sessions SET last_active_ms = ?2, expires_ms = ?3 WHERE id = ?1",
-                params![sid, to_sql(now), to_sql(next.expires)],
+                "UPDATE sessions SET last_active_ms = ?2, expires_ms = ?3,
+                 tokens_until_ms = max(coalesce(tokens_until_ms, 0), ?4) WHERE id = ?1",
+                params![sid, to_sql(now), to_sql(next.expires), to_sql(next.access_expires)],
             )
             .map_err(sql("refreshing"))?;
             Ok(Refreshed::Rotated(LoginSession { last_active: now, expires: next.expires, ..session }))
@@ -214,23 +234,21 @@ impl SessionStore for Sqlite {
     }
 
     fn end_user_sessions(&self, user: &str, reason: EndReason, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        self.write("ending a user's sessions", |tx| {
-            let ids: Vec<String> = live_of(tx, user, now)?.into_iter().map(|s| s.id).collect();
-            for id in &ids {
-                end(tx, id, reason, now)?;
-            }
-            Ok(ids)
-        })
+        self.write("ending a user's sessions", |tx| end_all(tx, user, reason, now))
     }
 
-    fn prune_sessions(&self, before: Timestamp) -> Result<usize, StoreError> {
+    fn prune_sessions(&self, before: Timestamp, expired_before: Timestamp) -> Result<usize, StoreError> {
         self.write("pruning sessions", |tx| {
             let before = to_sql(before);
             let sessions = tx
                 .execute("DELETE FROM sessions WHERE coalesce(min(ended_ms, expires_ms), expires_ms) < ?1", [before])
                 .map_err(sql("pruning sessions"))?;
             let revocations = tx
-                .execute("DELETE FROM revocations WHERE kind = 'session' AND created_ms < ?1", [before])
+                .execute(
+                    "DELETE FROM revocations WHERE kind = 'session'
+                     AND CASE WHEN expires_ms IS NULL THEN created_ms < ?1 ELSE expires_ms < ?2 END",
+                    params![before, to_sql(expired_before)],
+                )
                 .map_err(sql("pruning session revocations"))?;
             Ok(sessions + revocations)
         })
@@ -275,7 +293,16 @@ mod tests {
     }
 
     fn token(hash: char, now: Timestamp) -> StoredRefresh {
-        StoredRefresh { hash: hash.to_string().repeat(64), expires: now.saturating_add(WEEK) }
+        StoredRefresh {
+            hash: hash.to_string().repeat(64),
+            expires: now.saturating_add(WEEK),
+            access_expires: at15(now),
+        }
+    }
+
+    /// When an access token minted at `now` expires (15 minutes).
+    fn at15(now: Timestamp) -> Timestamp {
+        now.saturating_add(Duration::from_secs(900))
     }
 
     fn any_device(_: &LoginSession) -> bool {
@@ -326,7 +353,7 @@ mod tests {
         let mut current = token('0', T0).hash;
         for n in 1..=40u32 {
             let now = at(u64::from(n) * 10);
-            let next = StoredRefresh { hash: hash(n), expires: now.saturating_add(WEEK) };
+            let next = StoredRefresh { hash: hash(n), expires: now.saturating_add(WEEK), access_expires: at15(now) };
             assert!(matches!(store.refresh(&current, &next, GRACE, &any_device, now).unwrap(), Refreshed::Rotated(_)));
             current = next.hash;
         }
@@ -404,9 +431,13 @@ mod tests {
         let mut revoked = revoked_sessions(&store);
         revoked.sort();
         assert_eq!(revoked, ["s1", "s2"]);
-        // Nothing ended before at(1): nothing pruned; later, all of it.
-        assert_eq!(store.prune_sessions(at(1)).unwrap(), 0);
-        assert_eq!(store.prune_sessions(at(10)).unwrap(), 4, "two sessions, two revocations");
+        // Nothing ended before at(1): nothing pruned; later, the sessions,
+        // and once their tokens (minted at T0 for 15 minutes) have expired,
+        // the revocations.
+        assert_eq!(store.prune_sessions(at(1), at(1)).unwrap(), 0);
+        assert_eq!(store.prune_sessions(at(10), at(10)).unwrap(), 2, "two sessions");
+        assert_eq!(revoked_sessions(&store).len(), 2, "their tokens live on");
+        assert_eq!(store.prune_sessions(at(10), at(901)).unwrap(), 2, "two revocations");
         assert!(store.session("s1").unwrap().is_none());
         assert!(revoked_sessions(&store).is_empty());
         // The refresh tokens went with their sessions.
@@ -414,5 +445,54 @@ mod tests {
             store.refresh(&token('a', T0).hash, &token('c', at(11)), GRACE, &any_device, at(11)).unwrap(),
             Refreshed::Unknown
         );
+    }
+
+    #[test]
+    fn revoking_or_removing_a_user_ends_their_sessions_in_the_same_transaction() {
+        use palisade_core::auth::user_revocation;
+        use palisade_core::store::{User, UserStore as _};
+        let (_dir, store) = fresh();
+        let cap = SessionCap { max: 10, policy: CapPolicy::Evict };
+        for (id, user, hash) in [("s1", "alice", 'a'), ("s2", "alice", 'b'), ("s3", "bob", 'c')] {
+            store.open_session(&session(id, user, T0), &token(hash, T0), cap, T0).unwrap().unwrap();
+        }
+        let mut ended = store.revoke(&user_revocation("alice", at(1)).unwrap(), at(1), "").unwrap();
+        ended.sort();
+        assert_eq!(ended, ["s1", "s2"]);
+        assert!(store.live_sessions("alice", at(2)).unwrap().is_empty());
+        assert_eq!(store.revoke(&Revocation::Token("t1".into()), at(2), "").unwrap(), Vec::<String>::new());
+
+        let bob = User { id: "bob".into(), roles: Vec::new(), password_hash: "$argon2id$x".into(), created: T0 };
+        assert!(store.add_user(&bob).unwrap());
+        assert_eq!(store.remove_user("bob", at(3)).unwrap(), Some(vec!["s3".to_owned()]));
+        assert_eq!(store.remove_user("bob", at(4)).unwrap(), None);
+        let mut revoked = revoked_sessions(&store);
+        revoked.sort();
+        assert_eq!(revoked, ["s1", "s2", "s3"]);
+    }
+
+    #[test]
+    fn a_session_revocation_lasts_as_long_as_its_newest_token_whatever_the_ttl_now() {
+        let (_dir, store) = fresh();
+        let day = Duration::from_secs(86_400);
+        // Minted under a day-long token ttl; the ttl is 15 minutes by the
+        // time the session ends.
+        let long = StoredRefresh { access_expires: T0.saturating_add(day), ..token('a', T0) };
+        store.open_session(&session("s1", "alice", T0), &long, EVICT, T0).unwrap().unwrap();
+        let short = token('b', at(60));
+        assert!(matches!(
+            store.refresh(&long.hash, &short, GRACE, &any_device, at(60)).unwrap(),
+            Refreshed::Rotated(_)
+        ));
+        store.open_session(&session("s2", "alice", T0), &token('c', T0), EVICT, T0).unwrap().unwrap();
+        assert!(store.end_session("s1", EndReason::Logout, at(61)).unwrap());
+        assert!(store.end_session("s2", EndReason::Logout, at(61)).unwrap());
+        // An hour on, today's ttl says every token is gone: only s2's are.
+        let hour = at(3600);
+        store.prune_sessions(hour, hour).unwrap();
+        assert_eq!(revoked_sessions(&store), ["s1"], "the day-long token still needs its revocation");
+        let after = T0.saturating_add(day).saturating_add(Duration::from_secs(1));
+        store.prune_sessions(after, after).unwrap();
+        assert!(revoked_sessions(&store).is_empty());
     }
 }

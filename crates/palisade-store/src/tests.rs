@@ -278,8 +278,8 @@ mod users {
         assert_eq!(store.user("alice").unwrap(), Some(alice.clone()));
         assert_eq!(store.user("carol").unwrap(), None);
         assert_eq!(store.users().unwrap().iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
-        assert!(store.remove_user("bob").unwrap());
-        assert!(!store.remove_user("bob").unwrap());
+        assert_eq!(store.remove_user("bob", T0).unwrap(), Some(Vec::new()));
+        assert_eq!(store.remove_user("bob", T0).unwrap(), None);
         assert!(!format!("{alice:?}").contains("argon2"), "Debug never shows the hash");
     }
 

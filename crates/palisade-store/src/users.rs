@@ -1,6 +1,7 @@
 //! [`UserStore`] on the `users` table.
 
-use palisade_core::store::{StoreError, User, UserStore};
+use palisade_core::Timestamp;
+use palisade_core::store::{EndReason, StoreError, User, UserStore};
 use rusqlite::{OptionalExtension as _, Row, params};
 
 use crate::{Sqlite, from_sql, sql, to_sql};
@@ -63,9 +64,13 @@ impl UserStore for Sqlite {
         })
     }
 
-    fn remove_user(&self, id: &str) -> Result<bool, StoreError> {
+    fn remove_user(&self, id: &str, now: Timestamp) -> Result<Option<Vec<String>>, StoreError> {
         self.write("removing a user", |tx| {
-            tx.execute("DELETE FROM users WHERE id = ?1", [id]).map(|n| n == 1).map_err(sql("removing a user"))
+            let removed = tx.execute("DELETE FROM users WHERE id = ?1", [id]).map_err(sql("removing a user"))?;
+            if removed == 0 {
+                return Ok(None);
+            }
+            crate::sessions::end_all(tx, id, EndReason::UserRemoved, now).map(Some)
         })
     }
 }

@@ -2,8 +2,11 @@
 //! login"): a dashboard logs in with a password once and then holds an
 //! HttpOnly cookie, never a token a page script could read. Each session
 //! has its own CSRF token, required on every state-changing call, and a
-//! short absolute lifetime; the table is bounded, and when it is full the
-//! least recently used session gives way.
+//! short absolute lifetime; the table is bounded per user and in all.
+//! A user at their own cap gives way their own least recently used
+//! session, so one user's logins (a viewer's, say) never push anyone
+//! else's out; only a full table ends another user's least recently used
+//! one.
 //!
 //! Sessions live in the process only: a restart logs every operator out,
 //! which for a short-lived credential is the safe way to fail.
@@ -55,24 +58,28 @@ pub struct Opened {
 pub struct AdminSessions {
     by_cookie: HashMap<[u8; 32], AdminSession>,
     max: usize,
+    max_per_user: usize,
     lifetime: Duration,
 }
 
 impl AdminSessions {
-    /// An empty table of at most `max` sessions (at least one), each living
-    /// `lifetime`.
-    pub fn new(max: usize, lifetime: Duration) -> Self {
-        Self { by_cookie: HashMap::new(), max: max.max(1), lifetime }
+    /// An empty table of at most `max` sessions, and `max_per_user` per
+    /// user (each at least one), each living `lifetime`.
+    pub fn new(max: usize, max_per_user: usize, lifetime: Duration) -> Self {
+        Self { by_cookie: HashMap::new(), max: max.max(1), max_per_user: max_per_user.max(1), lifetime }
     }
 
-    /// Opens a session for `user`'s `identity` at `now`. At the cap, ended
-    /// sessions go first, then the least recently used one.
+    /// Opens a session for `user`'s `identity` at `now`. Ended sessions
+    /// go first; then, at the user's own cap, the user's least recently
+    /// used session; then, at the table's cap, the least recently used one.
     pub fn open(&mut self, mut identity: Identity, role: AdminRole, now: Timestamp) -> Opened {
         self.by_cookie.retain(|_, s| s.expires > now);
-        if self.by_cookie.len() >= self.max
-            && let Some(oldest) = self.by_cookie.iter().min_by_key(|(_, s)| s.last_used).map(|(k, _)| *k)
-        {
-            self.by_cookie.remove(&oldest);
+        let user = identity.user_id.clone();
+        let own = self.by_cookie.values().filter(|s| s.identity.user_id == user).count();
+        if own >= self.max_per_user {
+            self.evict_least_recently_used(|s| s.identity.user_id == user);
+        } else if self.by_cookie.len() >= self.max {
+            self.evict_least_recently_used(|_| true);
         }
         let expires = now.saturating_add(self.lifetime);
         identity.session_id = Some(crate::random_id("asid_"));
@@ -109,6 +116,14 @@ impl AdminSessions {
         let before = self.by_cookie.len();
         self.by_cookie.retain(|_, s| !ended(s));
         before - self.by_cookie.len()
+    }
+
+    /// Ends the least recently used session of those `which` picks.
+    fn evict_least_recently_used(&mut self, which: impl Fn(&AdminSession) -> bool) {
+        let oldest = self.by_cookie.iter().filter(|(_, s)| which(s)).min_by_key(|(_, s)| s.last_used).map(|(k, _)| *k);
+        if let Some(oldest) = oldest {
+            self.by_cookie.remove(&oldest);
+        }
     }
 
     /// How many sessions are held.
@@ -163,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_session_is_found_by_its_cookie_until_it_ends() {
-        let mut table = AdminSessions::new(8, LIFETIME);
+        let mut table = AdminSessions::new(8, 8, LIFETIME);
         let t0 = Timestamp::from_secs(1_000);
         let opened = table.open(identity("ops"), AdminRole::Operator, t0);
         assert_eq!(opened.cookie.len(), 43, "256 bits of base64url");
@@ -182,7 +197,7 @@ mod tests {
 
     #[test]
     fn the_csrf_token_must_be_echoed_exactly() {
-        let mut table = AdminSessions::new(8, LIFETIME);
+        let mut table = AdminSessions::new(8, 8, LIFETIME);
         let opened = table.open(identity("ops"), AdminRole::Viewer, Timestamp::from_secs(1));
         let session = &opened.session;
         assert!(session.csrf_matches(Some(&session.csrf)));
@@ -194,7 +209,7 @@ mod tests {
 
     #[test]
     fn at_the_cap_the_least_recently_used_session_gives_way() {
-        let mut table = AdminSessions::new(2, LIFETIME);
+        let mut table = AdminSessions::new(2, 8, LIFETIME);
         let t = Timestamp::from_secs;
         let first = table.open(identity("a"), AdminRole::Operator, t(1));
         let second = table.open(identity("b"), AdminRole::Operator, t(2));
@@ -208,7 +223,7 @@ mod tests {
 
     #[test]
     fn ended_sessions_make_room_before_a_live_one_is_evicted() {
-        let mut table = AdminSessions::new(2, Duration::from_secs(10));
+        let mut table = AdminSessions::new(2, 8, Duration::from_secs(10));
         let t = Timestamp::from_secs;
         let old = table.open(identity("a"), AdminRole::Operator, t(0));
         let live = table.open(identity("b"), AdminRole::Operator, t(5));
@@ -219,7 +234,7 @@ mod tests {
 
     #[test]
     fn sessions_end_by_cookie_or_by_predicate() {
-        let mut table = AdminSessions::new(8, LIFETIME);
+        let mut table = AdminSessions::new(8, 8, LIFETIME);
         let now = Timestamp::from_secs(1);
         let a = table.open(identity("a"), AdminRole::Operator, now);
         let b = table.open(identity("b"), AdminRole::Viewer, now);
@@ -227,5 +242,30 @@ mod tests {
         assert!(!table.close(&a.cookie));
         assert_eq!(table.close_where(|s| s.identity.user_id == "b"), 1);
         assert!(table.find(&b.cookie, now).is_none());
+    }
+
+    #[test]
+    fn one_users_logins_evict_only_that_users_own_sessions() {
+        let mut table = AdminSessions::new(4, 2, LIFETIME);
+        let t = Timestamp::from_secs;
+        let ops = table.open(identity("ops"), AdminRole::Operator, t(1));
+        let other = table.open(identity("lead"), AdminRole::Operator, t(2));
+        // A viewer logs in again and again, filling the table if it could.
+        let mut viewer = Vec::new();
+        for n in 0..20 {
+            viewer.push(table.open(identity("viewer"), AdminRole::Viewer, t(10 + n)));
+        }
+        assert_eq!(table.len(), 4, "two operators and the viewer's own two");
+        assert!(table.find(&ops.cookie, t(40)).is_some(), "the least recently used of all, and still there");
+        assert!(table.find(&other.cookie, t(41)).is_some());
+        assert!(table.find(&viewer[19].cookie, t(42)).is_some());
+        assert!(table.find(&viewer[18].cookie, t(43)).is_some());
+        assert!(table.find(&viewer[17].cookie, t(44)).is_none(), "the viewer's older ones gave way");
+        // A full table still makes room for a new user: the least recently
+        // used session of all gives way.
+        let new = table.open(identity("new"), AdminRole::Operator, t(50));
+        assert_eq!(table.len(), 4);
+        assert!(table.find(&new.cookie, t(51)).is_some());
+        assert!(table.find(&ops.cookie, t(51)).is_none(), "ops was used least recently (t 40, first)");
     }
 }

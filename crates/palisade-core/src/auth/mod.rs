@@ -20,7 +20,7 @@ pub use issuers::{IssuerError, IssuerKeys, IssuerSpec, Issuers};
 pub use jwks::{FetchRequest, Installed, JwksError, JwksSpec, MAX_JWKS_KEYS};
 pub use keys::{Algorithm, KeyError, KeyMaterial};
 pub use password::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS, PasswordError, hash_password, verify_password};
-pub use revocation::{InvalidJti, Revocation, Revocations, check_jti, user_revocation};
+pub use revocation::{InvalidJti, Revocation, RevocationMark, Revocations, check_jti, user_revocation};
 pub use token::{TokenRequest, TokenSigner, TokenVerifier};
 
 #[cfg(test)]

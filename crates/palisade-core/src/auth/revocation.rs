@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 use crate::Timestamp;
@@ -82,9 +83,17 @@ impl FromStr for Revocation {
 }
 
 /// The revocations in force, checked on every handshake and `refresh`.
+///
+/// Every reload is a whole read of the store, and two may race: the poll's
+/// read can begin before a revocation is written and finish after the
+/// writer's own reload put it in force. Each read is marked when it begins
+/// ([`Revocations::mark`]), and a read that began before the one in force
+/// is stale and ignored, so a revocation just written is never dropped.
 #[derive(Debug, Default)]
 pub struct Revocations {
     inner: RwLock<Inner>,
+    /// Counts reads begun: the order of [`RevocationMark`]s.
+    reads: AtomicU64,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -92,7 +101,14 @@ struct Inner {
     tokens: HashSet<String>,
     sessions: HashSet<String>,
     users: HashMap<String, Timestamp>,
+    /// The mark of the read in force.
+    applied: u64,
 }
+
+/// Where a read of the store began, among the reads
+/// ([`Revocations::mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationMark(u64);
 
 impl Revocations {
     /// Whether `identity`'s token is revoked.
@@ -105,10 +121,23 @@ impl Revocations {
             })
     }
 
-    /// Replaces the list (the store's); `true` if anything was added, so
-    /// live connections must check themselves again.
+    /// Replaces the list with one read just now, newer than any read in
+    /// flight; `true` if anything was added, so live connections must check
+    /// themselves again.
     pub fn replace(&self, list: Vec<Revocation>) -> bool {
-        let mut next = Inner::default();
+        self.replace_read(list, self.mark())
+    }
+
+    /// Taken before reading the store for [`Revocations::replace_read`].
+    pub fn mark(&self) -> RevocationMark {
+        RevocationMark(self.reads.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    /// Replaces the list with `list`, the store's as read after `mark`,
+    /// unless a read that began later is in force already (this one may
+    /// lack what was written since); `true` if anything was added.
+    pub fn replace_read(&self, list: Vec<Revocation>, mark: RevocationMark) -> bool {
+        let mut next = Inner { applied: mark.0, ..Inner::default() };
         for revocation in list {
             match revocation {
                 Revocation::Token(jti) => {
@@ -124,6 +153,9 @@ impl Revocations {
             }
         }
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if mark.0 < inner.applied {
+            return false;
+        }
         let added = next.tokens.iter().any(|t| !inner.tokens.contains(t))
             || next.sessions.iter().any(|s| !inner.sessions.contains(s))
             || next.users.iter().any(|(u, before)| inner.users.get(u).is_none_or(|old| before > old));
@@ -178,6 +210,24 @@ mod tests {
         // Reloading the same list adds nothing; lifting is a replace too.
         assert!(!list.replace(vec![Revocation::Token("t1".into()), user_revocation("alice", T0).unwrap()]));
         assert!(!list.replace(Vec::new()));
+        assert!(!list.is_revoked(&who("bob", Some("t1"), Some(T0))));
+    }
+
+    #[test]
+    fn a_stale_read_never_drops_a_revocation_just_written() {
+        let list = Revocations::default();
+        // The poll marks and starts reading; a revocation is written, and
+        // its writer reloads; the poll's read, from before the write,
+        // finishes last.
+        let poll = list.mark();
+        let writer = list.mark();
+        assert!(list.replace_read(vec![Revocation::Token("t1".into())], writer));
+        assert!(!list.replace_read(Vec::new(), poll), "stale: ignored");
+        assert!(list.is_revoked(&who("bob", Some("t1"), Some(T0))));
+        // A read that began after the write has the store's word, lifts
+        // included.
+        let next = list.mark();
+        assert!(!list.replace_read(Vec::new(), next));
         assert!(!list.is_revoked(&who("bob", Some("t1"), Some(T0))));
     }
 

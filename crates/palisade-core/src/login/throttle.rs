@@ -1,9 +1,17 @@
-//! Failed logins, counted per client address and per user name: a few are
-//! free, then each one doubles the wait before the next attempt, and at a
-//! limit the key locks for a while. Unknown names are counted like known
-//! ones, so the throttle says nothing about which names exist.
+//! Failed logins, counted per user name from one client address, per
+//! address across names, and per name across addresses: a few are free,
+//! then each one doubles the wait before the next attempt, and at a limit
+//! the name from that address, or the address, locks for a while. Unknown
+//! names are counted like known ones, so the throttle says nothing about
+//! which names exist.
 //!
-//! A success clears the name's count but not the address's: one valid
+//! Nothing one address does locks a name for anyone else: the hard lock
+//! is per (name, address). Guessing one name from many addresses slows the
+//! name down instead, and only once more distinct addresses than
+//! [`ThrottleSettings::free_addresses_per_user`] have failed on it, so one
+//! address (or a handful) can never make its owner wait.
+//!
+//! A success clears the name's counts but not the address's: one valid
 //! account must not let an address guess others' passwords at full speed.
 
 use std::collections::HashMap;
@@ -22,13 +30,16 @@ pub struct Steps {
     pub lock_after: u32,
 }
 
-/// `auth.login_*` settings.
+/// `login.*` throttle settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleSettings {
-    /// Per client address (IPv6 by /64).
+    /// Per client address (IPv6 by /64), across names.
     pub per_ip: Steps,
-    /// Per user name, whether or not the user exists.
+    /// Per user name (whether or not the user exists) from one address.
     pub per_user: Steps,
+    /// Distinct addresses that may fail on one name before every attempt
+    /// at it waits (the same doubling wait, never a lock).
+    pub free_addresses_per_user: u32,
     /// The wait after the first failure past the free ones; doubled after
     /// each further failure.
     pub base_delay: Duration,
@@ -49,17 +60,19 @@ pub struct Blocked {
     pub retry_after: Duration,
     /// Whether the key is locked, rather than backing off.
     pub locked: bool,
-    /// Which key: the address or the user name.
+    /// Which key.
     pub by: KeyKind,
 }
 
 /// Which kind of key blocked an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
-    /// The client address.
+    /// The client address, across names.
     Ip,
-    /// The user name.
+    /// The user name from this address.
     User,
+    /// The user name from every address (a slow-down, never a lock).
+    Name,
 }
 
 /// What one failure did to the counts.
@@ -67,16 +80,19 @@ pub enum KeyKind {
 pub struct Failure {
     /// The address's failures, this one included.
     pub ip_failures: u32,
-    /// The name's failures, this one included.
+    /// The name's failures from this address, this one included.
     pub user_failures: u32,
-    /// Whether this failure locked the address or the name.
+    /// Distinct addresses that failed on the name lately.
+    pub user_addresses: u32,
+    /// Whether this failure locked the address or the name from it.
     pub locked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Ip(IpKey),
-    User(String),
+    User(IpKey, String),
+    Name(String),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,9 +122,13 @@ impl LoginThrottle {
     /// May `ip` try to log in as `user` at `now`?
     pub fn check(&self, ip: IpKey, user: &str, now: Timestamp) -> Result<(), Blocked> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let steps =
-            [(Key::Ip(ip), KeyKind::Ip, self.settings.per_ip), (user_key(user), KeyKind::User, self.settings.per_user)];
-        for (key, by, steps) in steps {
+        let name = name_key(user);
+        let keys = [
+            (Key::Ip(ip), KeyKind::Ip, self.settings.per_ip),
+            (Key::User(ip, name.clone()), KeyKind::User, self.settings.per_user),
+            (Key::Name(name), KeyKind::Name, self.name_steps()),
+        ];
+        for (key, by, steps) in keys {
             if let Some(entry) = entries.get(&key).filter(|e| self.live(e, now))
                 && now < entry.blocked_until
             {
@@ -125,14 +145,27 @@ impl LoginThrottle {
     /// Counts a failed attempt (wrong password or unknown user) at `now`.
     pub fn failed(&self, ip: IpKey, user: &str, now: Timestamp) -> Failure {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = name_key(user);
         let (ip_failures, ip_locked) = self.count(&mut entries, Key::Ip(ip), self.settings.per_ip, now);
-        let (user_failures, user_locked) = self.count(&mut entries, user_key(user), self.settings.per_user, now);
-        Failure { ip_failures, user_failures, locked: ip_locked || user_locked }
+        let (user_failures, user_locked) =
+            self.count(&mut entries, Key::User(ip, name.clone()), self.settings.per_user, now);
+        // The name counts addresses, not failures: an address adds one the
+        // first time it fails on the name, however often it fails after.
+        let user_addresses = if user_failures == 1 {
+            self.count(&mut entries, Key::Name(name), self.name_steps(), now).0
+        } else {
+            entries.get(&Key::Name(name)).filter(|e| self.live(e, now)).map_or(0, |e| e.failures)
+        };
+        Failure { ip_failures, user_failures, user_addresses, locked: ip_locked || user_locked }
     }
 
-    /// A successful login as `user`: its name's count starts over.
-    pub fn succeeded(&self, user: &str) {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(&user_key(user));
+    /// A successful login as `user` from `ip`: the name's counts start
+    /// over (from this address and from every address).
+    pub fn succeeded(&self, ip: IpKey, user: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = name_key(user);
+        entries.remove(&Key::User(ip, name.clone()));
+        entries.remove(&Key::Name(name));
     }
 
     /// Forgets keys whose failures are forgotten and that are not blocked.
@@ -143,6 +176,11 @@ impl LoginThrottle {
     /// Keys tracked now.
     pub fn tracked(&self) -> usize {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// The name's steps: free addresses, then waits, never a lock.
+    fn name_steps(&self) -> Steps {
+        Steps { free: self.settings.free_addresses_per_user, lock_after: u32::MAX }
     }
 
     fn live(&self, entry: &Entry, now: Timestamp) -> bool {
@@ -181,13 +219,13 @@ impl LoginThrottle {
     }
 }
 
-fn user_key(user: &str) -> Key {
+fn name_key(user: &str) -> String {
     // Case-folded so `Alice` and `alice` share a count.
     let mut end = user.len().min(MAX_NAME_KEY);
     while !user.is_char_boundary(end) {
         end -= 1;
     }
-    Key::User(user[..end].to_lowercase())
+    user[..end].to_lowercase()
 }
 
 #[cfg(test)]
@@ -198,6 +236,7 @@ mod tests {
     const SETTINGS: ThrottleSettings = ThrottleSettings {
         per_ip: Steps { free: 10, lock_after: 50 },
         per_user: Steps { free: 3, lock_after: 10 },
+        free_addresses_per_user: 5,
         base_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(60),
         lock_for: Duration::from_secs(900),
@@ -214,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn failures_are_free_then_double_then_lock() {
+    fn failures_are_free_then_double_then_lock_the_name_from_that_address() {
         let t = LoginThrottle::new(SETTINGS);
         let mut now = T0;
         for _ in 0..3 {
@@ -225,19 +264,67 @@ mod tests {
         // Failures 4, 5, 6 … wait 1, 2, 4 … seconds.
         for wait in [1, 2, 4, 8, 16, 32] {
             t.failed(ip(1), "alice", now);
-            let blocked = t.check(ip(2), "Alice", now).unwrap_err();
+            let blocked = t.check(ip(1), "Alice", now).unwrap_err();
             assert_eq!((blocked.retry_after, blocked.locked, blocked.by), (secs(wait), false, KeyKind::User));
-            assert!(t.check(ip(2), "alice", now.saturating_add(secs(wait) - Duration::from_millis(1))).is_err());
+            assert!(t.check(ip(1), "alice", now.saturating_add(secs(wait) - Duration::from_millis(1))).is_err());
             now = now.saturating_add(secs(wait));
-            assert!(t.check(ip(2), "alice", now).is_ok());
+            assert!(t.check(ip(1), "alice", now).is_ok());
         }
-        // The tenth failure locks the name, from any address.
+        // The tenth failure locks the name from this address.
         let failure = t.failed(ip(1), "alice", now);
-        assert_eq!((failure.user_failures, failure.locked), (10, true));
-        let blocked = t.check(ip(3), "alice", now).unwrap_err();
+        assert_eq!((failure.user_failures, failure.user_addresses, failure.locked), (10, 1, true));
+        let blocked = t.check(ip(1), "alice", now).unwrap_err();
         assert_eq!((blocked.retry_after, blocked.locked), (secs(900), true));
-        assert!(t.check(ip(3), "bob", now).is_ok(), "other names are not locked");
-        assert!(t.check(ip(3), "alice", now.saturating_add(secs(900))).is_ok(), "the lock ends");
+        assert!(t.check(ip(1), "alice", now.saturating_add(secs(900))).is_ok(), "the lock ends");
+    }
+
+    #[test]
+    fn one_address_failing_on_a_name_never_blocks_it_for_another() {
+        let t = LoginThrottle::new(SETTINGS);
+        let mut now = T0;
+        // The attacker fails as fast as the throttle lets it, lock after
+        // lock, for hours.
+        for _ in 0..200 {
+            if let Err(blocked) = t.check(ip(66), "alice", now) {
+                now = now.saturating_add(blocked.retry_after);
+                continue;
+            }
+            t.failed(ip(66), "alice", now);
+            assert!(t.check(ip(1), "alice", now).is_ok(), "alice from her own address is never held up");
+        }
+        assert!(now > T0.saturating_add(secs(3600)), "the attacker's locks renewed for over an hour");
+        // A few addresses (up to the free number) are not enough either.
+        for n in 67..71 {
+            t.failed(ip(n), "alice", now);
+        }
+        assert!(t.check(ip(1), "alice", now).is_ok());
+    }
+
+    #[test]
+    fn many_addresses_on_one_name_slow_it_down_but_never_lock_it() {
+        let t = LoginThrottle::new(SETTINGS);
+        let now = T0;
+        for n in 1..=5 {
+            // Repeats from one address count once.
+            t.failed(ip(n), "alice", now);
+            t.failed(ip(n), "alice", now);
+        }
+        assert!(t.check(ip(200), "alice", now).is_ok(), "five addresses are free");
+        let failure = t.failed(ip(6), "alice", now);
+        assert_eq!((failure.user_addresses, failure.locked), (6, false));
+        let blocked = t.check(ip(200), "alice", now).unwrap_err();
+        assert_eq!((blocked.by, blocked.locked, blocked.retry_after), (KeyKind::Name, false, secs(1)));
+        let mut last = Duration::ZERO;
+        for n in 7..=100 {
+            let failure = t.failed(ip(n), "alice", now);
+            assert!(!failure.locked);
+            let blocked = t.check(ip(200), "alice", now).unwrap_err();
+            assert!(!blocked.locked && blocked.retry_after >= last && blocked.retry_after <= secs(60));
+            last = blocked.retry_after;
+        }
+        assert_eq!(last, secs(60), "capped at the longest wait");
+        assert!(t.check(ip(200), "alice", now.saturating_add(secs(60))).is_ok(), "a wait, not a lock");
+        assert!(t.check(ip(200), "bob", now).is_ok(), "other names are not slowed");
     }
 
     #[test]
@@ -245,7 +332,7 @@ mod tests {
         let t = LoginThrottle::new(SETTINGS);
         for n in 0..11 {
             t.failed(ip(1), &format!("user{n}"), T0);
-            t.succeeded(&format!("user{n}"));
+            t.succeeded(ip(1), &format!("user{n}"));
         }
         let blocked = t.check(ip(1), "someone", T0).unwrap_err();
         assert_eq!((blocked.by, blocked.retry_after), (KeyKind::Ip, secs(1)));
@@ -258,17 +345,19 @@ mod tests {
         for _ in 0..5 {
             t.failed(ip(1), "alice", T0);
         }
-        t.succeeded("alice");
-        assert!(t.check(ip(9), "alice", T0).is_ok());
+        assert!(t.check(ip(1), "alice", T0).is_err());
+        t.succeeded(ip(1), "alice");
+        assert!(t.check(ip(1), "alice", T0).is_ok());
         t.failed(ip(1), "carol", T0);
-        assert_eq!(t.tracked(), 2, "the address and carol");
+        assert_eq!(t.tracked(), 3, "the address, carol from it, and carol's addresses");
         t.sweep(T0.saturating_add(secs(899)));
-        assert_eq!(t.tracked(), 2);
+        assert_eq!(t.tracked(), 3);
         t.sweep(T0.saturating_add(secs(900)));
         assert_eq!(t.tracked(), 0);
         // Counting starts over after the forget time.
         let later = T0.saturating_add(secs(2000));
-        assert_eq!(t.failed(ip(1), "carol", later).user_failures, 1);
+        let failure = t.failed(ip(1), "carol", later);
+        assert_eq!((failure.user_failures, failure.user_addresses), (1, 1));
     }
 
     #[test]
@@ -278,10 +367,10 @@ mod tests {
             t.failed(ip(1), &format!("u{n}"), T0.saturating_add(Duration::from_millis(u64::from(n))));
         }
         assert!(t.tracked() <= 100, "{}", t.tracked());
-        // The address, still failing, is the freshest key and stays.
+        // The address, still failing, is among the freshest keys and stays.
         assert!(t.check(ip(1), "anyone", T0.saturating_add(secs(1))).is_err());
         let long = "é".repeat(1000);
         t.failed(ip(2), &long, T0);
-        assert!(t.check(ip(3), &long[..MAX_NAME_KEY], T0).is_ok(), "counted by its first bytes, the first is free");
+        assert!(t.check(ip(2), &long[..MAX_NAME_KEY], T0).is_ok(), "counted by its first bytes, the first is free");
     }
 }

@@ -12,6 +12,9 @@ pub trait RevocationStore: Send + Sync + std::fmt::Debug {
     fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
 
     /// Adds `revocation` at `now` with an operator's `reason`. Revoking a
-    /// user again keeps the later instant. Durable when this returns.
-    fn revoke(&self, revocation: &Revocation, now: Timestamp, reason: &str) -> Result<(), StoreError>;
+    /// user again keeps the later instant, and ends the user's live login
+    /// sessions in the same transaction, so no refresh can mint a token
+    /// between the two. The ended sessions' ids (none but for a user).
+    /// Durable when this returns.
+    fn revoke(&self, revocation: &Revocation, now: Timestamp, reason: &str) -> Result<Vec<String>, StoreError>;
 }

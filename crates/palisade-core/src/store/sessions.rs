@@ -41,6 +41,9 @@ pub struct StoredRefresh {
     pub hash: String,
     /// When it stops being accepted.
     pub expires: Timestamp,
+    /// When the access token minted beside it expires: a revocation of its
+    /// session is kept until then, whatever `auth.token_ttl` says later.
+    pub access_expires: Timestamp,
 }
 
 /// What a refresh did.
@@ -136,7 +139,9 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
     fn end_user_sessions(&self, user: &str, reason: EndReason, now: Timestamp) -> Result<Vec<String>, StoreError>;
 
     /// Deletes sessions that ended or expired before `before` with their
-    /// refresh tokens, and session revocations made before `before`:
-    /// by then every access token minted for them has expired.
-    fn prune_sessions(&self, before: Timestamp) -> Result<usize, StoreError>;
+    /// refresh tokens, and session revocations whose newest access token
+    /// expired before `expired_before` (or, for one that does not know its
+    /// tokens' expiry, made before `before`): by then every access token
+    /// minted for them has expired.
+    fn prune_sessions(&self, before: Timestamp, expired_before: Timestamp) -> Result<usize, StoreError>;
 }

@@ -40,6 +40,8 @@ pub trait UserStore: Send + Sync + std::fmt::Debug {
     /// carry the new roles from the user's next login or refresh.
     fn set_roles(&self, id: &str, roles: &[String]) -> Result<bool, StoreError>;
 
-    /// Removes the user; `false` if there was none.
-    fn remove_user(&self, id: &str) -> Result<bool, StoreError>;
+    /// Removes the user and, in the same transaction, ends their live
+    /// login sessions (revoking them) at `now`: the ended sessions' ids, or
+    /// `None` if there was no such user.
+    fn remove_user(&self, id: &str, now: Timestamp) -> Result<Option<Vec<String>>, StoreError>;
 }

@@ -218,12 +218,8 @@ pub(crate) async fn revoke(
             let before = request.before.map_or(now, palisade_core::Timestamp::from_millis);
             let revocation =
                 user_revocation(&user, before).map_err(|_| ApiError::BadRequest("user is not a valid id".into()))?;
-            let id = user.clone();
-            let ended = blocking(move || {
-                store.revoke(&revocation, now, &reason)?;
-                store.end_user_sessions(&id, EndReason::Revoked, now)
-            })
-            .await?;
+            // The user's sessions end in the revocation's transaction.
+            let ended = blocking(move || store.revoke(&revocation, now, &reason)).await?;
             let detail = format!("api: revoked user:{user}; {} login session(s) ended", ended.len());
             (format!("revoked user:{user}"), Entry::new(now, audit::Kind::Revocation, &detail).user(Some(&user)))
         }

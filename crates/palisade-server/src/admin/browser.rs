@@ -1,6 +1,7 @@
 //! Browser sessions on the admin listener (docs/PROTOCOL.md §1.7, "Admin
 //! login"): `POST /api/login` checks a user's password as `/auth/login`
-//! does (same throttle, same cost for unknown names) and, for a user whose
+//! does (the throttle's rules with this listener's own counts, the same
+//! cost for unknown names) and, for a user whose
 //! roles make an admin, sets the `palisade_admin` cookie: HttpOnly,
 //! SameSite=Strict, short-lived, so a dashboard never holds a token a page
 //! script could read. Every state-changing call on such a session must
@@ -14,8 +15,8 @@ use axum::Extension;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
 use http::{Method, header};
-use palisade_core::admin::same_origin;
 use palisade_core::admin::session::{ADMIN_COOKIE, AdminSession, CSRF_HEADER};
+use palisade_core::admin::{AdminRole, same_origin};
 use palisade_core::audit::{self, Entry};
 use palisade_core::auth::Identity;
 use palisade_core::handshake::cookie;
@@ -25,7 +26,7 @@ use serde_json::json;
 use tracing::info;
 
 use super::api::{Actor, ApiError};
-use super::{HttpRejection, not_banned, refuse};
+use super::{Denied, HttpRejection, refuse};
 use crate::abuse::Knock;
 use crate::auth::{AuthRejection, check_password, cookies, ok, read_json};
 use crate::http::{all_str, header_str};
@@ -53,52 +54,53 @@ impl Presented {
     }
 }
 
-/// The cookie credential check: the address's ban, the listener's own
-/// origin, a live session that no revocation covers, whose user still
-/// exists with a role at least the session's, and the CSRF token when the
-/// method writes. A session that fails any of these but the CSRF token is
-/// ended.
-pub(super) async fn authorize(
-    state: &Arc<AppState>,
-    knock: Knock,
-    presented: Presented,
-) -> Result<Actor, HttpRejection> {
-    not_banned(state, knock)?;
+/// The cookie credential check: the listener's own origin, a live session
+/// that no revocation covers, whose user still exists with a role at least
+/// the session's, and the CSRF token when the method writes. A session
+/// that fails any of these but the CSRF token is ended. The address's ban
+/// is the caller's ([`super::settle`]).
+pub(super) async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Presented) -> Result<Actor, Denied> {
     if !presented.same_origin {
-        return Err(refuse(state, knock, Kind::Origin, "admin: session cookie from another origin", None));
+        return Err(Denied::new(Kind::Origin, "admin: session cookie from another origin"));
     }
     let now = state.clock.now();
     let Some(session) = state.admin_sessions().find(&presented.cookie, now).cloned() else {
-        return Err(refuse(state, knock, Kind::AuthFailure, "admin: session cookie unknown or ended", None));
+        return Err(Denied::new(Kind::AuthFailure, "admin: session cookie unknown or ended"));
     };
     let user = session.identity.user_id.clone();
     let end = |reason: &'static str| {
         state.admin_sessions().close(&presented.cookie);
-        refuse(state, knock, Kind::AuthFailure, reason, Some(&user))
+        Denied::of_user(Kind::AuthFailure, reason, &user)
     };
     if state.revocations.is_revoked(&session.identity) {
         return Err(end("admin: session revoked"));
     }
     // Rights follow the user: a removal or a role change ends the session
     // at its next request, not at its expiry.
+    let role_now = stored_role(state, &user).await?.flatten();
+    if !role_now.is_some_and(|role| role.allows(session.role)) {
+        return Err(end("admin: the session's user was removed or lost the role"));
+    }
+    if presented.writes && !session.csrf_matches(presented.csrf.as_deref()) {
+        return Err(Denied::of_user(Kind::Csrf, "admin: CSRF token missing or wrong", &user));
+    }
+    Ok(Actor { who: format!("user:{user}"), ip: knock.ip, peer: knock.peer, role: session.role })
+}
+
+/// The admin role `user` has in the store now: `None` when there is no
+/// such user, `Some(None)` when the user is no admin.
+pub(super) async fn stored_role(state: &Arc<AppState>, user: &str) -> Result<Option<Option<AdminRole>>, Denied> {
     let store = Arc::clone(&state.store);
-    let id = user.clone();
+    let id = user.to_owned();
     let looked_up = match tokio::task::spawn_blocking(move || store.user(&id)).await {
         Ok(found) => found.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let stored = looked_up.map_err(|why| {
-        tracing::error!(error = %why, "admin: cannot read the session's user");
-        HttpRejection::Refused(Box::new(Refusal::new(Kind::Internal, "admin: store")))
+        tracing::error!(error = %why, "admin: cannot read the credential's user");
+        Denied::Failed(HttpRejection::Refused(Box::new(Refusal::new(Kind::Internal, "admin: store"))))
     })?;
-    let role_now = stored.and_then(|u| state.settings.admin_roles.of(&u.roles));
-    if !role_now.is_some_and(|role| role.allows(session.role)) {
-        return Err(end("admin: the session's user was removed or lost the role"));
-    }
-    if presented.writes && !session.csrf_matches(presented.csrf.as_deref()) {
-        return Err(refuse(state, knock, Kind::Csrf, "admin: CSRF token missing or wrong", Some(&user)));
-    }
-    Ok(Actor { who: format!("user:{user}"), ip: knock.ip, peer: knock.peer, role: session.role })
+    Ok(stored.map(|u| state.settings.admin_roles.of(&u.roles)))
 }
 
 /// `POST /api/login` body.
@@ -126,7 +128,7 @@ async fn login_inner(state: &Arc<AppState>, req: Request) -> Result<Response, Au
         return Err(AuthRejection::Refused(Kind::Origin, None));
     }
     let body: LoginBody = read_json(state, login, req).await?;
-    let user = check_password(state, login, &caller, &body.username, body.password).await?;
+    let user = check_password(state, login, login.throttle(true), &caller, &body.username, body.password).await?;
     let Some(role) = state.settings.admin_roles.of(&user.roles) else {
         // The password was right, so the caller owns the account: saying
         // it is not an admin's tells them nothing they did not know.

@@ -13,7 +13,7 @@ mod browser;
 pub(crate) mod metrics;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use palisade_core::admin::session::ADMIN_COOKIE;
 use palisade_core::admin::{AdminRole, bearer};
 use palisade_core::guard::Subject;
 use palisade_core::handshake::cookie;
+use palisade_core::login::device::{DeviceVerdict, fingerprint};
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::StoreError;
 use tokio::net::TcpListener;
@@ -37,7 +38,7 @@ use tracing::{info, warn};
 
 use crate::abuse::Knock;
 use crate::config::ADMIN_REQUEST_TIMEOUT as REQUEST_TIMEOUT;
-use crate::http::{HttpRejection, all_str, json};
+use crate::http::{HttpRejection, all_str, header_str, json};
 use crate::listen::{Door, Limits, Listener};
 use crate::settings::Profile;
 use crate::state::AppState;
@@ -161,23 +162,25 @@ impl Door for AdminDoor {
 /// credential may do is checked per route ([`require_operator`]).
 async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     // Read off the request before awaiting: a request is not `Sync`.
-    let (knock, _) = state.knock_of(&req);
+    let (knock, client) = state.knock_of(&req);
     let headers = req.headers();
     let authorization = all_str(headers, header::AUTHORIZATION);
-    let authorized = if authorization.is_empty() {
+    let banned = banned(&state, knock);
+    let checked = if authorization.is_empty() {
         match cookie(&all_str(headers, header::COOKIE), ADMIN_COOKIE) {
             Ok(Some(value)) => {
                 let presented = browser::Presented::of(&req, value);
                 browser::authorize(&state, knock, presented).await
             }
-            Ok(None) => authorize(&state, knock, None).await,
-            Err(_) => Err(refuse(&state, knock, Kind::AuthFailure, "admin: two admin session cookies", None)),
+            Ok(None) => Err(Denied::new(Kind::AuthFailure, "admin: no bearer credential")),
+            Err(_) => Err(Denied::new(Kind::AuthFailure, "admin: two admin session cookies")),
         }
     } else {
+        let device = Device { user_agent: header_str(headers, header::USER_AGENT).unwrap_or("").to_owned(), client };
         let presented = bearer(&authorization).map(str::to_owned);
-        authorize(&state, knock, presented.as_deref()).await
+        authorize(&state, knock, presented.as_deref(), &device).await
     };
-    match authorized {
+    match settle(&state, knock, banned, checked) {
         Ok(actor) => {
             let mut req = req;
             req.extensions_mut().insert(actor);
@@ -209,15 +212,66 @@ fn refuse(state: &AppState, knock: Knock, kind: Kind, reason: &'static str, user
     HttpRejection::Refused(Box::new(refusal))
 }
 
-/// The bearer credential check: the address's ban, then an API key
-/// (compared in constant time; operator keys, then viewer keys) or a token
-/// the server accepts whose roles include `admin.operator_role` or
-/// `admin.viewer_role`.
-async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>) -> Result<api::Actor, HttpRejection> {
+/// Why a credential was not accepted, not yet performed: the address's ban
+/// may refuse the request instead ([`settle`]).
+pub(super) enum Denied {
+    /// Refused, as [`refuse`] records it.
+    Refused { kind: Kind, reason: &'static str, user: Option<String> },
+    /// The check itself failed (the store): a 500, nobody's fault.
+    Failed(HttpRejection),
+}
+
+impl Denied {
+    pub(super) fn new(kind: Kind, reason: &'static str) -> Self {
+        Self::Refused { kind, reason, user: None }
+    }
+
+    pub(super) fn of_user(kind: Kind, reason: &'static str, user: &str) -> Self {
+        Self::Refused { kind, reason, user: Some(user.to_owned()) }
+    }
+}
+
+/// The answer to a credential check from an address that may be banned:
+/// an operator's valid credential passes whatever the address's ban (a ban
+/// on a proxy's or a shared address must not lock operators out of the
+/// listener that lifts it); anything else from a banned address is refused
+/// as banned, and the credential's own failure is not scored on top.
+fn settle(
+    state: &AppState,
+    knock: Knock,
+    banned: bool,
+    checked: Result<api::Actor, Denied>,
+) -> Result<api::Actor, HttpRejection> {
+    match checked {
+        Ok(actor) if !banned || actor.role.allows(AdminRole::Operator) => Ok(actor),
+        Err(Denied::Failed(rejection)) => Err(rejection),
+        Err(Denied::Refused { kind, reason, user }) if !banned => {
+            Err(refuse(state, knock, kind, reason, user.as_deref()))
+        }
+        _ => Err(refuse(state, knock, Kind::Banned, "admin: address banned", None)),
+    }
+}
+
+/// What a bearer token is compared with under `login.device_binding`.
+struct Device {
+    user_agent: String,
+    client: IpAddr,
+}
+
+/// The bearer credential check: an API key (compared in constant time;
+/// operator keys, then viewer keys) or a token the server accepts, not
+/// revoked, used from its session's device, whose roles include
+/// `admin.operator_role` or `admin.viewer_role` and, for a token of the
+/// own issuer's user, whose user still exists with that role.
+async fn authorize(
+    state: &Arc<AppState>,
+    knock: Knock,
+    presented: Option<&str>,
+    device: &Device,
+) -> Result<api::Actor, Denied> {
     let now = state.clock.now();
-    not_banned(state, knock)?;
     let Some(presented) = presented else {
-        return Err(refuse(state, knock, Kind::AuthFailure, "admin: no bearer credential", None));
+        return Err(Denied::new(Kind::AuthFailure, "admin: no bearer credential"));
     };
     let actor = |who: String, role| api::Actor { who, ip: knock.ip, peer: knock.peer, role };
     if state.settings.admin_keys.check(presented) {
@@ -233,25 +287,51 @@ async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Option<&str>)
         Ok(identity) => identity,
         // One reason for a wrong key and a bad token alike: the log says no
         // more about the guess than the client learns.
-        Err(_) => return Err(refuse(state, knock, Kind::AuthFailure, "admin: credential not accepted", None)),
+        Err(_) => return Err(Denied::new(Kind::AuthFailure, "admin: credential not accepted")),
     };
     if state.revocations.is_revoked(&identity) {
-        return Err(refuse(state, knock, Kind::AuthFailure, "admin: token revoked", None));
+        return Err(Denied::new(Kind::AuthFailure, "admin: token revoked"));
+    }
+    // The same binding as on /auth/* and at the handshake: a token stolen
+    // off its device is no operator's anywhere.
+    match state
+        .settings
+        .device_binding
+        .judge(identity.device.as_deref(), &fingerprint(&device.user_agent, device.client))
+    {
+        DeviceVerdict::Pass => {}
+        DeviceVerdict::PassMismatched => {
+            info!(user = %identity.user_id, ip = %knock.ip, "admin token from another device (login.device_binding = log)");
+        }
+        DeviceVerdict::Refuse => {
+            return Err(Denied::new(Kind::AuthFailure, "admin: token used from another device"));
+        }
     }
     let Some(role) = state.settings.admin_roles.of_identity(&identity) else {
         let reason = "admin: token has neither admin.operator_role nor admin.viewer_role";
-        return Err(refuse(state, knock, Kind::Forbidden, reason, Some(&identity.user_id)));
+        return Err(Denied::of_user(Kind::Forbidden, reason, &identity.user_id));
     };
+    // Rights follow the user, as for a browser session: a demotion or a
+    // removal counts at the next request, not at the token's expiry.
+    if identity.external_issuer.is_none() {
+        let kept = match browser::stored_role(state, &identity.user_id).await? {
+            // A token for a name that is no user (`palisade token`) has
+            // only its own roles; one minted for a login session had one.
+            None => identity.session_id.is_none(),
+            Some(now) => now.is_some_and(|now| now.allows(role)),
+        };
+        if !kept {
+            let reason = "admin: the token's user was removed or lost the role";
+            return Err(Denied::of_user(Kind::AuthFailure, reason, &identity.user_id));
+        }
+    }
     Ok(actor(format!("user:{}", identity.user_id), role))
 }
 
-/// Refuses a banned address before any credential is looked at.
-fn not_banned(state: &AppState, knock: Knock) -> Result<(), HttpRejection> {
+/// Whether the address has a ban in force (and `abuse.dry_run` is off).
+fn banned(state: &AppState, knock: Knock) -> bool {
     let banned = state.guard.bans().active(&Subject::Ip(knock.ip), state.clock.now()).is_some();
-    if banned && !state.guard.settings().dry_run {
-        return Err(refuse(state, knock, Kind::Banned, "admin: address banned", None));
-    }
-    Ok(())
+    banned && !state.guard.settings().dry_run
 }
 
 async fn scrape(State(state): State<Arc<AppState>>) -> Response {

@@ -13,7 +13,8 @@ use palisade_core::audit::{self, Entry};
 use palisade_core::auth::{Identity, verify_password};
 use palisade_core::handshake::{HandshakeRequest, cookie, session_cookie};
 use palisade_core::login::device::{DeviceVerdict, fingerprint};
-use palisade_core::login::refresh::{NewRefreshToken, refresh_token_hash};
+use palisade_core::login::refresh::{NewRefreshToken, RefreshVerdict, refresh_token_hash};
+use palisade_core::login::throttle::LoginThrottle;
 use palisade_core::origin::CredentialKind;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::{EndReason, LoginSession, MAX_USER_AGENT, Refreshed, StoreError, StoredRefresh, User};
@@ -59,7 +60,7 @@ struct RefreshBody {
 pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
     let (login, caller) = state.door(&req)?;
     let body: LoginBody = read_json(&state, login, req).await?;
-    let user = check_password(&state, login, &caller, &body.username, body.password).await?;
+    let user = check_password(&state, login, login.throttle(false), &caller, &body.username, body.password).await?;
     open_session(&state, login, &caller, user, body.cookie).await
 }
 
@@ -67,15 +68,17 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
 /// the hashing turn and again when it comes), at one cost for unknown
 /// names and wrong passwords; a failure is counted, scored, audited and
 /// answered with one body. `POST /auth/login` and the admin listener's
-/// `POST /api/login` both log in through this.
+/// `POST /api/login` both log in through this, each with its own
+/// `throttle`.
 pub(crate) async fn check_password(
     state: &Arc<AppState>,
     login: &Login,
+    throttle: &LoginThrottle,
     caller: &Caller,
     username: &str,
     password: String,
 ) -> Result<User, AuthRejection> {
-    state.throttled(login, caller, username)?;
+    state.throttled(throttle, caller, username)?;
     let Ok(Ok(turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
         let refusal = Refusal::new(Kind::AtCapacity, "login: no turn at password hashing within 2 s");
         state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
@@ -84,7 +87,7 @@ pub(crate) async fn check_password(
     // Again, now that it is this attempt's turn: the failures of attempts
     // that queued beside it are counted by now, so a burst of concurrent
     // guesses cannot all slip past the check they passed together.
-    state.throttled(login, caller, username)?;
+    state.throttled(throttle, caller, username)?;
     let store = Arc::clone(&state.store);
     let decoy = login.decoy_hash.clone();
     let name = username.to_owned();
@@ -102,7 +105,7 @@ pub(crate) async fn check_password(
     let user = match checked {
         (_, Some(user)) => user,
         (known, None) => {
-            let failure = login.throttle.failed(caller.knock.ip, username, now);
+            let failure = throttle.failed(caller.knock.ip, username, now);
             // The name is logged only when it is a user's: a name that is
             // not may be a password typed into the wrong field.
             let user = known.then_some(username);
@@ -111,6 +114,7 @@ pub(crate) async fn check_password(
                 user,
                 known,
                 user_failures = failure.user_failures,
+                user_addresses = failure.user_addresses,
                 ip_failures = failure.ip_failures,
                 locked = failure.locked,
                 "login failed"
@@ -127,7 +131,7 @@ pub(crate) async fn check_password(
         }
     };
     drop(turn);
-    login.throttle.succeeded(username);
+    throttle.succeeded(caller.knock.ip, username);
     Ok(user)
 }
 
@@ -154,7 +158,9 @@ async fn open_session(
         cookie,
     };
     let store = Arc::clone(&state.store);
-    let (to_open, first) = (session.clone(), StoredRefresh { hash: refresh.hash.clone(), expires: session.expires });
+    let access_expires = now.saturating_add(login.access_ttl);
+    let first = StoredRefresh { hash: refresh.hash.clone(), expires: session.expires, access_expires };
+    let to_open = session.clone();
     let cap = login.settings.cap;
     let opened = blocking(move || store.open_session(&to_open, &first, cap, now)).await?;
     let evicted = opened.map_err(|_| {
@@ -204,7 +210,11 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
     };
     let now = state.clock.now();
     let next = NewRefreshToken::generate();
-    let stored = StoredRefresh { hash: next.hash.clone(), expires: now.saturating_add(login.refresh_ttl) };
+    let stored = StoredRefresh {
+        hash: next.hash.clone(),
+        expires: now.saturating_add(login.refresh_ttl),
+        access_expires: now.saturating_add(login.access_ttl),
+    };
     let presented_device = fingerprint(&caller.user_agent, caller.client);
     let binding = login.settings.device_binding;
     let store = Arc::clone(&state.store);
@@ -255,6 +265,14 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
         (Refreshed::WrongDevice(session), _) => {
             warn!(user = %session.user_id, session = %session.id, ip = %caller.knock.ip, "refresh refused: another device (login.device_binding = enforce)");
             Err(state.reject_refresh(&caller, "refresh: another device"))
+        }
+        (Refreshed::Refused(RefreshVerdict::RecentlyUsed), _) => {
+            // Two tabs of one browser refreshing at once: refused, but an
+            // honest client's race is no attack, so it is not scored.
+            if state.admit_refusal_line() {
+                info!(ip = %caller.knock.ip, "refresh refused: token used moments ago (login.refresh_reuse_grace)");
+            }
+            Err(AuthRejection::BadRefresh)
         }
         (Refreshed::Refused(verdict), _) => Err(state.reject_refresh(&caller, &format!("refresh: {verdict:?}"))),
         (Refreshed::Unknown, _) => Err(state.reject_refresh(&caller, "refresh: unknown token")),
@@ -426,8 +444,8 @@ impl AppState {
 
     /// Refuses a login attempt while its name or address backs off or is
     /// locked (429 with `Retry-After`), before its password is looked at.
-    fn throttled(&self, login: &Login, caller: &Caller, username: &str) -> Result<(), AuthRejection> {
-        let blocked = match login.throttle.check(caller.knock.ip, username, self.clock.now()) {
+    fn throttled(&self, throttle: &LoginThrottle, caller: &Caller, username: &str) -> Result<(), AuthRejection> {
+        let blocked = match throttle.check(caller.knock.ip, username, self.clock.now()) {
             Ok(()) => return Ok(()),
             Err(blocked) => blocked,
         };

@@ -35,6 +35,9 @@ pub(crate) struct Login {
     signer: TokenSigner,
     settings: LoginSettings,
     throttle: LoginThrottle,
+    /// The admin listener's `/api/login` counts: separate, so failures on
+    /// one listener never hold up logins on the other.
+    admin_throttle: LoginThrottle,
     /// Verified against when the user does not exist, so an unknown name
     /// costs the same time as a wrong password.
     decoy_hash: String,
@@ -71,6 +74,7 @@ impl Login {
         Ok(Some(Self {
             signer,
             throttle: LoginThrottle::new(login.throttle),
+            admin_throttle: LoginThrottle::new(login.throttle),
             settings: login,
             decoy_hash,
             hashing: Arc::new(Semaphore::new(config.login.max_concurrent_hashes)),
@@ -82,15 +86,22 @@ impl Login {
         }))
     }
 
-    /// Forgets idle failure counts.
     /// Whether cookies are set `Secure` (all but the dev profile, which
     /// serves plain http).
     pub(crate) fn secure_cookies(&self) -> bool {
         self.secure_cookies
     }
 
+    /// The failed-login counts of `/auth/login`, or with `admin` of the
+    /// admin listener's `/api/login`.
+    pub(crate) fn throttle(&self, admin: bool) -> &LoginThrottle {
+        if admin { &self.admin_throttle } else { &self.throttle }
+    }
+
+    /// Forgets idle failure counts.
     pub(crate) fn sweep(&self, now: Timestamp) {
         self.throttle.sweep(now);
+        self.admin_throttle.sweep(now);
     }
 
     /// An access token for `session`'s user with `roles`, bound to the

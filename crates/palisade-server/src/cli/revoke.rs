@@ -96,12 +96,12 @@ pub fn revoke(command: RevokeCommand, env: &dyn Env) -> Result<String, CliError>
     };
     let config = config.load(env)?;
     let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
-    store.revoke(&revocation, now, &reason).map_err(failed)?;
+    // A user's revocation ends their sessions in the same transaction.
+    let ended = store.revoke(&revocation, now, &reason).map_err(failed)?;
     let mut out = format!("revoked {} (in {})\n", describe(&revocation), store.path().display());
     let mut detail = format!("cli: revoked {}", describe(&revocation));
     let mut user = None;
     if let Revocation::User { user: id, .. } = &revocation {
-        let ended = store.end_user_sessions(id, EndReason::Revoked, now).map_err(failed)?;
         let _ = writeln!(out, "ended {} login session(s) of {id}", ended.len());
         let _ = write!(detail, "; {} login session(s) ended", ended.len());
         user = Some(id.as_ref());

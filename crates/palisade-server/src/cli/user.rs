@@ -8,7 +8,7 @@ use std::io::{BufRead as _, IsTerminal as _};
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
 use palisade_core::auth::{MAX_PASSWORD_BYTES, check_sub, hash_password};
-use palisade_core::store::{EndReason, SessionStore as _, User, UserStore};
+use palisade_core::store::{User, UserStore};
 use palisade_store::Sqlite;
 
 use palisade_core::audit::{self, Entry};
@@ -83,10 +83,10 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
         UserCommand::Remove(args) => {
             let config = args.config.load(env)?;
             let store = open_existing(&config)?;
-            if store.remove_user(&args.id).map_err(failed)? {
-                // Their sessions end with them: a running server closes
-                // their sockets (4003) and refuses their refresh tokens.
-                let ended = store.end_user_sessions(&args.id, EndReason::UserRemoved, now()).map_err(failed)?;
+            // Their sessions end with them, in the same transaction: a
+            // running server closes their sockets (4003) and refuses their
+            // refresh tokens.
+            if let Some(ended) = store.remove_user(&args.id, now()).map_err(failed)? {
                 let done = format!("removed user {} and ended {} login session(s)\n", args.id, ended.len());
                 let detail = format!("cli: user removed, {} login session(s) ended", ended.len());
                 audited(&store, &config, &done, admin(&args.id, &detail))?;

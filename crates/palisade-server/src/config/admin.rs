@@ -44,6 +44,9 @@ pub struct AdminConfig {
     pub session_lifetime: Duration,
     /// Admin browser sessions held at once.
     pub max_sessions: usize,
+    /// Admin browser sessions one user holds at once; their next login
+    /// ends their own least recently used one.
+    pub max_sessions_per_user: usize,
     /// Most items one page of an admin API list holds (`limit` is capped
     /// here; the default page is this size or 100, whichever is smaller).
     pub max_page_size: usize,
@@ -73,6 +76,7 @@ impl std::fmt::Debug for AdminConfig {
             .field("viewer_role", &self.viewer_role)
             .field("session_lifetime", &self.session_lifetime)
             .field("max_sessions", &self.max_sessions)
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field("max_page_size", &self.max_page_size)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_connections", &self.max_connections)
@@ -111,6 +115,7 @@ impl AdminConfig {
             ("admin.max_sessions", self.max_sessions),
             ("admin.max_connections", self.max_connections),
             ("admin.max_connections_per_peer", self.max_connections_per_peer),
+            ("admin.max_sessions_per_user", self.max_sessions_per_user),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
@@ -194,6 +199,7 @@ mod tests {
             viewer_role: "viewer".into(),
             session_lifetime: Duration::from_secs(1800),
             max_sessions: 64,
+            max_sessions_per_user: 4,
             max_page_size: 500,
             max_body_bytes: 262_144,
             max_connections: 64,

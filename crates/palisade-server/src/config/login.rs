@@ -30,10 +30,15 @@ pub struct LoginConfig {
     pub session_cap: String,
     /// `off`, `log` or `enforce`.
     pub device_binding: String,
-    /// Failed logins per user name before they cost a wait.
+    /// Failed logins per user name from one address before they cost a
+    /// wait.
     pub free_failures_per_user: u32,
-    /// Failed logins per user name that lock it.
+    /// Failed logins per user name from one address that lock the name
+    /// for that address.
     pub lock_after_per_user: u32,
+    /// Distinct addresses failing on one name before every attempt at it
+    /// waits (never a lock).
+    pub free_addresses_per_user: u32,
     /// Failed logins per address before they cost a wait.
     pub free_failures_per_ip: u32,
     /// Failed logins per address that lock it.
@@ -115,6 +120,7 @@ impl LoginConfig {
             throttle: ThrottleSettings {
                 per_ip: Steps { free: self.free_failures_per_ip, lock_after: self.lock_after_per_ip },
                 per_user: Steps { free: self.free_failures_per_user, lock_after: self.lock_after_per_user },
+                free_addresses_per_user: self.free_addresses_per_user,
                 base_delay: self.backoff_base,
                 max_delay: self.backoff_max,
                 lock_for: self.lock_for,

@@ -41,6 +41,8 @@ pub struct Call<'a> {
     pub csrf: Option<&'a str>,
     /// Source address on loopback (default 127.0.0.1).
     pub from: Option<[u8; 4]>,
+    /// `X-Forwarded-For`, as raw bytes (which may be no text at all).
+    pub forwarded_for: Option<&'a [u8]>,
 }
 
 impl<'a> Call<'a> {
@@ -110,9 +112,15 @@ pub async fn call_at(addr: SocketAddr, call: Call<'_>) -> Reply {
             req.push_str(&format!("{name}: {value}\r\n"));
         }
     }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    s.write_all(req.as_bytes()).await.unwrap();
+    let mut req = req.into_bytes();
+    if let Some(forwarded) = call.forwarded_for {
+        req.extend_from_slice(b"x-forwarded-for: ");
+        req.extend_from_slice(forwarded);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body.as_bytes());
+    s.write_all(&req).await.unwrap();
     let mut raw = String::new();
     tokio::time::timeout(WAIT, s.read_to_string(&mut raw)).await.expect("response in time").unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
