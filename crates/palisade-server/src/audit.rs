@@ -1,35 +1,56 @@
 //! The audit log's writer (docs/ARCHITECTURE.md, "Audit log"): decision
 //! points hand an unchained [`Entry`] to [`Audit::record`], which never
-//! waits (a full queue drops the entry and counts it); one task takes them
-//! in batches, has the store chain and write them off the runtime's
-//! workers, and signs checkpoints of the head into the server log (and
-//! `audit.checkpoint_file`).
+//! waits. Refusals are folded (repeats of one kind from one subject within
+//! `audit.aggregate_interval` are one record and a count, decided by
+//! `core::audit::Fold`) and queued in a bounded lane that drops and counts
+//! when full; every other kind (bans, operator actions, revocations, token
+//! reuse) has a lane of its own that refusals cannot fill, drained first.
+//! One task takes them in batches, writes a gap record for whatever was
+//! lost, has the store chain and write them off the runtime's workers, and
+//! signs checkpoints of the head into the server log (and
+//! `audit.checkpoint_file`): only while the record it signed last is still
+//! in the store as signed. It also applies `audit.retention`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use palisade_core::audit::{self, Checkpoint, Entry, Hash};
+use palisade_core::audit::{self, Checkpoint, Entry, Fold, Hash, Rewritten};
 use palisade_core::guard::{Ban, Subject};
 use palisade_core::store::StoreError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::AuditKey;
+use crate::config::{AuditConfig, AuditKey};
 use crate::state::{AppState, Store};
 
 /// Most entries written in one transaction: a flood becomes few, larger
 /// transactions instead of one `fsync` per record.
 const BATCH: usize = 256;
 
+/// Most (kind, subject) keys folded at once: past it refusals go to the
+/// queue unfolded, so a flood from many addresses costs bounded memory.
+const MAX_FOLDED: usize = 10_000;
+
+/// How often `audit.retention` is applied (and once at start).
+const RETAIN_EVERY: Duration = Duration::from_secs(60);
+
 /// The sending side of the audit log, shared by every task.
 #[derive(Debug)]
 pub(crate) struct Audit {
-    /// `None` when `audit.enabled` is off.
+    /// Refusals; `None` when `audit.enabled` is off.
     tx: Option<mpsc::Sender<Entry>>,
-    /// The receiving side, until the writer takes it.
-    rx: Mutex<Option<mpsc::Receiver<Entry>>>,
+    /// Everything else: never dropped. Unbounded because each entry stands
+    /// for a ban already held in memory or an action someone had to be
+    /// authenticated (and rate-limited) for, so it grows no faster than
+    /// they do; refusals never go here.
+    urgent: Option<mpsc::UnboundedSender<Entry>>,
+    /// The receiving sides, until the writer takes them.
+    rx: Mutex<Option<Lanes>>,
+    /// Repeated refusals of the current interval.
+    fold: Mutex<Fold>,
     /// Entries dropped because the queue was full (or the writer gone).
     dropped: AtomicU64,
     /// Entries durably written.
@@ -38,45 +59,80 @@ pub(crate) struct Audit {
     failed: AtomicU64,
     /// Whether the writer task is running (for `/readyz`).
     alive: AtomicBool,
+    /// Whether the writer found the chain rewritten under it and stopped
+    /// signing (for `/readyz`).
+    broken: AtomicBool,
     /// Counts drops for `/metrics` too (registered after the recorder is
     /// installed: `AppState::new` builds its metrics first).
     dropped_metric: ::metrics::Counter,
+    /// Counts chain breaks for `/metrics`.
+    breaks_metric: ::metrics::Counter,
+}
+
+/// The writer's ends of the two lanes.
+#[derive(Debug)]
+struct Lanes {
+    refusals: mpsc::Receiver<Entry>,
+    urgent: mpsc::UnboundedReceiver<Entry>,
 }
 
 impl Audit {
-    /// The log's queue of `queue` entries, or an off switch.
-    pub(crate) fn new(enabled: bool, queue: usize) -> Self {
-        let (tx, rx) = if enabled {
-            let (tx, rx) = mpsc::channel(queue.max(1));
-            (Some(tx), Some(rx))
+    /// The log's lanes as `config` sizes them, or an off switch.
+    pub(crate) fn new(config: &AuditConfig) -> Self {
+        let (tx, urgent, rx) = if config.enabled {
+            let (tx, refusals) = mpsc::channel(config.queue.max(1));
+            let (urgent_tx, urgent) = mpsc::unbounded_channel();
+            (Some(tx), Some(urgent_tx), Some(Lanes { refusals, urgent }))
         } else {
-            (None, None)
+            (None, None, None)
         };
         Self {
             tx,
+            urgent,
             rx: Mutex::new(rx),
+            fold: Mutex::new(Fold::new(config.aggregate_interval, MAX_FOLDED)),
             dropped: AtomicU64::new(0),
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             alive: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
             dropped_metric: ::metrics::counter!("palisade_audit_records_dropped_total"),
+            breaks_metric: ::metrics::counter!("palisade_audit_chain_breaks_total"),
         }
     }
 
     /// Queues `entry` for the writer. Never waits: on the message path a
     /// slow disk must cost a counted drop, not latency.
     pub(crate) fn record(&self, entry: Entry) {
-        if let Some(tx) = &self.tx
-            && tx.try_send(entry).is_err()
-        {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            self.dropped_metric.increment(1);
+        let (Some(tx), Some(urgent)) = (&self.tx, &self.urgent) else { return };
+        if !matches!(entry.kind, audit::Kind::Refused(_)) {
+            if urgent.send(entry).is_err() {
+                self.drop_entries(1);
+            }
+            return;
         }
+        let now = entry.ts;
+        let admitted = self.fold.lock().unwrap_or_else(PoisonError::into_inner).admit(entry, now);
+        for entry in admitted.summaries.into_iter().chain(admitted.entry) {
+            if tx.try_send(entry).is_err() {
+                self.drop_entries(1);
+            }
+        }
+    }
+
+    fn drop_entries(&self, count: u64) {
+        self.dropped.fetch_add(count, Ordering::Relaxed);
+        self.dropped_metric.increment(count);
     }
 
     /// Whether the writer task is running.
     pub(crate) fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
+    }
+
+    /// Whether the chain was found rewritten and checkpoints stopped.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
     }
 
     /// Entries dropped so far.
@@ -94,8 +150,13 @@ impl Audit {
         self.failed.load(Ordering::Relaxed)
     }
 
-    fn take_receiver(&self) -> Option<mpsc::Receiver<Entry>> {
+    fn take_receivers(&self) -> Option<Lanes> {
         self.rx.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+
+    /// The summaries of a folding interval that ended by `now`.
+    fn flush_folds(&self, now: palisade_core::Timestamp) -> Vec<Entry> {
+        self.fold.lock().unwrap_or_else(PoisonError::into_inner).flush(now)
     }
 }
 
@@ -115,13 +176,13 @@ pub(crate) fn ban_entry(ban: &Ban, now: palisade_core::Timestamp) -> Entry {
 /// Starts the writer, if the log is on; it runs until `stop` is cancelled,
 /// then writes what is queued and a last checkpoint.
 pub(crate) fn spawn_writer(state: &Arc<AppState>, stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
-    let rx = state.audit.take_receiver()?;
+    let lanes = state.audit.take_receivers()?;
     // Set before the task first runs, cleared when its future is dropped:
     // when it returns, panics, or is never polled.
     state.audit.alive.store(true, Ordering::Release);
     let alive = Alive(Arc::clone(state));
     Some(tokio::spawn(async move {
-        writer(Arc::clone(&alive.0), rx, stop).await;
+        writer(Arc::clone(&alive.0), lanes, stop).await;
         drop(alive);
     }))
 }
@@ -135,8 +196,9 @@ impl Drop for Alive {
     }
 }
 
-/// Where checkpoints go, and when.
-struct Checkpoints {
+/// The writer's state between batches.
+struct Writer {
+    state: Arc<AppState>,
     key: Option<AuditKey>,
     file: Option<PathBuf>,
     every: u64,
@@ -144,13 +206,19 @@ struct Checkpoints {
     pending: u64,
     /// The chain's head as last written or read.
     head: Option<(u64, Hash)>,
+    /// The record this writer signed last (at start: the head it found,
+    /// which it continues): every append first checks it is still there.
+    /// `None` once the chain was found rewritten: nothing is signed again.
+    signed: Option<(u64, Hash)>,
+    /// Drops and store failures already told in a gap record.
+    lost_told: (u64, u64),
 }
 
-async fn writer(state: Arc<AppState>, mut rx: mpsc::Receiver<Entry>, stop: CancellationToken) {
+async fn writer(state: Arc<AppState>, mut lanes: Lanes, stop: CancellationToken) {
     let config = &state.settings.config.audit;
     let store = Arc::clone(&state.store);
-    // The chain goes on from the head in the store; read here only for the
-    // shutdown checkpoint, since every append chains in its transaction.
+    // The chain goes on from the head in the store; every append chains in
+    // its transaction, and checks that this head is still there.
     let head = match tokio::task::spawn_blocking(move || store.head()).await {
         Ok(Ok(head)) => head,
         Ok(Err(e)) => {
@@ -162,103 +230,226 @@ async fn writer(state: Arc<AppState>, mut rx: mpsc::Receiver<Entry>, stop: Cance
             None
         }
     };
-    let mut checkpoints = Checkpoints {
+    let mut w = Writer {
         key: state.settings.audit_key.clone(),
         file: config.checkpoint_path(&state.settings.config.base_dir),
         every: config.checkpoint_every,
         pending: 0,
         head,
+        signed: head,
+        lost_told: (0, 0),
+        state: Arc::clone(&state),
     };
     let mut tick = tokio::time::interval(config.checkpoint_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let mut folds = tokio::time::interval(config.aggregate_interval);
+    folds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retain = tokio::time::interval(RETAIN_EVERY);
+    retain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(BATCH);
+    let mut refusals = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
-            received = rx.recv_many(&mut batch, BATCH) => {
+            // Operators' records first: a flood of refusals never delays them.
+            biased;
+            received = lanes.urgent.recv_many(&mut batch, BATCH) => {
                 if received == 0 {
                     break;
                 }
-                write(&state, &mut batch, &mut checkpoints).await;
-                if checkpoints.pending >= checkpoints.every {
-                    checkpoint(&mut checkpoints).await;
-                }
             }
-            _ = tick.tick() => {
-                if checkpoints.pending > 0 {
-                    checkpoint(&mut checkpoints).await;
+            received = lanes.refusals.recv_many(&mut refusals, BATCH) => {
+                if received == 0 {
+                    break;
                 }
+                batch.append(&mut refusals);
+            }
+            _ = folds.tick() => batch.extend(state.audit.flush_folds(state.clock.now())),
+            _ = tick.tick() => {
+                if w.pending > 0 {
+                    w.checkpoint().await;
+                }
+                continue;
+            }
+            _ = retain.tick() => {
+                w.retain().await;
+                continue;
             }
             () = stop.cancelled() => break,
         }
+        w.write(&mut batch).await;
+        if w.pending >= w.every {
+            w.checkpoint().await;
+        }
     }
     // What was queued before the stop is written; then the head is anchored.
-    while let Ok(entry) = rx.try_recv() {
+    while let Ok(entry) = lanes.urgent.try_recv() {
         batch.push(entry);
-        if batch.len() == BATCH {
-            write(&state, &mut batch, &mut checkpoints).await;
-        }
     }
-    write(&state, &mut batch, &mut checkpoints).await;
-    checkpoint(&mut checkpoints).await;
+    while let Ok(entry) = lanes.refusals.try_recv() {
+        batch.push(entry);
+    }
+    batch.extend(state.audit.flush_folds(palisade_core::Timestamp::from_millis(u64::MAX)));
+    for chunk in std::mem::take(&mut batch).chunks(BATCH) {
+        w.write(&mut chunk.to_vec()).await;
+    }
+    w.checkpoint().await;
 }
 
-/// Appends `batch` (emptying it) on a blocking thread.
-async fn write(state: &AppState, batch: &mut Vec<Entry>, checkpoints: &mut Checkpoints) {
-    if batch.is_empty() {
-        return;
-    }
-    let entries = std::mem::take(batch);
-    let count = entries.len() as u64;
-    let store: Arc<dyn Store> = Arc::clone(&state.store);
-    let appended = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let appended = store.append(&entries);
-        crate::admin::metrics::store_call(started, &appended);
-        appended
-    })
-    .await
-    .map_err(|e| StoreError(format!("audit writer task failed: {e}")))
-    .and_then(|r| r);
-    match appended {
-        Ok(head) => {
-            state.audit.written.fetch_add(count, Ordering::Relaxed);
-            state.metrics.audit_written.increment(count);
-            checkpoints.head = head;
-            checkpoints.pending += count;
+impl Writer {
+    /// Appends `batch` (emptying it) on a blocking thread, after a gap
+    /// record if records were lost since the last one.
+    async fn write(&mut self, batch: &mut Vec<Entry>) {
+        let lost = (self.state.audit.dropped(), self.state.audit.failed());
+        let gap = lost != self.lost_told;
+        if gap {
+            let (dropped, failed) = (lost.0 - self.lost_told.0, lost.1 - self.lost_told.1);
+            let detail = format!(
+                "{} records lost before this one: {dropped} dropped on a full queue (audit.queue), \
+                 {failed} the store failed to write",
+                dropped + failed
+            );
+            batch.insert(0, Entry::new(self.state.clock.now(), audit::Kind::Gap, &detail));
         }
-        Err(e) => {
-            state.audit.failed.fetch_add(count, Ordering::Relaxed);
-            error!(error = %e, records = count, "could not write audit records; they are lost");
-        }
-    }
-}
-
-/// Signs the head and writes the checkpoint line to the log and the
-/// checkpoint file.
-async fn checkpoint(checkpoints: &mut Checkpoints) {
-    let (Some(key), Some((seq, hash))) = (&checkpoints.key, checkpoints.head) else { return };
-    checkpoints.pending = 0;
-    let checkpoint = match Checkpoint::sign(key.bytes(), seq, hash) {
-        Ok(checkpoint) => checkpoint,
-        Err(e) => {
-            error!(error = %e, "cannot sign an audit checkpoint");
+        if batch.is_empty() {
             return;
         }
-    };
-    info!("audit checkpoint {checkpoint}");
-    let Some(path) = checkpoints.file.clone() else { return };
-    let line = format!("{checkpoint}\n");
-    let appended = tokio::task::spawn_blocking(move || {
-        use std::io::Write as _;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        file.write_all(line.as_bytes())?;
-        file.sync_data()
-    })
-    .await;
-    match appended {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(error = %e, "cannot append to audit.checkpoint_file; the checkpoint is in this log"),
-        Err(e) => warn!(error = %e, "checkpoint file writer failed"),
+        let entries = std::mem::take(batch);
+        let count = entries.len() as u64;
+        match self.append(entries).await {
+            Ok(()) => {
+                self.lost_told = lost;
+                self.state.audit.written.fetch_add(count, Ordering::Relaxed);
+                self.state.metrics.audit_written.increment(count);
+                self.pending += count;
+            }
+            Err(e) => {
+                // The gap record is not counted as lost: the next one tells
+                // these records and what it told.
+                let lost_now = count - u64::from(gap);
+                self.state.audit.failed.fetch_add(lost_now, Ordering::Relaxed);
+                error!(error = %e, records = lost_now, "could not write audit records; they are lost");
+            }
+        }
+    }
+
+    /// Appends `entries` after checking the signed record; if the chain
+    /// was rewritten under it, records the break first and stops signing.
+    async fn append(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
+        let signed = self.signed;
+        let first = self.store_call(move |store| store.append_after(signed, &entries).map(|r| (r, entries))).await?;
+        let entries = match first {
+            (Ok(head), _) => {
+                self.head = head;
+                return Ok(());
+            }
+            (Err(rewritten), entries) => {
+                self.broken(&rewritten);
+                let detail = format!("{rewritten}; checkpoints stopped");
+                let note = Entry::new(self.state.clock.now(), audit::Kind::ChainBreak, &detail);
+                std::iter::once(note).chain(entries).collect::<Vec<_>>()
+            }
+        };
+        let (appended, _) = self.store_call(move |store| store.append_after(None, &entries).map(|r| (r, ()))).await?;
+        self.head = appended.map_err(|e| StoreError(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The chain was rewritten under the record this writer signed: never
+    /// sign again (the head now continues a forgery), say so loudly, and
+    /// fail `/readyz` until an operator looks.
+    fn broken(&mut self, rewritten: &Rewritten) {
+        self.signed = None;
+        self.state.audit.broken.store(true, Ordering::Release);
+        self.state.audit.breaks_metric.increment(1);
+        error!(
+            error = %rewritten,
+            "the audit log was rewritten in the database: checkpoints stopped; \
+             run `palisade audit verify --checkpoints` and restore the database from a backup"
+        );
+    }
+
+    async fn store_call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store: Arc<dyn Store> = Arc::clone(&self.state.store);
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let result = call(store.as_ref());
+            crate::admin::metrics::store_call(started, &result);
+            result
+        })
+        .await
+        .map_err(|e| StoreError(format!("audit writer task failed: {e}")))
+        .and_then(|r| r)
+    }
+
+    /// Signs the head and writes the checkpoint line to the log and the
+    /// checkpoint file; nothing once the chain was found rewritten.
+    async fn checkpoint(&mut self) {
+        if self.state.audit.is_broken() {
+            return;
+        }
+        let (Some(key), Some((seq, hash))) = (&self.key, self.head) else { return };
+        self.pending = 0;
+        let checkpoint = match Checkpoint::sign(key.bytes(), seq, hash) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                error!(error = %e, "cannot sign an audit checkpoint");
+                return;
+            }
+        };
+        self.signed = Some((seq, hash));
+        info!("audit checkpoint {checkpoint}");
+        let Some(path) = self.file.clone() else { return };
+        let line = format!("{checkpoint}\n");
+        let appended = tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            file.write_all(line.as_bytes())?;
+            file.sync_data()
+        })
+        .await;
+        match appended {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot append to audit.checkpoint_file; the checkpoint is in this log"),
+            Err(e) => warn!(error = %e, "checkpoint file writer failed"),
+        }
+    }
+
+    /// Removes what `audit.retention` no longer keeps: every record up to
+    /// one before the record signed last, replaced by a `retention` record
+    /// carrying the signed checkpoint of the last one removed, so what is
+    /// kept still verifies from there.
+    async fn retain(&mut self) {
+        let retention = self.state.settings.config.audit.retention.clone();
+        let (Some(key), Some((below, _))) = (self.key.clone(), self.signed) else { return };
+        if !retention.prunes() || self.state.audit.is_broken() {
+            return;
+        }
+        let now = self.state.clock.now();
+        let older_than = (!retention.max_age.is_zero()).then(|| now.saturating_sub(retention.max_age));
+        let keep = (retention.max_records > 0).then_some(retention.max_records);
+        let point = self.store_call(move |store| store.prune_point(older_than, keep, below)).await;
+        let (seq, hash) = match point {
+            Ok(Some(point)) => point,
+            Ok(None) => return,
+            Err(e) => return warn!(error = %e, "could not apply audit.retention; will retry"),
+        };
+        let anchor = match Checkpoint::sign(key.bytes(), seq, hash) {
+            Ok(anchor) => anchor,
+            Err(e) => return error!(error = %e, "cannot sign the audit retention anchor"),
+        };
+        let note = audit::retention_entry(now, &anchor);
+        match self.store_call(move |store| store.prune_through((seq, hash), note)).await {
+            Ok(Ok(head)) => {
+                self.head = head;
+                self.pending += 1;
+                info!(through = seq, "audit.retention removed the oldest records; anchor {anchor}");
+            }
+            Ok(Err(rewritten)) => self.broken(&rewritten),
+            Err(e) => warn!(error = %e, "could not apply audit.retention; will retry"),
+        }
     }
 }
