@@ -1,7 +1,10 @@
 //! The tamper-evident audit log (issue 10, point 1), on the real process:
 //! a refused handshake and a CLI ban become records; `palisade audit verify`
 //! passes, names the record whose stored bytes were changed, and, given the
-//! last checkpoint the server wrote, notices records cut off the end. And
+//! last checkpoint the server wrote, notices records cut off the end.
+//! `audit.retention` removes the oldest records and what is kept still
+//! verifies from its signed anchor, while a record removed past it is
+//! caught. And
 //! in process: a flood of refusals while the writer is stuck never waits on
 //! it; the records it cannot take are counted as dropped.
 
@@ -118,6 +121,42 @@ async fn records_verify_and_tampering_or_truncation_is_caught() {
     assert!(ok, "a shorter chain is still a chain: {out}");
     let (ok, out) = verify(dir, &["--checkpoint", &last]);
     assert!(!ok && out.contains("removed"), "{out}");
+}
+
+#[tokio::test]
+async fn retention_removes_the_oldest_records_and_what_is_kept_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("p.toml"),
+        "[server]\ndata_dir = \"data\"\n[audit]\ncheckpoint_file = \"checkpoints.log\"\ncheckpoint_every = 1\n\
+         [audit.retention]\nmax_records = 3\n",
+    )
+    .unwrap();
+    let serve = ["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"];
+    let server = Running::start(dir, &serve, &[]);
+    for i in 1..=6 {
+        let dial = Dial { bearer: Some("not-a-token"), from: Some([127, 0, 33, i]), ..Dial::default() };
+        let _ = dial_at(server.addr, dial).await;
+    }
+    assert!(server.terminate().success());
+    // Retention runs at start (and every minute): the next start prunes.
+    let server = Running::start(dir, &serve, &[]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while export(dir, "retention").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "retention never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(server.terminate().success());
+    let db = rusqlite::Connection::open(dir.join("data/palisade.db")).unwrap();
+    let first: i64 = db.query_row("SELECT min(seq) FROM audit", [], |r| r.get(0)).unwrap();
+    assert_eq!(first, 4, "records 1 to 3 removed");
+    let (ok, out) = verify(dir, &["--checkpoints", "checkpoints.log"]);
+    assert!(ok && out.contains("removed by audit.retention"), "{out}");
+    // Removing more from the start is not retention: nothing anchors it.
+    db.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
+    let (ok, out) = verify(dir, &[]);
+    assert!(!ok && out.contains("removed from its start"), "{out}");
 }
 
 #[tokio::test]
