@@ -18,21 +18,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use process::{Running, run};
+use process::{Running, SERVE_AUDITED, audit_verify as verify, run, start_audited};
 use serde_json::{Value, json};
 
 fn cli(dir: &Path, args: &[&str]) -> String {
     let out = run(dir, args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// `palisade audit verify ARGS`: (success, stdout + stderr).
-fn verify(dir: &Path, extra: &[&str]) -> (bool, String) {
-    let mut args = vec!["audit", "verify", "--data", "data"];
-    args.extend_from_slice(extra);
-    let out = run(dir, &args);
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 fn export(dir: &Path, kind: &str) -> Vec<Value> {
@@ -46,13 +38,7 @@ fn export(dir: &Path, kind: &str) -> Vec<Value> {
 async fn records_verify_and_tampering_or_truncation_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    std::fs::write(
-        dir.join("p.toml"),
-        "[server]\ndata_dir = \"data\"\n[audit]\ncheckpoint_file = \"checkpoints.log\"\ncheckpoint_every = 1\n",
-    )
-    .unwrap();
-    let serve = ["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"];
-    let server = Running::start(dir, &serve, &[]);
+    let server = start_audited(dir, "");
 
     // A refused handshake: a credential that is not a token.
     let refused = dial_at(server.addr, Dial { bearer: Some("not-a-token"), ..Dial::default() }).await;
@@ -127,21 +113,14 @@ async fn records_verify_and_tampering_or_truncation_is_caught() {
 async fn retention_removes_the_oldest_records_and_what_is_kept_still_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    std::fs::write(
-        dir.join("p.toml"),
-        "[server]\ndata_dir = \"data\"\n[audit]\ncheckpoint_file = \"checkpoints.log\"\ncheckpoint_every = 1\n\
-         [audit.retention]\nmax_records = 3\n",
-    )
-    .unwrap();
-    let serve = ["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"];
-    let server = Running::start(dir, &serve, &[]);
+    let server = start_audited(dir, "[audit.retention]\nmax_records = 3\n");
     for i in 1..=6 {
         let dial = Dial { bearer: Some("not-a-token"), from: Some([127, 0, 33, i]), ..Dial::default() };
         let _ = dial_at(server.addr, dial).await;
     }
     assert!(server.terminate().success());
     // Retention runs at start (and every minute): the next start prunes.
-    let server = Running::start(dir, &serve, &[]);
+    let server = Running::start(dir, &SERVE_AUDITED, &[]);
     let deadline = tokio::time::Instant::now() + WAIT;
     while export(dir, "retention").is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "retention never ran");

@@ -17,15 +17,7 @@ use std::time::Duration;
 use common::*;
 use palisade_core::audit::Entry;
 use palisade_core::store::AuditStore as _;
-use process::{Running, run};
-
-/// `palisade audit verify --data data ARGS`: (success, stdout + stderr).
-fn verify(dir: &Path, extra: &[&str]) -> (bool, String) {
-    let mut args = vec!["audit", "verify", "--data", "data"];
-    args.extend_from_slice(extra);
-    let out = run(dir, &args);
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
-}
+use process::{Running, audit_verify as verify, start_audited};
 
 fn checkpoints(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("checkpoints.log")).unwrap_or_default().lines().map(str::to_owned).collect()
@@ -54,13 +46,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 async fn a_chain_rewritten_under_the_running_server_is_never_signed() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    std::fs::write(
-        dir.join("p.toml"),
-        "[server]\ndata_dir = \"data\"\n[audit]\ncheckpoint_file = \"checkpoints.log\"\ncheckpoint_every = 1\n",
-    )
-    .unwrap();
-    let serve = ["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"];
-    let server = Running::start(dir, &serve, &[]);
+    let server = start_audited(dir, "");
     for last in 1..=6 {
         refusal(&server, last).await;
     }
