@@ -243,7 +243,8 @@ async fn writer(state: Arc<AppState>, mut lanes: Lanes, stop: CancellationToken)
     let mut tick = tokio::time::interval(config.checkpoint_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    let mut folds = tokio::time::interval(config.aggregate_interval);
+    // Zero is folding off; the tick then only has nothing to flush.
+    let mut folds = tokio::time::interval(config.aggregate_interval.max(Duration::from_secs(1)));
     folds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut retain = tokio::time::interval(RETAIN_EVERY);
     retain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -85,7 +85,7 @@ fn count(db: &rusqlite::Connection, filter: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_banned_address_flooding_adds_a_few_rows_and_every_operator_ban_is_kept() {
-    let proxy = "[server]\ntrusted_proxies = [\"127.0.40.1\"]\n";
+    let proxy = "[server]\ntrusted_proxies = [\"127.0.40.1\"]\n[audit]\naggregate_interval = \"10s\"\n";
     let mut server = TestServer::start_layers(&[NO_ABUSE_LIMITS, &with_admin_key(), proxy]).await;
     let admin = server.admin.unwrap();
     assert_eq!(ban(admin, &format!("ip:{BANNED}")).await, 201);

@@ -44,10 +44,11 @@ impl Fold {
     }
 
     /// Whether `entry` is recorded at `now`. Only refusals fold: every
-    /// other kind (bans, operator actions, …) is always let through.
+    /// other kind (bans, operator actions, …) is always let through, and so
+    /// is everything when the interval is zero (folding off).
     pub fn admit(&mut self, entry: Entry, now: Timestamp) -> Admitted {
         let summaries = self.flush(now);
-        if !matches!(entry.kind, Kind::Refused(_)) {
+        if !matches!(entry.kind, Kind::Refused(_)) || self.interval.is_zero() {
             return Admitted { summaries, entry: Some(entry) };
         }
         let key = (entry.kind, entry.ip.clone(), entry.user.clone());
@@ -144,6 +145,15 @@ mod tests {
         assert_eq!(summaries.len(), 1);
         assert!(summaries[0].detail.starts_with("repeated 1 more times"), "{}", summaries[0].detail);
         assert_eq!(admit(&mut fold, banned("127.0.0.2", 10_001)).len(), 1, "a new interval records again");
+    }
+
+    #[test]
+    fn a_zero_interval_folds_nothing() {
+        let mut fold = Fold::new(Duration::ZERO, 100);
+        for _ in 0..3 {
+            assert_eq!(admit(&mut fold, banned("127.0.0.2", 0)).len(), 1);
+        }
+        assert!(fold.flush(at(1)).is_empty());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub struct AuditConfig {
     /// File each checkpoint line is appended to; "" for none.
     pub checkpoint_file: String,
     /// Repeats of one refusal kind from one subject within this interval
-    /// are one record and one count.
+    /// are one record and one count; 0 for a record each.
     #[serde(with = "duration")]
     pub aggregate_interval: Duration,
     /// `[audit.retention]`
@@ -104,9 +104,6 @@ impl AuditConfig {
         }
         if self.checkpoint_interval.is_zero() {
             return Err(ConfigError::invalid("audit.checkpoint_interval", "must be greater than 0"));
-        }
-        if self.aggregate_interval.is_zero() {
-            return Err(ConfigError::invalid("audit.aggregate_interval", "must be greater than 0"));
         }
         Ok(())
     }
