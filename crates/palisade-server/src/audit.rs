@@ -218,7 +218,15 @@ async fn writer(state: Arc<AppState>, mut lanes: Lanes, stop: CancellationToken)
     let config = &state.settings.config.audit;
     let store = Arc::clone(&state.store);
     // The chain goes on from the head in the store; every append chains in
-    // its transaction, and checks that this head is still there.
+    // its transaction, and checks that the last checkpoint signed (by an
+    // earlier run, from the checkpoint file, else this head) is still there,
+    // so a chain rewritten while the server was down is not signed either.
+    let file = config.checkpoint_path(&state.settings.config.base_dir);
+    let key = state.settings.audit_key.clone();
+    let last_signed = match (&file, &key) {
+        (Some(path), Some(key)) => last_checkpoint(path.clone(), key.clone()).await,
+        _ => None,
+    };
     let head = match tokio::task::spawn_blocking(move || store.head()).await {
         Ok(Ok(head)) => head,
         Ok(Err(e)) => {
@@ -231,12 +239,12 @@ async fn writer(state: Arc<AppState>, mut lanes: Lanes, stop: CancellationToken)
         }
     };
     let mut w = Writer {
-        key: state.settings.audit_key.clone(),
-        file: config.checkpoint_path(&state.settings.config.base_dir),
+        key,
+        file,
         every: config.checkpoint_every,
         pending: 0,
         head,
-        signed: head,
+        signed: last_signed.or(head),
         lost_told: (0, 0),
         state: Arc::clone(&state),
     };
@@ -295,6 +303,31 @@ async fn writer(state: Arc<AppState>, mut lanes: Lanes, stop: CancellationToken)
         w.write(&mut chunk.to_vec()).await;
     }
     w.checkpoint().await;
+}
+
+/// The last checkpoint in `path` if it is `key`'s: what an earlier run
+/// signed last. A missing, unreadable or unsigned file gives `None` (the
+/// writer then continues the head it finds), with a warning for the last
+/// two.
+async fn last_checkpoint(path: PathBuf, key: AuditKey) -> Option<(u64, Hash)> {
+    let read = tokio::task::spawn_blocking(move || match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+            match Checkpoint::parse(line) {
+                Ok(c) if c.is_signed_by(key.bytes()) => Some((c.seq, c.hash)),
+                _ => {
+                    warn!("the last line of audit.checkpoint_file is not a checkpoint signed by the key; ignored");
+                    None
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            warn!(error = %e, "cannot read audit.checkpoint_file; continuing from the store's head");
+            None
+        }
+    });
+    read.await.ok().flatten()
 }
 
 impl Writer {
@@ -425,7 +458,8 @@ impl Writer {
     /// kept still verifies from there.
     async fn retain(&mut self) {
         let retention = self.state.settings.config.audit.retention.clone();
-        let (Some(key), Some((below, _))) = (self.key.clone(), self.signed) else { return };
+        let (Some(key), Some(signed)) = (self.key.clone(), self.signed) else { return };
+        let below = signed.0;
         if !retention.prunes() || self.state.audit.is_broken() {
             return;
         }
@@ -443,7 +477,7 @@ impl Writer {
             Err(e) => return error!(error = %e, "cannot sign the audit retention anchor"),
         };
         let note = audit::retention_entry(now, &anchor);
-        match self.store_call(move |store| store.prune_through((seq, hash), note)).await {
+        match self.store_call(move |store| store.prune_through(signed, (seq, hash), note)).await {
             Ok(Ok(head)) => {
                 self.head = head;
                 self.pending += 1;

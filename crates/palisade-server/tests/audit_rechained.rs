@@ -83,6 +83,14 @@ async fn a_chain_rewritten_under_the_running_server_is_never_signed() {
     assert!(!ok && out.contains("another hash"), "{out}");
     let (ok, out) = verify(dir, &["--checkpoint", signed.last().unwrap()]);
     assert!(!ok && out.contains("seq=6"), "{out}");
+    // Restarted on the forged log, the server knows what it signed from
+    // the checkpoint file: it does not sign the forgery either.
+    let server = start_audited(dir, "");
+    refusal(&server, 10).await;
+    assert!(server.line(|l| l.contains("the audit log was rewritten")).is_some(), "caught after a restart too");
+    assert!(server.terminate().success());
+    assert_eq!(checkpoints(dir), signed);
+
     // A server that had signed the forged head would have written a seq
     // below one it signed before: that alone fails.
     std::fs::write(dir.join("backwards.log"), format!("{}\n{}\n", signed[signed.len() - 1], signed[0])).unwrap();

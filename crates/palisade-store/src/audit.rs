@@ -115,13 +115,16 @@ impl AuditStore for Sqlite {
 
     fn prune_through(
         &self,
+        signed: (u64, Hash),
         anchor: (u64, Hash),
         note: Entry,
     ) -> Result<Result<Option<(u64, Hash)>, Rewritten>, StoreError> {
         const WHAT: &str = "pruning the audit log";
         self.write(WHAT, |tx| {
-            if let Err(rewritten) = Rewritten::check(anchor, hash_at(tx, anchor.0)?) {
-                return Ok(Err(rewritten));
+            for known in [signed, anchor] {
+                if let Err(rewritten) = Rewritten::check(known, hash_at(tx, known.0)?) {
+                    return Ok(Err(rewritten));
+                }
             }
             tx.execute("DELETE FROM audit WHERE seq <= ?1", params![sql_seq(anchor.0)]).map_err(sql(WHAT))?;
             chain_in(tx, std::slice::from_ref(&note)).map(Ok)
@@ -361,7 +364,13 @@ mod tests {
         assert_eq!(store.prune_point(Some(Timestamp::from_millis(99_000)), None, 99).unwrap().map(|p| p.0), Some(9));
         assert_eq!(store.prune_point(None, Some(10), head.0).unwrap(), None);
         let note = entry(11_000, Kind::Retention);
-        let new_head = store.prune_through(point, note).unwrap().unwrap().unwrap();
+        let wrong = (head.0, point.1);
+        assert_eq!(
+            store.prune_through(wrong, point, note.clone()).unwrap().unwrap_err().seq,
+            10,
+            "signed record checked"
+        );
+        let new_head = store.prune_through(head, point, note).unwrap().unwrap().unwrap();
         assert_eq!(new_head.0, 11);
         let kept = store.range(1, 100).unwrap();
         assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [7, 8, 9, 10, 11]);
@@ -371,7 +380,8 @@ mod tests {
             verifier.push(record).unwrap();
         }
         // A stale anchor (its record gone or changed) prunes nothing.
-        assert_eq!(store.prune_through(point, entry(12_000, Kind::Retention)).unwrap().unwrap_err().found, None);
+        let stale = store.prune_through(head, point, entry(12_000, Kind::Retention)).unwrap().unwrap_err();
+        assert_eq!((stale.seq, stale.found), (6, None));
         assert_eq!(store.head().unwrap(), Some(new_head));
     }
 }

@@ -42,13 +42,16 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
         below: u64,
     ) -> Result<Option<(u64, Hash)>, StoreError>;
 
-    /// In one transaction: checks that the record at `anchor`'s `seq` still
-    /// has its hash ([`Rewritten`] if not, and nothing changes), removes it
-    /// and every record before it, and appends `note`, the retention record
-    /// that carries the signed anchor (see [`crate::audit::retention_entry`]).
-    /// Returns the new head.
+    /// In one transaction: checks that the record the writer signed last
+    /// (`signed`) and the one at `anchor`'s `seq` still have their hashes
+    /// ([`Rewritten`] if not, and nothing changes: retention must not sign
+    /// an anchor in a rewritten chain), removes the anchor's record and
+    /// every record before it, and appends `note`, the retention record
+    /// that carries the signed anchor (see
+    /// [`crate::audit::retention_entry`]). Returns the new head.
     fn prune_through(
         &self,
+        signed: (u64, Hash),
         anchor: (u64, Hash),
         note: Entry,
     ) -> Result<Result<Option<(u64, Hash)>, Rewritten>, StoreError>;
