@@ -84,7 +84,7 @@ impl AppState {
             store,
             revocations,
             counters: Counters::default(),
-            audit: crate::audit::Audit::new(settings.config.audit.enabled, settings.config.audit.queue),
+            audit: crate::audit::Audit::new(&settings.config.audit),
             metrics,
             admin_sessions: std::sync::Mutex::new(AdminSessions::new(
                 settings.config.admin.max_sessions,

@@ -249,6 +249,46 @@ async fn a_ban_closes_every_live_connection_of_the_address() {
 }
 
 #[tokio::test]
+async fn an_attack_that_goes_on_while_banned_yields_one_ban_record() {
+    let mut server = TestServer::start("[abuse]\nban_at = 30\n").await;
+    const FROM: [u8; 4] = [127, 0, 14, 9];
+    let mut flooders = Vec::new();
+    for i in 0..4 {
+        flooders.push(joined_from(&server, FROM, &format!("flooder{i}")).await);
+    }
+    // Every connection pipelines its flood, so refusals keep arriving on
+    // the others after the first one crossed ban_at.
+    for ws in &mut flooders {
+        for id in 0..300 {
+            if ws.feed(Message::Text(chat(id).to_string().into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = ws.flush().await;
+    }
+    for ws in &mut flooders {
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(WAIT, ws.next()).await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    }
+    // And it goes on knocking while banned.
+    for _ in 0..20 {
+        let (status, _) =
+            refused(&server, Dial { bearer: Some(&token("flooder0", &[])), from: Some(FROM), ..Dial::default() }).await;
+        assert_eq!(status, 403);
+    }
+    assert_eq!(server.stats.bans(), 1);
+    server.shutdown().await;
+    let db = rusqlite::Connection::open(server.data_dir.join("palisade.db")).unwrap();
+    let records: i64 = db.query_row("SELECT count(*) FROM audit WHERE kind = 'ban'", [], |r| r.get(0)).unwrap();
+    assert_eq!(records, 1, "one attack, one ban record");
+    let history: i64 = db.query_row("SELECT count(*) FROM ban_history WHERE action = 'ban'", [], |r| r.get(0)).unwrap();
+    assert_eq!(history, 1, "one ban saved once");
+}
+
+#[tokio::test]
 async fn spam_is_refused_as_invalid_payload() {
     let server = TestServer::start("").await;
     let (mut ws, _) = connect_from(&server, [127, 0, 15, 1], &token("spammer", &[])).await;

@@ -1,7 +1,10 @@
 //! The tamper-evident audit log (issue 10, point 1), on the real process:
 //! a refused handshake and a CLI ban become records; `palisade audit verify`
 //! passes, names the record whose stored bytes were changed, and, given the
-//! last checkpoint the server wrote, notices records cut off the end. And
+//! last checkpoint the server wrote, notices records cut off the end.
+//! `audit.retention` removes the oldest records and what is kept still
+//! verifies from its signed anchor, while a record removed past it is
+//! caught. And
 //! in process: a flood of refusals while the writer is stuck never waits on
 //! it; the records it cannot take are counted as dropped.
 
@@ -15,21 +18,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use process::{Running, run};
+use process::{Running, SERVE_AUDITED, audit_verify as verify, run, start_audited};
 use serde_json::{Value, json};
 
 fn cli(dir: &Path, args: &[&str]) -> String {
     let out = run(dir, args);
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
-}
-
-/// `palisade audit verify ARGS`: (success, stdout + stderr).
-fn verify(dir: &Path, extra: &[&str]) -> (bool, String) {
-    let mut args = vec!["audit", "verify", "--data", "data"];
-    args.extend_from_slice(extra);
-    let out = run(dir, &args);
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
 fn export(dir: &Path, kind: &str) -> Vec<Value> {
@@ -43,13 +38,7 @@ fn export(dir: &Path, kind: &str) -> Vec<Value> {
 async fn records_verify_and_tampering_or_truncation_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    std::fs::write(
-        dir.join("p.toml"),
-        "[server]\ndata_dir = \"data\"\n[audit]\ncheckpoint_file = \"checkpoints.log\"\ncheckpoint_every = 1\n",
-    )
-    .unwrap();
-    let serve = ["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"];
-    let server = Running::start(dir, &serve, &[]);
+    let server = start_audited(dir, "");
 
     // A refused handshake: a credential that is not a token.
     let refused = dial_at(server.addr, Dial { bearer: Some("not-a-token"), ..Dial::default() }).await;
@@ -74,9 +63,12 @@ async fn records_verify_and_tampering_or_truncation_is_caught() {
     assert!(bans[0]["detail"].as_str().unwrap().contains("audit test"));
     assert!(cli(dir, &["audit", "tail", "--data", "data", "-n", "5"]).contains("ban ip=\"127.0.31.1\""));
 
-    // More records, so there are some to cut off below.
-    for _ in 0..3 {
-        let _ = dial_at(server.addr, Dial { bearer: Some("not-a-token"), ..Dial::default() }).await;
+    // More records, so there are some to cut off below: from other
+    // addresses, since repeats from one are folded into one record.
+    for i in 2..5 {
+        let _ =
+            dial_at(server.addr, Dial { bearer: Some("not-a-token"), from: Some([127, 0, 31, i]), ..Dial::default() })
+                .await;
     }
     assert!(server.terminate().success());
     let checkpoints = std::fs::read_to_string(dir.join("checkpoints.log")).unwrap();
@@ -118,6 +110,35 @@ async fn records_verify_and_tampering_or_truncation_is_caught() {
 }
 
 #[tokio::test]
+async fn retention_removes_the_oldest_records_and_what_is_kept_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let server = start_audited(dir, "[audit.retention]\nmax_records = 3\n");
+    for i in 1..=6 {
+        let dial = Dial { bearer: Some("not-a-token"), from: Some([127, 0, 33, i]), ..Dial::default() };
+        let _ = dial_at(server.addr, dial).await;
+    }
+    assert!(server.terminate().success());
+    // Retention runs at start (and every minute): the next start prunes.
+    let server = Running::start(dir, &SERVE_AUDITED, &[]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while export(dir, "retention").is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "retention never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(server.terminate().success());
+    let db = rusqlite::Connection::open(dir.join("data/palisade.db")).unwrap();
+    let first: i64 = db.query_row("SELECT min(seq) FROM audit", [], |r| r.get(0)).unwrap();
+    assert_eq!(first, 4, "records 1 to 3 removed");
+    let (ok, out) = verify(dir, &["--checkpoints", "checkpoints.log"]);
+    assert!(ok && out.contains("removed by audit.retention"), "{out}");
+    // Removing more from the start is not retention: nothing anchors it.
+    db.execute("DELETE FROM audit WHERE seq = 4", []).unwrap();
+    let (ok, out) = verify(dir, &[]);
+    assert!(!ok && out.contains("removed from its start"), "{out}");
+}
+
+#[tokio::test]
 async fn a_flood_while_the_writer_is_stuck_is_answered_and_its_excess_dropped() {
     let mut server = TestServer::start_lenient("[audit]\nqueue = 1\n").await;
     // Hold the database's write lock, so the writer's first append waits on
@@ -148,4 +169,8 @@ async fn a_flood_while_the_writer_is_stuck_is_answered_and_its_excess_dropped() 
     assert!(stored >= 1, "the queued records reached the store");
     assert_eq!(u64::try_from(stored).unwrap(), server.stats.audit_written());
     assert_eq!(server.stats.audit_failed(), 0);
+    // And what was dropped is told in the chain itself.
+    let detail: String = db.query_row("SELECT detail FROM audit WHERE kind = 'gap'", [], |r| r.get(0)).unwrap();
+    let dropped = server.stats.audit_dropped();
+    assert!(detail.starts_with(&format!("{dropped} records lost")), "{detail}");
 }

@@ -5,7 +5,7 @@
 //! appending at once are serialized by SQLite and continue one chain.
 
 use palisade_core::Timestamp;
-use palisade_core::audit::{Entry, GENESIS, Hash, Kind, Record, Severity, hex, parse_hash};
+use palisade_core::audit::{Entry, GENESIS, Hash, Kind, Record, Rewritten, Severity, hex, parse_hash};
 use palisade_core::store::{AuditStore, StoreError};
 use rusqlite::{OptionalExtension as _, Row, params};
 
@@ -70,36 +70,64 @@ impl RawRecord {
 }
 
 impl AuditStore for Sqlite {
-    fn append(&self, entries: &[Entry]) -> Result<Option<(u64, Hash)>, StoreError> {
+    fn append_after(
+        &self,
+        signed: Option<(u64, Hash)>,
+        entries: &[Entry],
+    ) -> Result<Result<Option<(u64, Hash)>, Rewritten>, StoreError> {
         const WHAT: &str = "appending to the audit log";
         self.write(WHAT, |tx| {
-            let mut head = read_head(tx)?;
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
-                ))
-                .map_err(sql(WHAT))?;
-            for entry in entries {
-                let (last, prev) = head.unwrap_or((0, GENESIS));
-                let seq = last.checked_add(1).ok_or_else(|| StoreError(format!("{WHAT}: seq overflow")))?;
-                let record = entry.clone().chain(seq, prev);
-                let e = &record.entry;
-                stmt.execute(params![
-                    i64::try_from(seq).map_err(|_| StoreError(format!("{WHAT}: seq overflow")))?,
-                    to_sql(e.ts),
-                    e.kind.name(),
-                    e.severity.name(),
-                    e.ip,
-                    e.user,
-                    e.session,
-                    e.detail,
-                    hex(&record.prev_hash),
-                    hex(&record.hash),
-                ])
-                .map_err(sql(WHAT))?;
-                head = Some((seq, record.hash));
+            if let Some(signed) = signed
+                && let Err(rewritten) = Rewritten::check(signed, hash_at(tx, signed.0)?)
+            {
+                return Ok(Err(rewritten));
             }
-            Ok(head)
+            chain_in(tx, entries).map(Ok)
+        })
+    }
+
+    fn prune_point(
+        &self,
+        older_than: Option<Timestamp>,
+        keep: Option<u64>,
+        below: u64,
+    ) -> Result<Option<(u64, Hash)>, StoreError> {
+        const WHAT: &str = "finding what audit.retention removes";
+        let conn = self.conn();
+        let Some((head, _)) = read_head(&conn)? else { return Ok(None) };
+        let by_age = match older_than {
+            Some(t) => conn
+                .query_row("SELECT max(seq) FROM audit WHERE ts_ms < ?1", params![to_sql(t)], |row| {
+                    row.get::<_, Option<i64>>(0)
+                })
+                .map_err(sql(WHAT))?
+                .and_then(|seq| u64::try_from(seq).ok())
+                .unwrap_or(0),
+            None => 0,
+        };
+        let by_count = keep.map_or(0, |keep| head.saturating_sub(keep));
+        let through = by_age.max(by_count).min(below.saturating_sub(1)).min(head.saturating_sub(1));
+        if through == 0 {
+            return Ok(None);
+        }
+        Ok(hash_at(&conn, through)?.map(|hash| (through, hash)))
+    }
+
+    fn prune_through(
+        &self,
+        signed: (u64, Hash),
+        anchor: (u64, Hash),
+        note: Entry,
+    ) -> Result<Result<Option<(u64, Hash)>, Rewritten>, StoreError> {
+        const WHAT: &str = "pruning the audit log";
+        self.write(WHAT, |tx| {
+            for known in [signed, anchor] {
+                if let Err(rewritten) = Rewritten::check(known, hash_at(tx, known.0)?) {
+                    return Ok(Err(rewritten));
+                }
+            }
+            tx.execute("DELETE FROM audit WHERE seq <= ?1", params![sql_seq(anchor.0)]).map_err(sql(WHAT))?;
+            chain_in(tx, std::slice::from_ref(&note)).map(Ok)
         })
     }
 
@@ -139,6 +167,47 @@ impl Sqlite {
         let rows = stmt.query_map(params, RawRecord::read).map_err(sql(WHAT))?;
         rows.map(|row| row.map_err(sql(WHAT)).and_then(RawRecord::parse)).collect()
     }
+}
+
+/// Chains `entries` after the head, inside the caller's transaction;
+/// returns the new head.
+fn chain_in(tx: &rusqlite::Transaction<'_>, entries: &[Entry]) -> Result<Option<(u64, Hash)>, StoreError> {
+    const WHAT: &str = "appending to the audit log";
+    let mut head = read_head(tx)?;
+    let mut stmt = tx
+        .prepare_cached(&format!("INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"))
+        .map_err(sql(WHAT))?;
+    for entry in entries {
+        let (last, prev) = head.unwrap_or((0, GENESIS));
+        let seq = last.checked_add(1).ok_or_else(|| StoreError(format!("{WHAT}: seq overflow")))?;
+        let record = entry.clone().chain(seq, prev);
+        let e = &record.entry;
+        stmt.execute(params![
+            i64::try_from(seq).map_err(|_| StoreError(format!("{WHAT}: seq overflow")))?,
+            to_sql(e.ts),
+            e.kind.name(),
+            e.severity.name(),
+            e.ip,
+            e.user,
+            e.session,
+            e.detail,
+            hex(&record.prev_hash),
+            hex(&record.hash),
+        ])
+        .map_err(sql(WHAT))?;
+        head = Some((seq, record.hash));
+    }
+    Ok(head)
+}
+
+/// The hash of the record at `seq`, `None` if there is none (or it does
+/// not parse, which is as good as gone for the writer's check).
+fn hash_at(conn: &rusqlite::Connection, seq: u64) -> Result<Option<Hash>, StoreError> {
+    let hash: Option<String> = conn
+        .query_row("SELECT hash FROM audit WHERE seq = ?1", params![sql_seq(seq)], |row| row.get(0))
+        .optional()
+        .map_err(sql("reading an audit record's hash"))?;
+    Ok(hash.as_deref().and_then(parse_hash))
 }
 
 /// The last row's `seq` and hash.
@@ -258,5 +327,61 @@ mod tests {
         store.conn().execute("UPDATE audit SET kind = 'nonsense' WHERE seq = 3", []).unwrap();
         let err = store.range(1, 10).unwrap_err().0;
         assert!(err.contains("seq=3") && err.contains("kind"), "{err}");
+    }
+
+    #[test]
+    fn an_append_after_a_rewritten_signed_record_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open_in(dir.path()).unwrap();
+        let signed = store.append(&[entry(1, Kind::Ban), entry(2, Kind::Ban), entry(3, Kind::Ban)]).unwrap().unwrap();
+        // Another process appending after it is fine: the signed record stays.
+        store.append(&[entry(4, Kind::Unban)]).unwrap();
+        let head = store.append_after(Some(signed), &[entry(5, Kind::Ban)]).unwrap().unwrap().unwrap();
+        assert_eq!(head.0, 5);
+        // Record 2 deleted and the chain recomputed without a key.
+        let kept: Vec<Entry> =
+            store.range(1, 10).unwrap().into_iter().filter(|r| r.seq != 2).map(|r| r.entry).collect();
+        store.conn().execute("DELETE FROM audit", []).unwrap();
+        store.append(&kept).unwrap();
+        assert!(verify(&store).is_ok(), "the forged chain verifies on its own");
+        let rewritten = store.append_after(Some(signed), &[entry(6, Kind::Ban)]).unwrap().unwrap_err();
+        assert_eq!(rewritten.seq, 3);
+        assert_eq!(store.head().unwrap().unwrap().0, 4, "nothing written");
+    }
+
+    #[test]
+    fn pruning_keeps_the_head_and_leaves_a_chain_that_verifies_from_its_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Sqlite::open_in(dir.path()).unwrap();
+        let entries: Vec<Entry> = (1..=10).map(|ms| entry(ms * 1000, Kind::AdminAction)).collect();
+        let head = store.append(&entries).unwrap().unwrap();
+        // By count: keep 4 of 10; never the signed record or past it.
+        let point = store.prune_point(None, Some(4), head.0).unwrap().unwrap();
+        assert_eq!(point.0, 6);
+        assert_eq!(store.prune_point(None, Some(4), 3).unwrap().map(|p| p.0), Some(2));
+        // By age: records before 5 s.
+        assert_eq!(store.prune_point(Some(Timestamp::from_millis(5000)), None, head.0).unwrap().map(|p| p.0), Some(4));
+        assert_eq!(store.prune_point(Some(Timestamp::from_millis(99_000)), None, 99).unwrap().map(|p| p.0), Some(9));
+        assert_eq!(store.prune_point(None, Some(10), head.0).unwrap(), None);
+        let note = entry(11_000, Kind::Retention);
+        let wrong = (head.0, point.1);
+        assert_eq!(
+            store.prune_through(wrong, point, note.clone()).unwrap().unwrap_err().seq,
+            10,
+            "signed record checked"
+        );
+        let new_head = store.prune_through(head, point, note).unwrap().unwrap().unwrap();
+        assert_eq!(new_head.0, 11);
+        let kept = store.range(1, 100).unwrap();
+        assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [7, 8, 9, 10, 11]);
+        assert_eq!(kept[0].prev_hash, point.1);
+        let mut verifier = Verifier::after(point.0, point.1);
+        for record in &kept {
+            verifier.push(record).unwrap();
+        }
+        // A stale anchor (its record gone or changed) prunes nothing.
+        let stale = store.prune_through(head, point, entry(12_000, Kind::Retention)).unwrap().unwrap_err();
+        assert_eq!((stale.seq, stale.found), (6, None));
+        assert_eq!(store.head().unwrap(), Some(new_head));
     }
 }

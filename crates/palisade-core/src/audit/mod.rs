@@ -8,6 +8,7 @@
 //! chain instead of forking it.
 
 mod checkpoint;
+mod fold;
 mod verify;
 
 use std::fmt::{self, Write as _};
@@ -18,7 +19,8 @@ use crate::Timestamp;
 use crate::refusal;
 
 pub use checkpoint::{Checkpoint, CheckpointError, MIN_KEY_BYTES};
-pub use verify::{Breakage, Broken, Verifier};
+pub use fold::{Admitted, Fold};
+pub use verify::{Breakage, Broken, Rewritten, Verifier};
 
 /// A SHA-256 digest: a record's hash and the link to its predecessor.
 pub type Hash = [u8; 32];
@@ -55,11 +57,20 @@ pub enum Kind {
     AdminAction,
     /// The policy reloaded, or a reload refused.
     ConfigReload,
+    /// Records the writer could not write (a full queue, a failed write):
+    /// how many, so a hole in what was recorded shows in the chain itself.
+    Gap,
+    /// The record the writer last signed was gone or changed: someone
+    /// rewrote the chain; the writer stopped signing checkpoints.
+    ChainBreak,
+    /// Retention removed the oldest records; the signed checkpoint of the
+    /// last one removed anchors what is kept ([`retention_entry`]).
+    Retention,
 }
 
 impl Kind {
     /// The kinds that are not refusals, with their names.
-    const OTHERS: [(Kind, &'static str); 7] = [
+    const OTHERS: [(Kind, &'static str); 10] = [
         (Self::Ban, "ban"),
         (Self::Unban, "unban"),
         (Self::Revocation, "revocation"),
@@ -67,6 +78,9 @@ impl Kind {
         (Self::SessionEnded, "session_ended"),
         (Self::AdminAction, "admin_action"),
         (Self::ConfigReload, "config_reload"),
+        (Self::Gap, "gap"),
+        (Self::ChainBreak, "chain_break"),
+        (Self::Retention, "retention"),
     ];
 
     /// Stable snake_case name, stored and hashed: a refusal's is its
@@ -97,12 +111,16 @@ impl Kind {
     /// honest client can cause (weight 0) are `info`.
     pub fn default_severity(self) -> Severity {
         match self {
-            Self::Ban | Self::RefreshReuse => Severity::Critical,
+            Self::Ban | Self::RefreshReuse | Self::ChainBreak => Severity::Critical,
+            Self::Gap => Severity::Warning,
             Self::Refused(kind) if kind.default_weight() == 0 => Severity::Info,
             Self::Refused(_) => Severity::Warning,
-            Self::Unban | Self::Revocation | Self::SessionEnded | Self::AdminAction | Self::ConfigReload => {
-                Severity::Info
-            }
+            Self::Unban
+            | Self::Revocation
+            | Self::SessionEnded
+            | Self::AdminAction
+            | Self::ConfigReload
+            | Self::Retention => Severity::Info,
         }
     }
 }
@@ -330,6 +348,23 @@ pub fn message_refusal_detail(refusal: &refusal::Refusal) -> String {
         std::borrow::Cow::Borrowed(text) => (*text).to_owned(),
         std::borrow::Cow::Owned(text) => text.split(':').next().unwrap_or_default().to_owned(),
     }
+}
+
+/// The record retention appends after removing every record up to
+/// `anchor.seq`: it carries the checkpoint of the last record removed, so
+/// `palisade audit verify` can start from there (the first kept record's
+/// `prev_hash` is `anchor.hash`) and prove, with the key, that nothing
+/// more was cut off the start.
+pub fn retention_entry(ts: Timestamp, anchor: &Checkpoint) -> Entry {
+    Entry::new(ts, Kind::Retention, &format!("records up to the anchor removed by audit.retention; anchor {anchor}"))
+}
+
+/// The signed anchor a retention record carries, if `record` is one.
+pub fn retention_anchor(record: &Record) -> Option<Checkpoint> {
+    if record.entry.kind != Kind::Retention {
+        return None;
+    }
+    Checkpoint::parse(&record.entry.detail).ok()
 }
 
 /// Lower-case hex of `bytes`.

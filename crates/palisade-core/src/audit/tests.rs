@@ -168,3 +168,44 @@ fn a_message_refusal_never_records_text_built_from_the_message() {
     let quoted: Cow<'static, str> = Cow::Owned("schema: \"my secret text\" is not of type integer".into());
     assert_eq!(message_refusal_detail(&refusal::Refusal::new(refusal::Kind::Schema, quoted)), "schema");
 }
+
+#[test]
+fn a_chain_rewritten_under_the_signed_record_is_noticed() {
+    let honest = chain(5);
+    let signed = (4, honest[3].hash);
+    assert_eq!(Rewritten::check(signed, Some(honest[3].hash)), Ok(()));
+    // Record 2 deleted and the rest chained again without a key: seq 4 is
+    // now what was record 5, with another hash; or the log is shorter.
+    let mut kept: Vec<Entry> = honest.iter().map(|r| r.entry.clone()).collect();
+    kept.remove(1);
+    let mut prev = GENESIS;
+    let forged: Vec<Record> = kept
+        .into_iter()
+        .zip(1..)
+        .map(|(entry, seq)| {
+            let record = entry.chain(seq, prev);
+            prev = record.hash;
+            record
+        })
+        .collect();
+    assert!(verify(&forged).is_ok(), "a keyless chain verifies on its own");
+    let err = Rewritten::check(signed, Some(forged[3].hash)).unwrap_err();
+    assert_eq!(err, Rewritten { seq: 4, found: Some(forged[3].hash) });
+    assert!(err.to_string().contains("seq=4"), "{err}");
+    assert_eq!(Rewritten::check(signed, None), Err(Rewritten { seq: 4, found: None }));
+}
+
+#[test]
+fn a_pruned_chain_verifies_from_its_anchor() {
+    let records = chain(6);
+    let mut verifier = Verifier::after(3, records[2].hash);
+    for record in &records[3..] {
+        verifier.push(record).unwrap();
+    }
+    assert_eq!(verifier.head(), (6, records[5].hash));
+    // The anchor must be the kept records' predecessor.
+    let mut wrong = Verifier::after(3, records[1].hash);
+    assert_eq!(wrong.push(&records[3]).unwrap_err().breakage, Breakage::Link);
+    let mut gap = Verifier::after(2, records[1].hash);
+    assert_eq!(gap.push(&records[3]).unwrap_err().breakage, Breakage::Seq { expected: 3 });
+}

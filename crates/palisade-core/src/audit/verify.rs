@@ -32,8 +32,34 @@ pub struct Broken {
     pub breakage: Breakage,
 }
 
-/// Checks records one at a time, in `seq` order, from the first, so a
-/// chain of any length is verified in pages.
+/// The record a writer last signed is no longer in the store as it was
+/// signed: someone who can write the database (but has no key) removed or
+/// rewrote records and recomputed the keyless chain. Signing the head now
+/// would vouch for the forgery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("audit record seq={seq}, signed in a checkpoint, {}: the chain was rewritten under the writer", match .found {
+    None => "is gone".to_owned(),
+    Some(found) => format!("now has hash {}", super::hex(found)),
+})]
+pub struct Rewritten {
+    /// The signed record's `seq`.
+    pub seq: u64,
+    /// The hash the store has there now, if it has a record there.
+    pub found: Option<Hash>,
+}
+
+impl Rewritten {
+    /// Whether the store, which has `found` as the hash of the record at
+    /// `signed`'s `seq` (`None`: no record there), still holds the record
+    /// that was signed.
+    pub fn check(signed: (u64, Hash), found: Option<Hash>) -> Result<(), Self> {
+        if found == Some(signed.1) { Ok(()) } else { Err(Self { seq: signed.0, found }) }
+    }
+}
+
+/// Checks records one at a time, in `seq` order, from the first (or from a
+/// signed anchor, when retention pruned the records before it), so a chain
+/// of any length is verified in pages.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     last_seq: u64,
@@ -50,6 +76,12 @@ impl Verifier {
     /// A verifier expecting the first record (`seq` 1 after [`GENESIS`]).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A verifier expecting the record after `(seq, hash)`: the anchor a
+    /// signed checkpoint proves, where retention cut the older records off.
+    pub fn after(seq: u64, hash: Hash) -> Self {
+        Self { last_seq: seq, last_hash: hash }
     }
 
     /// Checks the next record.

@@ -170,21 +170,21 @@ impl BanList {
     }
 
     /// Bans `subject` automatically for the length its record calls for:
-    /// a repeat within `policy.memory` is the next strike. A ban already in
-    /// force is returned unchanged (never shortened, never double-counted).
-    pub fn escalate(&self, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
+    /// a repeat within `policy.memory` is the next strike. `None` when a ban
+    /// is in force already: it is left as it is (never shortened, never
+    /// double-counted) and there is nothing new to record or save, so an
+    /// attack that goes on while banned yields one ban, not one per score.
+    pub fn escalate(&self, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Option<Ban> {
         let mut bans = self.write();
-        let ban = next_ban(&bans, subject, reason, policy, now);
-        if bans.get(&ban.subject).is_none_or(|e| e.ban != ban) {
-            bans.insert(ban.subject.clone(), Entry { ban: ban.clone(), saved: None });
-            trim(&mut bans, self.max, now);
-        }
-        ban
+        let ban = next_ban(&bans, subject, reason, policy, now)?;
+        bans.insert(ban.subject.clone(), Entry { ban: ban.clone(), saved: None });
+        trim(&mut bans, self.max, now);
+        Some(ban)
     }
 
     /// The ban [`BanList::escalate`] would impose, without imposing it
     /// (`abuse.dry_run`).
-    pub fn propose(&self, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
+    pub fn propose(&self, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Option<Ban> {
         next_ban(&self.read(), subject, reason, policy, now)
     }
 
@@ -272,20 +272,26 @@ fn trim(bans: &mut HashMap<Subject, Entry>, max: usize, now: Timestamp) {
     }
 }
 
-fn next_ban(bans: &HashMap<Subject, Entry>, subject: Subject, reason: &str, policy: &BanTerms, now: Timestamp) -> Ban {
+fn next_ban(
+    bans: &HashMap<Subject, Entry>,
+    subject: Subject,
+    reason: &str,
+    policy: &BanTerms,
+    now: Timestamp,
+) -> Option<Ban> {
     let previous = bans.get(&subject).map(|e| &e.ban);
-    if let Some(current) = previous.filter(|b| b.active(now)) {
-        return current.clone();
+    if previous.is_some_and(|b| b.active(now)) {
+        return None;
     }
     let strikes = previous.filter(|b| policy.remembers(b, now)).map_or(0, |b| b.strikes).saturating_add(1);
-    Ban {
+    Some(Ban {
         subject,
         since: now,
         until: Some(now.saturating_add(policy.length(strikes))),
         strikes,
         reason: reason.to_owned(),
         source: BanSource::Auto,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -306,7 +312,7 @@ mod tests {
     #[test]
     fn a_ban_expires_on_time() {
         let list = BanList::new(100);
-        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
+        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0).unwrap();
         assert_eq!(ban.until, Some(T0.saturating_add(15 * MIN)));
         assert!(list.active(&ip("127.0.0.2"), T0.saturating_add(15 * MIN - Duration::from_millis(1))).is_some());
         assert!(list.active(&ip("127.0.0.2"), T0.saturating_add(15 * MIN)).is_none());
@@ -319,7 +325,7 @@ mod tests {
         let mut now = T0;
         let mut lengths = Vec::new();
         for _ in 0..10 {
-            let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), now);
+            let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), now).unwrap();
             let until = ban.until.unwrap();
             lengths.push(now.until(until).as_secs() / 60);
             now = until.saturating_add(MIN);
@@ -328,14 +334,17 @@ mod tests {
     }
 
     #[test]
-    fn a_ban_in_force_is_not_extended_and_an_old_one_is_forgotten() {
+    fn a_ban_in_force_is_not_reissued_extended_or_forgotten() {
         let list = BanList::new(100);
-        let first = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
-        assert_eq!(list.escalate(ip("127.0.0.2"), "again", &policy(), T0.saturating_add(MIN)), first);
+        let first = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0).unwrap();
+        // Nothing new while it holds: no second record, no second save.
+        assert_eq!(list.escalate(ip("127.0.0.2"), "again", &policy(), T0.saturating_add(MIN)), None);
+        assert_eq!(list.propose(ip("127.0.0.2"), "again", &policy(), T0.saturating_add(MIN)), None);
+        assert_eq!(list.active(&ip("127.0.0.2"), T0.saturating_add(MIN)), Some(first.clone()));
         // Long after the memory, a new ban is a first strike again.
         let later = first.until.unwrap().saturating_add(policy().memory).saturating_add(MIN);
         list.sweep(&policy(), later);
-        assert_eq!(list.escalate(ip("127.0.0.2"), "rate", &policy(), later).strikes, 1);
+        assert_eq!(list.escalate(ip("127.0.0.2"), "rate", &policy(), later).unwrap().strikes, 1);
     }
 
     #[test]
@@ -344,7 +353,7 @@ mod tests {
         list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
         assert!(list.lift(&ip("127.0.0.2")).is_some());
         assert!(list.active(&ip("127.0.0.2"), T0).is_none());
-        assert_eq!(list.escalate(ip("127.0.0.2"), "rate", &policy(), T0).strikes, 1);
+        assert_eq!(list.escalate(ip("127.0.0.2"), "rate", &policy(), T0).unwrap().strikes, 1);
         let permanent = Ban {
             subject: "user:mallory".parse().unwrap(),
             since: T0,
@@ -362,7 +371,7 @@ mod tests {
     #[test]
     fn a_reload_keeps_a_ban_not_saved_yet() {
         let list = BanList::new(100);
-        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
+        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0).unwrap();
         // The store read raced the write: it does not have the ban yet.
         assert!(list.replace(Vec::new(), list.mark(), T0).is_empty());
         assert_eq!(list.active(&ip("127.0.0.2"), T0), Some(ban.clone()));
@@ -375,7 +384,7 @@ mod tests {
     #[test]
     fn a_reload_keeps_a_ban_saved_after_its_read_began() {
         let list = BanList::new(100);
-        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0);
+        let ban = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0).unwrap();
         // The reload marks, then reads the store before the ban is in it;
         // the ban is saved before the reload applies what it read.
         let mark = list.mark();

@@ -456,11 +456,11 @@ impl Guard {
         }
         let mut bans = Vec::new();
         if ip_after >= s.ban_at {
-            bans.push(self.ban(Subject::Ip(ip), kind, now));
+            bans.extend(self.ban(Subject::Ip(ip), kind, now));
             self.ips.with(&ip, now, |k| self.idle(k, now), |k| k.score.reset());
         }
         if let Some(user) = user.filter(|_| s.ban_users && user_after >= s.ban_at) {
-            bans.push(self.ban(Subject::User(user.into()), kind, now));
+            bans.extend(self.ban(Subject::User(user.into()), kind, now));
             self.users.with(user, now, |k| self.idle(k, now), |k| k.score.reset());
         }
         let step = if !bans.is_empty() {
@@ -491,7 +491,8 @@ impl Guard {
         (self.ips.len(), self.users.len())
     }
 
-    fn ban(&self, subject: Subject, kind: Kind, now: Timestamp) -> Ban {
+    /// The automatic ban of `subject`, `None` while one is in force.
+    fn ban(&self, subject: Subject, kind: Kind, now: Timestamp) -> Option<Ban> {
         let reason = format!("score reached abuse.ban_at ({kind})");
         let terms = &self.settings.ban_terms;
         if self.settings.dry_run {

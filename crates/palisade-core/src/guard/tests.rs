@@ -71,6 +71,28 @@ fn a_reconnect_storm_is_limited_then_banned() {
 }
 
 #[test]
+fn an_attack_that_goes_on_while_banned_is_banned_once() {
+    let guard = Guard::new(guard_settings());
+    let mut bans = Vec::new();
+    // 20 s of refusals weighing 2 each, far past ban_at (60) many times
+    // over: the first crossing bans; the rest find the ban in force.
+    for ms in 0..600 {
+        if let Step::Ban(issued) = guard.penalize(None, ip(2), None, Kind::RapidReconnect, at(ms * 33)).step {
+            bans.extend(issued);
+        }
+    }
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0].strikes, 1);
+    // Once it has ended, the next crossing is the second strike.
+    let after = bans[0].until.unwrap();
+    let next = (0..30).find_map(|_| match guard.penalize(None, ip(2), None, Kind::RapidReconnect, after).step {
+        Step::Ban(issued) => issued.into_iter().next(),
+        _ => None,
+    });
+    assert_eq!(next.map(|b| b.strikes), Some(2));
+}
+
+#[test]
 fn plain_requests_have_their_own_rate_and_see_bans() {
     let guard = Guard::new(guard_settings());
     // The burst of request_rate ("60/min") passes, the next waits a second.
@@ -83,7 +105,7 @@ fn plain_requests_have_their_own_rate_and_see_bans() {
     assert_eq!(knock(&guard, ip(4), T0), Verdict::Pass, "handshakes have a budget of their own");
     assert_eq!(guard.request(ip(4), T0.saturating_add(Duration::from_secs(1))), Verdict::Pass);
     // A banned address is refused here as at the handshake.
-    let ban = guard.bans().propose(Subject::Ip(ip(6)), "test", &guard.settings().ban_terms, T0);
+    let ban = guard.bans().propose(Subject::Ip(ip(6)), "test", &guard.settings().ban_terms, T0).unwrap();
     guard.bans().insert(ban);
     assert_eq!(refused(&guard.request(ip(6), T0)), Some(Kind::Banned));
 }

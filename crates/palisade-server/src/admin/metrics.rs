@@ -90,6 +90,10 @@ fn describe() {
     describe_counter!("palisade_anomaly_actions_total", "Enforced anomaly-score actions, by action.");
     describe_counter!("palisade_audit_records_written_total", "Audit records written to the store.");
     describe_counter!("palisade_audit_records_dropped_total", "Audit records dropped on a full queue.");
+    describe_counter!(
+        "palisade_audit_chain_breaks_total",
+        "Times the audit writer found the record it signed last rewritten; it stopped signing."
+    );
     describe_counter!(STORE_ERRORS, "Failed calls to the embedded store.");
     describe_histogram!(STORE_LATENCY, ::metrics::Unit::Seconds, "Duration of calls to the embedded store.");
     describe_histogram!(PIPELINE, ::metrics::Unit::Seconds, "Duration of one text frame through the session pipeline.");

@@ -368,21 +368,29 @@ pub(crate) struct Readiness {
     pub(crate) store: bool,
     /// The audit writer runs, or the audit log is off.
     pub(crate) audit_writer: bool,
+    /// The audit chain was not rewritten under the writer (which would
+    /// have stopped signing checkpoints).
+    pub(crate) audit_chain: bool,
     /// Shutdown has begun.
     pub(crate) shutting_down: bool,
 }
 
 impl Readiness {
     pub(crate) fn is_ready(self) -> bool {
-        self.store && self.audit_writer && !self.shutting_down
+        self.store && self.audit_writer && self.audit_chain && !self.shutting_down
     }
 
     /// The parts that failed, by name.
     pub(crate) fn failed(self) -> Vec<&'static str> {
-        [(!self.store, "store"), (!self.audit_writer, "audit_writer"), (self.shutting_down, "shutting_down")]
-            .into_iter()
-            .filter_map(|(failed, name)| failed.then_some(name))
-            .collect()
+        [
+            (!self.store, "store"),
+            (!self.audit_writer, "audit_writer"),
+            (!self.audit_chain, "audit_chain"),
+            (self.shutting_down, "shutting_down"),
+        ]
+        .into_iter()
+        .filter_map(|(failed, name)| failed.then_some(name))
+        .collect()
     }
 }
 
@@ -395,7 +403,8 @@ pub(crate) async fn readiness(state: &AppState) -> Readiness {
     // `PRAGMA data_version`: a query through the store's connection that
     // reads nothing but the file's change counter.
     let store = state.store_probe.answer(probe(move || store.version().map(drop), STORE_PROBE_TIMEOUT)).await;
-    Readiness { store, audit_writer, shutting_down }
+    let audit_chain = !state.audit.is_broken();
+    Readiness { store, audit_writer, audit_chain, shutting_down }
 }
 
 /// The store's last answer to `/readyz`, kept for [`STORE_PROBE_KEPT`]:
@@ -474,11 +483,12 @@ mod tests {
 
     #[test]
     fn readiness_names_what_failed() {
-        let ready = Readiness { store: true, audit_writer: true, shutting_down: false };
+        let ready = Readiness { store: true, audit_writer: true, audit_chain: true, shutting_down: false };
         assert!(ready.is_ready() && ready.failed().is_empty());
-        let down = Readiness { store: false, audit_writer: false, shutting_down: true };
+        let down = Readiness { store: false, audit_writer: false, audit_chain: false, shutting_down: true };
         assert!(!down.is_ready());
-        assert_eq!(down.failed(), ["store", "audit_writer", "shutting_down"]);
+        assert_eq!(down.failed(), ["store", "audit_writer", "audit_chain", "shutting_down"]);
+        assert_eq!(Readiness { audit_chain: false, ..ready }.failed(), ["audit_chain"]);
         assert_eq!(Readiness { audit_writer: false, ..ready }.failed(), ["audit_writer"]);
     }
 }

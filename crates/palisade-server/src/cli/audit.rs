@@ -2,18 +2,20 @@
 //! `<data_dir>/palisade.db` (docs/CONFIG.md §3.5). Prints no secret: the
 //! checkpoint key is only used, and records never hold one.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand, ValueEnum};
 use palisade_core::Timestamp;
-use palisade_core::audit::{Checkpoint, Hash, Kind, Record, Verifier, hex};
+use palisade_core::audit::{Checkpoint, Hash, Kind, Record, Verifier, hex, retention_anchor};
 use palisade_core::log::Clipped;
 use palisade_core::store::AuditStore as _;
 use palisade_store::Sqlite;
 
 use super::{CliError, ConfigArgs, failed, open_existing};
-use crate::config::{ConfigError, Env};
+use crate::config::{AuditKey, Config, ConfigError, Env};
 
 /// Records read from the store at a time, so a log of any length is
 /// walked in bounded memory.
@@ -23,7 +25,8 @@ const PAGE: usize = 1000;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Walk the hash chain; name the first broken record (exit 1). With
-    /// --checkpoint, also prove the log still reaches that checkpoint.
+    /// --checkpoint or --checkpoints, also prove the log still reaches
+    /// those checkpoints.
     Verify(VerifyArgs),
     /// Print the newest records.
     Tail(TailArgs),
@@ -45,6 +48,12 @@ pub struct VerifyArgs {
     /// an `audit checkpoint` log line will do).
     #[arg(long)]
     pub checkpoint: Option<String>,
+    /// A file of checkpoints, one per line (`audit.checkpoint_file`): each
+    /// must be signed, none may have a `seq` below the line before, and
+    /// the log must still reach every one it has not pruned. Without it,
+    /// the configured `audit.checkpoint_file` is checked if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoints: Option<PathBuf>,
 }
 
 /// `palisade audit tail`
@@ -127,76 +136,182 @@ pub fn audit(command: AuditCommand, env: &dyn Env, out: &mut dyn Write) -> Resul
     }
 }
 
-/// Walks the whole chain (and checks the checkpoint, if given).
+/// Walks the whole chain, from its retention anchor if the oldest records
+/// were pruned, and checks the checkpoints given.
 fn verify(args: &VerifyArgs, env: &dyn Env) -> Result<String, CliError> {
     let config = args.config.load(env)?;
-    let checkpoint = match &args.checkpoint {
-        None => None,
-        Some(text) => {
-            let checkpoint = Checkpoint::parse(text).map_err(|e| CliError::Failed(format!("--checkpoint: {e}")))?;
-            let dev = args.dev || args.config.config.is_none();
-            let key = config.audit.key(&config.base_dir, dev.then_some(config.server.data_dir.as_path()))?;
-            let key = key.ok_or_else(|| {
-                ConfigError::invalid(
-                    "audit.checkpoint_key",
-                    "missing: --checkpoint needs the key the server signed with",
-                )
-            })?;
+    let key = || -> Result<AuditKey, CliError> {
+        let dev = args.dev || args.config.config.is_none();
+        let key = config.audit.key(&config.base_dir, dev.then_some(config.server.data_dir.as_path()))?;
+        Ok(key.ok_or_else(|| {
+            ConfigError::invalid(
+                "audit.checkpoint_key",
+                "missing: checking a checkpoint needs the key the server signed with",
+            )
+        })?)
+    };
+    let mut checkpoints = Vec::new();
+    if let Some(text) = &args.checkpoint {
+        let checkpoint = Checkpoint::parse(text).map_err(|e| CliError::Failed(format!("--checkpoint: {e}")))?;
+        checkpoints.push(("--checkpoint".to_owned(), checkpoint));
+    }
+    let file = checkpoint_file(args, &config);
+    if let Some(path) = &file {
+        checkpoints.extend(read_checkpoints(path)?);
+    }
+    if !checkpoints.is_empty() {
+        let key = key()?;
+        for (source, checkpoint) in &checkpoints {
             if !checkpoint.is_signed_by(key.bytes()) {
                 return Err(CliError::Failed(format!(
-                    "checkpoint seq={} is not signed by the configured audit.checkpoint_key: forged, altered, or another key",
+                    "{source}: checkpoint seq={} is not signed by the configured audit.checkpoint_key: \
+                     forged, altered, or another key",
                     checkpoint.seq
-                )));
-            }
-            Some(checkpoint)
-        }
-    };
-    let store = open_existing(&config)?;
-    let (head, reached) = walk(&store, checkpoint.map(|c| c.seq))?;
-    let mut out =
-        format!("audit log verified: {} records, chain intact; head seq={} hash={}\n", head.0, head.0, hex(&head.1));
-    if let Some(checkpoint) = checkpoint {
-        match reached {
-            Some(hash) if hash == checkpoint.hash => {
-                out.push_str(&format!(
-                    "checkpoint seq={} verified: signed, and the log still reaches it\n",
-                    checkpoint.seq
-                ));
-            }
-            Some(_) => {
-                return Err(CliError::Failed(format!(
-                    "checkpoint seq={}: the record there has another hash: the log was rewritten from there on",
-                    checkpoint.seq
-                )));
-            }
-            None => {
-                return Err(CliError::Failed(format!(
-                    "checkpoint seq={}: the log ends at seq={}: records after it were removed",
-                    checkpoint.seq, head.0
                 )));
             }
         }
     }
+    let store = open_existing(&config)?;
+    let wanted: BTreeMap<u64, Hash> = checkpoints.iter().map(|(_, c)| (c.seq, c.hash)).collect();
+    let walked = walk(&store, &wanted)?;
+    let (head, first) = (walked.head, walked.first);
+    let mut out = format!(
+        "audit log verified: {} records, chain intact; head seq={} hash={}\n",
+        head.0.saturating_sub(first.0),
+        head.0,
+        hex(&head.1)
+    );
+    if first.0 > 0 {
+        let key = key()?;
+        let anchored = walked.anchors.iter().any(|a| (a.seq, a.hash) == first && a.is_signed_by(key.bytes()));
+        if !anchored {
+            return Err(CliError::Failed(format!(
+                "the log starts after seq={}, and no retention record signed by the audit.checkpoint_key \
+                 anchors it there: records were removed from its start",
+                first.0
+            )));
+        }
+        out.push_str(&format!(
+            "records up to seq={} were removed by audit.retention; a signed checkpoint anchors the rest\n",
+            first.0
+        ));
+    }
+    for (source, checkpoint) in &checkpoints {
+        let seq = checkpoint.seq;
+        if seq <= first.0 {
+            // Pruned: the signed anchor covers it.
+            continue;
+        }
+        match walked.reached.get(&seq) {
+            Some(hash) if *hash == checkpoint.hash => {}
+            Some(_) => {
+                return Err(CliError::Failed(format!(
+                    "{source}: checkpoint seq={seq}: the record there has another hash: \
+                     the log was rewritten from there on"
+                )));
+            }
+            None => {
+                return Err(CliError::Failed(format!(
+                    "{source}: checkpoint seq={seq}: the log ends at seq={}: records after it were removed",
+                    head.0
+                )));
+            }
+        }
+    }
+    match (&args.checkpoint, &file) {
+        (Some(_), _) if checkpoints.len() == 1 => {
+            out.push_str(&format!(
+                "checkpoint seq={} verified: signed, and the log still reaches it\n",
+                checkpoints[0].1.seq
+            ));
+        }
+        (_, Some(path)) => out.push_str(&format!(
+            "{} checkpoints verified: signed, in order, and the log still reaches them ({})\n",
+            checkpoints.len(),
+            path.display()
+        )),
+        _ if !checkpoints.is_empty() => out.push_str("checkpoint verified: signed, and the log still reaches it\n"),
+        _ => {}
+    }
     Ok(out)
 }
 
-/// Verifies every record in pages; returns the head, and the hash at `at`
-/// if the chain reaches it.
-fn walk(store: &Sqlite, at: Option<u64>) -> Result<((u64, Hash), Option<Hash>), CliError> {
-    let mut verifier = Verifier::new();
-    let mut reached = None;
+/// The checkpoint file to check: `--checkpoints`, else the configured
+/// `audit.checkpoint_file` if the server has written it.
+fn checkpoint_file(args: &VerifyArgs, config: &Config) -> Option<PathBuf> {
+    args.checkpoints.clone().or_else(|| config.audit.checkpoint_path(&config.base_dir).filter(|path| path.exists()))
+}
+
+/// Every checkpoint in `path`, named by line, with `seq` never decreasing:
+/// a server that signed a head below one it signed before was writing on a
+/// chain someone cut and rewrote.
+fn read_checkpoints(path: &std::path::Path) -> Result<Vec<(String, Checkpoint)>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Failed(format!("--checkpoints {}: {e}", path.display())))?;
+    let mut out: Vec<(String, Checkpoint)> = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let source = format!("{} line {}", path.display(), n + 1);
+        let checkpoint = Checkpoint::parse(line).map_err(|e| CliError::Failed(format!("{source}: {e}")))?;
+        if let Some((before, last)) = out.last()
+            && checkpoint.seq < last.seq
+        {
+            return Err(CliError::Failed(format!(
+                "{source}: checkpoint seq={} comes after seq={} ({before}): the server signed a chain \
+                 that was cut and rewritten",
+                checkpoint.seq, last.seq
+            )));
+        }
+        out.push((source, checkpoint));
+    }
+    Ok(out)
+}
+
+/// What [`walk`] found.
+struct Walked {
+    /// The last record: `seq` (0 for none) and hash.
+    head: (u64, Hash),
+    /// Where the kept records start: the first one's predecessor (`(0,
+    /// GENESIS)` when nothing was pruned).
+    first: (u64, Hash),
+    /// The hash at each wanted `seq` the chain reaches.
+    reached: BTreeMap<u64, Hash>,
+    /// The anchors retention records carry.
+    anchors: Vec<Checkpoint>,
+}
+
+/// Verifies every record in pages, from the first kept one.
+fn walk(store: &Sqlite, wanted: &BTreeMap<u64, Hash>) -> Result<Walked, CliError> {
+    let mut verifier: Option<Verifier> = None;
+    let mut walked = Walked {
+        head: (0, palisade_core::audit::GENESIS),
+        first: (0, palisade_core::audit::GENESIS),
+        reached: BTreeMap::new(),
+        anchors: Vec::new(),
+    };
     let mut from = 1;
     loop {
         let page = store.range(from, PAGE).map_err(failed)?;
         for record in &page {
+            let verifier = verifier.get_or_insert_with(|| {
+                // A log that starts at 1 starts at GENESIS, whatever its
+                // first record claims.
+                if record.seq > 1 {
+                    walked.first = (record.seq - 1, record.prev_hash);
+                }
+                Verifier::after(walked.first.0, walked.first.1)
+            });
             verifier.push(record).map_err(|e| CliError::Failed(e.to_string()))?;
-            if Some(record.seq) == at {
-                reached = Some(record.hash);
+            if wanted.contains_key(&record.seq) {
+                walked.reached.insert(record.seq, record.hash);
             }
+            walked.anchors.extend(retention_anchor(record));
         }
         match page.last() {
             Some(last) if page.len() == PAGE => from = last.seq.saturating_add(1),
-            _ => return Ok((verifier.head(), reached)),
+            _ => {
+                walked.head = verifier.map_or(walked.head, |v| v.head());
+                return Ok(walked);
+            }
         }
     }
 }

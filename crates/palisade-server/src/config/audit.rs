@@ -33,6 +33,31 @@ pub struct AuditConfig {
     pub checkpoint_key_file: String,
     /// File each checkpoint line is appended to; "" for none.
     pub checkpoint_file: String,
+    /// Repeats of one refusal kind from one subject within this interval
+    /// are one record and one count; 0 for a record each.
+    #[serde(with = "duration")]
+    pub aggregate_interval: Duration,
+    /// `[audit.retention]`
+    pub retention: RetentionConfig,
+}
+
+/// `[audit.retention]`: how much of the log is kept. The oldest records go
+/// first; a signed checkpoint anchors what is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Records older than this are removed; 0 keeps them whatever their age.
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+    /// At most this many records are kept; 0 for no bound.
+    pub max_records: u64,
+}
+
+impl RetentionConfig {
+    /// Whether anything is ever removed.
+    pub fn prunes(&self) -> bool {
+        !self.max_age.is_zero() || self.max_records > 0
+    }
 }
 
 impl std::fmt::Debug for AuditConfig {
@@ -45,6 +70,8 @@ impl std::fmt::Debug for AuditConfig {
             .field("checkpoint_interval", &self.checkpoint_interval)
             .field("checkpoint_key_file", &self.checkpoint_key_file)
             .field("checkpoint_file", &self.checkpoint_file)
+            .field("aggregate_interval", &self.aggregate_interval)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }

@@ -93,6 +93,11 @@ pub fn weaknesses(config: &Config, dev: bool) -> Vec<Weakness> {
     }
     if !config.audit.enabled {
         flag("audit.enabled", "no audit trail: refusals, bans and admin actions leave no tamper-evident record".into());
+    } else if config.audit.aggregate_interval.is_zero() {
+        flag(
+            "audit.aggregate_interval",
+            "a record per refusal: one flooding address fills the queue and the disk with repeats".into(),
+        );
     }
     found
 }
@@ -140,6 +145,7 @@ dry_run = true
 listen = "0.0.0.0:8081"
 [audit]
 enabled = false
+aggregate_interval = "0s"
 "#;
         let found = weaknesses(&load_text(text, &[]).unwrap(), false);
         let keys: Vec<&str> = found.iter().map(|w| w.key).collect();
@@ -162,6 +168,12 @@ enabled = false
         );
         assert!(found.iter().all(|w| !w.why.is_empty() && !w.why.contains('\n')));
         assert!(found.iter().any(|w| w.why.contains("12h")), "{found:?}");
+    }
+
+    #[test]
+    fn an_audit_log_that_folds_no_refusal_is_flagged() {
+        let found = weaknesses(&load_text("[audit]\naggregate_interval = \"0s\"\n", &[]).unwrap(), false);
+        assert_eq!(found.iter().map(|w| w.key).collect::<Vec<_>>(), ["audit.aggregate_interval"]);
     }
 
     #[test]

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use abuse::AbuseConfig;
 pub(crate) use admin::ADMIN_REQUEST_TIMEOUT;
 pub use admin::{AdminConfig, MIN_API_KEY_BYTES};
-pub use audit::{AuditConfig, AuditKey};
+pub use audit::{AuditConfig, AuditKey, RetentionConfig};
 pub use env::{Env, ProcessEnv};
 pub use init::render_init;
 pub use issuers::{IssuerConfig, load_issuers};

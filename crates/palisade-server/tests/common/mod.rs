@@ -46,6 +46,9 @@ allow = ["https://app.example.com", "https://*.example.org"]
 
 [audit]
 checkpoint_key = "test-audit-checkpoint-key-test-audit-key!"
+# A record per refusal, as tests that count them expect; tests/audit_flood.rs
+# and the process tests have the default folding.
+aggregate_interval = "0s"
 
 [admin]
 listen = "127.0.0.1:0"

@@ -121,3 +121,26 @@ impl Running {
         self.child.wait().unwrap();
     }
 }
+
+/// A dev server in `dir` whose data is in `data/` and whose audit writer
+/// signs a checkpoint after every record into `checkpoints.log`, with
+/// `extra` TOML after that; `start` again to restart it on the same data.
+pub fn start_audited(dir: &Path, extra: &str) -> Running {
+    let config = format!(
+        "[server]\ndata_dir = \"data\"\n[audit]\ncheckpoint_file = \"checkpoints.log\"\ncheckpoint_every = 1\n{extra}"
+    );
+    std::fs::write(dir.join("p.toml"), config).unwrap();
+    Running::start(dir, &SERVE_AUDITED, &[])
+}
+
+/// The command line [`start_audited`] runs.
+pub const SERVE_AUDITED: [&str; 6] = ["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"];
+
+/// `palisade audit verify --data data ARGS` in `dir`: whether it passed,
+/// and what it printed (stdout, then stderr).
+pub fn audit_verify(dir: &Path, extra: &[&str]) -> (bool, String) {
+    let mut args = vec!["audit", "verify", "--data", "data"];
+    args.extend_from_slice(extra);
+    let out = run(dir, &args);
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
