@@ -409,18 +409,19 @@ mod tests {
         };
         list.insert(operator.clone());
         // Ended, kept for its strikes: the first to go.
-        let ended = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0.saturating_sub(60 * MIN));
+        let ended = list.escalate(ip("127.0.0.2"), "rate", &policy(), T0.saturating_sub(60 * MIN)).unwrap();
         let later = T0.saturating_add(MIN);
         list.escalate(ip("127.0.0.3"), "rate", &policy(), later);
         list.escalate(ip("127.0.0.4"), "rate", &policy(), T0.saturating_add(2 * MIN));
-        assert_eq!(list.propose(ended.subject, "rate", &policy(), later).strikes, 1, "forgotten");
+        assert_eq!(list.propose(ended.subject, "rate", &policy(), later).unwrap().strikes, 1, "forgotten");
         // Then the automatic ban ending soonest, never the operator's.
         list.escalate(ip("127.0.0.5"), "rate", &policy(), T0.saturating_add(3 * MIN));
         assert!(list.active(&ip("127.0.0.3"), later).is_none());
         assert!(list.active(&operator.subject, T0).is_some());
         assert_eq!(list.list(later).len(), 3);
         // A store read larger than the bound is cut the same way.
-        let many: Vec<Ban> = (10..20).map(|i| list.propose(ip(&format!("127.0.0.{i}")), "r", &policy(), T0)).collect();
+        let many: Vec<Ban> =
+            (10..20).map(|i| list.propose(ip(&format!("127.0.0.{i}")), "r", &policy(), T0).unwrap()).collect();
         list.replace(many, list.mark(), T0);
         assert_eq!(list.list(T0).len(), 3);
     }
