@@ -60,17 +60,18 @@ fn session_parts(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("session");
     g.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    // Login and refresh each draw one new refresh token (OS randomness,
-    // base64url, SHA-256 of it).
-    g.bench_function("NewRefreshToken::generate", |b| b.iter(|| black_box(NewRefreshToken::generate())));
-    let presented = NewRefreshToken::generate().token;
+    // Login and refresh each draw one new refresh token (the server's
+    // generator, base64url, SHA-256 of it).
+    let mut rng = rand::rng();
+    g.bench_function("NewRefreshToken::generate", |b| b.iter(|| black_box(NewRefreshToken::generate(&mut rng))));
+    let presented = NewRefreshToken::generate(&mut rng).token;
     // A refresh hashes the presented token to find it in the store.
     g.bench_function("refresh_token_hash", |b| b.iter(|| black_box(refresh_token_hash(black_box(&presented)))));
     // Login and refresh fingerprint the caller once each.
     g.bench_function("device::fingerprint", |b| b.iter(|| black_box(fingerprint(black_box(USER_AGENT), ip))));
     // Each answer carries a new access token.
     g.bench_function("access token mint (HS256, with sid)", |b| {
-        b.iter(|| black_box(signer.mint(request(), now).is_ok()))
+        b.iter(|| black_box(signer.mint(request(), now, &mut rng).is_ok()))
     });
     g.finish();
 
@@ -82,7 +83,7 @@ fn session_parts(c: &mut Criterion) {
     let mut list: Vec<Revocation> = (0..1000).map(|n| Revocation::Token(format!("t_bench{n}"))).collect();
     list.extend((0..100).map(|n| Revocation::User { user: format!("gone{n}"), before: now }));
     revocations.replace(list);
-    let token = signer.mint(request(), now).unwrap();
+    let token = signer.mint(request(), now, &mut rng).unwrap();
     let identity = verifier.verify(&token, now).unwrap();
     assert!(identity.token_id.is_some() && !revocations.is_revoked(&identity));
     let mut g = c.benchmark_group("revocation");

@@ -47,7 +47,11 @@ fn bench(c: &mut Criterion) {
     let verifier = TokenVerifier::new(std::slice::from_ref(&key), options.clone()).unwrap();
     let token = TokenSigner::new(&key, &options)
         .unwrap()
-        .mint(TokenRequest { user_id: "alice".into(), ttl: Duration::from_secs(3600), ..Default::default() }, now)
+        .mint(
+            TokenRequest { user_id: "alice".into(), ttl: Duration::from_secs(3600), ..Default::default() },
+            now,
+            &mut rand::rng(),
+        )
         .unwrap();
     let policy = default_policy();
     let nonces = MemoryNonces::new(1024, 1024);
@@ -67,7 +71,8 @@ fn bench(c: &mut Criterion) {
         heartbeat_interval: Duration::from_secs(20),
         silence_limit: Duration::from_secs(30),
     };
-    let mut session = Session::new(verifier.verify(&token, now).unwrap(), limits, Standing::new(ip), now);
+    let mut session =
+        Session::new(verifier.verify(&token, now).unwrap(), limits, Standing::new(ip), now, &mut rand::rng());
     assert!(matches!(session.on_text(cx, r#"{"type":"join","id":"1","room":"lobby"}"#, now), Decision::Join { .. }));
     assert!(matches!(session.on_text(cx, FRAME, now), Decision::Publish { .. }));
 

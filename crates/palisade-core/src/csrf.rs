@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use rand::CryptoRng;
 use subtle::ConstantTimeEq as _;
 
 use crate::Timestamp;
@@ -31,9 +32,9 @@ pub struct CsrfToken {
 }
 
 impl CsrfToken {
-    /// A fresh token at `now`.
-    pub fn new(settings: CsrfSettings, now: Timestamp) -> Self {
-        Self { current: fresh(), previous: None, next_rotation: now.saturating_add(settings.rotate_every), settings }
+    /// A fresh token from `rng` at `now`.
+    pub fn new(settings: CsrfSettings, now: Timestamp, rng: &mut impl CryptoRng) -> Self {
+        Self { current: fresh(rng), previous: None, next_rotation: now.saturating_add(settings.rotate_every), settings }
     }
 
     /// The token clients must echo now.
@@ -46,9 +47,10 @@ impl CsrfToken {
         self.next_rotation
     }
 
-    /// Replaces the token; the old one is accepted for the grace period.
-    pub fn rotate(&mut self, now: Timestamp) {
-        let old = std::mem::replace(&mut self.current, fresh());
+    /// Replaces the token with one from `rng`; the old one is accepted for
+    /// the grace period.
+    pub fn rotate(&mut self, now: Timestamp, rng: &mut impl CryptoRng) {
+        let old = std::mem::replace(&mut self.current, fresh(rng));
         self.previous = Some((old, now.saturating_add(self.settings.grace)));
         self.next_rotation = now.saturating_add(self.settings.rotate_every);
     }
@@ -65,20 +67,21 @@ impl CsrfToken {
     }
 }
 
-fn fresh() -> String {
-    crate::random_id("")
+fn fresh(rng: &mut impl CryptoRng) -> String {
+    crate::random_id("", rng)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::rng;
 
     const S: CsrfSettings = CsrfSettings { rotate_every: Duration::from_secs(900), grace: Duration::from_secs(60) };
     const T0: Timestamp = Timestamp::from_secs(1_000);
 
     #[test]
     fn only_the_current_token_verifies_before_any_rotation() {
-        let t = CsrfToken::new(S, T0);
+        let t = CsrfToken::new(S, T0, &mut rng());
         assert!(t.verify(Some(t.current()), T0));
         assert!(!t.verify(None, T0));
         assert!(!t.verify(Some(""), T0));
@@ -87,11 +90,12 @@ mod tests {
 
     #[test]
     fn the_previous_token_lasts_for_the_grace_period_only() {
-        let mut t = CsrfToken::new(S, T0);
+        let mut rng = rng();
+        let mut t = CsrfToken::new(S, T0, &mut rng);
         assert_eq!(t.next_rotation(), T0.saturating_add(S.rotate_every));
         let old = t.current().to_owned();
         let at = t.next_rotation();
-        t.rotate(at);
+        t.rotate(at, &mut rng);
         assert_ne!(t.current(), old);
         assert!(t.verify(Some(t.current()), at));
         assert!(t.verify(Some(&old), at.saturating_add(S.grace)));

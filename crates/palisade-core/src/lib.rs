@@ -3,7 +3,9 @@
 //! Everything here is deterministic: functions take `now` as an argument and
 //! return a verdict, and `palisade-server` performs it (answer the upgrade,
 //! send a frame, close a socket). That keeps every rule testable by stepping
-//! a virtual clock instead of sleeping.
+//! a virtual clock instead of sleeping. Randomness is an input too: what
+//! draws an id or a secret takes the caller's `rng`, so a test seeds it and
+//! gets the same ids and tokens every run.
 //!
 //! How the pieces fit:
 //! - [`auth`] verifies access tokens (and mints them for our own keys);
@@ -53,10 +55,12 @@ mod testkit;
 
 pub use time::Timestamp;
 
-/// Random, URL-safe identifier with a readable prefix (`s_…`, `r_…`).
-pub fn random_id(prefix: &str) -> String {
+/// Random, URL-safe identifier with a readable prefix (`s_…`, `r_…`),
+/// drawn from `rng`.
+pub fn random_id(prefix: &str, rng: &mut impl rand::CryptoRng) -> String {
     use base64::Engine as _;
-    let bytes: [u8; 12] = rand::random();
+    let mut bytes = [0u8; 12];
+    rng.fill_bytes(&mut bytes);
     let mut id = String::with_capacity(prefix.len() + 16);
     id.push_str(prefix);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut id);

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use palisade_protocol::{ClientFrame, CloseCode, ErrorCode};
+use rand::CryptoRng;
 use serde_json::value::RawValue;
 
 use crate::Timestamp;
@@ -157,12 +158,18 @@ pub struct Session {
 
 impl Session {
     /// Starts a session for a verified identity, connected as `standing`
-    /// says, at `now`.
-    pub fn new(identity: Identity, limits: SessionLimits, standing: Standing, now: Timestamp) -> Self {
+    /// says, at `now`; its id and CSRF token come from `rng`.
+    pub fn new(
+        identity: Identity,
+        limits: SessionLimits,
+        standing: Standing,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Self {
         Self {
-            id: crate::random_id("s_"),
+            id: crate::random_id("s_", rng),
             identity,
-            csrf: CsrfToken::new(limits.csrf, now),
+            csrf: CsrfToken::new(limits.csrf, now, rng),
             rooms: Vec::new(),
             limits,
             expiry_noticed: false,
@@ -351,8 +358,9 @@ impl Session {
     }
 
     /// Called at or after [`Session::next_timer`]; call again until it
-    /// returns `None`, as several things can fall due at once.
-    pub fn on_timer(&mut self, now: Timestamp) -> Option<TimerAction> {
+    /// returns `None`, as several things can fall due at once. A CSRF
+    /// rotation draws its new token from `rng`.
+    pub fn on_timer(&mut self, now: Timestamp, rng: &mut impl CryptoRng) -> Option<TimerAction> {
         if now >= self.close_at() {
             return Some(TimerAction::Close(CloseCode::TokenExpired));
         }
@@ -366,7 +374,7 @@ impl Session {
             return Some(TimerAction::Expiring(self.identity.expires_at));
         }
         if now >= self.csrf.next_rotation() {
-            self.csrf.rotate(now);
+            self.csrf.rotate(now, rng);
             return Some(TimerAction::CsrfRotated);
         }
         None

@@ -82,7 +82,8 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let user = admitted.identity.user_id.as_str();
     let verdict = slot.admit_user(user, now);
     state.judge(verdict, knock, Some(user))?;
-    let mut session = Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now);
+    let mut session =
+        Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now, &mut rand::rng());
     if admitted.via_cookie {
         session = session.with_csrf_on_every_send();
     }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine as _;
+use rand::CryptoRng;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -72,7 +73,14 @@ impl AdminSessions {
     /// Opens a session for `user`'s `identity` at `now`. Ended sessions
     /// go first; then, at the user's own cap, the user's least recently
     /// used session; then, at the table's cap, the least recently used one.
-    pub fn open(&mut self, mut identity: Identity, role: AdminRole, now: Timestamp) -> Opened {
+    /// The session id, cookie and CSRF token come from `rng`.
+    pub fn open(
+        &mut self,
+        mut identity: Identity,
+        role: AdminRole,
+        now: Timestamp,
+        rng: &mut impl CryptoRng,
+    ) -> Opened {
         self.by_cookie.retain(|_, s| s.expires > now);
         let user = identity.user_id.clone();
         let own = self.by_cookie.values().filter(|s| s.identity.user_id == user).count();
@@ -82,12 +90,12 @@ impl AdminSessions {
             self.evict_least_recently_used(|_| true);
         }
         let expires = now.saturating_add(self.lifetime);
-        identity.session_id = Some(crate::random_id("asid_"));
+        identity.session_id = Some(crate::random_id("asid_", rng));
         identity.issued_at = Some(now);
         identity.expires_at = expires;
         identity.token_id = None;
-        let session = AdminSession { identity, role, csrf: secret(), expires, last_used: now };
-        let cookie = secret();
+        let session = AdminSession { identity, role, csrf: secret(rng), expires, last_used: now };
+        let cookie = secret(rng);
         self.by_cookie.insert(digest(&cookie), session.clone());
         Opened { cookie, session }
     }
@@ -146,8 +154,9 @@ impl AdminSession {
 }
 
 /// 256 random bits, base64url.
-fn secret() -> String {
-    let bytes: [u8; 32] = rand::random();
+fn secret(rng: &mut impl CryptoRng) -> String {
+    let mut bytes = [0u8; 32];
+    rng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
@@ -158,6 +167,7 @@ fn digest(cookie: &str) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::rng;
 
     const LIFETIME: Duration = Duration::from_secs(30 * 60);
 
@@ -179,8 +189,9 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_until_it_ends() {
         let mut table = AdminSessions::new(8, 8, LIFETIME);
+        let mut rng = rng();
         let t0 = Timestamp::from_secs(1_000);
-        let opened = table.open(identity("ops"), AdminRole::Operator, t0);
+        let opened = table.open(identity("ops"), AdminRole::Operator, t0, &mut rng);
         assert_eq!(opened.cookie.len(), 43, "256 bits of base64url");
         assert_ne!(opened.cookie, opened.session.csrf);
         let sid = opened.session.identity.session_id.clone().unwrap();
@@ -198,7 +209,8 @@ mod tests {
     #[test]
     fn the_csrf_token_must_be_echoed_exactly() {
         let mut table = AdminSessions::new(8, 8, LIFETIME);
-        let opened = table.open(identity("ops"), AdminRole::Viewer, Timestamp::from_secs(1));
+        let mut rng = rng();
+        let opened = table.open(identity("ops"), AdminRole::Viewer, Timestamp::from_secs(1), &mut rng);
         let session = &opened.session;
         assert!(session.csrf_matches(Some(&session.csrf)));
         assert!(!session.csrf_matches(None));
@@ -210,11 +222,12 @@ mod tests {
     #[test]
     fn at_the_cap_the_least_recently_used_session_gives_way() {
         let mut table = AdminSessions::new(2, 8, LIFETIME);
+        let mut rng = rng();
         let t = Timestamp::from_secs;
-        let first = table.open(identity("a"), AdminRole::Operator, t(1));
-        let second = table.open(identity("b"), AdminRole::Operator, t(2));
+        let first = table.open(identity("a"), AdminRole::Operator, t(1), &mut rng);
+        let second = table.open(identity("b"), AdminRole::Operator, t(2), &mut rng);
         assert!(table.find(&first.cookie, t(3)).is_some(), "a is now the more recently used");
-        let third = table.open(identity("c"), AdminRole::Operator, t(4));
+        let third = table.open(identity("c"), AdminRole::Operator, t(4), &mut rng);
         assert_eq!(table.len(), 2);
         assert!(table.find(&second.cookie, t(5)).is_none(), "b gave way");
         assert!(table.find(&first.cookie, t(5)).is_some());
@@ -224,20 +237,22 @@ mod tests {
     #[test]
     fn ended_sessions_make_room_before_a_live_one_is_evicted() {
         let mut table = AdminSessions::new(2, 8, Duration::from_secs(10));
+        let mut rng = rng();
         let t = Timestamp::from_secs;
-        let old = table.open(identity("a"), AdminRole::Operator, t(0));
-        let live = table.open(identity("b"), AdminRole::Operator, t(5));
+        let old = table.open(identity("a"), AdminRole::Operator, t(0), &mut rng);
+        let live = table.open(identity("b"), AdminRole::Operator, t(5), &mut rng);
         table.find(&old.cookie, t(6));
-        let _new = table.open(identity("c"), AdminRole::Operator, t(11));
+        let _new = table.open(identity("c"), AdminRole::Operator, t(11), &mut rng);
         assert!(table.find(&live.cookie, t(12)).is_some(), "a's session had ended: b keeps its place");
     }
 
     #[test]
     fn sessions_end_by_cookie_or_by_predicate() {
         let mut table = AdminSessions::new(8, 8, LIFETIME);
+        let mut rng = rng();
         let now = Timestamp::from_secs(1);
-        let a = table.open(identity("a"), AdminRole::Operator, now);
-        let b = table.open(identity("b"), AdminRole::Viewer, now);
+        let a = table.open(identity("a"), AdminRole::Operator, now, &mut rng);
+        let b = table.open(identity("b"), AdminRole::Viewer, now, &mut rng);
         assert!(table.close(&a.cookie));
         assert!(!table.close(&a.cookie));
         assert_eq!(table.close_where(|s| s.identity.user_id == "b"), 1);
@@ -247,13 +262,14 @@ mod tests {
     #[test]
     fn one_users_logins_evict_only_that_users_own_sessions() {
         let mut table = AdminSessions::new(4, 2, LIFETIME);
+        let mut rng = rng();
         let t = Timestamp::from_secs;
-        let ops = table.open(identity("ops"), AdminRole::Operator, t(1));
-        let other = table.open(identity("lead"), AdminRole::Operator, t(2));
+        let ops = table.open(identity("ops"), AdminRole::Operator, t(1), &mut rng);
+        let other = table.open(identity("lead"), AdminRole::Operator, t(2), &mut rng);
         // A viewer logs in again and again, filling the table if it could.
         let mut viewer = Vec::new();
         for n in 0..20 {
-            viewer.push(table.open(identity("viewer"), AdminRole::Viewer, t(10 + n)));
+            viewer.push(table.open(identity("viewer"), AdminRole::Viewer, t(10 + n), &mut rng));
         }
         assert_eq!(table.len(), 4, "two operators and the viewer's own two");
         assert!(table.find(&ops.cookie, t(40)).is_some(), "the least recently used of all, and still there");
@@ -263,7 +279,7 @@ mod tests {
         assert!(table.find(&viewer[17].cookie, t(44)).is_none(), "the viewer's older ones gave way");
         // A full table still makes room for a new user: the least recently
         // used session of all gives way.
-        let new = table.open(identity("new"), AdminRole::Operator, t(50));
+        let new = table.open(identity("new"), AdminRole::Operator, t(50), &mut rng);
         assert_eq!(table.len(), 4);
         assert!(table.find(&new.cookie, t(51)).is_some());
         assert!(table.find(&ops.cookie, t(51)).is_none(), "ops was used least recently (t 40, first)");

@@ -3,7 +3,7 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use super::*;
-use crate::testkit::{T0, hs_key, key, mint, options, verifier};
+use crate::testkit::{T0, hs_key, key, mint, options, rng, verifier};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -34,7 +34,8 @@ fn forged_and_malformed_tokens_are_refused() {
     let v = verifier();
     let good = mint("u1", &[], HOUR, T0);
     let other = TokenSigner::new(&hs_key("main", &[8u8; 32]), &options()).unwrap();
-    let wrong_key = other.mint(TokenRequest { user_id: "u1".into(), ttl: HOUR, ..Default::default() }, T0).unwrap();
+    let wrong_key =
+        other.mint(TokenRequest { user_id: "u1".into(), ttl: HOUR, ..Default::default() }, T0, &mut rng()).unwrap();
     assert_eq!(v.verify(&wrong_key, T0), Err(AuthError::BadSignature));
     assert_eq!(v.verify("garbage", T0), Err(AuthError::Malformed));
     assert_eq!(v.verify("", T0), Err(AuthError::Malformed));
@@ -163,7 +164,8 @@ fn eddsa_keys_sign_and_verify() {
         private_pem: Some(private.into()),
     };
     let signer = TokenSigner::new(&key, &options()).unwrap();
-    let token = signer.mint(TokenRequest { user_id: "u9".into(), ttl: HOUR, ..Default::default() }, T0).unwrap();
+    let token =
+        signer.mint(TokenRequest { user_id: "u9".into(), ttl: HOUR, ..Default::default() }, T0, &mut rng()).unwrap();
     let v = TokenVerifier::new(&[key, crate::testkit::key()], options()).unwrap();
     assert_eq!(v.verify(&token, T0).unwrap().user_id, "u9");
     // An HS256 token naming the EdDSA key's kid is refused.

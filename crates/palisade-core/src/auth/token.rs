@@ -156,8 +156,9 @@ impl TokenSigner {
         })
     }
 
-    /// Signs a token valid from `now` for `req.ttl`.
-    pub fn mint(&self, req: TokenRequest, now: Timestamp) -> Result<String, KeyError> {
+    /// Signs a token valid from `now` for `req.ttl`, its `jti` drawn from
+    /// `rng`.
+    pub fn mint(&self, req: TokenRequest, now: Timestamp, rng: &mut impl rand::CryptoRng) -> Result<String, KeyError> {
         let claims = Claims {
             sub: req.user_id,
             name: req.name,
@@ -168,7 +169,7 @@ impl TokenSigner {
             iat: Some(now.as_secs()),
             iss: self.issuer.clone(),
             aud: self.audience.clone().map(Audience::One),
-            jti: Some(crate::random_id("t_")),
+            jti: Some(crate::random_id("t_", rng)),
             sid: req.session_id,
             dev: req.device,
         };

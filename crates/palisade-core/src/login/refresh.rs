@@ -39,9 +39,11 @@ impl std::fmt::Debug for NewRefreshToken {
 }
 
 impl NewRefreshToken {
-    /// A fresh token from the operating system's random source.
-    pub fn generate() -> Self {
-        let bytes: [u8; SECRET_BYTES] = rand::random();
+    /// A fresh token from `rng` (the server's is a CSPRNG seeded by the
+    /// operating system).
+    pub fn generate(rng: &mut impl rand::CryptoRng) -> Self {
+        let mut bytes = [0u8; SECRET_BYTES];
+        rng.fill_bytes(&mut bytes);
         let mut token = String::with_capacity(TOKEN_LEN);
         token.push_str(REFRESH_PREFIX);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut token);
@@ -122,8 +124,9 @@ mod tests {
 
     #[test]
     fn tokens_are_random_and_only_their_own_shape_is_looked_up() {
-        let a = NewRefreshToken::generate();
-        let b = NewRefreshToken::generate();
+        let mut rng = crate::testkit::rng();
+        let a = NewRefreshToken::generate(&mut rng);
+        let b = NewRefreshToken::generate(&mut rng);
         assert_ne!(a.token, b.token);
         assert_eq!(a.token.len(), TOKEN_LEN);
         assert_eq!(refresh_token_hash(&a.token).as_deref(), Some(a.hash.as_str()));

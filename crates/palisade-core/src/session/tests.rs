@@ -5,7 +5,7 @@ use crate::auth::TokenVerifier;
 use crate::guard::Guard;
 use crate::policy::{EventSpec, PolicySpec, RoleSpec, RoomSpec};
 use crate::store::MemoryNonces;
-use crate::testkit::{T0, lenient_guard, mint, standing, verifier};
+use crate::testkit::{T0, lenient_guard, mint, rng, standing, verifier};
 
 fn policy() -> Policy {
     let mut s = PolicySpec::default();
@@ -34,7 +34,7 @@ const LIMITS: SessionLimits = SessionLimits {
 
 fn session(ttl: Duration) -> Session {
     let identity = verifier().verify(&mint("u1", &[], ttl, T0), T0).unwrap();
-    Session::new(identity, LIMITS, standing(), T0)
+    Session::new(identity, LIMITS, standing(), T0, &mut rng())
 }
 
 /// Everything a test pipeline needs, owned.
@@ -134,23 +134,23 @@ fn expiry_notice_then_close_unless_refreshed() {
     let mut s = session(ttl);
     let exp = T0.saturating_add(ttl);
     assert_eq!(s.next_timer(), exp.saturating_sub(Duration::from_secs(60)));
-    assert_eq!(s.on_timer(T0), None);
-    assert_eq!(s.on_timer(s.next_timer()), Some(TimerAction::Expiring(exp)));
+    assert_eq!(s.on_timer(T0, &mut rng()), None);
+    assert_eq!(s.on_timer(s.next_timer(), &mut rng()), Some(TimerAction::Expiring(exp)));
     assert_eq!(s.next_timer(), exp.saturating_add(Duration::from_secs(30)));
-    assert_eq!(s.on_timer(exp), None);
+    assert_eq!(s.on_timer(exp, &mut rng()), None);
 
     // A refresh for the same user moves both deadlines.
     let later = exp.saturating_sub(Duration::from_secs(10));
     let fresh = mint("u1", &[], ttl, later);
     let frame = format!(r#"{{"type":"refresh","id":"r","token":"{fresh}"}}"#);
     assert!(matches!(s.on_text(env.cx(), &frame, later), Decision::Refreshed { .. }));
-    assert_eq!(s.on_timer(exp.saturating_add(Duration::from_secs(31))), None);
+    assert_eq!(s.on_timer(exp.saturating_add(Duration::from_secs(31)), &mut rng()), None);
     assert_eq!(s.next_timer(), later.saturating_add(ttl).saturating_sub(Duration::from_secs(60)));
 
     // Without a refresh the connection closes with 4001 after the grace.
     let close_at = later.saturating_add(ttl).saturating_add(Duration::from_secs(30));
-    s.on_timer(s.next_timer());
-    assert_eq!(s.on_timer(close_at), Some(TimerAction::Close(CloseCode::TokenExpired)));
+    s.on_timer(s.next_timer(), &mut rng());
+    assert_eq!(s.on_timer(close_at, &mut rng()), Some(TimerAction::Close(CloseCode::TokenExpired)));
 }
 
 /// A session pinging every 20 s and dropped after 30 s of silence, with
@@ -159,7 +159,7 @@ fn heartbeat_session() -> Session {
     let limits =
         SessionLimits { heartbeat_interval: Duration::from_secs(20), silence_limit: Duration::from_secs(30), ..LIMITS };
     let identity = verifier().verify(&mint("u1", &[], Duration::from_secs(3600), T0), T0).unwrap();
-    Session::new(identity, limits, standing(), T0)
+    Session::new(identity, limits, standing(), T0, &mut rng())
 }
 
 fn at(secs: u64) -> Timestamp {
@@ -170,30 +170,30 @@ fn at(secs: u64) -> Timestamp {
 fn a_silent_peer_is_pinged_at_the_interval_and_dropped_at_interval_plus_timeout() {
     let mut s = heartbeat_session();
     assert_eq!(s.next_timer(), at(20));
-    assert_eq!(s.on_timer(at(19)), None);
-    assert_eq!(s.on_timer(at(20)), Some(TimerAction::Ping));
-    assert_eq!(s.on_timer(at(20)), None, "one ping per interval");
+    assert_eq!(s.on_timer(at(19), &mut rng()), None);
+    assert_eq!(s.on_timer(at(20), &mut rng()), Some(TimerAction::Ping));
+    assert_eq!(s.on_timer(at(20), &mut rng()), None, "one ping per interval");
     // The silence deadline (20 + 10) comes before the next ping (40).
     assert_eq!(s.next_timer(), at(30));
-    assert_eq!(s.on_timer(at(30).saturating_sub(Duration::from_millis(1))), None);
-    assert_eq!(s.on_timer(at(30)), Some(TimerAction::Silent));
+    assert_eq!(s.on_timer(at(30).saturating_sub(Duration::from_millis(1)), &mut rng()), None);
+    assert_eq!(s.on_timer(at(30), &mut rng()), Some(TimerAction::Silent));
     // Silence is final: the driver drops the connection, and asking again
     // gives the same answer rather than a ping.
-    assert_eq!(s.on_timer(at(40)), Some(TimerAction::Silent));
+    assert_eq!(s.on_timer(at(40), &mut rng()), Some(TimerAction::Silent));
 }
 
 #[test]
 fn any_frame_rearms_the_silence_deadline_and_pings_keep_their_rhythm() {
     let mut s = heartbeat_session();
-    assert_eq!(s.on_timer(at(20)), Some(TimerAction::Ping));
+    assert_eq!(s.on_timer(at(20), &mut rng()), Some(TimerAction::Ping));
     // The pong to that ping.
     s.on_heard(at(25));
     assert_eq!(s.next_timer(), at(40));
-    assert_eq!(s.on_timer(at(30)), None, "heard 5 s ago: not silent");
-    assert_eq!(s.on_timer(at(40)), Some(TimerAction::Ping));
+    assert_eq!(s.on_timer(at(30), &mut rng()), None, "heard 5 s ago: not silent");
+    assert_eq!(s.on_timer(at(40), &mut rng()), Some(TimerAction::Ping));
     // No answer to the second ping: gone 30 s after the last frame.
     assert_eq!(s.next_timer(), at(55));
-    assert_eq!(s.on_timer(at(55)), Some(TimerAction::Silent));
+    assert_eq!(s.on_timer(at(55), &mut rng()), Some(TimerAction::Silent));
 }
 
 #[test]
@@ -201,8 +201,8 @@ fn a_late_tick_sends_one_ping_and_the_next_one_an_interval_later() {
     let mut s = heartbeat_session();
     s.on_heard(at(26));
     // The driver woke late (a busy runtime): still one ping, not two.
-    assert_eq!(s.on_timer(at(27)), Some(TimerAction::Ping));
-    assert_eq!(s.on_timer(at(27)), None);
+    assert_eq!(s.on_timer(at(27), &mut rng()), Some(TimerAction::Ping));
+    assert_eq!(s.on_timer(at(27), &mut rng()), None);
     assert_eq!(s.next_timer(), at(47));
 }
 
@@ -224,7 +224,7 @@ fn refresh_for_another_user_is_refused() {
 fn a_refresh_with_fewer_roles_leaves_the_rooms_it_no_longer_grants() {
     let env = Env::new(policy());
     let staff = verifier().verify(&mint("u1", &["staff"], Duration::from_secs(600), T0), T0).unwrap();
-    let mut s = Session::new(staff, LIMITS, standing(), T0);
+    let mut s = Session::new(staff, LIMITS, standing(), T0, &mut rng());
     let mut spec_with_staff = PolicySpec::default();
     spec_with_staff.roles.insert("staff".into(), RoleSpec { permissions: vec!["staff:join".into()] });
     spec_with_staff.rooms.insert("lobby".into(), RoomSpec::default());
@@ -263,7 +263,7 @@ fn a_narrower_rooms_claim_on_refresh_leaves_the_rooms_outside_it() {
         ttl: Duration::from_secs(600),
         ..Default::default()
     };
-    let narrowed = signer.mint(request, T0).unwrap();
+    let narrowed = signer.mint(request, T0, &mut rng()).unwrap();
     let frame = format!(r#"{{"type":"refresh","id":"r","token":"{narrowed}"}}"#);
     assert!(
         matches!(s.on_text(env.cx(), &frame, T0), Decision::Refreshed { removed, .. } if removed == [Box::from("lobby")])
@@ -387,7 +387,9 @@ fn csrf_events_need_the_current_or_just_rotated_token() {
 
     // Rotation is a timer action; the old token then has a grace period.
     let at = s.next_timer();
-    assert_eq!(s.on_timer(at), Some(TimerAction::CsrfRotated));
+    // Another seed than the session's, so the new token differs.
+    let mut other = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+    assert_eq!(s.on_timer(at, &mut other), Some(TimerAction::CsrfRotated));
     assert_ne!(s.csrf(), old);
     assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&old)), at), Decision::Publish { .. }));
     let late = at.saturating_add(Duration::from_secs(61));
@@ -397,6 +399,21 @@ fn csrf_events_need_the_current_or_just_rotated_token() {
     );
     let new = s.csrf().to_owned();
     assert!(matches!(s.on_text(env.cx(), &send("guarded", "{}", &with(&new)), late), Decision::Publish { .. }));
+}
+
+#[test]
+fn the_callers_seed_decides_the_session_id_and_csrf_token() {
+    let seeded = |seed| {
+        let identity = verifier().verify(&mint("u1", &[], Duration::from_secs(3600), T0), T0).unwrap();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+        Session::new(identity, LIMITS, standing(), T0, &mut rng)
+    };
+    let (a, again, other) = (seeded(1), seeded(1), seeded(2));
+    assert!(a.id().starts_with("s_"));
+    assert_eq!((a.id(), a.csrf()), (again.id(), again.csrf()), "same seed, same session");
+    assert_ne!(a.id(), other.id());
+    assert_ne!(a.csrf(), other.csrf());
+    assert_ne!(a.id().trim_start_matches("s_"), a.csrf(), "one generator, two draws");
 }
 
 #[test]

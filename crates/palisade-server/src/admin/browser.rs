@@ -149,7 +149,7 @@ async fn login_inner(state: &Arc<AppState>, req: Request) -> Result<Response, Au
         device: None,
         external_issuer: None,
     };
-    let opened = state.admin_sessions().open(identity, role, now);
+    let opened = state.admin_sessions().open(identity, role, now, &mut rand::rng());
     let session = &opened.session;
     let sid = session.identity.session_id.as_deref().unwrap_or("");
     info!(user = %user.id, role = role.name(), session = sid, ip = %caller.knock.ip, "admin logged in");

@@ -145,9 +145,9 @@ async fn open_session(
     cookie: bool,
 ) -> Result<Response, AuthRejection> {
     let now = state.clock.now();
-    let refresh = NewRefreshToken::generate();
+    let refresh = NewRefreshToken::generate(&mut rand::rng());
     let session = LoginSession {
-        id: palisade_core::random_id("sid_"),
+        id: palisade_core::random_id("sid_", &mut rand::rng()),
         user_id: user.id.clone(),
         created: now,
         last_active: now,
@@ -209,7 +209,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
         return Err(state.reject_refresh(&caller, "refresh: not a refresh token"));
     };
     let now = state.clock.now();
-    let next = NewRefreshToken::generate();
+    let next = NewRefreshToken::generate(&mut rand::rng());
     let stored = StoredRefresh {
         hash: next.hash.clone(),
         expires: now.saturating_add(login.refresh_ttl),

@@ -117,7 +117,9 @@ impl Login {
             device,
             ..TokenRequest::default()
         };
-        self.signer.mint(request, now).map_err(|e| AuthRejection::internal(format!("cannot sign a token: {e}")))
+        self.signer
+            .mint(request, now, &mut rand::rng())
+            .map_err(|e| AuthRejection::internal(format!("cannot sign a token: {e}")))
     }
 }
 

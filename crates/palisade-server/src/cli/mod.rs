@@ -308,7 +308,7 @@ pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
         ttl,
         ..Default::default()
     };
-    signer.mint(request, now()).map_err(|e| CliError::Failed(e.to_string()))
+    signer.mint(request, now(), &mut rand::rng()).map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// Opens the data directory's database, which must already exist: listing

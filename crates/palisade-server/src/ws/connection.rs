@@ -178,7 +178,12 @@ impl Conn<'_> {
     /// Performs everything the session's timers have due.
     async fn on_timer(&mut self, ws: &mut Ws) -> Result<(), Exit> {
         let now = self.state.clock.now();
-        while let Some(action) = self.session.on_timer(now) {
+        #[allow(
+            clippy::while_let_loop,
+            reason = "a `while let` keeps its temporaries, the thread's generator (not `Send`), across the await"
+        )]
+        loop {
+            let Some(action) = self.session.on_timer(now, &mut rand::rng()) else { break };
             let msg = match action {
                 TimerAction::Close(code) => return Err(Exit::Close(code)),
                 TimerAction::Silent => {
@@ -392,7 +397,7 @@ impl Conn<'_> {
     fn refuse(&self, refusal: &Refusal) -> String {
         self.state.count_refusal(refusal);
         self.state.metrics.rejected(refusal.code());
-        let reference = palisade_core::random_id("r_");
+        let reference = palisade_core::random_id("r_", &mut rand::rng());
         // Only what this program wrote, never text quoted from the message,
         // and the `ref` that finds the log line.
         let detail = format!("{} ref={reference}", audit::message_refusal_detail(refusal));
