@@ -7,14 +7,14 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
-use palisade_core::audit::{self, Entry};
-use palisade_core::guard::{Ban, BanSource, Subject};
+use palisade_core::guard::Subject;
 use palisade_core::log::Clipped;
 use palisade_core::store::{BanAction, BanStore};
 use palisade_store::Sqlite;
 
 use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing};
 use crate::config::Env;
+use crate::ops::{self, Via};
 use crate::state::now;
 
 /// Longest `--reason`, in characters.
@@ -102,13 +102,8 @@ fn run(command: BanCommand, env: &dyn Env, now: Timestamp) -> Result<String, Cli
         BanCommand::Remove(args) => {
             let config = args.config.load(env)?;
             let store = open_existing(&config)?;
-            if store.lift(&args.subject, now).map_err(failed)? {
+            if let (true, entry) = ops::lift(&store, &args.subject, Via::Cli, now)? {
                 let done = format!("lifted the ban on {}\n", args.subject);
-                let entry = Entry::new(now, audit::Kind::Unban, "cli: ban lifted by an operator");
-                let entry = match &args.subject {
-                    Subject::Ip(ip) => entry.ip(ip),
-                    Subject::User(user) => entry.user(Some(user)),
-                };
                 audited(&store, &config, &done, entry)?;
                 Ok(done)
             } else {
@@ -127,25 +122,14 @@ fn add(args: AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError>
     };
     let config = args.config.load(env)?;
     let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
-    // Remembered bans too: an operator's ban keeps the subject's strikes,
-    // so the next automatic ban still escalates from them.
-    let remembered = store.bans(now, config.abuse.ban_memory).map_err(failed)?;
-    let previous = remembered.into_iter().find(|b| b.subject == args.subject);
-    let ban = Ban {
-        subject: args.subject,
-        since: now,
-        until,
-        strikes: previous.as_ref().map_or(1, |p| p.strikes.max(1)),
-        reason: args.reason.unwrap_or_default(),
-        source: BanSource::Operator,
-    };
-    store.put(&ban).map_err(failed)?;
-    let mut out = format!("banned {} {}", ban.subject, until_text(ban.until));
-    if let Some(previous) = previous.filter(|p| p.active(now)) {
+    let reason = args.reason.unwrap_or_default();
+    let banned = ops::ban(&store, args.subject, until, reason, config.abuse.ban_memory, now)?;
+    let mut out = format!("banned {} {}", banned.ban.subject, until_text(banned.ban.until));
+    if let Some(previous) = banned.replaced {
         let _ = write!(out, ", replacing the ban {}", until_text(previous.until));
     }
     let _ = writeln!(out, " (in {})", store.path().display());
-    audited(&store, &config, &out, crate::audit::ban_entry(&ban, now))?;
+    audited(&store, &config, &out, banned.entry)?;
     Ok(out)
 }
 
