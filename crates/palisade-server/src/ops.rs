@@ -16,6 +16,33 @@ use palisade_core::auth::Revocation;
 use palisade_core::guard::{Ban, BanSource, Subject};
 use palisade_core::store::{BanStore, EndReason, RevocationStore, SessionStore, StoreError, User, UserStore};
 
+/// Longest reason an operator may give, in characters.
+pub(crate) const MAX_REASON_CHARS: usize = 200;
+
+/// An operator's reason (`--reason`, the API's `reason`): one line, at
+/// most [`MAX_REASON_CHARS`].
+pub(crate) fn parse_reason(text: &str) -> Result<String, String> {
+    let chars = text.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(format!("at most {MAX_REASON_CHARS} characters (this one has {chars})"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err("one line without control characters".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// When a ban given a length (`None`: none) or `permanent` ends: `None`
+/// inside for a permanent ban, `None` outside unless exactly one of the
+/// two is given and the length is above zero.
+pub(crate) fn until(now: Timestamp, length: Option<Duration>, permanent: bool) -> Option<Option<Timestamp>> {
+    match (length, permanent) {
+        (None, true) => Some(None),
+        (Some(length), false) if !length.is_zero() => Some(Some(now.saturating_add(length))),
+        _ => None,
+    }
+}
+
 /// Which door an action came through, named in its audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Via {

@@ -100,14 +100,10 @@ pub(crate) async fn add(
 ) -> Result<Response, ApiError> {
     let AddBody { subject, duration_secs, permanent, reason } = body(&state, req).await?;
     let subject: Subject = subject.parse().map_err(|_| ApiError::BadRequest("subject does not parse".into()))?;
-    let reason =
-        crate::cli::ban::parse_reason(&reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
+    let reason = ops::parse_reason(&reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
     let now = state.clock.now();
-    let until = match (duration_secs, permanent) {
-        (None, true) => None,
-        (Some(secs), false) if secs > 0 => Some(now.saturating_add(Duration::from_secs(secs))),
-        _ => return Err(ApiError::BadRequest("a ban needs duration_secs above 0 or permanent, not both".into())),
-    };
+    let until = ops::until(now, duration_secs.map(Duration::from_secs), permanent)
+        .ok_or_else(|| ApiError::BadRequest("a ban needs duration_secs above 0 or permanent, not both".into()))?;
     let store = Arc::clone(&state.store);
     let memory = state.guard.settings().ban_terms.memory;
     // Saved first: a ban the store refused would hold here and vanish at
@@ -174,8 +170,7 @@ pub(crate) async fn revoke(
     req: Request,
 ) -> Result<Response, ApiError> {
     let request: RevokeBody = body(&state, req).await?;
-    let reason =
-        crate::cli::ban::parse_reason(&request.reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
+    let reason = ops::parse_reason(&request.reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
     let now = state.clock.now();
     let store = Arc::clone(&state.store);
     let (done, entry) = match (request.token, request.session, request.user) {

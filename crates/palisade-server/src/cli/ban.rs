@@ -17,9 +17,6 @@ use crate::config::Env;
 use crate::ops::{self, Via};
 use crate::state::now;
 
-/// Longest `--reason`, in characters.
-pub const MAX_REASON_CHARS: usize = 200;
-
 /// `palisade ban …`
 #[derive(Debug, Subcommand)]
 pub enum BanCommand {
@@ -59,7 +56,7 @@ pub struct AddArgs {
     #[command(flatten)]
     pub length: BanLength,
     /// Why, for other operators (at most 200 characters).
-    #[arg(long, value_parser = parse_reason)]
+    #[arg(long, value_parser = ops::parse_reason)]
     pub reason: Option<String>,
 }
 
@@ -114,12 +111,9 @@ fn run(command: BanCommand, env: &dyn Env, now: Timestamp) -> Result<String, Cli
 }
 
 fn add(args: AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError> {
-    let until = match args.length {
-        BanLength { permanent: true, .. } => None,
-        BanLength { duration: Some(d), .. } if !d.is_zero() => Some(now.saturating_add(d)),
-        // clap requires exactly one of the two.
-        BanLength { .. } => return Err(CliError::Failed("--for needs a length above zero, like 15m".into())),
-    };
+    // clap requires exactly one of the two.
+    let until = ops::until(now, args.length.duration, args.length.permanent)
+        .ok_or_else(|| CliError::Failed("--for needs a length above zero, like 15m".into()))?;
     let config = args.config.load(env)?;
     let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
     let reason = args.reason.unwrap_or_default();
@@ -178,23 +172,11 @@ fn history(store: &Sqlite, limit: usize) -> Result<String, CliError> {
     Ok(table(&rows))
 }
 
-/// `--reason`: operator text, one line, at most [`MAX_REASON_CHARS`].
-pub(crate) fn parse_reason(text: &str) -> Result<String, String> {
-    let chars = text.chars().count();
-    if chars > MAX_REASON_CHARS {
-        return Err(format!("at most {MAX_REASON_CHARS} characters (this one has {chars})"));
-    }
-    if text.chars().any(char::is_control) {
-        return Err("one line without control characters".into());
-    }
-    Ok(text.to_owned())
-}
-
 /// A reason as printed: quoted, with anything that could break the line or
 /// change how it reads escaped (the server's own reasons are violation
 /// kinds, but the file may be edited by hand).
 fn reason(text: &str) -> String {
-    if text.is_empty() { "-".into() } else { Clipped::new(text, MAX_REASON_CHARS).to_string() }
+    if text.is_empty() { "-".into() } else { Clipped::new(text, ops::MAX_REASON_CHARS).to_string() }
 }
 
 /// "until 2026-01-01T00:00:00Z" or "permanently".
@@ -249,10 +231,10 @@ mod tests {
 
     #[test]
     fn reasons_are_one_bounded_line_and_print_escaped() {
-        assert_eq!(parse_reason("spam from a botnet").unwrap(), "spam from a botnet");
-        assert!(parse_reason(&"x".repeat(MAX_REASON_CHARS)).is_ok());
-        assert!(parse_reason(&"é".repeat(MAX_REASON_CHARS + 1)).unwrap_err().contains("201"));
-        assert!(parse_reason("two\nlines").is_err());
+        assert_eq!(ops::parse_reason("spam from a botnet").unwrap(), "spam from a botnet");
+        assert!(ops::parse_reason(&"x".repeat(ops::MAX_REASON_CHARS)).is_ok());
+        assert!(ops::parse_reason(&"é".repeat(ops::MAX_REASON_CHARS + 1)).unwrap_err().contains("201"));
+        assert!(ops::parse_reason("two\nlines").is_err());
         assert_eq!(reason(""), "-");
         assert_eq!(reason("a \"b\"\u{202e}"), "\"a \\\"b\\\"\\u{202e}\"");
     }

@@ -42,7 +42,7 @@ pub struct TokenArgs {
     #[arg(value_name = "JTI")]
     pub jti: String,
     /// Why, for other operators (at most 200 characters, one line).
-    #[arg(long, default_value = "", value_parser = super::ban::parse_reason)]
+    #[arg(long, default_value = "", value_parser = ops::parse_reason)]
     pub reason: String,
 }
 
@@ -72,7 +72,7 @@ pub struct UserArgs {
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     pub before: Option<std::time::SystemTime>,
     /// Why, for other operators (at most 200 characters, one line).
-    #[arg(long, default_value = "", value_parser = super::ban::parse_reason)]
+    #[arg(long, default_value = "", value_parser = ops::parse_reason)]
     pub reason: String,
 }
 
