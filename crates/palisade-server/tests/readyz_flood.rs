@@ -42,5 +42,7 @@ async fn a_flood_of_readyz_costs_the_store_one_query_a_second() {
     // At most one probe a second, besides the store follower's four reads
     // a second (follow::POLL) and a few more for slack.
     let bound = (seconds + 1.0) * 5.0 + 10.0;
+    // The first probe found no answer kept: the count is not vacuous.
+    assert!(calls >= 1.0, "no store call counted for {FLOOD} probes");
     assert!(calls <= bound, "{calls} store calls for {FLOOD} probes in {seconds:.1} s");
 }
