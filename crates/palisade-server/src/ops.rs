@@ -32,9 +32,9 @@ pub(crate) fn parse_reason(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// When a ban given a length (`None`: none) or `permanent` ends: `None`
-/// inside for a permanent ban, `None` outside unless exactly one of the
-/// two is given and the length is above zero.
+/// When a ban ends, from a length or `permanent`: `Some(None)` for a
+/// permanent ban, `Some(Some(end))` for a length above zero, and `None`
+/// (refused) for neither, both, or a zero length.
 pub(crate) fn until(now: Timestamp, length: Option<Duration>, permanent: bool) -> Option<Option<Timestamp>> {
     match (length, permanent) {
         (None, true) => Some(None),
@@ -240,6 +240,17 @@ mod tests {
         assert!(lifted);
         assert_eq!(entry.detail, "api: ban lifted by an operator");
         assert!(!lift(&store, &subject, Via::Cli, now).unwrap().0);
+    }
+
+    #[test]
+    fn a_ban_is_permanent_or_has_a_length_above_zero_never_both() {
+        let now = Timestamp::from_secs(10);
+        let minute = Some(Duration::from_secs(60));
+        assert_eq!(until(now, None, true), Some(None));
+        assert_eq!(until(now, minute, false), Some(Some(Timestamp::from_secs(70))));
+        for refused in [until(now, None, false), until(now, minute, true), until(now, Some(Duration::ZERO), false)] {
+            assert_eq!(refused, None);
+        }
     }
 
     #[test]
