@@ -18,7 +18,7 @@ use palisade_core::refusal::{Kind, Refusal};
 use palisade_protocol::CloseCode;
 use tracing::{error, info, warn};
 
-use crate::admin::metrics::{Action, store_call};
+use crate::admin::metrics::Action;
 use crate::state::AppState;
 
 /// How often idle limiter and score state is forgotten.
@@ -213,11 +213,9 @@ impl AppState {
     fn save_ban(&self, ban: Ban) {
         let store = Arc::clone(&self.store);
         let bans = Arc::clone(&self.guard);
-        self.tasks.spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let put = store.put(&ban);
-            store_call(started, &put);
-            match put {
+        self.tasks.spawn(async move {
+            let saved = ban.clone();
+            match crate::gateway::call("ban_save", &store, move |store| store.put(&saved)).await {
                 Ok(()) => bans.bans().saved(&ban),
                 Err(e) => error!(subject = %ban.subject, error = %e, "could not save a ban; it holds until restart"),
             }
@@ -256,19 +254,16 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
                 let (history_before, history_rows) =
                     (now.saturating_sub(abuse.ban_history_max_age), abuse.ban_history_max_rows);
                 let expired_before = now.saturating_sub(auth.leeway);
-                let pruned = tokio::task::spawn_blocking(move || {
-                    let started = std::time::Instant::now();
-                    let pruned = store
+                let pruned = crate::gateway::call("prune", &store, move |store| {
+                    store
                         .prune(bans_before, max_bans)
                         .and_then(|bans| Ok(bans + store.prune_history(history_before, history_rows)?))
-                        .and_then(|bans| Ok((bans, store.prune_sessions(sessions_before, expired_before)?)));
-                    store_call(started, &pruned);
-                    pruned
+                        .and_then(|bans| Ok((bans, store.prune_sessions(sessions_before, expired_before)?)))
                 })
                 .await;
                 match pruned {
-                    Ok(Ok((0, 0))) => {}
-                    Ok(Ok((bans, sessions))) => {
+                    Ok((0, 0)) => {}
+                    Ok((bans, sessions)) => {
                         info!(
                             bans,
                             sessions,
@@ -276,8 +271,7 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
                              sessions whose tokens have all expired"
                         );
                     }
-                    Ok(Err(e)) => warn!(error = %e, "could not prune old bans and sessions; will retry"),
-                    Err(e) => error!(error = %e, "pruning task failed"),
+                    Err(e) => warn!(error = %e, "could not prune old bans and sessions; will retry"),
                 }
             }
         }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::auth::{Revocation, RevocationMark};
-use palisade_core::store::StoreError;
 use palisade_protocol::CloseCode;
 use tracing::{error, info};
 
@@ -28,29 +27,23 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
             () = state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let store = Arc::clone(&state.store);
         let now = state.clock.now();
         let memory = state.guard.settings().ban_terms.memory;
         // Before the read: bans this server saves while it runs are kept,
         // and revocations it reloads meanwhile are not undone.
         let mark = state.guard.bans().mark();
         let revocations_mark = state.revocations.mark();
-        let read = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let read = (|| -> Result<_, StoreError> {
-                let version = store.version()?;
-                if seen == Some(version) {
-                    return Ok(None);
-                }
-                Ok(Some((version, store.bans(now, memory)?, store.revocations()?)))
-            })();
-            crate::admin::metrics::store_call(started, &read);
-            read
+        let read = crate::gateway::call("follow_poll", &state.store, move |store| {
+            let version = store.version()?;
+            if seen == Some(version) {
+                return Ok(None);
+            }
+            Ok(Some((version, store.bans(now, memory)?, store.revocations()?)))
         })
         .await;
         match read {
-            Ok(Ok(None)) => failing = false,
-            Ok(Ok(Some((version, bans, revoked)))) => {
+            Ok(None) => failing = false,
+            Ok(Some((version, bans, revoked))) => {
                 failing = false;
                 seen = Some(version);
                 for ban in state.guard.bans().replace(bans, mark, now) {
@@ -59,13 +52,12 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
                 }
                 state.apply_revocations(revoked, revocations_mark);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 // Logged once per outage, not every poll.
                 if !std::mem::replace(&mut failing, true) {
                     error!(error = %e, "cannot read the store; keeping the bans and revocations in memory");
                 }
             }
-            Err(e) => error!(error = %e, "store reader task failed"),
         }
     }
 }
@@ -86,12 +78,10 @@ impl AppState {
     /// only for other processes' writes, so the poll above would not see
     /// them.
     pub(crate) async fn reload_revocations(self: &Arc<Self>) {
-        let store = Arc::clone(&self.store);
         let mark = self.revocations.mark();
-        match tokio::task::spawn_blocking(move || store.revocations()).await {
-            Ok(Ok(list)) => self.apply_revocations(list, mark),
-            Ok(Err(e)) => error!(error = %e, "cannot read the revocations; the poll will retry"),
-            Err(e) => error!(error = %e, "revocation reader task failed"),
+        match crate::gateway::call("revocations_read", &self.store, |store| store.revocations()).await {
+            Ok(list) => self.apply_revocations(list, mark),
+            Err(e) => error!(error = %e, "cannot read the revocations; the poll will retry"),
         }
     }
 }

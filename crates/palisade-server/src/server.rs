@@ -67,14 +67,13 @@ impl Server {
         let now = crate::state::now();
         // Opening migrates the schema and reads the file: off the runtime's
         // workers, as every store call is.
-        let (store, bans, revoked) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let (store, bans, revoked) = crate::gateway::blocking("open", move || -> Result<_, StoreError> {
             let store: Arc<dyn Store> = Arc::new(Sqlite::open_in(&data_dir)?);
             let bans = store.bans(now, memory)?;
             let revoked = store.revocations()?;
             Ok((store, bans, revoked))
         })
-        .await
-        .map_err(|e| StoreError(format!("store task failed: {e}")))??;
+        .await?;
         let mark = guard.bans().mark();
         guard.bans().replace(bans, mark, now);
         let revocations = Revocations::default();

@@ -10,7 +10,7 @@ use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::log::{LogBudget, LogVerdict};
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::store::{AuditStore, BanStore, MemoryNonces, RevocationStore, SessionStore, UserStore};
+use palisade_core::store::MemoryNonces;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,10 +21,7 @@ use crate::settings::Settings;
 use crate::ws::ConnLimits;
 use crate::ws::hub::Hub;
 
-/// What the server keeps in the embedded database.
-pub(crate) trait Store: AuditStore + BanStore + RevocationStore + SessionStore + UserStore {}
-
-impl<T: AuditStore + BanStore + RevocationStore + SessionStore + UserStore> Store for T {}
+pub(crate) use crate::gateway::Store;
 
 /// Shared server state, passed as `Arc<AppState>`.
 #[derive(Debug)]

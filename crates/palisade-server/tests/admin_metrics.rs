@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::auth::{ADMIN_KEY, get, with_admin_key};
+use common::auth::{ADMIN_KEY, add_user, get, login, with_admin_key};
 use common::*;
 use futures_util::SinkExt as _;
 use palisade_server::config::{Config, Source};
@@ -119,6 +119,20 @@ async fn counters_move_after_matching_events() {
         })
     };
     assert_eq!(count(&after) - count(&before), 2.0);
+}
+
+#[tokio::test]
+async fn store_calls_are_timed_by_operation_logins_included() {
+    let server = TestServer::start(&with_admin_key()).await;
+    add_user(&server.data_dir, "alice", &["student"]);
+    login(&server, "alice").await;
+    let (status, body) = get(server.admin.unwrap(), "/metrics", Some(KEY)).await;
+    assert_eq!(status, 200, "{body}");
+    // Each measured before the login was answered.
+    for op in ["auth_login", "auth_open_session"] {
+        let series = format!("palisade_store_latency_seconds_count{{op=\"{op}\"}} ");
+        assert!(body.lines().any(|l| l.starts_with(&series)), "no {series}in:\n{body}");
+    }
 }
 
 #[tokio::test]

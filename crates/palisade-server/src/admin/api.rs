@@ -192,15 +192,12 @@ pub(crate) fn page_size(state: &AppState, limit: Option<usize>) -> Result<usize,
     }
 }
 
-/// Runs a store call on a blocking thread.
+/// Runs a store call through the gateway, as the operation `op`.
 pub(crate) async fn blocking<T: Send + 'static>(
+    op: &'static str,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let started = std::time::Instant::now();
-    let result =
-        tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("store task failed: {e}")))?;
-    super::metrics::store_call(started, &result);
-    result.map_err(|e| ApiError::Internal(e.to_string()))
+    crate::gateway::blocking(op, f).await.map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 impl AppState {
@@ -332,7 +329,7 @@ async fn audit_log(
     let since = palisade_core::Timestamp::from_millis(q.since.unwrap_or(0));
     let from = q.cursor.unwrap_or(1);
     let store = Arc::clone(&state.store);
-    let mut records = blocking(move || store.since(since, kind, from, limit.saturating_add(1))).await?;
+    let mut records = blocking("audit_read", move || store.since(since, kind, from, limit.saturating_add(1))).await?;
     let next = (records.len() > limit).then(|| records[limit].seq.to_string());
     records.truncate(limit);
     let items: Vec<Value> = records

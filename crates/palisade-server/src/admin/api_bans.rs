@@ -12,16 +12,17 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::response::Response;
 use http::StatusCode;
-use palisade_core::audit::{self, Entry};
+use palisade_core::Timestamp;
+use palisade_core::audit::Entry;
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
-use palisade_core::guard::{Ban, BanSource, Subject};
-use palisade_core::store::EndReason;
+use palisade_core::guard::{Ban, Subject};
 use palisade_protocol::CloseCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::api::{Actor, ApiError, blocking, body, page_size, query, reply};
-use crate::state::AppState;
+use crate::ops::{self, Via};
+use crate::state::{AppState, Store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,38 +100,22 @@ pub(crate) async fn add(
 ) -> Result<Response, ApiError> {
     let AddBody { subject, duration_secs, permanent, reason } = body(&state, req).await?;
     let subject: Subject = subject.parse().map_err(|_| ApiError::BadRequest("subject does not parse".into()))?;
-    let reason =
-        crate::cli::ban::parse_reason(&reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
+    let reason = ops::parse_reason(&reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
     let now = state.clock.now();
-    let until = match (duration_secs, permanent) {
-        (None, true) => None,
-        (Some(secs), false) if secs > 0 => Some(now.saturating_add(Duration::from_secs(secs))),
-        _ => return Err(ApiError::BadRequest("a ban needs duration_secs above 0 or permanent, not both".into())),
-    };
+    let until = ops::until(now, duration_secs.map(Duration::from_secs), permanent)
+        .ok_or_else(|| ApiError::BadRequest("a ban needs duration_secs above 0 or permanent, not both".into()))?;
     let store = Arc::clone(&state.store);
     let memory = state.guard.settings().ban_terms.memory;
-    let wanted = subject.clone();
-    // Remembered bans too: an operator's ban keeps the subject's strikes.
-    let previous = blocking(move || Ok(store.bans(now, memory)?.into_iter().find(|b| b.subject == wanted))).await?;
-    let ban = Ban {
-        subject,
-        since: now,
-        until,
-        strikes: previous.as_ref().map_or(1, |p| p.strikes.max(1)),
-        reason,
-        source: BanSource::Operator,
-    };
     // Saved first: a ban the store refused would hold here and vanish at
     // the next restart or reload, while the operator was told it was made.
     // Put in force after the save, it survives a reload racing it too: it
     // is marked saved at once (`BanList::replace`).
-    let store = Arc::clone(&state.store);
-    let saved = ban.clone();
-    blocking(move || store.put(&saved)).await?;
+    let banned = blocking("ban_add", move || ops::ban(store.as_ref(), subject, until, reason, memory, now)).await?;
+    let ban = banned.ban;
     state.guard.bans().insert(ban.clone());
     state.guard.bans().saved(&ban);
     let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
-    state.audit.record(crate::audit::ban_entry(&ban, now));
+    state.audit.record(banned.entry);
     state.admin_action(&actor, &format!("banned {}: {closed} connection(s) closed with 4003", ban.subject), None);
     let mut out = ban_json(&ban.subject.to_string(), &ban);
     out["closed"] = Value::from(closed);
@@ -154,16 +139,12 @@ pub(crate) async fn lift(
     let now = state.clock.now();
     let store = Arc::clone(&state.store);
     let wanted = subject.clone();
-    let stored = blocking(move || store.lift(&wanted, now)).await?;
+    let (stored, entry) = blocking("ban_lift", move || ops::lift(store.as_ref(), &wanted, Via::Api, now)).await?;
     let in_memory = state.guard.bans().lift(&subject).is_some();
     if !stored && !in_memory {
         return Err(ApiError::NotFound("not_found", "no ban on that subject"));
     }
-    let entry = Entry::new(now, audit::Kind::Unban, "api: ban lifted by an operator");
-    state.audit.record(match &subject {
-        Subject::Ip(ip) => entry.ip(ip),
-        Subject::User(user) => entry.user(Some(user)),
-    });
+    state.audit.record(entry);
     state.admin_action(&actor, &format!("lifted the ban on {subject}"), None);
     Ok(reply(StatusCode::OK, &json!({"lifted": subject.to_string()})))
 }
@@ -189,39 +170,33 @@ pub(crate) async fn revoke(
     req: Request,
 ) -> Result<Response, ApiError> {
     let request: RevokeBody = body(&state, req).await?;
-    let reason =
-        crate::cli::ban::parse_reason(&request.reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
+    let reason = ops::parse_reason(&request.reason).map_err(|why| ApiError::BadRequest(format!("reason: {why}")))?;
     let now = state.clock.now();
     let store = Arc::clone(&state.store);
     let (done, entry) = match (request.token, request.session, request.user) {
         (Some(jti), None, None) => {
             check_jti(&jti).map_err(|_| ApiError::BadRequest("token is not a valid jti".into()))?;
-            let revocation = Revocation::Token(jti);
-            let what = revocation.to_string();
-            blocking(move || store.revoke(&revocation, now, &reason)).await?;
-            (format!("revoked {what}"), Entry::new(now, audit::Kind::Revocation, &format!("api: revoked {what}")))
+            revoked(store, Revocation::Token(jti), reason, now).await?
         }
         (None, Some(sid), None) => {
             check_jti(&sid).map_err(|_| ApiError::BadRequest("session is not a valid id".into()))?;
             let id = sid.clone();
             // An admin browser session (`asid_…`) lives in this process only.
             let admin = state.admin_sessions().close_where(|s| s.identity.session_id.as_deref() == Some(sid.as_str()));
-            if admin == 0 && !blocking(move || store.end_session(&id, EndReason::Revoked, now)).await? {
-                return Err(ApiError::NotFound("not_found", "no live session with that id"));
-            }
-            (
-                format!("revoked session:{sid}"),
-                Entry::new(now, audit::Kind::Revocation, "api: session revoked").session(&sid),
-            )
+            let entry = if admin == 0 {
+                blocking("session_end", move || ops::end_session(store.as_ref(), &id, Via::Api, now))
+                    .await?
+                    .ok_or(ApiError::NotFound("not_found", "no live session with that id"))?
+            } else {
+                ops::session_revoked(&sid, Via::Api, now)
+            };
+            (format!("revoked session:{sid}"), entry)
         }
         (None, None, Some(user)) => {
             let before = request.before.map_or(now, palisade_core::Timestamp::from_millis);
             let revocation =
                 user_revocation(&user, before).map_err(|_| ApiError::BadRequest("user is not a valid id".into()))?;
-            // The user's sessions end in the revocation's transaction.
-            let ended = blocking(move || store.revoke(&revocation, now, &reason)).await?;
-            let detail = format!("api: revoked user:{user}; {} login session(s) ended", ended.len());
-            (format!("revoked user:{user}"), Entry::new(now, audit::Kind::Revocation, &detail).user(Some(&user)))
+            revoked(store, revocation, reason, now).await?
         }
         _ => return Err(ApiError::BadRequest("revoke needs exactly one of token, session and user".into())),
     };
@@ -229,6 +204,19 @@ pub(crate) async fn revoke(
     state.admin_action(&actor, &done, None);
     state.reload_revocations().await;
     Ok(reply(StatusCode::OK, &json!({"status": "revoked"})))
+}
+
+/// Saves `revocation` (a user's sessions end in its transaction): what
+/// was done, for the admin log line, and the audit record.
+async fn revoked(
+    store: Arc<dyn Store>,
+    revocation: Revocation,
+    reason: String,
+    now: Timestamp,
+) -> Result<(String, Entry), ApiError> {
+    let done = format!("revoked {revocation}");
+    let revoked = blocking("revoke", move || ops::revoke(store.as_ref(), &revocation, &reason, Via::Api, now)).await?;
+    Ok((done, revoked.entry))
 }
 
 #[cfg(test)]

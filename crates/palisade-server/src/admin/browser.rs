@@ -90,12 +90,8 @@ pub(super) async fn authorize(state: &Arc<AppState>, knock: Knock, presented: Pr
 /// The admin role `user` has in the store now: `None` when there is no
 /// such user, `Some(None)` when the user is no admin.
 pub(super) async fn stored_role(state: &Arc<AppState>, user: &str) -> Result<Option<Option<AdminRole>>, Denied> {
-    let store = Arc::clone(&state.store);
     let id = user.to_owned();
-    let looked_up = match tokio::task::spawn_blocking(move || store.user(&id)).await {
-        Ok(found) => found.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let looked_up = crate::gateway::call("admin_user", &state.store, move |store| store.user(&id)).await;
     let stored = looked_up.map_err(|why| {
         tracing::error!(error = %why, "admin: cannot read the credential's user");
         Denied::Failed(HttpRejection::Refused(Box::new(Refusal::new(Kind::Internal, "admin: store"))))

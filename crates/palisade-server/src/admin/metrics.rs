@@ -16,10 +16,10 @@ use ::metrics::{
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use palisade_core::refusal::Kind;
-use palisade_core::store::StoreError;
 use palisade_protocol::{CloseCode, ErrorCode};
 use tracing::warn;
 
+use crate::gateway::{STORE_ERRORS, STORE_LATENCY};
 use crate::state::AppState;
 use crate::ws::transport::Exit;
 
@@ -35,8 +35,6 @@ const PIPELINE_BUCKETS: [f64; 12] =
 const STORE_BUCKETS: [f64; 12] = [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 5.0];
 
 const PIPELINE: &str = "palisade_pipeline_latency_seconds";
-const STORE_LATENCY: &str = "palisade_store_latency_seconds";
-const STORE_ERRORS: &str = "palisade_store_errors_total";
 
 /// Close labels besides the close codes: the peer closed (with a code of
 /// its choosing), or the socket was lost without a close.
@@ -194,16 +192,6 @@ impl Metrics {
     /// One text frame's time through the pipeline, from `started`.
     pub(crate) fn pipeline_since(&self, started: Instant) {
         self.pipeline.record(started.elapsed());
-    }
-}
-
-/// Records one store call that began at `started`: its duration, and an
-/// error if it failed. Not on the message path, so the handles are looked
-/// up by name each time; callable where no server state is at hand.
-pub(crate) fn store_call<T>(started: Instant, result: &Result<T, StoreError>) {
-    histogram!(STORE_LATENCY).record(started.elapsed());
-    if result.is_err() {
-        counter!(STORE_ERRORS).increment(1);
     }
 }
 

@@ -15,7 +15,7 @@ pub(crate) mod metrics;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -432,13 +432,7 @@ impl StoreProbe {
 /// Runs `query` on a blocking thread; whether it succeeded within `within`.
 /// A query still running at the deadline is left to finish on its thread.
 async fn probe(query: impl FnOnce() -> Result<(), StoreError> + Send + 'static, within: Duration) -> bool {
-    let started = Instant::now();
-    let task = tokio::task::spawn_blocking(move || {
-        let result = query();
-        metrics::store_call(started, &result);
-        result
-    });
-    matches!(tokio::time::timeout(within, task).await, Ok(Ok(Ok(()))))
+    matches!(tokio::time::timeout(within, crate::gateway::blocking("readiness_probe", query)).await, Ok(Ok(())))
 }
 
 #[cfg(test)]

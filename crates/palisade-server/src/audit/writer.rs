@@ -78,14 +78,10 @@ async fn writer(state: Arc<AppState>, mut lanes: Lanes, stop: CancellationToken)
         (Some(path), Some(key)) => last_checkpoint(path.clone(), key.clone()).await,
         _ => None,
     };
-    let head = match tokio::task::spawn_blocking(move || store.head()).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(e)) => {
-            error!(error = %e, "cannot read the audit log's head");
-            None
-        }
+    let head = match crate::gateway::call("audit_head", &store, |store| store.head()).await {
+        Ok(head) => head,
         Err(e) => {
-            error!(error = %e, "audit head reader failed");
+            error!(error = %e, "cannot read the audit log's head");
             None
         }
     };
@@ -222,7 +218,9 @@ impl Writer {
     /// was rewritten under it, records the break first and stops signing.
     async fn append(&mut self, entries: Vec<Entry>) -> Result<(), StoreError> {
         let signed = self.signed;
-        let first = self.store_call(move |store| store.append_after(signed, &entries).map(|r| (r, entries))).await?;
+        let first = self
+            .store_call("audit_append", move |store| store.append_after(signed, &entries).map(|r| (r, entries)))
+            .await?;
         let entries = match first {
             (Ok(head), _) => {
                 self.head = head;
@@ -235,7 +233,8 @@ impl Writer {
                 std::iter::once(note).chain(entries).collect::<Vec<_>>()
             }
         };
-        let (appended, _) = self.store_call(move |store| store.append_after(None, &entries).map(|r| (r, ()))).await?;
+        let (appended, _) =
+            self.store_call("audit_append", move |store| store.append_after(None, &entries).map(|r| (r, ()))).await?;
         self.head = appended.map_err(|e| StoreError(e.to_string()))?;
         Ok(())
     }
@@ -256,18 +255,10 @@ impl Writer {
 
     async fn store_call<T: Send + 'static>(
         &self,
+        op: &'static str,
         call: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let store: Arc<dyn Store> = Arc::clone(&self.state.store);
-        tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let result = call(store.as_ref());
-            crate::admin::metrics::store_call(started, &result);
-            result
-        })
-        .await
-        .map_err(|e| StoreError(format!("audit writer task failed: {e}")))
-        .and_then(|r| r)
+        crate::gateway::call(op, &self.state.store, move |store| call(store)).await
     }
 
     /// Signs the head and writes the checkpoint line to the log and the
@@ -317,7 +308,7 @@ impl Writer {
         let now = self.state.clock.now();
         let older_than = (!retention.max_age.is_zero()).then(|| now.saturating_sub(retention.max_age));
         let keep = (retention.max_records > 0).then_some(retention.max_records);
-        let point = self.store_call(move |store| store.prune_point(older_than, keep, below)).await;
+        let point = self.store_call("audit_prune", move |store| store.prune_point(older_than, keep, below)).await;
         let (seq, hash) = match point {
             Ok(Some(point)) => point,
             Ok(None) => return,
@@ -328,7 +319,7 @@ impl Writer {
             Err(e) => return error!(error = %e, "cannot sign the audit retention anchor"),
         };
         let note = audit::retention_entry(now, &anchor);
-        match self.store_call(move |store| store.prune_through(signed, (seq, hash), note)).await {
+        match self.store_call("audit_prune", move |store| store.prune_through(signed, (seq, hash), note)).await {
             Ok(Ok(head)) => {
                 self.head = head;
                 self.pending += 1;

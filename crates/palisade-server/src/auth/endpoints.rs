@@ -91,7 +91,7 @@ pub(crate) async fn check_password(
     let store = Arc::clone(&state.store);
     let decoy = login.decoy_hash.clone();
     let name = username.to_owned();
-    let checked = blocking(move || {
+    let checked = blocking("auth_login", move || {
         let user = store.user(&name)?;
         // An unknown name is checked against the decoy, so it costs the
         // time a wrong password costs.
@@ -162,7 +162,7 @@ async fn open_session(
     let first = StoredRefresh { hash: refresh.hash.clone(), expires: session.expires, access_expires };
     let to_open = session.clone();
     let cap = login.settings.cap;
-    let opened = blocking(move || store.open_session(&to_open, &first, cap, now)).await?;
+    let opened = blocking("auth_open_session", move || store.open_session(&to_open, &first, cap, now)).await?;
     let evicted = opened.map_err(|_| {
         warn!(user = %user.id, ip = %caller.knock.ip, "login refused: login.max_sessions_per_user reached");
         AuthRejection::SessionLimit
@@ -220,7 +220,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
     let store = Arc::clone(&state.store);
     let grace = login.reuse_grace;
     let device = presented_device.clone();
-    let (outcome, user) = blocking(move || {
+    let (outcome, user) = blocking("auth_refresh", move || {
         let ok = |s: &LoginSession| binding.judge(Some(&s.device), &device) != DeviceVerdict::Refuse;
         let outcome = store.refresh(&hash, &stored, grace, &ok, now)?;
         // Roles are read again on every refresh: a change takes effect here.
@@ -296,7 +296,7 @@ async fn end_sessions(state: &Arc<AppState>, req: Request, all: bool) -> Result<
     let store = Arc::clone(&state.store);
     let now = state.clock.now();
     let user = identity.user_id.clone();
-    let ended = blocking(move || {
+    let ended = blocking("auth_logout", move || {
         if all {
             store.end_user_sessions(&user, EndReason::LogoutAll, now).map(|ended| ended.len())
         } else {
@@ -326,7 +326,7 @@ pub(super) async fn sessions(State(state): State<Arc<AppState>>, req: Request) -
     let store = Arc::clone(&state.store);
     let now = state.clock.now();
     let user = identity.user_id.clone();
-    let live = blocking(move || store.live_sessions(&user, now)).await?;
+    let live = blocking("auth_sessions", move || store.live_sessions(&user, now)).await?;
     let list: Vec<_> = live
         .iter()
         .map(|s| {
@@ -499,13 +499,11 @@ pub(crate) async fn read_json<T: for<'de> Deserialize<'de>>(
     })
 }
 
-/// Runs a store call (and password hashing) on a blocking thread.
+/// Runs a store call (and password hashing) through the gateway, as the
+/// operation `op`.
 async fn blocking<T: Send + 'static>(
+    op: &'static str,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, AuthRejection> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(AuthRejection::internal(format!("store: {e}"))),
-        Err(e) => Err(AuthRejection::internal(format!("auth task failed: {e}"))),
-    }
+    crate::gateway::blocking(op, f).await.map_err(|e| AuthRejection::internal(format!("store: {e}")))
 }

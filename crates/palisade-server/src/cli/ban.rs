@@ -7,18 +7,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
-use palisade_core::audit::{self, Entry};
-use palisade_core::guard::{Ban, BanSource, Subject};
+use palisade_core::guard::Subject;
 use palisade_core::log::Clipped;
 use palisade_core::store::{BanAction, BanStore};
 use palisade_store::Sqlite;
 
 use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing};
 use crate::config::Env;
+use crate::ops::{self, Via};
 use crate::state::now;
-
-/// Longest `--reason`, in characters.
-pub const MAX_REASON_CHARS: usize = 200;
 
 /// `palisade ban …`
 #[derive(Debug, Subcommand)]
@@ -59,7 +56,7 @@ pub struct AddArgs {
     #[command(flatten)]
     pub length: BanLength,
     /// Why, for other operators (at most 200 characters).
-    #[arg(long, value_parser = parse_reason)]
+    #[arg(long, value_parser = ops::parse_reason)]
     pub reason: Option<String>,
 }
 
@@ -102,13 +99,8 @@ fn run(command: BanCommand, env: &dyn Env, now: Timestamp) -> Result<String, Cli
         BanCommand::Remove(args) => {
             let config = args.config.load(env)?;
             let store = open_existing(&config)?;
-            if store.lift(&args.subject, now).map_err(failed)? {
+            if let (true, entry) = ops::lift(&store, &args.subject, Via::Cli, now)? {
                 let done = format!("lifted the ban on {}\n", args.subject);
-                let entry = Entry::new(now, audit::Kind::Unban, "cli: ban lifted by an operator");
-                let entry = match &args.subject {
-                    Subject::Ip(ip) => entry.ip(ip),
-                    Subject::User(user) => entry.user(Some(user)),
-                };
                 audited(&store, &config, &done, entry)?;
                 Ok(done)
             } else {
@@ -119,33 +111,19 @@ fn run(command: BanCommand, env: &dyn Env, now: Timestamp) -> Result<String, Cli
 }
 
 fn add(args: AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError> {
-    let until = match args.length {
-        BanLength { permanent: true, .. } => None,
-        BanLength { duration: Some(d), .. } if !d.is_zero() => Some(now.saturating_add(d)),
-        // clap requires exactly one of the two.
-        BanLength { .. } => return Err(CliError::Failed("--for needs a length above zero, like 15m".into())),
-    };
+    // clap requires exactly one of the two.
+    let until = ops::until(now, args.length.duration, args.length.permanent)
+        .ok_or_else(|| CliError::Failed("--for needs a length above zero, like 15m".into()))?;
     let config = args.config.load(env)?;
     let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
-    // Remembered bans too: an operator's ban keeps the subject's strikes,
-    // so the next automatic ban still escalates from them.
-    let remembered = store.bans(now, config.abuse.ban_memory).map_err(failed)?;
-    let previous = remembered.into_iter().find(|b| b.subject == args.subject);
-    let ban = Ban {
-        subject: args.subject,
-        since: now,
-        until,
-        strikes: previous.as_ref().map_or(1, |p| p.strikes.max(1)),
-        reason: args.reason.unwrap_or_default(),
-        source: BanSource::Operator,
-    };
-    store.put(&ban).map_err(failed)?;
-    let mut out = format!("banned {} {}", ban.subject, until_text(ban.until));
-    if let Some(previous) = previous.filter(|p| p.active(now)) {
+    let reason = args.reason.unwrap_or_default();
+    let banned = ops::ban(&store, args.subject, until, reason, config.abuse.ban_memory, now)?;
+    let mut out = format!("banned {} {}", banned.ban.subject, until_text(banned.ban.until));
+    if let Some(previous) = banned.replaced {
         let _ = write!(out, ", replacing the ban {}", until_text(previous.until));
     }
     let _ = writeln!(out, " (in {})", store.path().display());
-    audited(&store, &config, &out, crate::audit::ban_entry(&ban, now))?;
+    audited(&store, &config, &out, banned.entry)?;
     Ok(out)
 }
 
@@ -194,23 +172,11 @@ fn history(store: &Sqlite, limit: usize) -> Result<String, CliError> {
     Ok(table(&rows))
 }
 
-/// `--reason`: operator text, one line, at most [`MAX_REASON_CHARS`].
-pub(crate) fn parse_reason(text: &str) -> Result<String, String> {
-    let chars = text.chars().count();
-    if chars > MAX_REASON_CHARS {
-        return Err(format!("at most {MAX_REASON_CHARS} characters (this one has {chars})"));
-    }
-    if text.chars().any(char::is_control) {
-        return Err("one line without control characters".into());
-    }
-    Ok(text.to_owned())
-}
-
 /// A reason as printed: quoted, with anything that could break the line or
 /// change how it reads escaped (the server's own reasons are violation
 /// kinds, but the file may be edited by hand).
 fn reason(text: &str) -> String {
-    if text.is_empty() { "-".into() } else { Clipped::new(text, MAX_REASON_CHARS).to_string() }
+    if text.is_empty() { "-".into() } else { Clipped::new(text, ops::MAX_REASON_CHARS).to_string() }
 }
 
 /// "until 2026-01-01T00:00:00Z" or "permanently".
@@ -265,10 +231,10 @@ mod tests {
 
     #[test]
     fn reasons_are_one_bounded_line_and_print_escaped() {
-        assert_eq!(parse_reason("spam from a botnet").unwrap(), "spam from a botnet");
-        assert!(parse_reason(&"x".repeat(MAX_REASON_CHARS)).is_ok());
-        assert!(parse_reason(&"é".repeat(MAX_REASON_CHARS + 1)).unwrap_err().contains("201"));
-        assert!(parse_reason("two\nlines").is_err());
+        assert_eq!(ops::parse_reason("spam from a botnet").unwrap(), "spam from a botnet");
+        assert!(ops::parse_reason(&"x".repeat(ops::MAX_REASON_CHARS)).is_ok());
+        assert!(ops::parse_reason(&"é".repeat(ops::MAX_REASON_CHARS + 1)).unwrap_err().contains("201"));
+        assert!(ops::parse_reason("two\nlines").is_err());
         assert_eq!(reason(""), "-");
         assert_eq!(reason("a \"b\"\u{202e}"), "\"a \\\"b\\\"\\u{202e}\"");
     }

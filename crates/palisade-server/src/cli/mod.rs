@@ -262,9 +262,7 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     let server = Server::bind(settings).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let seeded = if profile == Profile::Dev && login {
         let dir = data_dir.clone();
-        tokio::task::spawn_blocking(move || user::seed_dev_users(&dir))
-            .await
-            .map_err(|e| CliError::Failed(format!("seeding the dev users failed: {e}")))??
+        crate::gateway::blocking("dev_users", move || user::seed_dev_users(&dir)).await?
     } else {
         Vec::new()
     };
@@ -355,6 +353,12 @@ fn audited(
 /// operation already.
 fn failed(e: palisade_core::store::StoreError) -> CliError {
     CliError::Failed(e.0)
+}
+
+impl From<palisade_core::store::StoreError> for CliError {
+    fn from(e: palisade_core::store::StoreError) -> Self {
+        failed(e)
+    }
 }
 
 /// `palisade policy check FILE`: the effective policy as TOML, or the first

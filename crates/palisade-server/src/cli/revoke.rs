@@ -5,17 +5,16 @@
 //! session's refresh token stops working too.
 
 use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
-use palisade_core::audit::{self, Entry};
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
-use palisade_core::store::{EndReason, RevocationStore as _, SessionStore as _};
+use palisade_core::store::RevocationStore as _;
 use palisade_store::Sqlite;
 
 use super::{CliError, ConfigArgs, audited, failed};
 use crate::config::Env;
+use crate::ops::{self, Via};
 use crate::state::now;
 
 /// `palisade revoke …`
@@ -43,7 +42,7 @@ pub struct TokenArgs {
     #[arg(value_name = "JTI")]
     pub jti: String,
     /// Why, for other operators (at most 200 characters, one line).
-    #[arg(long, default_value = "", value_parser = super::ban::parse_reason)]
+    #[arg(long, default_value = "", value_parser = ops::parse_reason)]
     pub reason: String,
 }
 
@@ -73,7 +72,7 @@ pub struct UserArgs {
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     pub before: Option<std::time::SystemTime>,
     /// Why, for other operators (at most 200 characters, one line).
-    #[arg(long, default_value = "", value_parser = super::ban::parse_reason)]
+    #[arg(long, default_value = "", value_parser = ops::parse_reason)]
     pub reason: String,
 }
 
@@ -96,20 +95,12 @@ pub fn revoke(command: RevokeCommand, env: &dyn Env) -> Result<String, CliError>
     };
     let config = config.load(env)?;
     let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
-    // A user's revocation ends their sessions in the same transaction.
-    let ended = store.revoke(&revocation, now, &reason).map_err(failed)?;
-    let mut out = format!("revoked {} (in {})\n", describe(&revocation), store.path().display());
-    let mut detail = format!("cli: revoked {}", describe(&revocation));
-    let mut user = None;
+    let revoked = ops::revoke(&store, &revocation, &reason, Via::Cli, now)?;
+    let mut out = format!("revoked {} (in {})\n", ops::describe(&revocation), store.path().display());
     if let Revocation::User { user: id, .. } = &revocation {
-        let _ = writeln!(out, "ended {} login session(s) of {id}", ended.len());
-        let _ = write!(detail, "; {} login session(s) ended", ended.len());
-        user = Some(id.as_ref());
+        let _ = writeln!(out, "ended {} login session(s) of {id}", revoked.ended);
     }
-    if !reason.is_empty() {
-        let _ = write!(detail, "; reason: {reason}");
-    }
-    audited(&store, &config, &out, Entry::new(now, audit::Kind::Revocation, &detail).user(user))?;
+    audited(&store, &config, &out, revoked.entry)?;
     Ok(out)
 }
 
@@ -118,9 +109,8 @@ fn end_session(args: &SessionArgs, env: &dyn Env) -> Result<String, CliError> {
     let config = args.config.load(env)?;
     let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
     let now = now();
-    if store.end_session(&args.sid, EndReason::Revoked, now).map_err(failed)? {
+    if let Some(entry) = ops::end_session(&store, &args.sid, Via::Cli, now)? {
         let done = format!("revoked session:{} (in {})\n", args.sid, store.path().display());
-        let entry = Entry::new(now, audit::Kind::Revocation, "cli: session revoked").session(&args.sid);
         audited(&store, &config, &done, entry)?;
         Ok(done)
     } else {
@@ -136,18 +126,7 @@ fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
     }
     let mut out = String::new();
     for revocation in &revocations {
-        let _ = writeln!(out, "{}", describe(revocation));
+        let _ = writeln!(out, "{}", ops::describe(revocation));
     }
     Ok(out)
-}
-
-/// `token:JTI`, `session:SID`, or `user:ID (tokens issued before TIME)`.
-fn describe(revocation: &Revocation) -> String {
-    match revocation {
-        Revocation::Token(_) | Revocation::Session(_) => revocation.to_string(),
-        Revocation::User { before, .. } => {
-            let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(before.as_secs()));
-            format!("{revocation} (tokens issued up to {at})")
-        }
-    }
 }

@@ -11,10 +11,9 @@ use palisade_core::auth::{MAX_PASSWORD_BYTES, check_sub, hash_password};
 use palisade_core::store::{User, UserStore};
 use palisade_store::Sqlite;
 
-use palisade_core::audit::{self, Entry};
-
 use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing};
 use crate::config::Env;
+use crate::ops::{self, Via};
 use crate::state::now;
 
 /// `palisade user …`
@@ -67,14 +66,9 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
             let config = args.config.load(env)?;
             check_roles(&config, &args.roles)?;
             let store = open_existing(&config)?;
-            if store.set_roles(&args.id, &args.roles).map_err(failed)? {
+            if let Some(entry) = ops::set_roles(&store, &args.id, &args.roles, Via::Cli, now())? {
                 let done = format!("user {} now has roles [{}]\n", args.id, args.roles.join(", "));
-                audited(
-                    &store,
-                    &config,
-                    &done,
-                    admin(&args.id, &format!("cli: roles set to [{}]", args.roles.join(", "))),
-                )?;
+                audited(&store, &config, &done, entry)?;
                 Ok(done)
             } else {
                 Err(CliError::Failed(format!("no user {}", args.id)))
@@ -83,13 +77,9 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
         UserCommand::Remove(args) => {
             let config = args.config.load(env)?;
             let store = open_existing(&config)?;
-            // Their sessions end with them, in the same transaction: a
-            // running server closes their sockets (4003) and refuses their
-            // refresh tokens.
-            if let Some(ended) = store.remove_user(&args.id, now()).map_err(failed)? {
-                let done = format!("removed user {} and ended {} login session(s)\n", args.id, ended.len());
-                let detail = format!("cli: user removed, {} login session(s) ended", ended.len());
-                audited(&store, &config, &done, admin(&args.id, &detail))?;
+            if let Some((ended, entry)) = ops::remove_user(&store, &args.id, Via::Cli, now())? {
+                let done = format!("removed user {} and ended {ended} login session(s)\n", args.id);
+                audited(&store, &config, &done, entry)?;
                 Ok(done)
             } else {
                 Err(CliError::Failed(format!("no user {}", args.id)))
@@ -110,23 +100,13 @@ fn add(args: &AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError
     let password_hash =
         hash_password(&read_password()?, rand::random()).map_err(|e| CliError::Failed(e.to_string()))?;
     let user = User { id: args.id.clone(), roles: args.roles.clone(), password_hash, created: now };
-    if !store.add_user(&user).map_err(failed)? {
+    let Some(entry) = ops::add_user(&store, &user, Via::Cli)? else {
         return Err(CliError::Failed(format!("user {} exists; remove it first", args.id)));
-    }
+    };
     let done =
         format!("added user {} with roles [{}] (in {})\n", user.id, user.roles.join(", "), store.path().display());
-    audited(
-        &store,
-        &config,
-        &done,
-        admin(&user.id, &format!("cli: user added with roles [{}]", user.roles.join(", "))),
-    )?;
+    audited(&store, &config, &done, entry)?;
     Ok(done)
-}
-
-/// The audit record of an operator's change to `user`'s account.
-fn admin(user: &str, detail: &str) -> Entry {
-    Entry::new(now(), audit::Kind::AdminAction, detail).user(Some(user))
 }
 
 /// Every role must be defined under `[roles]`.
