@@ -27,7 +27,8 @@ use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
 use crate::edge::ViaTls;
-use crate::http::{HttpRejection, PeerAddr};
+use crate::enforce::PeerAddr;
+use crate::rejection::HttpRejection;
 use crate::tls::{Stream, Tls};
 
 /// Largest HTTP request head accepted, in bytes.

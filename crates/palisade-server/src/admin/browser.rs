@@ -27,8 +27,8 @@ use tracing::info;
 
 use super::api::{Actor, ApiError};
 use super::{Denied, HttpRejection, refuse};
-use crate::abuse::Knock;
 use crate::auth::{AuthRejection, check_password, cookies, ok, read_json};
+use crate::enforce::Knock;
 use crate::http::{all_str, header_str};
 use crate::state::AppState;
 
