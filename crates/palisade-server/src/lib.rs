@@ -22,6 +22,8 @@ mod gateway;
 mod handshake;
 mod http;
 mod jwks;
+#[cfg(test)]
+mod layering;
 mod listen;
 mod ops;
 mod rejection;
