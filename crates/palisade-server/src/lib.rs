@@ -27,6 +27,7 @@ mod layering;
 mod listen;
 mod ops;
 mod rejection;
+mod revoke;
 pub mod server;
 pub mod settings;
 mod state;

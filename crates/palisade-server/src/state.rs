@@ -16,6 +16,7 @@ use crate::audit::Audit;
 use crate::auth::Login;
 pub(crate) use crate::clock::{Clock, now};
 use crate::enforce::{Enforcement, Handles};
+use crate::revoke::Revoker;
 use crate::settings::Settings;
 use crate::ws::ConnLimits;
 use crate::ws::hub::Hub;
@@ -38,7 +39,9 @@ pub(crate) struct AppState {
     /// Where bans and revocations are kept (the embedded database).
     pub(crate) store: Arc<dyn Store>,
     /// Revoked tokens in force.
-    pub(crate) revocations: Revocations,
+    pub(crate) revocations: Arc<Revocations>,
+    /// Puts fresher reads of the revocations in force.
+    pub(crate) revoker: Revoker,
     /// The own issuer's endpoints, when on (`login.enabled` and a key that
     /// can sign).
     pub(crate) login: Option<Login>,
@@ -89,11 +92,14 @@ impl AppState {
                 tasks: tasks.clone(),
             },
         );
+        let revocations = Arc::new(revocations);
+        let revoker = Revoker::new(Arc::clone(&revocations), Arc::clone(&hub), Arc::clone(&store));
         Self {
             login,
             guard,
             store,
             revocations,
+            revoker,
             enforce,
             audit,
             metrics,

@@ -202,7 +202,7 @@ pub(crate) async fn revoke(
     };
     state.audit.record(entry);
     state.admin_action(&actor, &done, None);
-    state.reload_revocations().await;
+    state.revoker.reload().await;
     Ok(reply(StatusCode::OK, &json!({"status": "revoked"})))
 }
 

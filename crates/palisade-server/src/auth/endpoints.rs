@@ -178,7 +178,7 @@ async fn open_session(
                     .session(sid),
             );
         }
-        state.reload_revocations().await;
+        state.revoker.reload().await;
     }
     info!(user = %user.id, session = %session.id, ip = %caller.knock.ip, cookie, "logged in");
     let access = login.mint(&session, user.roles.clone(), now)?;
@@ -246,7 +246,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
             Ok(token_pair(login, &session, &user, &access, &next.token))
         }
         (Refreshed::Rotated(session), None) => {
-            state.reload_revocations().await;
+            state.revoker.reload().await;
             Err(state
                 .reject_refresh(&caller, &format!("refresh: user of session {} removed; session ended", session.id)))
         }
@@ -259,7 +259,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
                     .user(Some(&session.user_id))
                     .session(&session.id),
             );
-            state.reload_revocations().await;
+            state.revoker.reload().await;
             Err(state.reject_refresh(&caller, "refresh: token reused"))
         }
         (Refreshed::WrongDevice(session), _) => {
@@ -304,7 +304,7 @@ async fn end_sessions(state: &Arc<AppState>, req: Request, all: bool) -> Result<
         }
     })
     .await?;
-    state.reload_revocations().await;
+    state.revoker.reload().await;
     info!(user = %identity.user_id, ip = %caller.knock.ip, ended, all, "logged out");
     let detail = if all { format!("logout of all sessions: {ended} ended") } else { format!("logout: {ended} ended") };
     state.audit.record(
