@@ -26,9 +26,9 @@ use crate::admin::metrics::{Action, Metrics};
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::gateway::Store;
+use crate::hub::Hub;
 use crate::rejection::HttpRejection;
 use crate::settings::Settings;
-use crate::ws::hub::Hub;
 
 /// The log message of a refused handshake.
 const UPGRADE_REFUSED: &str = "upgrade refused";

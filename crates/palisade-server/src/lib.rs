@@ -15,12 +15,14 @@ mod auth;
 pub mod cli;
 mod clock;
 pub mod config;
+mod control;
 mod edge;
 mod enforce;
 mod follow;
 mod gateway;
 mod handshake;
 mod http;
+mod hub;
 mod jwks;
 #[cfg(test)]
 mod layering;

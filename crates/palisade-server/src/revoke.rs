@@ -11,7 +11,7 @@ use palisade_core::auth::{Revocation, RevocationMark, Revocations};
 use tracing::{error, info};
 
 use crate::gateway::Store;
-use crate::ws::hub::Hub;
+use crate::hub::Hub;
 
 /// The revocations in force, and what applying a new list needs.
 #[derive(Debug)]

@@ -16,10 +16,10 @@ use crate::audit::Audit;
 use crate::auth::Login;
 pub(crate) use crate::clock::{Clock, now};
 use crate::enforce::{Enforcement, Handles};
+use crate::hub::Hub;
 use crate::revoke::Revoker;
 use crate::settings::Settings;
 use crate::ws::ConnLimits;
-use crate::ws::hub::Hub;
 
 pub(crate) use crate::gateway::Store;
 

@@ -35,8 +35,8 @@ use tracing::{info, warn};
 
 use super::{api_bans, browser};
 use crate::http::header_str;
+use crate::hub::{ConnFilter, ConnId};
 use crate::state::AppState;
-use crate::ws::hub::{ConnFilter, ConnId};
 
 /// The identity events published through the API carry as `from`.
 pub(crate) const BACKEND: &str = "backend";
