@@ -22,13 +22,13 @@ use palisade_protocol::CloseCode;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::admin::metrics::{Action, Metrics};
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::gateway::Store;
 use crate::hub::Hub;
 use crate::rejection::HttpRejection;
 use crate::settings::Settings;
+use crate::telemetry::{Action, Metrics};
 
 /// The log message of a refused handshake.
 const UPGRADE_REFUSED: &str = "upgrade refused";

@@ -132,7 +132,7 @@ impl Server {
         // to write what they recorded while closing, and stop after them.
         let audit_stop = CancellationToken::new();
         let audit_writer = crate::audit::spawn_writer(&state, audit_stop.clone());
-        state.tasks.spawn(crate::admin::metrics::upkeep(Arc::clone(&state)));
+        state.tasks.spawn(crate::telemetry::upkeep(state.shutdown.clone()));
         // Outside the task tracker too: it answers /readyz with 503 while
         // the connections drain, and stops after them.
         let admin_stop = CancellationToken::new();

@@ -50,7 +50,7 @@ pub(crate) struct AppState {
     /// The audit log's queue.
     pub(crate) audit: Arc<Audit>,
     /// Metric handles (`/metrics` on the admin listener).
-    pub(crate) metrics: Arc<crate::admin::metrics::Metrics>,
+    pub(crate) metrics: Arc<crate::telemetry::Metrics>,
     /// Browser sessions on the admin listener (`POST /api/login`).
     pub(crate) admin_sessions: std::sync::Mutex<AdminSessions>,
     /// External issuers' key set fetches, one at a time per issuer.
@@ -74,7 +74,7 @@ impl AppState {
     ) -> Self {
         // First: it installs the process's recorder, which every metric
         // handle registered after it (the audit queue's too) reports to.
-        let metrics = Arc::new(crate::admin::metrics::Metrics::new());
+        let metrics = Arc::new(crate::telemetry::Metrics::new());
         let guard = Arc::new(guard);
         let audit = Arc::new(Audit::new(&settings.config.audit));
         let hub = Arc::new(Hub::default());

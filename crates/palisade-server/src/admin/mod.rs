@@ -10,7 +10,6 @@
 pub(crate) mod api;
 mod api_bans;
 mod browser;
-pub(crate) mod metrics;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -336,7 +335,8 @@ fn banned(state: &AppState, knock: Knock) -> bool {
 }
 
 async fn scrape(State(state): State<Arc<AppState>>) -> Response {
-    match metrics::render(&state) {
+    let bans_active = state.guard.bans().list(state.clock.now()).len();
+    match state.metrics.render(state.open_connections(), bans_active) {
         Some(text) => {
             let mut response = Response::new(axum::body::Body::from(text));
             response.headers_mut().insert(

@@ -22,8 +22,9 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, error, info, warn};
 
-use super::transport::{Exit, Ws, exit_for_error, finish};
+use super::transport::{Ws, exit_for_error, finish};
 use crate::control::{Control, Request};
+use crate::exit::Exit;
 use crate::hub::{Member, Membership};
 use crate::settings::Settings;
 use crate::state::{AppState, Slot};
