@@ -13,7 +13,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use palisade_core::transport::{TransportFacts, TransportVerdict, judge};
 use tracing::info;
 
-use crate::http::{HttpRejection, all_str, peer_of};
+use crate::enforce::peer_of;
+use crate::http::all_str;
+use crate::rejection::HttpRejection;
 use crate::settings::Profile;
 use crate::state::AppState;
 
@@ -49,7 +51,7 @@ pub(crate) async fn public(State(state): State<Arc<AppState>>, req: Request, nex
     };
     let no_store = req.uri().path().starts_with("/auth/");
     let mut response = if verdict == TransportVerdict::UpgradeRequired {
-        if state.admit_refusal_line() {
+        if state.enforce.admit_refusal_line() {
             info!(%peer, rejection = "tls_required", "plaintext request refused with 426");
         }
         HttpRejection::TlsRequired.into_response()

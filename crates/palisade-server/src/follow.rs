@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_core::auth::{Revocation, RevocationMark};
 use palisade_protocol::CloseCode;
 use tracing::{error, info};
 
@@ -50,7 +49,7 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
                     let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
                     info!(subject = %ban.subject, closed, "ban from the store in force");
                 }
-                state.apply_revocations(revoked, revocations_mark);
+                state.revoker.apply(revoked, revocations_mark);
             }
             Err(e) => {
                 // Logged once per outage, not every poll.
@@ -58,30 +57,6 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
                     error!(error = %e, "cannot read the store; keeping the bans and revocations in memory");
                 }
             }
-        }
-    }
-}
-
-impl AppState {
-    /// Puts `list`, read after `mark`, in force unless a newer read is;
-    /// if it revoked anything new, every live connection checks its token
-    /// again (and closes with 4003 if revoked).
-    fn apply_revocations(&self, list: Vec<Revocation>, mark: RevocationMark) {
-        if self.revocations.replace_read(list, mark) {
-            let asked = self.hub.revalidate_all();
-            info!(asked, "revocations changed: live connections check their tokens");
-        }
-    }
-
-    /// Reads the revocations again after this process wrote some (a
-    /// logout, a reused refresh token): the store's change counter moves
-    /// only for other processes' writes, so the poll above would not see
-    /// them.
-    pub(crate) async fn reload_revocations(self: &Arc<Self>) {
-        let mark = self.revocations.mark();
-        match crate::gateway::call("revocations_read", &self.store, |store| store.revocations()).await {
-            Ok(list) => self.apply_revocations(list, mark),
-            Err(e) => error!(error = %e, "cannot read the revocations; the poll will retry"),
         }
     }
 }

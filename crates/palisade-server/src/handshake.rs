@@ -11,7 +11,6 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use http::header;
 use palisade_core::guard::Standing;
-use palisade_core::guard::Verdict;
 use palisade_core::handshake::{HandshakeRequest, session_cookie};
 use palisade_core::login::device::{DeviceVerdict, fingerprint};
 use palisade_core::refusal::{Kind, Refusal};
@@ -19,28 +18,29 @@ use palisade_core::session::Session;
 use palisade_protocol::SUBPROTOCOL;
 use tracing::info;
 
-use crate::abuse::Knock;
-use crate::http::{HttpRejection, all_str, header_str, joined};
+use crate::http::{all_str, header_str, joined};
+use crate::rejection::HttpRejection;
 use crate::state::AppState;
 use crate::ws::{serve_connection, upgrade};
 
-/// The log message of a refused handshake.
-const UPGRADE_REFUSED: &str = "upgrade refused";
-
 pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
     let accept = upgrade::accept_key(req.method(), req.headers())?;
-    let (knock, client) = state.knock_of(&req);
+    let (knock, client) = state.enforce.knock_of(&req);
     let peer = knock.peer;
     let now = state.clock.now();
     let (verdict, ticket) = state.guard.connect(knock.ip, now);
-    state.judge(verdict, knock, None)?;
+    state.enforce.judge(verdict, knock, None)?;
     let Some(ticket) = ticket else {
         // `judge` passes only verdicts that come with a ticket.
-        return Err(state.refuse(Refusal::new(Kind::Internal, "connected without a ticket"), knock, None));
+        return Err(state.enforce.refuse(Refusal::new(Kind::Internal, "connected without a ticket"), knock, None));
     };
     let Some(slot) = state.reserve_slot() else {
         state.guard.release(ticket);
-        return Err(state.refuse(Refusal::new(Kind::AtCapacity, "limits.max_connections reached"), knock, None));
+        return Err(state.enforce.refuse(
+            Refusal::new(Kind::AtCapacity, "limits.max_connections reached"),
+            knock,
+            None,
+        ));
     };
     // From here the slot holds the ticket: every way out releases both.
     let mut slot = slot.with_ticket(ticket);
@@ -49,8 +49,9 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let authorization = all_str(headers, header::AUTHORIZATION);
     let query_token = req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
     let cookies = all_str(headers, header::COOKIE);
-    let cookie = session_cookie(&cookies)
-        .map_err(|e| state.refuse(Refusal::new(Kind::AuthFailure, format!("auth: cookie: {e}")), knock, None))?;
+    let cookie = session_cookie(&cookies).map_err(|e| {
+        state.enforce.refuse(Refusal::new(Kind::AuthFailure, format!("auth: cookie: {e}")), knock, None)
+    })?;
     let handshake = HandshakeRequest {
         origin: header_str(headers, header::ORIGIN),
         authorization: &authorization,
@@ -63,10 +64,10 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     if let Some(token) = state.settings.gate.presented_token(&handshake) {
         crate::jwks::before_verify(&state, token).await;
     }
-    let admitted = state.settings.gate.admit(&handshake, now).map_err(|r| state.refuse(r, knock, None))?;
+    let admitted = state.settings.gate.admit(&handshake, now).map_err(|r| state.enforce.refuse(r, knock, None))?;
     // A revoked token is one more authentication failure: the same 401.
     if state.revocations.is_revoked(&admitted.identity) {
-        return Err(state.refuse(Refusal::new(Kind::AuthFailure, "auth: token revoked"), knock, None));
+        return Err(state.enforce.refuse(Refusal::new(Kind::AuthFailure, "auth: token revoked"), knock, None));
     }
     let user_agent = header_str(headers, header::USER_AGENT).unwrap_or("");
     match state.settings.device_binding.judge(admitted.identity.device.as_deref(), &fingerprint(user_agent, client)) {
@@ -76,12 +77,12 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
         }
         DeviceVerdict::Refuse => {
             let refusal = Refusal::new(Kind::AuthFailure, "auth: token used from another device");
-            return Err(state.refuse(refusal, knock, None));
+            return Err(state.enforce.refuse(refusal, knock, None));
         }
     }
     let user = admitted.identity.user_id.as_str();
     let verdict = slot.admit_user(user, now);
-    state.judge(verdict, knock, Some(user))?;
+    state.enforce.judge(verdict, knock, Some(user))?;
     let mut session =
         Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now, &mut rand::rng());
     if admitted.via_cookie {
@@ -94,23 +95,4 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     Ok(upgrade::switch(&state, on_upgrade, accept, protocol, move |ws| {
         serve_connection(ws, task_state, session, peer, slot)
     }))
-}
-
-impl AppState {
-    /// A guard verdict at the handshake: a refusal, or under `dry_run` a
-    /// report and a pass.
-    fn judge(&self, verdict: Verdict, knock: Knock, user: Option<&str>) -> Result<(), HttpRejection> {
-        self.judge_knock(verdict, knock, user, UPGRADE_REFUSED).map_err(|r| {
-            self.metrics.handshake_refused(r.kind);
-            HttpRejection::Refused(Box::new(r))
-        })
-    }
-
-    /// A refused handshake: counted, scored, logged, escalated; the client
-    /// sees only the status and generic body of its kind.
-    fn refuse(&self, refusal: Refusal, knock: Knock, user: Option<&str>) -> HttpRejection {
-        self.refuse_knock(&refusal, knock, user, UPGRADE_REFUSED);
-        self.metrics.handshake_refused(refusal.kind);
-        HttpRejection::Refused(Box::new(refusal))
-    }
 }

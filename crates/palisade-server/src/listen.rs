@@ -27,7 +27,9 @@ use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
 use crate::edge::ViaTls;
-use crate::http::{HttpRejection, PeerAddr};
+use crate::enforce::PeerAddr;
+use crate::rejection::HttpRejection;
+use crate::telemetry::DROPPED;
 use crate::tls::{Stream, Tls};
 
 /// Largest HTTP request head accepted, in bytes.
@@ -35,8 +37,6 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
 /// loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// The metric of sockets a listener dropped, by listener and reason.
-pub(crate) const DROPPED: &str = "palisade_sockets_dropped_total";
 
 /// A listener's limits on its sockets.
 #[derive(Debug, Clone, Copy)]

@@ -18,9 +18,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::abuse::{Knock, Stats, sweep};
+use crate::abuse::{Stats, sweep};
 use crate::auth::Login;
 use crate::config::{ConfigError, Env, ProcessEnv};
+use crate::enforce::Knock;
 use crate::follow::follow_store;
 use crate::http::router;
 use crate::listen::{Door, Limits, Listener};
@@ -131,7 +132,7 @@ impl Server {
         // to write what they recorded while closing, and stop after them.
         let audit_stop = CancellationToken::new();
         let audit_writer = crate::audit::spawn_writer(&state, audit_stop.clone());
-        state.tasks.spawn(crate::admin::metrics::upkeep(Arc::clone(&state)));
+        state.tasks.spawn(crate::telemetry::upkeep(state.shutdown.clone()));
         // Outside the task tracker too: it answers /readyz with 503 while
         // the connections drain, and stops after them.
         let admin_stop = CancellationToken::new();
@@ -202,17 +203,17 @@ impl Door for Public {
         // oldest once), an address that keeps filling the table ends
         // banned. A trusted proxy's sockets carry many clients: not scored.
         if state.settings.trusted_proxies.contains(peer.ip()) {
-            if state.admit_refusal_line() {
+            if state.enforce.admit_refusal_line() {
                 warn!(%peer, waited_ms = waited.as_millis(), "{EVICTED}");
             }
             return;
         }
         let refusal = Refusal::new(Kind::TooManyConnections, "waited longest at limits.max_pending_handshakes");
-        state.refuse_knock(&refusal, Knock { peer, ip: IpKey::of(peer.ip()) }, None, EVICTED);
+        state.enforce.refuse_knock(&refusal, Knock { peer, ip: IpKey::of(peer.ip()) }, None, EVICTED);
     }
 
     fn admit_line(&self) -> bool {
-        self.0.admit_refusal_line()
+        self.0.enforce.admit_refusal_line()
     }
 }
 
@@ -235,6 +236,7 @@ impl Waiting {
             let knock = Knock { peer, ip: IpKey::of(peer.ip()) };
             let (verdict, pending) = state.guard.accept(knock.ip, state.clock.now());
             state
+                .enforce
                 .judge_knock(verdict, knock, None, "socket dropped")
                 .inspect_err(|r| state.metrics.handshake_refused(r.kind))
                 .ok()?;

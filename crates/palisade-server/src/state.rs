@@ -2,24 +2,24 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use palisade_core::Timestamp;
 use palisade_core::admin::session::AdminSessions;
 use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Ticket, Verdict};
-use palisade_core::log::{LogBudget, LogVerdict};
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::MemoryNonces;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::abuse::Counters;
+use crate::audit::Audit;
 use crate::auth::Login;
+pub(crate) use crate::clock::{Clock, now};
+use crate::enforce::{Enforcement, Handles};
+use crate::hub::Hub;
+use crate::revoke::Revoker;
 use crate::settings::Settings;
 use crate::ws::ConnLimits;
-use crate::ws::hub::Hub;
 
 pub(crate) use crate::gateway::Store;
 
@@ -31,7 +31,7 @@ pub(crate) struct AppState {
     pub(crate) clock: Clock,
     /// What a connection needs of the limits, taken from the config once.
     pub(crate) conn_limits: ConnLimits,
-    pub(crate) hub: Hub,
+    pub(crate) hub: Arc<Hub>,
     /// Replay nonces seen by this node.
     pub(crate) nonces: MemoryNonces,
     /// Rates, scores and the bans in force.
@@ -39,22 +39,22 @@ pub(crate) struct AppState {
     /// Where bans and revocations are kept (the embedded database).
     pub(crate) store: Arc<dyn Store>,
     /// Revoked tokens in force.
-    pub(crate) revocations: Revocations,
+    pub(crate) revocations: Arc<Revocations>,
+    /// Puts fresher reads of the revocations in force.
+    pub(crate) revoker: Revoker,
     /// The own issuer's endpoints, when on (`login.enabled` and a key that
     /// can sign).
     pub(crate) login: Option<Login>,
-    /// Guard decisions, by kind.
-    pub(crate) counters: Counters,
+    /// Performs what the guard decides.
+    pub(crate) enforce: Enforcement,
     /// The audit log's queue.
-    pub(crate) audit: crate::audit::Audit,
+    pub(crate) audit: Arc<Audit>,
     /// Metric handles (`/metrics` on the admin listener).
-    pub(crate) metrics: crate::admin::metrics::Metrics,
+    pub(crate) metrics: Arc<crate::telemetry::Metrics>,
     /// Browser sessions on the admin listener (`POST /api/login`).
     pub(crate) admin_sessions: std::sync::Mutex<AdminSessions>,
     /// External issuers' key set fetches, one at a time per issuer.
     pub(crate) jwks: crate::jwks::JwksFetcher,
-    /// How many refusal lines a flood may write (`log.refusals_per_second`).
-    pub(crate) refusal_log: LogBudget,
     /// The store's last answer to `/readyz`.
     pub(crate) store_probe: crate::admin::StoreProbe,
     /// Cancelled when the server starts shutting down.
@@ -74,14 +74,34 @@ impl AppState {
     ) -> Self {
         // First: it installs the process's recorder, which every metric
         // handle registered after it (the audit queue's too) reports to.
-        let metrics = crate::admin::metrics::Metrics::new();
+        let metrics = Arc::new(crate::telemetry::Metrics::new());
+        let guard = Arc::new(guard);
+        let audit = Arc::new(Audit::new(&settings.config.audit));
+        let hub = Arc::new(Hub::default());
+        let clock = Clock::start();
+        let tasks = TaskTracker::new();
+        let enforce = Enforcement::new(
+            &settings,
+            Handles {
+                guard: Arc::clone(&guard),
+                clock,
+                audit: Arc::clone(&audit),
+                metrics: Arc::clone(&metrics),
+                hub: Arc::clone(&hub),
+                store: Arc::clone(&store),
+                tasks: tasks.clone(),
+            },
+        );
+        let revocations = Arc::new(revocations);
+        let revoker = Revoker::new(Arc::clone(&revocations), Arc::clone(&hub), Arc::clone(&store));
         Self {
             login,
-            guard: Arc::new(guard),
+            guard,
             store,
             revocations,
-            counters: Counters::default(),
-            audit: crate::audit::Audit::new(&settings.config.audit),
+            revoker,
+            enforce,
+            audit,
             metrics,
             admin_sessions: std::sync::Mutex::new(AdminSessions::new(
                 settings.config.admin.max_sessions,
@@ -90,14 +110,13 @@ impl AppState {
             )),
             jwks: crate::jwks::JwksFetcher::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
-            refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),
             store_probe: crate::admin::StoreProbe::default(),
-            clock: Clock::start(),
+            clock,
             conn_limits: ConnLimits::new(&settings),
             settings,
-            hub: Hub::default(),
+            hub,
             shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            tasks,
             open: AtomicUsize::new(0),
         }
     }
@@ -110,21 +129,6 @@ impl AppState {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .ok()
             .map(|_| Slot { state: Arc::clone(self), ticket: None })
-    }
-
-    /// May one more refusal line be written now (`log.refusals_per_second`)?
-    /// The first line allowed after a suppression is preceded by the count
-    /// of lines suppressed, so a flood shows in the log as a number.
-    pub(crate) fn admit_refusal_line(&self) -> bool {
-        match self.refusal_log.admit(self.clock.now()) {
-            LogVerdict::Write { suppressed } => {
-                if suppressed > 0 {
-                    tracing::warn!(suppressed, "refusal log lines suppressed by log.refusals_per_second");
-                }
-                true
-            }
-            LogVerdict::Suppress => false,
-        }
     }
 
     /// Open WebSocket connections.
@@ -165,67 +169,5 @@ impl Drop for Slot {
         if let Some(ticket) = self.ticket.take() {
             self.state.guard.release(ticket);
         }
-    }
-}
-
-/// The wall clock, for the CLI's one-shot token minting; a running server
-/// reads [`Clock`].
-pub(crate) fn now() -> Timestamp {
-    Timestamp::from(std::time::SystemTime::now())
-}
-
-/// The server's clock: the wall time at start plus the monotonic time since,
-/// read through tokio so it stands still under `tokio::time::pause` and
-/// tests advance it instead of sleeping. Wall-clock steps after the start
-/// (NTP, an operator) do not move it, so deadlines never jump; over a long
-/// uptime it drifts from the wall clock only by the monotonic clock's rate
-/// error.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    start_ts: Timestamp,
-    start: Instant,
-}
-
-impl Clock {
-    /// Reads the wall clock once.
-    pub(crate) fn start() -> Self {
-        Self { start_ts: now(), start: Instant::now() }
-    }
-
-    /// The current time.
-    pub(crate) fn now(&self) -> Timestamp {
-        // Rounded down to the millisecond, so at `instant_at(t)` the time is
-        // at least `t` and a timer that fires finds its deadline passed.
-        self.start_ts.saturating_add(self.start.elapsed())
-    }
-
-    /// The tokio instant at which [`Clock::now`] reaches `at`; the start for
-    /// times before it.
-    pub(crate) fn instant_at(&self, at: Timestamp) -> Instant {
-        // Timestamps saturate at u64::MAX ms (about 584 million years), which
-        // an `Instant` may not hold; such a deadline is never reached anyway.
-        const FAR: Duration = Duration::from_secs(100 * 365 * 86_400);
-        self.start + self.start_ts.until(at).min(FAR)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_clock_moves_only_with_tokio_time() {
-        let clock = Clock::start();
-        let t0 = clock.now();
-        tokio::task::yield_now().await;
-        assert_eq!(clock.now(), t0, "paused: no time passes by itself");
-        tokio::time::advance(Duration::from_millis(1500)).await;
-        assert_eq!(clock.now(), t0.saturating_add(Duration::from_millis(1500)));
-        // A deadline on this clock is reached exactly when its instant is.
-        let at = t0.saturating_add(Duration::from_secs(20));
-        tokio::time::sleep_until(clock.instant_at(at)).await;
-        assert_eq!(clock.now(), at);
-        // A past deadline is due at once.
-        assert!(clock.instant_at(t0.saturating_sub(Duration::from_secs(5))) <= Instant::now());
     }
 }

@@ -35,8 +35,8 @@ use tracing::{info, warn};
 
 use super::{api_bans, browser};
 use crate::http::header_str;
+use crate::hub::{ConnFilter, ConnId};
 use crate::state::AppState;
-use crate::ws::hub::{ConnFilter, ConnId};
 
 /// The identity events published through the API carry as `from`.
 pub(crate) const BACKEND: &str = "backend";
@@ -200,13 +200,11 @@ pub(crate) async fn blocking<T: Send + 'static>(
     crate::gateway::blocking(op, f).await.map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-impl AppState {
-    /// Records an admin action in the audit log, and logs it.
-    pub(crate) fn admin_action(&self, actor: &Actor, action: &str, user: Option<&str>) {
-        info!(actor = %actor.who, ip = %actor.ip, action, "admin action");
-        let detail = format!("api: {action} (by {})", actor.who);
-        self.audit.record(Entry::new(self.clock.now(), audit::Kind::AdminAction, &detail).ip(actor.ip).user(user));
-    }
+/// Records an admin action in the audit log, and logs it.
+pub(crate) fn admin_action(state: &AppState, actor: &Actor, action: &str, user: Option<&str>) {
+    info!(actor = %actor.who, ip = %actor.ip, action, "admin action");
+    let detail = format!("api: {action} (by {})", actor.who);
+    state.audit.record(Entry::new(state.clock.now(), audit::Kind::AdminAction, &detail).ip(actor.ip).user(user));
 }
 
 async fn openapi() -> Response {
@@ -268,7 +266,7 @@ async fn close_connection(
     if !state.hub.close(id, CloseCode::Revoked) {
         return Err(ApiError::NotFound("not_found", "no such connection"));
     }
-    state.admin_action(&actor, &format!("closed connection {id} with 4003"), None);
+    admin_action(&state, &actor, &format!("closed connection {id} with 4003"), None);
     Ok(reply(StatusCode::OK, &json!({"closed": 1})))
 }
 
@@ -300,7 +298,7 @@ async fn disconnect(
         Subject::User(user) => Some(&**user),
         Subject::Ip(_) => None,
     };
-    state.admin_action(&actor, &format!("disconnected {subject}: {closed} connection(s) closed with 4003"), user);
+    admin_action(&state, &actor, &format!("disconnected {subject}: {closed} connection(s) closed with 4003"), user);
     Ok(reply(StatusCode::OK, &json!({"closed": closed})))
 }
 
@@ -387,7 +385,7 @@ async fn stats(State(state): State<Arc<AppState>>) -> Response {
 
 /// `POST /api/reload`: re-reads the policy, as SIGHUP does.
 async fn reload(State(state): State<Arc<AppState>>, Extension(actor): Extension<Actor>) -> Result<Response, ApiError> {
-    state.admin_action(&actor, "policy reload requested", None);
+    admin_action(&state, &actor, "policy reload requested", None);
     let reloader = crate::server::Reloader::new(Arc::clone(&state));
     let reloaded = tokio::task::spawn_blocking(move || reloader.reload(&crate::config::ProcessEnv))
         .await
@@ -432,7 +430,7 @@ async fn publish(
     let Some(seq) = seq else {
         return Err(ApiError::NotFound("room_empty", "the room has no members"));
     };
-    state.admin_action(&actor, &format!("published {event} in {room} (seq {seq})"), None);
+    admin_action(&state, &actor, &format!("published {event} in {room} (seq {seq})"), None);
     Ok(reply(StatusCode::OK, &json!({"seq": seq})))
 }
 

@@ -20,7 +20,7 @@ use palisade_protocol::CloseCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{Actor, ApiError, blocking, body, page_size, query, reply};
+use super::api::{Actor, ApiError, admin_action, blocking, body, page_size, query, reply};
 use crate::ops::{self, Via};
 use crate::state::{AppState, Store};
 
@@ -116,7 +116,7 @@ pub(crate) async fn add(
     state.guard.bans().saved(&ban);
     let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
     state.audit.record(banned.entry);
-    state.admin_action(&actor, &format!("banned {}: {closed} connection(s) closed with 4003", ban.subject), None);
+    admin_action(&state, &actor, &format!("banned {}: {closed} connection(s) closed with 4003", ban.subject), None);
     let mut out = ban_json(&ban.subject.to_string(), &ban);
     out["closed"] = Value::from(closed);
     Ok(reply(StatusCode::CREATED, &out))
@@ -145,7 +145,7 @@ pub(crate) async fn lift(
         return Err(ApiError::NotFound("not_found", "no ban on that subject"));
     }
     state.audit.record(entry);
-    state.admin_action(&actor, &format!("lifted the ban on {subject}"), None);
+    admin_action(&state, &actor, &format!("lifted the ban on {subject}"), None);
     Ok(reply(StatusCode::OK, &json!({"lifted": subject.to_string()})))
 }
 
@@ -201,8 +201,8 @@ pub(crate) async fn revoke(
         _ => return Err(ApiError::BadRequest("revoke needs exactly one of token, session and user".into())),
     };
     state.audit.record(entry);
-    state.admin_action(&actor, &done, None);
-    state.reload_revocations().await;
+    admin_action(&state, &actor, &done, None);
+    state.revoker.reload().await;
     Ok(reply(StatusCode::OK, &json!({"status": "revoked"})))
 }
 

@@ -25,10 +25,10 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 
-use super::api::{Actor, ApiError};
+use super::api::{Actor, ApiError, admin_action};
 use super::{Denied, HttpRejection, refuse};
-use crate::abuse::Knock;
 use crate::auth::{AuthRejection, check_password, cookies, ok, read_json};
+use crate::enforce::Knock;
 use crate::http::{all_str, header_str};
 use crate::state::AppState;
 
@@ -185,7 +185,7 @@ pub(super) async fn logout(
         return ApiError::BadRequest("logout without an admin session cookie".into()).into_response();
     };
     state.admin_sessions().close(&value);
-    state.admin_action(&actor, "admin logout", actor.user());
+    admin_action(&state, &actor, "admin logout", actor.user());
     let mut response = ok(&json!({"status": "logged_out"}));
     let secure = state.login.as_ref().is_some_and(crate::auth::Login::secure_cookies);
     cookies::append(&mut response, ADMIN_COOKIE, "", "/", std::time::Duration::ZERO, secure);

@@ -10,7 +10,6 @@
 pub(crate) mod api;
 mod api_bans;
 mod browser;
-pub(crate) mod metrics;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -36,10 +35,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::abuse::Knock;
 use crate::config::ADMIN_REQUEST_TIMEOUT as REQUEST_TIMEOUT;
-use crate::http::{HttpRejection, all_str, header_str, json};
+use crate::enforce::Knock;
+use crate::http::{all_str, header_str};
 use crate::listen::{Door, Limits, Listener};
+use crate::rejection::{HttpRejection, json};
 use crate::settings::Profile;
 use crate::state::AppState;
 
@@ -147,13 +147,13 @@ impl Door for AdminDoor {
     }
 
     fn evicted(&self, peer: SocketAddr, waited: Duration) {
-        if self.0.admit_refusal_line() {
+        if self.0.enforce.admit_refusal_line() {
             warn!(%peer, waited_ms = waited.as_millis(), "admin socket evicted: admin.max_connections full");
         }
     }
 
     fn admit_line(&self) -> bool {
-        self.0.admit_refusal_line()
+        self.0.enforce.admit_refusal_line()
     }
 }
 
@@ -162,7 +162,7 @@ impl Door for AdminDoor {
 /// credential may do is checked per route ([`require_operator`]).
 async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     // Read off the request before awaiting: a request is not `Sync`.
-    let (knock, client) = state.knock_of(&req);
+    let (knock, client) = state.enforce.knock_of(&req);
     let headers = req.headers();
     let authorization = all_str(headers, header::AUTHORIZATION);
     let banned = banned(&state, knock);
@@ -208,7 +208,7 @@ async fn require_operator(State(state): State<Arc<AppState>>, req: Request, next
 /// handshake's, never with the presented value.
 fn refuse(state: &AppState, knock: Knock, kind: Kind, reason: &'static str, user: Option<&str>) -> HttpRejection {
     let refusal = Refusal::new(kind, reason);
-    state.refuse_knock(&refusal, knock, user, ADMIN_REFUSED);
+    state.enforce.refuse_knock(&refusal, knock, user, ADMIN_REFUSED);
     HttpRejection::Refused(Box::new(refusal))
 }
 
@@ -335,7 +335,8 @@ fn banned(state: &AppState, knock: Knock) -> bool {
 }
 
 async fn scrape(State(state): State<Arc<AppState>>) -> Response {
-    match metrics::render(&state) {
+    let bans_active = state.guard.bans().list(state.clock.now()).len();
+    match state.metrics.render(state.open_connections(), bans_active) {
         Some(text) => {
             let mut response = Response::new(axum::body::Body::from(text));
             response.headers_mut().insert(

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use super::reply::{AuthRejection, ok};
 use super::{HASH_QUEUE_WAIT, Login, cookies};
-use crate::abuse::Knock;
+use crate::enforce::Knock;
 use crate::http::{all_str, header_str};
 use crate::state::AppState;
 
@@ -81,7 +81,7 @@ pub(crate) async fn check_password(
     state.throttled(throttle, caller, username)?;
     let Ok(Ok(turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
         let refusal = Refusal::new(Kind::AtCapacity, "login: no turn at password hashing within 2 s");
-        state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
+        state.enforce.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
         return Err(AuthRejection::Refused(Kind::AtCapacity, None));
     };
     // Again, now that it is this attempt's turn: the failures of attempts
@@ -120,13 +120,13 @@ pub(crate) async fn check_password(
                 "login failed"
             );
             let refusal = Refusal::new(Kind::LoginFailure, "login: unknown user or wrong password");
-            state.count_refusal(&refusal);
+            state.enforce.count_refusal(&refusal);
             let detail = format!("{} (locked: {})", refusal.reason, failure.locked);
             state.audit.record(
                 Entry::new(now, audit::Kind::Refused(Kind::LoginFailure), &detail).ip(caller.knock.ip).user(user),
             );
             let escalation = state.guard.penalize(None, caller.knock.ip, None, refusal.kind, now);
-            state.escalate(escalation, caller.knock.ip, None);
+            state.enforce.escalate(escalation, caller.knock.ip, None);
             return Err(AuthRejection::Refused(Kind::LoginFailure, None));
         }
     };
@@ -178,7 +178,7 @@ async fn open_session(
                     .session(sid),
             );
         }
-        state.reload_revocations().await;
+        state.revoker.reload().await;
     }
     info!(user = %user.id, session = %session.id, ip = %caller.knock.ip, cookie, "logged in");
     let access = login.mint(&session, user.roles.clone(), now)?;
@@ -199,7 +199,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
             // an allowed origin may have asked it to.
             state.check_origin(caller.origin.as_deref(), CredentialKind::Ambient).inspect_err(|_| {
                 let refusal = Refusal::new(Kind::Origin, "refresh: cookie without an allowed Origin");
-                state.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
+                state.enforce.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
             })?;
             token
         }
@@ -246,7 +246,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
             Ok(token_pair(login, &session, &user, &access, &next.token))
         }
         (Refreshed::Rotated(session), None) => {
-            state.reload_revocations().await;
+            state.revoker.reload().await;
             Err(state
                 .reject_refresh(&caller, &format!("refresh: user of session {} removed; session ended", session.id)))
         }
@@ -259,7 +259,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
                     .user(Some(&session.user_id))
                     .session(&session.id),
             );
-            state.reload_revocations().await;
+            state.revoker.reload().await;
             Err(state.reject_refresh(&caller, "refresh: token reused"))
         }
         (Refreshed::WrongDevice(session), _) => {
@@ -269,7 +269,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
         (Refreshed::Refused(RefreshVerdict::RecentlyUsed), _) => {
             // Two tabs of one browser refreshing at once: refused, but an
             // honest client's race is no attack, so it is not scored.
-            if state.admit_refusal_line() {
+            if state.enforce.admit_refusal_line() {
                 info!(ip = %caller.knock.ip, "refresh refused: token used moments ago (login.refresh_reuse_grace)");
             }
             Err(AuthRejection::BadRefresh)
@@ -304,7 +304,7 @@ async fn end_sessions(state: &Arc<AppState>, req: Request, all: bool) -> Result<
         }
     })
     .await?;
-    state.reload_revocations().await;
+    state.revoker.reload().await;
     info!(user = %identity.user_id, ip = %caller.knock.ip, ended, all, "logged out");
     let detail = if all { format!("logout of all sessions: {ended} ended") } else { format!("logout: {ended} ended") };
     state.audit.record(
@@ -374,7 +374,7 @@ impl AppState {
     fn door(&self, req: &Request) -> Result<(&Login, Caller), AuthRejection> {
         let (login, caller) = self.caller(req)?;
         self.check_origin(caller.origin.as_deref(), CredentialKind::Bearer).inspect_err(|_| {
-            self.refuse_knock(
+            self.enforce.refuse_knock(
                 &Refusal::new(Kind::Origin, "auth: origin not allowed"),
                 caller.knock,
                 None,
@@ -388,7 +388,7 @@ impl AppState {
     /// banned nor over `abuse.request_rate`.
     pub(crate) fn caller(&self, req: &Request) -> Result<(&Login, Caller), AuthRejection> {
         let login = self.login.as_ref().ok_or(AuthRejection::Refused(Kind::Internal, None))?;
-        let (knock, client) = self.knock_of(req);
+        let (knock, client) = self.enforce.knock_of(req);
         let caller = Caller {
             knock,
             client,
@@ -396,7 +396,8 @@ impl AppState {
             origin: header_str(req.headers(), header::ORIGIN).map(str::to_owned),
         };
         let verdict = self.guard.request(knock.ip, self.clock.now());
-        self.judge_knock(verdict, knock, None, AUTH_REFUSED)
+        self.enforce
+            .judge_knock(verdict, knock, None, AUTH_REFUSED)
             .map_err(|refusal| AuthRejection::Refused(refusal.kind, refusal.retry_after))?;
         Ok((login, caller))
     }
@@ -422,7 +423,7 @@ impl AppState {
         };
         let admitted = self.settings.gate.admit(&request, self.clock.now()).map_err(|r| {
             let kind = r.kind;
-            self.refuse_knock(&r, caller.knock, None, AUTH_REFUSED);
+            self.enforce.refuse_knock(&r, caller.knock, None, AUTH_REFUSED);
             AuthRejection::Refused(kind, None)
         })?;
         let identity = admitted.identity;
@@ -450,19 +451,29 @@ impl AppState {
             Err(blocked) => blocked,
         };
         let reason = format!("login throttled by {:?} (locked: {})", blocked.by, blocked.locked);
-        self.refuse_knock(&Refusal::new(Kind::RateExcess, reason), caller.knock, None, AUTH_REFUSED);
+        self.enforce.refuse_knock(&Refusal::new(Kind::RateExcess, reason), caller.knock, None, AUTH_REFUSED);
         Err(AuthRejection::Refused(Kind::RateExcess, Some(blocked.retry_after)))
     }
 
     /// A refused credential: scored and logged as an authentication failure.
     fn refuse_auth(&self, caller: &Caller, reason: &str) -> AuthRejection {
-        self.refuse_knock(&Refusal::new(Kind::AuthFailure, reason.to_owned()), caller.knock, None, AUTH_REFUSED);
+        self.enforce.refuse_knock(
+            &Refusal::new(Kind::AuthFailure, reason.to_owned()),
+            caller.knock,
+            None,
+            AUTH_REFUSED,
+        );
         AuthRejection::Refused(Kind::AuthFailure, None)
     }
 
     /// A refused refresh: scored as an authentication failure, one body.
     fn reject_refresh(&self, caller: &Caller, reason: &str) -> AuthRejection {
-        self.refuse_knock(&Refusal::new(Kind::AuthFailure, reason.to_owned()), caller.knock, None, AUTH_REFUSED);
+        self.enforce.refuse_knock(
+            &Refusal::new(Kind::AuthFailure, reason.to_owned()),
+            caller.knock,
+            None,
+            AUTH_REFUSED,
+        );
         AuthRejection::BadRefresh
     }
 }
@@ -481,7 +492,7 @@ pub(crate) async fn read_json<T: for<'de> Deserialize<'de>>(
     let json = header_str(req.headers(), header::CONTENT_TYPE)
         .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
     let reject = |why: &str| {
-        if state.admit_refusal_line() {
+        if state.enforce.admit_refusal_line() {
             info!(why, "auth request body refused");
         }
         AuthRejection::BadRequest

@@ -22,9 +22,10 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, error, info, warn};
 
-use super::control::{Control, Request};
-use super::hub::{Member, Membership};
-use super::transport::{Exit, Ws, exit_for_error, finish};
+use super::transport::{Ws, exit_for_error, finish};
+use crate::control::{Control, Request};
+use crate::exit::Exit;
+use crate::hub::{Member, Membership};
 use crate::settings::Settings;
 use crate::state::{AppState, Slot};
 
@@ -288,7 +289,7 @@ impl Conn<'_> {
     /// Performs an escalation of this connection's refusal; the close code
     /// if this connection must close.
     fn escalate(&self, escalation: Escalation) -> Option<CloseCode> {
-        self.state.escalate(escalation, self.session.standing().ip(), Some(&self.session.identity().user_id))
+        self.state.enforce.escalate(escalation, self.session.standing().ip(), Some(&self.session.identity().user_id))
     }
 
     /// Reports what `abuse.dry_run` let through during the last call into
@@ -296,7 +297,7 @@ impl Conn<'_> {
     fn unenforced(&mut self) -> Option<CloseCode> {
         let (refusal, escalation) = self.session.take_unenforced()?;
         let ip = self.session.standing().ip();
-        self.state.report_unenforced(&refusal, ip, Some(&self.session.identity().user_id));
+        self.state.enforce.report_unenforced(&refusal, ip, Some(&self.session.identity().user_id));
         self.escalate(escalation)
     }
 
@@ -395,14 +396,14 @@ impl Conn<'_> {
     /// the client's own text: written clipped, never raw
     /// (docs/ARCHITECTURE.md, "Logs").
     fn refuse(&self, refusal: &Refusal) -> String {
-        self.state.count_refusal(refusal);
+        self.state.enforce.count_refusal(refusal);
         self.state.metrics.rejected(refusal.code());
         let reference = palisade_core::random_id("r_", &mut rand::rng());
         // Only what this program wrote, never text quoted from the message,
         // and the `ref` that finds the log line.
         let detail = format!("{} ref={reference}", audit::message_refusal_detail(refusal));
         self.audit(Entry::new(self.state.clock.now(), audit::Kind::Refused(refusal.kind), &detail));
-        if self.state.admit_refusal_line() {
+        if self.state.enforce.admit_refusal_line() {
             let max = self.limits.max_logged_text;
             warn!(
                 conn = self.rooms.id(),

@@ -5,7 +5,8 @@
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::transport::{Exit, Ws, exit_for_error, finish};
+use super::transport::{Ws, exit_for_error, finish};
+use crate::exit::Exit;
 use crate::state::{AppState, Slot};
 use std::sync::Arc;
 

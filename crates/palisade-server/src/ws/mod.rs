@@ -2,9 +2,7 @@
 //! hub, and the conformance echo endpoint.
 
 mod connection;
-mod control;
 pub(crate) mod echo;
-pub(crate) mod hub;
 pub(crate) mod transport;
 pub(crate) mod upgrade;
 

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Utf8Bytes};
 
 use crate::config::LimitsConfig;
+use crate::exit::Exit;
 
 /// A server-side WebSocket over an upgraded HTTP/1.1 connection.
 pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -34,31 +35,6 @@ pub(crate) fn websocket_config(limits: &LimitsConfig) -> WebSocketConfig {
         // read, so an oversized frame costs nothing to refuse.
         .max_frame_size(Some(limits.max_message_bytes))
         .max_message_size(Some(limits.max_message_bytes))
-}
-
-/// How a connection ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Exit {
-    /// The server closes, with this code, and waits for the peer's reply.
-    Close(CloseCode),
-    /// The peer broke the protocol: send the code, then discard what it
-    /// still sends until it hangs up (the stream may be mid-frame).
-    Fail(CloseCode),
-    /// The peer closed; flush our reply to its close frame.
-    PeerClosed,
-    /// The socket is gone or the peer stopped answering; just drop it.
-    Gone,
-}
-
-impl Exit {
-    /// A short name for the log.
-    pub(crate) fn describe(self) -> String {
-        match self {
-            Self::Close(c) | Self::Fail(c) => format!("{} {}", c.code(), c.reason()),
-            Self::PeerClosed => "closed by peer".to_owned(),
-            Self::Gone => "connection lost".to_owned(),
-        }
-    }
 }
 
 /// What a read error means for the connection.

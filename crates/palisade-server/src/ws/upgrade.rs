@@ -16,7 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::debug;
 
 use super::transport::{Ws, websocket_config};
-use crate::http::{HttpRejection, all_str, header_str};
+use crate::http::{all_str, header_str};
+use crate::rejection::HttpRejection;
 use crate::state::AppState;
 
 /// Checks that a request is a WebSocket upgrade (decided in core, which

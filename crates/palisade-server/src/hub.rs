@@ -18,7 +18,7 @@ use palisade_protocol::CloseCode;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::control::Control;
+use crate::control::Control;
 
 /// Identifies a connection within this process.
 pub(crate) type ConnId = u64;

@@ -1,7 +1,8 @@
 //! Prometheus metrics (docs/ARCHITECTURE.md, "Admin listener and
 //! metrics"): one recorder per process, handles registered once per
 //! server so the message path only bumps atomics, and the text rendered
-//! for `GET /metrics` from the recorder's handle.
+//! for `GET /metrics` from the recorder's handle. A leaf: every layer
+//! records through it.
 //!
 //! The recorder is process-wide (the `metrics` facade allows one), so two
 //! servers in one process (the tests) share every counter. The two gauges
@@ -17,11 +18,11 @@ use ::metrics::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use palisade_core::refusal::Kind;
 use palisade_protocol::{CloseCode, ErrorCode};
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::exit::Exit;
 use crate::gateway::{STORE_ERRORS, STORE_LATENCY};
-use crate::state::AppState;
-use crate::ws::transport::Exit;
 
 /// How often histogram samples are folded into their buckets: until then
 /// each sample is kept, so without scrapes they would pile up.
@@ -35,6 +36,8 @@ const PIPELINE_BUCKETS: [f64; 12] =
 const STORE_BUCKETS: [f64; 12] = [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 5.0];
 
 const PIPELINE: &str = "palisade_pipeline_latency_seconds";
+/// The metric of sockets a listener dropped, by listener and reason.
+pub(crate) const DROPPED: &str = "palisade_sockets_dropped_total";
 
 /// Close labels besides the close codes: the peer closed (with a code of
 /// its choosing), or the socket was lost without a close.
@@ -76,10 +79,7 @@ fn describe() {
         "WebSocket connections closed, by close code (peer: the client closed; lost: no close)."
     );
     describe_counter!("palisade_handshakes_refused_total", "Sockets and upgrades refused, by refusal kind.");
-    describe_counter!(
-        crate::listen::DROPPED,
-        "Sockets a listener dropped, by listener and reason (evicted, silent, peer_cap, full)."
-    );
+    describe_counter!(DROPPED, "Sockets a listener dropped, by listener and reason (evicted, silent, peer_cap, full).");
     describe_counter!("palisade_messages_in_total", "Text frames received from clients.");
     describe_counter!("palisade_messages_out_total", "Text frames sent to clients.");
     describe_counter!("palisade_rejections_total", "Client requests refused with an error frame, by error code.");
@@ -193,28 +193,27 @@ impl Metrics {
     pub(crate) fn pipeline_since(&self, started: Instant) {
         self.pipeline.record(started.elapsed());
     }
+
+    /// The Prometheus text, with the gauges set from the scraped server's
+    /// counts, or `None` when the recorder could not be installed.
+    pub(crate) fn render(&self, open_connections: usize, bans_active: usize) -> Option<String> {
+        let handle = handle()?;
+        self.connections.set(open_connections as f64);
+        self.bans_active.set(bans_active as f64);
+        Some(handle.render())
+    }
 }
 
-/// Folds histogram samples into buckets every [`UPKEEP_EVERY`] until the
-/// server shuts down.
-pub(crate) async fn upkeep(state: std::sync::Arc<AppState>) {
+/// Folds histogram samples into buckets every [`UPKEEP_EVERY`] until
+/// `shutdown`.
+pub(crate) async fn upkeep(shutdown: CancellationToken) {
     let Some(handle) = handle() else { return };
     let mut tick = tokio::time::interval(UPKEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return,
             _ = tick.tick() => handle.run_upkeep(),
         }
     }
-}
-
-/// The Prometheus text for `state`'s server, or `None` when the recorder
-/// could not be installed.
-pub(crate) fn render(state: &AppState) -> Option<String> {
-    let handle = handle()?;
-    let metrics = &state.metrics;
-    metrics.connections.set(state.open_connections() as f64);
-    metrics.bans_active.set(state.guard.bans().list(state.clock.now()).len() as f64);
-    Some(handle.render())
 }

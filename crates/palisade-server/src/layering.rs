@@ -1,0 +1,80 @@
+//! The server crate's layers (docs/ARCHITECTURE.md, "Layers of the server
+//! crate"): handlers on top, services below them, leaves at the bottom,
+//! and `AppState` only where the services are assembled. A service that
+//! imports the assembly or a handler pulls the whole crate back into one
+//! import cycle, so this test reads their source and refuses it.
+
+/// Every module that must stay below the handlers and the assembly.
+const SERVICES: [(&str, &str); 10] = [
+    ("gateway.rs", include_str!("gateway.rs")),
+    ("ops.rs", include_str!("ops.rs")),
+    ("enforce.rs", include_str!("enforce.rs")),
+    ("clock.rs", include_str!("clock.rs")),
+    ("rejection.rs", include_str!("rejection.rs")),
+    ("revoke.rs", include_str!("revoke.rs")),
+    ("hub.rs", include_str!("hub.rs")),
+    ("control.rs", include_str!("control.rs")),
+    ("telemetry.rs", include_str!("telemetry.rs")),
+    ("exit.rs", include_str!("exit.rs")),
+];
+
+/// The assembly and the handler modules (top-level names under `crate::`).
+const ABOVE: [&str; 13] =
+    ["state", "abuse", "admin", "auth", "cli", "edge", "follow", "handshake", "http", "jwks", "listen", "server", "ws"];
+
+/// The crate paths `code` names (`crate::a::b` and each item of
+/// `crate::{a, b::c}`), without the `crate::`.
+fn crate_paths(code: &str) -> Vec<String> {
+    let mut paths = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        let items: Vec<&str> = match rest.strip_prefix('{') {
+            Some(group) => group[..group.find('}').unwrap_or(group.len())].split(',').collect(),
+            None => vec![rest],
+        };
+        for item in items {
+            let path = item.trim().chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// What `source` says outside its tests and comments.
+fn code_of(source: &str) -> String {
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    code.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+}
+
+/// Why `source` breaks the layering, if it does.
+fn violations(source: &str) -> Vec<String> {
+    let code = code_of(source);
+    let mut found: Vec<String> = crate_paths(&code)
+        .into_iter()
+        .filter(|path| {
+            let top = path.split("::").next().unwrap_or_default();
+            ABOVE.contains(&top)
+        })
+        .map(|path| format!("crate::{path}"))
+        .collect();
+    if code.contains("AppState") {
+        found.push("AppState".into());
+    }
+    found
+}
+
+#[test]
+fn services_import_neither_the_state_nor_a_handler() {
+    for (name, source) in SERVICES {
+        assert_eq!(violations(source), Vec::<String>::new(), "{name} reaches above the services");
+    }
+}
+
+#[test]
+fn the_check_sees_every_way_of_naming_what_is_above() {
+    assert_eq!(violations("use crate::state::AppState;"), ["crate::state::AppState", "AppState"]);
+    assert_eq!(violations("use crate::{gateway::call, http::json};"), ["crate::http::json"]);
+    assert_eq!(violations("let x = crate::ws::serve(s);"), ["crate::ws::serve"]);
+    assert!(violations("use crate::gateway::Store;\n// crate::state is above\n").is_empty());
+    assert!(violations("fn f() {}\n#[cfg(test)]\nmod tests { use crate::state::AppState; }").is_empty());
+}
