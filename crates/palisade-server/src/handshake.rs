@@ -62,7 +62,7 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     // An external issuer's key set is fetched, if due, before the token is
     // verified (docs/ARCHITECTURE.md, "External issuers").
     if let Some(token) = state.settings.gate.presented_token(&handshake) {
-        crate::jwks::before_verify(&state, token).await;
+        state.fetch_keys_for(token).await;
     }
     let admitted = state.settings.gate.admit(&handshake, now).map_err(|r| state.enforce.refuse(r, knock, None))?;
     // A revoked token is one more authentication failure: the same 401.

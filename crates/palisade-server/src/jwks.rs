@@ -19,7 +19,7 @@ use dashmap::DashMap;
 use http::{StatusCode, header};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
-use palisade_core::auth::FetchRequest;
+use palisade_core::auth::{FetchRequest, Issuers};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -27,7 +27,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use tracing::{info, warn};
 
-use crate::state::AppState;
+use crate::clock::Clock;
 
 /// One fetch at a time per issuer: handshakes that need the same missing
 /// key wait for the one fetch under way, then find its keys.
@@ -41,30 +41,36 @@ impl JwksFetcher {
     fn lock(&self, issuer: &str) -> Arc<tokio::sync::Mutex<()>> {
         Arc::clone(&self.locks.entry(issuer.to_owned()).or_default())
     }
+
+    /// Before `token` is verified against `issuers` (at the handshake, on
+    /// the admin listener, or when a `refresh` frame's session asks for its
+    /// keys): when it names a key set issuer whose key the cache lacks,
+    /// fetch the set if the issuer's rate allows. A failed fetch is logged;
+    /// the verification that follows then refuses the token like any other
+    /// (401, `forbidden`).
+    pub(crate) async fn before_verify(&self, issuers: &Issuers, clock: &Clock, token: &str) {
+        if !issuers.has_jwks() {
+            return;
+        }
+        let Some(issuer) = issuers.key_wanted(token, clock.now()) else {
+            return;
+        };
+        let lock = self.lock(&issuer);
+        let _held = lock.lock().await;
+        // Whoever waited finds the keys the fetch before it installed, or
+        // the issuer's interval not yet over: no second fetch either way.
+        let Some(req) = issuers.needs_fetch(token, clock.now()) else {
+            return;
+        };
+        install(issuers, clock, &req).await;
+    }
 }
 
-/// Before `token` is verified (at the handshake, on the admin listener, or
-/// when a `refresh` frame's session asks for its keys):
-/// when it names a key set issuer whose key the cache lacks, fetch the set
-/// if the issuer's rate allows. A failed fetch is logged; the verification
-/// that follows then refuses the token like any other (401, `forbidden`).
-pub(crate) async fn before_verify(state: &AppState, token: &str) {
-    let issuers = state.settings.gate.verifier().issuers();
-    if !issuers.has_jwks() {
-        return;
-    }
-    let Some(issuer) = issuers.key_wanted(token, state.clock.now()) else {
-        return;
-    };
-    let lock = state.jwks.lock(&issuer);
-    let _held = lock.lock().await;
-    // Whoever waited finds the keys the fetch before it installed, or the
-    // issuer's interval not yet over: no second fetch either way.
-    let Some(req) = issuers.needs_fetch(token, state.clock.now()) else {
-        return;
-    };
-    match fetch(&req).await {
-        Ok(body) => match issuers.install_jwks(&req.issuer, &body, state.clock.now()) {
+/// Fetches the key set `req` names and installs it for its issuer; on any
+/// failure the keys in force stay (logged).
+async fn install(issuers: &Issuers, clock: &Clock, req: &FetchRequest) {
+    match fetch(req).await {
+        Ok(body) => match issuers.install_jwks(&req.issuer, &body, clock.now()) {
             Ok(done) if done.keys == 0 => warn!(
                 issuer = %req.issuer, url = %req.url, bytes = body.len(), skipped = done.skipped,
                 "jwks fetched: no usable key (every token of this issuer is refused until the next fetch)"

@@ -131,7 +131,17 @@ impl Server {
         // Outside the task tracker: it must outlive every connection task,
         // to write what they recorded while closing, and stop after them.
         let audit_stop = CancellationToken::new();
-        let audit_writer = crate::audit::spawn_writer(&state, audit_stop.clone());
+        let config = &state.settings.config;
+        let parts = crate::audit::Parts {
+            audit: Arc::clone(&state.audit),
+            store: Arc::clone(&state.store),
+            metrics: Arc::clone(&state.metrics),
+            clock: state.clock,
+            config: config.audit.clone(),
+            checkpoint_file: config.audit.checkpoint_path(&config.base_dir),
+            key: state.settings.audit_key.clone(),
+        };
+        let audit_writer = crate::audit::spawn_writer(parts, audit_stop.clone());
         state.tasks.spawn(crate::telemetry::upkeep(state.shutdown.clone()));
         // Outside the task tracker too: it answers /readyz with 503 while
         // the connections drain, and stops after them.

@@ -131,6 +131,12 @@ impl AppState {
             .map(|_| Slot { state: Arc::clone(self), ticket: None })
     }
 
+    /// Fetches the key set `token` needs before it is verified, if one is
+    /// due (`JwksFetcher::before_verify`).
+    pub(crate) async fn fetch_keys_for(&self, token: &str) {
+        self.jwks.before_verify(self.settings.gate.verifier().issuers(), &self.clock, token).await;
+    }
+
     /// Open WebSocket connections.
     pub(crate) fn open_connections(&self) -> usize {
         self.open.load(Ordering::Acquire)

@@ -282,7 +282,7 @@ async fn authorize(
     }
     // Not a key: perhaps a token. An external issuer's key set is fetched,
     // if due, first, as at the handshake.
-    crate::jwks::before_verify(state, presented).await;
+    state.fetch_keys_for(presented).await;
     let identity = match state.settings.gate.verifier().verify(presented, now) {
         Ok(identity) => identity,
         // One reason for a wrong key and a bad token alike: the log says no

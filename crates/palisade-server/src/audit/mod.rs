@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::config::AuditConfig;
 
-pub(crate) use writer::spawn_writer;
+pub(crate) use writer::{Parts, spawn_writer};
 
 /// Most (kind, subject) keys folded at once: past it refusals go to the
 /// queue unfolded, so a flood from many addresses costs bounded memory.

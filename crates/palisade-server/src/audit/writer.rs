@@ -13,9 +13,11 @@ use palisade_core::store::StoreError;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::Lanes;
-use crate::config::AuditKey;
-use crate::state::{AppState, Store};
+use super::{Audit, Lanes};
+use crate::clock::Clock;
+use crate::config::{AuditConfig, AuditKey};
+use crate::gateway::Store;
+use crate::telemetry::Metrics;
 
 /// Most entries written in one transaction: a flood becomes few, larger
 /// transactions instead of one `fsync` per record.
@@ -24,32 +26,46 @@ const BATCH: usize = 256;
 /// How often `audit.retention` is applied (and once at start).
 const RETAIN_EVERY: Duration = Duration::from_secs(60);
 
+/// What the writer works with, handed over by the assembly once.
+pub(crate) struct Parts {
+    /// The queue it drains, and whose health it reports.
+    pub(crate) audit: Arc<Audit>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: Clock,
+    /// `[audit]`, with `checkpoint_file` already resolved against the
+    /// config's directory.
+    pub(crate) config: AuditConfig,
+    pub(crate) checkpoint_file: Option<PathBuf>,
+    pub(crate) key: Option<AuditKey>,
+}
+
 /// Starts the writer, if the log is on; it runs until `stop` is cancelled,
 /// then writes what is queued and a last checkpoint.
-pub(crate) fn spawn_writer(state: &Arc<AppState>, stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
-    let lanes = state.audit.take_receivers()?;
+pub(crate) fn spawn_writer(parts: Parts, stop: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    let lanes = parts.audit.take_receivers()?;
     // Set before the task first runs, cleared when its future is dropped:
     // when it returns, panics, or is never polled.
-    state.audit.alive.store(true, Ordering::Release);
-    let alive = Alive(Arc::clone(state));
+    parts.audit.alive.store(true, Ordering::Release);
+    let alive = Alive(Arc::clone(&parts.audit));
     Some(tokio::spawn(async move {
-        writer(Arc::clone(&alive.0), lanes, stop).await;
+        writer(Arc::new(parts), lanes, stop).await;
         drop(alive);
     }))
 }
 
 /// Marks the writer stopped when dropped.
-struct Alive(Arc<AppState>);
+struct Alive(Arc<Audit>);
 
 impl Drop for Alive {
     fn drop(&mut self) {
-        self.0.audit.alive.store(false, Ordering::Release);
+        self.0.alive.store(false, Ordering::Release);
     }
 }
 
 /// The writer's state between batches.
 struct Writer {
-    state: Arc<AppState>,
+    state: Arc<Parts>,
     key: Option<AuditKey>,
     file: Option<PathBuf>,
     every: u64,
@@ -65,15 +81,15 @@ struct Writer {
     lost_told: (u64, u64),
 }
 
-async fn writer(state: Arc<AppState>, mut lanes: Lanes, stop: CancellationToken) {
-    let config = &state.settings.config.audit;
+async fn writer(state: Arc<Parts>, mut lanes: Lanes, stop: CancellationToken) {
+    let config = &state.config;
     let store = Arc::clone(&state.store);
     // The chain goes on from the head in the store; every append chains in
     // its transaction, and checks that the last checkpoint signed (by an
     // earlier run, from the checkpoint file, else this head) is still there,
     // so a chain rewritten while the server was down is not signed either.
-    let file = config.checkpoint_path(&state.settings.config.base_dir);
-    let key = state.settings.audit_key.clone();
+    let file = state.checkpoint_file.clone();
+    let key = state.key.clone();
     let last_signed = match (&file, &key) {
         (Some(path), Some(key)) => last_checkpoint(path.clone(), key.clone()).await,
         _ => None,
@@ -299,7 +315,7 @@ impl Writer {
     /// carrying the signed checkpoint of the last one removed, so what is
     /// kept still verifies from there.
     async fn retain(&mut self) {
-        let retention = self.state.settings.config.audit.retention.clone();
+        let retention = self.state.config.retention.clone();
         let (Some(key), Some(signed)) = (self.key.clone(), self.signed) else { return };
         let below = signed.0;
         if !retention.prunes() || self.state.audit.is_broken() {

@@ -246,7 +246,7 @@ impl Conn<'_> {
                     // the frame has passed its rate (outside the pipeline's
                     // measured time: it is I/O), then the frame resumes.
                     Decision::KeysWanted { token } => {
-                        crate::jwks::before_verify(self.state, &token).await;
+                        self.state.fetch_keys_for(&token).await;
                         started = std::time::Instant::now();
                         self.decide(text.as_str(), self.state.clock.now(), Session::resume)
                     }
