@@ -14,8 +14,8 @@ use palisade_core::transport::{TransportFacts, TransportVerdict, judge};
 use tracing::info;
 
 use crate::enforce::peer_of;
-use crate::http::all_str;
-use crate::rejection::HttpRejection;
+use crate::headers::all_str;
+use crate::rejection::{HttpRejection, SECURITY_HEADERS};
 use crate::settings::Profile;
 use crate::state::AppState;
 
@@ -23,16 +23,6 @@ use crate::state::AppState;
 /// accept loop.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ViaTls(pub(crate) bool);
-
-/// The headers on every answer, the TLS port's raw 426 included (written
-/// before any HTTP stack runs, so it copies them from here). Nothing may be
-/// loaded into, framed from or sniffed out of what the server answers: it
-/// serves JSON, and any page it serves later brings its own narrower policy.
-pub(crate) const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::REFERRER_POLICY, "no-referrer"),
-    (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
-];
 
 /// The public listener's edge: a plaintext request where TLS is required
 /// gets 426; every answer gets the security headers, and HSTS when secure.

@@ -18,7 +18,7 @@ use palisade_core::session::Session;
 use palisade_protocol::SUBPROTOCOL;
 use tracing::info;
 
-use crate::http::{all_str, header_str, joined};
+use crate::headers::{all_str, header_str, joined};
 use crate::rejection::HttpRejection;
 use crate::state::AppState;
 use crate::ws::{serve_connection, upgrade};

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::get;
-use http::{HeaderMap, StatusCode, header};
+use http::StatusCode;
 use palisade_core::refusal::{Kind, Refusal};
 
 use crate::handshake::websocket;
@@ -41,21 +41,4 @@ async fn conformance_echo(State(state): State<Arc<AppState>>, mut req: Request) 
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);
     Ok(upgrade::switch(&state, on_upgrade, accept, None, move |ws| echo::serve(ws, task_state, slot)))
-}
-
-/// A header as text; a value that is not visible ASCII reads as empty, which
-/// no check accepts.
-pub(crate) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
-    headers.get(name).map(|v| v.to_str().unwrap_or(""))
-}
-
-/// Every value of a header, in order, read as [`header_str`] reads one.
-pub(crate) fn all_str(headers: &HeaderMap, name: header::HeaderName) -> Vec<&str> {
-    headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("")).collect()
-}
-
-/// Every value of a repeatable header, comma-joined.
-pub(crate) fn joined(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    let values = all_str(headers, name);
-    (!values.is_empty()).then(|| values.join(","))
 }

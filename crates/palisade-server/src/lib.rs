@@ -22,14 +22,18 @@ mod exit;
 mod follow;
 mod gateway;
 mod handshake;
+mod headers;
 mod http;
 mod hub;
 mod jwks;
 #[cfg(test)]
 mod layering;
 mod listen;
+mod login;
 mod ops;
+mod probe;
 mod rejection;
+mod reload;
 mod revoke;
 pub mod server;
 pub mod settings;

@@ -3,9 +3,24 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{StatusCode, header};
+use http::{HeaderName, StatusCode, header};
 use palisade_core::refusal::Refusal;
 use palisade_core::transport::UpgradeRejection;
+
+/// The body of a 426 (a plaintext request where TLS is required).
+pub(crate) const TLS_REQUIRED_BODY: &str = r#"{"error":"tls_required","message":"use https or wss"}"#;
+/// The `Upgrade` header of a 426: the versions this listener speaks.
+pub(crate) const TLS_UPGRADE_OFFER: &str = "TLS/1.3, TLS/1.2";
+
+/// The headers on every answer, the TLS port's raw 426 included (written
+/// before any HTTP stack runs, so it copies them from here). Nothing may be
+/// loaded into, framed from or sniffed out of what the server answers: it
+/// serves JSON, and any page it serves later brings its own narrower policy.
+pub(crate) const SECURITY_HEADERS: [(HeaderName, &str); 3] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+];
 
 /// Why an HTTP request was refused. Bodies are short, generic JSON.
 #[derive(Debug, Clone)]
@@ -43,10 +58,8 @@ impl IntoResponse for HttpRejection {
                 return response;
             }
             Self::TlsRequired => {
-                let mut response = json(StatusCode::UPGRADE_REQUIRED, crate::tls::TLS_REQUIRED_BODY);
-                response
-                    .headers_mut()
-                    .insert(header::UPGRADE, http::HeaderValue::from_static(crate::tls::TLS_UPGRADE_OFFER));
+                let mut response = json(StatusCode::UPGRADE_REQUIRED, TLS_REQUIRED_BODY);
+                response.headers_mut().insert(header::UPGRADE, http::HeaderValue::from_static(TLS_UPGRADE_OFFER));
                 return response;
             }
             Self::NotFound => (StatusCode::NOT_FOUND, r#"{"error":"not_found","message":"no such endpoint"}"#),

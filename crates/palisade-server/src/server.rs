@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
-use palisade_core::audit::{self, Entry};
 use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Pending};
 use palisade_core::refusal::{Kind, Refusal};
@@ -19,14 +18,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::abuse::{Stats, sweep};
-use crate::auth::Login;
-use crate::config::{ConfigError, Env, ProcessEnv};
+use crate::config::ConfigError;
 use crate::enforce::Knock;
 use crate::follow::follow_store;
 use crate::http::router;
 use crate::listen::{Door, Limits, Listener};
+use crate::login::Login;
 use crate::settings::Settings;
 use crate::state::{AppState, Store};
+
+pub use crate::reload::Reloader;
 
 /// Errors that stop the server.
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +113,7 @@ impl Server {
 
     /// A handle that reloads the policy from the config file, as SIGHUP does.
     pub fn reloader(&self) -> Reloader {
-        Reloader(Arc::clone(&self.state))
+        Reloader::new(Arc::clone(&self.state))
     }
 
     /// Serves until `signal` resolves, then closes every connection with
@@ -121,7 +122,7 @@ impl Server {
     pub async fn run(self, signal: impl Future<Output = ()>) {
         let Self { state, listener, admin, .. } = self;
         #[cfg(unix)]
-        state.tasks.spawn(reload_on_sighup(Reloader(Arc::clone(&state)), state.shutdown.clone()));
+        state.tasks.spawn(crate::reload::reload_on_sighup(Reloader::new(Arc::clone(&state)), state.shutdown.clone()));
         state.tasks.spawn(follow_store(Arc::clone(&state)));
         if let Some(tls) = &state.settings.tls {
             let every = state.settings.config.server.tls.watch_interval;
@@ -261,69 +262,6 @@ impl Drop for Waiting {
         if let Some(pending) = self.pending.take() {
             self.state.guard.answered(pending);
         }
-    }
-}
-
-/// Reloads the policy of a running server.
-#[derive(Debug, Clone)]
-pub struct Reloader(Arc<AppState>);
-
-impl Reloader {
-    /// A reloader of `state`'s policy (the admin API's `POST /api/reload`).
-    pub(crate) fn new(state: Arc<AppState>) -> Self {
-        Self(state)
-    }
-
-    /// Re-reads the config file and swaps the policy in atomically; on
-    /// error the policy in force stays. Either way the outcome is logged.
-    pub fn reload(&self, env: &dyn Env) -> Result<(), ConfigError> {
-        let result = self.0.settings.reload_policy(env);
-        // Only the key at fault, never the error's text: a TOML parser's
-        // message can quote a line of the file, and the file holds secrets.
-        let detail = match &result {
-            Ok(()) => "policy reloaded".to_owned(),
-            Err(ConfigError::Invalid { key, .. }) => format!("policy reload refused: config key `{key}`"),
-            Err(_) => "policy reload refused: the config file is unreadable or not TOML, or an override is malformed"
-                .to_owned(),
-        };
-        let entry = Entry::new(self.0.clock.now(), audit::Kind::ConfigReload, &detail);
-        self.0.audit.record(if result.is_ok() { entry } else { entry.severity(audit::Severity::Warning) });
-        match &result {
-            Ok(()) => {
-                info!("policy reloaded");
-                // Memberships the new policy no longer allows end now, not
-                // at the member's next message (docs/ARCHITECTURE.md).
-                self.0.hub.recheck_all();
-            }
-            Err(e) => warn!(error = %e, "policy reload failed; keeping the policy in force"),
-        }
-        result
-    }
-}
-
-#[cfg(unix)]
-async fn reload_on_sighup(reloader: Reloader, shutdown: tokio_util::sync::CancellationToken) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        warn!("cannot listen for SIGHUP; policy reload by signal is off");
-        return;
-    };
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            got = hup.recv() => if got.is_none() { return },
-        }
-        // Reading files and compiling schemas blocks; keep it off the
-        // runtime's workers. A failed reload is logged by `reload` and
-        // changes nothing. The certificate is read again too: rotation
-        // by signal, without a restart.
-        let reloader = reloader.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Some(tls) = &reloader.0.settings.tls {
-                tls.reload();
-            }
-            reloader.reload(&ProcessEnv)
-        })
-        .await;
     }
 }
 

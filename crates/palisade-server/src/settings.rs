@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -235,4 +236,37 @@ pub fn compile_policy(config: &Config) -> Result<Policy, ConfigError> {
 fn read(base: &Path, file: &str, key: &str) -> Result<String, ConfigError> {
     let path = base.join(file);
     std::fs::read_to_string(&path).map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))
+}
+
+/// The limits a connection task needs, taken from the config once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    /// Events queued for the connection before it is a slow consumer.
+    pub(crate) outbound_queue: usize,
+    /// Longest one write may wait for the peer to drain its socket before
+    /// the peer is a slow consumer: the heartbeat's silence limit.
+    pub(crate) write_timeout: Duration,
+    /// How long closing waits for the peer.
+    pub(crate) close_timeout: Duration,
+    /// Told to the client in `welcome`.
+    pub(crate) heartbeat_interval: Duration,
+    /// Told to the client in `welcome`.
+    pub(crate) max_message_bytes: usize,
+    /// Longest client text written into one log field.
+    pub(crate) max_logged_text: usize,
+}
+
+impl ConnLimits {
+    /// What a connection needs of `settings`.
+    pub(crate) fn new(settings: &Settings) -> Self {
+        let limits = &settings.config.limits;
+        Self {
+            outbound_queue: limits.outbound_queue,
+            write_timeout: settings.session.silence_limit,
+            close_timeout: limits.close_timeout,
+            heartbeat_interval: limits.heartbeat_interval,
+            max_message_bytes: limits.max_message_bytes,
+            max_logged_text: settings.config.log.max_client_text,
+        }
+    }
 }

@@ -13,13 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
-use crate::auth::Login;
 pub(crate) use crate::clock::{Clock, now};
 use crate::enforce::{Enforcement, Handles};
 use crate::hub::Hub;
+use crate::login::Login;
 use crate::revoke::Revoker;
-use crate::settings::Settings;
-use crate::ws::ConnLimits;
+use crate::settings::{ConnLimits, Settings};
 
 pub(crate) use crate::gateway::Store;
 
@@ -56,7 +55,7 @@ pub(crate) struct AppState {
     /// External issuers' key set fetches, one at a time per issuer.
     pub(crate) jwks: crate::jwks::JwksFetcher,
     /// The store's last answer to `/readyz`.
-    pub(crate) store_probe: crate::admin::StoreProbe,
+    pub(crate) store_probe: crate::probe::StoreProbe,
     /// Cancelled when the server starts shutting down.
     pub(crate) shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
@@ -110,7 +109,7 @@ impl AppState {
             )),
             jwks: crate::jwks::JwksFetcher::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
-            store_probe: crate::admin::StoreProbe::default(),
+            store_probe: crate::probe::StoreProbe::default(),
             clock,
             conn_limits: ConnLimits::new(&settings),
             settings,

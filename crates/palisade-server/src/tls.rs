@@ -25,13 +25,10 @@ use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
+use crate::rejection::{SECURITY_HEADERS, TLS_REQUIRED_BODY, TLS_UPGRADE_OFFER};
+
 /// The first byte of every TLS record that opens a handshake.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-/// The body of a 426 (a plaintext request where TLS is required).
-pub(crate) const TLS_REQUIRED_BODY: &str = r#"{"error":"tls_required","message":"use https or wss"}"#;
-/// The `Upgrade` header of a 426: the versions this listener speaks.
-pub(crate) const TLS_UPGRADE_OFFER: &str = "TLS/1.3, TLS/1.2";
 
 /// The whole answer to a plaintext request on the TLS port, written before
 /// any HTTP parser has run, with the headers of every other answer.
@@ -41,7 +38,7 @@ fn upgrade_required() -> String {
          Content-Type: application/json\r\nContent-Length: {}\r\n",
         TLS_REQUIRED_BODY.len()
     );
-    for (name, value) in crate::edge::SECURITY_HEADERS {
+    for (name, value) in SECURITY_HEADERS {
         answer.push_str(&format!("{name}: {value}\r\n"));
     }
     answer.push_str("\r\n");

@@ -20,7 +20,7 @@ use palisade_protocol::CloseCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{Actor, ApiError, admin_action, blocking, body, page_size, query, reply};
+use super::shared::{Actor, ApiError, admin_action, blocking, body, page_size, query, reply};
 use crate::ops::{self, Via};
 use crate::state::{AppState, Store};
 

@@ -25,11 +25,11 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::info;
 
-use super::api::{Actor, ApiError, admin_action};
+use super::shared::{Actor, ApiError, admin_action};
 use super::{Denied, HttpRejection, refuse};
 use crate::auth::{AuthRejection, check_password, cookies, ok, read_json};
 use crate::enforce::Knock;
-use crate::http::{all_str, header_str};
+use crate::headers::{all_str, header_str};
 use crate::state::AppState;
 
 /// What a cookie-borne request presents, read off it before any await.
@@ -187,7 +187,7 @@ pub(super) async fn logout(
     state.admin_sessions().close(&value);
     admin_action(&state, &actor, "admin logout", actor.user());
     let mut response = ok(&json!({"status": "logged_out"}));
-    let secure = state.login.as_ref().is_some_and(crate::auth::Login::secure_cookies);
+    let secure = state.login.as_ref().is_some_and(crate::login::Login::secure_cookies);
     cookies::append(&mut response, ADMIN_COOKIE, "", "/", std::time::Duration::ZERO, secure);
     response
 }

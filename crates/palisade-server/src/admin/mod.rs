@@ -10,8 +10,8 @@
 pub(crate) mod api;
 mod api_bans;
 mod browser;
+mod shared;
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,6 @@ use palisade_core::guard::Subject;
 use palisade_core::handshake::cookie;
 use palisade_core::login::device::{DeviceVerdict, fingerprint};
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::store::StoreError;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,7 +36,7 @@ use tracing::{info, warn};
 
 use crate::config::ADMIN_REQUEST_TIMEOUT as REQUEST_TIMEOUT;
 use crate::enforce::Knock;
-use crate::http::{all_str, header_str};
+use crate::headers::{all_str, header_str};
 use crate::listen::{Door, Limits, Listener};
 use crate::rejection::{HttpRejection, json};
 use crate::settings::Profile;
@@ -45,11 +44,6 @@ use crate::state::AppState;
 
 /// The log message of a refused admin request.
 const ADMIN_REFUSED: &str = "admin request refused";
-/// How long `/readyz` waits for the store's answer.
-const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long the store's answer to `/readyz` is kept: a load balancer
-/// probes every few seconds, a flood costs one store query per period.
-const STORE_PROBE_KEPT: Duration = Duration::from_secs(1);
 
 /// Whether the credentialed routes are served: with an API key (operator
 /// or viewer), or in the dev profile (admin-role tokens and logins only). A
@@ -191,9 +185,9 @@ async fn require_admin(State(state): State<Arc<AppState>>, req: Request, next: N
 }
 
 /// Lets an action through only for an operator; runs after
-/// [`require_admin`], which put the [`api::Actor`] there.
+/// [`require_admin`], which put the [`shared::Actor`] there.
 async fn require_operator(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let Some(actor) = req.extensions().get::<api::Actor>() else {
+    let Some(actor) = req.extensions().get::<shared::Actor>() else {
         return HttpRejection::Refused(Box::new(Refusal::new(Kind::Internal, "admin: no actor"))).into_response();
     };
     if !actor.role.allows(AdminRole::Operator) {
@@ -240,8 +234,8 @@ fn settle(
     state: &AppState,
     knock: Knock,
     banned: bool,
-    checked: Result<api::Actor, Denied>,
-) -> Result<api::Actor, HttpRejection> {
+    checked: Result<shared::Actor, Denied>,
+) -> Result<shared::Actor, HttpRejection> {
     match checked {
         Ok(actor) if !banned || actor.role.allows(AdminRole::Operator) => Ok(actor),
         Err(Denied::Failed(rejection)) => Err(rejection),
@@ -268,12 +262,12 @@ async fn authorize(
     knock: Knock,
     presented: Option<&str>,
     device: &Device,
-) -> Result<api::Actor, Denied> {
+) -> Result<shared::Actor, Denied> {
     let now = state.clock.now();
     let Some(presented) = presented else {
         return Err(Denied::new(Kind::AuthFailure, "admin: no bearer credential"));
     };
-    let actor = |who: String, role| api::Actor { who, ip: knock.ip, peer: knock.peer, role };
+    let actor = |who: String, role| shared::Actor { who, ip: knock.ip, peer: knock.peer, role };
     if state.settings.admin_keys.check(presented) {
         return Ok(actor("api_key".to_owned(), AdminRole::Operator));
     }
@@ -400,81 +394,14 @@ impl Readiness {
 pub(crate) async fn readiness(state: &AppState) -> Readiness {
     let shutting_down = state.shutdown.is_cancelled();
     let audit_writer = !state.settings.config.audit.enabled || state.audit.is_alive();
-    let store = Arc::clone(&state.store);
-    // `PRAGMA data_version`: a query through the store's connection that
-    // reads nothing but the file's change counter.
-    let store = state.store_probe.answer(probe(move || store.version().map(drop), STORE_PROBE_TIMEOUT)).await;
+    let store = state.store_probe.ready(&state.store).await;
     let audit_chain = !state.audit.is_broken();
     Readiness { store, audit_writer, audit_chain, shutting_down }
-}
-
-/// The store's last answer to `/readyz`, kept for [`STORE_PROBE_KEPT`]:
-/// `/readyz` needs no credential (on the public listener neither), so
-/// without it every request would be a query on a blocking thread.
-#[derive(Debug, Default)]
-pub(crate) struct StoreProbe(tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>);
-
-impl StoreProbe {
-    /// The kept answer while it is fresh, else `probe`'s. Requests that
-    /// arrive while it runs wait for its answer instead of asking again.
-    async fn answer(&self, probe: impl Future<Output = bool>) -> bool {
-        let mut last = self.0.lock().await;
-        if let Some((at, answer)) = *last
-            && at.elapsed() < STORE_PROBE_KEPT
-        {
-            return answer;
-        }
-        let answer = probe.await;
-        *last = Some((tokio::time::Instant::now(), answer));
-        answer
-    }
-}
-
-/// Runs `query` on a blocking thread; whether it succeeded within `within`.
-/// A query still running at the deadline is left to finish on its thread.
-async fn probe(query: impl FnOnce() -> Result<(), StoreError> + Send + 'static, within: Duration) -> bool {
-    matches!(tokio::time::timeout(within, crate::gateway::blocking("readiness_probe", query)).await, Ok(Ok(())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn the_probe_fails_on_an_error_and_on_a_store_that_does_not_answer_in_time() {
-        assert!(probe(|| Ok(()), STORE_PROBE_TIMEOUT).await);
-        assert!(!probe(|| Err(StoreError("disk I/O error".into())), STORE_PROBE_TIMEOUT).await);
-        // A store that hangs (a lock another process holds): released only
-        // after the probe has answered, so nothing here depends on timing.
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let answered = probe(
-            move || {
-                let _ = hold.recv();
-                Ok(())
-            },
-            Duration::from_millis(50),
-        )
-        .await;
-        assert!(!answered);
-        drop(release);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_store_is_probed_once_per_period_however_often_readyz_is_asked() {
-        let kept = StoreProbe::default();
-        let asked = std::sync::atomic::AtomicUsize::new(0);
-        let probe = || async {
-            asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            true
-        };
-        for _ in 0..100 {
-            assert!(kept.answer(probe()).await);
-        }
-        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
-        tokio::time::advance(STORE_PROBE_KEPT).await;
-        assert!(kept.answer(probe()).await);
-        assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 2, "asked again once the answer is stale");
-    }
 
     #[test]
     fn readiness_names_what_failed() {

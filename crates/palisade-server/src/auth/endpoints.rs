@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::{HeaderMap, header};
+use palisade_core::Timestamp;
 use palisade_core::audit::{self, Entry};
 use palisade_core::auth::{Identity, verify_password};
 use palisade_core::handshake::{HandshakeRequest, cookie, session_cookie};
@@ -23,9 +24,10 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::reply::{AuthRejection, ok};
-use super::{HASH_QUEUE_WAIT, Login, cookies};
+use super::{HASH_QUEUE_WAIT, cookies};
 use crate::enforce::Knock;
-use crate::http::{all_str, header_str};
+use crate::headers::{all_str, header_str};
+use crate::login::Login;
 use crate::state::AppState;
 
 /// The log message of a refused `/auth/*` request.
@@ -181,7 +183,7 @@ async fn open_session(
         state.revoker.reload().await;
     }
     info!(user = %user.id, session = %session.id, ip = %caller.knock.ip, cookie, "logged in");
-    let access = login.mint(&session, user.roles.clone(), now)?;
+    let access = mint(login, &session, &user, now)?;
     Ok(token_pair(login, &session, &user, &access, &refresh.token))
 }
 
@@ -242,7 +244,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
             if binding.judge(Some(&session.device), &presented_device) == DeviceVerdict::PassMismatched {
                 info!(user = %user.id, session = %session.id, ip = %caller.knock.ip, "refresh from another device (login.device_binding = log)");
             }
-            let access = login.mint(&session, user.roles.clone(), now)?;
+            let access = mint(login, &session, &user, now)?;
             Ok(token_pair(login, &session, &user, &access, &next.token))
         }
         (Refreshed::Rotated(session), None) => {
@@ -517,4 +519,11 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, AuthRejection> {
     crate::gateway::blocking(op, f).await.map_err(|e| AuthRejection::internal(format!("store: {e}")))
+}
+
+/// An access token for `session`'s `user`, with the user's current roles.
+fn mint(login: &Login, session: &LoginSession, user: &User, now: Timestamp) -> Result<String, AuthRejection> {
+    login
+        .mint(session, user.roles.clone(), now)
+        .map_err(|e| AuthRejection::internal(format!("cannot sign a token: {e}")))
 }

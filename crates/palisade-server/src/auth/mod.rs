@@ -13,14 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use palisade_core::Timestamp;
-use palisade_core::auth::{TokenRequest, TokenSigner, hash_password};
-use palisade_core::login::throttle::LoginThrottle;
-use palisade_core::store::LoginSession;
-use tokio::sync::Semaphore;
 
-use crate::config::{ConfigError, LoginSettings};
-use crate::settings::{Profile, Settings, signer};
 use crate::state::AppState;
 
 pub(crate) use endpoints::{check_password, read_json};
@@ -28,100 +21,6 @@ pub(crate) use reply::{AuthRejection, ok};
 
 /// How long a login waits for a turn at password hashing before 503.
 const HASH_QUEUE_WAIT: Duration = Duration::from_secs(2);
-
-/// Everything the endpoints share.
-#[derive(Debug)]
-pub(crate) struct Login {
-    signer: TokenSigner,
-    settings: LoginSettings,
-    throttle: LoginThrottle,
-    /// The admin listener's `/api/login` counts: separate, so failures on
-    /// one listener never hold up logins on the other.
-    admin_throttle: LoginThrottle,
-    /// Verified against when the user does not exist, so an unknown name
-    /// costs the same time as a wrong password.
-    decoy_hash: String,
-    /// Turns at argon2id, which takes 19 MiB and tens of milliseconds each.
-    hashing: Arc<Semaphore>,
-    access_ttl: Duration,
-    refresh_ttl: Duration,
-    reuse_grace: Duration,
-    max_body: usize,
-    /// `Secure` on cookies: everywhere but the dev profile, which serves
-    /// plain http on localhost.
-    secure_cookies: bool,
-}
-
-impl Login {
-    /// The endpoints' state, or `None` (with the reason, for the start-up
-    /// log) when they are off: `login.enabled = false`, or no key can sign.
-    pub(crate) fn new(settings: &Settings) -> Result<Option<Self>, ConfigError> {
-        let config = &settings.config;
-        if !config.login.enabled {
-            return Ok(None);
-        }
-        let signer = match signer(config, settings.profile) {
-            Ok(signer) => signer,
-            Err(e) => {
-                tracing::warn!(error = %e, "login endpoints off: the own issuer needs a key that can sign");
-                return Ok(None);
-            }
-        };
-        let login = config.login.settings()?;
-        let salt: [u8; 16] = rand::random();
-        let decoy_hash = hash_password(&crate::config::fresh_secret(), salt)
-            .map_err(|e| ConfigError::invalid("login", format!("cannot prepare password hashing: {e}")))?;
-        Ok(Some(Self {
-            signer,
-            throttle: LoginThrottle::new(login.throttle),
-            admin_throttle: LoginThrottle::new(login.throttle),
-            settings: login,
-            decoy_hash,
-            hashing: Arc::new(Semaphore::new(config.login.max_concurrent_hashes)),
-            access_ttl: config.auth.token_ttl,
-            refresh_ttl: config.login.refresh_ttl,
-            reuse_grace: config.login.refresh_reuse_grace,
-            max_body: config.login.max_body_bytes,
-            secure_cookies: settings.profile != Profile::Dev,
-        }))
-    }
-
-    /// Whether cookies are set `Secure` (all but the dev profile, which
-    /// serves plain http).
-    pub(crate) fn secure_cookies(&self) -> bool {
-        self.secure_cookies
-    }
-
-    /// The failed-login counts of `/auth/login`, or with `admin` of the
-    /// admin listener's `/api/login`.
-    pub(crate) fn throttle(&self, admin: bool) -> &LoginThrottle {
-        if admin { &self.admin_throttle } else { &self.throttle }
-    }
-
-    /// Forgets idle failure counts.
-    pub(crate) fn sweep(&self, now: Timestamp) {
-        self.throttle.sweep(now);
-        self.admin_throttle.sweep(now);
-    }
-
-    /// An access token for `session`'s user with `roles`, bound to the
-    /// session's device when binding is on.
-    fn mint(&self, session: &LoginSession, roles: Vec<String>, now: Timestamp) -> Result<String, AuthRejection> {
-        let device = (self.settings.device_binding != palisade_core::login::device::DeviceBinding::Off)
-            .then(|| session.device.clone());
-        let request = TokenRequest {
-            user_id: session.user_id.clone(),
-            roles,
-            ttl: self.access_ttl,
-            session_id: Some(session.id.clone()),
-            device,
-            ..TokenRequest::default()
-        };
-        self.signer
-            .mint(request, now, &mut rand::rng())
-            .map_err(|e| AuthRejection::internal(format!("cannot sign a token: {e}")))
-    }
-}
 
 /// The `/auth/*` routes; empty when login is off, so they answer 404.
 pub(crate) fn routes(state: &AppState) -> Router<Arc<AppState>> {

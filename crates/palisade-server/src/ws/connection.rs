@@ -8,7 +8,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use palisade_core::Timestamp;
@@ -26,44 +25,12 @@ use super::transport::{Ws, exit_for_error, finish};
 use crate::control::{Control, Request};
 use crate::exit::Exit;
 use crate::hub::{Member, Membership};
-use crate::settings::Settings;
+use crate::settings::ConnLimits;
 use crate::state::{AppState, Slot};
 
 /// Most queued events written before one flush, and before the socket is
 /// read again (see [`Conn::run`]).
 const WRITE_BATCH: usize = 64;
-
-/// The limits a connection task needs, taken from the config once.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnLimits {
-    /// Events queued for the connection before it is a slow consumer.
-    outbound_queue: usize,
-    /// Longest one write may wait for the peer to drain its socket before
-    /// the peer is a slow consumer: the heartbeat's silence limit.
-    write_timeout: Duration,
-    /// How long closing waits for the peer.
-    close_timeout: Duration,
-    /// Told to the client in `welcome`.
-    heartbeat_interval: Duration,
-    /// Told to the client in `welcome`.
-    max_message_bytes: usize,
-    /// Longest client text written into one log field.
-    max_logged_text: usize,
-}
-
-impl ConnLimits {
-    pub(crate) fn new(settings: &Settings) -> Self {
-        let limits = &settings.config.limits;
-        Self {
-            outbound_queue: limits.outbound_queue,
-            write_timeout: settings.session.silence_limit,
-            close_timeout: limits.close_timeout,
-            heartbeat_interval: limits.heartbeat_interval,
-            max_message_bytes: limits.max_message_bytes,
-            max_logged_text: settings.config.log.max_client_text,
-        }
-    }
-}
 
 struct Conn<'s> {
     state: &'s AppState,

@@ -6,4 +6,4 @@ pub(crate) mod echo;
 pub(crate) mod transport;
 pub(crate) mod upgrade;
 
-pub(crate) use connection::{ConnLimits, serve as serve_connection};
+pub(crate) use connection::serve as serve_connection;

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::debug;
 
 use super::transport::{Ws, websocket_config};
-use crate::http::{all_str, header_str};
+use crate::headers::{all_str, header_str};
 use crate::rejection::HttpRejection;
 use crate::state::AppState;
 
