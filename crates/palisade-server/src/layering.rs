@@ -28,7 +28,19 @@ const SERVICES: [(&str, &str); 18] = [
 
 /// The assembly and the handler modules (top-level names under `crate::`).
 const ABOVE: [&str; 13] = [
-    "state", "abuse", "admin", "auth", "cli", "edge", "follow", "handshake", "http", "listen", "reload", "server", "ws",
+    "state",
+    "abuse",
+    "admin",
+    "auth",
+    "cli",
+    "edge",
+    "follow",
+    "handshake",
+    "http",
+    "listen",
+    "reload",
+    "server",
+    "ws",
 ];
 
 /// The crate paths `code` names (`crate::a::b` and each item of

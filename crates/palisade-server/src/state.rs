@@ -51,7 +51,7 @@ pub(crate) struct AppState {
     /// Metric handles (`/metrics` on the admin listener).
     pub(crate) metrics: Arc<crate::telemetry::Metrics>,
     /// Browser sessions on the admin listener (`POST /api/login`).
-    pub(crate) admin_sessions: std::sync::Mutex<AdminSessions>,
+    admin_sessions: std::sync::Mutex<AdminSessions>,
     /// External issuers' key set fetches, one at a time per issuer.
     pub(crate) jwks: crate::jwks::JwksFetcher,
     /// The store's last answer to `/readyz`.
@@ -134,6 +134,12 @@ impl AppState {
     /// due (`JwksFetcher::before_verify`).
     pub(crate) async fn fetch_keys_for(&self, token: &str) {
         self.jwks.before_verify(self.settings.gate.verifier().issuers(), &self.clock, token).await;
+    }
+
+    /// The admin browser sessions, locked. Only the admin listener takes
+    /// this lock, never the message path.
+    pub(crate) fn admin_sessions(&self) -> std::sync::MutexGuard<'_, AdminSessions> {
+        self.admin_sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Open WebSocket connections.

@@ -9,7 +9,7 @@
 //! must come from the listener's own origin. The table of sessions is
 //! core's [`AdminSessions`]; this module wires it to requests.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::{Request, State};
@@ -27,7 +27,7 @@ use tracing::info;
 
 use super::shared::{Actor, ApiError, admin_action};
 use super::{Denied, HttpRejection, refuse};
-use crate::auth::{AuthRejection, check_password, cookies, ok, read_json};
+use crate::auth::{AuthRejection, Caller, check_password, cookies, ok, read_json};
 use crate::enforce::Knock;
 use crate::headers::{all_str, header_str};
 use crate::state::AppState;
@@ -117,7 +117,7 @@ async fn login_inner(state: &Arc<AppState>, req: Request) -> Result<Response, Au
     if state.login.is_none() {
         return Ok(ApiError::NotFound("not_found", "login is off").into_response());
     }
-    let (login, caller) = state.caller(&req)?;
+    let (login, caller) = Caller::at(state, &req)?;
     let origin = same_origin(header_str(req.headers(), header::ORIGIN), header_str(req.headers(), header::HOST));
     if !origin {
         refuse(state, caller.knock, Kind::Origin, "admin login: from another origin", None);
@@ -208,12 +208,4 @@ fn session_cookie(req: &Request) -> Option<String> {
 
 fn answer(result: Result<Response, AuthRejection>) -> Response {
     result.unwrap_or_else(axum::response::IntoResponse::into_response)
-}
-
-impl AppState {
-    /// The admin browser sessions, locked. Only the admin listener takes
-    /// this lock, never the message path.
-    pub(crate) fn admin_sessions(&self) -> std::sync::MutexGuard<'_, palisade_core::admin::session::AdminSessions> {
-        self.admin_sessions.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }

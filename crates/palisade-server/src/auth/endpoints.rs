@@ -3,16 +3,15 @@
 //! one must carry an Origin at all), the body, then core's decision and
 //! the store's transaction off the runtime's workers.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use http::{HeaderMap, header};
+use http::header;
 use palisade_core::Timestamp;
 use palisade_core::audit::{self, Entry};
-use palisade_core::auth::{Identity, verify_password};
-use palisade_core::handshake::{HandshakeRequest, cookie, session_cookie};
+use palisade_core::auth::verify_password;
+use palisade_core::handshake::cookie;
 use palisade_core::login::device::{DeviceVerdict, fingerprint};
 use palisade_core::login::refresh::{NewRefreshToken, RefreshVerdict, refresh_token_hash};
 use palisade_core::login::throttle::LoginThrottle;
@@ -23,24 +22,12 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::caller::{AUTH_REFUSED, Caller, check_origin, has_body, read_json};
 use super::reply::{AuthRejection, ok};
 use super::{HASH_QUEUE_WAIT, cookies};
-use crate::enforce::Knock;
-use crate::headers::{all_str, header_str};
+use crate::headers::all_str;
 use crate::login::Login;
 use crate::state::AppState;
-
-/// The log message of a refused `/auth/*` request.
-const AUTH_REFUSED: &str = "auth request refused";
-
-/// Who is asking.
-pub(crate) struct Caller {
-    pub(crate) knock: Knock,
-    /// The client's address (a trusted proxy's `X-Forwarded-For`).
-    client: IpAddr,
-    user_agent: String,
-    origin: Option<String>,
-}
 
 /// `POST /auth/login` body.
 #[derive(Deserialize)]
@@ -60,7 +47,7 @@ struct RefreshBody {
 }
 
 pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
-    let (login, caller) = state.door(&req)?;
+    let (login, caller) = Caller::at_door(&state, &req)?;
     let body: LoginBody = read_json(&state, login, req).await?;
     let user = check_password(&state, login, login.throttle(false), &caller, &body.username, body.password).await?;
     open_session(&state, login, &caller, user, body.cookie).await
@@ -80,7 +67,7 @@ pub(crate) async fn check_password(
     username: &str,
     password: String,
 ) -> Result<User, AuthRejection> {
-    state.throttled(throttle, caller, username)?;
+    caller.throttled(state, throttle, username)?;
     let Ok(Ok(turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
         let refusal = Refusal::new(Kind::AtCapacity, "login: no turn at password hashing within 2 s");
         state.enforce.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
@@ -89,7 +76,7 @@ pub(crate) async fn check_password(
     // Again, now that it is this attempt's turn: the failures of attempts
     // that queued beside it are counted by now, so a burst of concurrent
     // guesses cannot all slip past the check they passed together.
-    state.throttled(throttle, caller, username)?;
+    caller.throttled(state, throttle, username)?;
     let store = Arc::clone(&state.store);
     let decoy = login.decoy_hash.clone();
     let name = username.to_owned();
@@ -188,9 +175,9 @@ async fn open_session(
 }
 
 pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
-    let (login, caller) = state.door(&req)?;
+    let (login, caller) = Caller::at_door(&state, &req)?;
     let from_cookie = cookie(&all_str(req.headers(), header::COOKIE), cookies::REFRESH_COOKIE)
-        .map_err(|_| state.refuse_auth(&caller, "refresh: two refresh cookies"))?
+        .map_err(|_| caller.refuse(&state.enforce, "refresh: two refresh cookies"))?
         .map(str::to_owned);
     let body: RefreshBody =
         if has_body(req.headers()) { read_json(&state, login, req).await? } else { RefreshBody::default() };
@@ -199,7 +186,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
         (None, Some(token)) => {
             // The browser attached the cookie on its own: only a page of
             // an allowed origin may have asked it to.
-            state.check_origin(caller.origin.as_deref(), CredentialKind::Ambient).inspect_err(|_| {
+            check_origin(&state, caller.origin.as_deref(), CredentialKind::Ambient).inspect_err(|_| {
                 let refusal = Refusal::new(Kind::Origin, "refresh: cookie without an allowed Origin");
                 state.enforce.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
             })?;
@@ -208,7 +195,7 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
         (None, None) => return Err(AuthRejection::BadRequest),
     };
     let Some(hash) = refresh_token_hash(&presented) else {
-        return Err(state.reject_refresh(&caller, "refresh: not a refresh token"));
+        return Err(caller.reject_refresh(&state.enforce, "refresh: not a refresh token"));
     };
     let now = state.clock.now();
     let next = NewRefreshToken::generate(&mut rand::rng());
@@ -249,8 +236,10 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
         }
         (Refreshed::Rotated(session), None) => {
             state.revoker.reload().await;
-            Err(state
-                .reject_refresh(&caller, &format!("refresh: user of session {} removed; session ended", session.id)))
+            Err(caller.reject_refresh(
+                &state.enforce,
+                &format!("refresh: user of session {} removed; session ended", session.id),
+            ))
         }
         (Refreshed::Reused(session), _) => {
             // Never budgeted: a stolen token is what an operator looks for.
@@ -262,11 +251,11 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
                     .session(&session.id),
             );
             state.revoker.reload().await;
-            Err(state.reject_refresh(&caller, "refresh: token reused"))
+            Err(caller.reject_refresh(&state.enforce, "refresh: token reused"))
         }
         (Refreshed::WrongDevice(session), _) => {
             warn!(user = %session.user_id, session = %session.id, ip = %caller.knock.ip, "refresh refused: another device (login.device_binding = enforce)");
-            Err(state.reject_refresh(&caller, "refresh: another device"))
+            Err(caller.reject_refresh(&state.enforce, "refresh: another device"))
         }
         (Refreshed::Refused(RefreshVerdict::RecentlyUsed), _) => {
             // Two tabs of one browser refreshing at once: refused, but an
@@ -276,8 +265,10 @@ pub(super) async fn refresh(State(state): State<Arc<AppState>>, req: Request) ->
             }
             Err(AuthRejection::BadRefresh)
         }
-        (Refreshed::Refused(verdict), _) => Err(state.reject_refresh(&caller, &format!("refresh: {verdict:?}"))),
-        (Refreshed::Unknown, _) => Err(state.reject_refresh(&caller, "refresh: unknown token")),
+        (Refreshed::Refused(verdict), _) => {
+            Err(caller.reject_refresh(&state.enforce, &format!("refresh: {verdict:?}")))
+        }
+        (Refreshed::Unknown, _) => Err(caller.reject_refresh(&state.enforce, "refresh: unknown token")),
     }
 }
 
@@ -292,8 +283,8 @@ pub(super) async fn logout_all(State(state): State<Arc<AppState>>, req: Request)
 /// Ends the caller's session, or with `all` every live session of theirs;
 /// their sockets close with 4003 as the revocations reload.
 async fn end_sessions(state: &Arc<AppState>, req: Request, all: bool) -> Result<Response, AuthRejection> {
-    let (login, caller) = state.door(&req)?;
-    let (identity, sid, via_cookie) = state.authenticate(&req, &caller)?;
+    let (login, caller) = Caller::at_door(state, &req)?;
+    let (identity, sid, via_cookie) = caller.authenticate(state, login, &req)?;
     drop(req);
     let store = Arc::clone(&state.store);
     let now = state.clock.now();
@@ -323,8 +314,8 @@ async fn end_sessions(state: &Arc<AppState>, req: Request, all: bool) -> Result<
 }
 
 pub(super) async fn sessions(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, AuthRejection> {
-    let (_, caller) = state.door(&req)?;
-    let (identity, sid, _) = state.authenticate(&req, &caller)?;
+    let (login, caller) = Caller::at_door(&state, &req)?;
+    let (identity, sid, _) = caller.authenticate(&state, login, &req)?;
     let store = Arc::clone(&state.store);
     let now = state.clock.now();
     let user = identity.user_id.clone();
@@ -368,148 +359,6 @@ fn token_pair(login: &Login, session: &LoginSession, user: &User, access: &str, 
         cookies::set(&mut response, (access, login.access_ttl), (refresh, login.refresh_ttl), login.secure_cookies);
     }
     response
-}
-
-impl AppState {
-    /// The checks every `/auth/*` request passes first: [`Self::caller`],
-    /// and a browser's Origin is allowed.
-    fn door(&self, req: &Request) -> Result<(&Login, Caller), AuthRejection> {
-        let (login, caller) = self.caller(req)?;
-        self.check_origin(caller.origin.as_deref(), CredentialKind::Bearer).inspect_err(|_| {
-            self.enforce.refuse_knock(
-                &Refusal::new(Kind::Origin, "auth: origin not allowed"),
-                caller.knock,
-                None,
-                AUTH_REFUSED,
-            );
-        })?;
-        Ok((login, caller))
-    }
-
-    /// Who asks to log in, once login is on and the address is neither
-    /// banned nor over `abuse.request_rate`.
-    pub(crate) fn caller(&self, req: &Request) -> Result<(&Login, Caller), AuthRejection> {
-        let login = self.login.as_ref().ok_or(AuthRejection::Refused(Kind::Internal, None))?;
-        let (knock, client) = self.enforce.knock_of(req);
-        let caller = Caller {
-            knock,
-            client,
-            user_agent: header_str(req.headers(), header::USER_AGENT).unwrap_or("").to_owned(),
-            origin: header_str(req.headers(), header::ORIGIN).map(str::to_owned),
-        };
-        let verdict = self.guard.request(knock.ip, self.clock.now());
-        self.enforce
-            .judge_knock(verdict, knock, None, AUTH_REFUSED)
-            .map_err(|refusal| AuthRejection::Refused(refusal.kind, refusal.retry_after))?;
-        Ok((login, caller))
-    }
-
-    fn check_origin(&self, origin: Option<&str>, kind: CredentialKind) -> Result<(), AuthRejection> {
-        self.settings.gate.origins().check(origin, kind).map_err(|_| AuthRejection::Refused(Kind::Origin, None))
-    }
-
-    /// The caller's access token (a bearer header, or the session cookie
-    /// from an allowed origin), verified, not revoked, on its device, and
-    /// minted for a login session: its identity, its `sid`, and whether it
-    /// came from the cookie.
-    fn authenticate(&self, req: &Request, caller: &Caller) -> Result<(Identity, String, bool), AuthRejection> {
-        let headers = req.headers();
-        let authorization = all_str(headers, header::AUTHORIZATION);
-        let cookie = session_cookie(&all_str(headers, header::COOKIE))
-            .map_err(|_| self.refuse_auth(caller, "auth: two session cookies"))?;
-        let request = HandshakeRequest {
-            origin: header_str(headers, header::ORIGIN),
-            authorization: &authorization,
-            cookie,
-            ..HandshakeRequest::default()
-        };
-        let admitted = self.settings.gate.admit(&request, self.clock.now()).map_err(|r| {
-            let kind = r.kind;
-            self.enforce.refuse_knock(&r, caller.knock, None, AUTH_REFUSED);
-            AuthRejection::Refused(kind, None)
-        })?;
-        let identity = admitted.identity;
-        if self.revocations.is_revoked(&identity) {
-            return Err(self.refuse_auth(caller, "auth: token revoked"));
-        }
-        let login = self.login.as_ref().ok_or(AuthRejection::Refused(Kind::Internal, None))?;
-        if login
-            .settings
-            .device_binding
-            .judge(identity.device.as_deref(), &fingerprint(&caller.user_agent, caller.client))
-            == DeviceVerdict::Refuse
-        {
-            return Err(self.refuse_auth(caller, "auth: token used from another device"));
-        }
-        let sid = identity.session_id.clone().ok_or(AuthRejection::NoSession)?;
-        Ok((identity, sid, admitted.via_cookie))
-    }
-
-    /// Refuses a login attempt while its name or address backs off or is
-    /// locked (429 with `Retry-After`), before its password is looked at.
-    fn throttled(&self, throttle: &LoginThrottle, caller: &Caller, username: &str) -> Result<(), AuthRejection> {
-        let blocked = match throttle.check(caller.knock.ip, username, self.clock.now()) {
-            Ok(()) => return Ok(()),
-            Err(blocked) => blocked,
-        };
-        let reason = format!("login throttled by {:?} (locked: {})", blocked.by, blocked.locked);
-        self.enforce.refuse_knock(&Refusal::new(Kind::RateExcess, reason), caller.knock, None, AUTH_REFUSED);
-        Err(AuthRejection::Refused(Kind::RateExcess, Some(blocked.retry_after)))
-    }
-
-    /// A refused credential: scored and logged as an authentication failure.
-    fn refuse_auth(&self, caller: &Caller, reason: &str) -> AuthRejection {
-        self.enforce.refuse_knock(
-            &Refusal::new(Kind::AuthFailure, reason.to_owned()),
-            caller.knock,
-            None,
-            AUTH_REFUSED,
-        );
-        AuthRejection::Refused(Kind::AuthFailure, None)
-    }
-
-    /// A refused refresh: scored as an authentication failure, one body.
-    fn reject_refresh(&self, caller: &Caller, reason: &str) -> AuthRejection {
-        self.enforce.refuse_knock(
-            &Refusal::new(Kind::AuthFailure, reason.to_owned()),
-            caller.knock,
-            None,
-            AUTH_REFUSED,
-        );
-        AuthRejection::BadRefresh
-    }
-}
-
-fn has_body(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() != b"0")
-}
-
-/// Reads a JSON body of at most `login.max_body_bytes`; anything else is
-/// one generic 400, with the reason in the log.
-pub(crate) async fn read_json<T: for<'de> Deserialize<'de>>(
-    state: &AppState,
-    login: &Login,
-    req: Request,
-) -> Result<T, AuthRejection> {
-    let json = header_str(req.headers(), header::CONTENT_TYPE)
-        .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
-    let reject = |why: &str| {
-        if state.enforce.admit_refusal_line() {
-            info!(why, "auth request body refused");
-        }
-        AuthRejection::BadRequest
-    };
-    if !json {
-        return Err(reject("content type is not application/json"));
-    }
-    let bytes = axum::body::to_bytes(req.into_body(), login.max_body)
-        .await
-        .map_err(|_| reject("body larger than login.max_body_bytes, or unreadable"))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        // Only the class and position: serde's message can quote a value,
-        // and the value may be a password.
-        reject(&format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()))
-    })
 }
 
 /// Runs a store call (and password hashing) through the gateway, as the

@@ -4,6 +4,7 @@
 //! reads requests, runs password hashing and the store off the runtime's
 //! workers, and writes responses and cookies.
 
+mod caller;
 pub(crate) mod cookies;
 mod endpoints;
 mod reply;
@@ -16,7 +17,8 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-pub(crate) use endpoints::{check_password, read_json};
+pub(crate) use caller::{Caller, read_json};
+pub(crate) use endpoints::check_password;
 pub(crate) use reply::{AuthRejection, ok};
 
 /// How long a login waits for a turn at password hashing before 503.
