@@ -14,8 +14,36 @@ use rusqlite::{OptionalExtension as _, Row, Transaction, params};
 
 use crate::{Sqlite, from_sql, sql, to_sql};
 
-/// Used refresh tokens kept per session, newest first, for reuse detection.
-const USED_KEPT: i64 = 16;
+/// Used refresh tokens kept per session, newest first, for reuse detection:
+/// a macro, so that [`PRUNE_USED`] holds it as a literal.
+macro_rules! used_kept {
+    () => {
+        16
+    };
+}
+
+// The statements of a refresh, run from the connection's statement cache:
+// parsing them again on every refresh cost more instructions than running
+// them ("Refresh, separated" in docs/BENCHMARKS.md).
+
+/// The presented token, its state and its session's.
+const FIND_TOKEN: &str = "SELECT t.used_ms, t.expires_ms, s.ended_ms IS NOT NULL, s.id
+     FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?1";
+const MARK_USED: &str = "UPDATE refresh_tokens SET used_ms = ?2 WHERE hash = ?1";
+/// Keeps a session's `used_kept!()` newest used tokens. The limit is a
+/// literal, not a parameter: SQLite plans with a bound LIMIT's value, so a
+/// statement with `LIMIT ?` is prepared again each time it is bound.
+const PRUNE_USED: &str = concat!(
+    "DELETE FROM refresh_tokens WHERE session_id = ?1 AND used_ms IS NOT NULL AND hash NOT IN
+     (SELECT hash FROM refresh_tokens WHERE session_id = ?1 AND used_ms IS NOT NULL
+      ORDER BY used_ms DESC, issued_ms DESC LIMIT ",
+    used_kept!(),
+    ")"
+);
+const TOUCH_SESSION: &str = "UPDATE sessions SET last_active_ms = ?2, expires_ms = ?3,
+     tokens_until_ms = max(coalesce(tokens_until_ms, 0), ?4) WHERE id = ?1";
+const INSERT_REFRESH: &str =
+    "INSERT INTO refresh_tokens (hash, session_id, issued_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)";
 
 const COLUMNS: &str = "id, user_id, created_ms, last_active_ms, expires_ms, user_agent, ip, device, cookie";
 
@@ -97,12 +125,10 @@ fn insert_refresh(
     token: &StoredRefresh,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO refresh_tokens (hash, session_id, issued_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![token.hash, session, to_sql(now), to_sql(token.expires)],
-    )
-    .map(drop)
-    .map_err(sql("storing a refresh token"))
+    tx.prepare_cached(INSERT_REFRESH)
+        .and_then(|mut stmt| stmt.execute(params![token.hash, session, to_sql(now), to_sql(token.expires)]))
+        .map(drop)
+        .map_err(sql("storing a refresh token"))
 }
 
 impl SessionStore for Sqlite {
@@ -156,20 +182,18 @@ impl SessionStore for Sqlite {
     ) -> Result<Refreshed, StoreError> {
         self.write("refreshing", |tx| {
             let found = tx
-                .query_row(
-                    "SELECT t.used_ms, t.expires_ms, s.ended_ms IS NOT NULL, s.id
-                     FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?1",
-                    [presented],
-                    |row| {
+                .prepare_cached(FIND_TOKEN)
+                .and_then(|mut stmt| {
+                    stmt.query_row([presented], |row| {
                         Ok((
                             row.get::<_, Option<i64>>(0)?,
                             row.get::<_, i64>(1)?,
                             row.get::<_, bool>(2)?,
                             row.get::<_, String>(3)?,
                         ))
-                    },
-                )
-                .optional()
+                    })
+                    .optional()
+                })
                 .map_err(sql("refreshing"))?;
             let Some((used_ms, expires_ms, session_ended, sid)) = found else { return Ok(Refreshed::Unknown) };
             let corrupt =
@@ -177,7 +201,8 @@ impl SessionStore for Sqlite {
             let used = used_ms.map(|ms| from_sql(ms).ok_or_else(corrupt)).transpose()?;
             let state = RefreshState { used, expires: from_sql(expires_ms).ok_or_else(corrupt)?, session_ended };
             let session = tx
-                .query_row(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"), [&sid], read)
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1"))
+                .and_then(|mut stmt| stmt.query_row([&sid], read))
                 .map_err(sql("refreshing"))??;
             match state.judge(reuse_grace, now) {
                 RefreshVerdict::Rotate => {}
@@ -190,26 +215,17 @@ impl SessionStore for Sqlite {
             if !device_ok(&session) {
                 return Ok(Refreshed::WrongDevice(session));
             }
-            tx.execute("UPDATE refresh_tokens SET used_ms = ?2 WHERE hash = ?1", params![presented, to_sql(now)])
-                .map_err(sql("refreshing"))?;
+            let run = |query: &str, params: &[&dyn rusqlite::ToSql]| {
+                tx.prepare_cached(query).and_then(|mut stmt| stmt.execute(params)).map_err(sql("refreshing"))
+            };
+            run(MARK_USED, params![presented, to_sql(now)])?;
             // Used tokens are kept to recognise a reuse, but only the
             // newest few: a session refreshed in a loop must not grow the
             // table without bound. An older copy presented later is just
             // unknown (refused, without ending the session).
-            tx.execute(
-                "DELETE FROM refresh_tokens WHERE session_id = ?1 AND used_ms IS NOT NULL AND hash NOT IN
-                 (SELECT hash FROM refresh_tokens WHERE session_id = ?1 AND used_ms IS NOT NULL
-                  ORDER BY used_ms DESC, issued_ms DESC LIMIT ?2)",
-                params![sid, USED_KEPT],
-            )
-            .map_err(sql("refreshing"))?;
+            run(PRUNE_USED, params![sid])?;
             insert_refresh(tx, &sid, next, now)?;
-            tx.execute(
-                "UPDATE sessions SET last_active_ms = ?2, expires_ms = ?3,
-                 tokens_until_ms = max(coalesce(tokens_until_ms, 0), ?4) WHERE id = ?1",
-                params![sid, to_sql(now), to_sql(next.expires), to_sql(next.access_expires)],
-            )
-            .map_err(sql("refreshing"))?;
+            run(TOUCH_SESSION, params![sid, to_sql(now), to_sql(next.expires), to_sql(next.access_expires)])?;
             Ok(Refreshed::Rotated(LoginSession { last_active: now, expires: next.expires, ..session }))
         })
     }
@@ -358,7 +374,7 @@ mod tests {
             current = next.hash;
         }
         let rows: i64 = store.conn().query_row("SELECT count(*) FROM refresh_tokens", [], |r| r.get(0)).unwrap();
-        assert_eq!(rows, USED_KEPT + 1, "the newest used ones and the current one");
+        assert_eq!(rows, used_kept!() + 1, "the newest used ones and the current one");
         // A recent copy is still recognised as a reuse; the oldest is gone.
         assert_eq!(
             store.refresh(&token('0', T0).hash, &token('x', at(500)), GRACE, &any_device, at(500)).unwrap(),
@@ -368,6 +384,37 @@ mod tests {
             store.refresh(&hash(39), &token('y', at(501)), GRACE, &any_device, at(501)).unwrap(),
             Refreshed::Reused(_)
         ));
+    }
+
+    #[test]
+    fn a_refresh_runs_cached_statements_that_are_never_prepared_again() {
+        use rusqlite::StatementStatus;
+        let (_dir, store) = fresh();
+        // Two sessions, and twenty refreshes of the second.
+        store.open_session(&session("s1", "alice", T0), &token('a', T0), EVICT, T0).unwrap().unwrap();
+        store.open_session(&session("s2", "alice", T0), &token('b', T0), EVICT, T0).unwrap().unwrap();
+        let mut current = token('b', T0).hash;
+        for n in 1..=20u32 {
+            let now = at(u64::from(n));
+            let next = StoredRefresh {
+                hash: format!("{n:064x}"),
+                expires: now.saturating_add(WEEK),
+                access_expires: at15(now),
+            };
+            assert!(matches!(store.refresh(&current, &next, GRACE, &any_device, now).unwrap(), Refreshed::Rotated(_)));
+            current = next.hash;
+        }
+        let conn = store.conn();
+        // The refresh token insert serves the two logins too.
+        for (query, runs) in
+            [(FIND_TOKEN, 20), (MARK_USED, 20), (PRUNE_USED, 20), (INSERT_REFRESH, 22), (TOUCH_SESSION, 20)]
+        {
+            let stmt = conn.prepare_cached(query).unwrap();
+            let short = &query[..30];
+            assert_eq!(stmt.get_status(StatementStatus::Run), runs, "{short}: run from the cache every time");
+            assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{short}: never prepared again");
+            assert_eq!(stmt.get_status(StatementStatus::FullscanStep), 0, "{short}: an index, not a table scan");
+        }
     }
 
     #[test]

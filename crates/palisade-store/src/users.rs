@@ -40,9 +40,10 @@ impl UserStore for Sqlite {
 
     fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
         let conn = self.conn();
+        // Cached: every refresh reads its user's current roles.
         let found = conn
-            .query_row(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"), [id], read)
-            .optional()
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))
+            .and_then(|mut stmt| stmt.query_row([id], read).optional())
             .map_err(sql("reading a user"))?;
         found.transpose()
     }
