@@ -36,7 +36,7 @@ pub(crate) struct Login {
     pub(crate) max_body: usize,
     /// `Secure` on cookies: everywhere but the dev profile, which serves
     /// plain http on localhost.
-    pub(crate) secure_cookies: bool,
+    secure_cookies: bool,
 }
 
 impl Login {

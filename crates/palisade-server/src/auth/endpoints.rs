@@ -308,7 +308,7 @@ async fn end_sessions(state: &Arc<AppState>, req: Request, all: bool) -> Result<
     );
     let mut response = ok(&json!({ "ended": ended }));
     if via_cookie {
-        cookies::clear(&mut response, login.secure_cookies);
+        cookies::clear(&mut response, login.secure_cookies());
     }
     Ok(response)
 }
@@ -356,7 +356,7 @@ fn token_pair(login: &Login, session: &LoginSession, user: &User, access: &str, 
     }
     let mut response = ok(&body);
     if session.cookie {
-        cookies::set(&mut response, (access, login.access_ttl), (refresh, login.refresh_ttl), login.secure_cookies);
+        cookies::set(&mut response, (access, login.access_ttl), (refresh, login.refresh_ttl), login.secure_cookies());
     }
     response
 }
