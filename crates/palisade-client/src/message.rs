@@ -47,9 +47,13 @@ pub enum Reply {
     Ack {
         /// Request id.
         id: String,
-        /// Assigned sequence number, for `send`.
+        /// Assigned sequence number, for `send`; the room's newest, for
+        /// `join` and `recover`.
         #[serde(default)]
         seq: Option<u64>,
+        /// For `recover`: whether every event after `since` was replayed.
+        #[serde(default)]
+        complete: Option<bool>,
     },
     /// Failure.
     Error {
@@ -149,8 +153,8 @@ mod tests {
                 max_message_bytes: 2,
                 expires_at: 3,
             }),
-            ServerFrame::Ack { id: "1", seq: Some(4) },
-            ServerFrame::Ack { id: "2", seq: None },
+            ServerFrame::Ack { id: "1", seq: Some(4), complete: None },
+            ServerFrame::Ack { id: "2", seq: None, complete: None },
             ServerFrame::Event(EventFrame {
                 room: "r",
                 seq: 5,
@@ -172,8 +176,8 @@ mod tests {
         ];
         let parsed: Vec<ServerMessage> = frames.iter().map(|f| serde_json::from_str(&f.to_json()).unwrap()).collect();
         assert!(matches!(&parsed[0], ServerMessage::Welcome(w) if w.user.roles == roles));
-        assert_eq!(parsed[1], ServerMessage::Reply(Reply::Ack { id: "1".into(), seq: Some(4) }));
-        assert_eq!(parsed[2], ServerMessage::Reply(Reply::Ack { id: "2".into(), seq: None }));
+        assert_eq!(parsed[1], ServerMessage::Reply(Reply::Ack { id: "1".into(), seq: Some(4), complete: None }));
+        assert_eq!(parsed[2], ServerMessage::Reply(Reply::Ack { id: "2".into(), seq: None, complete: None }));
         assert!(matches!(&parsed[3], ServerMessage::Event { seq: 5, data, .. } if data["a"] == 1));
         assert!(
             matches!(&parsed[4], ServerMessage::Reply(r) if r.error_code() == Some("forbidden") && r.id() == Some("3"))

@@ -36,6 +36,7 @@ pub mod auth;
 pub mod csrf;
 pub mod guard;
 pub mod handshake;
+pub mod history;
 pub mod json;
 pub mod log;
 pub mod login;

@@ -62,12 +62,24 @@ pub struct SessionLimits {
 /// What one client frame becomes.
 #[derive(Debug)]
 pub enum Decision<'a> {
-    /// Add the connection to `room`, then acknowledge. Idempotent.
+    /// Add the connection to `room`, then acknowledge with the room's
+    /// `seq`. Idempotent.
     Join {
         /// Correlation id.
         id: Cow<'a, str>,
         /// Room name (validated).
         room: Cow<'a, str>,
+    },
+    /// Add the connection to `room` (as [`Decision::Join`]) and replay the
+    /// room's kept events after `since`, then acknowledge with the room's
+    /// `seq` and whether the replay was complete.
+    Recover {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name (validated; the connection may join it).
+        room: Cow<'a, str>,
+        /// The last `seq` the client saw.
+        since: u64,
     },
     /// Remove the connection from `room`, then acknowledge.
     Leave {
@@ -333,9 +345,12 @@ impl Session {
                 Ok(removed) => Ok(Decision::Refreshed { id, removed }),
                 Err(denied) => Err(Refusal::from(denied).answering(id)),
             },
-            ClientFrame::Recover { id, .. } => {
-                Err(Refusal::from(Denied::new(ErrorCode::BadRequest, "room history is not kept")).answering(id))
-            }
+            // The same rights as `join`, and it joins: a client back from
+            // a reconnect asks for what it missed and for what comes next.
+            ClientFrame::Recover { id, room, since } => match self.join(policy, &room) {
+                Ok(()) => Ok(Decision::Recover { id, room, since }),
+                Err(d) => Err(Refusal::from(d).answering(id)),
+            },
         }
     }
 

@@ -214,9 +214,13 @@ pub enum ServerFrame<'a> {
     Ack {
         /// The request's correlation id.
         id: &'a str,
-        /// The sequence number the room assigned, for `send`.
+        /// The sequence number the room assigned, for `send`; the room's
+        /// newest, for `join` and `recover`.
         #[serde(skip_serializing_if = "Option::is_none")]
         seq: Option<u64>,
+        /// For `recover`: whether every event after `since` was replayed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        complete: Option<bool>,
     },
     /// An event published in a room the connection has joined.
     Event(EventFrame<'a>),

@@ -77,6 +77,7 @@ pub(crate) async fn sweep(state: Arc<AppState>) {
             _ = tick.tick() => {
                 let now = state.clock.now();
                 state.guard.sweep(now);
+                state.hub.sweep(now);
                 if let Some(login) = &state.login {
                     login.sweep(now);
                 }

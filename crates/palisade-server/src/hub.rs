@@ -5,15 +5,22 @@
 //! the next `seq`, serializes the event once and hands the same bytes to
 //! every member's bounded queue with `try_send`: a full queue marks that
 //! member a slow consumer (closed with 4009) and never delays the others.
+//!
+//! A room keeps its newest events for `recover` (`core::history::Ring`,
+//! within its rule's `history` and the `limits.max_history_bytes*` budgets)
+//! and outlives its last member while it keeps any; its `seq` is seeded by
+//! `core::history::seed`, so it never goes backwards for a room name
+//! (docs/ARCHITECTURE.md, "Room history").
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
 use palisade_core::guard::Subject;
+use palisade_core::history::{self, HistoryRule, Replay, Ring};
 use palisade_protocol::CloseCode;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -30,10 +37,39 @@ pub(crate) struct Member {
     pub(crate) control: Arc<Control>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Room {
     seq: u64,
     members: HashMap<ConnId, Member>,
+    history: Ring<Utf8Bytes>,
+    /// The rule the room was last published under: its TTL expires the
+    /// ring when nobody publishes.
+    rule: HistoryRule,
+}
+
+impl Room {
+    fn new(seed: u64) -> Self {
+        Self { seq: seed, members: HashMap::new(), history: Ring::new(seed), rule: HistoryRule::default() }
+    }
+
+    /// Whether the room can go: nobody in it and nothing kept.
+    fn is_idle(&self) -> bool {
+        self.members.is_empty() && self.history.is_empty()
+    }
+}
+
+/// The history budgets (`limits.max_history_bytes_per_room`,
+/// `limits.max_history_bytes`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HistoryBudget {
+    pub(crate) per_room: usize,
+    pub(crate) total: usize,
+}
+
+impl Default for HistoryBudget {
+    fn default() -> Self {
+        Self { per_room: 1 << 20, total: 64 << 20 }
+    }
 }
 
 /// Who a live connection is, for closing every connection of a banned
@@ -81,38 +117,103 @@ pub(crate) struct Hub {
     rooms: DashMap<Box<str>, Arc<std::sync::Mutex<Room>>>,
     conns: DashMap<ConnId, Peer>,
     next_conn: AtomicU64,
+    /// The highest `seq` of a room this process let go: a room started
+    /// again starts above it.
+    seq_floor: AtomicU64,
+    /// Bytes of history kept by every room.
+    history_bytes: AtomicUsize,
+    budget: HistoryBudget,
 }
 
 impl Hub {
+    /// A hub keeping history within `budget`.
+    pub(crate) fn new(budget: HistoryBudget) -> Self {
+        Self { budget, ..Self::default() }
+    }
+
+    /// The room named `name`, started at `now` if there is none.
+    fn room(
+        &self,
+        name: &str,
+        now: Timestamp,
+    ) -> dashmap::mapref::one::RefMut<'_, Box<str>, Arc<std::sync::Mutex<Room>>> {
+        self.rooms.entry(name.into()).or_insert_with(|| {
+            let seed = history::seed(now, self.seq_floor.load(Ordering::Relaxed));
+            Arc::new(std::sync::Mutex::new(Room::new(seed)))
+        })
+    }
+
+    /// Drops `name` if it is idle, remembering its `seq`.
+    fn let_go(&self, name: &str) {
+        if let Some((_, room)) = self.rooms.remove_if(name, |_, r| lock(r).is_idle()) {
+            self.seq_floor.fetch_max(lock(&room).seq, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes of history kept now, in every room.
+    pub(crate) fn history_bytes(&self) -> usize {
+        self.history_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Expires history past its rooms' TTL and lets idle rooms go; called
+    /// periodically, not on the message path.
+    pub(crate) fn sweep(&self, now: Timestamp) {
+        let names: Vec<Box<str>> = self.rooms.iter().map(|r| r.key().clone()).collect();
+        for name in names {
+            let Some(room) = self.rooms.get(&name).map(|r| Arc::clone(r.value())) else { continue };
+            {
+                let mut room = lock(&room);
+                let before = room.history.bytes();
+                let ttl = room.rule.ttl;
+                room.history.expire(ttl, now);
+                self.history_bytes.fetch_sub(before - room.history.bytes(), Ordering::Relaxed);
+            }
+            self.let_go(&name);
+        }
+    }
     /// A fresh connection id.
     fn conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a member; joining twice is harmless.
-    fn join(&self, room: &str, id: ConnId, member: Member) {
+    /// Adds a member at `now`; joining twice is harmless. Returns the
+    /// room's `seq` and, for a `recover` (`since`), the kept events after
+    /// it, taken under the same lock as the join: every event after them
+    /// reaches the member's queue.
+    fn join(&self, room: &str, id: ConnId, member: Member, since: Option<u64>, now: Timestamp) -> Joined {
         // The shard stays locked while the member is added, so `leave`
         // cannot drop the room between lookup and insert.
-        let entry = self.rooms.entry(room.into()).or_default();
-        lock(&entry).members.insert(id, member);
+        let entry = self.room(room, now);
+        let mut room = lock(&entry);
+        room.members.insert(id, member);
+        let replay = since.map(|since| room.history.replay(since, room.seq));
+        Joined { seq: room.seq, replay }
     }
 
-    /// Removes a member; an empty room is dropped.
+    /// Removes a member; an idle room is dropped.
     fn leave(&self, room: &str, id: ConnId) {
         if let Some(entry) = self.rooms.get(room) {
             lock(&entry).members.remove(&id);
         }
-        self.rooms.remove_if(room, |_, r| lock(r).members.is_empty());
+        self.let_go(room);
     }
 
-    /// Publishes to every member of `room`; `render` turns the assigned seq
-    /// into the frame, once. Returns the seq, or `None` if the room is gone.
-    pub(crate) fn publish(&self, room: &str, render: impl FnOnce(u64) -> Utf8Bytes) -> Option<u64> {
+    /// Publishes to every member of `room` at `now`, kept in its history as
+    /// `rule` says; `render` turns the assigned seq into the frame, once.
+    /// Returns the seq, or `None` if the room is gone.
+    pub(crate) fn publish(
+        &self,
+        room: &str,
+        rule: HistoryRule,
+        now: Timestamp,
+        render: impl FnOnce(u64) -> Utf8Bytes,
+    ) -> Option<u64> {
         let room = Arc::clone(self.rooms.get(room)?.value());
         let mut room = lock(&room);
         room.seq += 1;
         let seq = room.seq;
         let frame = render(seq);
+        self.keep(&mut room, seq, &frame, rule, now);
         for member in room.members.values() {
             match member.tx.try_send(frame.clone()) {
                 Ok(()) => {}
@@ -122,6 +223,29 @@ impl Hub {
             }
         }
         Some(seq)
+    }
+
+    /// Keeps `frame` in `room`'s history within the budgets: the room's
+    /// own bytes, then the process's, by dropping the room's oldest events
+    /// (never another room's: one busy room cannot erase the others).
+    fn keep(&self, room: &mut Room, seq: u64, frame: &Utf8Bytes, rule: HistoryRule, now: Timestamp) {
+        room.rule = rule;
+        let before = room.history.bytes();
+        room.history.expire(rule.ttl, now);
+        room.history.push(seq, now, frame.clone(), frame.len(), rule, self.budget.per_room);
+        let after = room.history.bytes();
+        if after >= before {
+            self.history_bytes.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.history_bytes.fetch_sub(before - after, Ordering::Relaxed);
+        }
+        while self.history_bytes.load(Ordering::Relaxed) > self.budget.total {
+            let size = room.history.bytes();
+            if !room.history.drop_oldest() {
+                break;
+            }
+            self.history_bytes.fetch_sub(size - room.history.bytes(), Ordering::Relaxed);
+        }
     }
 
     /// Asks every live connection of `subject` to close with `code`;
@@ -235,18 +359,29 @@ impl<'h> Membership<'h> {
         self.id
     }
 
-    /// Joins `room`; joining twice is harmless.
-    pub(crate) fn join(&mut self, room: &str) {
-        let joined = self.hub.conns.get(&self.id).is_some_and(|peer| peer.rooms.iter().any(|r| **r == *room));
-        if joined {
-            return;
-        }
+    /// Joins `room` at `now` (joining twice is harmless); the room's `seq`.
+    pub(crate) fn join(&mut self, room: &str, now: Timestamp) -> u64 {
+        self.enter(room, None, now).seq
+    }
+
+    /// Joins `room` at `now` if not in it, and replays its kept events
+    /// after `since`: the room's `seq`, and the replay.
+    pub(crate) fn recover(&mut self, room: &str, since: u64, now: Timestamp) -> (u64, Replay<Utf8Bytes>) {
+        let joined = self.enter(room, Some(since), now);
+        let replay = joined.replay.unwrap_or(Replay { events: Vec::new(), complete: false });
+        (joined.seq, replay)
+    }
+
+    fn enter(&mut self, room: &str, since: Option<u64>, now: Timestamp) -> Joined {
         // Not under the entry's lock: no path holds a connection's entry
         // and a room's lock at once, so the two can never deadlock.
-        self.hub.join(room, self.id, self.member.clone());
-        if let Some(mut peer) = self.hub.conns.get_mut(&self.id) {
+        let joined = self.hub.join(room, self.id, self.member.clone(), since, now);
+        if let Some(mut peer) = self.hub.conns.get_mut(&self.id)
+            && !peer.rooms.iter().any(|r| **r == *room)
+        {
             peer.rooms.push(room.into());
         }
+        joined
     }
 
     /// Leaves `room`.
@@ -268,6 +403,12 @@ impl Drop for Membership<'_> {
     }
 }
 
+/// What a join found.
+struct Joined {
+    seq: u64,
+    replay: Option<Replay<Utf8Bytes>>,
+}
+
 fn lock(room: &std::sync::Mutex<Room>) -> std::sync::MutexGuard<'_, Room> {
     // A panic while holding a room lock cannot leave the room inconsistent
     // (every update is a single insert, remove or increment), so poisoning
@@ -280,6 +421,8 @@ mod tests {
     use super::*;
 
     const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+    const NONE: HistoryRule = HistoryRule { keep: 0, ttl: std::time::Duration::from_secs(60) };
+    const KEEP_2: HistoryRule = HistoryRule { keep: 2, ttl: std::time::Duration::from_secs(60) };
 
     fn loopback() -> IpKey {
         IpKey::of(std::net::Ipv4Addr::LOCALHOST.into())
@@ -295,20 +438,21 @@ mod tests {
         let hub = Hub::default();
         let (a, mut ra) = member(8);
         let (b, mut rb) = member(8);
-        hub.join("r", 1, a);
-        hub.join("r", 2, b);
+        hub.join("r", 1, a, None, T0);
+        hub.join("r", 2, b, None, T0);
         let mut renders = 0;
-        for expected in 1..=3 {
-            let seq = hub.publish("r", |seq| {
+        let start = history::seed(T0, 0);
+        for n in 1..=3 {
+            let seq = hub.publish("r", NONE, T0, |seq| {
                 renders += 1;
                 Utf8Bytes::from(format!("{seq}"))
             });
-            assert_eq!(seq, Some(expected));
+            assert_eq!(seq, Some(start + n));
         }
         assert_eq!(renders, 3);
         for rx in [&mut ra, &mut rb] {
-            for expected in ["1", "2", "3"] {
-                assert_eq!(rx.recv().await.unwrap().as_str(), expected);
+            for n in 1..=3 {
+                assert_eq!(rx.recv().await.unwrap().as_str(), (start + n).to_string());
             }
         }
     }
@@ -319,10 +463,10 @@ mod tests {
         let (slow, _keep) = member(1);
         let slow_control = Arc::clone(&slow.control);
         let (fast, mut rf) = member(8);
-        hub.join("r", 1, slow);
-        hub.join("r", 2, fast);
-        hub.publish("r", |_| Utf8Bytes::from_static("a"));
-        hub.publish("r", |_| Utf8Bytes::from_static("b"));
+        hub.join("r", 1, slow, None, T0);
+        hub.join("r", 2, fast, None, T0);
+        hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("a"));
+        hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("b"));
         assert_eq!(slow_control.closed().await, CloseCode::SlowConsumer);
         assert_eq!(rf.recv().await.unwrap().as_str(), "a");
         assert_eq!(rf.recv().await.unwrap().as_str(), "b");
@@ -335,11 +479,11 @@ mod tests {
         let (m, _rx) = member(1);
         let (other, _other_rx) = member(1);
         let mut bystander = Membership::new(hub, other, loopback(), "b", T0);
-        bystander.join("shared");
+        bystander.join("shared", T0);
         let task = tokio::spawn(async move {
             let mut rooms = Membership::new(hub, m, loopback(), "a", T0);
-            rooms.join("shared");
-            rooms.join("own");
+            rooms.join("shared", T0);
+            rooms.join("own", T0);
             panic!("a bug in the connection task");
         });
         assert!(task.await.unwrap_err().is_panic());
@@ -381,7 +525,7 @@ mod tests {
             let (m, rx) = member(1);
             let mut membership = Membership::new(&hub, m, ip, user, T0);
             if i > 0 {
-                membership.join("lobby");
+                membership.join("lobby", T0);
             }
             held.push((membership, rx));
         }
@@ -407,12 +551,77 @@ mod tests {
     }
 
     #[test]
+    fn a_rooms_seq_never_goes_backwards_when_it_empties() {
+        let hub = Hub::default();
+        let (m, _rx) = member(8);
+        let first = hub.join("r", 1, m.clone(), None, T0).seq;
+        let last = (0..5).filter_map(|_| hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("e"))).last();
+        hub.leave("r", 1);
+        assert!(hub.rooms.is_empty(), "nothing kept, so the room goes");
+        // Started again within the same millisecond: above every seq given.
+        let again = hub.join("r", 1, m, None, T0).seq;
+        assert_eq!(last, Some(first + 5));
+        assert!(again >= first + 5, "{again} after {first} + 5");
+    }
+
+    #[tokio::test]
+    async fn a_recover_replays_what_the_room_kept_and_then_the_live_events() {
+        let hub = Hub::default();
+        let (publisher, _p) = member(8);
+        let start = hub.join("r", 1, publisher, None, T0).seq;
+        for _ in 0..3 {
+            hub.publish("r", KEEP_2, T0, |seq| Utf8Bytes::from(format!("e{}", seq - start)));
+        }
+        let (late, mut rx) = member(8);
+        let joined = hub.join("r", 2, late.clone(), Some(start + 1), T0);
+        let replay = joined.replay.unwrap();
+        assert_eq!(replay.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["e2", "e3"]);
+        assert!(replay.complete, "the ring holds everything after since");
+        assert_eq!(joined.seq, start + 3);
+        let older = hub.join("r", 2, late, Some(start), T0).replay.unwrap();
+        assert!(!older.complete, "e1 is gone");
+        hub.publish("r", KEEP_2, T0, |_| Utf8Bytes::from_static("live"));
+        assert_eq!(rx.recv().await.unwrap().as_str(), "live", "live events follow in the member's queue");
+    }
+
+    #[test]
+    fn history_outlives_the_last_member_until_it_expires() {
+        let hub = Hub::default();
+        let (m, _rx) = member(8);
+        let start = hub.join("r", 1, m.clone(), None, T0).seq;
+        hub.publish("r", KEEP_2, T0, |_| Utf8Bytes::from_static("kept"));
+        hub.leave("r", 1);
+        assert_eq!(hub.history_bytes(), 4);
+        hub.sweep(T0.saturating_add(KEEP_2.ttl - std::time::Duration::from_millis(1)));
+        let back = hub.join("r", 1, m, Some(start), T0).replay.unwrap();
+        assert_eq!((back.events.len(), back.complete), (1, true), "kept while nobody was in the room");
+        hub.leave("r", 1);
+        hub.sweep(T0.saturating_add(KEEP_2.ttl));
+        assert!(hub.rooms.is_empty() && hub.history_bytes() == 0, "expired, then let go");
+    }
+
+    #[test]
+    fn a_full_history_budget_costs_a_room_its_own_events_never_another_rooms() {
+        let hub = Hub::new(HistoryBudget { per_room: 100, total: 10 });
+        let (m, _rx) = member(64);
+        hub.join("quiet", 1, m.clone(), None, T0);
+        hub.join("busy", 1, m, None, T0);
+        hub.publish("quiet", KEEP_2, T0, |_| Utf8Bytes::from_static("12345678"));
+        for _ in 0..10 {
+            hub.publish("busy", KEEP_2, T0, |_| Utf8Bytes::from_static("abcdef"));
+        }
+        assert!(hub.history_bytes() <= 10, "{}", hub.history_bytes());
+        let quiet = lock(&hub.rooms.get("quiet").unwrap()).history.bytes();
+        assert_eq!(quiet, 8, "the quiet room keeps its event");
+    }
+
+    #[test]
     fn empty_rooms_are_dropped() {
         let hub = Hub::default();
         let (m, _rx) = member(1);
-        hub.join("r", 1, m);
+        hub.join("r", 1, m, None, T0);
         hub.leave("r", 1);
         assert!(hub.rooms.is_empty());
-        assert_eq!(hub.publish("r", |_| Utf8Bytes::from_static("x")), None);
+        assert_eq!(hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("x")), None);
     }
 }

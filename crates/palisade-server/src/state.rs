@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::audit::Audit;
 pub(crate) use crate::clock::{Clock, now};
 use crate::enforce::{Enforcement, Handles};
-use crate::hub::Hub;
+use crate::hub::{HistoryBudget, Hub};
 use crate::login::Login;
 use crate::revoke::Revoker;
 use crate::settings::{ConnLimits, Settings};
@@ -76,7 +76,9 @@ impl AppState {
         let metrics = Arc::new(crate::telemetry::Metrics::new());
         let guard = Arc::new(guard);
         let audit = Arc::new(Audit::new(&settings.config.audit));
-        let hub = Arc::new(Hub::default());
+        let limits = &settings.config.limits;
+        let budget = HistoryBudget { per_room: limits.max_history_bytes_per_room, total: limits.max_history_bytes };
+        let hub = Arc::new(Hub::new(budget));
         let clock = Clock::start();
         let tasks = TaskTracker::new();
         let enforce = Enforcement::new(

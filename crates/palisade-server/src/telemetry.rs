@@ -84,6 +84,7 @@ fn describe() {
     describe_counter!("palisade_messages_out_total", "Text frames sent to clients.");
     describe_counter!("palisade_rejections_total", "Client requests refused with an error frame, by error code.");
     describe_gauge!("palisade_bans_active", "Bans in force.");
+    describe_gauge!("palisade_history_bytes", "Bytes of room history kept, in every room.");
     describe_counter!("palisade_bans_issued_total", "Bans the abuse guard imposed.");
     describe_counter!("palisade_anomaly_actions_total", "Enforced anomaly-score actions, by action.");
     describe_counter!("palisade_audit_records_written_total", "Audit records written to the store.");
@@ -125,6 +126,7 @@ pub(crate) struct Metrics {
     pub(crate) audit_written: Counter,
     connections: Gauge,
     bans_active: Gauge,
+    history_bytes: Gauge,
 }
 
 impl Metrics {
@@ -157,6 +159,7 @@ impl Metrics {
             audit_written: counter!("palisade_audit_records_written_total"),
             connections: gauge!("palisade_connections_current"),
             bans_active: gauge!("palisade_bans_active"),
+            history_bytes: gauge!("palisade_history_bytes"),
         }
     }
 
@@ -196,12 +199,21 @@ impl Metrics {
 
     /// The Prometheus text, with the gauges set from the scraped server's
     /// counts, or `None` when the recorder could not be installed.
-    pub(crate) fn render(&self, open_connections: usize, bans_active: usize) -> Option<String> {
+    pub(crate) fn render(&self, at_scrape: AtScrape) -> Option<String> {
         let handle = handle()?;
-        self.connections.set(open_connections as f64);
-        self.bans_active.set(bans_active as f64);
+        self.connections.set(at_scrape.open_connections as f64);
+        self.bans_active.set(at_scrape.bans_active as f64);
+        self.history_bytes.set(at_scrape.history_bytes as f64);
         Some(handle.render())
     }
+}
+
+/// The gauges read at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AtScrape {
+    pub(crate) open_connections: usize,
+    pub(crate) bans_active: usize,
+    pub(crate) history_bytes: usize,
 }
 
 /// Folds histogram samples into buckets every [`UPKEEP_EVERY`] until

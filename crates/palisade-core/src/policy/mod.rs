@@ -18,9 +18,10 @@ use palisade_protocol::ErrorCode;
 pub use event::{EventRule, PayloadError};
 pub use permission::Permission;
 pub use room::{RoomPattern, valid_room_name};
-pub use spec::{EventSpec, PolicySpec, RoleSpec, RoomSpec, RuleList};
+pub use spec::{DEFAULT_HISTORY_TTL, EventSpec, MAX_HISTORY, PolicySpec, RoleSpec, RoomSpec, RuleList};
 
 use crate::auth::Identity;
+use crate::history::HistoryRule;
 use crate::refusal::Refusal;
 use crate::sanitize::Sanitizers;
 
@@ -60,6 +61,7 @@ struct RoomRule {
     pattern: RoomPattern,
     join: Option<Permission>,
     publish: Option<Permission>,
+    history: HistoryRule,
 }
 
 /// The compiled policy.
@@ -113,7 +115,8 @@ impl Policy {
             let pattern = RoomPattern::parse(raw).map_err(|why| PolicyError { key: key(""), why: why.to_owned() })?;
             let join = room.join.as_deref().map(|p| perm(key(".join"), p)).transpose()?;
             let publish = room.publish.as_deref().map(|p| perm(key(".publish"), p)).transpose()?;
-            rooms.push(RoomRule { pattern, join, publish });
+            let history = history_rule(room).map_err(|(field, why)| PolicyError { key: key(field), why })?;
+            rooms.push(RoomRule { pattern, join, publish, history });
         }
         rooms.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         let mut events = HashMap::new();
@@ -150,6 +153,12 @@ impl Policy {
         let rule = self.room_rule(room)?;
         claim_allows(who, room)?;
         self.require(who, rule.join.as_ref(), "missing room join permission")
+    }
+
+    /// How much of `room`'s history is kept: its rule's `history`, or
+    /// none for a room no rule covers.
+    pub fn history(&self, room: &str) -> HistoryRule {
+        self.room_rule(room).map(|r| r.history).unwrap_or_default()
     }
 
     /// The declared event named `event`.
@@ -241,6 +250,22 @@ fn valid_event_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A room rule's `history` and `history_ttl`, or the field at fault and why.
+fn history_rule(room: &RoomSpec) -> Result<HistoryRule, (&'static str, String)> {
+    let keep = room.history.unwrap_or(0);
+    if keep > MAX_HISTORY {
+        return Err((".history", format!("at most {MAX_HISTORY} events")));
+    }
+    let ttl = match room.history_ttl.as_deref() {
+        None => DEFAULT_HISTORY_TTL,
+        Some(raw) => match humantime::parse_duration(raw) {
+            Ok(ttl) if !ttl.is_zero() => ttl,
+            _ => return Err((".history_ttl", "a duration above zero, like \"15m\" or \"1h\"".to_owned())),
+        },
+    };
+    Ok(HistoryRule { keep, ttl })
 }
 
 #[cfg(test)]

@@ -62,7 +62,18 @@ pub struct RoomSpec {
     /// Permission needed to publish; absent means any member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<String>,
+    /// Newest events kept for `recover`; absent or 0 keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<usize>,
+    /// How long a kept event stays (`"1h"`); absent is [`DEFAULT_HISTORY_TTL`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_ttl: Option<String>,
 }
+
+/// `history_ttl` when a room keeps history and does not say.
+pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(3600);
+/// Most events one room may keep: `recover` replays them in one go.
+pub const MAX_HISTORY: usize = 10_000;
 
 /// `[events."<name>"]`
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -8,9 +8,14 @@ fn spec() -> PolicySpec {
     s.roles.insert("admin".into(), RoleSpec { permissions: vec!["*".into()] });
     s.default_roles = vec!["user".into()];
     s.rooms.insert("lobby".into(), RoomSpec::default());
-    s.rooms.insert("course:*".into(), RoomSpec { join: Some("course:join".into()), publish: None });
-    s.rooms.insert("course:secret".into(), RoomSpec { join: Some("admin:join".into()), publish: None });
-    s.rooms.insert("news".into(), RoomSpec { join: None, publish: Some("announce:send".into()) });
+    s.rooms
+        .insert("course:*".into(), RoomSpec { join: Some("course:join".into()), publish: None, ..RoomSpec::default() });
+    s.rooms.insert(
+        "course:secret".into(),
+        RoomSpec { join: Some("admin:join".into()), publish: None, ..RoomSpec::default() },
+    );
+    s.rooms
+        .insert("news".into(), RoomSpec { join: None, publish: Some("announce:send".into()), ..RoomSpec::default() });
     s.events.insert("chat.message".into(), EventSpec { permission: Some("chat:send".into()), ..EventSpec::default() });
     s.events.insert(
         "admin.broadcast".into(),
@@ -102,7 +107,7 @@ fn publishing_needs_a_declared_event_and_both_permissions() {
 #[test]
 fn compile_errors_name_the_key() {
     let mut s = spec();
-    s.rooms.insert("course:*".into(), RoomSpec { join: Some("Bad Perm".into()), publish: None });
+    s.rooms.insert("course:*".into(), RoomSpec { join: Some("Bad Perm".into()), publish: None, ..RoomSpec::default() });
     assert_eq!(Policy::compile(&s).unwrap_err().key, "rooms.\"course:*\".join");
 
     let mut s = spec();
@@ -340,4 +345,35 @@ fn a_backend_event_goes_through_the_same_declaration_schema_and_sanitizers() {
     assert_eq!(err.unwrap_err().code(), ErrorCode::BadRequest);
     // No permission is consulted: the backend is not a user.
     assert!(policy.shape_backend_event("lobby", "chat.message", &raw(serde_json::json!({"content": "x"}))).is_ok());
+}
+
+#[test]
+fn history_is_per_room_rule_bounded_and_off_by_default() {
+    let mut s = PolicySpec::default();
+    s.rooms.insert(
+        "chat:*".into(),
+        RoomSpec { history: Some(50), history_ttl: Some("15m".into()), ..RoomSpec::default() },
+    );
+    s.rooms.insert("quiet".into(), RoomSpec { history: Some(5), ..RoomSpec::default() });
+    s.rooms.insert("lobby".into(), RoomSpec::default());
+    let p = Policy::compile(&s).unwrap();
+    assert_eq!(p.history("chat:a"), HistoryRule { keep: 50, ttl: Duration::from_secs(900) });
+    assert_eq!(p.history("quiet"), HistoryRule { keep: 5, ttl: DEFAULT_HISTORY_TTL });
+    assert_eq!(p.history("lobby").keep, 0);
+    assert_eq!(p.history("nowhere").keep, 0, "no rule, no history");
+    for (room, key) in [
+        (RoomSpec { history: Some(MAX_HISTORY + 1), ..RoomSpec::default() }, "rooms.\"r\".history"),
+        (
+            RoomSpec { history: Some(1), history_ttl: Some("soon".into()), ..RoomSpec::default() },
+            "rooms.\"r\".history_ttl",
+        ),
+        (
+            RoomSpec { history: Some(1), history_ttl: Some("0s".into()), ..RoomSpec::default() },
+            "rooms.\"r\".history_ttl",
+        ),
+    ] {
+        let mut s = PolicySpec::default();
+        s.rooms.insert("r".into(), room);
+        assert_eq!(Policy::compile(&s).unwrap_err().key, key);
+    }
 }

@@ -12,7 +12,7 @@ fn policy() -> Policy {
     s.roles.insert("user".into(), RoleSpec { permissions: vec!["chat:send".into()] });
     s.default_roles = vec!["user".into()];
     s.rooms.insert("lobby".into(), RoomSpec::default());
-    s.rooms.insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None });
+    s.rooms.insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None, ..RoomSpec::default() });
     s.events.insert("chat.message".into(), EventSpec { permission: Some("chat:send".into()), ..EventSpec::default() });
     s.events.insert(
         "admin.broadcast".into(),
@@ -103,7 +103,7 @@ fn each_refusal_carries_the_request_id_and_its_code() {
         (r#"{"type":"join","id":"c","room":"no such"}"#, ErrorCode::BadRequest),
         (r#"{"type":"send","id":"d","room":"lobby","event":"nope","data":{}}"#, ErrorCode::UnknownEvent),
         (r#"{"type":"send","id":"e","room":"lobby","event":"admin.broadcast","data":{}}"#, ErrorCode::Forbidden),
-        (r#"{"type":"recover","id":"f","room":"lobby","since":1}"#, ErrorCode::BadRequest),
+        (r#"{"type":"recover","id":"f","room":"staff","since":1}"#, ErrorCode::Forbidden),
         (r#"{"type":"refresh","id":"g","token":"nope"}"#, ErrorCode::Forbidden),
     ];
     for (frame, code) in cases {
@@ -111,6 +111,17 @@ fn each_refusal_carries_the_request_id_and_its_code() {
         assert_eq!(code_of(&s.on_text(env.cx(), frame, T0)), Some((Some(id), code)), "{frame}");
     }
     assert_eq!(code_of(&s.on_text(env.cx(), "{", T0)), Some((None, ErrorCode::BadRequest)));
+}
+
+#[test]
+fn recover_needs_the_rights_of_join_and_joins() {
+    let env = Env::new(policy());
+    let mut s = session(Duration::from_secs(3600));
+    let frame = r#"{"type":"recover","id":"r","room":"lobby","since":41}"#;
+    assert!(matches!(s.on_text(env.cx(), frame, T0), Decision::Recover { since: 41, .. }));
+    assert_eq!(s.rooms().collect::<Vec<_>>(), ["lobby"], "a recover joins");
+    let send = r#"{"type":"send","id":"s","room":"lobby","event":"chat.message","data":{"content":"hi"}}"#;
+    assert!(matches!(s.on_text(env.cx(), send, T0), Decision::Publish { .. }), "as a member");
 }
 
 #[test]
@@ -228,7 +239,9 @@ fn a_refresh_with_fewer_roles_leaves_the_rooms_it_no_longer_grants() {
     let mut spec_with_staff = PolicySpec::default();
     spec_with_staff.roles.insert("staff".into(), RoleSpec { permissions: vec!["staff:join".into()] });
     spec_with_staff.rooms.insert("lobby".into(), RoomSpec::default());
-    spec_with_staff.rooms.insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None });
+    spec_with_staff
+        .rooms
+        .insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None, ..RoomSpec::default() });
     let env_staff = Env::new(Policy::compile(&spec_with_staff).unwrap());
     for room in ["lobby", "staff"] {
         let frame = format!(r#"{{"type":"join","id":"j","room":"{room}"}}"#);
@@ -277,7 +290,8 @@ fn a_reload_that_removes_a_permission_removes_the_membership() {
     spec.roles.insert("user".into(), RoleSpec { permissions: vec!["staff:join".into()] });
     spec.default_roles = vec!["user".into()];
     spec.rooms.insert("lobby".into(), RoomSpec::default());
-    spec.rooms.insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None });
+    spec.rooms
+        .insert("staff".into(), RoomSpec { join: Some("staff:join".into()), publish: None, ..RoomSpec::default() });
     let before = Env::new(Policy::compile(&spec).unwrap());
     let mut s = session(Duration::from_secs(600));
     for room in ["lobby", "staff"] {

@@ -268,9 +268,10 @@ async fn publish(
     req: Request,
 ) -> Result<Response, ApiError> {
     let PublishBody { room, event, data } = body(&state, req).await?;
-    let data = state.settings.policy.load().shape_backend_event(&room, &event, &data).map_err(Box::new)?;
+    let policy = state.settings.policy.load();
+    let data = policy.shape_backend_event(&room, &event, &data).map_err(Box::new)?;
     let now = state.clock.now();
-    let seq = state.hub.publish(&room, |seq| {
+    let seq = state.hub.publish(&room, policy.history(&room), now, |seq| {
         let frame = EventFrame {
             room: &room,
             seq,

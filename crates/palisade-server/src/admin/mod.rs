@@ -330,7 +330,12 @@ fn banned(state: &AppState, knock: Knock) -> bool {
 
 async fn scrape(State(state): State<Arc<AppState>>) -> Response {
     let bans_active = state.guard.bans().list(state.clock.now()).len();
-    match state.metrics.render(state.open_connections(), bans_active) {
+    let at_scrape = crate::telemetry::AtScrape {
+        open_connections: state.open_connections(),
+        bans_active,
+        history_bytes: state.hub.history_bytes(),
+    };
+    match state.metrics.render(at_scrape) {
         Some(text) => {
             let mut response = Response::new(axum::body::Body::from(text));
             response.headers_mut().insert(

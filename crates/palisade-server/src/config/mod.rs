@@ -302,6 +302,10 @@ pub struct LimitsConfig {
     pub max_rooms_per_connection: usize,
     /// Deepest nesting in event data.
     pub max_json_depth: usize,
+    /// Bytes of history one room may keep.
+    pub max_history_bytes_per_room: usize,
+    /// Bytes of history every room together may keep.
+    pub max_history_bytes: usize,
 }
 
 /// Where the config comes from.
@@ -378,6 +382,8 @@ impl Config {
             ("limits.max_connections", l.max_connections),
             ("limits.max_pending_handshakes", l.max_pending_handshakes),
             ("limits.max_rooms_per_connection", l.max_rooms_per_connection),
+            ("limits.max_history_bytes_per_room", l.max_history_bytes_per_room),
+            ("limits.max_history_bytes", l.max_history_bytes),
             ("log.max_client_text", self.log.max_client_text),
         ];
         for (key, value) in positive {

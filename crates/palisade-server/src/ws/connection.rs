@@ -49,6 +49,8 @@ type Inbound = Option<Result<Message, WsError>>;
 
 /// What one text frame comes to.
 struct Reply {
+    /// Events a `recover` replays, before its `ack`.
+    replay: Vec<Utf8Bytes>,
     /// The `ack` or `error` for the sender.
     frame: String,
     /// Rooms a `refresh` lost.
@@ -222,6 +224,9 @@ impl Conn<'_> {
                 let reply = self.perform(decision, now);
                 self.state.metrics.pipeline_since(started);
                 self.remove(ws, &reply.removed).await?;
+                for event in reply.replay {
+                    self.send(ws, Message::Text(event)).await?;
+                }
                 self.send(ws, text_message(reply.frame)).await?;
                 return match reply.close {
                     Some(code) => Err(Exit::Close(code)),
@@ -306,11 +311,16 @@ impl Conn<'_> {
     /// for the sender, the rooms a `refresh` lost, and whether the
     /// connection must close after the reply.
     fn perform(&mut self, decision: Decision<'_>, now: Timestamp) -> Reply {
-        let mut reply = Reply { frame: String::new(), removed: Vec::new(), close: None };
+        let mut reply = Reply { replay: Vec::new(), frame: String::new(), removed: Vec::new(), close: None };
         reply.frame = match decision {
             Decision::Join { id, room } => {
-                self.rooms.join(&room);
-                ack(&id, None)
+                let seq = self.rooms.join(&room, now);
+                ack(&id, Some(seq))
+            }
+            Decision::Recover { id, room, since } => {
+                let (seq, replay) = self.rooms.recover(&room, since, now);
+                reply.replay = replay.events;
+                ServerFrame::Ack { id: &id, seq: Some(seq), complete: Some(replay.complete) }.to_json()
             }
             Decision::Leave { id, room } => {
                 self.rooms.leave(&room);
@@ -318,7 +328,8 @@ impl Conn<'_> {
             }
             Decision::Publish { id, room, event, data } => {
                 let who = self.session.identity();
-                let seq = self.state.hub.publish(&room, |seq| {
+                let rule = self.state.settings.policy.load().history(&room);
+                let seq = self.state.hub.publish(&room, rule, now, |seq| {
                     let frame = EventFrame {
                         room: &room,
                         seq,
@@ -464,5 +475,5 @@ fn text_message(frame: String) -> Message {
 }
 
 fn ack(id: &str, seq: Option<u64>) -> String {
-    ServerFrame::Ack { id, seq }.to_json()
+    ServerFrame::Ack { id, seq, complete: None }.to_json()
 }
