@@ -242,3 +242,20 @@ pub(crate) fn plan(options: &Options) -> Result<String, ScanError> {
     ));
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_scan_md_names_every_rule_and_check() {
+        let doc = include_str!("../../../../docs/SCAN.md");
+        for rule in RULES {
+            assert!(doc.contains(&format!("`{}`", rule.id)), "docs/SCAN.md does not name {}", rule.id);
+            assert!(doc.contains(&format!("| `{}` | {} |", rule.id, rule.severity.name())), "{}: severity", rule.id);
+        }
+        for check in Check::ALL {
+            assert!(doc.contains(&format!("### {}", check.name())), "docs/SCAN.md has no section {}", check.name());
+        }
+    }
+}
