@@ -64,7 +64,8 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
     let (_naive, port) = start(dir.path());
     let options = Options {
         target: format!("ws://127.0.0.1:{port}/"),
-        token: Some("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzY2FuIn0.c2VjcmV0LXNpZ25hdHVyZQ".into()),
+        // Run per use, as --token-cmd is; what it prints is redacted too.
+        token_cmd: Some("printf '%s' eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzY2FuIn0.c2VjcmV0LXNpZ25hdHVyZQ".into()),
         origin: Some("https://app.example.com".into()),
         ..Options::default()
     };
@@ -91,7 +92,8 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
     assert!(!ids.contains(&"message.server-down-after-probe"), "{ids:?}");
     assert_eq!(report.exit_code(Severity::Medium), 1);
     assert_eq!(report.exit_code(Severity::Critical), 0, "nothing critical: {ids:?}");
-    // The token given is never in the report in full.
+    // The token is never in the report in full, though origin probes sent it.
+    assert!(report.findings.iter().any(|f| f.evidence.contains("eyJh…[redacted")), "{:?}", report.findings);
     let json = palisade_scan::render(&report, palisade_scan::Format::Json);
     assert!(!json.contains("c2VjcmV0LXNpZ25hdHVyZQ"), "{json}");
 }
