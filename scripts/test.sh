@@ -29,6 +29,14 @@ if ! command -v schemathesis >/dev/null 2>&1; then
   command -v schemathesis >/dev/null 2>&1 || export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
 fi
 
+# websockets runs the naive server palisade scan is tested against
+# (crates/palisade-scan/tests/naive.rs; under CI=true that test fails
+# without it).
+if ! python3 -c 'import websockets' >/dev/null 2>&1; then
+  echo "test.sh: installing websockets (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check websockets==15.0.1
+fi
+
 # The TLS tests drive `openssl s_client` to show TLS 1.1 is refused.
 if ! command -v openssl >/dev/null 2>&1; then
   echo "test.sh: installing openssl (apt)"

@@ -58,6 +58,19 @@ fn main() -> ExitCode {
             })
         }
         Command::Audit(command) => cli::audit::audit(command, &env, &mut std::io::stdout().lock()),
+        Command::Scan(args) => match cli::scan::scan(*args) {
+            Ok((out, code)) => {
+                #[allow(clippy::print_stdout, reason = "the report is the command's output")]
+                {
+                    print!("{out}");
+                }
+                return ExitCode::from(code);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(e.exit_code());
+            }
+        },
         Command::User(command) => cli::user::user(command, &env).map(|out| {
             #[allow(clippy::print_stdout, reason = "the users or what was done is the command's output")]
             {

@@ -1,11 +1,12 @@
 //! Command-line interface: `serve` (the default), `token`, `init`,
 //! `policy check`, `ban` (in [`ban`]), `user` (in [`user`]), `revoke`
-//! (in [`revoke`]) and `audit` (in [`audit`]).
+//! (in [`revoke`]), `audit` (in [`audit`]) and `scan` (in [`scan`]).
 
 pub mod audit;
 pub mod ban;
 pub mod cert;
 pub mod revoke;
+pub mod scan;
 pub mod user;
 
 use std::net::SocketAddr;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Inspect a config.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Audit a WebSocket endpoint (any server) for security weaknesses
+    /// (docs/SCAN.md).
+    Scan(Box<scan::ScanArgs>),
 }
 
 /// `palisade config …`

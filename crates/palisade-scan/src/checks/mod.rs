@@ -1,0 +1,261 @@
+//! The checks, in the order they run (docs/SCAN.md lists every id): each
+//! module has its [`Rule`]s, a `run` that probes and records findings, and
+//! a `plan` that says what `run` would send (`--dry-run`).
+
+mod exposure;
+mod handshake;
+mod message;
+mod origin;
+mod transport;
+
+use std::time::Duration;
+
+use crate::finding::{Report, Rule, redact};
+use crate::net::{Budget, Target, Ws};
+use crate::{Options, ScanError};
+
+/// One check (a `--checks` name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Origin variants an allowlist must refuse.
+    Origin,
+    /// Missing, garbage, `alg=none` and query-string credentials.
+    Handshake,
+    /// `/metrics`, admin paths, version banners, stack traces.
+    Exposure,
+    /// Malformed JSON and unknown event types.
+    Message,
+    /// An oversize frame and an unmasked client frame.
+    Transport,
+}
+
+impl Check {
+    /// Every check of this version, in the order they run.
+    pub const ALL: [Self; 5] = [Self::Origin, Self::Handshake, Self::Exposure, Self::Message, Self::Transport];
+
+    /// The `--checks` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Origin => "origin",
+            Self::Handshake => "handshake",
+            Self::Exposure => "exposure",
+            Self::Message => "message",
+            Self::Transport => "transport",
+        }
+    }
+
+    /// Parses a `--checks` name; the later checks are named as not
+    /// yet available rather than ignored.
+    pub fn parse(name: &str) -> Result<Self, ScanError> {
+        if let Some(c) = Self::ALL.into_iter().find(|c| c.name() == name) {
+            return Ok(c);
+        }
+        let later = ["tls", "auth", "authz", "csrf", "replay", "limits"];
+        let known = Self::ALL.map(Self::name).join(",");
+        if later.contains(&name) {
+            return Err(ScanError::Usage(format!("check {name} is not in this version (available: {known})")));
+        }
+        Err(ScanError::Usage(format!("unknown check {name} (available: {known})")))
+    }
+}
+
+/// Every rule a scan can report, in check order.
+pub const RULES: &[Rule] = &[
+    origin::ABSENT,
+    origin::ABSENT_COOKIE,
+    origin::NULL,
+    origin::FOREIGN,
+    origin::SUFFIX,
+    origin::PREFIX,
+    origin::SCHEME,
+    origin::PORT,
+    handshake::NO_CREDENTIAL,
+    handshake::GARBAGE,
+    handshake::ALG_NONE,
+    handshake::QUERY_TOKEN,
+    exposure::METRICS,
+    exposure::ADMIN,
+    exposure::BANNER,
+    exposure::SERVER_HEADER,
+    exposure::VERBOSE_ERROR,
+    message::DOWN,
+    message::MALFORMED_RELAYED,
+    message::MALFORMED_UNANSWERED,
+    message::UNKNOWN_RELAYED,
+    message::UNKNOWN_UNANSWERED,
+    transport::OVERSIZE,
+    transport::UNMASKED,
+    transport::UNMASKED_CODE,
+];
+
+/// Longest a `--token-cmd` may take.
+const TOKEN_CMD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One scan in progress: the options, the budget, what was found so far and
+/// the secrets evidence must not show.
+pub(crate) struct Scan<'a> {
+    pub(crate) options: &'a Options,
+    pub(crate) budget: Budget,
+    pub(crate) report: Report,
+    secrets: Vec<String>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(options: &'a Options, target: Target) -> Self {
+        let mut secrets: Vec<String> = options.token.iter().chain(options.cookie.iter()).cloned().collect();
+        secrets.extend(options.headers.iter().map(|(_, v)| v.clone()));
+        secrets.retain(|s| !s.is_empty());
+        let report = Report { target: target.url.clone(), ..Report::default() };
+        Self { options, budget: Budget::new(target), report, secrets }
+    }
+
+    /// The path of the target, with its query.
+    pub(crate) fn path(&self) -> String {
+        self.budget.target().path.clone()
+    }
+
+    /// A token: `--token`, or a fresh one from `--token-cmd`, or none.
+    pub(crate) async fn token(&mut self) -> Result<Option<String>, ScanError> {
+        if let Some(token) = &self.options.token {
+            return Ok(Some(token.clone()));
+        }
+        let Some(cmd) = &self.options.token_cmd else { return Ok(None) };
+        let run = tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output();
+        let out = tokio::time::timeout(TOKEN_CMD_TIMEOUT, run)
+            .await
+            .map_err(|_| ScanError::Usage("--token-cmd took longer than 10s".into()))?
+            .map_err(|e| ScanError::Usage(format!("--token-cmd: {e}")))?;
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !out.status.success() || token.is_empty() {
+            return Err(ScanError::Usage(format!("--token-cmd exited with {} and printed no token", out.status)));
+        }
+        self.secrets.push(token.clone());
+        Ok(Some(token))
+    }
+
+    /// The headers every probe with the user's credentials carries:
+    /// `--header`s, `--cookie`, `--subprotocol` and the token.
+    pub(crate) async fn credentials(&mut self) -> Result<Vec<(String, String)>, ScanError> {
+        let mut headers = self.options.headers.clone();
+        if let Some(token) = self.token().await? {
+            headers.push(("Authorization".into(), format!("Bearer {token}")));
+        }
+        headers.extend(self.anonymous());
+        if let Some(cookie) = &self.options.cookie {
+            headers.push(("Cookie".into(), cookie.clone()));
+        }
+        Ok(headers)
+    }
+
+    /// Headers that are not credentials (`--subprotocol`).
+    pub(crate) fn anonymous(&self) -> Vec<(String, String)> {
+        self.options.subprotocol.iter().map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.clone())).collect()
+    }
+
+    /// `text` with every known secret redacted.
+    pub(crate) fn redacted(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_owned(), |t, s| t.replace(s.as_str(), &redact(s)))
+    }
+
+    /// Records `rule` as found, its evidence redacted.
+    pub(crate) fn found(&mut self, rule: &Rule, evidence: &str) {
+        let evidence = self.redacted(evidence);
+        self.report.found(rule.found(evidence));
+    }
+
+    /// Opens a WebSocket with the user's credentials (and the allowed
+    /// origin, when given): the socket, or why not.
+    pub(crate) async fn open_authenticated(&mut self) -> Result<Result<Ws, String>, ScanError> {
+        let mut headers = self.credentials().await?;
+        if let Some(origin) = &self.options.origin {
+            headers.push(("Origin".into(), origin.clone()));
+        }
+        let path = self.path();
+        Ok(self.budget.open(&path, &headers).await?.map_err(|a| format!("the handshake got {}", a.status)))
+    }
+}
+
+/// `headers` as evidence shows them: `K: V, …` (redact before showing).
+pub(crate) fn describe(headers: &[(String, String)]) -> String {
+    if headers.is_empty() {
+        return "no extra headers".into();
+    }
+    headers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs every selected check, in order. The target must answer at all
+/// (else exit 2); each check records its findings and skips.
+pub(crate) async fn run(options: &Options) -> Result<Report, ScanError> {
+    let target = Target::parse(&options.target)?;
+    let mut scan = Scan::new(options, target);
+    // Reachability first: a target that does not accept TCP is exit 2,
+    // never "no findings".
+    drop(scan.budget.dial().await?);
+    for check in options.selected() {
+        let outcome = match check {
+            Check::Origin => origin::run(&mut scan).await,
+            Check::Handshake => handshake::run(&mut scan).await,
+            Check::Exposure => exposure::run(&mut scan).await,
+            Check::Message => message::run(&mut scan).await,
+            Check::Transport => transport::run(&mut scan).await,
+        };
+        match outcome {
+            Ok(()) => {}
+            // A cap, or a target that stopped answering (a finding of its
+            // own, recorded by the check), ends the scan with what it found.
+            Err(e @ (ScanError::Cap(_) | ScanError::Connect(_))) => {
+                scan.report.skip(check.name(), format!("{e}; later checks not run"));
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(scan.report)
+}
+
+/// `--dry-run`: what each selected check would send.
+pub(crate) fn plan(options: &Options) -> Result<String, ScanError> {
+    let target = Target::parse(&options.target)?;
+    let mut out = format!(
+        "palisade scan {} (dry run: nothing is sent)\ncredentials: {}\n",
+        target.url,
+        if options.token.is_some() || options.token_cmd.is_some() { "a bearer token" } else { "none" }
+    );
+    for check in options.selected() {
+        let lines = match check {
+            Check::Origin => origin::plan(options),
+            Check::Handshake => handshake::plan(options),
+            Check::Exposure => exposure::plan(),
+            Check::Message => message::plan(),
+            Check::Transport => transport::plan(),
+        };
+        for line in lines {
+            out.push_str(&format!("{}: {line}\n", check.name()));
+        }
+    }
+    let floods = if target.is_loopback() || options.i_own_this_target { "allowed" } else { "refused" };
+    out.push_str(&format!(
+        "caps: {} connections, {} bytes, one connection per {:?}; floods against this target: {floods} (none in this version)\n",
+        crate::net::MAX_CONNECTIONS,
+        crate::net::MAX_BYTES_SENT,
+        crate::net::PROBE_INTERVAL,
+    ));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_scan_md_names_every_rule_and_check() {
+        let doc = include_str!("../../../../docs/SCAN.md");
+        for rule in RULES {
+            assert!(doc.contains(&format!("`{}`", rule.id)), "docs/SCAN.md does not name {}", rule.id);
+            assert!(doc.contains(&format!("| `{}` | {} |", rule.id, rule.severity.name())), "{}: severity", rule.id);
+        }
+        for check in Check::ALL {
+            assert!(doc.contains(&format!("### {}", check.name())), "docs/SCAN.md has no section {}", check.name());
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! `palisade scan`: a security audit of any WebSocket endpoint (issue 21,
+//! first part; docs/SCAN.md).
+//!
+//! [`scan`] opens real connections to a target, one probe at a time, and
+//! records a [`Finding`] for each weakness: an Origin it should refuse and
+//! accepts, a handshake without (or with a forged) credential that it
+//! accepts, a public `/metrics`, a malformed message that kills it, an
+//! oversize or unmasked frame it lets through. Each check is in
+//! [`checks`]; every socket goes through [`net::Budget`], which paces probes
+//! and holds the hard caps. [`output`] renders the [`Report`] as text, JSON
+//! or SARIF, and [`Report::exit_code`] is the CI gate. The `palisade scan`
+//! subcommand (crates/palisade-server/src/cli/scan.rs) only parses flags and
+//! calls [`scan`].
+
+#![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod finding;
+pub mod net;
+pub mod output;
+
+pub use checks::{Check, RULES};
+pub use finding::{Finding, Report, Rule, Severity, redact};
+pub use output::{Format, render};
+
+/// Why a scan could not run (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// A bad flag or target.
+    #[error("{0}")]
+    Usage(String),
+    /// The target could not be reached.
+    #[error("cannot reach the target: {0}")]
+    Connect(String),
+    /// A hard cap was reached (connections or bytes).
+    #[error("hard cap reached: {0}")]
+    Cap(String),
+}
+
+impl ScanError {
+    /// Exit code: always 2 (usage or connection), never confused with 1
+    /// (findings).
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+}
+
+/// What to scan and with which credentials (the `palisade scan` flags).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `ws[s]://host[:port]/path`.
+    pub target: String,
+    /// `--token`: a bearer token, sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// `--token-cmd`: a shell command printing a token, run each time one
+    /// is needed.
+    pub token_cmd: Option<String>,
+    /// `--header K:V`, sent on every handshake.
+    pub headers: Vec<(String, String)>,
+    /// `--cookie`, sent as the `Cookie` header on every handshake.
+    pub cookie: Option<String>,
+    /// `--origin`: the origin the target allows (`https://app.example.com`).
+    pub origin: Option<String>,
+    /// `--subprotocol`, offered on every handshake.
+    pub subprotocol: Option<String>,
+    /// `--checks`: which checks run (empty: all of them).
+    pub checks: Vec<Check>,
+    /// `--i-own-this-target`: floods are allowed off loopback.
+    pub i_own_this_target: bool,
+}
+
+impl Options {
+    /// The checks to run, in their fixed order.
+    pub fn selected(&self) -> Vec<Check> {
+        Check::ALL.into_iter().filter(|c| self.checks.is_empty() || self.checks.contains(c)).collect()
+    }
+}
+
+/// Runs the selected checks against the target.
+pub async fn scan(options: &Options) -> Result<Report, ScanError> {
+    checks::run(options).await
+}
+
+/// `--dry-run`: every probe the scan would send, one per line; sends
+/// nothing.
+pub fn dry_run(options: &Options) -> Result<String, ScanError> {
+    checks::plan(options)
+}
