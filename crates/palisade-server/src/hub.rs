@@ -45,11 +45,13 @@ struct Room {
     /// The rule the room was last published under: its TTL expires the
     /// ring when nobody publishes.
     rule: HistoryRule,
+    /// Taken out of the hub: whoever still holds it must look again.
+    gone: bool,
 }
 
 impl Room {
     fn new(seed: u64) -> Self {
-        Self { seq: seed, members: HashMap::new(), history: Ring::new(seed), rule: HistoryRule::default() }
+        Self { seq: seed, members: HashMap::new(), history: Ring::new(seed), rule: HistoryRule::default(), gone: false }
     }
 
     /// Whether the room can go: nobody in it and nothing kept.
@@ -143,11 +145,17 @@ impl Hub {
         })
     }
 
-    /// Drops `name` if it is idle, remembering its `seq`.
+    /// Drops `name` if it is idle. Its `seq` becomes the floor before the
+    /// shard is unlocked, so a room started again after it starts above.
     fn let_go(&self, name: &str) {
-        if let Some((_, room)) = self.rooms.remove_if(name, |_, r| lock(r).is_idle()) {
-            self.seq_floor.fetch_max(lock(&room).seq, Ordering::Relaxed);
-        }
+        self.rooms.remove_if(name, |_, room| {
+            let mut room = lock(room);
+            if room.is_idle() {
+                room.gone = true;
+                self.seq_floor.fetch_max(room.seq, Ordering::Relaxed);
+            }
+            room.gone
+        });
     }
 
     /// Bytes of history kept now, in every room.
@@ -198,22 +206,49 @@ impl Hub {
         self.let_go(room);
     }
 
-    /// Publishes to every member of `room` at `now`, kept in its history as
-    /// `rule` says; `render` turns the assigned seq into the frame, once.
-    /// Returns the seq, or `None` if the room is gone.
+    /// Publishes to every member of room `name` at `now`, kept in its
+    /// history as `rule` says; `render` turns the assigned seq into the
+    /// frame, once. Returns the seq. A room nobody is in still takes the
+    /// event: it has a `seq`, and may keep it for a later `recover`.
     pub(crate) fn publish(
         &self,
-        room: &str,
+        name: &str,
         rule: HistoryRule,
         now: Timestamp,
         render: impl FnOnce(u64) -> Utf8Bytes,
-    ) -> Option<u64> {
-        let room = Arc::clone(self.rooms.get(room)?.value());
-        let mut room = lock(&room);
+    ) -> u64 {
+        loop {
+            // A read lock on the shard when the room exists, as on the
+            // message path, where the publisher is a member.
+            let found = self.rooms.get(name).map(|r| Arc::clone(r.value()));
+            let entry = found.unwrap_or_else(|| Arc::clone(self.room(name, now).value()));
+            let mut room = lock(&entry);
+            if room.gone {
+                continue;
+            }
+            let seq = self.deliver(&mut room, rule, now, render);
+            let idle = room.is_idle();
+            drop(room);
+            if idle {
+                self.let_go(name);
+            }
+            return seq;
+        }
+    }
+
+    /// Assigns the next seq in `room`, keeps the event and queues it for
+    /// every member.
+    fn deliver(
+        &self,
+        room: &mut Room,
+        rule: HistoryRule,
+        now: Timestamp,
+        render: impl FnOnce(u64) -> Utf8Bytes,
+    ) -> u64 {
         room.seq += 1;
         let seq = room.seq;
         let frame = render(seq);
-        self.keep(&mut room, seq, &frame, rule, now);
+        self.keep(room, seq, &frame, rule, now);
         for member in room.members.values() {
             match member.tx.try_send(frame.clone()) {
                 Ok(()) => {}
@@ -222,7 +257,7 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
-        Some(seq)
+        seq
     }
 
     /// Keeps `frame` in `room`'s history within the budgets: the room's
@@ -447,7 +482,7 @@ mod tests {
                 renders += 1;
                 Utf8Bytes::from(format!("{seq}"))
             });
-            assert_eq!(seq, Some(start + n));
+            assert_eq!(seq, start + n);
         }
         assert_eq!(renders, 3);
         for rx in [&mut ra, &mut rb] {
@@ -555,7 +590,7 @@ mod tests {
         let hub = Hub::default();
         let (m, _rx) = member(8);
         let first = hub.join("r", 1, m.clone(), None, T0).seq;
-        let last = (0..5).filter_map(|_| hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("e"))).last();
+        let last = (0..5).map(|_| hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("e"))).last();
         hub.leave("r", 1);
         assert!(hub.rooms.is_empty(), "nothing kept, so the room goes");
         // Started again within the same millisecond: above every seq given.
@@ -622,6 +657,17 @@ mod tests {
         hub.join("r", 1, m, None, T0);
         hub.leave("r", 1);
         assert!(hub.rooms.is_empty());
-        assert_eq!(hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("x")), None);
+    }
+
+    #[test]
+    fn a_room_nobody_is_in_takes_an_event_and_keeps_it_only_with_history() {
+        let hub = Hub::default();
+        let first = hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("x"));
+        assert!(hub.rooms.is_empty(), "nothing to keep, nobody to tell: let go");
+        let second = hub.publish("r", KEEP_2, T0, |_| Utf8Bytes::from_static("kept"));
+        assert!(second > first, "above the floor the first left");
+        let (m, _rx) = member(1);
+        let back = hub.join("r", 1, m, Some(first), T0);
+        assert_eq!((back.seq, back.replay.unwrap().events.len()), (second, 1));
     }
 }

@@ -340,15 +340,7 @@ impl Conn<'_> {
                     };
                     Utf8Bytes::from(ServerFrame::Event(frame).to_json())
                 });
-                match seq {
-                    Some(seq) => ack(&id, Some(seq)),
-                    // The session says we are a member, so the hub must
-                    // have the room; if not, say so without details.
-                    None => self.refuse(&Refusal {
-                        id: Some(id.into_owned()),
-                        ..Refusal::new(Kind::Internal, "room missing from hub")
-                    }),
-                }
+                ack(&id, Some(seq))
             }
             Decision::Refreshed { id, removed } => {
                 reply.removed = removed;
