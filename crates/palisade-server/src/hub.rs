@@ -179,6 +179,7 @@ impl Hub {
             self.let_go(&name);
         }
     }
+
     /// A fresh connection id.
     fn conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
