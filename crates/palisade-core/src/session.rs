@@ -15,6 +15,7 @@ use crate::Timestamp;
 use crate::auth::{AuthError, Identity, Revocations, TokenVerifier};
 use crate::csrf::{CsrfSettings, CsrfToken};
 use crate::guard::{Escalation, Guard, Standing, Verdict};
+use crate::history::HistoryRule;
 use crate::policy::{Denied, Policy};
 use crate::refusal::Kind;
 use crate::replay;
@@ -98,6 +99,9 @@ pub enum Decision<'a> {
         event: Cow<'a, str>,
         /// Payload after validation and sanitizing, serialized once.
         data: Box<RawValue>,
+        /// How much of the room's history keeps the event, from the same
+        /// policy that accepted it.
+        history: HistoryRule,
     },
     /// The token was replaced: remove the connection from `removed` (rooms
     /// the new token may not be in), tell the client, then acknowledge.
@@ -332,7 +336,7 @@ impl Session {
                 let request =
                     Publish { room: &room, event: &event, data, csrf: csrf.as_deref(), nonce: nonce.as_deref(), ts };
                 match self.publish(cx, &request, now) {
-                    Ok(data) => Ok(Decision::Publish { id, room, event, data }),
+                    Ok(data) => Ok(Decision::Publish { history: policy.history(&room), id, room, event, data }),
                     Err(refusal) => Err(refusal.answering(id)),
                 }
             }

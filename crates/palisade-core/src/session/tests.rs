@@ -83,7 +83,7 @@ fn join_send_leave_round_trip() {
     assert_eq!(s.rooms().collect::<Vec<_>>(), ["lobby"]);
     let send = r#"{"type":"send","id":"2","room":"lobby","event":"chat.message","data":{"content":"hi"}}"#;
     match s.on_text(env.cx(), send, T0) {
-        Decision::Publish { id, room, event, data } => {
+        Decision::Publish { id, room, event, data, .. } => {
             assert_eq!((&*id, &*room, &*event, data.get()), ("2", "lobby", "chat.message", r#"{"content":"hi"}"#));
         }
         other => panic!("{other:?}"),

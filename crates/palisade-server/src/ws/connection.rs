@@ -326,10 +326,9 @@ impl Conn<'_> {
                 self.rooms.leave(&room);
                 ack(&id, None)
             }
-            Decision::Publish { id, room, event, data } => {
+            Decision::Publish { id, room, event, data, history } => {
                 let who = self.session.identity();
-                let rule = self.state.settings.policy.load().history(&room);
-                let seq = self.state.hub.publish(&room, rule, now, |seq| {
+                let seq = self.state.hub.publish(&room, history, now, |seq| {
                     let frame = EventFrame {
                         room: &room,
                         seq,
