@@ -13,6 +13,7 @@ use palisade_core::addr::IpKey;
 use palisade_core::auth::{Revocations, TokenRequest, TokenSigner, TokenVerifier};
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::{Guard, GuardSettings, Standing};
+use palisade_core::ownership::Owners;
 use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::refusal::Kind;
 use palisade_core::sanitize::Rule;
@@ -60,8 +61,15 @@ fn bench(c: &mut Criterion) {
     // alone (durations do not change what a check costs).
     let guard = Guard::new(GuardSettings { score_half_life: Duration::from_secs(1), ..shipped::guard_settings() });
     let revocations = Revocations::default();
-    let cx =
-        Context { policy: &policy, verifier: &verifier, nonces: &nonces, guard: &guard, revocations: &revocations };
+    let owners = Owners::default();
+    let cx = Context {
+        policy: &policy,
+        verifier: &verifier,
+        nonces: &nonces,
+        guard: &guard,
+        revocations: &revocations,
+        owners: &owners,
+    };
     let ip = IpKey::of(std::net::Ipv4Addr::LOCALHOST.into());
     let limits = SessionLimits {
         max_rooms: 8,

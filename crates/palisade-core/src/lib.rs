@@ -41,6 +41,7 @@ pub mod json;
 pub mod log;
 pub mod login;
 pub mod origin;
+pub mod ownership;
 pub mod policy;
 pub mod rate;
 pub mod refusal;

@@ -16,7 +16,8 @@ use crate::auth::{AuthError, Identity, Revocations, TokenVerifier};
 use crate::csrf::{CsrfSettings, CsrfToken};
 use crate::guard::{Escalation, Guard, Standing, Verdict};
 use crate::history::HistoryRule;
-use crate::policy::{Denied, Policy};
+use crate::ownership::{Claim, Owners};
+use crate::policy::{Denied, OwnerMode, Policy};
 use crate::refusal::Kind;
 use crate::replay;
 use crate::store::NonceStore;
@@ -40,6 +41,8 @@ pub struct Context<'a> {
     pub guard: &'a Guard,
     /// Revoked tokens, for `refresh`.
     pub revocations: &'a Revocations,
+    /// Rooms' owners.
+    pub owners: &'a Owners,
 }
 
 /// Per-connection limits.
@@ -70,6 +73,9 @@ pub enum Decision<'a> {
         id: Cow<'a, str>,
         /// Room name (validated).
         room: Cow<'a, str>,
+        /// The join made the user the room's owner (`owners =
+        /// "first_join"`): the owners have a change to store.
+        claimed: bool,
     },
     /// Add the connection to `room` (as [`Decision::Join`]) and replay the
     /// room's kept events after `since`, then acknowledge with the room's
@@ -81,6 +87,37 @@ pub enum Decision<'a> {
         room: Cow<'a, str>,
         /// The last `seq` the client saw.
         since: u64,
+        /// As for [`Decision::Join`].
+        claimed: bool,
+    },
+    /// The user now owns `room` (a change for the store unless it owned it
+    /// already) and joins it: as [`Decision::Join`].
+    Create {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name (validated; the connection may join it).
+        room: Cow<'a, str>,
+        /// The room had no owner before (a change to store).
+        claimed: bool,
+    },
+    /// `room` has no owner any more (a change for the store): remove every
+    /// member, with `removed` (`deleted`), drop its history, then
+    /// acknowledge.
+    DeleteRoom {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+    },
+    /// Remove every connection of `user` from `room`, with `removed`
+    /// (`removed_by_owner`), then acknowledge.
+    RemoveMember {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+        /// The user to remove.
+        user: Cow<'a, str>,
     },
     /// Remove the connection from `room`, then acknowledge.
     Leave {
@@ -321,10 +358,30 @@ impl Session {
         let frame = ClientFrame::parse(text)?;
         let policy = cx.policy;
         match frame {
-            ClientFrame::Join { id, room } => match self.join(policy, &room) {
-                Ok(()) => Ok(Decision::Join { id, room }),
+            ClientFrame::Join { id, room } => match self.join(cx, &room, now) {
+                Ok(claimed) => Ok(Decision::Join { id, room, claimed }),
                 Err(d) => Err(Refusal::from(d).answering(id)),
             },
+            ClientFrame::Create { id, room } => match self.create(cx, &room, now) {
+                Ok(claimed) => Ok(Decision::Create { id, room, claimed }),
+                Err(d) => Err(Refusal::from(d).answering(id)),
+            },
+            ClientFrame::DeleteRoom { id, room } => {
+                match policy.check_owner(&self.identity, &room, cx.owners.owner(&room).as_deref()) {
+                    Ok(()) => {
+                        cx.owners.release(&room);
+                        self.forget(&room);
+                        Ok(Decision::DeleteRoom { id, room })
+                    }
+                    Err(d) => Err(Refusal::from(d).answering(id)),
+                }
+            }
+            ClientFrame::RemoveMember { id, room, user } => {
+                match policy.check_owner(&self.identity, &room, cx.owners.owner(&room).as_deref()) {
+                    Ok(()) => Ok(Decision::RemoveMember { id, room, user }),
+                    Err(d) => Err(Refusal::from(d).answering(id)),
+                }
+            }
             ClientFrame::Leave { id, room } => match self.rooms.iter().position(|r| **r == *room) {
                 Some(i) => {
                     self.rooms.swap_remove(i);
@@ -351,8 +408,8 @@ impl Session {
             },
             // The same rights as `join`, and it joins: a client back from
             // a reconnect asks for what it missed and for what comes next.
-            ClientFrame::Recover { id, room, since } => match self.join(policy, &room) {
-                Ok(()) => Ok(Decision::Recover { id, room, since }),
+            ClientFrame::Recover { id, room, since } => match self.join(cx, &room, now) {
+                Ok(claimed) => Ok(Decision::Recover { id, room, since, claimed }),
                 Err(d) => Err(Refusal::from(d).answering(id)),
             },
         }
@@ -424,6 +481,9 @@ impl Session {
         if !self.is_member(req.room) {
             return Err(Denied::new(ErrorCode::NotMember, "send to a room not joined").into());
         }
+        if rule.requires_owner() {
+            policy.check_owner(&self.identity, req.room, cx.owners.owner(req.room).as_deref())?;
+        }
         // 8. The event's own rate, per user.
         if let Some(rate) = rule.rate() {
             let verdict = cx.guard.event(&self.standing, &self.identity.user_id, req.event, rate, now);
@@ -454,16 +514,46 @@ impl Session {
         self.rooms.iter().any(|r| **r == *room)
     }
 
-    fn join(&mut self, policy: &Policy, room: &str) -> Result<(), Denied> {
-        policy.check_join(&self.identity, room)?;
+    /// Joins `room` if the policy allows; whether the join made the user
+    /// its owner.
+    fn join(&mut self, cx: Context<'_>, room: &str, now: Timestamp) -> Result<bool, Denied> {
+        cx.policy.check_join(&self.identity, room)?;
         if self.is_member(room) {
-            return Ok(());
+            return Ok(false);
         }
         if self.rooms.len() >= self.limits.max_rooms {
             return Err(Denied::new(ErrorCode::Forbidden, "too many rooms on one connection"));
         }
+        let claimed = match cx.policy.owner_mode(room) {
+            None => false,
+            Some(_) if cx.owners.owner(room).is_some() => false,
+            // Joining never depends on owning: a user at its quota (or a
+            // race lost to another joiner) joins a room it does not own.
+            Some(OwnerMode::FirstJoin) => cx.owners.claim(room, &self.identity.user_id, now) == Ok(Claim::Claimed),
+            Some(OwnerMode::Create) => return Err(Denied::new(ErrorCode::Forbidden, "room not created")),
+        };
         self.rooms.push(room.into());
-        Ok(())
+        Ok(claimed)
+    }
+
+    /// Claims `room` for the user, then joins it; whether the room had no
+    /// owner before.
+    fn create(&mut self, cx: Context<'_>, room: &str, now: Timestamp) -> Result<bool, Denied> {
+        cx.policy.check_create(&self.identity, room)?;
+        if !self.is_member(room) && self.rooms.len() >= self.limits.max_rooms {
+            return Err(Denied::new(ErrorCode::Forbidden, "too many rooms on one connection"));
+        }
+        let claimed = cx.owners.claim(room, &self.identity.user_id, now)? == Claim::Claimed;
+        self.join(cx, room, now)?;
+        Ok(claimed)
+    }
+
+    /// Takes `room` out of the rooms the connection is in (the room was
+    /// deleted, or its owner removed the user); whether it was in it.
+    pub fn forget(&mut self, room: &str) -> bool {
+        let before = self.rooms.len();
+        self.rooms.retain(|r| **r != *room);
+        self.rooms.len() != before
     }
 
     /// Leaves every room `policy` no longer lets this identity join (a

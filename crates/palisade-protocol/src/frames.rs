@@ -55,6 +55,29 @@ pub enum ClientFrame<'a> {
         /// Last sequence number the client saw.
         since: u64,
     },
+    /// Become the owner of a room that has none, and join it.
+    Create {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+    },
+    /// Delete a room (its owner or a moderator): every member is removed.
+    DeleteRoom {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+    },
+    /// Remove a user's connections from a room (its owner or a moderator).
+    RemoveMember {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// Room name.
+        room: Cow<'a, str>,
+        /// The user to remove.
+        user: Cow<'a, str>,
+    },
 }
 
 /// Why a text frame is not a valid request. `id` is the correlation id when
@@ -93,16 +116,21 @@ struct Envelope<'a> {
     token: Option<Cow<'a, str>>,
     #[serde(default)]
     since: Option<u64>,
+    #[serde(default, borrow)]
+    user: Option<Cow<'a, str>>,
 }
 
 /// The fields each request type takes besides `type` and `id`: the one
 /// list the parser holds frames to (docs/PROTOCOL.md §2 shows the same).
-const REQUEST_FIELDS: [(&str, &[&str]); 5] = [
+const REQUEST_FIELDS: [(&str, &[&str]); 8] = [
     ("join", &["room"]),
     ("leave", &["room"]),
     ("send", &["room", "event", "data", "csrf", "nonce", "ts"]),
     ("refresh", &["token"]),
     ("recover", &["room", "since"]),
+    ("create", &["room"]),
+    ("room.delete", &["room"]),
+    ("room.remove_member", &["room", "user"]),
 ];
 
 impl Envelope<'_> {
@@ -117,6 +145,7 @@ impl Envelope<'_> {
             ("ts", self.ts.is_some()),
             ("token", self.token.is_some()),
             ("since", self.since.is_some()),
+            ("user", self.user.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, present)| present.then_some(name))
@@ -150,11 +179,22 @@ impl<'a> ClientFrame<'a> {
             return fail("field not valid for this frame type");
         }
         let frame = match env.kind.as_ref() {
-            "join" | "leave" => {
+            "join" | "leave" | "create" | "room.delete" => {
                 let Some(room) = env.room else {
                     return fail("missing room");
                 };
-                if env.kind == "join" { ClientFrame::Join { id, room } } else { ClientFrame::Leave { id, room } }
+                match env.kind.as_ref() {
+                    "join" => ClientFrame::Join { id, room },
+                    "leave" => ClientFrame::Leave { id, room },
+                    "create" => ClientFrame::Create { id, room },
+                    _ => ClientFrame::DeleteRoom { id, room },
+                }
+            }
+            "room.remove_member" => {
+                let (Some(room), Some(user)) = (env.room, env.user) else {
+                    return fail("room.remove_member needs room and user");
+                };
+                ClientFrame::RemoveMember { id, room, user }
             }
             "send" => {
                 let (Some(room), Some(event), Some(data)) = (env.room, env.event, env.data) else {
@@ -185,7 +225,10 @@ impl<'a> ClientFrame<'a> {
             | Self::Leave { id, .. }
             | Self::Send { id, .. }
             | Self::Refresh { id, .. }
-            | Self::Recover { id, .. } => id,
+            | Self::Recover { id, .. }
+            | Self::Create { id, .. }
+            | Self::DeleteRoom { id, .. }
+            | Self::RemoveMember { id, .. } => id,
         }
     }
 }
@@ -236,14 +279,29 @@ pub enum ServerFrame<'a> {
         /// The new token.
         csrf: &'a str,
     },
-    /// The connection was taken out of a room it may no longer be in: a
-    /// `refresh` brought fewer rights, or a policy reload removed them.
+    /// The connection was taken out of a room: a `refresh` brought fewer
+    /// rights or a policy reload removed them, the room was deleted, or
+    /// its owner removed the user.
     Removed {
         /// The room.
         room: &'a str,
-        /// Why, as an error code (`forbidden`).
+        /// As an error code (`forbidden`).
         code: ErrorCode,
+        /// Which of the three.
+        reason: RemovedReason,
     },
+}
+
+/// Why a connection was taken out of a room (`removed`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovedReason {
+    /// Its rights no longer cover the room.
+    Rights,
+    /// The room was deleted by its owner or a moderator.
+    Deleted,
+    /// The room's owner or a moderator removed the user.
+    RemovedByOwner,
 }
 
 /// The `welcome` frame.
@@ -406,6 +464,24 @@ mod tests {
             ClientFrame::parse(r#"{"type":"refresh","id":"4","token":"t"}"#),
             Ok(ClientFrame::Refresh { .. })
         ));
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"create","id":"6","room":"team:a"}"#),
+            Ok(ClientFrame::Create { ref room, .. }) if room == "team:a"
+        ));
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"room.delete","id":"7","room":"team:a"}"#),
+            Ok(ClientFrame::DeleteRoom { .. })
+        ));
+        assert!(matches!(
+            ClientFrame::parse(r#"{"type":"room.remove_member","id":"8","room":"team:a","user":"bob"}"#),
+            Ok(ClientFrame::RemoveMember { ref user, .. }) if user == "bob"
+        ));
+        for incomplete in [
+            r#"{"type":"room.remove_member","id":"9","room":"team:a"}"#,
+            r#"{"type":"join","id":"9","room":"team:a","user":"bob"}"#,
+        ] {
+            assert_eq!(ClientFrame::parse(incomplete).unwrap_err().id.as_deref(), Some("9"), "{incomplete}");
+        }
     }
 
     #[test]

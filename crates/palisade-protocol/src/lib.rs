@@ -14,7 +14,7 @@ mod frames;
 pub use codes::{CloseCode, ErrorCode};
 pub use frames::{
     ClientFrame, ENVELOPE_HEADROOM, ErrorFrame, EventFrame, FrameError, Identity, MAX_ERROR_PATH_LEN, MAX_EVENT_LEN,
-    MAX_IDENTITY_LEN, MAX_ROOM_LEN, ServerFrame, UserInfo, Welcome, bounded_pointer,
+    MAX_IDENTITY_LEN, MAX_ROOM_LEN, RemovedReason, ServerFrame, UserInfo, Welcome, bounded_pointer,
 };
 
 /// The subprotocol a client offers and the server selects.

@@ -1,9 +1,11 @@
-//! A handle other tasks use to ask a connection to close, or to re-check
-//! its rooms after the policy changed.
+//! A handle other tasks use to ask a connection to close, to re-check its
+//! rooms after the policy changed, or to leave a room its owner deleted or
+//! removed it from.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Mutex, PoisonError};
 
-use palisade_protocol::CloseCode;
+use palisade_protocol::{CloseCode, RemovedReason};
 use tokio::sync::Notify;
 
 /// What another task asked of a connection.
@@ -15,6 +17,8 @@ pub(crate) enum Request {
     Recheck,
     /// The revocations changed: close with 4003 if the token is revoked.
     Revalidate,
+    /// Leave the rooms [`Control::take_removals`] gives.
+    Remove,
 }
 
 /// Requests for one connection. The first close request wins; later ones
@@ -25,6 +29,10 @@ pub(crate) struct Control {
     code: AtomicU16,
     recheck: AtomicBool,
     revalidate: AtomicBool,
+    /// Rooms to leave, once each: at most the rooms the connection is in
+    /// (`limits.max_rooms_per_connection`) plus those asked twice before
+    /// it got to them.
+    removals: Mutex<Vec<(Box<str>, RemovedReason)>>,
     notify: Notify,
 }
 
@@ -52,8 +60,23 @@ impl Control {
         }
     }
 
+    /// Asks the connection to leave `room`, telling its client why.
+    pub(crate) fn remove(&self, room: &str, reason: RemovedReason) {
+        let mut removals = self.removals.lock().unwrap_or_else(PoisonError::into_inner);
+        if !removals.iter().any(|(r, _)| **r == *room) {
+            removals.push((room.into(), reason));
+            drop(removals);
+            self.notify.notify_one();
+        }
+    }
+
+    /// The rooms to leave, and why.
+    pub(crate) fn take_removals(&self) -> Vec<(Box<str>, RemovedReason)> {
+        std::mem::take(&mut *self.removals.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Resolves with the next request; a close comes first, then a token
-    /// check, then a room re-check.
+    /// check, then removals, then a room re-check.
     pub(crate) async fn requested(&self) -> Request {
         loop {
             if let Some(code) = self.close_code() {
@@ -61,6 +84,9 @@ impl Control {
             }
             if self.revalidate.swap(false, Ordering::AcqRel) {
                 return Request::Revalidate;
+            }
+            if !self.removals.lock().unwrap_or_else(PoisonError::into_inner).is_empty() {
+                return Request::Remove;
             }
             if self.recheck.swap(false, Ordering::AcqRel) {
                 return Request::Recheck;
@@ -100,6 +126,18 @@ mod tests {
         control.close(CloseCode::GoingAway);
         assert_eq!(control.requested().await, Request::Close(CloseCode::SlowConsumer));
         assert_eq!(control.closed().await, CloseCode::SlowConsumer);
+    }
+
+    #[tokio::test]
+    async fn removals_come_once_per_room_with_the_first_reason() {
+        let control = Control::default();
+        control.remove("a", RemovedReason::Deleted);
+        control.remove("a", RemovedReason::RemovedByOwner);
+        control.remove("b", RemovedReason::RemovedByOwner);
+        assert_eq!(control.requested().await, Request::Remove);
+        let taken = control.take_removals();
+        assert_eq!(taken, [("a".into(), RemovedReason::Deleted), ("b".into(), RemovedReason::RemovedByOwner)]);
+        assert!(control.take_removals().is_empty());
     }
 
     #[tokio::test]

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ::metrics::{counter, histogram};
-use palisade_core::store::{AuditStore, BanStore, RevocationStore, SessionStore, StoreError, UserStore};
+use palisade_core::store::{AuditStore, BanStore, OwnerStore, RevocationStore, SessionStore, StoreError, UserStore};
 
 /// What the server keeps in the embedded database.
-pub(crate) trait Store: AuditStore + BanStore + RevocationStore + SessionStore + UserStore {}
+pub(crate) trait Store: AuditStore + BanStore + OwnerStore + RevocationStore + SessionStore + UserStore {}
 
-impl<T: AuditStore + BanStore + RevocationStore + SessionStore + UserStore> Store for T {}
+impl<T: AuditStore + BanStore + OwnerStore + RevocationStore + SessionStore + UserStore> Store for T {}
 
 pub(crate) const STORE_LATENCY: &str = "palisade_store_latency_seconds";
 pub(crate) const STORE_ERRORS: &str = "palisade_store_errors_total";

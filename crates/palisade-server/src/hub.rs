@@ -21,7 +21,7 @@ use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
 use palisade_core::guard::Subject;
 use palisade_core::history::{self, HistoryRule, Replay, Ring};
-use palisade_protocol::CloseCode;
+use palisade_protocol::{CloseCode, RemovedReason};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -282,6 +282,43 @@ impl Hub {
             }
             self.history_bytes.fetch_sub(size - room.history.bytes(), Ordering::Relaxed);
         }
+    }
+
+    /// Deletes room `name`: drops its history and asks every member to
+    /// leave it (`removed`, reason `deleted`); how many were asked. Its
+    /// `seq` goes on: a room of the same name created later starts above.
+    pub(crate) fn delete(&self, name: &str) -> usize {
+        let Some(entry) = self.rooms.get(name).map(|r| Arc::clone(r.value())) else { return 0 };
+        let members: Vec<Arc<Control>> = {
+            let mut room = lock(&entry);
+            let before = room.history.bytes();
+            while room.history.drop_oldest() {}
+            self.history_bytes.fetch_sub(before - room.history.bytes(), Ordering::Relaxed);
+            room.members.values().map(|m| Arc::clone(&m.control)).collect()
+        };
+        for control in &members {
+            control.remove(name, RemovedReason::Deleted);
+        }
+        self.let_go(name);
+        members.len()
+    }
+
+    /// Asks every connection of `user` in room `name` to leave it
+    /// (`removed`, reason `removed_by_owner`); how many were asked.
+    pub(crate) fn remove_user(&self, name: &str, user: &str) -> usize {
+        let Some(entry) = self.rooms.get(name).map(|r| Arc::clone(r.value())) else { return 0 };
+        // The members first, then their users: no path holds a room's lock
+        // and a connection's entry at once.
+        let members: Vec<(ConnId, Arc<Control>)> =
+            lock(&entry).members.iter().map(|(id, m)| (*id, Arc::clone(&m.control))).collect();
+        let mut asked = 0;
+        for (id, control) in members {
+            if self.conns.get(&id).is_some_and(|peer| *peer.user == *user) {
+                control.remove(name, RemovedReason::RemovedByOwner);
+                asked += 1;
+            }
+        }
+        asked
     }
 
     /// Asks every live connection of `subject` to close with `code`;
@@ -649,6 +686,31 @@ mod tests {
         assert!(hub.history_bytes() <= 10, "{}", hub.history_bytes());
         let quiet = lock(&hub.rooms.get("quiet").unwrap()).history.bytes();
         assert_eq!(quiet, 8, "the quiet room keeps its event");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_room_drops_its_history_and_asks_every_member_to_leave() {
+        let hub = Hub::default();
+        let (a, _ra) = member(8);
+        let (b, _rb) = member(8);
+        let (ca, cb) = (Arc::clone(&a.control), Arc::clone(&b.control));
+        let mut alice = Membership::new(&hub, a, loopback(), "alice", T0);
+        let mut bob = Membership::new(&hub, b, loopback(), "bob", T0);
+        alice.join("team", T0);
+        bob.join("team", T0);
+        let last = hub.publish("team", KEEP_2, T0, |_| Utf8Bytes::from_static("kept"));
+        assert_eq!(hub.remove_user("team", "bob"), 1);
+        assert_eq!(cb.take_removals(), [("team".into(), RemovedReason::RemovedByOwner)]);
+        assert!(ca.take_removals().is_empty(), "alice stays");
+        assert_eq!(hub.delete("team"), 2);
+        assert_eq!(hub.history_bytes(), 0);
+        assert_eq!(ca.take_removals(), [("team".into(), RemovedReason::Deleted)]);
+        alice.leave("team");
+        bob.leave("team");
+        assert!(hub.rooms.is_empty(), "gone once its members left");
+        let (again, replay) = alice.recover("team", last - 1, T0);
+        assert!(again >= last, "a room of the same name goes on from the deleted one's seq");
+        assert!(!replay.complete, "and does not pretend to have its events");
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod layering;
 mod listen;
 mod login;
 mod ops;
+mod owners;
 mod probe;
 mod rejection;
 mod reload;

@@ -93,6 +93,7 @@ impl Server {
             None
         };
         let state = Arc::new(AppState::new(settings, guard, store, revocations, login));
+        state.owners.load(&state.store).await?;
         Ok(Self { state, listener, local_addr, admin })
     }
 
@@ -143,6 +144,11 @@ impl Server {
             key: state.settings.audit_key.clone(),
         };
         let audit_writer = crate::audit::spawn_writer(parts, audit_stop.clone());
+        // Outside the task tracker, for the same reason: what the last
+        // connections changed is written before the process ends.
+        let owners_stop = CancellationToken::new();
+        let owners_writer =
+            tokio::spawn(Arc::clone(&state.owners).write(Arc::clone(&state.store), owners_stop.clone()));
         state.tasks.spawn(crate::telemetry::upkeep(state.shutdown.clone()));
         // Outside the task tracker too: it answers /readyz with 503 while
         // the connections drain, and stops after them.
@@ -180,6 +186,10 @@ impl Server {
         admin_stop.cancel();
         if let Some(admin) = admin {
             let _ = admin.await;
+        }
+        owners_stop.cancel();
+        if tokio::time::timeout(grace, owners_writer).await.is_err() {
+            warn!("room owners were not written within server.shutdown_grace; the last changes may be lost");
         }
         audit_stop.cancel();
         if let Some(writer) = audit_writer

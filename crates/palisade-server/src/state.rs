@@ -7,6 +7,7 @@ use palisade_core::Timestamp;
 use palisade_core::admin::session::AdminSessions;
 use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Ticket, Verdict};
+use palisade_core::ownership::OwnerLimits;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::MemoryNonces;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ pub(crate) use crate::clock::{Clock, now};
 use crate::enforce::{Enforcement, Handles};
 use crate::hub::{HistoryBudget, Hub};
 use crate::login::Login;
+use crate::owners::OwnerLedger;
 use crate::revoke::Revoker;
 use crate::settings::{ConnLimits, Settings};
 
@@ -33,6 +35,8 @@ pub(crate) struct AppState {
     pub(crate) hub: Arc<Hub>,
     /// Replay nonces seen by this node.
     pub(crate) nonces: MemoryNonces,
+    /// Rooms' owners, and their writer to the store.
+    pub(crate) owners: Arc<OwnerLedger>,
     /// Rates, scores and the bans in force.
     pub(crate) guard: Arc<Guard>,
     /// Where bans and revocations are kept (the embedded database).
@@ -112,6 +116,10 @@ impl AppState {
             jwks: crate::jwks::JwksFetcher::default(),
             nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
             store_probe: crate::probe::StoreProbe::default(),
+            owners: Arc::new(OwnerLedger::new(OwnerLimits {
+                per_user: settings.config.limits.max_owned_rooms_per_user,
+                total: settings.config.limits.max_owned_rooms,
+            })),
             clock,
             conn_limits: ConnLimits::new(&settings),
             settings,

@@ -18,13 +18,14 @@
 //! migration in its own transaction and records the count in
 //! `PRAGMA user_version`; a file written by a newer palisade is refused
 //! rather than guessed at. Each table family has its own module (`bans`,
-//! `users`, `revocations`, `sessions`, `audit`), and a new table is a new entry at
+//! `users`, `revocations`, `sessions`, `audit`, `owners`), and a new table is a new entry at
 //! the end of the migration list.
 
 #![forbid(unsafe_code)]
 
 mod audit;
 mod bans;
+mod owners;
 mod revocations;
 mod schema;
 mod sessions;

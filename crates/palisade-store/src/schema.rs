@@ -119,6 +119,12 @@ const MIGRATIONS: &[&str] = &[
     //    rows written before.
     "ALTER TABLE sessions ADD COLUMN tokens_until_ms INTEGER CHECK (tokens_until_ms >= 0);
     ALTER TABLE revocations ADD COLUMN expires_ms INTEGER CHECK (expires_ms >= 0);",
+    // 7: rooms' owners (palisade_core::ownership): one row per owned room.
+    "CREATE TABLE room_owners (
+        room     TEXT PRIMARY KEY NOT NULL,
+        owner    TEXT NOT NULL,
+        since_ms INTEGER NOT NULL CHECK (since_ms >= 0)
+    );",
 ];
 
 /// Brings the schema up to date; returns how many migrations it applied.

@@ -24,6 +24,8 @@ pub struct EventRule {
     max_sent_bytes: usize,
     csrf: bool,
     replay: bool,
+    /// Only the room's owner (or a moderator) may publish it.
+    pub(super) owner: bool,
     rate: Option<Rate>,
     json: JsonLimits,
 }
@@ -35,6 +37,7 @@ impl std::fmt::Debug for EventRule {
             .field("schema", &self.schema.is_some())
             .field("csrf", &self.csrf)
             .field("replay", &self.replay)
+            .field("owner", &self.owner)
             .field("rate", &self.rate)
             .finish_non_exhaustive()
     }
@@ -96,6 +99,7 @@ impl EventRule {
             max_sent_bytes: spec.max_bytes.unwrap_or(usize::MAX).min(policy.max_message_bytes),
             csrf: spec.csrf,
             replay: spec.replay,
+            owner: spec.owner,
             rate,
             json,
         })
@@ -104,6 +108,11 @@ impl EventRule {
     /// Does the event require the session's CSRF token?
     pub fn requires_csrf(&self) -> bool {
         self.csrf
+    }
+
+    /// May only the room's owner (or a moderator) publish it?
+    pub fn requires_owner(&self) -> bool {
+        self.owner
     }
 
     /// Does the event require a fresh nonce and timestamp?

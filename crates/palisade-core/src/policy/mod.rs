@@ -62,6 +62,19 @@ struct RoomRule {
     join: Option<Permission>,
     publish: Option<Permission>,
     history: HistoryRule,
+    owners: Option<OwnerMode>,
+    create: Option<Permission>,
+    moderate: Option<Permission>,
+}
+
+/// How the rooms of a rule get their owner (`rooms."<pattern>".owners`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerMode {
+    /// Whoever joins a room that has no owner owns it.
+    FirstJoin,
+    /// Whoever sends `create` for a room that has no owner owns it; until
+    /// then the room cannot be joined.
+    Create,
 }
 
 /// The compiled policy.
@@ -116,7 +129,20 @@ impl Policy {
             let join = room.join.as_deref().map(|p| perm(key(".join"), p)).transpose()?;
             let publish = room.publish.as_deref().map(|p| perm(key(".publish"), p)).transpose()?;
             let history = history_rule(room).map_err(|(field, why)| PolicyError { key: key(field), why })?;
-            rooms.push(RoomRule { pattern, join, publish, history });
+            let owners = match room.owners.as_deref() {
+                None => None,
+                Some("first_join") => Some(OwnerMode::FirstJoin),
+                Some("create") => Some(OwnerMode::Create),
+                Some(_) => {
+                    return Err(PolicyError { key: key(".owners"), why: "\"first_join\" or \"create\"".to_owned() });
+                }
+            };
+            let create = room.create.as_deref().map(|p| perm(key(".create"), p)).transpose()?;
+            let moderate = room.moderate.as_deref().map(|p| perm(key(".moderate"), p)).transpose()?;
+            if owners != Some(OwnerMode::Create) && create.is_some() {
+                return Err(PolicyError { key: key(".create"), why: "needs owners = \"create\"".to_owned() });
+            }
+            rooms.push(RoomRule { pattern, join, publish, history, owners, create, moderate });
         }
         rooms.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         let mut events = HashMap::new();
@@ -153,6 +179,37 @@ impl Policy {
         let rule = self.room_rule(room)?;
         claim_allows(who, room)?;
         self.require(who, rule.join.as_ref(), "missing room join permission")
+    }
+
+    /// How `room` gets its owner; `None` when it has none.
+    pub fn owner_mode(&self, room: &str) -> Option<OwnerMode> {
+        self.room_rule(room).ok().and_then(|r| r.owners)
+    }
+
+    /// May this user `create` `room`? The rights of `join`, the rule's
+    /// `create` permission, and a rule whose rooms are created.
+    pub fn check_create(&self, who: &Identity, room: &str) -> Result<(), Denied> {
+        self.check_join(who, room)?;
+        let rule = self.room_rule(room)?;
+        if rule.owners != Some(OwnerMode::Create) {
+            return Err(Denied::new(ErrorCode::BadRequest, "room rule has no owners = \"create\""));
+        }
+        self.require(who, rule.create.as_ref(), "missing room create permission")
+    }
+
+    /// May this user act as `room`'s owner (delete it, remove members,
+    /// publish owner-only events)? Its `owner`, or a role with the rule's
+    /// `moderate` permission.
+    pub fn check_owner(&self, who: &Identity, room: &str, owner: Option<&str>) -> Result<(), Denied> {
+        let rule = self.room_rule(room)?;
+        claim_allows(who, room)?;
+        if owner.is_some_and(|o| *o == *who.user_id) {
+            return Ok(());
+        }
+        match &rule.moderate {
+            Some(moderate) => self.require(who, Some(moderate), "neither the room's owner nor a moderator"),
+            None => Err(Denied::new(ErrorCode::Forbidden, "not the room's owner")),
+        }
     }
 
     /// How much of `room`'s history is kept: its rule's `history`, or

@@ -68,6 +68,19 @@ pub struct RoomSpec {
     /// How long a kept event stays (`"1h"`); absent is [`DEFAULT_HISTORY_TTL`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_ttl: Option<String>,
+    /// Who owns a room: `"first_join"` (whoever joins it first) or
+    /// `"create"` (whoever sends `create`; joining an uncreated room is
+    /// refused); absent, rooms have no owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owners: Option<String>,
+    /// Permission needed to `create` a room, besides `join`'s; absent
+    /// means anyone who may join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<String>,
+    /// Permission that acts as the owner of every room the rule covers
+    /// (delete, remove members, owner-only events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moderate: Option<String>,
 }
 
 /// `history_ttl` when a room keeps history and does not say.
@@ -97,6 +110,10 @@ pub struct EventSpec {
     /// Require a fresh `nonce` and `ts`.
     #[serde(default)]
     pub replay: bool,
+    /// Only the room's owner, or a role with the room rule's `moderate`
+    /// permission, may publish it.
+    #[serde(default)]
+    pub owner: bool,
     /// Rate per user, like "10/s" or "100/min" (enforced by the guard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,

@@ -377,3 +377,32 @@ fn history_is_per_room_rule_bounded_and_off_by_default() {
         assert_eq!(Policy::compile(&s).unwrap_err().key, key);
     }
 }
+
+#[test]
+fn owner_rules_name_the_key_at_fault_and_create_needs_created_rooms() {
+    for (room, key) in [
+        (RoomSpec { owners: Some("whoever".into()), ..RoomSpec::default() }, "rooms.\"r\".owners"),
+        (RoomSpec { create: Some("r:create".into()), ..RoomSpec::default() }, "rooms.\"r\".create"),
+        (
+            RoomSpec { owners: Some("first_join".into()), create: Some("r:create".into()), ..RoomSpec::default() },
+            "rooms.\"r\".create",
+        ),
+        (RoomSpec { moderate: Some("Not A Perm".into()), ..RoomSpec::default() }, "rooms.\"r\".moderate"),
+    ] {
+        let mut s = PolicySpec::default();
+        s.rooms.insert("r".into(), room);
+        assert_eq!(Policy::compile(&s).unwrap_err().key, key);
+    }
+    let mut s = PolicySpec::default();
+    s.roles.insert("maker".into(), RoleSpec { permissions: vec!["r:create".into()] });
+    let created = RoomSpec { owners: Some("create".into()), create: Some("r:create".into()), ..RoomSpec::default() };
+    s.rooms.insert("r:*".into(), created);
+    s.rooms.insert("plain".into(), RoomSpec::default());
+    let p = Policy::compile(&s).unwrap();
+    assert_eq!(p.owner_mode("r:1"), Some(OwnerMode::Create));
+    assert_eq!(p.owner_mode("plain"), None);
+    assert!(p.check_create(&who(&["maker"]), "r:1").is_ok());
+    assert_eq!(p.check_create(&who(&[]), "r:1").unwrap_err().reason, "missing room create permission");
+    assert_eq!(p.check_create(&who(&["maker"]), "plain").unwrap_err().code, ErrorCode::BadRequest);
+    assert!(p.check_owner(&who(&[]), "plain", None).is_err(), "no owner, no moderator: nobody");
+}

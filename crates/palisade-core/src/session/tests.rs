@@ -44,6 +44,7 @@ struct Env {
     nonces: MemoryNonces,
     guard: Guard,
     revocations: crate::auth::Revocations,
+    owners: Owners,
 }
 
 impl Env {
@@ -54,6 +55,7 @@ impl Env {
             nonces: MemoryNonces::new(1000, 100),
             guard: lenient_guard(),
             revocations: Default::default(),
+            owners: Owners::default(),
         }
     }
 
@@ -64,6 +66,7 @@ impl Env {
             nonces: &self.nonces,
             guard: &self.guard,
             revocations: &self.revocations,
+            owners: &self.owners,
         }
     }
 }
@@ -665,4 +668,70 @@ fn a_cookie_session_needs_the_csrf_token_on_every_send() {
     // The same event on a bearer session passes without it.
     let mut bearer = joined(&env);
     assert!(matches!(bearer.on_text(env.cx(), &send("raw", "{}", ""), T0), Decision::Publish { .. }));
+}
+
+fn owned_policy() -> Policy {
+    let mut s = PolicySpec::default();
+    s.roles.insert("user".into(), RoleSpec { permissions: vec!["chat:send".into()] });
+    s.roles.insert("mod".into(), RoleSpec { permissions: vec!["rooms:moderate".into()] });
+    s.default_roles = vec!["user".into()];
+    let first_join = RoomSpec { owners: Some("first_join".into()), ..RoomSpec::default() };
+    s.rooms.insert("team:*".into(), first_join);
+    let created =
+        RoomSpec { owners: Some("create".into()), moderate: Some("rooms:moderate".into()), ..RoomSpec::default() };
+    s.rooms.insert("club:*".into(), created);
+    s.events.insert("chat.message".into(), EventSpec::default());
+    s.events.insert("room.topic".into(), EventSpec { owner: true, ..EventSpec::default() });
+    Policy::compile(&s).unwrap()
+}
+
+fn user(name: &str, roles: &[&str]) -> Session {
+    let identity = verifier().verify(&mint(name, roles, Duration::from_secs(3600), T0), T0).unwrap();
+    Session::new(identity, LIMITS, standing(), T0, &mut rng())
+}
+
+#[test]
+fn the_first_joiner_owns_the_room_and_only_the_owner_acts_as_one() {
+    let env = Env::new(owned_policy());
+    let (mut alice, mut bob) = (user("alice", &[]), user("bob", &[]));
+    let join = r#"{"type":"join","id":"j","room":"team:a"}"#;
+    assert!(matches!(alice.on_text(env.cx(), join, T0), Decision::Join { claimed: true, .. }));
+    assert!(matches!(bob.on_text(env.cx(), join, T0), Decision::Join { claimed: false, .. }));
+    assert_eq!(env.owners.owner("team:a").as_deref(), Some("alice"));
+    let topic = r#"{"type":"send","id":"t","room":"team:a","event":"room.topic","data":{}}"#;
+    assert_eq!(code_of(&bob.on_text(env.cx(), topic, T0)), Some((Some("t"), ErrorCode::Forbidden)));
+    assert!(matches!(alice.on_text(env.cx(), topic, T0), Decision::Publish { .. }));
+    let chat = r#"{"type":"send","id":"c","room":"team:a","event":"chat.message","data":{}}"#;
+    assert!(matches!(bob.on_text(env.cx(), chat, T0), Decision::Publish { .. }), "other events stay open");
+    let remove = r#"{"type":"room.remove_member","id":"r","room":"team:a","user":"alice"}"#;
+    assert_eq!(code_of(&bob.on_text(env.cx(), remove, T0)), Some((Some("r"), ErrorCode::Forbidden)));
+    let remove = r#"{"type":"room.remove_member","id":"r","room":"team:a","user":"bob"}"#;
+    assert!(matches!(alice.on_text(env.cx(), remove, T0), Decision::RemoveMember { ref user, .. } if user == "bob"));
+    let delete = r#"{"type":"room.delete","id":"d","room":"team:a"}"#;
+    assert_eq!(code_of(&bob.on_text(env.cx(), delete, T0)), Some((Some("d"), ErrorCode::Forbidden)));
+    assert!(matches!(alice.on_text(env.cx(), delete, T0), Decision::DeleteRoom { .. }));
+    assert_eq!(env.owners.owner("team:a"), None, "a deleted room has no owner");
+    assert_eq!(alice.rooms().count(), 0, "and the deleter left it");
+}
+
+#[test]
+fn a_created_room_cannot_be_joined_before_it_is_created_or_created_twice() {
+    let env = Env::new(owned_policy());
+    let (mut alice, mut bob, mut moderator) = (user("alice", &[]), user("bob", &[]), user("mo", &["mod"]));
+    let join = r#"{"type":"join","id":"j","room":"club:x"}"#;
+    assert_eq!(code_of(&bob.on_text(env.cx(), join, T0)), Some((Some("j"), ErrorCode::Forbidden)), "not created");
+    let create = r#"{"type":"create","id":"c","room":"club:x"}"#;
+    assert!(matches!(alice.on_text(env.cx(), create, T0), Decision::Create { claimed: true, .. }));
+    assert_eq!(alice.rooms().collect::<Vec<_>>(), ["club:x"], "create joins");
+    assert!(matches!(alice.on_text(env.cx(), create, T0), Decision::Create { claimed: false, .. }), "idempotent");
+    assert_eq!(code_of(&bob.on_text(env.cx(), create, T0)), Some((Some("c"), ErrorCode::Forbidden)));
+    assert!(matches!(bob.on_text(env.cx(), join, T0), Decision::Join { claimed: false, .. }));
+    let delete = r#"{"type":"room.delete","id":"d","room":"club:x"}"#;
+    assert!(matches!(moderator.on_text(env.cx(), delete, T0), Decision::DeleteRoom { .. }), "moderate overrides");
+    let create_team = r#"{"type":"create","id":"c","room":"team:y"}"#;
+    assert_eq!(
+        code_of(&alice.on_text(env.cx(), create_team, T0)),
+        Some((Some("c"), ErrorCode::BadRequest)),
+        "first_join rooms are not created"
+    );
 }

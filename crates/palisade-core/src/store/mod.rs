@@ -8,6 +8,7 @@
 mod audit;
 mod bans;
 mod nonces;
+mod owners;
 mod revocations;
 mod sessions;
 mod users;
@@ -15,6 +16,7 @@ mod users;
 pub use audit::AuditStore;
 pub use bans::{BanAction, BanRecord, BanStore, StoreError};
 pub use nonces::MemoryNonces;
+pub use owners::OwnerStore;
 pub use revocations::RevocationStore;
 pub use sessions::{EndReason, LoginSession, MAX_USER_AGENT, Refreshed, SessionStore, StoredRefresh};
 pub use users::{User, UserStore};

@@ -306,6 +306,10 @@ pub struct LimitsConfig {
     pub max_history_bytes_per_room: usize,
     /// Bytes of history every room together may keep.
     pub max_history_bytes: usize,
+    /// Rooms one user may own at once.
+    pub max_owned_rooms_per_user: usize,
+    /// Rooms with an owner, in all.
+    pub max_owned_rooms: usize,
 }
 
 /// Where the config comes from.
@@ -384,6 +388,8 @@ impl Config {
             ("limits.max_rooms_per_connection", l.max_rooms_per_connection),
             ("limits.max_history_bytes_per_room", l.max_history_bytes_per_room),
             ("limits.max_history_bytes", l.max_history_bytes),
+            ("limits.max_owned_rooms_per_user", l.max_owned_rooms_per_user),
+            ("limits.max_owned_rooms", l.max_owned_rooms),
             ("log.max_client_text", self.log.max_client_text),
         ];
         for (key, value) in positive {

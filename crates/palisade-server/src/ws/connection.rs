@@ -16,7 +16,9 @@ use palisade_core::guard::Escalation;
 use palisade_core::log::Clipped;
 use palisade_core::refusal::Kind;
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
-use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, EventFrame, Identity, ServerFrame, UserInfo, Welcome};
+use palisade_protocol::{
+    CloseCode, ErrorCode, ErrorFrame, EventFrame, Identity, RemovedReason, ServerFrame, UserInfo, Welcome,
+};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, error, info, warn};
@@ -114,6 +116,18 @@ impl Conn<'_> {
                         let policy = state.settings.policy.load();
                         let removed = self.session.recheck_rooms(&policy);
                         self.remove(ws, &removed).await?;
+                        None
+                    }
+                    Request::Remove => {
+                        for (room, reason) in control.take_removals() {
+                            // A room the connection left meanwhile needs no word.
+                            if self.session.forget(&room) {
+                                self.rooms.leave(&room);
+                                info!(conn = self.rooms.id(), session = self.session.id(), room = %room, reason = ?reason, "removed from room");
+                                let frame = ServerFrame::Removed { room: &room, code: ErrorCode::Forbidden, reason };
+                                self.send(ws, text_message(frame.to_json())).await?;
+                            }
+                        }
                         None
                     }
                 },
@@ -279,7 +293,8 @@ impl Conn<'_> {
         for room in rooms {
             self.rooms.leave(room);
             info!(conn = self.rooms.id(), session = self.session.id(), room = %room, "removed from room: rights no longer cover it");
-            let frame = ServerFrame::Removed { room, code: ErrorCode::Forbidden }.to_json();
+            let frame =
+                ServerFrame::Removed { room, code: ErrorCode::Forbidden, reason: RemovedReason::Rights }.to_json();
             self.send(ws, text_message(frame)).await?;
         }
         Ok(())
@@ -303,6 +318,7 @@ impl Conn<'_> {
             nonces: &self.state.nonces,
             guard: &self.state.guard,
             revocations: &self.state.revocations,
+            owners: &self.state.owners.owners,
         };
         pass(&mut self.session, cx, text, now)
     }
@@ -313,11 +329,31 @@ impl Conn<'_> {
     fn perform(&mut self, decision: Decision<'_>, now: Timestamp) -> Reply {
         let mut reply = Reply { replay: Vec::new(), frame: String::new(), removed: Vec::new(), close: None };
         reply.frame = match decision {
-            Decision::Join { id, room } => {
+            Decision::Join { id, room, claimed } | Decision::Create { id, room, claimed } => {
+                if claimed {
+                    self.state.owners.changed();
+                    info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, "room owner recorded");
+                }
                 let seq = self.rooms.join(&room, now);
                 ack(&id, Some(seq))
             }
-            Decision::Recover { id, room, since } => {
+            Decision::DeleteRoom { id, room } => {
+                self.state.owners.changed();
+                self.rooms.leave(&room);
+                let members = self.state.hub.delete(&room);
+                info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, members, "room deleted");
+                ack(&id, None)
+            }
+            Decision::RemoveMember { id, room, user } => {
+                let removed = self.state.hub.remove_user(&room, &user);
+                let max = self.limits.max_logged_text;
+                info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, removed_user = %Clipped::new(&user, max), removed, "member removed from room");
+                ack(&id, None)
+            }
+            Decision::Recover { id, room, since, claimed } => {
+                if claimed {
+                    self.state.owners.changed();
+                }
                 let (seq, replay) = self.rooms.recover(&room, since, now);
                 reply.replay = replay.events;
                 ServerFrame::Ack { id: &id, seq: Some(seq), complete: Some(replay.complete) }.to_json()

@@ -115,6 +115,10 @@ impl TestServer {
         server.insert("data_dir".into(), toml::Value::String(data.display().to_string()));
         let text = toml::to_string(&tree).unwrap();
         std::fs::write(&path, text).unwrap();
+        Self::launch(path, data, dir).await
+    }
+
+    async fn launch(path: std::path::PathBuf, data: std::path::PathBuf, dir: tempfile::TempDir) -> Self {
         let config = Config::load(Source::File(&path), &BTreeMap::new()).unwrap();
         let mut settings = Settings::new(config, Profile::Production).unwrap();
         settings.source = Some(path.clone());
@@ -138,6 +142,16 @@ impl TestServer {
             task: Some(task),
             _dir: dir,
         }
+    }
+
+    /// Shuts the server down and starts it again from the same config and
+    /// data directory (on a new port).
+    pub async fn restart(self) -> Self {
+        let mut old = self;
+        old.shutdown().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kept = std::mem::replace(&mut old._dir, dir);
+        Self::launch(old.config_path.clone(), old.data_dir.clone(), kept).await
     }
 
     pub fn url(&self) -> String {
