@@ -408,10 +408,16 @@ impl Session {
             },
             // The same rights as `join`, and it joins: a client back from
             // a reconnect asks for what it missed and for what comes next.
-            ClientFrame::Recover { id, room, since } => match self.join(cx, &room, now) {
-                Ok(claimed) => Ok(Decision::Recover { id, room, since, claimed }),
-                Err(d) => Err(Refusal::from(d).answering(id)),
-            },
+            ClientFrame::Recover { id, room, since } => {
+                let verdict = cx.guard.recover(&self.standing, &self.identity.user_id, now);
+                if let Err(refusal) = self.judge(cx.guard, verdict, now) {
+                    return Err(refusal.answering(id));
+                }
+                match self.join(cx, &room, now) {
+                    Ok(claimed) => Ok(Decision::Recover { id, room, since, claimed }),
+                    Err(d) => Err(Refusal::from(d).answering(id)),
+                }
+            }
         }
     }
 

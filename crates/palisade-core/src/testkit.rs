@@ -70,6 +70,7 @@ pub(crate) fn guard_settings() -> crate::guard::GuardSettings {
         user_rate: rate("40/s"),
         ip_rate: rate("100/s"),
         control_rate: rate("5/s"),
+        recover_rate: rate("3/min"),
         restrict_divisor: 4,
         score_half_life: 5 * MIN,
         restrict_at: 10.0,
@@ -93,6 +94,7 @@ pub(crate) fn lenient_guard() -> crate::guard::Guard {
         user_rate: unlimited,
         ip_rate: unlimited,
         control_rate: unlimited,
+        recover_rate: unlimited,
         ..guard_settings()
     })
 }

@@ -32,6 +32,7 @@ pub(crate) fn guard_settings() -> GuardSettings {
         user_rate: rate("user_rate"),
         ip_rate: rate("ip_rate"),
         control_rate: rate("control_rate"),
+        recover_rate: rate("recover_rate"),
         restrict_divisor: count("restrict_divisor"),
         score_half_life: 5 * minute,
         restrict_at: f64::from(count("restrict_at")),

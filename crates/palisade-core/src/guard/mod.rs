@@ -390,6 +390,12 @@ impl Guard {
         }
     }
 
+    /// A `recover` request: `abuse.recover_rate` per user, counted like an
+    /// event's own rate under a name no declared event can have.
+    pub fn recover(&self, standing: &Standing, user: &str, now: Timestamp) -> Verdict {
+        self.event(standing, user, "$recover", self.settings.recover_rate, now)
+    }
+
     /// A ping or pong from the client: `abuse.control_rate` per connection.
     pub fn control(&self, standing: &mut Standing, now: Timestamp) -> Verdict {
         let rate = self.rate(self.settings.control_rate, standing.restricted);

@@ -28,6 +28,9 @@ pub struct GuardSettings {
     pub ip_rate: Rate,
     /// Pings and pongs per connection.
     pub control_rate: Rate,
+    /// `recover` requests per user: each may replay a room's whole
+    /// history, so they are counted apart from the message rates.
+    pub recover_rate: Rate,
     /// A restricted key's rates are divided by this.
     pub restrict_divisor: u32,
     /// Scores halve in this time.

@@ -735,3 +735,23 @@ fn a_created_room_cannot_be_joined_before_it_is_created_or_created_twice() {
         "first_join rooms are not created"
     );
 }
+
+#[test]
+fn recover_has_its_own_rate_because_each_may_replay_a_whole_history() {
+    // recover_rate 3/min, message rates far above.
+    let env = Env { guard: Guard::new(crate::testkit::guard_settings()), ..Env::new(policy()) };
+    let mut s = session(Duration::from_secs(3600));
+    let recover = r#"{"type":"recover","id":"r","room":"lobby","since":1}"#;
+    for _ in 0..3 {
+        assert!(matches!(s.on_text(env.cx(), recover, T0), Decision::Recover { .. }));
+    }
+    match s.on_text(env.cx(), recover, T0) {
+        Decision::Reject(refusal, _) => {
+            assert_eq!((refusal.id.as_deref(), refusal.code()), (Some("r"), ErrorCode::RateLimited));
+            assert!(refusal.retry_after.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    let join = r#"{"type":"join","id":"j","room":"lobby"}"#;
+    assert!(matches!(s.on_text(env.cx(), join, T0), Decision::Join { .. }), "other requests go on");
+}

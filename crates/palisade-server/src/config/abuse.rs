@@ -40,6 +40,9 @@ pub struct AbuseConfig {
     /// Pings and pongs per connection.
     #[serde(with = "rate")]
     pub control_rate: Rate,
+    /// `recover` requests per user.
+    #[serde(with = "rate")]
+    pub recover_rate: Rate,
     /// Restricted rates are divided by this.
     pub restrict_divisor: u32,
     /// Scores halve in this time.
@@ -133,6 +136,7 @@ impl AbuseConfig {
             user_rate: self.user_rate,
             ip_rate: self.ip_rate,
             control_rate: self.control_rate,
+            recover_rate: self.recover_rate,
             restrict_divisor: self.restrict_divisor,
             score_half_life: self.score_half_life,
             restrict_at: f64::from(self.restrict_at),

@@ -65,6 +65,7 @@ connection_rate = "100000/s"
 user_rate = "100000/s"
 ip_rate = "100000/s"
 control_rate = "100000/s"
+recover_rate = "100000/s"
 max_connections_per_ip = 100000
 max_connections_per_user = 100000
 max_pending_per_ip = 100000
