@@ -202,6 +202,22 @@ impl Conn<'_> {
         self.write(burst).await
     }
 
+    /// Writes a `recover`'s events without flushing: the `ack` that
+    /// follows flushes them all at once.
+    async fn replay(&self, ws: &mut Ws, events: Vec<Utf8Bytes>) -> Result<(), Exit> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.state.metrics.messages_out.increment(events.len() as u64);
+        self.write(async {
+            for event in events {
+                ws.feed(Message::Text(event)).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Handles one read from the socket.
     async fn on_inbound(&mut self, ws: &mut Ws, msg: Inbound) -> Result<(), Exit> {
         let now = self.state.clock.now();
@@ -238,9 +254,7 @@ impl Conn<'_> {
                 let reply = self.perform(decision, now);
                 self.state.metrics.pipeline_since(started);
                 self.remove(ws, &reply.removed).await?;
-                for event in reply.replay {
-                    self.send(ws, Message::Text(event)).await?;
-                }
+                self.replay(ws, reply.replay).await?;
                 self.send(ws, text_message(reply.frame)).await?;
                 return match reply.close {
                     Some(code) => Err(Exit::Close(code)),
