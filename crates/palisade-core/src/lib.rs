@@ -40,6 +40,7 @@ pub mod history;
 pub mod json;
 pub mod log;
 pub mod login;
+pub mod node;
 pub mod origin;
 pub mod ownership;
 pub mod policy;

@@ -14,6 +14,7 @@ use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::GuardSettings;
 use palisade_core::handshake::Gate;
 use palisade_core::login::device::DeviceBinding;
+use palisade_core::node::NodeId;
 use palisade_core::origin::OriginPolicy;
 use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::sanitize::SanitizeSettings;
@@ -48,6 +49,8 @@ pub struct Settings {
     pub guard: GuardSettings,
     /// Whose `X-Forwarded-For` to believe.
     pub trusted_proxies: TrustedProxies,
+    /// This node (`server.node_id`).
+    pub node: NodeId,
     /// What a token used from another device than its session's gets.
     pub device_binding: DeviceBinding,
     /// The config file, when there is one to reload the policy from.
@@ -112,6 +115,7 @@ impl Settings {
             silence_limit: config.limits.heartbeat_interval.saturating_add(config.limits.heartbeat_timeout),
         };
         let guard = config.abuse.settings()?;
+        let node = NodeId::parse(&config.server.node_id).map_err(|why| ConfigError::invalid("server.node_id", why))?;
         let trusted_proxies = TrustedProxies::parse(&config.server.trusted_proxies)
             .map_err(|e| ConfigError::invalid("server.trusted_proxies", e.to_string()))?;
         let device_binding = config.login.settings()?.device_binding;
@@ -132,6 +136,7 @@ impl Settings {
             session,
             guard,
             trusted_proxies,
+            node,
             device_binding,
             source: None,
             audit_key,

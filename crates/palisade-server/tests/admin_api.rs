@@ -43,7 +43,10 @@ async fn audited(server: &TestServer, kind: &str, n: usize) -> Vec<Value> {
 async fn every_endpoint_needs_an_admin_credential_works_with_one_and_actions_are_audited() {
     let server = start().await;
     let (_ws, _) = connect(&server, &token("carol", &["user"])).await;
-    let carol = admin(&server, "GET", "/api/connections?user=carol", None).await.json()["items"][0]["id"].clone();
+    let carol = admin(&server, "GET", "/api/connections?user=carol", None).await.json()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let calls: Vec<(&str, String, Option<Value>, u16, bool)> = vec![
         ("GET", "/api/openapi.json".into(), None, 200, false),
         ("GET", "/api/connections".into(), None, 200, false),
@@ -123,7 +126,8 @@ async fn bad_input_is_a_generic_400() {
     )
     .await;
     assert_eq!((reply.status, reply.json()), (400, generic.clone()));
-    assert_eq!(admin(&server, "DELETE", "/api/connections/999999", None).await.status, 404);
+    assert_eq!(admin(&server, "DELETE", "/api/connections/n1-999999", None).await.status, 404);
+    assert_eq!(admin(&server, "DELETE", "/api/connections/n2-0", None).await.status, 404, "another node's");
     assert_eq!(admin(&server, "DELETE", "/api/bans?subject=user:nobody", None).await.status, 404);
 }
 
@@ -146,7 +150,12 @@ async fn disconnecting_a_user_closes_all_their_sockets_with_4003() {
     assert_eq!((items[0]["user"].as_str(), items[0]["ip"].as_str()), (Some("bob"), Some("127.0.0.1")));
     assert_eq!(items[0]["rooms"], json!(["lobby"]));
     assert!(items[0]["connected_at"].as_u64().unwrap() > 1_700_000_000_000);
-    let reply = admin(&server, "DELETE", &format!("/api/connections/{}", items[0]["id"]), None).await;
+    let id = items[0]["id"].as_str().unwrap();
+    assert_eq!(
+        (id.strip_prefix("n1-").map(|n| n.parse::<u64>().is_ok()), items[0]["node"].as_str()),
+        (Some(true), Some("n1"))
+    );
+    let reply = admin(&server, "DELETE", &format!("/api/connections/{id}"), None).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(close_code(&mut b).await, Some(4003));
 }
@@ -240,7 +249,7 @@ async fn list_pages_are_disjoint_and_cover_everything() {
         assert!(items.len() <= 2);
         pages += 1;
         for item in items {
-            assert!(seen.insert(item["id"].as_u64().unwrap()), "pages overlap: {page}");
+            assert!(seen.insert(item["id"].as_str().unwrap().to_owned()), "pages overlap: {page}");
         }
         match page["next_cursor"].as_str() {
             Some(next) => cursor = next.to_owned(),

@@ -51,7 +51,7 @@ fn actions() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/api/revoke", Some(json!({"user": "mallory"}))),
         ("POST", "/api/bans", Some(json!({"subject": "ip:127.0.0.9", "duration_secs": 60}))),
         ("DELETE", "/api/bans?subject=ip:127.0.0.9", None),
-        ("DELETE", "/api/connections/1", None),
+        ("DELETE", "/api/connections/n1-1", None),
         ("POST", "/api/reload", None),
         ("POST", "/api/publish", Some(json!({"room": "lobby", "event": "chat.message", "data": {"content": "x"}}))),
     ]

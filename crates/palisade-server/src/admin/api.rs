@@ -31,6 +31,7 @@ use super::shared::{Actor, ApiError, admin_action, blocking, body, page_size, qu
 use super::{api_bans, browser};
 use crate::hub::{ConnFilter, ConnId};
 use crate::state::AppState;
+use palisade_core::node::parse_conn_id;
 
 /// The identity events published through the API carry as `from`.
 pub(crate) const BACKEND: &str = "backend";
@@ -74,7 +75,17 @@ struct ConnQuery {
     ip: Option<String>,
     room: Option<String>,
     limit: Option<usize>,
-    cursor: Option<ConnId>,
+    cursor: Option<String>,
+}
+
+/// This node's connection number in `id` (`<node>-<n>`): 400 when `id` is
+/// not a connection id, 404 when it is another node's.
+fn local_conn(state: &AppState, id: &str, what: &str) -> Result<ConnId, ApiError> {
+    match parse_conn_id(id) {
+        Some((node, n)) if node == state.settings.node => Ok(n),
+        Some(_) => Err(ApiError::NotFound("not_found", "no such connection on this node")),
+        None => Err(ApiError::BadRequest(format!("{what} is not a connection id (<node>-<n>)"))),
+    }
 }
 
 /// `GET /api/connections`
@@ -90,14 +101,17 @@ async fn connections(
             None => None,
         };
         let limit = page_size(&state, q.limit)?;
+        let cursor = q.cursor.as_deref().map(|c| local_conn(&state, c, "cursor")).transpose()?;
         let filter = ConnFilter { user: q.user, ip, room: q.room };
-        let (found, more) = state.hub.list(&filter, q.cursor, limit);
-        let next = more.then(|| found.last().map(|c| c.id.to_string())).flatten();
+        let (found, more) = state.hub.list(&filter, cursor, limit);
+        let node = &state.settings.node;
+        let next = more.then(|| found.last().map(|c| node.conn_id(c.id))).flatten();
         let items: Vec<Value> = found
             .iter()
             .map(|c| {
                 json!({
-                    "id": c.id,
+                    "id": node.conn_id(c.id),
+                    "node": node.as_str(),
                     "user": &*c.user,
                     "ip": actor.shows(&c.ip.to_string()),
                     "rooms": c.rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
@@ -114,10 +128,10 @@ async fn connections(
 async fn close_connection(
     State(state): State<Arc<AppState>>,
     Extension(actor): Extension<Actor>,
-    id: Result<Path<ConnId>, PathRejection>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("path: {}", e.body_text())))?;
-    if !state.hub.close(id, CloseCode::Revoked) {
+    if !state.hub.close(local_conn(&state, &id, "the path")?, CloseCode::Revoked) {
         return Err(ApiError::NotFound("not_found", "no such connection"));
     }
     admin_action(&state, &actor, &format!("closed connection {id} with 4003"), None);

@@ -207,6 +207,8 @@ pub struct SanitizeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
+    /// This node's id, which qualifies its connection ids.
+    pub node_id: String,
     /// Listener address.
     pub listen: SocketAddr,
     /// Data directory.
