@@ -39,6 +39,7 @@ mod revoke;
 pub mod server;
 pub mod settings;
 mod state;
+mod store;
 mod telemetry;
 pub mod tls;
 mod ws;

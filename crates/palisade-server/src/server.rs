@@ -12,7 +12,6 @@ use palisade_core::auth::Revocations;
 use palisade_core::guard::{Guard, Pending};
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::StoreError;
-use palisade_store::Sqlite;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -63,14 +62,14 @@ impl Server {
     /// in force, and binds the listener from `server.listen` and, when
     /// enabled, the admin listener from `admin.listen`.
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
-        let data_dir = settings.config.server.data_dir.clone();
+        let config = settings.config.clone();
         let guard = Guard::new(settings.guard.clone());
         let memory = settings.guard.ban_terms.memory;
         let now = crate::state::now();
         // Opening migrates the schema and reads the file: off the runtime's
         // workers, as every store call is.
         let (store, bans, revoked) = crate::gateway::blocking("open", move || -> Result<_, StoreError> {
-            let store: Arc<dyn Store> = Arc::new(Sqlite::open_in(&data_dir)?);
+            let store = crate::store::open(&config)?;
             let bans = store.bans(now, memory)?;
             let revoked = store.revocations()?;
             Ok((store, bans, revoked))
@@ -100,6 +99,11 @@ impl Server {
     /// Counters of the guard's decisions, readable while the server runs.
     pub fn stats(&self) -> Stats {
         Stats(Arc::clone(&self.state))
+    }
+
+    /// The store the server opened (`[store]`).
+    pub(crate) fn store(&self) -> Arc<dyn Store> {
+        Arc::clone(&self.state.store)
     }
 
     /// The bound address (useful with port 0).

@@ -7,12 +7,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
+use crate::gateway::Store;
 use clap::{Args, Subcommand, ValueEnum};
 use palisade_core::Timestamp;
 use palisade_core::audit::{Checkpoint, Hash, Kind, Record, Verifier, hex, retention_anchor};
 use palisade_core::log::Clipped;
-use palisade_core::store::AuditStore as _;
-use palisade_store::Sqlite;
 
 use super::{CliError, ConfigArgs, failed, open_existing};
 use crate::config::{AuditKey, Config, ConfigError, Env};
@@ -173,7 +172,7 @@ fn verify(args: &VerifyArgs, env: &dyn Env) -> Result<String, CliError> {
     }
     let store = open_existing(&config)?;
     let wanted: BTreeMap<u64, Hash> = checkpoints.iter().map(|(_, c)| (c.seq, c.hash)).collect();
-    let walked = walk(&store, &wanted)?;
+    let walked = walk(&*store, &wanted)?;
     let (head, first) = (walked.head, walked.first);
     let mut out = format!(
         "audit log verified: {} records, chain intact; head seq={} hash={}\n",
@@ -280,7 +279,7 @@ struct Walked {
 }
 
 /// Verifies every record in pages, from the first kept one.
-fn walk(store: &Sqlite, wanted: &BTreeMap<u64, Hash>) -> Result<Walked, CliError> {
+fn walk(store: &dyn Store, wanted: &BTreeMap<u64, Hash>) -> Result<Walked, CliError> {
     let mut verifier: Option<Verifier> = None;
     let mut walked = Walked {
         head: (0, palisade_core::audit::GENESIS),

@@ -9,11 +9,11 @@ use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
 use palisade_core::guard::Subject;
 use palisade_core::log::Clipped;
-use palisade_core::store::{BanAction, BanStore};
-use palisade_store::Sqlite;
+use palisade_core::store::BanAction;
 
-use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing};
+use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing, open_store};
 use crate::config::Env;
+use crate::gateway::Store;
 use crate::ops::{self, Via};
 use crate::state::now;
 
@@ -93,15 +93,15 @@ fn run(command: BanCommand, env: &dyn Env, now: Timestamp) -> Result<String, Cli
         BanCommand::List(args) => {
             let store = existing_store(&args.config, env)?;
             let limit = usize::try_from(args.limit).unwrap_or(usize::MAX);
-            if args.history { history(&store, limit) } else { list(&store, limit, now) }
+            if args.history { history(&*store, limit) } else { list(&*store, limit, now) }
         }
         BanCommand::Add(args) => add(args, env, now),
         BanCommand::Remove(args) => {
             let config = args.config.load(env)?;
             let store = open_existing(&config)?;
-            if let (true, entry) = ops::lift(&store, &args.subject, Via::Cli, now)? {
+            if let (true, entry) = ops::lift(&*store, &args.subject, Via::Cli, now)? {
                 let done = format!("lifted the ban on {}\n", args.subject);
-                audited(&store, &config, &done, entry)?;
+                audited(&*store, &config, &done, entry)?;
                 Ok(done)
             } else {
                 Err(CliError::Failed(format!("no ban on {}", args.subject)))
@@ -115,19 +115,19 @@ fn add(args: AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError>
     let until = ops::until(now, args.length.duration, args.length.permanent)
         .ok_or_else(|| CliError::Failed("--for needs a length above zero, like 15m".into()))?;
     let config = args.config.load(env)?;
-    let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
+    let store = open_store(&config)?;
     let reason = args.reason.unwrap_or_default();
-    let banned = ops::ban(&store, args.subject, until, reason, config.abuse.ban_memory, now)?;
+    let banned = ops::ban(&*store, args.subject, until, reason, config.abuse.ban_memory, now)?;
     let mut out = format!("banned {} {}", banned.ban.subject, until_text(banned.ban.until));
     if let Some(previous) = banned.replaced {
         let _ = write!(out, ", replacing the ban {}", until_text(previous.until));
     }
-    let _ = writeln!(out, " (in {})", store.path().display());
-    audited(&store, &config, &out, banned.entry)?;
+    let _ = writeln!(out, " (in {})", crate::store::location(&config));
+    audited(&*store, &config, &out, banned.entry)?;
     Ok(out)
 }
 
-fn list(store: &Sqlite, limit: usize, now: Timestamp) -> Result<String, CliError> {
+fn list(store: &dyn Store, limit: usize, now: Timestamp) -> Result<String, CliError> {
     let bans = store.bans(now, Duration::ZERO).map_err(failed)?;
     if bans.is_empty() {
         return Ok("no bans\n".into());
@@ -149,7 +149,7 @@ fn list(store: &Sqlite, limit: usize, now: Timestamp) -> Result<String, CliError
     Ok(out)
 }
 
-fn history(store: &Sqlite, limit: usize) -> Result<String, CliError> {
+fn history(store: &dyn Store, limit: usize) -> Result<String, CliError> {
     let records = store.history(None, limit).map_err(failed)?;
     if records.is_empty() {
         return Ok("no ban history\n".into());

@@ -11,6 +11,7 @@ pub mod user;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,6 +19,7 @@ use palisade_core::auth::{TokenRequest, check_name, check_sub};
 
 use crate::config::env::{ENV_CONFIG, ENV_LOG_FORMAT};
 use crate::config::{Config, ConfigError, Env, Source, render_init};
+use crate::gateway::Store;
 use crate::server::{Server, shutdown_signal};
 use crate::settings::{Profile, Settings, compile_policy, signer};
 use crate::state::now;
@@ -265,8 +267,8 @@ pub async fn serve(args: ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     settings.source.clone_from(&args.config.config);
     let server = Server::bind(settings).await.map_err(|e| CliError::Failed(e.to_string()))?;
     let seeded = if profile == Profile::Dev && login {
-        let dir = data_dir.clone();
-        crate::gateway::blocking("dev_users", move || user::seed_dev_users(&dir)).await?
+        let store = server.store();
+        crate::gateway::blocking("dev_users", move || user::seed_dev_users(&*store)).await?
     } else {
         Vec::new()
     };
@@ -313,37 +315,27 @@ pub fn token(args: TokenArgs, env: &dyn Env) -> Result<String, CliError> {
     signer.mint(request, now(), &mut rand::rng()).map_err(|e| CliError::Failed(e.to_string()))
 }
 
-/// Opens the data directory's database, which must already exist: listing
-/// or changing what is in a data directory that has none means `--data` or
-/// `--config` points elsewhere than the server's, and "no bans" or "no
-/// users" would mislead.
-fn existing_store(config: &ConfigArgs, env: &dyn Env) -> Result<palisade_store::Sqlite, CliError> {
+/// Opens the config's store, which must already exist
+/// (`store::open_existing`).
+fn existing_store(config: &ConfigArgs, env: &dyn Env) -> Result<Arc<dyn Store>, CliError> {
     open_existing(&config.load(env)?)
 }
 
 /// [`existing_store`] for a loaded config.
-fn open_existing(config: &Config) -> Result<palisade_store::Sqlite, CliError> {
-    let path = config.server.data_dir.join(palisade_store::DB_FILE);
-    if !path.exists() {
-        return Err(CliError::Failed(format!(
-            "no database at {}: is --data or --config the server's? (the server creates it when it starts)",
-            path.display()
-        )));
-    }
-    palisade_store::Sqlite::open(&path).map_err(failed)
+fn open_existing(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+    crate::store::open_existing(config).map_err(failed)
+}
+
+/// Opens the config's store, creating it if it is new.
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, CliError> {
+    crate::store::open(config).map_err(failed)
 }
 
 /// Appends an operator's action to the audit log (when `audit.enabled`),
 /// chained by the store like the server's records. The action is already
 /// done: a failure here says so rather than hiding that it was not
 /// recorded.
-fn audited(
-    store: &palisade_store::Sqlite,
-    config: &Config,
-    done: &str,
-    entry: palisade_core::audit::Entry,
-) -> Result<(), CliError> {
-    use palisade_core::store::AuditStore as _;
+fn audited(store: &dyn Store, config: &Config, done: &str, entry: palisade_core::audit::Entry) -> Result<(), CliError> {
     if !config.audit.enabled {
         return Ok(());
     }

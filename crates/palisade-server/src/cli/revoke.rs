@@ -9,10 +9,8 @@ use std::fmt::Write as _;
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
-use palisade_core::store::RevocationStore as _;
-use palisade_store::Sqlite;
 
-use super::{CliError, ConfigArgs, audited, failed};
+use super::{CliError, ConfigArgs, audited, failed, open_store};
 use crate::config::Env;
 use crate::ops::{self, Via};
 use crate::state::now;
@@ -94,24 +92,24 @@ pub fn revoke(command: RevokeCommand, env: &dyn Env) -> Result<String, CliError>
         }
     };
     let config = config.load(env)?;
-    let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
-    let revoked = ops::revoke(&store, &revocation, &reason, Via::Cli, now)?;
-    let mut out = format!("revoked {} (in {})\n", ops::describe(&revocation), store.path().display());
+    let store = open_store(&config)?;
+    let revoked = ops::revoke(&*store, &revocation, &reason, Via::Cli, now)?;
+    let mut out = format!("revoked {} (in {})\n", ops::describe(&revocation), crate::store::location(&config));
     if let Revocation::User { user: id, .. } = &revocation {
         let _ = writeln!(out, "ended {} login session(s) of {id}", revoked.ended);
     }
-    audited(&store, &config, &out, revoked.entry)?;
+    audited(&*store, &config, &out, revoked.entry)?;
     Ok(out)
 }
 
 fn end_session(args: &SessionArgs, env: &dyn Env) -> Result<String, CliError> {
     check_jti(&args.sid).map_err(|_| CliError::Failed("a session id is 1-128 visible ASCII characters".into()))?;
     let config = args.config.load(env)?;
-    let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
+    let store = open_store(&config)?;
     let now = now();
-    if let Some(entry) = ops::end_session(&store, &args.sid, Via::Cli, now)? {
-        let done = format!("revoked session:{} (in {})\n", args.sid, store.path().display());
-        audited(&store, &config, &done, entry)?;
+    if let Some(entry) = ops::end_session(&*store, &args.sid, Via::Cli, now)? {
+        let done = format!("revoked session:{} (in {})\n", args.sid, crate::store::location(&config));
+        audited(&*store, &config, &done, entry)?;
         Ok(done)
     } else {
         Err(CliError::Failed(format!("no live session {}", args.sid)))
@@ -119,7 +117,7 @@ fn end_session(args: &SessionArgs, env: &dyn Env) -> Result<String, CliError> {
 }
 
 fn list(config: &ConfigArgs, env: &dyn Env) -> Result<String, CliError> {
-    let store = Sqlite::open_in(&config.load(env)?.server.data_dir).map_err(failed)?;
+    let store = open_store(&config.load(env)?)?;
     let revocations = store.revocations().map_err(failed)?;
     if revocations.is_empty() {
         return Ok("no revocations\n".into());

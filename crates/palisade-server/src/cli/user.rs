@@ -8,11 +8,11 @@ use std::io::{BufRead as _, IsTerminal as _};
 use clap::{Args, Subcommand};
 use palisade_core::Timestamp;
 use palisade_core::auth::{MAX_PASSWORD_BYTES, check_sub, hash_password};
-use palisade_core::store::{User, UserStore};
-use palisade_store::Sqlite;
+use palisade_core::store::User;
 
-use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing};
+use super::{CliError, ConfigArgs, audited, existing_store, failed, open_existing, open_store};
 use crate::config::Env;
+use crate::gateway::Store;
 use crate::ops::{self, Via};
 use crate::state::now;
 
@@ -66,9 +66,9 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
             let config = args.config.load(env)?;
             check_roles(&config, &args.roles)?;
             let store = open_existing(&config)?;
-            if let Some(entry) = ops::set_roles(&store, &args.id, &args.roles, Via::Cli, now())? {
+            if let Some(entry) = ops::set_roles(&*store, &args.id, &args.roles, Via::Cli, now())? {
                 let done = format!("user {} now has roles [{}]\n", args.id, args.roles.join(", "));
-                audited(&store, &config, &done, entry)?;
+                audited(&*store, &config, &done, entry)?;
                 Ok(done)
             } else {
                 Err(CliError::Failed(format!("no user {}", args.id)))
@@ -77,9 +77,9 @@ pub fn user(command: UserCommand, env: &dyn Env) -> Result<String, CliError> {
         UserCommand::Remove(args) => {
             let config = args.config.load(env)?;
             let store = open_existing(&config)?;
-            if let Some((ended, entry)) = ops::remove_user(&store, &args.id, Via::Cli, now())? {
+            if let Some((ended, entry)) = ops::remove_user(&*store, &args.id, Via::Cli, now())? {
                 let done = format!("removed user {} and ended {ended} login session(s)\n", args.id);
-                audited(&store, &config, &done, entry)?;
+                audited(&*store, &config, &done, entry)?;
                 Ok(done)
             } else {
                 Err(CliError::Failed(format!("no user {}", args.id)))
@@ -92,7 +92,7 @@ fn add(args: &AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError
     check_sub(&args.id).map_err(|e| CliError::Failed(format!("{e}: see the sub rules in docs/PROTOCOL.md §1.4")))?;
     let config = args.config.load(env)?;
     check_roles(&config, &args.roles)?;
-    let store = Sqlite::open_in(&config.server.data_dir).map_err(failed)?;
+    let store = open_store(&config)?;
     if store.user(&args.id).map_err(failed)?.is_some() {
         return Err(CliError::Failed(format!("user {} exists; remove it first", args.id)));
     }
@@ -100,12 +100,16 @@ fn add(args: &AddArgs, env: &dyn Env, now: Timestamp) -> Result<String, CliError
     let password_hash =
         hash_password(&read_password()?, rand::random()).map_err(|e| CliError::Failed(e.to_string()))?;
     let user = User { id: args.id.clone(), roles: args.roles.clone(), password_hash, created: now };
-    let Some(entry) = ops::add_user(&store, &user, Via::Cli)? else {
+    let Some(entry) = ops::add_user(&*store, &user, Via::Cli)? else {
         return Err(CliError::Failed(format!("user {} exists; remove it first", args.id)));
     };
-    let done =
-        format!("added user {} with roles [{}] (in {})\n", user.id, user.roles.join(", "), store.path().display());
-    audited(&store, &config, &done, entry)?;
+    let done = format!(
+        "added user {} with roles [{}] (in {})\n",
+        user.id,
+        user.roles.join(", "),
+        crate::store::location(&config)
+    );
+    audited(&*store, &config, &done, entry)?;
     Ok(done)
 }
 
@@ -140,8 +144,7 @@ const DEV_USERS: [(&str, &[&str]); 3] = [("alice", &["student"]), ("bob", &["tea
 /// In the dev profile, a database with no users gets [`DEV_USERS`], each
 /// with a fresh random password; returns `(id, password, roles)` for the
 /// banner to show, once: only the hashes are kept.
-pub(crate) fn seed_dev_users(data_dir: &std::path::Path) -> Result<Vec<(String, String, String)>, CliError> {
-    let store = Sqlite::open_in(data_dir).map_err(failed)?;
+pub(crate) fn seed_dev_users(store: &dyn Store) -> Result<Vec<(String, String, String)>, CliError> {
     if !store.users().map_err(failed)?.is_empty() {
         return Ok(Vec::new());
     }

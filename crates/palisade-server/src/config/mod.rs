@@ -113,6 +113,8 @@ impl ConfigError {
 pub struct Config {
     /// `[server]`
     pub server: ServerConfig,
+    /// `[store]`
+    pub store: StoreConfig,
     /// `[auth]`
     pub auth: AuthConfig,
     /// `[login]`
@@ -148,6 +150,23 @@ pub struct Config {
     /// config file's own directory).
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[store]`: where bans, revocations, users, sessions, rooms' owners and
+/// the audit log are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Which store.
+    pub backend: StoreBackend,
+}
+
+/// `store.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// The embedded SQLite file `<server.data_dir>/palisade.db`.
+    Sqlite,
 }
 
 /// `[csrf]`

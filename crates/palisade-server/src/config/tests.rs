@@ -75,12 +75,19 @@ fn bad_values_are_named() {
         ("[abuse]\nmax_bans = 0\n", "abuse.max_bans"),
         ("[abuse]\nban_history_max_rows = 0\n", "abuse.ban_history_max_rows"),
         ("[abuse]\nban_history_max_age = \"1day\"\n", "abuse.ban_history_max_age"),
+        ("[abuse]\nrecover_rate = \"often\"\n", "abuse.recover_rate"),
+        ("[store]\nbackend = \"redis\"\n", "store.backend"),
+        ("[limits]\nmax_owned_rooms = 0\n", "limits.max_owned_rooms"),
     ] {
         let err = load_text(text, &[]).unwrap_err();
         assert!(err.to_string().contains(key), "{text}: {err}");
     }
     let err = load_text("[server\n", &[]).unwrap_err();
     assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    let mut c = load_text("", &[]).unwrap();
+    c.server.node_id = "Node_1".into();
+    let err = Settings::new(c, Profile::Dev).unwrap_err();
+    assert!(err.to_string().contains("server.node_id"), "{err}");
 }
 
 #[test]
