@@ -38,8 +38,9 @@ test("1001 on restart: reconnect, re-join with recover (incomplete), queued mess
     );
     const queued = c.publish("lobby", "chat.message", { content: "while away" });
 
+    const recovering = next(c, "recover");
     server = await startServer(LENIENT, { dir: server.dir, port: server.port });
-    const recovered = await next(c, "recover");
+    const recovered = await recovering;
     assert.equal(recovered.room, "lobby");
     assert.equal(recovered.complete, false, "the restart lost the room's history");
     const { seq } = await queued;
