@@ -405,7 +405,10 @@ export class PalisadeClient {
       if (p.kind === "recover") this.emit("removed", { room: p.room, code: e.code });
       return;
     }
-    r.lastSeq = Math.max(r.lastSeq ?? 0, f.seq ?? 0);
+    // The room's newest seq: what comes live is above it. After a lossy
+    // recover (a restart, say) it may be below what was seen before.
+    const incomplete = p.kind === "recover" && f.complete !== true;
+    r.lastSeq = incomplete ? f.seq : Math.max(r.lastSeq ?? 0, f.seq ?? 0);
     r.joined = true;
     this.settleRoom(r);
     if (p.kind === "recover") this.emit("recover", { room: p.room, complete: f.complete === true, seq: f.seq });

@@ -8,7 +8,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { ROOT } from "./helpers.js";
+import { HERE, ROOT } from "./helpers.js";
 import { measure } from "../scripts/size.mjs";
 
 /** socket.io-client's min+gzip size, the budget. */
@@ -40,4 +40,14 @@ test(`the bundle is under ${BUDGET} bytes min+gzip, as the README says`, async (
   assert.ok(stated, "the README states the size");
   const said = Number(stated[1].replace(/,/g, ""));
   assert.ok(Math.abs(said - gzipped) <= 200, `README says ${said}, measured ${gzipped}: update it (npm run size)`);
+});
+
+test("without a global WebSocket (Node 20 without --experimental-websocket) the constructor says what to do", () => {
+  const major = Number(process.versions.node.split(".")[0]);
+  const flags = major >= 22 ? ["--no-experimental-websocket"] : [];
+  const script = `import { PalisadeClient } from ${JSON.stringify(join(ROOT, "dist", "index.js"))};
+    try { new PalisadeClient("ws://127.0.0.1:1/ws", { getToken: () => "t" }); console.log("constructed"); }
+    catch (e) { console.log(e.message); }`;
+  const run = spawnSync(process.execPath, [...flags, "--input-type=module", "-e", script], { encoding: "utf8", cwd: HERE });
+  assert.match(run.stdout, /--experimental-websocket/, run.stdout + run.stderr);
 });
