@@ -18,17 +18,8 @@ export interface SocketLike {
 }
 /** A `WebSocket` constructor (the global one by default). */
 export type SocketFactory = new (url: string, protocols: string[]) => SocketLike;
-export interface ClientOptions {
-    /**
-     * Called before every connect (and for every in-band refresh) for a fresh
-     * access token. In cookie mode its result is ignored: it is the hook that
-     * renews the session cookie (e.g. `POST /auth/refresh`), called at
-     * `expiring` (then the client reconnects) and before reconnecting after a
-     * 4001; it may be left out.
-     */
-    getToken?: () => string | Promise<string>;
-    /** Authenticate with the `palisade_session` cookie (after `/auth/login` with `cookie: true`). */
-    cookie?: boolean;
+/** What every client may set. */
+export interface BaseOptions {
     /** Messages held while not connected (default 100); more reject with `queue_full`. */
     maxQueue?: number;
     /** Reconnect timing. */
@@ -40,6 +31,23 @@ export interface ClientOptions {
     /** The `WebSocket` constructor, where there is no global one. */
     WebSocket?: SocketFactory;
 }
+/** A bearer token, offered as the `palisade.bearer.<token>` subprotocol. */
+export interface TokenOptions extends BaseOptions {
+    /** Called before every connect and for every in-band refresh, for a fresh access token. */
+    getToken: () => string | Promise<string>;
+    cookie?: false;
+}
+/** The `palisade_session` cookie (after `/auth/login` with `cookie: true`). */
+export interface CookieOptions extends BaseOptions {
+    cookie: true;
+    /**
+     * The hook that renews the session cookie (e.g. `POST /auth/refresh`);
+     * its result is ignored. Called at `expiring` (then the client
+     * reconnects) and before reconnecting after a 4001.
+     */
+    getToken?: () => unknown;
+}
+export type ClientOptions = TokenOptions | CookieOptions;
 /** The server's first frame (docs/PROTOCOL.md §2.2). */
 export interface Welcome {
     session: string;

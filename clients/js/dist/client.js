@@ -375,7 +375,7 @@ export class PalisadeClient {
             this.ready = false;
             return this.cycleIfIdle();
         }
-        if (!token || token === this.token)
+        if (typeof token !== "string" || !token || token === this.token)
             return void (this.refreshing = false);
         const id = this.id();
         this.pending.set(id, { kind: "refresh", token });

@@ -32,6 +32,15 @@ test("dist/ is what src/ compiles to (run `npm run build` and commit)", () => {
   }
 });
 
+test("the API as issue 18 names it type-checks against dist/index.d.ts", () => {
+  const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");
+  const args = ["--noEmit", "--strict", "--target", "ES2022", "--module", "ES2022", "--moduleResolution", "bundler"];
+  const checked = spawnSync(process.execPath, [tsc, ...args, "--lib", "ES2022,DOM", join(HERE, "types", "api.ts")], {
+    encoding: "utf8",
+  });
+  assert.equal(checked.status, 0, checked.stdout + checked.stderr);
+});
+
 test(`the bundle is under ${BUDGET} bytes min+gzip, as the README says`, async () => {
   const { gzipped } = await measure();
   assert.ok(gzipped < BUDGET, `${gzipped} bytes`);
