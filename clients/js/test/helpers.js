@@ -6,7 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve as absolute } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const HERE = dirname(fileURLToPath(import.meta.url));
@@ -17,7 +17,7 @@ export const PASSWORD = "correct horse battery staple";
 
 /** The server binary: `PALISADE_BIN`, else the newest of target/{debug,release}. */
 export function binary() {
-  if (process.env.PALISADE_BIN) return process.env.PALISADE_BIN;
+  if (process.env.PALISADE_BIN) return absolute(process.env.PALISADE_BIN);
   const found = ["debug", "release"]
     .map((p) => join(REPO, "target", p, "palisade"))
     .filter((p) => existsSync(p))
