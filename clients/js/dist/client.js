@@ -122,8 +122,7 @@ export class PalisadeClient {
         this.running = false;
         this.stop(new PalisadeError("closed", "the client was closed"));
         this.rooms.clear();
-        this.ws?.close(1000, "bye");
-        this.ws = undefined;
+        this.end?.(1000, "bye");
     }
     // --- the connection ---------------------------------------------------
     async open() {
@@ -171,16 +170,16 @@ export class PalisadeClient {
             ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
             this.closed(ws, code, reason);
         };
-        this.end = (code, reason) => {
+        const end = (this.end = (code, reason) => {
             try {
                 ws.close(code, reason);
             }
             catch { }
             settle(code, reason);
-        };
+        });
         ws.onopen = () => {
             opened = true;
-            timer = setTimeout(() => this.end?.(4000, "no welcome"), this.opts.welcomeTimeoutMs ?? 10_000);
+            timer = setTimeout(() => end(4000, "no welcome"), this.opts.welcomeTimeoutMs ?? 10_000);
         };
         ws.onmessage = (ev) => {
             if (typeof ev.data === "string")
