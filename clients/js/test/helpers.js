@@ -51,6 +51,15 @@ history = 100
 
 [events."chat.message"]
 permission = "chat:send"
+
+[events."note.typed"]
+schema = """{"type":"object","properties":{"n":{"type":"integer"}},"required":["n"],"additionalProperties":false}"""
+[events."note.limited"]
+rate = "1/min"
+[events."quiz.replayed"]
+replay = true
+[events."doc.guarded"]
+csrf = true
 `;
 
 /** Rates and thresholds no test of the client reaches (the abuse tests set their own). */

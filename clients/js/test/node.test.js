@@ -79,6 +79,24 @@ describe("against a running Palisade", { concurrency: true }, () => {
     assert.equal(alice.state, "connected", "refusals do not cost the connection");
   });
 
+  test("refusals carry path and retryAfterMs; replay- and CSRF-checked events pass as they are", async (t) => {
+    if (!need(t, "the palisade binary (cargo build)", present)) return;
+    const c = client("checker");
+    await c.connect();
+    await c.join("room:checks");
+    const invalid = await c.publish("room:checks", "note.typed", { n: "one" }).catch((e) => e);
+    assert.equal(invalid.code, "invalid_payload");
+    assert.equal(invalid.path, "/n");
+    await c.publish("room:checks", "note.limited", { n: 1 });
+    const limited = await c.publish("room:checks", "note.limited", { n: 2 }).catch((e) => e);
+    assert.equal(limited.code, "rate_limited");
+    assert.ok(limited.retryAfterMs > 0, String(limited.retryAfterMs));
+    // A nonce and ts go with every send, the CSRF token too.
+    await c.publish("room:checks", "quiz.replayed", { answer: 1 });
+    await c.publish("room:checks", "quiz.replayed", { answer: 1 });
+    await c.publish("room:checks", "doc.guarded", { name: "a.pdf" });
+  });
+
   test("refreshes in-band ahead of exp on `expiring`, once, and the connection outlives the first token", async (t) => {
     if (!need(t, "the palisade binary (cargo build)", present)) return;
     const { WebSocket, log } = recordingSocket();
