@@ -136,6 +136,7 @@ export declare class PalisadeClient {
     private refreshing;
     private renewCookie;
     private refreshedFor;
+    private notice;
     private hintMs;
     constructor(url: string, options: ClientOptions);
     /** Connects (and keeps reconnecting); resolves on the next `welcome`. */

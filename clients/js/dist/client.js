@@ -36,6 +36,7 @@ export class PalisadeClient {
     refreshing = false;
     renewCookie = false;
     refreshedFor = 0;
+    notice = 0;
     hintMs = 0;
     constructor(url, options) {
         const WS = options.WebSocket ?? globalThis.WebSocket;
@@ -259,6 +260,7 @@ export class PalisadeClient {
             case "event":
                 return this.event(f);
             case "expiring":
+                this.notice = f.expires_at;
                 return void this.refresh(f.expires_at);
             case "csrf":
                 this.csrf = f.csrf;
@@ -277,7 +279,7 @@ export class PalisadeClient {
         this.csrf = w.csrf;
         // Only a welcome proves the server took us: never TCP or the upgrade.
         this.attempt = 0;
-        this.refreshedFor = 0;
+        this.refreshedFor = this.notice = 0;
         this.ready = true;
         for (const [room, r] of this.rooms)
             this.request(room, r);
@@ -307,11 +309,12 @@ export class PalisadeClient {
         }
         if (p.kind === "refresh") {
             this.refreshing = false;
-            if (ok)
-                this.token = p.token;
-            else
-                this.emit("error", errorOf(f));
-            return;
+            if (!ok)
+                return this.emit("error", errorOf(f));
+            this.token = p.token;
+            // The server re-arms `expiring` for the new token before its ack: a
+            // notice that came meanwhile is answered now.
+            return void this.refresh(this.notice);
         }
         if (p.kind === "leave")
             return p.done?.();
@@ -374,8 +377,12 @@ export class PalisadeClient {
             this.ready = false;
             return this.cycleIfIdle();
         }
-        if (typeof token !== "string" || !token || token === this.token)
+        // A token that does not outlive this notice would only be warned again
+        // at once: let 4001 come, and the reconnect ask again.
+        const exp = typeof token === "string" ? expiry(token) : undefined;
+        if (typeof token !== "string" || !token || token === this.token || (exp !== undefined && exp <= expiresAt)) {
             return void (this.refreshing = false);
+        }
         const id = this.id();
         this.pending.set(id, { kind: "refresh", token });
         this.raw({ type: "refresh", id, token });
@@ -487,4 +494,14 @@ function nonce() {
     for (const x of b)
         s += x.toString(16).padStart(2, "0");
     return s;
+}
+/** A JWT's `exp` in ms, if it reads as one. */
+function expiry(token) {
+    try {
+        const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+        return typeof claims.exp === "number" ? claims.exp * 1000 : undefined;
+    }
+    catch {
+        return undefined;
+    }
 }

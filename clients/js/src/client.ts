@@ -149,6 +149,7 @@ export class PalisadeClient {
   private refreshing = false;
   private renewCookie = false;
   private refreshedFor = 0;
+  private notice = 0;
   private hintMs = 0;
 
   constructor(url: string, options: ClientOptions) {
@@ -358,6 +359,7 @@ export class PalisadeClient {
       case "event":
         return this.event(f);
       case "expiring":
+        this.notice = f.expires_at;
         return void this.refresh(f.expires_at);
       case "csrf":
         this.csrf = f.csrf;
@@ -376,7 +378,7 @@ export class PalisadeClient {
     this.csrf = w.csrf;
     // Only a welcome proves the server took us: never TCP or the upgrade.
     this.attempt = 0;
-    this.refreshedFor = 0;
+    this.refreshedFor = this.notice = 0;
     this.ready = true;
     for (const [room, r] of this.rooms) this.request(room, r);
     for (const msg of this.queue.splice(0)) this.transmit(msg);
@@ -401,9 +403,11 @@ export class PalisadeClient {
     }
     if (p.kind === "refresh") {
       this.refreshing = false;
-      if (ok) this.token = p.token;
-      else this.emit("error", errorOf(f));
-      return;
+      if (!ok) return this.emit("error", errorOf(f));
+      this.token = p.token;
+      // The server re-arms `expiring` for the new token before its ack: a
+      // notice that came meanwhile is answered now.
+      return void this.refresh(this.notice);
     }
     if (p.kind === "leave") return p.done?.();
     const r = this.rooms.get(p.room);
@@ -457,7 +461,12 @@ export class PalisadeClient {
       this.ready = false;
       return this.cycleIfIdle();
     }
-    if (typeof token !== "string" || !token || token === this.token) return void (this.refreshing = false);
+    // A token that does not outlive this notice would only be warned again
+    // at once: let 4001 come, and the reconnect ask again.
+    const exp = typeof token === "string" ? expiry(token) : undefined;
+    if (typeof token !== "string" || !token || token === this.token || (exp !== undefined && exp <= expiresAt)) {
+      return void (this.refreshing = false);
+    }
     const id = this.id();
     this.pending.set(id, { kind: "refresh", token });
     this.raw({ type: "refresh", id, token });
@@ -570,4 +579,14 @@ function nonce(): string {
   let s = "";
   for (const x of b) s += x.toString(16).padStart(2, "0");
   return s;
+}
+
+/** A JWT's `exp` in ms, if it reads as one. */
+function expiry(token: string): number | undefined {
+  try {
+    const claims = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return typeof claims.exp === "number" ? claims.exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -231,20 +231,25 @@ export function next(client, name, pred = () => true) {
 }
 
 /**
- * A `WebSocket` class that records what the client sends and receives, can
+ * A `WebSocket` class that records what the client sends and receives
+ * (`sent`, `received`, and both in order in `both`), can
  * be dropped from the client's side, and adds `headers` (Node only: Cookie,
  * Origin).
  */
 export function recordingSocket(headers) {
-  const log = { sent: [], received: [], sockets: [] };
+  const log = { sent: [], received: [], sockets: [], both: [] };
   class Recording extends WebSocket {
     constructor(url, protocols) {
       super(url, headers ? { protocols, headers } : protocols);
       log.sockets.push(this);
-      this.addEventListener("message", (ev) => log.received.push(JSON.parse(ev.data)));
+      this.addEventListener("message", (ev) => {
+        log.received.push(JSON.parse(ev.data));
+        log.both.push(["in", JSON.parse(ev.data)]);
+      });
     }
     send(data) {
       log.sent.push(JSON.parse(data));
+      log.both.push(["out", JSON.parse(data)]);
       super.send(data);
     }
   }

@@ -124,6 +124,31 @@ describe("against a running Palisade", { concurrency: true }, () => {
     await c.join("room:refresh");
   });
 
+  test("a refreshed token that is short again is refreshed again, one refresh at a time", async (t) => {
+    if (!need(t, "the palisade binary (cargo build)", present)) return;
+    const { WebSocket, log } = recordingSocket();
+    const lives = [3, 3, 600];
+    const c = client("rerefresher", { WebSocket, getToken: () => token("rerefresher", lives.shift() ?? 600) });
+    const reconnects = [];
+    c.on("reconnect", (r) => reconnects.push(r));
+    await c.connect();
+    const refreshes = () => log.sent.filter((f) => f.type === "refresh");
+    await until(() => refreshes().length === 2 && log.received.some((f) => f.id === refreshes()[1].id), "two refreshes");
+    // In wire order: each refresh is answered before the next one goes.
+    let open = null;
+    for (const [dir, f] of log.both) {
+      if (dir === "out" && f.type === "refresh") {
+        assert.equal(open, null, "a refresh while another is in flight");
+        open = f.id;
+      } else if (dir === "in" && f.id === open) open = null;
+    }
+    // Past the second token's exp + leeway, still the same connection.
+    await sleep(2_500);
+    assert.deepEqual(reconnects, []);
+    assert.equal(c.state, "connected");
+    assert.equal(refreshes().length, 2);
+  });
+
   test("4001: a failed refresh ends in 4001, then a fresh token and a reconnect that re-joins", async (t) => {
     if (!need(t, "the palisade binary (cargo build)", present)) return;
     let calls = 0;
