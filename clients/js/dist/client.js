@@ -215,10 +215,10 @@ export class PalisadeClient {
             r.requested = r.joined = false;
         if (!this.running)
             return;
-        if (this.cycling) {
-            this.cycling = false;
+        const cycled = this.cycling && code === 1000;
+        this.cycling = false;
+        if (cycled)
             return void this.open();
-        }
         const action = closeAction(code);
         if (action === "terminal") {
             this.running = false;
@@ -293,7 +293,7 @@ export class PalisadeClient {
     answer(f) {
         const p = typeof f.id === "string" ? this.pending.get(f.id) : undefined;
         if (!p)
-            return;
+            return void (f.type === "error" && f.id === undefined && this.emit("error", errorOf(f)));
         this.pending.delete(f.id);
         const ok = f.type === "ack";
         if (p.kind === "send") {

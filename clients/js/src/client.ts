@@ -315,10 +315,9 @@ export class PalisadeClient {
     this.pending.clear();
     for (const r of this.rooms.values()) r.requested = r.joined = false;
     if (!this.running) return;
-    if (this.cycling) {
-      this.cycling = false;
-      return void this.open();
-    }
+    const cycled = this.cycling && code === 1000;
+    this.cycling = false;
+    if (cycled) return void this.open();
     const action = closeAction(code);
     if (action === "terminal") {
       this.running = false;
@@ -389,7 +388,7 @@ export class PalisadeClient {
 
   private answer(f: Frame): void {
     const p = typeof f.id === "string" ? this.pending.get(f.id) : undefined;
-    if (!p) return;
+    if (!p) return void (f.type === "error" && f.id === undefined && this.emit("error", errorOf(f)));
     this.pending.delete(f.id);
     const ok = f.type === "ack";
     if (p.kind === "send") {
