@@ -43,6 +43,18 @@ if ! command -v openssl >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq openssl >/dev/null
 fi
 
+# The JavaScript client's suites (crates/palisade-server/tests/js_client.rs)
+# need Node >= 20 with npm (on the machine) and, for the browser suite,
+# Debian's chromium; under CI=true they fail without them.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "test.sh: installing chromium (apt)"
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -d clients/js/node_modules ] && command -v npm >/dev/null 2>&1; then
+  echo "test.sh: npm ci (clients/js)"
+  (cd clients/js && npm ci --no-audit --no-fund --silent)
+fi
+
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"

@@ -1,0 +1,31 @@
+/**
+ * The one error type of the client. `code` is a server error code
+ * (docs/PROTOCOL.md §3: `forbidden`, `invalid_payload`, `rate_limited`, …)
+ * or one of the client's own:
+ *
+ * - `disconnected`: the message was sent, then the socket dropped before its
+ *   answer came. Whether the server accepted it is unknown; it is never sent
+ *   again (the server has no client-id dedupe yet).
+ * - `timeout`: not sent (or not answered) within `sendTimeoutMs`.
+ * - `queue_full`: the offline queue already holds `maxQueue` messages.
+ * - `closed`: the client was closed, by `close()` or by a terminal close
+ *   code (4003, 4008; see `closeCode`).
+ */
+export declare class PalisadeError extends Error {
+    /** Server error code, or `disconnected`, `timeout`, `queue_full`, `closed`. */
+    readonly code: string;
+    /** With `invalid_payload`: the JSON Pointer of the field at fault inside `data`. */
+    readonly path?: string;
+    /** With `rate_limited`: milliseconds until the same request would be allowed. */
+    readonly retryAfterMs?: number;
+    /** The server's `r_…` reference, matching its log line. */
+    readonly ref?: string;
+    /** With `closed`: the WebSocket close code that ended the client, if any. */
+    readonly closeCode?: number;
+    constructor(code: string, message?: string, extra?: {
+        path?: string;
+        retryAfterMs?: number;
+        ref?: string;
+        closeCode?: number;
+    });
+}

@@ -1,0 +1,38 @@
+/**
+ * The one error type of the client. `code` is a server error code
+ * (docs/PROTOCOL.md §3: `forbidden`, `invalid_payload`, `rate_limited`, …)
+ * or one of the client's own:
+ *
+ * - `disconnected`: the message was sent, then the socket dropped before its
+ *   answer came. Whether the server accepted it is unknown; it is never sent
+ *   again (the server has no client-id dedupe yet).
+ * - `timeout`: not sent (or not answered) within `sendTimeoutMs`.
+ * - `queue_full`: the offline queue already holds `maxQueue` messages.
+ * - `closed`: the client was closed, by `close()` or by a terminal close
+ *   code (4003, 4008; see `closeCode`).
+ */
+export class PalisadeError extends Error {
+    /** Server error code, or `disconnected`, `timeout`, `queue_full`, `closed`. */
+    code;
+    /** With `invalid_payload`: the JSON Pointer of the field at fault inside `data`. */
+    path;
+    /** With `rate_limited`: milliseconds until the same request would be allowed. */
+    retryAfterMs;
+    /** The server's `r_…` reference, matching its log line. */
+    ref;
+    /** With `closed`: the WebSocket close code that ended the client, if any. */
+    closeCode;
+    constructor(code, message, extra = {}) {
+        super(message ?? code);
+        this.name = "PalisadeError";
+        this.code = code;
+        if (extra.path !== undefined)
+            this.path = extra.path;
+        if (extra.retryAfterMs !== undefined)
+            this.retryAfterMs = extra.retryAfterMs;
+        if (extra.ref !== undefined)
+            this.ref = extra.ref;
+        if (extra.closeCode !== undefined)
+            this.closeCode = extra.closeCode;
+    }
+}

@@ -1,0 +1,14 @@
+/**
+ * `@palisade/client`: the browser and Node client of Palisade.
+ *
+ * ```js
+ * const client = new PalisadeClient("wss://chat.example.com/ws", { getToken });
+ * await client.connect();
+ * await client.join("lobby");
+ * client.onEvent("lobby", "chat.message", (data, meta) => show(meta.from.name, data));
+ * const { seq } = await client.publish("lobby", "chat.message", { content: "hi" });
+ * ```
+ */
+export { PalisadeClient } from "./client.js";
+export { PalisadeError } from "./errors.js";
+export { backoffDelay, closeAction } from "./backoff.js";
