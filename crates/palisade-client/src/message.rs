@@ -153,8 +153,8 @@ mod tests {
                 max_message_bytes: 2,
                 expires_at: 3,
             }),
-            ServerFrame::Ack { id: "1", seq: Some(4), complete: None },
-            ServerFrame::Ack { id: "2", seq: None, complete: None },
+            ServerFrame::Ack { id: "1", seq: Some(4), complete: None, duplicate: None },
+            ServerFrame::Ack { id: "2", seq: None, complete: None, duplicate: None },
             ServerFrame::Event(EventFrame {
                 room: "r",
                 seq: 5,

@@ -11,6 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
 use palisade_core::auth::{Revocations, TokenRequest, TokenSigner, TokenVerifier};
+use palisade_core::client_ids::ClientIds;
 use palisade_core::csrf::CsrfSettings;
 use palisade_core::guard::{Guard, GuardSettings, Standing};
 use palisade_core::ownership::Owners;
@@ -62,6 +63,7 @@ fn bench(c: &mut Criterion) {
     let guard = Guard::new(GuardSettings { score_half_life: Duration::from_secs(1), ..shipped::guard_settings() });
     let revocations = Revocations::default();
     let owners = Owners::default();
+    let client_ids = ClientIds::default();
     let cx = Context {
         policy: &policy,
         verifier: &verifier,
@@ -69,6 +71,7 @@ fn bench(c: &mut Criterion) {
         guard: &guard,
         revocations: &revocations,
         owners: &owners,
+        client_ids: &client_ids,
     };
     let ip = IpKey::of(std::net::Ipv4Addr::LOCALHOST.into());
     let limits = SessionLimits {

@@ -33,6 +33,7 @@ pub mod addr;
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod client_ids;
 pub mod csrf;
 pub mod guard;
 pub mod handshake;

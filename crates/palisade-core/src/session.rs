@@ -13,10 +13,11 @@ use serde_json::value::RawValue;
 
 use crate::Timestamp;
 use crate::auth::{AuthError, Identity, Revocations, TokenVerifier};
+use crate::client_ids::{ClientIds, MAX_CID_LEN, Seen};
 use crate::csrf::{CsrfSettings, CsrfToken};
 use crate::guard::{Escalation, Guard, Standing, Verdict};
 use crate::ownership::{Claim, Owners};
-use crate::policy::{Denied, OwnerMode, Policy};
+use crate::policy::{Denied, EventRule, OwnerMode, Policy};
 use crate::refusal::Kind;
 use crate::replay;
 use crate::store::NonceStore;
@@ -44,6 +45,8 @@ pub struct Context<'a> {
     pub revocations: &'a Revocations,
     /// Rooms' owners.
     pub owners: &'a Owners,
+    /// Recent client message ids (`send.cid`).
+    pub client_ids: &'a ClientIds,
 }
 
 /// Per-connection limits.
@@ -291,11 +294,26 @@ impl Session {
                 }
                 None => Err(Refusal::from(Denied::new(ErrorCode::NotMember, "leave without join")).answering(id)),
             },
-            ClientFrame::Send { id, room, event, data, csrf, nonce, ts } => {
-                let request =
-                    Publish { room: &room, event: &event, data, csrf: csrf.as_deref(), nonce: nonce.as_deref(), ts };
+            ClientFrame::Send { id, room, event, data, csrf, nonce, ts, cid } => {
+                let request = Publish {
+                    room: &room,
+                    event: &event,
+                    data,
+                    csrf: csrf.as_deref(),
+                    nonce: nonce.as_deref(),
+                    ts,
+                    cid: cid.as_deref(),
+                };
                 match self.publish(cx, &request, now) {
-                    Ok(data) => Ok(Decision::Publish { history: policy.history(&room), id, room, event, data }),
+                    Ok(Published::Fresh { data, recorded }) => Ok(Decision::Publish {
+                        history: policy.history(&room),
+                        cid: if recorded { cid } else { None },
+                        id,
+                        room,
+                        event,
+                        data,
+                    }),
+                    Ok(Published::Duplicate(seq)) => Ok(Decision::Duplicate { id, seq }),
                     Err(refusal) => Err(refusal.answering(id)),
                 }
             }
@@ -366,7 +384,7 @@ impl Session {
 
     /// Pipeline steps 4 to 11 for one `send`; frame size (1), the message
     /// rates (2) and the envelope (3) are done.
-    fn publish(&mut self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Box<RawValue>, Refusal> {
+    fn publish(&mut self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Published, Refusal> {
         let policy = cx.policy;
         // 4. The event is declared (and its data within its size).
         let rule = policy.event(req.event)?;
@@ -392,6 +410,41 @@ impl Session {
         if rule.requires_owner() {
             policy.check_owner(&self.identity, req.room, cx.owners.owner(req.room).as_deref())?;
         }
+        // 7a. A resend (a `cid` already published) is answered with the
+        //     first one's seq, before it costs a rate or a nonce.
+        let Some(cid) = req.cid else {
+            let data = self.shape_and_record(cx, req, rule, fresh, now)?;
+            return Ok(Published::Fresh { data, recorded: false });
+        };
+        if cid.is_empty() || cid.len() > MAX_CID_LEN {
+            return Err(Denied::new(ErrorCode::BadRequest, "cid must be 1 to 64 bytes").into());
+        }
+        let recorded = match cx.client_ids.check(&self.identity.user_id, cid, now) {
+            Seen::New => true,
+            Seen::Unrecorded => false,
+            Seen::Sent { room, seq } if *room == *req.room => return Ok(Published::Duplicate(Some(seq))),
+            Seen::Sent { .. } => {
+                return Err(Denied::new(ErrorCode::BadRequest, "cid already used in another room").into());
+            }
+            Seen::InFlight => return Ok(Published::Duplicate(None)),
+        };
+        let shaped = self.shape_and_record(cx, req, rule, fresh, now);
+        if shaped.is_err() && recorded {
+            cx.client_ids.forget(&self.identity.user_id, cid);
+        }
+        shaped.map(|data| Published::Fresh { data, recorded })
+    }
+
+    /// Pipeline steps 8 to 11 for one `send`.
+    fn shape_and_record(
+        &mut self,
+        cx: Context<'_>,
+        req: &Publish<'_>,
+        rule: &EventRule,
+        fresh: Option<replay::Fresh<'_>>,
+        now: Timestamp,
+    ) -> Result<Box<RawValue>, Refusal> {
+        let policy = cx.policy;
         // 8. The event's own rate, per user.
         if let Some(rate) = rule.rate() {
             let verdict = cx.guard.event(&self.standing, &self.identity.user_id, req.event, rate, now);
@@ -505,6 +558,17 @@ struct Publish<'a> {
     csrf: Option<&'a str>,
     nonce: Option<&'a str>,
     ts: Option<u64>,
+    cid: Option<&'a str>,
+}
+
+/// What the pipeline made of a `send`.
+enum Published {
+    /// A message to publish; `recorded`: its `cid` is remembered, to be
+    /// marked sent once published.
+    Fresh { data: Box<RawValue>, recorded: bool },
+    /// A resend of a published `cid` (its `seq`; `None` while the first
+    /// is still being published).
+    Duplicate(Option<u64>),
 }
 
 #[cfg(test)]

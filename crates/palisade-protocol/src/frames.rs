@@ -38,6 +38,9 @@ pub enum ClientFrame<'a> {
         nonce: Option<Cow<'a, str>>,
         /// Client timestamp in Unix milliseconds, for replay checks.
         ts: Option<u64>,
+        /// Client message id: a resend with the same one is answered with
+        /// the first one's `seq`, not published twice.
+        cid: Option<Cow<'a, str>>,
     },
     /// Replace the connection's access token with a fresh one.
     Refresh {
@@ -118,6 +121,8 @@ struct Envelope<'a> {
     since: Option<u64>,
     #[serde(default, borrow)]
     user: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    cid: Option<Cow<'a, str>>,
 }
 
 /// The fields each request type takes besides `type` and `id`: the one
@@ -125,7 +130,7 @@ struct Envelope<'a> {
 const REQUEST_FIELDS: [(&str, &[&str]); 8] = [
     ("join", &["room"]),
     ("leave", &["room"]),
-    ("send", &["room", "event", "data", "csrf", "nonce", "ts"]),
+    ("send", &["room", "event", "data", "csrf", "nonce", "ts", "cid"]),
     ("refresh", &["token"]),
     ("recover", &["room", "since"]),
     ("create", &["room"]),
@@ -146,6 +151,7 @@ impl Envelope<'_> {
             ("token", self.token.is_some()),
             ("since", self.since.is_some()),
             ("user", self.user.is_some()),
+            ("cid", self.cid.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, present)| present.then_some(name))
@@ -200,7 +206,7 @@ impl<'a> ClientFrame<'a> {
                 let (Some(room), Some(event), Some(data)) = (env.room, env.event, env.data) else {
                     return fail("send needs room, event and data");
                 };
-                ClientFrame::Send { id, room, event, data, csrf: env.csrf, nonce: env.nonce, ts: env.ts }
+                ClientFrame::Send { id, room, event, data, csrf: env.csrf, nonce: env.nonce, ts: env.ts, cid: env.cid }
             }
             "refresh" => {
                 let Some(token) = env.token else {
@@ -264,6 +270,9 @@ pub enum ServerFrame<'a> {
         /// For `recover`: whether every event after `since` was replayed.
         #[serde(skip_serializing_if = "Option::is_none")]
         complete: Option<bool>,
+        /// For `send`: the `cid` was published before (as `seq`), not again.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duplicate: Option<bool>,
     },
     /// An event published in a room the connection has joined.
     Event(EventFrame<'a>),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use palisade_core::Timestamp;
 use palisade_core::admin::session::AdminSessions;
 use palisade_core::auth::Revocations;
+use palisade_core::client_ids::{ClientIdLimits, ClientIds};
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::ownership::OwnerLimits;
 use palisade_core::refusal::{Kind, Refusal};
@@ -37,6 +38,8 @@ pub(crate) struct AppState {
     pub(crate) nonces: MemoryNonces,
     /// Rooms' owners, and their writer to the store.
     pub(crate) owners: Arc<OwnerLedger>,
+    /// Recent client message ids (`send.cid`).
+    pub(crate) client_ids: ClientIds,
     /// Rates, scores and the bans in force.
     pub(crate) guard: Arc<Guard>,
     /// Where bans and revocations are kept (the embedded database).
@@ -120,6 +123,11 @@ impl AppState {
                 per_user: settings.config.limits.max_owned_rooms_per_user,
                 total: settings.config.limits.max_owned_rooms,
             })),
+            client_ids: ClientIds::new(ClientIdLimits {
+                window: settings.config.limits.client_id_window,
+                per_user: settings.config.limits.max_client_ids_per_user,
+                total: settings.config.limits.max_client_ids,
+            }),
             clock,
             conn_limits: ConnLimits::new(&settings),
             settings,

@@ -85,6 +85,18 @@ pub enum Decision<'a> {
         /// How much of the room's history keeps the event, from the same
         /// policy that accepted it.
         history: HistoryRule,
+        /// The client message id to mark sent with the event's seq
+        /// (`ClientIds::sent`), when it was remembered.
+        cid: Option<Cow<'a, str>>,
+    },
+    /// A resend of a `cid` already published: acknowledge with its `seq`
+    /// (`None` while the first is still being published) and
+    /// `duplicate: true`, publish nothing.
+    Duplicate {
+        /// Correlation id.
+        id: Cow<'a, str>,
+        /// The first one's seq.
+        seq: Option<u64>,
     },
     /// The token was replaced: remove the connection from `removed` (rooms
     /// the new token may not be in), tell the client, then acknowledge.

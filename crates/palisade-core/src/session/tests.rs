@@ -45,6 +45,7 @@ struct Env {
     guard: Guard,
     revocations: crate::auth::Revocations,
     owners: Owners,
+    client_ids: crate::client_ids::ClientIds,
 }
 
 impl Env {
@@ -56,6 +57,7 @@ impl Env {
             guard: lenient_guard(),
             revocations: Default::default(),
             owners: Owners::default(),
+            client_ids: Default::default(),
         }
     }
 
@@ -67,6 +69,7 @@ impl Env {
             guard: &self.guard,
             revocations: &self.revocations,
             owners: &self.owners,
+            client_ids: &self.client_ids,
         }
     }
 }
@@ -314,6 +317,7 @@ fn strict_policy() -> Policy {
     use crate::sanitize::Rule;
     let mut s = PolicySpec::default();
     s.rooms.insert("r".into(), RoomSpec::default());
+    s.rooms.insert("r2".into(), RoomSpec::default());
     let schema = serde_json::json!({
         "type": "object",
         "properties": { "content": { "type": "string", "maxLength": 40 }, "n": { "type": "integer" } },
@@ -754,4 +758,36 @@ fn recover_has_its_own_rate_because_each_may_replay_a_whole_history() {
     }
     let join = r#"{"type":"join","id":"j","room":"lobby"}"#;
     assert!(matches!(s.on_text(env.cx(), join, T0), Decision::Join { .. }), "other requests go on");
+}
+
+#[test]
+fn a_resent_cid_is_answered_with_the_first_seq_and_costs_no_nonce() {
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env);
+    let fresh_nonce = format!(r#","nonce":"n1","ts":{},"cid":"c1""#, T0.as_millis());
+    let first = send("once", "{}", &fresh_nonce);
+    let Decision::Publish { cid, .. } = s.on_text(env.cx(), &first, T0) else { panic!("published") };
+    assert_eq!(cid.as_deref(), Some("c1"), "to be marked sent");
+    assert!(
+        matches!(s.on_text(env.cx(), &first, T0), Decision::Duplicate { seq: None, .. }),
+        "in flight until the server marks it sent"
+    );
+    env.client_ids.sent("u1", "c1", "r", 7);
+    // The same nonce again would be a replay: the cid answers first.
+    assert!(matches!(s.on_text(env.cx(), &first, T0), Decision::Duplicate { seq: Some(7), .. }));
+    let elsewhere = r#"{"type":"send","id":"x","room":"r2","event":"raw","data":{},"cid":"c1"}"#;
+    assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"r2"}"#, T0), Decision::Join { .. }));
+    assert_eq!(code_of(&s.on_text(env.cx(), elsewhere, T0)), Some((Some("x"), ErrorCode::BadRequest)));
+}
+
+#[test]
+fn a_refused_cid_can_be_sent_again() {
+    let env = Env::new(strict_policy());
+    let mut s = joined(&env);
+    let bad = send("once", "{}", r#","cid":"c2""#);
+    assert_eq!(code_of(&s.on_text(env.cx(), &bad, T0)).map(|c| c.1), Some(ErrorCode::Replay), "no nonce");
+    let good = send("once", "{}", &format!(r#","nonce":"n2","ts":{},"cid":"c2""#, T0.as_millis()));
+    assert!(matches!(s.on_text(env.cx(), &good, T0), Decision::Publish { .. }), "the refusal forgot c2");
+    let long = send("raw", "{}", &format!(r#","cid":"{}""#, "c".repeat(65)));
+    assert_eq!(code_of(&s.on_text(env.cx(), &long, T0)).map(|c| c.1), Some(ErrorCode::BadRequest));
 }

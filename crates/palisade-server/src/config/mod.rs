@@ -331,6 +331,13 @@ pub struct LimitsConfig {
     pub max_owned_rooms_per_user: usize,
     /// Rooms with an owner, in all.
     pub max_owned_rooms: usize,
+    /// How long a `send.cid` is remembered.
+    #[serde(with = "duration")]
+    pub client_id_window: Duration,
+    /// `cid`s one user has remembered at once.
+    pub max_client_ids_per_user: usize,
+    /// `cid`s remembered in all.
+    pub max_client_ids: usize,
 }
 
 /// Where the config comes from.
@@ -411,6 +418,8 @@ impl Config {
             ("limits.max_history_bytes", l.max_history_bytes),
             ("limits.max_owned_rooms_per_user", l.max_owned_rooms_per_user),
             ("limits.max_owned_rooms", l.max_owned_rooms),
+            ("limits.max_client_ids_per_user", l.max_client_ids_per_user),
+            ("limits.max_client_ids", l.max_client_ids),
             ("log.max_client_text", self.log.max_client_text),
         ];
         for (key, value) in positive {

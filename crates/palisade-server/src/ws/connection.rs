@@ -333,6 +333,7 @@ impl Conn<'_> {
             guard: &self.state.guard,
             revocations: &self.state.revocations,
             owners: &self.state.owners.owners,
+            client_ids: &self.state.client_ids,
         };
         pass(&mut self.session, cx, text, now)
     }
@@ -370,13 +371,13 @@ impl Conn<'_> {
                 }
                 let (seq, replay) = self.rooms.recover(&room, since, now);
                 reply.replay = replay.events;
-                ServerFrame::Ack { id: &id, seq: Some(seq), complete: Some(replay.complete) }.to_json()
+                ServerFrame::Ack { id: &id, seq: Some(seq), complete: Some(replay.complete), duplicate: None }.to_json()
             }
             Decision::Leave { id, room } => {
                 self.rooms.leave(&room);
                 ack(&id, None)
             }
-            Decision::Publish { id, room, event, data, history } => {
+            Decision::Publish { id, room, event, data, history, cid } => {
                 let who = self.session.identity();
                 let seq = self.state.hub.publish(&room, history, now, |seq| {
                     let frame = EventFrame {
@@ -389,7 +390,13 @@ impl Conn<'_> {
                     };
                     Utf8Bytes::from(ServerFrame::Event(frame).to_json())
                 });
+                if let Some(cid) = cid {
+                    self.state.client_ids.sent(&self.session.identity().user_id, &cid, &room, seq);
+                }
                 ack(&id, Some(seq))
+            }
+            Decision::Duplicate { id, seq } => {
+                ServerFrame::Ack { id: &id, seq, complete: None, duplicate: Some(true) }.to_json()
             }
             Decision::Refreshed { id, removed } => {
                 reply.removed = removed;
@@ -516,5 +523,5 @@ fn text_message(frame: String) -> Message {
 }
 
 fn ack(id: &str, seq: Option<u64>) -> String {
-    ServerFrame::Ack { id, seq, complete: None }.to_json()
+    ServerFrame::Ack { id, seq, complete: None, duplicate: None }.to_json()
 }
