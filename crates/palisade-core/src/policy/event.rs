@@ -74,7 +74,14 @@ impl EventRule {
         if spec.schema_file.is_some() && spec.schema.is_some() {
             return Err(err(".schema", "give schema or schema_file, not both".to_owned()));
         }
+        if spec.opaque && (spec.schema.is_some() || spec.schema_file.is_some() || !spec.sanitize.is_empty()) {
+            return Err(err(
+                ".opaque",
+                "an opaque event's data is ciphertext: it takes no schema or sanitize of its own".to_owned(),
+            ));
+        }
         let schema = match &spec.schema {
+            None if spec.opaque => Some(compile_schema(&opaque_schema()).map_err(|why| err(".opaque", why))?),
             None if spec.schema_file.is_some() => {
                 return Err(err(".schema_file", "was not read by the config loader".to_owned()));
             }
@@ -186,6 +193,23 @@ impl EventRule {
 /// `format` is enforced, and an unknown one refused: a format the validator
 /// silently ignored would be a check the policy's author believes in and
 /// no one runs.
+/// The one shape of an opaque event's `data`: AES-GCM ciphertext the
+/// server cannot read (docs/POLICY.md, "Opaque events"): a 12-byte `iv`
+/// and the ciphertext with its tag, base64url without padding, and an
+/// optional key id for rotation. Nothing else may ride along unencrypted.
+fn opaque_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "iv": { "type": "string", "pattern": "^[A-Za-z0-9_-]{16}$" },
+            "ct": { "type": "string", "minLength": 22, "pattern": "^[A-Za-z0-9_-]+$" },
+            "kid": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" }
+        },
+        "required": ["iv", "ct"],
+        "additionalProperties": false
+    })
+}
+
 fn compile_schema(raw: &serde_json::Value) -> Result<jsonschema::Validator, String> {
     let parsed;
     let schema = match raw {

@@ -114,6 +114,10 @@ pub struct EventSpec {
     /// permission, may publish it.
     #[serde(default)]
     pub owner: bool,
+    /// `data` is end-to-end encrypted (`{"iv","ct","kid"?}`): checked for
+    /// shape and size only, never sanitized.
+    #[serde(default)]
+    pub opaque: bool,
     /// Rate per user, like "10/s" or "100/min" (enforced by the guard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,

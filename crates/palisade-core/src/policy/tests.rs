@@ -406,3 +406,28 @@ fn owner_rules_name_the_key_at_fault_and_create_needs_created_rooms() {
     assert_eq!(p.check_create(&who(&["maker"]), "plain").unwrap_err().code, ErrorCode::BadRequest);
     assert!(p.check_owner(&who(&[]), "plain", None).is_err(), "no owner, no moderator: nobody");
 }
+
+#[test]
+fn opaque_events_take_ciphertext_only_and_no_schema_of_their_own() {
+    let mut s = PolicySpec::default();
+    s.events.insert("secret".into(), EventSpec { opaque: true, ..EventSpec::default() });
+    let p = Policy::compile(&s).unwrap();
+    let rule = p.event("secret").unwrap();
+    let shaped =
+        |data: &str| rule.shape(&serde_json::value::RawValue::from_string(data.to_owned()).unwrap(), p.sanitizers());
+    let sealed = r#"{"iv":"AAAAAAAAAAAAAAAA","ct":"c2VjcmV0LWNpcGhlcnRleHQtYW5kLXRhZw","kid":"k1"}"#;
+    let value = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    assert_eq!(value(shaped(sealed).unwrap().get()), value(sealed), "passed through unchanged");
+    for leaky in [
+        r#"{"iv":"AAAAAAAAAAAAAAAA","ct":"c2VjcmV0LWNpcGhlcnRleHQtYW5kLXRhZw","text":"plain"}"#,
+        r#"{"iv":"short","ct":"c2VjcmV0LWNpcGhlcnRleHQtYW5kLXRhZw"}"#,
+        r#"{"iv":"AAAAAAAAAAAAAAAA","ct":"<script>alert(1)</script>"}"#,
+        r#""just text""#,
+    ] {
+        assert_eq!(shaped(leaky).unwrap_err().code, ErrorCode::InvalidPayload, "{leaky}");
+    }
+    let with_schema =
+        EventSpec { opaque: true, schema: Some(serde_json::json!({"type":"object"})), ..EventSpec::default() };
+    s.events.insert("secret".into(), with_schema);
+    assert_eq!(Policy::compile(&s).unwrap_err().key, "events.\"secret\".opaque");
+}
