@@ -67,6 +67,44 @@ pub struct Options {
     pub checks: Vec<Check>,
     /// `--i-own-this-target`: floods are allowed off loopback.
     pub i_own_this_target: bool,
+    /// `--token2`: the second identity's bearer token (`authz`).
+    pub token2: Option<String>,
+    /// `--token2-cmd`: a shell command printing the second identity's token.
+    pub token2_cmd: Option<String>,
+    /// `--room`: a room the first identity may join and publish in, and the
+    /// second may not (`authz`, `csrf`).
+    pub room: Option<String>,
+    /// `--event`: the event name of the messages sent to `--room`
+    /// (default [`DEFAULT_EVENT`]).
+    pub event: Option<String>,
+    /// `--data`: the `data` of the messages sent to `--room`, JSON in which
+    /// [`MARK`] is replaced by a unique string (default [`DEFAULT_DATA`]).
+    pub data: Option<String>,
+    /// `--replay-event ROOM:EVENT`: where and what the `replay` check sends
+    /// twice.
+    pub replay_event: Option<(String, String)>,
+    /// `--replay-data`: the `data` of the replayed message (default: `--data`).
+    pub replay_data: Option<String>,
+    /// `--expired-token`: a token whose `exp` has passed (`handshake`).
+    pub expired_token: Option<String>,
+}
+
+/// The event name sent to `--room` without `--event` (Palisade's default
+/// policy's chat event).
+pub const DEFAULT_EVENT: &str = "chat.message";
+/// In `--data`, replaced by a string unique to each message sent, so the
+/// scanner knows its own message when another connection receives it.
+pub const MARK: &str = "@mark@";
+/// `--data` when not given.
+pub const DEFAULT_DATA: &str = r#"{"content":"@mark@"}"#;
+
+/// Parses `--replay-event ROOM:EVENT` (split at the last `:`: room names
+/// may hold colons, event names do not).
+pub fn parse_replay_event(value: &str) -> Result<(String, String), ScanError> {
+    match value.rsplit_once(':') {
+        Some((room, event)) if !room.is_empty() && !event.is_empty() => Ok((room.to_owned(), event.to_owned())),
+        _ => Err(ScanError::Usage(format!("--replay-event {value}: want ROOM:EVENT"))),
+    }
 }
 
 impl Options {

@@ -3,11 +3,11 @@
 //! written by hand so a check controls every header it sends (a duplicate,
 //! an `Origin: null`, no credential at all).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -18,7 +18,7 @@ use crate::ScanError;
 // options, so no flag makes a scan heavier than this (docs/SCAN.md, "Safe by
 // default").
 /// Connections one scan may open in all.
-pub const MAX_CONNECTIONS: u32 = 48;
+pub const MAX_CONNECTIONS: u32 = 64;
 /// Bytes one scan may send in all (the oversize frame is most of it).
 pub const MAX_BYTES_SENT: u64 = 4 * 1024 * 1024;
 /// Least time between two connections: at most 5 probes a second.
@@ -120,12 +120,42 @@ pub struct Budget {
     connections: u32,
     bytes: u64,
     next: Instant,
+    /// The local address connections come from, when the target is an
+    /// IPv4 loopback address (see [`Budget::speak_from`]).
+    source: Option<Ipv4Addr>,
 }
 
 impl Budget {
     /// A fresh budget for `target`.
     pub fn new(target: Target) -> Self {
-        Self { target, connections: 0, bytes: 0, next: Instant::now() }
+        Self { target, connections: 0, bytes: 0, next: Instant::now(), source: None }
+    }
+
+    /// Against an IPv4 loopback target, later connections come from
+    /// `127.0.<family>.1`: each check family is its own client to the
+    /// target's per-address limits, so one family's refusals do not get
+    /// another's connections banned. Elsewhere (and where the address
+    /// cannot be bound) connections come from wherever the system says.
+    pub fn speak_from(&mut self, family: u8) {
+        self.source = self.loopback_v4().map(|_| Ipv4Addr::new(127, 0, family, 1));
+    }
+
+    /// The target's address when it is an IPv4 loopback literal.
+    fn loopback_v4(&self) -> Option<Ipv4Addr> {
+        self.target.host.parse::<Ipv4Addr>().ok().filter(Ipv4Addr::is_loopback)
+    }
+
+    /// A TCP connection to the target, from [`Budget::speak_from`]'s
+    /// address when one is set and can be bound.
+    async fn connect_tcp(&self) -> std::io::Result<TcpStream> {
+        let t = &self.target;
+        if let (Some(source), Some(ip)) = (self.source, self.loopback_v4()) {
+            let socket = TcpSocket::new_v4()?;
+            if socket.bind(SocketAddr::from((source, 0))).is_ok() {
+                return socket.connect(SocketAddr::from((ip, t.port))).await;
+            }
+        }
+        TcpStream::connect((t.host.as_str(), t.port)).await
     }
 
     /// The target.
@@ -152,7 +182,7 @@ impl Budget {
         self.connections += 1;
         let t = &self.target;
         let unreachable = |e: String| ScanError::Connect(format!("{}:{}: {e}", t.host, t.port));
-        let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect((t.host.as_str(), t.port)))
+        let tcp = timeout(CONNECT_TIMEOUT, self.connect_tcp())
             .await
             .map_err(|_| unreachable("connect timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;

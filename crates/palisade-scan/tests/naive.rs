@@ -3,6 +3,7 @@
 //! echo to all, no size limit, a public /metrics): every weakness it has is
 //! reported with its id, and the exit code is 1. Real sockets, loopback.
 
+// Helpers outside #[test] functions panic on setup failures by design.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::Path;
@@ -67,6 +68,10 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
         // Run per use, as --token-cmd is; what it prints is redacted too.
         token_cmd: Some("printf '%s' eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzY2FuIn0.c2VjcmV0LXNpZ25hdHVyZQ".into()),
         origin: Some("https://app.example.com".into()),
+        token2_cmd: Some("printf '%s' eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJvdGhlciJ9.c2Vjb25kLXNpZ25hdHVyZQ".into()),
+        cookie: Some("session=naive-cookie-secret-value".into()),
+        room: Some("lobby".into()),
+        replay_event: Some(("quiz".into(), "quiz.answer".into())),
         ..Options::default()
     };
     let report = tokio::time::timeout(Duration::from_secs(60), palisade_scan::scan(&options)).await.unwrap().unwrap();
@@ -83,6 +88,20 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
         "message.malformed-json-relayed",
         "message.unknown-type-relayed",
         "transport.oversize-accepted",
+        "origin.absent-accepted-with-cookie",
+        "handshake.unknown-subprotocol-selected",
+        "handshake.header-flood-accepted",
+        "authz.read-leaked",
+        "authz.send-accepted",
+        "csrf.missing-token-accepted",
+        "csrf.wrong-token-accepted",
+        "replay.duplicate-accepted",
+        "message.depth-bomb-relayed",
+        "message.identity-spoofed",
+        "message.xss-reflected",
+        "transport.fragment-flood-accepted",
+        "transport.ping-flood-unlimited",
+        "transport.compression-bomb-accepted",
     ] {
         assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
     }
@@ -90,12 +109,17 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
     // frame with 1002, and the server survives every probe.
     assert!(!ids.iter().any(|id| id.starts_with("transport.unmasked")), "{ids:?}");
     assert!(!ids.contains(&"message.server-down-after-probe"), "{ids:?}");
+    // It has no join to acknowledge: the second identity is not "let in",
+    // it simply gets everything.
+    assert!(!ids.contains(&"authz.join-accepted"), "{ids:?}");
     assert_eq!(report.exit_code(Severity::Medium), 1);
     assert_eq!(report.exit_code(Severity::Critical), 0, "nothing critical: {ids:?}");
     // The token is never in the report in full, though origin probes sent it.
     assert!(report.findings.iter().any(|f| f.evidence.contains("eyJh…[redacted")), "{:?}", report.findings);
     let json = palisade_scan::render(&report, palisade_scan::Format::Json);
-    assert!(!json.contains("c2VjcmV0LXNpZ25hdHVyZQ"), "{json}");
+    for secret in ["c2VjcmV0LXNpZ25hdHVyZQ", "c2Vjb25kLXNpZ25hdHVyZQ", "naive-cookie-secret-value"] {
+        assert!(!json.contains(secret), "{secret} in {json}");
+    }
 }
 
 #[tokio::test]

@@ -39,6 +39,34 @@ pub(crate) const QUERY_TOKEN: Rule = Rule {
     fix: "take tokens from the Authorization header or the subprotocol only",
 };
 
+/// A token whose `exp` has passed (`--expired-token`).
+pub(crate) const EXPIRED: Rule = Rule {
+    id: "handshake.expired-token-accepted",
+    severity: Severity::High,
+    title: "a handshake with an expired token is accepted (a stolen token never stops working)",
+    fix: "check exp (with a small leeway) at the handshake, and close live connections when it passes",
+};
+/// The server picks a subprotocol only the scanner offered.
+pub(crate) const UNKNOWN_SUBPROTOCOL: Rule = Rule {
+    id: "handshake.unknown-subprotocol-selected",
+    severity: Severity::Low,
+    title: "the server selects a subprotocol it cannot speak (it echoes whatever the client offers)",
+    fix: "answer Sec-WebSocket-Protocol only with a protocol the server implements, from those offered",
+};
+/// One handshake with 64 KiB of headers gets a 101.
+pub(crate) const HEADER_FLOOD: Rule = Rule {
+    id: "handshake.header-flood-accepted",
+    severity: Severity::Medium,
+    title: "a handshake with 64 KiB of headers is accepted (no bound on the request head: memory exhaustion)",
+    fix: "bound the request head (8-16 KiB, and a header count) and refuse more with 431 or by closing",
+};
+
+/// The subprotocol no server speaks.
+const SCAN_SUBPROTOCOL: &str = "palisade-scan.unknown";
+/// Headers of the header flood, and the length of each value.
+const FLOOD_HEADERS: usize = 512;
+const FLOOD_VALUE_BYTES: usize = 100;
+
 /// Value of the garbage credential.
 const GARBAGE_TOKEN: &str = "palisade-scan-garbage-credential";
 
@@ -64,14 +92,28 @@ pub(crate) async fn run(scan: &mut Scan<'_>) -> Result<(), ScanError> {
         base.push(("Origin".into(), origin.clone()));
     }
     let (_io, answer) = scan.budget.upgrade(&path, &base).await?;
-    if answer.status == 101 {
+    let open = answer.status == 101;
+    if open {
         scan.found(&NO_CREDENTIAL, &format!("sent GET {path} with {}; got 101", describe(&base)));
-        scan.report.skip("handshake", "garbage, alg=none and query-token probes mean nothing: no credential is needed");
+    }
+    subprotocol(scan).await?;
+    header_flood(scan).await?;
+    if open {
+        let why = "garbage, alg=none, expired and query-token probes mean nothing: no credential is needed";
+        scan.report.skip("handshake", why);
         return Ok(());
     }
     let token = scan.token().await?;
     let forged = unsigned(token.as_deref());
-    for (rule, value) in [(&GARBAGE, GARBAGE_TOKEN.to_owned()), (&ALG_NONE, forged)] {
+    let mut probes = vec![(&GARBAGE, GARBAGE_TOKEN.to_owned()), (&ALG_NONE, forged)];
+    match scan.options.expired_token.clone() {
+        Some(expired) => probes.push((&EXPIRED, expired)),
+        None => scan.report.skip(
+            EXPIRED.id,
+            "needs --expired-token (a token whose exp has passed: the scanner cannot mint one without the key)",
+        ),
+    }
+    for (rule, value) in probes {
         let mut headers = base.clone();
         headers.push(("Authorization".into(), format!("Bearer {value}")));
         let (_io, answer) = scan.budget.upgrade(&path, &headers).await?;
@@ -92,12 +134,64 @@ pub(crate) async fn run(scan: &mut Scan<'_>) -> Result<(), ScanError> {
     Ok(())
 }
 
+/// Offers only [`SCAN_SUBPROTOCOL`], with the credentials: a 101 that
+/// selects it is [`UNKNOWN_SUBPROTOCOL`].
+async fn subprotocol(scan: &mut Scan<'_>) -> Result<(), ScanError> {
+    let mut headers = scan.credentials().await?;
+    headers.retain(|(k, _)| !k.eq_ignore_ascii_case("sec-websocket-protocol"));
+    headers.push(("Sec-WebSocket-Protocol".into(), SCAN_SUBPROTOCOL.into()));
+    if let Some(origin) = &scan.options.origin {
+        headers.push(("Origin".into(), origin.clone()));
+    }
+    let path = scan.path();
+    let (_io, answer) = scan.budget.upgrade(&path, &headers).await?;
+    let selected = answer.header("sec-websocket-protocol").unwrap_or_default();
+    if answer.status == 101 && selected.split(',').any(|p| p.trim() == SCAN_SUBPROTOCOL) {
+        let evidence = format!("offered only Sec-WebSocket-Protocol: {SCAN_SUBPROTOCOL}; got 101 selecting {selected}");
+        scan.found(&UNKNOWN_SUBPROTOCOL, &evidence);
+    }
+    Ok(())
+}
+
+/// One handshake with the credentials and [`FLOOD_HEADERS`] extra headers
+/// (64 KiB in all): a 101 is [`HEADER_FLOOD`]. Loopback only, unless
+/// `--i-own-this-target`.
+async fn header_flood(scan: &mut Scan<'_>) -> Result<(), ScanError> {
+    if !scan.may_flood() {
+        scan.report.skip(HEADER_FLOOD.id, "floods run against loopback only, unless --i-own-this-target");
+        return Ok(());
+    }
+    let mut headers = scan.credentials().await?;
+    if let Some(origin) = &scan.options.origin {
+        headers.push(("Origin".into(), origin.clone()));
+    }
+    let filler = "a".repeat(FLOOD_VALUE_BYTES);
+    headers.extend((0..FLOOD_HEADERS).map(|i| (format!("X-Palisade-Scan-{i}"), filler.clone())));
+    let path = scan.path();
+    let (_io, answer) = scan.budget.upgrade(&path, &headers).await?;
+    if answer.status == 101 {
+        let evidence = format!(
+            "sent GET {path} with the credentials and {FLOOD_HEADERS} headers X-Palisade-Scan-N of {FLOOD_VALUE_BYTES} bytes each; got 101"
+        );
+        scan.found(&HEADER_FLOOD, &evidence);
+    }
+    Ok(())
+}
+
 pub(crate) fn plan(options: &Options) -> Vec<String> {
     let mut out = vec![
         format!("handshake with no credential; a 101 is {}", NO_CREDENTIAL.id),
+        format!(
+            "handshake offering only Sec-WebSocket-Protocol: {SCAN_SUBPROTOCOL}; a 101 selecting it is {}",
+            UNKNOWN_SUBPROTOCOL.id
+        ),
+        format!("handshake with {FLOOD_HEADERS} extra headers (64 KiB; loopback only); a 101 is {}", HEADER_FLOOD.id),
         format!("handshake with Authorization: Bearer {GARBAGE_TOKEN}; a 101 is {}", GARBAGE.id),
         format!("handshake with an alg=none token (the --token claims, unsigned); a 101 is {}", ALG_NONE.id),
     ];
+    if options.expired_token.is_some() {
+        out.push(format!("handshake with Authorization: Bearer <--expired-token>; a 101 is {}", EXPIRED.id));
+    }
     if options.token.is_some() || options.token_cmd.is_some() {
         out.push(format!("handshake with ?access_token=<token> and no other credential; a 101 is {}", QUERY_TOKEN.id));
     }

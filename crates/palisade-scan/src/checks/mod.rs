@@ -2,10 +2,15 @@
 //! module has its [`Rule`]s, a `run` that probes and records findings, and
 //! a `plan` that says what `run` would send (`--dry-run`).
 
+mod authz;
+mod csrf;
 mod exposure;
+mod frames;
 mod handshake;
 mod message;
 mod origin;
+mod replay;
+mod talk;
 mod transport;
 
 use std::time::Duration;
@@ -27,11 +32,26 @@ pub enum Check {
     Message,
     /// An oversize frame and an unmasked client frame.
     Transport,
+    /// A second identity in a room only the first may use.
+    Authz,
+    /// A cookie session publishing without its CSRF token.
+    Csrf,
+    /// The same message twice.
+    Replay,
 }
 
 impl Check {
     /// Every check of this version, in the order they run.
-    pub const ALL: [Self; 5] = [Self::Origin, Self::Handshake, Self::Exposure, Self::Message, Self::Transport];
+    pub const ALL: [Self; 8] = [
+        Self::Origin,
+        Self::Handshake,
+        Self::Exposure,
+        Self::Message,
+        Self::Transport,
+        Self::Authz,
+        Self::Csrf,
+        Self::Replay,
+    ];
 
     /// The `--checks` name.
     pub fn name(self) -> &'static str {
@@ -41,6 +61,9 @@ impl Check {
             Self::Exposure => "exposure",
             Self::Message => "message",
             Self::Transport => "transport",
+            Self::Authz => "authz",
+            Self::Csrf => "csrf",
+            Self::Replay => "replay",
         }
     }
 
@@ -50,7 +73,7 @@ impl Check {
         if let Some(c) = Self::ALL.into_iter().find(|c| c.name() == name) {
             return Ok(c);
         }
-        let later = ["tls", "auth", "authz", "csrf", "replay", "limits"];
+        let later = ["tls", "auth", "limits"];
         let known = Self::ALL.map(Self::name).join(",");
         if later.contains(&name) {
             return Err(ScanError::Usage(format!("check {name} is not in this version (available: {known})")));
@@ -73,6 +96,9 @@ pub const RULES: &[Rule] = &[
     handshake::GARBAGE,
     handshake::ALG_NONE,
     handshake::QUERY_TOKEN,
+    handshake::EXPIRED,
+    handshake::UNKNOWN_SUBPROTOCOL,
+    handshake::HEADER_FLOOD,
     exposure::METRICS,
     exposure::ADMIN,
     exposure::BANNER,
@@ -83,9 +109,22 @@ pub const RULES: &[Rule] = &[
     message::MALFORMED_UNANSWERED,
     message::UNKNOWN_RELAYED,
     message::UNKNOWN_UNANSWERED,
+    message::DEPTH_RELAYED,
+    message::DEPTH_UNANSWERED,
+    message::IDENTITY,
+    message::XSS,
     transport::OVERSIZE,
     transport::UNMASKED,
     transport::UNMASKED_CODE,
+    transport::FRAGMENT_FLOOD,
+    transport::PING_FLOOD,
+    transport::COMPRESSION_BOMB,
+    authz::JOIN,
+    authz::READ,
+    authz::SEND,
+    csrf::MISSING,
+    csrf::WRONG,
+    replay::DUPLICATE,
 ];
 
 /// Longest a `--token-cmd` may take.
@@ -102,7 +141,11 @@ pub(crate) struct Scan<'a> {
 
 impl<'a> Scan<'a> {
     fn new(options: &'a Options, target: Target) -> Self {
-        let mut secrets: Vec<String> = options.token.iter().chain(options.cookie.iter()).cloned().collect();
+        let mut secrets: Vec<String> = [&options.token, &options.cookie, &options.token2, &options.expired_token]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         secrets.extend(options.headers.iter().map(|(_, v)| v.clone()));
         secrets.retain(|s| !s.is_empty());
         let report = Report { target: target.url.clone(), ..Report::default() };
@@ -119,16 +162,20 @@ impl<'a> Scan<'a> {
         if let Some(token) = &self.options.token {
             return Ok(Some(token.clone()));
         }
-        let Some(cmd) = &self.options.token_cmd else { return Ok(None) };
-        let run = tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output();
-        let out = tokio::time::timeout(TOKEN_CMD_TIMEOUT, run)
-            .await
-            .map_err(|_| ScanError::Usage("--token-cmd took longer than 10s".into()))?
-            .map_err(|e| ScanError::Usage(format!("--token-cmd: {e}")))?;
-        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !out.status.success() || token.is_empty() {
-            return Err(ScanError::Usage(format!("--token-cmd exited with {} and printed no token", out.status)));
+        let Some(cmd) = self.options.token_cmd.clone() else { return Ok(None) };
+        let token = run_token_cmd("--token-cmd", &cmd).await?;
+        self.secrets.push(token.clone());
+        Ok(Some(token))
+    }
+
+    /// The second identity's token: `--token2`, or a fresh one from
+    /// `--token2-cmd`, or none.
+    pub(crate) async fn token2(&mut self) -> Result<Option<String>, ScanError> {
+        if let Some(token) = &self.options.token2 {
+            return Ok(Some(token.clone()));
         }
+        let Some(cmd) = self.options.token2_cmd.clone() else { return Ok(None) };
+        let token = run_token_cmd("--token2-cmd", &cmd).await?;
         self.secrets.push(token.clone());
         Ok(Some(token))
     }
@@ -150,6 +197,12 @@ impl<'a> Scan<'a> {
     /// Headers that are not credentials (`--subprotocol`).
     pub(crate) fn anonymous(&self) -> Vec<(String, String)> {
         self.options.subprotocol.iter().map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.clone())).collect()
+    }
+
+    /// Whether floods may run: the target is loopback, or
+    /// `--i-own-this-target`.
+    pub(crate) fn may_flood(&self) -> bool {
+        self.budget.target().is_loopback() || self.options.i_own_this_target
     }
 
     /// `text` with every known secret redacted.
@@ -175,6 +228,20 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// Runs `cmd` (the `flag`'s command) in a shell: the token it printed.
+async fn run_token_cmd(flag: &str, cmd: &str) -> Result<String, ScanError> {
+    let run = tokio::process::Command::new("sh").arg("-c").arg(cmd).kill_on_drop(true).output();
+    let out = tokio::time::timeout(TOKEN_CMD_TIMEOUT, run)
+        .await
+        .map_err(|_| ScanError::Usage(format!("{flag} took longer than 10s")))?
+        .map_err(|e| ScanError::Usage(format!("{flag}: {e}")))?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || token.is_empty() {
+        return Err(ScanError::Usage(format!("{flag} exited with {} and printed no token", out.status)));
+    }
+    Ok(token)
+}
+
 /// `headers` as evidence shows them: `K: V, …` (redact before showing).
 pub(crate) fn describe(headers: &[(String, String)]) -> String {
     if headers.is_empty() {
@@ -192,12 +259,18 @@ pub(crate) async fn run(options: &Options) -> Result<Report, ScanError> {
     // never "no findings".
     drop(scan.budget.dial().await?);
     for check in options.selected() {
+        // Each check family is its own client to a loopback target.
+        let family = Check::ALL.iter().position(|c| *c == check).and_then(|i| u8::try_from(i + 1).ok());
+        scan.budget.speak_from(family.unwrap_or(1));
         let outcome = match check {
             Check::Origin => origin::run(&mut scan).await,
             Check::Handshake => handshake::run(&mut scan).await,
             Check::Exposure => exposure::run(&mut scan).await,
             Check::Message => message::run(&mut scan).await,
             Check::Transport => transport::run(&mut scan).await,
+            Check::Authz => authz::run(&mut scan).await,
+            Check::Csrf => csrf::run(&mut scan).await,
+            Check::Replay => replay::run(&mut scan).await,
         };
         match outcome {
             Ok(()) => {}
@@ -228,6 +301,9 @@ pub(crate) fn plan(options: &Options) -> Result<String, ScanError> {
             Check::Exposure => exposure::plan(),
             Check::Message => message::plan(),
             Check::Transport => transport::plan(),
+            Check::Authz => authz::plan(options),
+            Check::Csrf => csrf::plan(options),
+            Check::Replay => replay::plan(options),
         };
         for line in lines {
             out.push_str(&format!("{}: {line}\n", check.name()));
@@ -235,7 +311,7 @@ pub(crate) fn plan(options: &Options) -> Result<String, ScanError> {
     }
     let floods = if target.is_loopback() || options.i_own_this_target { "allowed" } else { "refused" };
     out.push_str(&format!(
-        "caps: {} connections, {} bytes, one connection per {:?}; floods against this target: {floods} (none in this version)\n",
+        "caps: {} connections, {} bytes, one connection per {:?}; floods against this target: {floods}\n",
         crate::net::MAX_CONNECTIONS,
         crate::net::MAX_BYTES_SENT,
         crate::net::PROBE_INTERVAL,
