@@ -140,6 +140,16 @@ impl Budget {
         self.source = self.loopback_v4().map(|_| Ipv4Addr::new(127, 0, family, 1));
     }
 
+    /// The client address set by [`Budget::speak_from`], if any.
+    pub fn source(&self) -> Option<Ipv4Addr> {
+        self.source
+    }
+
+    /// Puts back an address [`Budget::source`] returned.
+    pub fn set_source(&mut self, source: Option<Ipv4Addr>) {
+        self.source = source;
+    }
+
     /// The target's address when it is an IPv4 loopback literal.
     fn loopback_v4(&self) -> Option<Ipv4Addr> {
         self.target.host.parse::<Ipv4Addr>().ok().filter(Ipv4Addr::is_loopback)
@@ -226,12 +236,8 @@ impl Budget {
         }
     }
 
-    async fn upgrade_once(
-        &mut self,
-        path: &str,
-        headers: &[(String, String)],
-    ) -> Result<(Box<dyn Io>, Answer), ScanError> {
-        let mut io = self.dial().await?;
+    /// The upgrade request for `path` with `headers`, as sent.
+    pub fn upgrade_request(&self, path: &str, headers: &[(String, String)]) -> String {
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\nUser-Agent: palisade-scan\r\n",
@@ -241,6 +247,18 @@ impl Budget {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         request.push_str("\r\n");
+        request
+    }
+
+    /// One upgrade, whatever the answer (a 429 is not waited out): the
+    /// floods' handshakes.
+    pub async fn upgrade_once(
+        &mut self,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> Result<(Box<dyn Io>, Answer), ScanError> {
+        let mut io = self.dial().await?;
+        let request = self.upgrade_request(path, headers);
         self.spend(request.len())?;
         let answer = match timeout(READ_TIMEOUT, io.write_all(request.as_bytes())).await {
             Ok(Ok(())) => read_head(&mut io).await,

@@ -91,6 +91,7 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
         "origin.absent-accepted-with-cookie",
         "handshake.unknown-subprotocol-selected",
         "handshake.header-flood-accepted",
+        "handshake.slowloris-held",
         "authz.read-leaked",
         "authz.send-accepted",
         "csrf.missing-token-accepted",

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::ScanError;
 use crate::finding::{Rule, Severity};
+use crate::net::READ_TIMEOUT;
 use crate::{Options, checks::Scan, checks::describe};
 
 /// No credential.
@@ -61,6 +62,20 @@ pub(crate) const HEADER_FLOOD: Rule = Rule {
     fix: "bound the request head (8-16 KiB, and a header count) and refuse more with 431 or by closing",
 };
 
+/// A request head sent one byte a second is still waited for after 12 s.
+pub(crate) const SLOWLORIS: Rule = Rule {
+    id: "handshake.slowloris-held",
+    severity: Severity::Medium,
+    title: "a handshake sent one byte a second is still waited for after 12 s (slowloris: a few clients hold every slot)",
+    fix: "give the whole request head a deadline (10 s or less) from accept, and bound the sockets waiting per address",
+};
+
+/// Slowloris: connections, how long they drip, and their client address
+/// against a loopback target (`127.0.104.1`, apart from every family's).
+const SLOW_CONNECTIONS: usize = 3;
+const SLOW_FOR: std::time::Duration = std::time::Duration::from_secs(12);
+const SLOW_FAMILY: u8 = 104;
+
 /// The subprotocol no server speaks.
 const SCAN_SUBPROTOCOL: &str = "palisade-scan.unknown";
 /// Headers of the header flood, and the length of each value.
@@ -98,6 +113,7 @@ pub(crate) async fn run(scan: &mut Scan<'_>) -> Result<(), ScanError> {
     }
     subprotocol(scan).await?;
     header_flood(scan).await?;
+    slowloris(scan).await?;
     if open {
         let why = "garbage, alg=none, expired and query-token probes mean nothing: no credential is needed";
         scan.report.skip("handshake", why);
@@ -178,6 +194,72 @@ async fn header_flood(scan: &mut Scan<'_>) -> Result<(), ScanError> {
     Ok(())
 }
 
+/// [`SLOW_CONNECTIONS`] connections each send the upgrade request one
+/// byte a second for [`SLOW_FOR`]: one the server has not closed by then is
+/// [`SLOWLORIS`]. Loopback only, unless `--i-own-this-target`.
+async fn slowloris(scan: &mut Scan<'_>) -> Result<(), ScanError> {
+    use tokio::io::AsyncWriteExt as _;
+    if !scan.may_flood() {
+        scan.report.skip(SLOWLORIS.id, "floods run against loopback only, unless --i-own-this-target");
+        return Ok(());
+    }
+    let mut headers = scan.credentials().await?;
+    if let Some(origin) = &scan.options.origin {
+        headers.push(("Origin".into(), origin.clone()));
+    }
+    let path = scan.path();
+    let request = scan.budget.upgrade_request(&path, &headers).into_bytes();
+    let family = scan.budget.source();
+    scan.budget.speak_from(SLOW_FAMILY);
+    let mut open = Vec::new();
+    for _ in 0..SLOW_CONNECTIONS {
+        open.push(scan.budget.dial().await?);
+    }
+    let started = tokio::time::Instant::now();
+    let mut sent = 0;
+    let mut buf = [0u8; 64];
+    while started.elapsed() < SLOW_FOR && !open.is_empty() && sent < request.len() {
+        scan.budget.spend(open.len())?;
+        let byte = &request[sent..=sent];
+        let mut still = Vec::new();
+        for mut io in open {
+            // A write that fails, an end of stream or any answer (a 408, a
+            // 400) means the server stopped waiting.
+            let written = matches!(tokio::time::timeout(READ_TIMEOUT, io.write_all(byte)).await, Ok(Ok(())));
+            if written && !answered(&mut io, &mut buf).await {
+                still.push(io);
+            }
+        }
+        open = still;
+        sent += 1;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let mut still = Vec::new();
+    for mut io in open {
+        if !answered(&mut io, &mut buf).await {
+            still.push(io);
+        }
+    }
+    let open = still;
+    scan.budget.set_source(family);
+    if !open.is_empty() && sent < request.len() {
+        let evidence = format!(
+            "{SLOW_CONNECTIONS} connections sent the upgrade request one byte a second; after {} s and {sent} bytes, {} of them were still open",
+            SLOW_FOR.as_secs(),
+            open.len()
+        );
+        scan.found(&SLOWLORIS, &evidence);
+    }
+    Ok(())
+}
+
+/// Whether the server has answered or closed `io` (a read that does not
+/// wait).
+async fn answered(io: &mut Box<dyn crate::net::Io>, buf: &mut [u8]) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    tokio::time::timeout(std::time::Duration::from_millis(5), io.read(buf)).await.is_ok()
+}
+
 pub(crate) fn plan(options: &Options) -> Vec<String> {
     let mut out = vec![
         format!("handshake with no credential; a 101 is {}", NO_CREDENTIAL.id),
@@ -186,6 +268,11 @@ pub(crate) fn plan(options: &Options) -> Vec<String> {
             UNKNOWN_SUBPROTOCOL.id
         ),
         format!("handshake with {FLOOD_HEADERS} extra headers (64 KiB; loopback only); a 101 is {}", HEADER_FLOOD.id),
+        format!(
+            "{SLOW_CONNECTIONS} connections send the upgrade one byte a second for {} s (loopback only); one still open is {}",
+            SLOW_FOR.as_secs(),
+            SLOWLORIS.id
+        ),
         format!("handshake with Authorization: Bearer {GARBAGE_TOKEN}; a 101 is {}", GARBAGE.id),
         format!("handshake with an alg=none token (the --token claims, unsigned); a 101 is {}", ALG_NONE.id),
     ];

@@ -99,6 +99,7 @@ pub const RULES: &[Rule] = &[
     handshake::EXPIRED,
     handshake::UNKNOWN_SUBPROTOCOL,
     handshake::HEADER_FLOOD,
+    handshake::SLOWLORIS,
     exposure::METRICS,
     exposure::ADMIN,
     exposure::BANNER,
