@@ -17,8 +17,9 @@ use crate::ScanError;
 // Hard caps: a scan is a guest on someone's server. They are constants, not
 // options, so no flag makes a scan heavier than this (docs/SCAN.md, "Safe by
 // default").
-/// Connections one scan may open in all.
-pub const MAX_CONNECTIONS: u32 = 64;
+/// Connections one scan may open in all (40 of them are the connection
+/// flood's, loopback only).
+pub const MAX_CONNECTIONS: u32 = 128;
 /// Bytes one scan may send in all (the oversize frame is most of it).
 pub const MAX_BYTES_SENT: u64 = 4 * 1024 * 1024;
 /// Least time between two connections: at most 5 probes a second.

@@ -103,6 +103,8 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
         "transport.fragment-flood-accepted",
         "transport.ping-flood-unlimited",
         "transport.compression-bomb-accepted",
+        "limits.message-flood-unlimited",
+        "limits.connection-flood-unlimited",
     ] {
         assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
     }

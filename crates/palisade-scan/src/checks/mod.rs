@@ -7,6 +7,7 @@ mod csrf;
 mod exposure;
 mod frames;
 mod handshake;
+mod limits;
 mod message;
 mod origin;
 mod replay;
@@ -38,11 +39,13 @@ pub enum Check {
     Csrf,
     /// The same message twice.
     Replay,
+    /// Message and connection floods, and whether a ban holds.
+    Limits,
 }
 
 impl Check {
     /// Every check of this version, in the order they run.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Origin,
         Self::Handshake,
         Self::Exposure,
@@ -51,6 +54,7 @@ impl Check {
         Self::Authz,
         Self::Csrf,
         Self::Replay,
+        Self::Limits,
     ];
 
     /// The `--checks` name.
@@ -64,6 +68,7 @@ impl Check {
             Self::Authz => "authz",
             Self::Csrf => "csrf",
             Self::Replay => "replay",
+            Self::Limits => "limits",
         }
     }
 
@@ -73,7 +78,7 @@ impl Check {
         if let Some(c) = Self::ALL.into_iter().find(|c| c.name() == name) {
             return Ok(c);
         }
-        let later = ["tls", "auth", "limits"];
+        let later = ["tls", "auth"];
         let known = Self::ALL.map(Self::name).join(",");
         if later.contains(&name) {
             return Err(ScanError::Usage(format!("check {name} is not in this version (available: {known})")));
@@ -126,6 +131,9 @@ pub const RULES: &[Rule] = &[
     csrf::MISSING,
     csrf::WRONG,
     replay::DUPLICATE,
+    limits::MESSAGE_FLOOD,
+    limits::CONNECTION_FLOOD,
+    limits::BAN,
 ];
 
 /// Longest a `--token-cmd` may take.
@@ -272,6 +280,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, ScanError> {
             Check::Authz => authz::run(&mut scan).await,
             Check::Csrf => csrf::run(&mut scan).await,
             Check::Replay => replay::run(&mut scan).await,
+            Check::Limits => limits::run(&mut scan).await,
         };
         match outcome {
             Ok(()) => {}
@@ -305,6 +314,7 @@ pub(crate) fn plan(options: &Options) -> Result<String, ScanError> {
             Check::Authz => authz::plan(options),
             Check::Csrf => csrf::plan(options),
             Check::Replay => replay::plan(options),
+            Check::Limits => limits::plan(options),
         };
         for line in lines {
             out.push_str(&format!("{}: {line}\n", check.name()));

@@ -56,7 +56,7 @@ pub struct ScanArgs {
     #[arg(long)]
     pub expired_token: Option<String>,
     /// Comma-separated checks to run (default: all of origin, handshake,
-    /// exposure, message, transport, authz, csrf, replay).
+    /// exposure, message, transport, authz, csrf, replay, limits).
     #[arg(long, value_delimiter = ',', value_parser = parse_check)]
     pub checks: Vec<Check>,
     /// Exit 1 when a finding is at or above this severity.
