@@ -87,6 +87,9 @@ pub struct Options {
     pub replay_data: Option<String>,
     /// `--expired-token`: a token whose `exp` has passed (`handshake`).
     pub expired_token: Option<String>,
+    /// `--ca-cert`: a PEM file of CA certificates trusted for a `wss://`
+    /// target, besides the Mozilla roots.
+    pub ca_cert: Option<String>,
 }
 
 /// The event name sent to `--room` without `--event` (Palisade's default

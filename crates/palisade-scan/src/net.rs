@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
@@ -124,12 +126,14 @@ pub struct Budget {
     /// The local address connections come from, when the target is an
     /// IPv4 loopback address (see [`Budget::speak_from`]).
     source: Option<Ipv4Addr>,
+    /// `--ca-cert`: roots trusted besides the Mozilla set.
+    extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Budget {
     /// A fresh budget for `target`.
     pub fn new(target: Target) -> Self {
-        Self { target, connections: 0, bytes: 0, next: Instant::now(), source: None }
+        Self { target, connections: 0, bytes: 0, next: Instant::now(), source: None, extra_roots: Vec::new() }
     }
 
     /// Against an IPv4 loopback target, later connections come from
@@ -183,8 +187,25 @@ impl Budget {
         Ok(())
     }
 
-    /// A new connection, after the pause the probe rate wants.
-    pub async fn dial(&mut self) -> Result<Box<dyn Io>, ScanError> {
+    /// Also trusts `certs` (`--ca-cert`) for TLS, besides the usual roots.
+    pub fn trust(&mut self, certs: Vec<CertificateDer<'static>>) {
+        self.extra_roots = certs;
+    }
+
+    /// The roots a `wss://` target's certificate must chain to: the
+    /// Mozilla set, and `--ca-cert`.
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in &self.extra_roots {
+            // A certificate rustls cannot use as a root is simply not one.
+            let _ = roots.add(cert.clone());
+        }
+        roots
+    }
+
+    /// A new TCP connection (no TLS), after the pause the probe rate wants.
+    pub async fn dial_tcp(&mut self) -> Result<TcpStream, ScanError> {
         if self.connections >= MAX_CONNECTIONS {
             return Err(ScanError::Cap(format!("{MAX_CONNECTIONS} connections")));
         }
@@ -193,24 +214,37 @@ impl Budget {
         self.connections += 1;
         let t = &self.target;
         let unreachable = |e: String| ScanError::Connect(format!("{}:{}: {e}", t.host, t.port));
-        let tcp = timeout(CONNECT_TIMEOUT, self.connect_tcp())
+        timeout(CONNECT_TIMEOUT, self.connect_tcp())
             .await
             .map_err(|_| unreachable("connect timed out".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        if !t.tls {
+            .map_err(|e| unreachable(e.to_string()))
+    }
+
+    /// A new connection, TLS for a `wss://` target, after the pause the
+    /// probe rate wants.
+    pub async fn dial(&mut self) -> Result<Box<dyn Io>, ScanError> {
+        let tcp = self.dial_tcp().await?;
+        if !self.target.tls {
             return Ok(Box::new(tcp));
         }
-        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = tokio_rustls::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(t.host.clone())
-            .map_err(|e| ScanError::Usage(format!("{}: {e}", t.host)))?;
-        let tls =
-            timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp))
-                .await
-                .map_err(|_| unreachable("TLS handshake timed out".into()))?
-                .map_err(|e| unreachable(format!("TLS: {e}")))?;
+        let config = ClientConfig::builder().with_root_certificates(self.roots()).with_no_client_auth();
+        let tls = self.tls_over(tcp, config).await?;
         Ok(Box::new(tls))
+    }
+
+    /// A TLS handshake with `config` over `tcp`, to the target's name.
+    pub async fn tls_over(
+        &self,
+        tcp: TcpStream,
+        config: ClientConfig,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ScanError> {
+        let t = &self.target;
+        let unreachable = |e: String| ScanError::Connect(format!("{}:{}: {e}", t.host, t.port));
+        let name = ServerName::try_from(t.host.clone()).map_err(|e| ScanError::Usage(format!("{}: {e}", t.host)))?;
+        timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp))
+            .await
+            .map_err(|_| unreachable("TLS handshake timed out".into()))?
+            .map_err(|e| unreachable(format!("TLS: {e}")))
     }
 
     /// Sends a WebSocket upgrade for `path` with `headers`; the stream and
@@ -319,7 +353,7 @@ pub async fn websocket(io: Box<dyn Io>) -> Ws {
 /// Reads a response head byte by byte (nothing after it is consumed, so a
 /// frame sent right after a 101 stays for the WebSocket), bounded in size
 /// and time.
-async fn read_head(io: &mut Box<dyn Io>) -> Answer {
+pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Answer {
     let mut head = Vec::new();
     let deadline = Instant::now() + READ_TIMEOUT;
     let mut byte = [0u8; 1];

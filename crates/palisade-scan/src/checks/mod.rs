@@ -12,6 +12,7 @@ mod message;
 mod origin;
 mod replay;
 mod talk;
+mod tls;
 mod transport;
 
 use std::time::Duration;
@@ -23,6 +24,9 @@ use crate::{Options, ScanError};
 /// One check (a `--checks` name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
+    /// The certificate, legacy TLS versions, HSTS, plain text on the TLS
+    /// port (`wss://` targets).
+    Tls,
     /// Origin variants an allowlist must refuse.
     Origin,
     /// Missing, garbage, `alg=none` and query-string credentials.
@@ -45,7 +49,8 @@ pub enum Check {
 
 impl Check {
     /// Every check of this version, in the order they run.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
+        Self::Tls,
         Self::Origin,
         Self::Handshake,
         Self::Exposure,
@@ -60,6 +65,7 @@ impl Check {
     /// The `--checks` name.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Tls => "tls",
             Self::Origin => "origin",
             Self::Handshake => "handshake",
             Self::Exposure => "exposure",
@@ -78,7 +84,7 @@ impl Check {
         if let Some(c) = Self::ALL.into_iter().find(|c| c.name() == name) {
             return Ok(c);
         }
-        let later = ["tls", "auth"];
+        let later = ["auth"];
         let known = Self::ALL.map(Self::name).join(",");
         if later.contains(&name) {
             return Err(ScanError::Usage(format!("check {name} is not in this version (available: {known})")));
@@ -89,6 +95,10 @@ impl Check {
 
 /// Every rule a scan can report, in check order.
 pub const RULES: &[Rule] = &[
+    tls::CERTIFICATE,
+    tls::LEGACY,
+    tls::HSTS,
+    tls::PLAINTEXT,
     origin::ABSENT,
     origin::ABSENT_COOKIE,
     origin::NULL,
@@ -251,6 +261,19 @@ async fn run_token_cmd(flag: &str, cmd: &str) -> Result<String, ScanError> {
     Ok(token)
 }
 
+/// The certificates in the PEM file `path` (`--ca-cert`).
+fn ca_certs(path: &str) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, ScanError> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<_, _>>())
+        .map_err(|e| ScanError::Usage(format!("--ca-cert {path}: {e}")))?;
+    if certs.is_empty() {
+        return Err(ScanError::Usage(format!("--ca-cert {path}: no certificate in it")));
+    }
+    Ok(certs)
+}
+
 /// `headers` as evidence shows them: `K: V, …` (redact before showing).
 pub(crate) fn describe(headers: &[(String, String)]) -> String {
     if headers.is_empty() {
@@ -264,14 +287,19 @@ pub(crate) fn describe(headers: &[(String, String)]) -> String {
 pub(crate) async fn run(options: &Options) -> Result<Report, ScanError> {
     let target = Target::parse(&options.target)?;
     let mut scan = Scan::new(options, target);
+    if let Some(path) = &options.ca_cert {
+        scan.budget.trust(ca_certs(path)?);
+    }
     // Reachability first: a target that does not accept TCP is exit 2,
-    // never "no findings".
-    drop(scan.budget.dial().await?);
+    // never "no findings". (TLS is the tls check's: a certificate that does
+    // not verify is a finding, then the end of the scan.)
+    drop(scan.budget.dial_tcp().await?);
     for check in options.selected() {
         // Each check family is its own client to a loopback target.
         let family = Check::ALL.iter().position(|c| *c == check).and_then(|i| u8::try_from(i + 1).ok());
         scan.budget.speak_from(family.unwrap_or(1));
         let outcome = match check {
+            Check::Tls => tls::run(&mut scan).await,
             Check::Origin => origin::run(&mut scan).await,
             Check::Handshake => handshake::run(&mut scan).await,
             Check::Exposure => exposure::run(&mut scan).await,
@@ -306,6 +334,7 @@ pub(crate) fn plan(options: &Options) -> Result<String, ScanError> {
     );
     for check in options.selected() {
         let lines = match check {
+            Check::Tls => tls::plan(options),
             Check::Origin => origin::plan(options),
             Check::Handshake => handshake::plan(options),
             Check::Exposure => exposure::plan(),

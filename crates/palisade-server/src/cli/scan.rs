@@ -55,8 +55,12 @@ pub struct ScanArgs {
     /// A token whose exp has passed, for the handshake check.
     #[arg(long)]
     pub expired_token: Option<String>,
-    /// Comma-separated checks to run (default: all of origin, handshake,
-    /// exposure, message, transport, authz, csrf, replay, limits).
+    /// A PEM file of CA certificates to trust for a wss:// target, besides
+    /// the Mozilla roots (a private CA, a test certificate).
+    #[arg(long)]
+    pub ca_cert: Option<String>,
+    /// Comma-separated checks to run (default: all of tls, origin,
+    /// handshake, exposure, message, transport, authz, csrf, replay, limits).
     #[arg(long, value_delimiter = ',', value_parser = parse_check)]
     pub checks: Vec<Check>,
     /// Exit 1 when a finding is at or above this severity.
@@ -115,6 +119,7 @@ pub fn scan(args: ScanArgs) -> Result<(String, u8), ScanError> {
         replay_event: args.replay_event,
         replay_data: args.replay_data,
         expired_token: args.expired_token,
+        ca_cert: args.ca_cert,
     };
     if args.dry_run {
         return Ok((palisade_scan::dry_run(&options)?, 0));
