@@ -1,6 +1,7 @@
 //! `palisade scan` against Palisade itself: the real binary in the dev
-//! profile, scanned by the real binary with a token it minted. Every check
-//! runs and nothing at or above medium is found (exit 0). Also the CLI's
+//! and the production profiles, scanned by the real binary with tokens it
+//! minted. Every check runs and nothing at or above medium is found (exit
+//! 0). Also the CLI's
 //! exit 2 for usage and connection errors, and `--dry-run` sending nothing.
 
 // Helpers outside #[test] functions panic on setup failures by design.
@@ -126,6 +127,65 @@ async fn palisade_in_the_dev_profile_passes_every_check() {
     assert_eq!(ids, Vec::<String>::new(), "{stdout}");
     assert_eq!(report["skipped"], json!([]), "{stdout}");
     assert!(!stdout.contains(&cookie), "the cookie is printed in full");
+    drop(server);
+}
+
+/// A token for `sub` signed with the first key of the production config
+/// `p.toml` in `dir`, expired an hour ago.
+fn expired_in_config(dir: &Path, sub: &str) -> String {
+    let config: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("p.toml")).unwrap()).unwrap();
+    let key = &config["auth"]["keys"][0];
+    let (id, secret) = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let now = common::unix_now();
+    let claims = json!({"sub": sub, "iat": now - 7200, "exp": now - 3600, "iss": "palisade", "aud": "palisade"});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(id.into());
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+#[tokio::test]
+async fn palisade_in_the_production_profile_passes_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(dir.path(), &["init", "--output", "p.toml"]).status.success());
+    // The one origin the application is served from; nothing else.
+    let config = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
+    assert!(config.contains("\nallow = []\n"), "palisade init's origins changed");
+    let config = config.replace("\nallow = []\n", "\nallow = [\"https://app.example.com\"]\n");
+    std::fs::write(dir.path().join("p.toml"), config).unwrap();
+    let server = Running::start(dir.path(), &["serve", "--config", "p.toml", "--listen", "127.0.0.1:0"], &[]);
+    let token = mint(dir.path(), &["--config", "p.toml", "--sub", "scanner", "--roles", "student"]);
+    let token2 = mint(dir.path(), &["--config", "p.toml", "--sub", "intruder", "--rooms", "elsewhere"]);
+    let old = expired_in_config(dir.path(), "scanner");
+    let target = format!("ws://{}/ws", server.addr);
+    let args = [
+        "scan",
+        &target,
+        "--token",
+        &token,
+        "--token2",
+        &token2,
+        "--expired-token",
+        &old,
+        "--origin",
+        "https://app.example.com",
+        "--room",
+        "lobby",
+        "--replay-event",
+        "course:101:quiz.answer",
+        "--replay-data",
+        r#"{"sessionId":"s1","questionId":"q1","answer":1}"#,
+        "--format",
+        "json",
+    ];
+    let (stdout, code) = palisade(dir.path(), args.iter().map(|a| (*a).to_owned()).collect()).await;
+    let (report, ids) = passed(&stdout, code);
+    // Only the exact origin: not even its other port.
+    assert_eq!(ids, ["origin.absent-accepted"], "{stdout}");
+    let skipped: Vec<&str> = report["skipped"].as_array().unwrap().iter().filter_map(|s| s["check"].as_str()).collect();
+    assert_eq!(skipped, ["tls", "transport.compression-bomb-accepted", "csrf"], "{stdout}");
+    for secret in [&token, &token2, &old] {
+        assert!(!stdout.contains(secret.as_str()), "a token is printed in full");
+    }
     drop(server);
 }
 
