@@ -200,10 +200,21 @@ fn usage_and_connection_errors_exit_2_and_a_dry_run_sends_nothing() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let target = format!("ws://{}/ws", listener.local_addr().unwrap());
     drop(listener);
-    let out = run(dir.path(), &["scan", &target, "--dry-run", "--origin", "https://app.example.com"]);
+    let args = ["scan", &target, "--dry-run", "--origin", "https://app.example.com", "--room", "lobby"];
+    let out = run(dir.path(), &[&args[..], &["--replay-event", "course:1:quiz.answer", "--token2", "t2"]].concat());
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let plan = String::from_utf8_lossy(&out.stdout);
-    for id in ["origin.suffix-accepted", "handshake.alg-none-accepted", "exposure.metrics-public"] {
+    for id in [
+        "origin.suffix-accepted",
+        "handshake.alg-none-accepted",
+        "handshake.slowloris-held",
+        "exposure.metrics-public",
+        "message.xss-reflected",
+        "transport.compression-bomb-accepted",
+        "authz.join-accepted",
+        "replay.duplicate-accepted",
+        "limits.connection-flood-unlimited",
+    ] {
         assert!(plan.contains(id), "{id} not in the plan:\n{plan}");
     }
     let out = run(dir.path(), &["scan", &target]);

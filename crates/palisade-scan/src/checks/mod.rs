@@ -327,11 +327,21 @@ pub(crate) async fn run(options: &Options) -> Result<Report, ScanError> {
 /// `--dry-run`: what each selected check would send.
 pub(crate) fn plan(options: &Options) -> Result<String, ScanError> {
     let target = Target::parse(&options.target)?;
-    let mut out = format!(
-        "palisade scan {} (dry run: nothing is sent)\ncredentials: {}\n",
-        target.url,
-        if options.token.is_some() || options.token_cmd.is_some() { "a bearer token" } else { "none" }
-    );
+    let mut given = Vec::new();
+    if options.token.is_some() || options.token_cmd.is_some() {
+        given.push("a bearer token");
+    }
+    if options.cookie.is_some() {
+        given.push("a cookie");
+    }
+    if options.token2.is_some() || options.token2_cmd.is_some() {
+        given.push("a second identity's token");
+    }
+    if options.expired_token.is_some() {
+        given.push("an expired token");
+    }
+    let given = if given.is_empty() { "none".to_owned() } else { given.join(", ") };
+    let mut out = format!("palisade scan {} (dry run: nothing is sent)\ncredentials: {given}\n", target.url);
     for check in options.selected() {
         let lines = match check {
             Check::Tls => tls::plan(options),
