@@ -290,10 +290,15 @@ pub(crate) async fn run(options: &Options) -> Result<Report, ScanError> {
     if let Some(path) = &options.ca_cert {
         scan.budget.trust(ca_certs(path)?);
     }
-    // Reachability first: a target that does not accept TCP is exit 2,
-    // never "no findings". (TLS is the tls check's: a certificate that does
-    // not verify is a finding, then the end of the scan.)
-    drop(scan.budget.dial_tcp().await?);
+    // Reachability first: a target that does not accept TCP, or TLS, is
+    // exit 2, never "no findings". With the tls check, TLS is its to judge:
+    // a certificate that does not verify is a finding, then the end of the
+    // scan.
+    if options.selected().contains(&Check::Tls) {
+        drop(scan.budget.dial_tcp().await?);
+    } else {
+        drop(scan.budget.dial().await?);
+    }
     for check in options.selected() {
         // Each check family is its own client to a loopback target.
         let family = Check::ALL.iter().position(|c| *c == check).and_then(|i| u8::try_from(i + 1).ok());
