@@ -103,7 +103,7 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
         replay_event: Some(("quiz".into(), "quiz.answer".into())),
         ..Options::default()
     };
-    let report = tokio::time::timeout(Duration::from_secs(60), palisade_scan::scan(&options)).await.unwrap().unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(120), palisade_scan::scan(&options)).await.unwrap().unwrap();
     let ids: Vec<&str> = report.findings.iter().map(|f| f.id).collect();
     for expected in [
         "origin.null-accepted",
@@ -171,7 +171,7 @@ async fn a_naive_node_ws_server_is_reported_with_each_weakness_and_exit_1() {
         replay_event: Some(("quiz".into(), "quiz.answer".into())),
         ..Options::default()
     };
-    let report = tokio::time::timeout(Duration::from_secs(90), palisade_scan::scan(&options)).await.unwrap().unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(120), palisade_scan::scan(&options)).await.unwrap().unwrap();
     let ids: Vec<&str> = report.findings.iter().map(|f| f.id).collect();
     for expected in [
         "origin.absent-accepted-with-cookie",
