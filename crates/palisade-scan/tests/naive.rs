@@ -142,8 +142,9 @@ async fn a_naive_server_is_reported_with_each_weakness_and_exit_1() {
     assert!(!ids.iter().any(|id| id.starts_with("transport.unmasked")), "{ids:?}");
     assert!(!ids.contains(&"message.server-down-after-probe"), "{ids:?}");
     // It has no join to acknowledge: the second identity is not "let in",
-    // it simply gets everything.
+    // it simply gets everything. Nor a refresh: relaying one takes nothing.
     assert!(!ids.contains(&"authz.join-accepted"), "{ids:?}");
+    assert!(!ids.iter().any(|id| id.starts_with("auth.")), "{ids:?}");
     assert_eq!(report.exit_code(Severity::Medium), 1);
     assert_eq!(report.exit_code(Severity::Critical), 0, "nothing critical: {ids:?}");
     // The token is never in the report in full, though origin probes sent it.
@@ -199,6 +200,9 @@ async fn a_naive_node_ws_server_is_reported_with_each_weakness_and_exit_1() {
         "replay.duplicate-accepted",
         "limits.message-flood-unlimited",
         "limits.connection-flood-unlimited",
+        "auth.refresh-garbage-accepted",
+        "auth.refresh-unsigned-accepted",
+        "auth.refresh-other-identity-accepted",
     ] {
         assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
     }

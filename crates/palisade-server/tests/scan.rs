@@ -194,7 +194,7 @@ fn usage_and_connection_errors_exit_2_and_a_dry_run_sends_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &["scan", "http://127.0.0.1:1/ws"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let out = run(dir.path(), &["scan", "ws://127.0.0.1:1/ws", "--checks", "auth"]);
+    let out = run(dir.path(), &["scan", "ws://127.0.0.1:1/ws", "--checks", "nope"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     // Nothing listens there: a dry run still lists every probe.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

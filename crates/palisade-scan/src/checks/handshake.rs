@@ -83,11 +83,11 @@ const FLOOD_HEADERS: usize = 512;
 const FLOOD_VALUE_BYTES: usize = 100;
 
 /// Value of the garbage credential.
-const GARBAGE_TOKEN: &str = "palisade-scan-garbage-credential";
+pub(crate) const GARBAGE_TOKEN: &str = "palisade-scan-garbage-credential";
 
 /// An `alg=none` token with the claims of `token` (or a made-up user when
 /// none is given or it is not a JWT).
-fn unsigned(token: Option<&str>) -> String {
+pub(crate) fn unsigned(token: Option<&str>) -> String {
     let claims = token
         .and_then(|t| t.split('.').nth(1))
         .and_then(|c| URL_SAFE_NO_PAD.decode(c.trim_end_matches('=')).ok())

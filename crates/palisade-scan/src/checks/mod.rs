@@ -2,6 +2,7 @@
 //! module has its [`Rule`]s, a `run` that probes and records findings, and
 //! a `plan` that says what `run` would send (`--dry-run`).
 
+mod auth;
 mod authz;
 mod csrf;
 mod exposure;
@@ -43,13 +44,15 @@ pub enum Check {
     Csrf,
     /// The same message twice.
     Replay,
+    /// Forged, foreign and expired tokens swapped in on a live connection.
+    Auth,
     /// Message and connection floods, and whether a ban holds.
     Limits,
 }
 
 impl Check {
     /// Every check of this version, in the order they run.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Tls,
         Self::Origin,
         Self::Handshake,
@@ -59,6 +62,7 @@ impl Check {
         Self::Authz,
         Self::Csrf,
         Self::Replay,
+        Self::Auth,
         Self::Limits,
     ];
 
@@ -74,21 +78,18 @@ impl Check {
             Self::Authz => "authz",
             Self::Csrf => "csrf",
             Self::Replay => "replay",
+            Self::Auth => "auth",
             Self::Limits => "limits",
         }
     }
 
-    /// Parses a `--checks` name; the later checks are named as not
-    /// yet available rather than ignored.
+    /// Parses a `--checks` name; an unknown one is an error naming the
+    /// known ones, never ignored.
     pub fn parse(name: &str) -> Result<Self, ScanError> {
         if let Some(c) = Self::ALL.into_iter().find(|c| c.name() == name) {
             return Ok(c);
         }
-        let later = ["auth"];
         let known = Self::ALL.map(Self::name).join(",");
-        if later.contains(&name) {
-            return Err(ScanError::Usage(format!("check {name} is not in this version (available: {known})")));
-        }
         Err(ScanError::Usage(format!("unknown check {name} (available: {known})")))
     }
 }
@@ -141,6 +142,10 @@ pub const RULES: &[Rule] = &[
     csrf::MISSING,
     csrf::WRONG,
     replay::DUPLICATE,
+    auth::GARBAGE,
+    auth::UNSIGNED,
+    auth::OTHER_USER,
+    auth::EXPIRED,
     limits::MESSAGE_FLOOD,
     limits::CONNECTION_FLOOD,
     limits::BAN,
@@ -313,6 +318,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, ScanError> {
             Check::Authz => authz::run(&mut scan).await,
             Check::Csrf => csrf::run(&mut scan).await,
             Check::Replay => replay::run(&mut scan).await,
+            Check::Auth => auth::run(&mut scan).await,
             Check::Limits => limits::run(&mut scan).await,
         };
         match outcome {
@@ -358,6 +364,7 @@ pub(crate) fn plan(options: &Options) -> Result<String, ScanError> {
             Check::Authz => authz::plan(options),
             Check::Csrf => csrf::plan(options),
             Check::Replay => replay::plan(options),
+            Check::Auth => auth::plan(options),
             Check::Limits => limits::plan(options),
         };
         for line in lines {
