@@ -37,6 +37,17 @@ if ! python3 -c 'import websockets' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check websockets==15.0.1
 fi
 
+# Node's ws runs the second naive server (crates/palisade-scan/tests/naive.rs;
+# under CI=true that test fails without it); ws is pinned in its package.json.
+if ! command -v node >/dev/null 2>&1; then
+  echo "test.sh: installing nodejs and npm (apt)"
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -d crates/palisade-scan/tests/fixtures/node/node_modules/ws ]; then
+  echo "test.sh: installing ws (npm)"
+  (cd crates/palisade-scan/tests/fixtures/node && npm install --silent --no-audit --no-fund --no-package-lock)
+fi
+
 # The TLS tests drive `openssl s_client` to show TLS 1.1 is refused.
 if ! command -v openssl >/dev/null 2>&1; then
   echo "test.sh: installing openssl (apt)"

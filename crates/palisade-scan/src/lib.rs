@@ -1,16 +1,20 @@
-//! `palisade scan`: a security audit of any WebSocket endpoint (issue 21,
-//! first part; docs/SCAN.md).
+//! `palisade scan`: a security audit of any WebSocket endpoint (issue 21;
+//! docs/SCAN.md).
 //!
 //! [`scan`] opens real connections to a target, one probe at a time, and
-//! records a [`Finding`] for each weakness: an Origin it should refuse and
-//! accepts, a handshake without (or with a forged) credential that it
-//! accepts, a public `/metrics`, a malformed message that kills it, an
-//! oversize or unmasked frame it lets through. Each check is in
-//! [`checks`]; every socket goes through [`net::Budget`], which paces probes
-//! and holds the hard caps. [`output`] renders the [`Report`] as text, JSON
-//! or SARIF, and [`Report::exit_code`] is the CI gate. The `palisade scan`
-//! subcommand (crates/palisade-server/src/cli/scan.rs) only parses flags and
-//! calls [`scan`].
+//! records a [`Finding`] for each weakness: a certificate or TLS version it
+//! should not serve, an Origin it should refuse and accepts, a handshake
+//! without (or with a forged or expired) credential that it accepts, a
+//! public `/metrics`, a malformed or hostile message it relays or dies of,
+//! floods of frames, headers, messages or connections it never bounds, a
+//! second identity reading a room it has no right to, a cookie session
+//! publishing without its CSRF token, a message taken twice. Each check is
+//! in [`checks`]; every socket goes through [`net::Budget`], which paces
+//! probes and holds the hard caps (floods run against loopback only, unless
+//! the operator owns the target). [`output`] renders the [`Report`] as
+//! text, JSON or SARIF, and [`Report::exit_code`] is the CI gate. The
+//! `palisade scan` subcommand (crates/palisade-server/src/cli/scan.rs) only
+//! parses flags and calls [`scan`].
 
 #![forbid(unsafe_code)]
 
@@ -67,6 +71,47 @@ pub struct Options {
     pub checks: Vec<Check>,
     /// `--i-own-this-target`: floods are allowed off loopback.
     pub i_own_this_target: bool,
+    /// `--token2`: the second identity's bearer token (`authz`).
+    pub token2: Option<String>,
+    /// `--token2-cmd`: a shell command printing the second identity's token.
+    pub token2_cmd: Option<String>,
+    /// `--room`: a room the first identity may join and publish in, and the
+    /// second may not (`authz`, `csrf`).
+    pub room: Option<String>,
+    /// `--event`: the event name of the messages sent to `--room`
+    /// (default [`DEFAULT_EVENT`]).
+    pub event: Option<String>,
+    /// `--data`: the `data` of the messages sent to `--room`, JSON in which
+    /// [`MARK`] is replaced by a unique string (default [`DEFAULT_DATA`]).
+    pub data: Option<String>,
+    /// `--replay-event ROOM:EVENT`: where and what the `replay` check sends
+    /// twice.
+    pub replay_event: Option<(String, String)>,
+    /// `--replay-data`: the `data` of the replayed message (default: `--data`).
+    pub replay_data: Option<String>,
+    /// `--expired-token`: a token whose `exp` has passed (`handshake`).
+    pub expired_token: Option<String>,
+    /// `--ca-cert`: a PEM file of CA certificates trusted for a `wss://`
+    /// target, besides the Mozilla roots.
+    pub ca_cert: Option<String>,
+}
+
+/// The event name sent to `--room` without `--event` (Palisade's default
+/// policy's chat event).
+pub const DEFAULT_EVENT: &str = "chat.message";
+/// In `--data`, replaced by a string unique to each message sent, so the
+/// scanner knows its own message when another connection receives it.
+pub const MARK: &str = "@mark@";
+/// `--data` when not given.
+pub const DEFAULT_DATA: &str = r#"{"content":"@mark@"}"#;
+
+/// Parses `--replay-event ROOM:EVENT` (split at the last `:`: room names
+/// may hold colons, event names do not).
+pub fn parse_replay_event(value: &str) -> Result<(String, String), ScanError> {
+    match value.rsplit_once(':') {
+        Some((room, event)) if !room.is_empty() && !event.is_empty() => Ok((room.to_owned(), event.to_owned())),
+        _ => Err(ScanError::Usage(format!("--replay-event {value}: want ROOM:EVENT"))),
+    }
 }
 
 impl Options {

@@ -3,12 +3,14 @@
 //! written by hand so a check controls every header it sends (a duplicate,
 //! an `Origin: null`, no credential at all).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
@@ -17,8 +19,9 @@ use crate::ScanError;
 // Hard caps: a scan is a guest on someone's server. They are constants, not
 // options, so no flag makes a scan heavier than this (docs/SCAN.md, "Safe by
 // default").
-/// Connections one scan may open in all.
-pub const MAX_CONNECTIONS: u32 = 48;
+/// Connections one scan may open in all (40 of them are the connection
+/// flood's, loopback only).
+pub const MAX_CONNECTIONS: u32 = 128;
 /// Bytes one scan may send in all (the oversize frame is most of it).
 pub const MAX_BYTES_SENT: u64 = 4 * 1024 * 1024;
 /// Least time between two connections: at most 5 probes a second.
@@ -120,12 +123,54 @@ pub struct Budget {
     connections: u32,
     bytes: u64,
     next: Instant,
+    /// The local address connections come from, when the target is an
+    /// IPv4 loopback address (see [`Budget::speak_from`]).
+    source: Option<Ipv4Addr>,
+    /// `--ca-cert`: roots trusted besides the Mozilla set.
+    extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Budget {
     /// A fresh budget for `target`.
     pub fn new(target: Target) -> Self {
-        Self { target, connections: 0, bytes: 0, next: Instant::now() }
+        Self { target, connections: 0, bytes: 0, next: Instant::now(), source: None, extra_roots: Vec::new() }
+    }
+
+    /// Against an IPv4 loopback target, later connections come from
+    /// `127.0.<family>.1`: each check family is its own client to the
+    /// target's per-address limits, so one family's refusals do not get
+    /// another's connections banned. Elsewhere (and where the address
+    /// cannot be bound) connections come from wherever the system says.
+    pub fn speak_from(&mut self, family: u8) {
+        self.source = self.loopback_v4().map(|_| Ipv4Addr::new(127, 0, family, 1));
+    }
+
+    /// The client address set by [`Budget::speak_from`], if any.
+    pub fn source(&self) -> Option<Ipv4Addr> {
+        self.source
+    }
+
+    /// Puts back an address [`Budget::source`] returned.
+    pub fn set_source(&mut self, source: Option<Ipv4Addr>) {
+        self.source = source;
+    }
+
+    /// The target's address when it is an IPv4 loopback literal.
+    fn loopback_v4(&self) -> Option<Ipv4Addr> {
+        self.target.host.parse::<Ipv4Addr>().ok().filter(Ipv4Addr::is_loopback)
+    }
+
+    /// A TCP connection to the target, from [`Budget::speak_from`]'s
+    /// address when one is set and can be bound.
+    async fn connect_tcp(&self) -> std::io::Result<TcpStream> {
+        let t = &self.target;
+        if let (Some(source), Some(ip)) = (self.source, self.loopback_v4()) {
+            let socket = TcpSocket::new_v4()?;
+            if socket.bind(SocketAddr::from((source, 0))).is_ok() {
+                return socket.connect(SocketAddr::from((ip, t.port))).await;
+            }
+        }
+        TcpStream::connect((t.host.as_str(), t.port)).await
     }
 
     /// The target.
@@ -142,8 +187,25 @@ impl Budget {
         Ok(())
     }
 
-    /// A new connection, after the pause the probe rate wants.
-    pub async fn dial(&mut self) -> Result<Box<dyn Io>, ScanError> {
+    /// Also trusts `certs` (`--ca-cert`) for TLS, besides the usual roots.
+    pub fn trust(&mut self, certs: Vec<CertificateDer<'static>>) {
+        self.extra_roots = certs;
+    }
+
+    /// The roots a `wss://` target's certificate must chain to: the
+    /// Mozilla set, and `--ca-cert`.
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for cert in &self.extra_roots {
+            // A certificate rustls cannot use as a root is simply not one.
+            let _ = roots.add(cert.clone());
+        }
+        roots
+    }
+
+    /// A new TCP connection (no TLS), after the pause the probe rate wants.
+    pub async fn dial_tcp(&mut self) -> Result<TcpStream, ScanError> {
         if self.connections >= MAX_CONNECTIONS {
             return Err(ScanError::Cap(format!("{MAX_CONNECTIONS} connections")));
         }
@@ -152,24 +214,37 @@ impl Budget {
         self.connections += 1;
         let t = &self.target;
         let unreachable = |e: String| ScanError::Connect(format!("{}:{}: {e}", t.host, t.port));
-        let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect((t.host.as_str(), t.port)))
+        timeout(CONNECT_TIMEOUT, self.connect_tcp())
             .await
             .map_err(|_| unreachable("connect timed out".into()))?
-            .map_err(|e| unreachable(e.to_string()))?;
-        if !t.tls {
+            .map_err(|e| unreachable(e.to_string()))
+    }
+
+    /// A new connection, TLS for a `wss://` target, after the pause the
+    /// probe rate wants.
+    pub async fn dial(&mut self) -> Result<Box<dyn Io>, ScanError> {
+        let tcp = self.dial_tcp().await?;
+        if !self.target.tls {
             return Ok(Box::new(tcp));
         }
-        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = tokio_rustls::rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(t.host.clone())
-            .map_err(|e| ScanError::Usage(format!("{}: {e}", t.host)))?;
-        let tls =
-            timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp))
-                .await
-                .map_err(|_| unreachable("TLS handshake timed out".into()))?
-                .map_err(|e| unreachable(format!("TLS: {e}")))?;
+        let config = ClientConfig::builder().with_root_certificates(self.roots()).with_no_client_auth();
+        let tls = self.tls_over(tcp, config).await?;
         Ok(Box::new(tls))
+    }
+
+    /// A TLS handshake with `config` over `tcp`, to the target's name.
+    pub async fn tls_over(
+        &self,
+        tcp: TcpStream,
+        config: ClientConfig,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ScanError> {
+        let t = &self.target;
+        let unreachable = |e: String| ScanError::Connect(format!("{}:{}: {e}", t.host, t.port));
+        let name = ServerName::try_from(t.host.clone()).map_err(|e| ScanError::Usage(format!("{}: {e}", t.host)))?;
+        timeout(CONNECT_TIMEOUT, tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp))
+            .await
+            .map_err(|_| unreachable("TLS handshake timed out".into()))?
+            .map_err(|e| unreachable(format!("TLS: {e}")))
     }
 
     /// Sends a WebSocket upgrade for `path` with `headers`; the stream and
@@ -196,12 +271,8 @@ impl Budget {
         }
     }
 
-    async fn upgrade_once(
-        &mut self,
-        path: &str,
-        headers: &[(String, String)],
-    ) -> Result<(Box<dyn Io>, Answer), ScanError> {
-        let mut io = self.dial().await?;
+    /// The upgrade request for `path` with `headers`, as sent.
+    pub fn upgrade_request(&self, path: &str, headers: &[(String, String)]) -> String {
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\nUser-Agent: palisade-scan\r\n",
@@ -211,6 +282,18 @@ impl Budget {
             request.push_str(&format!("{k}: {v}\r\n"));
         }
         request.push_str("\r\n");
+        request
+    }
+
+    /// One upgrade, whatever the answer (a 429 is not waited out): the
+    /// floods' handshakes.
+    pub async fn upgrade_once(
+        &mut self,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> Result<(Box<dyn Io>, Answer), ScanError> {
+        let mut io = self.dial().await?;
+        let request = self.upgrade_request(path, headers);
         self.spend(request.len())?;
         let answer = match timeout(READ_TIMEOUT, io.write_all(request.as_bytes())).await {
             Ok(Ok(())) => read_head(&mut io).await,
@@ -270,7 +353,7 @@ pub async fn websocket(io: Box<dyn Io>) -> Ws {
 /// Reads a response head byte by byte (nothing after it is consumed, so a
 /// frame sent right after a 101 stays for the WebSocket), bounded in size
 /// and time.
-async fn read_head(io: &mut Box<dyn Io>) -> Answer {
+pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Answer {
     let mut head = Vec::new();
     let deadline = Instant::now() + READ_TIMEOUT;
     let mut byte = [0u8; 1];

@@ -28,8 +28,39 @@ pub struct ScanArgs {
     /// A subprotocol offered on every handshake.
     #[arg(long)]
     pub subprotocol: Option<String>,
-    /// Comma-separated checks to run (default: all of origin, handshake,
-    /// exposure, message, transport).
+    /// A second identity's bearer token, for the authz check (shown
+    /// redacted in findings).
+    #[arg(long)]
+    pub token2: Option<String>,
+    /// A command printing the second identity's token on stdout.
+    #[arg(long, conflicts_with = "token2")]
+    pub token2_cmd: Option<String>,
+    /// A room the first identity may join and publish in and the second
+    /// may not (authz, csrf).
+    #[arg(long)]
+    pub room: Option<String>,
+    /// The event name of the messages sent to --room (default chat.message).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// The `data` of the messages sent to --room: JSON in which @mark@ is
+    /// replaced by a unique string (default {"content":"@mark@"}).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// ROOM:EVENT: an event that must not be accepted twice (replay check).
+    #[arg(long, value_parser = parse_replay_event)]
+    pub replay_event: Option<(String, String)>,
+    /// The `data` of the replayed message (default: --data).
+    #[arg(long)]
+    pub replay_data: Option<String>,
+    /// A token whose exp has passed, for the handshake check.
+    #[arg(long)]
+    pub expired_token: Option<String>,
+    /// A PEM file of CA certificates to trust for a wss:// target, besides
+    /// the Mozilla roots (a private CA, a test certificate).
+    #[arg(long)]
+    pub ca_cert: Option<String>,
+    /// Comma-separated checks to run (default: all of tls, origin,
+    /// handshake, exposure, message, transport, authz, csrf, replay, limits).
     #[arg(long, value_delimiter = ',', value_parser = parse_check)]
     pub checks: Vec<Check>,
     /// Exit 1 when a finding is at or above this severity.
@@ -49,6 +80,10 @@ pub struct ScanArgs {
 fn parse_header(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once(':').ok_or("want Name: value")?;
     Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+fn parse_replay_event(s: &str) -> Result<(String, String), String> {
+    palisade_scan::parse_replay_event(s).map_err(|e| e.to_string())
 }
 
 fn parse_check(s: &str) -> Result<Check, String> {
@@ -76,6 +111,15 @@ pub fn scan(args: ScanArgs) -> Result<(String, u8), ScanError> {
         subprotocol: args.subprotocol,
         checks: args.checks,
         i_own_this_target: args.i_own_this_target,
+        token2: args.token2,
+        token2_cmd: args.token2_cmd,
+        room: args.room,
+        event: args.event,
+        data: args.data,
+        replay_event: args.replay_event,
+        replay_data: args.replay_data,
+        expired_token: args.expired_token,
+        ca_cert: args.ca_cert,
     };
     if args.dry_run {
         return Ok((palisade_scan::dry_run(&options)?, 0));
