@@ -49,6 +49,7 @@ pub mod rate;
 pub mod refusal;
 pub mod replay;
 pub mod sanitize;
+pub mod seams;
 pub mod session;
 pub mod store;
 mod time;

@@ -58,7 +58,7 @@ impl Default for OwnerLimits {
 
 /// What a claim did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
+pub enum OwnerClaim {
     /// The room had no owner; the claimant owns it now.
     Claimed,
     /// The claimant owned it already.
@@ -106,11 +106,11 @@ impl Owners {
 
     /// Makes `user` the owner of `room` at `now` if it has none. Refused
     /// when someone else owns it, or a bound is reached.
-    pub fn claim(&self, room: &str, user: &str, now: Timestamp) -> Result<Claim, Denied> {
+    pub fn claim(&self, room: &str, user: &str, now: Timestamp) -> Result<OwnerClaim, Denied> {
         let mut book = self.book();
         if let Some(record) = book.owner_of.get(room) {
             return if *record.owner == *user {
-                Ok(Claim::AlreadyOwner)
+                Ok(OwnerClaim::AlreadyOwner)
             } else {
                 Err(Denied::new(ErrorCode::Forbidden, "room has another owner"))
             };
@@ -125,7 +125,7 @@ impl Owners {
         *book.owned_by.entry(record.owner.clone()).or_default() += 1;
         book.owner_of.insert(record.room.clone(), record.clone());
         book.unwritten.insert(record.room.clone(), OwnerChange::Claimed(record));
-        Ok(Claim::Claimed)
+        Ok(OwnerClaim::Claimed)
     }
 
     /// Forgets `room`'s owner; `false` if it had none.
@@ -184,8 +184,8 @@ mod tests {
     #[test]
     fn the_first_claim_wins_and_claiming_again_is_harmless() {
         let owners = Owners::default();
-        assert_eq!(owners.claim("team:a", "alice", T0), Ok(Claim::Claimed));
-        assert_eq!(owners.claim("team:a", "alice", T0), Ok(Claim::AlreadyOwner));
+        assert_eq!(owners.claim("team:a", "alice", T0), Ok(OwnerClaim::Claimed));
+        assert_eq!(owners.claim("team:a", "alice", T0), Ok(OwnerClaim::AlreadyOwner));
         assert_eq!(owners.claim("team:a", "bob", T0).unwrap_err().code, ErrorCode::Forbidden);
         assert_eq!(owners.owner("team:a").as_deref(), Some("alice"));
         let record = OwnerRecord { room: "team:a".into(), owner: "alice".into(), since: T0 };
@@ -206,10 +206,10 @@ mod tests {
         assert!(owners.claim("b", "alice", T0).is_err(), "alice owns her one room");
         assert!(owners.release("a"));
         assert!(!owners.release("a"), "nothing left to release");
-        assert_eq!(owners.claim("b", "alice", T0), Ok(Claim::Claimed));
+        assert_eq!(owners.claim("b", "alice", T0), Ok(OwnerClaim::Claimed));
         assert!(owners.release("b"));
         let record = |room: &str, owner: &str| OwnerRecord { room: room.into(), owner: owner.into(), since: T0 };
-        assert_eq!(owners.claim("a", "bob", T0), Ok(Claim::Claimed), "a released room is anyone's");
+        assert_eq!(owners.claim("a", "bob", T0), Ok(OwnerClaim::Claimed), "a released room is anyone's");
         assert_eq!(
             changes(&owners),
             [OwnerChange::Claimed(record("a", "bob")), OwnerChange::Released("b".into())],
@@ -228,6 +228,6 @@ mod tests {
         owners.release("x");
         assert!(owners.claim("new", "alice", T0).is_err(), "still at the bound: y and z count");
         owners.release("y");
-        assert_eq!(owners.claim("new", "alice", T0), Ok(Claim::Claimed));
+        assert_eq!(owners.claim("new", "alice", T0), Ok(OwnerClaim::Claimed));
     }
 }

@@ -264,7 +264,7 @@ impl Refusal {
     }
 
     /// The same refusal, answering the request `id`.
-    pub(crate) fn answering(self, id: Cow<'_, str>) -> Self {
+    pub fn answering(self, id: Cow<'_, str>) -> Self {
         Self { id: Some(id.into_owned()), ..self }
     }
 }

@@ -4,11 +4,12 @@
 //! and an old one cannot be sent late.
 //!
 //! The check is split across the pipeline (docs/ARCHITECTURE.md):
-//! [`check_fresh`] at step 5 touches no state, and [`Fresh::record`] at
-//! step 11 remembers the nonce, last, after authorization, schema and
-//! sanitizers. A refused message therefore consumes nothing, so a user with
+//! [`check_fresh`] at step 5 touches no state, and [`NonceClaim::record`]
+//! at step 11, in the commit step, remembers the nonce, last, after
+//! authorization, schema and sanitizers. A refused message therefore consumes nothing, so a user with
 //! no right to an event cannot fill the store that protects it for others.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::Timestamp;
@@ -41,24 +42,27 @@ impl From<ReplayError> for Refusal {
     }
 }
 
-/// A nonce and timestamp that passed [`check_fresh`], to be recorded once
-/// every other check has passed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A nonce and timestamp that passed [`check_fresh`], to be spent once
+/// every other check has passed (pipeline step 11, the commit step).
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a fresh nonce protects nothing until it is recorded"]
-pub struct Fresh<'a> {
-    nonce: &'a str,
-    ts: Timestamp,
-    keep_until: Timestamp,
+pub struct NonceClaim<'a> {
+    /// The nonce.
+    pub nonce: Cow<'a, str>,
+    /// The client's `ts`.
+    pub ts: Timestamp,
+    /// Remember it at least until then.
+    pub keep_until: Timestamp,
 }
 
 /// The stateless part (pipeline step 5): the nonce is well formed and `ts`
 /// is within ±`window` of `now`.
 pub fn check_fresh(
-    nonce: Option<&str>,
+    nonce: Option<Cow<'_, str>>,
     ts: Option<u64>,
     window: Duration,
     now: Timestamp,
-) -> Result<Fresh<'_>, ReplayError> {
+) -> Result<NonceClaim<'_>, ReplayError> {
     let nonce = nonce.filter(|n| !n.is_empty() && n.len() <= MAX_NONCE_LEN).ok_or(ReplayError::BadNonce)?;
     let ts = Timestamp::from_millis(ts.ok_or(ReplayError::MissingTimestamp)?);
     if ts < now.saturating_sub(window) || ts > now.saturating_add(window) {
@@ -69,15 +73,14 @@ pub fn check_fresh(
     // rather than `ts` keeps the store's records in expiry order (it
     // forgets from the front of a queue) while the window is unchanged.
     let keep_until = now.saturating_add(window).saturating_add(window);
-    Ok(Fresh { nonce, ts, keep_until })
+    Ok(NonceClaim { nonce, ts, keep_until })
 }
 
-impl Fresh<'_> {
+impl NonceClaim<'_> {
     /// The stateful part (pipeline step 11): records the nonce for `user`,
     /// refusing it if `user` sent it before or the store cannot remember.
-    /// `now` is the instant [`check_fresh`] was given.
-    pub fn record(self, store: &dyn NonceStore, user: &str, now: Timestamp) -> Result<(), ReplayError> {
-        Ok(store.record(user, self.nonce, self.ts, self.keep_until, now)?)
+    pub fn record(&self, store: &dyn NonceStore, user: &str, now: Timestamp) -> Result<(), ReplayError> {
+        Ok(store.record(user, &self.nonce, self.ts, self.keep_until, now)?)
     }
 }
 
@@ -97,7 +100,7 @@ mod tests {
         window: Duration,
         now: Timestamp,
     ) -> Result<(), ReplayError> {
-        check_fresh(Some(nonce), Some(ts.as_millis()), window, now)?.record(store, user, now)
+        check_fresh(Some(Cow::Borrowed(nonce)), Some(ts.as_millis()), window, now)?.record(store, user, now)
     }
 
     const SEEN: Result<(), ReplayError> = Err(ReplayError::Store(NonceRefused::Seen));
@@ -117,23 +120,23 @@ mod tests {
     fn timestamps_outside_the_window_are_stale() {
         let t = |ms: u64| Some(ms);
         let edge = T0.saturating_sub(W).as_millis();
-        assert!(check_fresh(Some("a"), t(edge), W, T0).is_ok());
-        assert_eq!(check_fresh(Some("b"), t(edge - 1), W, T0), Err(ReplayError::Stale));
+        assert!(check_fresh(Some(Cow::Borrowed("a")), t(edge), W, T0).is_ok());
+        assert_eq!(check_fresh(Some(Cow::Borrowed("b")), t(edge - 1), W, T0), Err(ReplayError::Stale));
         let ahead = T0.saturating_add(W).as_millis();
-        assert!(check_fresh(Some("c"), t(ahead), W, T0).is_ok());
-        assert_eq!(check_fresh(Some("c"), t(ahead + 1), W, T0), Err(ReplayError::Stale));
-        assert_eq!(check_fresh(Some("d"), None, W, T0), Err(ReplayError::MissingTimestamp));
+        assert!(check_fresh(Some(Cow::Borrowed("c")), t(ahead), W, T0).is_ok());
+        assert_eq!(check_fresh(Some(Cow::Borrowed("c")), t(ahead + 1), W, T0), Err(ReplayError::Stale));
+        assert_eq!(check_fresh(Some(Cow::Borrowed("d")), None, W, T0), Err(ReplayError::MissingTimestamp));
         assert_eq!(check_fresh(None, t(T0.as_millis()), W, T0), Err(ReplayError::BadNonce));
-        assert_eq!(check_fresh(Some(""), t(T0.as_millis()), W, T0), Err(ReplayError::BadNonce));
+        assert_eq!(check_fresh(Some(Cow::Borrowed("")), t(T0.as_millis()), W, T0), Err(ReplayError::BadNonce));
         let long = "n".repeat(MAX_NONCE_LEN + 1);
-        assert_eq!(check_fresh(Some(&long), t(T0.as_millis()), W, T0), Err(ReplayError::BadNonce));
+        assert_eq!(check_fresh(Some(Cow::Borrowed(&long)), t(T0.as_millis()), W, T0), Err(ReplayError::BadNonce));
     }
 
     #[test]
     fn the_stateless_check_records_nothing() {
         let store = MemoryNonces::new(100, 10);
         for _ in 0..3 {
-            assert!(check_fresh(Some("n"), Some(T0.as_millis()), W, T0).is_ok());
+            assert!(check_fresh(Some(Cow::Borrowed("n")), Some(T0.as_millis()), W, T0).is_ok());
         }
         assert_eq!(check(&store, "u", "n", T0, W, T0), Ok(()));
     }

@@ -15,12 +15,14 @@ use crate::Timestamp;
 use crate::auth::{AuthError, Identity, Revocations, TokenVerifier};
 use crate::client_ids::{ClientIds, MAX_CID_LEN, Seen};
 use crate::csrf::{CsrfSettings, CsrfToken};
-use crate::guard::{Escalation, Guard, Standing, Verdict};
-use crate::ownership::{Claim, Owners};
+use crate::guard::{Escalation, Guard, Rate, Standing, Verdict};
+use crate::history::HistoryRule;
+use crate::ownership::{OwnerClaim, Owners};
 use crate::policy::{Denied, EventRule, OwnerMode, Policy};
 use crate::refusal::Kind;
 use crate::replay;
-use crate::store::NonceStore;
+use crate::replay::NonceClaim;
+use crate::seams::{Claim, Committed};
 
 mod decision;
 mod timer;
@@ -37,8 +39,6 @@ pub struct Context<'a> {
     pub policy: &'a Policy,
     /// Verifies `refresh` tokens.
     pub verifier: &'a TokenVerifier,
-    /// Remembers replay nonces.
-    pub nonces: &'a dyn NonceStore,
     /// Rates, scores and bans.
     pub guard: &'a Guard,
     /// Revoked tokens, for `refresh`.
@@ -295,19 +295,14 @@ impl Session {
                 None => Err(Refusal::from(Denied::new(ErrorCode::NotMember, "leave without join")).answering(id)),
             },
             ClientFrame::Send { id, room, event, data, csrf, nonce, ts, cid } => {
-                let request = Publish {
-                    room: &room,
-                    event: &event,
-                    data,
-                    csrf: csrf.as_deref(),
-                    nonce: nonce.as_deref(),
-                    ts,
-                    cid: cid.as_deref(),
-                };
+                let request =
+                    Publish { room: &room, event: &event, data, csrf: csrf.as_deref(), nonce, ts, cid: cid.as_deref() };
                 match self.publish(cx, &request, now) {
-                    Ok(Published::Fresh { data, recorded }) => Ok(Decision::Publish {
+                    Ok(Published::Fresh { data, recorded, rate, nonce }) => Ok(Decision::Publish {
                         history: policy.history(&room),
                         cid: if recorded { cid } else { None },
+                        rate,
+                        nonce,
                         id,
                         room,
                         event,
@@ -382,17 +377,24 @@ impl Session {
         None
     }
 
-    /// Pipeline steps 4 to 11 for one `send`; frame size (1), the message
-    /// rates (2) and the envelope (3) are done.
-    fn publish(&mut self, cx: Context<'_>, req: &Publish<'_>, now: Timestamp) -> Result<Published, Refusal> {
+    /// Pipeline steps 4 to 10a for one `send`; frame size (1), the message
+    /// rates (2) and the envelope (3) are done, and the rest (8, 11, the
+    /// seq) is the commit step's, which the server performs
+    /// (`seams::Commit`).
+    fn publish<'a>(
+        &mut self,
+        cx: Context<'_>,
+        req: &Publish<'_, 'a>,
+        now: Timestamp,
+    ) -> Result<Published<'a>, Refusal> {
         let policy = cx.policy;
         // 4. The event is declared (and its data within its size).
         let rule = policy.event(req.event)?;
         rule.check_size(req.data)?;
         // 5. Replay, stateless part: nonce well formed, `ts` in the window.
-        //    Recording the nonce waits for step 11.
-        let fresh = if rule.requires_replay_check() {
-            Some(replay::check_fresh(req.nonce, req.ts, policy.replay_window(), now)?)
+        //    Spending the nonce is the commit step's (11).
+        let nonce = if rule.requires_replay_check() {
+            Some(replay::check_fresh(req.nonce.clone(), req.ts, policy.replay_window(), now)?)
         } else {
             None
         };
@@ -413,8 +415,8 @@ impl Session {
         // 7a. A resend (a `cid` already published) is answered with the
         //     first one's seq, before it costs a rate or a nonce.
         let Some(cid) = req.cid else {
-            let data = self.shape_and_record(cx, req, rule, fresh, now)?;
-            return Ok(Published::Fresh { data, recorded: false });
+            let data = self.shape(cx, req, rule, now)?;
+            return Ok(Published::Fresh { data, recorded: false, rate: rule.rate(), nonce });
         };
         if cid.is_empty() || cid.len() > MAX_CID_LEN {
             return Err(Denied::new(ErrorCode::BadRequest, "cid must be 1 to 64 bytes").into());
@@ -428,39 +430,69 @@ impl Session {
             }
             Seen::InFlight => return Ok(Published::Duplicate(None)),
         };
-        let shaped = self.shape_and_record(cx, req, rule, fresh, now);
+        let shaped = self.shape(cx, req, rule, now);
         if shaped.is_err() && recorded {
             cx.client_ids.forget(&self.identity.user_id, cid);
         }
-        shaped.map(|data| Published::Fresh { data, recorded })
+        shaped.map(|data| Published::Fresh { data, recorded, rate: rule.rate(), nonce })
     }
 
-    /// Pipeline steps 8 to 11 for one `send`.
-    fn shape_and_record(
+    /// Pipeline steps 9 to 10a for one `send`: bounded parse, schema,
+    /// sanitizers, one serialization; then the spam heuristics, on what
+    /// the client sent.
+    fn shape(
         &mut self,
         cx: Context<'_>,
-        req: &Publish<'_>,
+        req: &Publish<'_, '_>,
         rule: &EventRule,
-        fresh: Option<replay::Fresh<'_>>,
         now: Timestamp,
     ) -> Result<Box<RawValue>, Refusal> {
-        let policy = cx.policy;
-        // 8. The event's own rate, per user.
-        if let Some(rate) = rule.rate() {
-            let verdict = cx.guard.event(&self.standing, &self.identity.user_id, req.event, rate, now);
-            self.judge(cx.guard, verdict, now)?;
-        }
-        // 9–10. Bounded parse, schema, sanitizers; one serialization. The
-        //    spam heuristics read what the client sent.
-        let data = rule.shape(req.data, policy.sanitizers())?;
+        let data = rule.shape(req.data, cx.policy.sanitizers())?;
         let verdict = cx.guard.spam(req.data.get());
         self.judge(cx.guard, verdict, now)?;
-        // 11. Replay, stateful part: record the nonce, last, so a refused
-        //     message consumes nothing (docs/ARCHITECTURE.md).
-        if let Some(fresh) = fresh {
-            fresh.record(cx.nonces, &self.identity.user_id, now)?;
-        }
         Ok(data)
+    }
+
+    /// The commit step's claim for a [`Decision::Publish`] of this session
+    /// (its `room`, `event`, `rate`, `nonce` and `history`).
+    pub fn claim<'d>(
+        &'d self,
+        room: &'d str,
+        event: &'d str,
+        rate: Option<Rate>,
+        nonce: Option<NonceClaim<'d>>,
+        history: HistoryRule,
+    ) -> Claim<'d> {
+        Claim {
+            user: &self.identity.user_id,
+            restricted: self.standing.is_restricted(),
+            room,
+            event,
+            rate,
+            nonce,
+            history,
+        }
+    }
+
+    /// What the commit step made of this session's claim: a refusal is
+    /// fed to the guard's scores like any other, and comes back with what
+    /// it escalated to; under `abuse.dry_run`, what it let through is kept
+    /// for [`Session::take_unenforced`].
+    pub fn committed(
+        &mut self,
+        guard: &Guard,
+        outcome: Result<&Committed, &Refusal>,
+        now: Timestamp,
+    ) -> Option<Escalation> {
+        match outcome {
+            Ok(Committed { unenforced: Some(refusal), .. }) => {
+                let escalation = self.penalize(guard, refusal, now);
+                self.unenforced = Some(Box::new((refusal.clone(), escalation)));
+                None
+            }
+            Ok(_) => None,
+            Err(refusal) => Some(self.penalize(guard, refusal, now)),
+        }
     }
 
     fn notice_at(&self) -> Timestamp {
@@ -490,7 +522,7 @@ impl Session {
             Some(_) if cx.owners.owner(room).is_some() => false,
             // Joining never depends on owning: a user at its quota (or a
             // race lost to another joiner) joins a room it does not own.
-            Some(OwnerMode::FirstJoin) => cx.owners.claim(room, &self.identity.user_id, now) == Ok(Claim::Claimed),
+            Some(OwnerMode::FirstJoin) => cx.owners.claim(room, &self.identity.user_id, now) == Ok(OwnerClaim::Claimed),
             Some(OwnerMode::Create) => return Err(Denied::new(ErrorCode::Forbidden, "room not created")),
         };
         self.rooms.push(room.into());
@@ -504,7 +536,7 @@ impl Session {
         if !self.is_member(room) && self.rooms.len() >= self.limits.max_rooms {
             return Err(Denied::new(ErrorCode::Forbidden, "too many rooms on one connection"));
         }
-        let claimed = cx.owners.claim(room, &self.identity.user_id, now)? == Claim::Claimed;
+        let claimed = cx.owners.claim(room, &self.identity.user_id, now)? == OwnerClaim::Claimed;
         self.join(cx, room, now)?;
         Ok(claimed)
     }
@@ -550,22 +582,22 @@ impl Session {
     }
 }
 
-/// The parts of a `send` the pipeline checks.
-struct Publish<'a> {
-    room: &'a str,
-    event: &'a str,
+/// The parts of a `send` the pipeline checks; `'a` is the frame's.
+struct Publish<'r, 'a> {
+    room: &'r str,
+    event: &'r str,
     data: &'a RawValue,
-    csrf: Option<&'a str>,
-    nonce: Option<&'a str>,
+    csrf: Option<&'r str>,
+    nonce: Option<Cow<'a, str>>,
     ts: Option<u64>,
-    cid: Option<&'a str>,
+    cid: Option<&'r str>,
 }
 
 /// What the pipeline made of a `send`.
-enum Published {
-    /// A message to publish; `recorded`: its `cid` is remembered, to be
-    /// marked sent once published.
-    Fresh { data: Box<RawValue>, recorded: bool },
+enum Published<'a> {
+    /// A message for the commit step; `recorded`: its `cid` is remembered,
+    /// to be marked sent once published.
+    Fresh { data: Box<RawValue>, recorded: bool, rate: Option<Rate>, nonce: Option<NonceClaim<'a>> },
     /// A resend of a published `cid` (its `seq`; `None` while the first
     /// is still being published).
     Duplicate(Option<u64>),

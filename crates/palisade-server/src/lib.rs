@@ -14,6 +14,7 @@ mod audit;
 mod auth;
 pub mod cli;
 mod clock;
+mod commit;
 pub mod config;
 mod control;
 mod edge;

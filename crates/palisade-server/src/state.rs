@@ -10,12 +10,14 @@ use palisade_core::client_ids::{ClientIdLimits, ClientIds};
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::ownership::OwnerLimits;
 use palisade_core::refusal::{Kind, Refusal};
+use palisade_core::seams::Commit;
 use palisade_core::store::MemoryNonces;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
 pub(crate) use crate::clock::{Clock, now};
+use crate::commit::LocalCommit;
 use crate::enforce::{Enforcement, Handles};
 use crate::hub::{HistoryBudget, Hub};
 use crate::login::Login;
@@ -34,8 +36,9 @@ pub(crate) struct AppState {
     /// What a connection needs of the limits, taken from the config once.
     pub(crate) conn_limits: ConnLimits,
     pub(crate) hub: Arc<Hub>,
-    /// Replay nonces seen by this node.
-    pub(crate) nonces: MemoryNonces,
+    /// The commit step (`seams::Commit`): rates and nonces shared by the
+    /// node's connections, the room's `seq`, history and fan-out.
+    pub(crate) commit: Box<dyn Commit>,
     /// Rooms' owners, and their writer to the store.
     pub(crate) owners: Arc<OwnerLedger>,
     /// Recent client message ids (`send.cid`).
@@ -102,6 +105,12 @@ impl AppState {
         );
         let revocations = Arc::new(revocations);
         let revoker = Revoker::new(Arc::clone(&revocations), Arc::clone(&hub), Arc::clone(&store));
+        let replay = &settings.config.replay;
+        let commit = Box::new(LocalCommit {
+            hub: Arc::clone(&hub),
+            guard: Arc::clone(&guard),
+            nonces: MemoryNonces::new(replay.max_nonces, replay.max_nonces_per_user),
+        });
         Self {
             login,
             guard,
@@ -117,7 +126,7 @@ impl AppState {
                 settings.config.admin.session_lifetime,
             )),
             jwks: crate::jwks::JwksFetcher::default(),
-            nonces: MemoryNonces::new(settings.config.replay.max_nonces, settings.config.replay.max_nonces_per_user),
+            commit,
             store_probe: crate::probe::StoreProbe::default(),
             owners: Arc::new(OwnerLedger::new(OwnerLimits {
                 per_user: settings.config.limits.max_owned_rooms_per_user,

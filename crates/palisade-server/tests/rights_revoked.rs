@@ -44,7 +44,10 @@ async fn a_refresh_with_fewer_roles_removes_the_member_from_rooms_it_lost() {
     let frames = refresh(&mut alice, &token("alice", &[])).await;
     assert_eq!(
         frames,
-        [json!({"type":"removed","room":"course:1","code":"forbidden"}), json!({"type":"ack","id":"r"})],
+        [
+            json!({"type":"removed","room":"course:1","code":"forbidden","reason":"rights"}),
+            json!({"type":"ack","id":"r"})
+        ],
     );
 
     // The room no longer reaches her, and she can no longer publish there…
@@ -68,7 +71,7 @@ async fn a_refresh_with_a_narrower_rooms_claim_removes_the_rooms_outside_it() {
         SECRET,
     );
     let frames = refresh(&mut alice, &narrowed).await;
-    assert_eq!(frames[0], json!({"type":"removed","room":"course:2","code":"forbidden"}));
+    assert_eq!(frames[0], json!({"type":"removed","room":"course:2","code":"forbidden","reason":"rights"}));
     assert_eq!(frames.len(), 2, "{frames:?}");
     assert_eq!(request(&mut alice, chat("a1", "course:1")).await["type"], "ack");
     // Publishing checks the claim too, before membership.
@@ -94,7 +97,10 @@ async fn a_reload_that_drops_a_permission_removes_members_without_waiting_for_th
     server.reloader.reload(&BTreeMap::new()).unwrap();
 
     // Alice is told without sending anything; the teacher is not.
-    assert_eq!(next_json(&mut alice).await, json!({"type":"removed","room":"course:1","code":"forbidden"}));
+    assert_eq!(
+        next_json(&mut alice).await,
+        json!({"type":"removed","room":"course:1","code":"forbidden","reason":"rights"})
+    );
     assert_eq!(request(&mut teacher, chat("t1", "course:1")).await["type"], "ack");
     assert_silent(&mut alice, Duration::from_millis(300)).await;
     assert_eq!(request(&mut alice, chat("a1", "course:1")).await["code"], "not_member");

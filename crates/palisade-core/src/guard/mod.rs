@@ -107,6 +107,12 @@ impl Standing {
     pub fn ip(&self) -> IpKey {
         self.ip
     }
+
+    /// Whether its rates are divided (`abuse.restrict_at`), as of its
+    /// last message.
+    pub fn is_restricted(&self) -> bool {
+        self.restricted
+    }
 }
 
 /// Proof that a connection is counted against its address's cap (from
@@ -364,9 +370,10 @@ impl Guard {
     }
 
     /// Pipeline step 8: the event's own `rate`, per user across their
-    /// connections (divided while restricted, as of the last step 2).
-    pub fn event(&self, standing: &Standing, user: &str, event: &str, rate: Rate, now: Timestamp) -> Verdict {
-        let rate = self.rate(rate, standing.restricted);
+    /// connections (divided while the sender is `restricted`, as its
+    /// standing was at the last step 2).
+    pub fn event(&self, restricted: bool, user: &str, event: &str, rate: Rate, now: Timestamp) -> Verdict {
+        let rate = self.rate(rate, restricted);
         let (checked, _) = self.users.with(
             user,
             now,
@@ -393,7 +400,7 @@ impl Guard {
     /// A `recover` request: `abuse.recover_rate` per user, counted like an
     /// event's own rate under a name no declared event can have.
     pub fn recover(&self, standing: &Standing, user: &str, now: Timestamp) -> Verdict {
-        self.event(standing, user, "$recover", self.settings.recover_rate, now)
+        self.event(standing.restricted, user, "$recover", self.settings.recover_rate, now)
     }
 
     /// A ping or pong from the client: `abuse.control_rate` per connection.

@@ -241,12 +241,14 @@ fn event_and_control_rates() {
     let guard = Guard::new(guard_settings());
     let conn = Standing::new(ip(2));
     let rate = Rate::parse("2/s").unwrap();
-    assert_eq!(guard.event(&conn, "alice", "quiz.answer", rate, T0), Verdict::Pass);
-    assert_eq!(guard.event(&conn, "alice", "quiz.answer", rate, T0), Verdict::Pass);
-    let Verdict::Refuse(r) = guard.event(&conn, "alice", "quiz.answer", rate, T0) else { panic!("third in a second") };
+    assert_eq!(guard.event(conn.is_restricted(), "alice", "quiz.answer", rate, T0), Verdict::Pass);
+    assert_eq!(guard.event(conn.is_restricted(), "alice", "quiz.answer", rate, T0), Verdict::Pass);
+    let Verdict::Refuse(r) = guard.event(conn.is_restricted(), "alice", "quiz.answer", rate, T0) else {
+        panic!("third in a second")
+    };
     assert_eq!((r.kind, r.retry_after), (Kind::RateExcess, Some(Duration::from_millis(500))));
-    assert_eq!(guard.event(&conn, "alice", "chat.message", rate, T0), Verdict::Pass, "per event");
-    assert_eq!(guard.event(&conn, "bob", "quiz.answer", rate, T0), Verdict::Pass, "per user");
+    assert_eq!(guard.event(conn.is_restricted(), "alice", "chat.message", rate, T0), Verdict::Pass, "per event");
+    assert_eq!(guard.event(conn.is_restricted(), "bob", "quiz.answer", rate, T0), Verdict::Pass, "per user");
     let mut pinger = Standing::new(ip(3));
     let pings = (0..50).filter(|_| guard.control(&mut pinger, T0) == Verdict::Pass).count();
     assert_eq!(pings, 5, "control_rate 5/s");

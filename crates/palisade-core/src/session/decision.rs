@@ -5,9 +5,10 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::guard::Escalation;
+use crate::guard::{Escalation, Rate};
 use crate::history::HistoryRule;
 use crate::refusal::Refusal;
+use crate::replay::NonceClaim;
 
 /// What one client frame becomes.
 #[derive(Debug)]
@@ -86,8 +87,13 @@ pub enum Decision<'a> {
         /// policy that accepted it.
         history: HistoryRule,
         /// The client message id to mark sent with the event's seq
-        /// (`ClientIds::sent`), when it was remembered.
+        /// (`ClientIds::sent`), when it was remembered (and to forget if
+        /// the commit step refuses).
         cid: Option<Cow<'a, str>>,
+        /// The event's own rate, for the commit step (step 8).
+        rate: Option<Rate>,
+        /// The replay nonce to spend, for the commit step (step 11).
+        nonce: Option<NonceClaim<'a>>,
     },
     /// A resend of a `cid` already published: acknowledge with its `seq`
     /// (`None` while the first is still being published) and

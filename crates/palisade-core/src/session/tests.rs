@@ -65,11 +65,33 @@ impl Env {
         Context {
             policy: &self.policy,
             verifier: &self.verifier,
-            nonces: &self.nonces,
             guard: &self.guard,
             revocations: &self.revocations,
             owners: &self.owners,
             client_ids: &self.client_ids,
+        }
+    }
+}
+
+impl Env {
+    /// Runs `frame` through `s` and, for a publish, the commit step's
+    /// checks as the memory commit makes them: what a connection does.
+    fn run<'t>(&self, s: &mut Session, frame: &'t str, now: Timestamp) -> Decision<'t> {
+        let decision = s.on_text(self.cx(), frame, now);
+        let Decision::Publish { ref room, ref event, rate, ref nonce, history, ref id, .. } = decision else {
+            return decision;
+        };
+        let claim = s.claim(room, event, rate, nonce.clone(), history);
+        match crate::seams::commit::check(&claim, &self.guard, &self.nonces, now) {
+            Ok(unenforced) => {
+                let committed = crate::seams::Committed { seq: 1, unenforced };
+                assert!(s.committed(&self.guard, Ok(&committed), now).is_none());
+                decision
+            }
+            Err(refusal) => {
+                let escalation = s.committed(&self.guard, Err(&refusal), now).unwrap();
+                Decision::Reject(refusal.answering(id.clone()), escalation)
+            }
         }
     }
 }
@@ -443,8 +465,8 @@ fn replay_events_need_a_fresh_nonce_and_timestamp() {
     let mut s = joined(&env);
     let extra = |nonce: &str, ts: u64| format!(r#","nonce":"{nonce}","ts":{ts}"#);
     let now = T0.as_millis();
-    assert!(matches!(s.on_text(env.cx(), &send("once", "{}", &extra("n1", now)), T0), Decision::Publish { .. }));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &send("once", "{}", &extra("n1", now)), T0)).code(), ErrorCode::Replay);
+    assert!(matches!(env.run(&mut s, &send("once", "{}", &extra("n1", now)), T0), Decision::Publish { .. }));
+    assert_eq!(refusal_of(env.run(&mut s, &send("once", "{}", &extra("n1", now)), T0)).code(), ErrorCode::Replay);
     assert_eq!(
         refusal_of(s.on_text(env.cx(), &send("once", "{}", &extra("n2", now - 31_000)), T0)).code(),
         ErrorCode::Replay
@@ -461,8 +483,8 @@ fn a_refused_message_spends_no_nonce() {
     let frame = send("once", "{}", &format!(r#","nonce":"n1","ts":{}"#, T0.as_millis()));
     assert_eq!(refusal_of(s.on_text(env.cx(), &frame, T0)).code(), ErrorCode::NotMember);
     assert!(matches!(s.on_text(env.cx(), r#"{"type":"join","id":"j","room":"r"}"#, T0), Decision::Join { .. }));
-    assert!(matches!(s.on_text(env.cx(), &frame, T0), Decision::Publish { .. }));
-    assert_eq!(refusal_of(s.on_text(env.cx(), &frame, T0)).code(), ErrorCode::Replay);
+    assert!(matches!(env.run(&mut s, &frame, T0), Decision::Publish { .. }));
+    assert_eq!(refusal_of(env.run(&mut s, &frame, T0)).code(), ErrorCode::Replay);
 }
 
 #[test]

@@ -22,10 +22,10 @@ use palisade_core::addr::IpKey;
 use palisade_core::audit;
 use palisade_core::guard::Subject;
 use palisade_core::refusal::Kind;
-use palisade_protocol::{CloseCode, EventFrame, Identity, ServerFrame};
+use palisade_core::seams::{Claim, Outgoing};
+use palisade_protocol::CloseCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::shared::{Actor, ApiError, admin_action, blocking, body, page_size, query, reply};
 use super::{api_bans, browser};
@@ -285,17 +285,19 @@ async fn publish(
     let policy = state.settings.policy.load();
     let data = policy.shape_backend_event(&room, &event, &data).map_err(Box::new)?;
     let now = state.clock.now();
-    let seq = state.hub.publish(&room, policy.history(&room), now, |seq| {
-        let frame = EventFrame {
-            room: &room,
-            seq,
-            event: &event,
-            from: Identity { id: BACKEND, name: BACKEND },
-            data: &data,
-            ts: now.as_millis(),
-        };
-        Utf8Bytes::from(ServerFrame::Event(frame).to_json())
-    });
+    // A backend has no rate or nonce to check: the commit step only gives
+    // the event its seq, keeps and publishes it.
+    let claim = Claim {
+        user: "",
+        restricted: false,
+        room: &room,
+        event: &event,
+        rate: None,
+        nonce: None,
+        history: policy.history(&room),
+    };
+    let outgoing = Outgoing { from_id: BACKEND, from_name: BACKEND, data: &data, ts: now };
+    let seq = state.commit.commit(claim, outgoing, now).await.map_err(Box::new)?.seq;
     admin_action(&state, &actor, &format!("published {event} in {room} (seq {seq})"), None);
     Ok(reply(StatusCode::OK, &json!({"seq": seq})))
 }

@@ -15,10 +15,9 @@ use palisade_core::audit::{self, Entry};
 use palisade_core::guard::Escalation;
 use palisade_core::log::Clipped;
 use palisade_core::refusal::Kind;
+use palisade_core::seams::Outgoing;
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
-use palisade_protocol::{
-    CloseCode, ErrorCode, ErrorFrame, EventFrame, Identity, RemovedReason, ServerFrame, UserInfo, Welcome,
-};
+use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, RemovedReason, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, error, info, warn};
@@ -251,7 +250,7 @@ impl Conn<'_> {
                     }
                     decision => decision,
                 };
-                let reply = self.perform(decision, now);
+                let reply = self.perform(decision, now).await;
                 self.state.metrics.pipeline_since(started);
                 self.remove(ws, &reply.removed).await?;
                 self.replay(ws, reply.replay).await?;
@@ -329,7 +328,6 @@ impl Conn<'_> {
         let cx = Context {
             policy: &policy,
             verifier: self.state.settings.gate.verifier(),
-            nonces: &self.state.nonces,
             guard: &self.state.guard,
             revocations: &self.state.revocations,
             owners: &self.state.owners.owners,
@@ -341,7 +339,7 @@ impl Conn<'_> {
     /// Performs the session's decision on one text frame; returns the reply
     /// for the sender, the rooms a `refresh` lost, and whether the
     /// connection must close after the reply.
-    fn perform(&mut self, decision: Decision<'_>, now: Timestamp) -> Reply {
+    async fn perform(&mut self, decision: Decision<'_>, now: Timestamp) -> Reply {
         let mut reply = Reply { replay: Vec::new(), frame: String::new(), removed: Vec::new(), close: None };
         reply.frame = match decision {
             Decision::Join { id, room, claimed } | Decision::Create { id, room, claimed } => {
@@ -377,23 +375,34 @@ impl Conn<'_> {
                 self.rooms.leave(&room);
                 ack(&id, None)
             }
-            Decision::Publish { id, room, event, data, history, cid } => {
-                let who = self.session.identity();
-                let seq = self.state.hub.publish(&room, history, now, |seq| {
-                    let frame = EventFrame {
-                        room: &room,
-                        seq,
-                        event: &event,
-                        from: Identity { id: &who.user_id, name: &who.name },
-                        data: &data,
-                        ts: now.as_millis(),
-                    };
-                    Utf8Bytes::from(ServerFrame::Event(frame).to_json())
-                });
-                if let Some(cid) = cid {
-                    self.state.client_ids.sent(&self.session.identity().user_id, &cid, &room, seq);
+            Decision::Publish { id, room, event, data, history, cid, rate, nonce } => {
+                // What `abuse.dry_run` let through in the pipeline, reported
+                // before the commit step may let more through.
+                reply.close = self.unenforced();
+                let outcome = {
+                    let who = self.session.identity();
+                    let claim = self.session.claim(&room, &event, rate, nonce, history);
+                    let outgoing = Outgoing { from_id: &who.user_id, from_name: &who.name, data: &data, ts: now };
+                    self.state.commit.commit(claim, outgoing, now).await
+                };
+                let escalation = self.session.committed(&self.state.guard, outcome.as_ref(), now);
+                let user = &self.session.identity().user_id;
+                match outcome {
+                    Ok(committed) => {
+                        if let Some(cid) = cid {
+                            self.state.client_ids.sent(user, &cid, &room, committed.seq);
+                        }
+                        ack(&id, Some(committed.seq))
+                    }
+                    Err(refusal) => {
+                        if let Some(cid) = cid {
+                            self.state.client_ids.forget(user, &cid);
+                        }
+                        let frame = self.refuse(&refusal.answering(id));
+                        reply.close = reply.close.or_else(|| escalation.and_then(|e| self.escalate(e)));
+                        frame
+                    }
                 }
-                ack(&id, Some(seq))
             }
             Decision::Duplicate { id, seq } => {
                 ServerFrame::Ack { id: &id, seq, complete: None, duplicate: Some(true) }.to_json()
