@@ -245,6 +245,7 @@ impl ReconnectingClient {
             refreshed_for: 0,
             notice: 0,
             hint: Duration::ZERO,
+            close_code: None,
             rng,
         };
         tokio::spawn(driver.run());
@@ -421,6 +422,8 @@ struct Driver {
     refreshed_for: u64,
     notice: u64,
     hint: Duration,
+    /// The terminal close code that ended the client, if any.
+    close_code: Option<u16>,
     rng: Jitter,
 }
 
@@ -484,7 +487,8 @@ impl Driver {
     // --- commands ---------------------------------------------------------
 
     async fn command(&mut self, command: Command) {
-        let closed = *self.state.borrow() == State::Closed;
+        let closed =
+            (*self.state.borrow() == State::Closed).then_some(ClientError::ClientClosed { code: self.close_code });
         match command {
             Command::Connect(reply) => {
                 if self.ready {
@@ -494,12 +498,13 @@ impl Driver {
                 self.waiters.push(reply);
                 if !self.running {
                     self.running = true;
+                    self.close_code = None;
                     self.open();
                 }
             }
             Command::Join(room, reply) => {
-                if closed {
-                    let _ = reply.send(Err(ClientError::ClientClosed { code: None }));
+                if let Some(e) = closed {
+                    let _ = reply.send(Err(e));
                     return;
                 }
                 let r = self.rooms.entry(room.clone()).or_default();
@@ -527,8 +532,8 @@ impl Driver {
                 self.raw(json!({"type": "leave", "id": id, "room": room})).await;
             }
             Command::Publish(mut msg) => {
-                if closed {
-                    let _ = msg.reply.send(Err(ClientError::ClientClosed { code: None }));
+                if let Some(e) = closed {
+                    let _ = msg.reply.send(Err(e));
                     return;
                 }
                 msg.deadline = Instant::now() + self.options.send_timeout;
@@ -700,6 +705,7 @@ impl Driver {
 
     /// Ends the client: every waiting call fails with `ClientClosed`.
     fn stop(&mut self, code: Option<u16>) {
+        self.close_code = code;
         let err = || ClientError::ClientClosed { code };
         self.retry_at = None;
         self.ready = false;
