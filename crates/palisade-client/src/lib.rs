@@ -18,6 +18,33 @@
 //! delivered twice; `publish` waits in a bounded offline queue, fails when
 //! not sent in time, and a message whose answer was lost with the socket
 //! fails with [`ClientError::Disconnected`], never sent again.
+//!
+//! ```no_run
+//! use palisade_client::{Notification, ReconnectOptions, ReconnectingClient};
+//!
+//! # async fn run() -> Result<(), palisade_client::ClientError> {
+//! let tokens = || async { Ok::<_, std::io::Error>(std::env::var("TOKEN").unwrap_or_default()) };
+//! let (client, mut notes) = ReconnectingClient::new(ReconnectOptions::new("ws://127.0.0.1:8080/ws"), tokens);
+//! client.connect().await?;
+//! client.join("lobby").await?;
+//! tokio::spawn(async move {
+//!     while let Some(n) = notes.recv().await {
+//!         match n {
+//!             Notification::Event(e) => println!("{} #{} from {}: {}", e.room, e.seq, e.from.id, e.data),
+//!             Notification::Recovered { room, complete: false, .. } => println!("{room}: events were missed"),
+//!             other => println!("{other:?}"),
+//!         }
+//!     }
+//! });
+//! let published = client.publish("lobby", "chat.message", serde_json::json!({"content": "hi"})).await?;
+//! println!("seq {}", published.seq);
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `palisade-bench` uses the one-shot [`Client`]: it drives thousands of raw
+//! streams in its own loops, where a task per connection would only cost.
 
 #![forbid(unsafe_code)]
 

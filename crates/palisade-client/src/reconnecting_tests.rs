@@ -230,3 +230,81 @@ async fn expiring_brings_one_refresh_at_a_time_with_a_token_that_outlives_it() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     client.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_a_reconnect_rooms_recover_from_the_last_seq_and_replays_are_not_delivered_twice() {
+    let (url, mut peers) = fake().await;
+    let (client, mut notes) = ReconnectingClient::new(options(&url), fixed_token());
+    let event = |seq: u64| {
+        json!({"type": "event", "room": "lobby", "seq": seq, "event": "e", "from": {"id": "b", "name": "b"},
+               "data": {}, "ts": 1})
+    };
+    let server = tokio::spawn(async move {
+        let mut first = peers.recv().await.unwrap();
+        welcome(&mut first).await;
+        let join = next(&mut first).await;
+        reply(&mut first, json!({"type": "ack", "id": join["id"], "seq": 20})).await;
+        reply(&mut first, event(21)).await;
+        reply(&mut first, event(22)).await;
+        // Going away (a restart).
+        let frame = CloseFrame { code: CloseCode::Away, reason: "server shutting down".into() };
+        first.close(Some(frame)).await.unwrap();
+        let mut second = peers.recv().await.unwrap();
+        welcome(&mut second).await;
+        let recover = next(&mut second).await;
+        assert_eq!((recover["type"].as_str(), recover["since"].as_u64()), (Some("recover"), Some(22)), "{recover}");
+        // A replay overlapping what was seen, then the ack.
+        for seq in [22, 23] {
+            reply(&mut second, event(seq)).await;
+        }
+        reply(&mut second, json!({"type": "ack", "id": recover["id"], "seq": 23, "complete": true})).await;
+        reply(&mut second, event(23)).await;
+        reply(&mut second, event(24)).await;
+        second
+    });
+    client.connect().await.unwrap();
+    client.join("lobby").await.unwrap();
+    let mut seen = Vec::new();
+    let mut recovered = None;
+    while seen.len() < 4 {
+        match notes.recv().await.unwrap() {
+            Notification::Event(e) => seen.push(e.seq),
+            Notification::Reconnecting { code, .. } => assert_eq!(code, 1001),
+            Notification::Recovered { room, complete, seq } => recovered = Some((room, complete, seq)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen, [21, 22, 23, 24]);
+    assert_eq!(recovered, Some(("lobby".to_owned(), true, 23)));
+    let _second = server.await.unwrap();
+    client.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_consumer_close_waits_at_least_the_servers_last_hint() {
+    let (url, mut peers) = fake().await;
+    let (client, mut notes) = ReconnectingClient::new(options(&url), fixed_token());
+    let server = tokio::spawn(async move {
+        let mut peer = peers.recv().await.unwrap();
+        welcome(&mut peer).await;
+        let send = next(&mut peer).await;
+        let limited = json!({"type": "error", "id": send["id"], "code": "rate_limited", "message": "slow down",
+                             "retry_after_ms": 7000, "ref": "r_2"});
+        reply(&mut peer, limited).await;
+        let frame = CloseFrame { code: CloseCode::Library(4009), reason: "slow consumer".into() };
+        peer.close(Some(frame)).await.unwrap();
+        peer
+    });
+    client.connect().await.unwrap();
+    let err = client.publish("lobby", "chat.message", json!({})).await.unwrap_err();
+    assert_eq!((err.code(), err.retry_after()), ("rate_limited", Some(Duration::from_secs(7))));
+    match notes.recv().await.unwrap() {
+        Notification::Reconnecting { code, delay, .. } => {
+            assert_eq!(code, 4009);
+            assert!(delay >= Duration::from_secs(7), "{delay:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let _peer = server.await.unwrap();
+    client.close().await;
+}
