@@ -72,6 +72,8 @@ pub struct ReconnectOptions {
     pub origin: Option<String>,
     /// Local address to connect from.
     pub bind: Option<IpAddr>,
+    /// Receive buffer size to request from the OS.
+    pub recv_buffer: Option<u32>,
     /// Messages held while not connected (default 100); more fail with
     /// [`ClientError::QueueFull`].
     pub max_queue: usize,
@@ -99,6 +101,7 @@ impl ReconnectOptions {
             placement: TokenPlacement::Header,
             origin: None,
             bind: None,
+            recv_buffer: None,
             max_queue: 100,
             backoff: Backoff::default(),
             send_timeout: Duration::from_secs(10),
@@ -574,6 +577,7 @@ impl Driver {
         options.placement = self.options.placement;
         options.origin.clone_from(&self.options.origin);
         options.bind = self.options.bind;
+        options.recv_buffer = self.options.recv_buffer;
         options.timeout = self.options.welcome_timeout;
         self.connecting = Some(Box::pin(async move {
             let token = tokens.token().await.map_err(|e| ClientError::Token(e.to_string()))?;

@@ -276,3 +276,48 @@ async fn the_offline_queue_is_bounded_then_flushed_after_the_join_on_welcome() {
     assert_eq!(notes.next_event().await.unwrap().seq, b);
     client.close().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_4009_then_reconnects_and_recovers() {
+    let server = TestServer::start_lenient(&format!("{}[limits]\noutbound_queue = 2\n", with_admin_key())).await;
+    let admin = server.admin.unwrap();
+    // The application does not read its notifications: with room for one,
+    // the client stops reading its socket, as a stalled consumer would.
+    let opts =
+        ReconnectOptions { notification_capacity: 1, recv_buffer: Some(4096), ..options(&server, [127, 0, 38, 1]) };
+    let (client, mut notes) = ReconnectingClient::new(opts, long_lived("stalled"));
+    client.connect().await.unwrap();
+    client.join("lobby").await.unwrap();
+    let content = "x".repeat(2000);
+    let connected = || async {
+        let reply =
+            call_at(admin, Call { bearer: Some(ADMIN_KEY), ..Call::get("/api/connections?user=stalled") }).await;
+        !reply.json()["items"].as_array().unwrap().is_empty()
+    };
+    let mut published = 0;
+    while connected().await {
+        for _ in 0..50 {
+            let body = json!({"room": "lobby", "event": "chat.message", "data": {"content": content}});
+            let reply = call_at(admin, Call { bearer: Some(ADMIN_KEY), ..Call::post("/api/publish", body) }).await;
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        published += 50;
+        assert!(published < 20_000, "never judged a slow consumer");
+    }
+    // Reading again: the events that reached it, the 4009, the recovery.
+    let mut seen = Vec::new();
+    loop {
+        match tokio::time::timeout(WAIT, notes.recv()).await.expect("in time").expect("open") {
+            Notification::Event(e) => seen.push(e.seq),
+            Notification::Reconnecting { code, .. } => assert_eq!(code, 4009),
+            Notification::Recovered { room, .. } => {
+                assert_eq!(room, "lobby");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "no event twice");
+    assert_eq!(client.state(), State::Connected);
+    client.close().await;
+}
