@@ -7,12 +7,50 @@
 //! [`Client::request`] for anything else. Events that arrive while a request
 //! waits for its reply are kept, in order, for [`Client::next_message`].
 //!
-//! Reconnection, token refresh and offline queues are later work; this
-//! crate is what the load generator and tests need today.
+//! [`Client`] is one connection, as the load generator and tests need it.
+//! [`ReconnectingClient`] keeps a connection up the way the JavaScript
+//! client (`clients/js`) does: the close code decides (4001 → a fresh token
+//! from the [`TokenSource`], then reconnect; 4003 and 4008 end it; 4009 and
+//! 4029 back off by the server's hint; anything else reconnects) with
+//! full-jitter exponential [`Backoff`] reset only by a `welcome`; the token
+//! is refreshed in-band on `expiring`, one refresh at a time; rooms are
+//! re-joined with `recover` from the last `seq` seen and events are never
+//! delivered twice; `publish` waits in a bounded offline queue, fails when
+//! not sent in time, and a message whose answer was lost with the socket
+//! fails with [`ClientError::Disconnected`], never sent again.
+//!
+//! ```no_run
+//! use palisade_client::{Notification, ReconnectOptions, ReconnectingClient};
+//!
+//! # async fn run() -> Result<(), palisade_client::ClientError> {
+//! let tokens = || async { Ok::<_, std::io::Error>(std::env::var("TOKEN").unwrap_or_default()) };
+//! let (client, mut notes) = ReconnectingClient::new(ReconnectOptions::new("ws://127.0.0.1:8080/ws"), tokens);
+//! client.connect().await?;
+//! client.join("lobby").await?;
+//! tokio::spawn(async move {
+//!     while let Some(n) = notes.recv().await {
+//!         match n {
+//!             Notification::Event(e) => println!("{} #{} from {}: {}", e.room, e.seq, e.from.id, e.data),
+//!             Notification::Recovered { room, complete: false, .. } => println!("{room}: events were missed"),
+//!             other => println!("{other:?}"),
+//!         }
+//!     }
+//! });
+//! let published = client.publish("lobby", "chat.message", serde_json::json!({"content": "hi"})).await?;
+//! println!("seq {}", published.seq);
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `palisade-bench` uses the one-shot [`Client`]: it drives thousands of raw
+//! streams in its own loops, where a task per connection would only cost.
 
 #![forbid(unsafe_code)]
 
+mod backoff;
 mod message;
+mod reconnecting;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -27,7 +65,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub use message::{Reply, ServerMessage, WelcomeInfo};
+pub use backoff::{Backoff, CloseAction, Jitter};
+pub use message::{Reply, Sender, ServerMessage, UserInfo, WelcomeInfo};
+pub use reconnecting::{
+    Event, Notification, Notifications, Published, ReconnectOptions, ReconnectingClient, State, TokenError, TokenSource,
+};
 
 /// The underlying WebSocket stream.
 pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -109,6 +151,83 @@ pub enum ClientError {
     /// Socket setup failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The server refused a request with an `error` frame (or took the
+    /// connection out of a room with `removed`).
+    #[error("refused by the server: {code}")]
+    Rejected {
+        /// The protocol's error code (`forbidden`, `invalid_payload`, …).
+        code: String,
+        /// With `invalid_payload`: the JSON Pointer of the field at fault.
+        path: Option<String>,
+        /// With `rate_limited`: how long until the same request is allowed.
+        retry_after: Option<Duration>,
+        /// The server's `r_…` reference, matching its log line.
+        reference: Option<String>,
+    },
+    /// The message was sent, then the socket dropped before its answer:
+    /// whether the server took it is unknown, and it is never sent again.
+    #[error("the connection dropped after sending; not sent again")]
+    Disconnected,
+    /// The offline queue already holds its maximum.
+    #[error("the offline queue is full")]
+    QueueFull,
+    /// The client is closed: by `close()` (no code), or by a terminal
+    /// close code from the server (4003, 4008).
+    #[error("the client is closed{}", code.map(|c| format!(" (server closed with {c})")).unwrap_or_default())]
+    ClientClosed {
+        /// The server's close code, when it ended the client.
+        code: Option<u16>,
+    },
+    /// The room was left before its join completed.
+    #[error("left the room before joining it")]
+    Left,
+    /// The token source failed.
+    #[error("no token: {0}")]
+    Token(String),
+}
+
+impl ClientError {
+    /// A short stable code: the server's error code for [`ClientError::Rejected`],
+    /// else `disconnected`, `timeout`, `queue_full`, `closed`, `left`,
+    /// `token`, `refused` (HTTP), `protocol` or `transport`.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Rejected { code, .. } => code,
+            Self::Disconnected => "disconnected",
+            Self::Timeout => "timeout",
+            Self::QueueFull => "queue_full",
+            Self::ClientClosed { .. } => "closed",
+            Self::Left => "left",
+            Self::Token(_) => "token",
+            Self::Refused { .. } => "refused",
+            Self::Protocol(_) | Self::BadUrl(_) => "protocol",
+            Self::Closed { .. } | Self::Transport(_) | Self::Io(_) => "transport",
+        }
+    }
+
+    /// With `invalid_payload`: the JSON Pointer of the field at fault.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Self::Rejected { path, .. } => path.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// With `rate_limited`: how long until the same request is allowed.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Rejected { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The server's `r_…` reference for a refusal.
+    pub fn reference(&self) -> Option<&str> {
+        match self {
+            Self::Rejected { reference, .. } => reference.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// A connected, authenticated client.

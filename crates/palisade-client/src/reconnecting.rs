@@ -1,0 +1,998 @@
+//! [`ReconnectingClient`]: a handle to a task that keeps one Palisade
+//! connection up. The semantics are the JavaScript client's
+//! (`clients/js/src/client.ts`); the task owns every piece of state, and the
+//! handle talks to it over a channel.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::backoff::{Backoff, CloseAction, Jitter};
+use crate::message::{Sender, WelcomeInfo};
+use crate::{Client, ClientError, ConnectOptions, Stream, TokenPlacement};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A token source's failure, as the application reports it.
+pub type TokenError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where access tokens come from: called before every connect and for
+/// every in-band refresh. Any `Fn() -> impl Future<Output = Result<String, E>>`
+/// is one.
+pub trait TokenSource: Send + Sync + 'static {
+    /// A fresh access token.
+    fn token(&self) -> Pin<Box<dyn Future<Output = Result<String, TokenError>> + Send + '_>>;
+}
+
+impl<F, Fut, E> TokenSource for F
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, E>> + Send + 'static,
+    E: Into<TokenError>,
+{
+    fn token(&self) -> Pin<Box<dyn Future<Output = Result<String, TokenError>> + Send + '_>> {
+        let fut = self();
+        Box::pin(async move { fut.await.map_err(Into::into) })
+    }
+}
+
+/// Where the client stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Getting a token, opening the socket, waiting for `welcome`.
+    Connecting,
+    /// `welcome` received; requests go out at once.
+    Connected,
+    /// Not connected: before `connect()`, or waiting to reconnect.
+    Disconnected,
+    /// Ended: by `close()` or a terminal close code (4003, 4008).
+    Closed,
+}
+
+/// Options of a [`ReconnectingClient`].
+#[derive(Debug, Clone)]
+pub struct ReconnectOptions {
+    /// `ws://IP:PORT/ws`.
+    pub url: String,
+    /// Where the token goes.
+    pub placement: TokenPlacement,
+    /// `Origin` header to send, as a browser would.
+    pub origin: Option<String>,
+    /// Local address to connect from.
+    pub bind: Option<IpAddr>,
+    /// Receive buffer size to request from the OS.
+    pub recv_buffer: Option<u32>,
+    /// Messages held while not connected (default 100); more fail with
+    /// [`ClientError::QueueFull`].
+    pub max_queue: usize,
+    /// Reconnect timing.
+    pub backoff: Backoff,
+    /// A message not answered this long after `publish` fails with
+    /// [`ClientError::Timeout`] (default 10 s), whether it waited in the
+    /// queue or for its answer.
+    pub send_timeout: Duration,
+    /// How long the handshake and `welcome` may take (default 10 s).
+    pub welcome_timeout: Duration,
+    /// Notifications held for the application (default 1024). When they are
+    /// not read, the client stops reading its socket until they are (so a
+    /// client that never reads is closed by the server with 4009).
+    pub notification_capacity: usize,
+    /// Seed of the backoff jitter (default: from the process's randomness).
+    pub seed: Option<u64>,
+}
+
+impl ReconnectOptions {
+    /// Options for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            placement: TokenPlacement::Header,
+            origin: None,
+            bind: None,
+            recv_buffer: None,
+            max_queue: 100,
+            backoff: Backoff::default(),
+            send_timeout: Duration::from_secs(10),
+            welcome_timeout: Duration::from_secs(10),
+            notification_capacity: 1024,
+            seed: None,
+        }
+    }
+}
+
+/// A published event's place in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The `seq` the room gave the event.
+    pub seq: u64,
+}
+
+/// An event in a joined room, delivered once per `seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Room.
+    pub room: String,
+    /// Event name.
+    pub event: String,
+    /// Per-room sequence number.
+    pub seq: u64,
+    /// The sender, from the sender's token.
+    pub from: Sender,
+    /// Payload, as the server cleaned it.
+    pub data: Value,
+    /// Server time, Unix ms.
+    pub ts: u64,
+}
+
+/// What the client tells the application, in order.
+#[derive(Debug)]
+pub enum Notification {
+    /// An event in a joined room.
+    Event(Event),
+    /// A room re-joined after a reconnect; `complete` is false when events
+    /// may have been missed (reload the room's state from elsewhere).
+    Recovered {
+        /// Room.
+        room: String,
+        /// Whether every event after the last one seen was replayed.
+        complete: bool,
+        /// The room's newest `seq`.
+        seq: u64,
+    },
+    /// The server took the client out of a room (or refused a re-join).
+    Removed {
+        /// Room.
+        room: String,
+        /// The error code (`forbidden`).
+        code: String,
+        /// `rights`, `deleted` or `removed_by_owner`, when the server said.
+        reason: Option<String>,
+    },
+    /// A reconnect is scheduled.
+    Reconnecting {
+        /// 0 for the first after a healthy connection.
+        attempt: u32,
+        /// How long until it.
+        delay: Duration,
+        /// The close code that caused it (1006 when the socket just ended
+        /// or could not be opened).
+        code: u16,
+        /// The close reason, or what failed.
+        reason: String,
+    },
+    /// Something failed that no call reports: a refresh, the token source,
+    /// an error frame without an id, a terminal close.
+    Error(ClientError),
+}
+
+/// The client's notifications; read them in their own task.
+#[derive(Debug)]
+pub struct Notifications(mpsc::Receiver<Notification>);
+
+impl Notifications {
+    /// The next notification; `None` once the client is dropped.
+    pub async fn recv(&mut self) -> Option<Notification> {
+        self.0.recv().await
+    }
+
+    /// The next event, skipping other notifications.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Notification::Event(e) = self.recv().await? {
+                return Some(e);
+            }
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+enum Command {
+    Connect(Reply<()>),
+    Join(String, Reply<()>),
+    Leave(String, oneshot::Sender<()>),
+    Publish(Outgoing),
+    Close(oneshot::Sender<()>),
+}
+
+/// A Palisade connection that keeps itself up (see the crate docs). Cheap
+/// to clone: every clone drives the same connection. The connection task
+/// ends when every clone is dropped or on `close()`.
+#[derive(Debug, Clone)]
+pub struct ReconnectingClient {
+    commands: mpsc::Sender<Command>,
+    state: watch::Receiver<State>,
+}
+
+impl ReconnectingClient {
+    /// A client in state `Disconnected` and its notifications; nothing
+    /// connects before [`ReconnectingClient::connect`]. Needs a tokio runtime.
+    pub fn new(options: ReconnectOptions, tokens: impl TokenSource) -> (Self, Notifications) {
+        let (commands, rx) = mpsc::channel(64);
+        let (out, notes) = mpsc::channel(options.notification_capacity.max(1));
+        let (state_tx, state) = watch::channel(State::Disconnected);
+        let rng = options.seed.map_or_else(Jitter::from_entropy, Jitter::seeded);
+        let driver = Driver {
+            options,
+            tokens: Arc::new(tokens),
+            commands: rx,
+            out,
+            state: state_tx,
+            running: false,
+            ready: false,
+            ws: None,
+            connecting: None,
+            retry_at: None,
+            attempt: 0,
+            next_id: 0,
+            pending: HashMap::new(),
+            queue: VecDeque::new(),
+            rooms: HashMap::new(),
+            waiters: Vec::new(),
+            csrf: None,
+            token: None,
+            fetching: None,
+            refreshing: false,
+            refreshed_for: 0,
+            notice: 0,
+            hint: Duration::ZERO,
+            close_code: None,
+            rng,
+        };
+        tokio::spawn(driver.run());
+        (Self { commands, state }, Notifications(notes))
+    }
+
+    /// Connects (and keeps reconnecting); resolves on the next `welcome`.
+    /// Fails only if the client is closed meanwhile (by `close()` or a
+    /// terminal close code); refused handshakes are retried.
+    pub async fn connect(&self) -> Result<(), ClientError> {
+        self.call(Command::Connect).await
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        *self.state.borrow()
+    }
+
+    /// A watch on the state, to await changes.
+    pub fn watch_state(&self) -> watch::Receiver<State> {
+        self.state.clone()
+    }
+
+    /// Joins `room`, and re-joins it (with `recover`) after every reconnect;
+    /// resolves once a member (which may be after the next `welcome`).
+    pub async fn join(&self, room: &str) -> Result<(), ClientError> {
+        let room = room.to_owned();
+        self.call(|tx| Command::Join(room, tx)).await
+    }
+
+    /// Leaves `room`; it is not re-joined any more.
+    pub async fn leave(&self, room: &str) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Leave(room.to_owned(), tx)).await?;
+        let _ = rx.await;
+        Ok(())
+    }
+
+    /// Publishes `event` with `data` in `room`: the room's `seq` for it, or
+    /// the server's refusal ([`ClientError::Rejected`]), `QueueFull`,
+    /// `Timeout`, `ClientClosed`, or `Disconnected` when the socket dropped
+    /// after the message went out (it is then never sent again).
+    pub async fn publish(&self, room: &str, event: &str, data: Value) -> Result<Published, ClientError> {
+        let (room, event) = (room.to_owned(), event.to_owned());
+        self.call(|reply| Command::Publish(Outgoing { room, event, data, reply, deadline: Instant::now(), id: None }))
+            .await
+    }
+
+    /// Closes for good: waiting calls fail with `ClientClosed`, the socket
+    /// is closed with 1000. `connect()` may start it again.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Close(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.unwrap_or(Err(ClientError::ClientClosed { code: None }))
+    }
+
+    async fn send(&self, command: Command) -> Result<(), ClientError> {
+        self.commands.send(command).await.map_err(|_| ClientError::ClientClosed { code: None })
+    }
+}
+
+struct Outgoing {
+    room: String,
+    event: String,
+    data: Value,
+    reply: Reply<Published>,
+    deadline: Instant,
+    id: Option<String>,
+}
+
+enum Pending {
+    Send(Outgoing),
+    Join(String),
+    Recover(String),
+    Leave(oneshot::Sender<()>),
+    Refresh(String),
+}
+
+#[derive(Default)]
+struct Room {
+    last_seq: Option<u64>,
+    requested: bool,
+    joined: bool,
+    waiters: Vec<Reply<()>>,
+}
+
+impl Room {
+    fn settle(&mut self, result: impl Fn() -> Result<(), ClientError>) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(result());
+        }
+    }
+}
+
+/// Every server frame's fields, all optional: the client reads what it
+/// needs and ignores what it does not know.
+#[derive(Debug, Default, Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    seq: Option<u64>,
+    complete: Option<bool>,
+    code: Option<String>,
+    path: Option<String>,
+    retry_after_ms: Option<u64>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    room: Option<String>,
+    event: Option<String>,
+    from: Option<Sender>,
+    data: Option<Value>,
+    ts: Option<u64>,
+    expires_at: Option<u64>,
+    csrf: Option<String>,
+    reason: Option<String>,
+}
+
+impl Frame {
+    fn error(&self) -> ClientError {
+        ClientError::Rejected {
+            code: self.code.clone().unwrap_or_default(),
+            path: self.path.clone(),
+            retry_after: self.retry_after_ms.map(Duration::from_millis),
+            reference: self.reference.clone(),
+        }
+    }
+}
+
+type Opened = Result<Box<(Stream, WelcomeInfo, String)>, ClientError>;
+
+enum Wake {
+    Command(Option<Command>),
+    Opened(Opened),
+    Read(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Token(Result<String, TokenError>),
+    Retry,
+    Deadline,
+}
+
+struct Driver {
+    options: ReconnectOptions,
+    tokens: Arc<dyn TokenSource>,
+    commands: mpsc::Receiver<Command>,
+    out: mpsc::Sender<Notification>,
+    state: watch::Sender<State>,
+    /// Between `connect()` and `close()` or a terminal close.
+    running: bool,
+    /// `welcome` received on the current socket.
+    ready: bool,
+    ws: Option<Stream>,
+    connecting: Option<BoxFuture<Opened>>,
+    retry_at: Option<Instant>,
+    attempt: u32,
+    next_id: u64,
+    pending: HashMap<String, Pending>,
+    queue: VecDeque<Outgoing>,
+    rooms: HashMap<String, Room>,
+    waiters: Vec<Reply<()>>,
+    csrf: Option<String>,
+    /// The token the current connection holds (compared, never logged).
+    token: Option<String>,
+    /// The token source, asked for a refresh.
+    fetching: Option<BoxFuture<Result<String, TokenError>>>,
+    /// A `refresh` frame awaits its answer.
+    refreshing: bool,
+    refreshed_for: u64,
+    notice: u64,
+    hint: Duration,
+    /// The terminal close code that ended the client, if any.
+    close_code: Option<u16>,
+    rng: Jitter,
+}
+
+async fn poll_opt<T>(f: &mut Option<BoxFuture<T>>) -> T {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_opt(ws: &mut Option<Stream>) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    async fn run(mut self) {
+        loop {
+            let deadline = self.next_deadline();
+            let wake = tokio::select! {
+                c = self.commands.recv() => Wake::Command(c),
+                o = poll_opt(&mut self.connecting) => Wake::Opened(o),
+                m = read_opt(&mut self.ws) => Wake::Read(m),
+                t = poll_opt(&mut self.fetching) => Wake::Token(t),
+                () = sleep_opt(self.retry_at) => Wake::Retry,
+                () = sleep_opt(deadline) => Wake::Deadline,
+            };
+            match wake {
+                Wake::Command(None) => {
+                    self.shut().await;
+                    return;
+                }
+                Wake::Command(Some(c)) => self.command(c).await,
+                Wake::Opened(o) => {
+                    self.connecting = None;
+                    self.opened(o).await;
+                }
+                Wake::Read(m) => self.read(m).await,
+                Wake::Token(t) => {
+                    self.fetching = None;
+                    self.fetched(t).await;
+                }
+                Wake::Retry => {
+                    self.retry_at = None;
+                    self.open();
+                }
+                Wake::Deadline => self.expire(),
+            }
+        }
+    }
+
+    // --- commands ---------------------------------------------------------
+
+    async fn command(&mut self, command: Command) {
+        let closed =
+            (*self.state.borrow() == State::Closed).then_some(ClientError::ClientClosed { code: self.close_code });
+        match command {
+            Command::Connect(reply) => {
+                if self.ready {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                self.waiters.push(reply);
+                if !self.running {
+                    self.running = true;
+                    self.close_code = None;
+                    self.open();
+                }
+            }
+            Command::Join(room, reply) => {
+                if let Some(e) = closed {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                let r = self.rooms.entry(room.clone()).or_default();
+                if r.joined {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                r.waiters.push(reply);
+                if self.ready && !r.requested {
+                    self.request(&room).await;
+                }
+            }
+            Command::Leave(room, done) => {
+                let Some(mut r) = self.rooms.remove(&room) else {
+                    let _ = done.send(());
+                    return;
+                };
+                r.settle(|| Err(ClientError::Left));
+                if !self.ready || !r.requested {
+                    let _ = done.send(());
+                    return;
+                }
+                let id = self.id();
+                self.pending.insert(id.clone(), Pending::Leave(done));
+                self.raw(json!({"type": "leave", "id": id, "room": room})).await;
+            }
+            Command::Publish(mut msg) => {
+                if let Some(e) = closed {
+                    let _ = msg.reply.send(Err(e));
+                    return;
+                }
+                msg.deadline = Instant::now() + self.options.send_timeout;
+                if self.ready {
+                    self.transmit(msg).await;
+                } else if self.queue.len() >= self.options.max_queue {
+                    let _ = msg.reply.send(Err(ClientError::QueueFull));
+                } else {
+                    self.queue.push_back(msg);
+                }
+            }
+            Command::Close(done) => {
+                self.shut().await;
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// `close()`: everything waiting fails, the socket closes with 1000.
+    async fn shut(&mut self) {
+        self.running = false;
+        self.stop(None);
+        self.rooms.clear();
+        self.connecting = None;
+        if let Some(mut ws) = self.ws.take() {
+            let frame = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+            drain(ws);
+        }
+    }
+
+    // --- the connection ---------------------------------------------------
+
+    fn open(&mut self) {
+        self.set_state(State::Connecting);
+        let tokens = self.tokens.clone();
+        let mut options = ConnectOptions::new(self.options.url.clone(), String::new());
+        options.placement = self.options.placement;
+        options.origin.clone_from(&self.options.origin);
+        options.bind = self.options.bind;
+        options.recv_buffer = self.options.recv_buffer;
+        options.timeout = self.options.welcome_timeout;
+        self.connecting = Some(Box::pin(async move {
+            let token = tokens.token().await.map_err(|e| ClientError::Token(e.to_string()))?;
+            if token.is_empty() {
+                return Err(ClientError::Token("the token source gave an empty token".into()));
+            }
+            options.token.clone_from(&token);
+            let client = Client::connect(&options).await?;
+            let welcome = client.welcome().clone();
+            Ok(Box::new((client.into_stream(), welcome, token)))
+        }));
+    }
+
+    async fn opened(&mut self, opened: Opened) {
+        match opened {
+            Ok(opened) => {
+                let (ws, welcome, token) = *opened;
+                self.welcomed(ws, welcome, token).await;
+            }
+            Err(e) => {
+                let (code, reason) = match &e {
+                    ClientError::Closed { code: Some(c) } => (*c, e.to_string()),
+                    // The handshake's 429 and 503 ask to slow down, as 4029.
+                    ClientError::Refused { status: 429 | 503, .. } => (4029, e.to_string()),
+                    _ => (1006, e.to_string()),
+                };
+                if let ClientError::Token(_) = e {
+                    self.notify(Notification::Error(e)).await;
+                }
+                self.dropped(code, reason).await;
+            }
+        }
+    }
+
+    async fn welcomed(&mut self, ws: Stream, welcome: WelcomeInfo, token: String) {
+        self.ws = Some(ws);
+        self.token = Some(token);
+        self.csrf = Some(welcome.csrf);
+        // Only a welcome proves the server took us: never TCP or the upgrade.
+        self.attempt = 0;
+        self.refreshed_for = 0;
+        self.notice = 0;
+        self.ready = true;
+        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            self.request(&room).await;
+        }
+        while let Some(msg) = self.queue.pop_front() {
+            self.transmit(msg).await;
+        }
+        self.set_state(State::Connected);
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Ok(()));
+        }
+    }
+
+    async fn read(&mut self, msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) {
+        match msg {
+            Some(Ok(Message::Text(text))) => {
+                if let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) {
+                    self.frame(frame).await;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let (code, reason) =
+                    frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.as_str().to_owned()));
+                // Answer the close handshake in the background.
+                if let Some(ws) = self.ws.take() {
+                    drain(ws);
+                }
+                self.dropped(code, reason).await;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                self.ws = None;
+                self.dropped(1006, e.to_string()).await;
+            }
+            None => {
+                self.ws = None;
+                self.dropped(1006, String::new()).await;
+            }
+        }
+    }
+
+    /// The socket is gone (or never opened): fail what was in flight, then
+    /// act on the close code.
+    async fn dropped(&mut self, code: u16, reason: String) {
+        self.ws = None;
+        self.ready = false;
+        self.refreshing = false;
+        self.fetching = None;
+        for (_, p) in self.pending.drain() {
+            match p {
+                Pending::Send(msg) => {
+                    let _ = msg.reply.send(Err(ClientError::Disconnected));
+                }
+                Pending::Leave(done) => {
+                    let _ = done.send(());
+                }
+                Pending::Join(_) | Pending::Recover(_) | Pending::Refresh(_) => {}
+            }
+        }
+        for r in self.rooms.values_mut() {
+            r.requested = false;
+            r.joined = false;
+        }
+        if !self.running {
+            return;
+        }
+        let floor = match CloseAction::of(code) {
+            CloseAction::Terminal => {
+                self.running = false;
+                self.stop(Some(code));
+                self.rooms.clear();
+                self.notify(Notification::Error(ClientError::ClientClosed { code: Some(code) })).await;
+                return;
+            }
+            CloseAction::Slow => self.hint.max(self.options.backoff.base),
+            // A 4001 needs a fresh token: every connect asks for one.
+            CloseAction::Refresh | CloseAction::Reconnect => Duration::ZERO,
+        };
+        self.set_state(State::Disconnected);
+        let delay = self.options.backoff.delay(self.attempt, floor, self.rng.next_f64());
+        self.notify(Notification::Reconnecting { attempt: self.attempt, delay, code, reason }).await;
+        self.attempt = self.attempt.saturating_add(1);
+        self.hint = Duration::ZERO;
+        self.retry_at = Some(Instant::now() + delay);
+    }
+
+    /// Ends the client: every waiting call fails with `ClientClosed`.
+    fn stop(&mut self, code: Option<u16>) {
+        self.close_code = code;
+        let err = || ClientError::ClientClosed { code };
+        self.retry_at = None;
+        self.ready = false;
+        for (_, p) in self.pending.drain() {
+            match p {
+                Pending::Send(msg) => {
+                    let _ = msg.reply.send(Err(err()));
+                }
+                Pending::Leave(done) => {
+                    let _ = done.send(());
+                }
+                Pending::Join(_) | Pending::Recover(_) | Pending::Refresh(_) => {}
+            }
+        }
+        for msg in self.queue.drain(..) {
+            let _ = msg.reply.send(Err(err()));
+        }
+        for r in self.rooms.values_mut() {
+            r.settle(|| Err(err()));
+        }
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Err(err()));
+        }
+        self.set_state(State::Closed);
+    }
+
+    // --- frames -----------------------------------------------------------
+
+    async fn frame(&mut self, f: Frame) {
+        match f.kind.as_str() {
+            "ack" | "error" => self.answer(f).await,
+            "event" => self.event(f).await,
+            "expiring" => {
+                let at = f.expires_at.unwrap_or(0);
+                self.notice = at;
+                self.refresh(at);
+            }
+            "csrf" if f.csrf.is_some() => self.csrf = f.csrf,
+            "removed" => {
+                let room = f.room.clone().unwrap_or_default();
+                if let Some(mut r) = self.rooms.remove(&room) {
+                    r.settle(|| Err(f.error()));
+                }
+                let code = f.code.unwrap_or_default();
+                self.notify(Notification::Removed { room, code, reason: f.reason }).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn answer(&mut self, f: Frame) {
+        let Some(p) = f.id.as_ref().and_then(|id| self.pending.remove(id)) else {
+            if f.kind == "error" && f.id.is_none() {
+                self.notify(Notification::Error(f.error())).await;
+            }
+            return;
+        };
+        let ok = f.kind == "ack";
+        match p {
+            Pending::Send(msg) => {
+                let result = if ok {
+                    Ok(Published { seq: f.seq.unwrap_or(0) })
+                } else {
+                    if f.code.as_deref() == Some("rate_limited") {
+                        self.hint = Duration::from_millis(f.retry_after_ms.unwrap_or(0));
+                    }
+                    Err(f.error())
+                };
+                let _ = msg.reply.send(result);
+            }
+            Pending::Refresh(token) => {
+                self.refreshing = false;
+                if !ok {
+                    self.notify(Notification::Error(f.error())).await;
+                    return;
+                }
+                self.token = Some(token);
+                // The server re-arms `expiring` for the new token before
+                // its ack: a notice that came meanwhile is answered now.
+                self.refresh(self.notice);
+            }
+            Pending::Leave(done) => {
+                let _ = done.send(());
+            }
+            Pending::Join(room) => self.joined(room, false, f).await,
+            Pending::Recover(room) => self.joined(room, true, f).await,
+        }
+    }
+
+    async fn joined(&mut self, room: String, recover: bool, f: Frame) {
+        let ok = f.kind == "ack";
+        let Some(r) = self.rooms.get_mut(&room) else { return };
+        if !ok {
+            let mut r = self.rooms.remove(&room).unwrap_or_default();
+            r.settle(|| Err(f.error()));
+            if recover {
+                let code = f.code.unwrap_or_default();
+                self.notify(Notification::Removed { room, code, reason: None }).await;
+            }
+            return;
+        }
+        // The room's newest seq: what comes live is above it. After a lossy
+        // recover (a restart, say) it may be below what was seen before.
+        let complete = f.complete == Some(true);
+        let seq = f.seq.unwrap_or(0);
+        r.last_seq = if recover && !complete { Some(seq) } else { Some(r.last_seq.unwrap_or(0).max(seq)) };
+        r.joined = true;
+        r.settle(|| Ok(()));
+        if recover {
+            self.notify(Notification::Recovered { room, complete, seq }).await;
+        }
+    }
+
+    async fn event(&mut self, f: Frame) {
+        let (Some(room), Some(seq)) = (f.room, f.seq) else { return };
+        let Some(r) = self.rooms.get_mut(&room) else { return };
+        if r.last_seq.is_some_and(|last| seq <= last) {
+            return;
+        }
+        r.last_seq = Some(seq);
+        let event = Event {
+            room,
+            event: f.event.unwrap_or_default(),
+            seq,
+            from: f.from.unwrap_or(Sender { id: String::new(), name: String::new() }),
+            data: f.data.unwrap_or(Value::Null),
+            ts: f.ts.unwrap_or(0),
+        };
+        self.notify(Notification::Event(event)).await;
+    }
+
+    /// One refresh per `expiring`, never two at once.
+    fn refresh(&mut self, expires_at: u64) {
+        if self.fetching.is_some() || self.refreshing || expires_at <= self.refreshed_for {
+            return;
+        }
+        self.refreshed_for = expires_at;
+        let tokens = self.tokens.clone();
+        self.fetching = Some(Box::pin(async move { tokens.token().await }));
+    }
+
+    async fn fetched(&mut self, token: Result<String, TokenError>) {
+        let token = match token {
+            Ok(t) => t,
+            Err(e) => {
+                self.notify(Notification::Error(ClientError::Token(e.to_string()))).await;
+                return;
+            }
+        };
+        if !self.ready {
+            return;
+        }
+        // A token that does not outlive this notice would only be warned
+        // again at once: let 4001 come, and the reconnect ask again.
+        let outlives = jwt_exp_ms(&token).is_none_or(|exp| exp > self.refreshed_for);
+        if token.is_empty() || self.token.as_deref() == Some(token.as_str()) || !outlives {
+            return;
+        }
+        let id = self.id();
+        self.refreshing = true;
+        let frame = json!({"type": "refresh", "id": id, "token": token});
+        self.pending.insert(id, Pending::Refresh(token));
+        self.raw(frame).await;
+    }
+
+    // --- sending ----------------------------------------------------------
+
+    async fn request(&mut self, room: &str) {
+        let id = self.id();
+        let Some(r) = self.rooms.get_mut(room) else { return };
+        r.requested = true;
+        let frame = match r.last_seq {
+            None => {
+                self.pending.insert(id.clone(), Pending::Join(room.to_owned()));
+                json!({"type": "join", "id": id, "room": room})
+            }
+            Some(since) => {
+                self.pending.insert(id.clone(), Pending::Recover(room.to_owned()));
+                json!({"type": "recover", "id": id, "room": room, "since": since})
+            }
+        };
+        self.raw(frame).await;
+    }
+
+    async fn transmit(&mut self, mut msg: Outgoing) {
+        let id = self.id();
+        let mut frame = json!({"type": "send", "id": id, "room": msg.room, "event": msg.event, "data": msg.data});
+        if let Some(csrf) = &self.csrf {
+            frame["csrf"] = Value::String(csrf.clone());
+        }
+        // For events with `replay = true`; ignored by the others.
+        frame["nonce"] = Value::String(format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64()));
+        frame["ts"] = json!(unix_ms());
+        msg.id = Some(id.clone());
+        self.pending.insert(id, Pending::Send(msg));
+        self.raw(frame).await;
+    }
+
+    /// Writes a frame; a failed write shows up as the socket's end on the
+    /// next read.
+    async fn raw(&mut self, frame: Value) {
+        if let Some(ws) = &mut self.ws {
+            let _ = ws.send(Message::Text(frame.to_string().into())).await;
+        }
+    }
+
+    // --- deadlines ----------------------------------------------------------
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let sent = self.pending.values().filter_map(|p| match p {
+            Pending::Send(m) => Some(m.deadline),
+            _ => None,
+        });
+        self.queue.iter().map(|m| m.deadline).chain(sent).min()
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let (late, kept): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|m| m.deadline <= now);
+        self.queue = kept.into();
+        for msg in late {
+            let _ = msg.reply.send(Err(ClientError::Timeout));
+        }
+        let late: Vec<String> = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| match p {
+                Pending::Send(m) if m.deadline <= now => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        for id in late {
+            if let Some(Pending::Send(msg)) = self.pending.remove(&id) {
+                let _ = msg.reply.send(Err(ClientError::Timeout));
+            }
+        }
+    }
+
+    // --- bookkeeping --------------------------------------------------------
+
+    async fn notify(&mut self, n: Notification) {
+        // A dropped receiver means nobody listens: nothing to do.
+        let _ = self.out.send(n).await;
+    }
+
+    fn set_state(&self, s: State) {
+        self.state.send_if_modified(|cur| {
+            let changed = *cur != s;
+            *cur = s;
+            changed
+        });
+    }
+
+    fn id(&mut self) -> String {
+        self.next_id += 1;
+        self.next_id.to_string()
+    }
+}
+
+/// Reads what the server still sends until it hangs up (answering its
+/// close), for at most a second, in the background.
+fn drain(mut ws: Stream) {
+    tokio::spawn(async move {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    });
+}
+
+fn unix_ms() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A JWT's `exp` in Unix ms, if it reads as one (never verified: the
+/// server does that).
+fn jwt_exp_ms(token: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("exp")?.as_u64()?.checked_mul(1000)
+}
+
+#[cfg(test)]
+#[path = "reconnecting_tests.rs"]
+mod tests;
