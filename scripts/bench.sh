@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
-if $quick; then secs=3; idle=2000; fan=200; total=500; logins=200; else secs=10; idle=10000; fan=500; total=2000; logins=1000; fi
+if $quick; then secs=3; idle=2000; fan=200; total=500; logins=200; hist_rooms=20; else secs=10; idle=10000; fan=500; total=2000; logins=1000; hist_rooms=100; fi
 # Palisade's revocation list during its runs: the handshake checks every
 # token against it (docs/BENCHMARKS.md). Each entry is one CLI call (one
 # SQLite open), four at a time: about 3 s for the list below.
@@ -89,6 +89,9 @@ lb=(target/release/palisade-bench --url "$url" --origin http://localhost:3000)
 lp=(login --user bench --password-file "$work/bench-password" --seconds 60)
 "${lb[@]}" --json "$out/palisade-login-serial.json" "${lp[@]}" --total $((logins / 10)) --concurrency 1
 "${lb[@]}" --json "$out/palisade-login.json" "${lp[@]}" --total "$logins" --concurrency 16
+# Rooms' kept events (bench/palisade.toml keeps 100 in hist-*): the server's
+# memory for 100 events of 100 characters in each room.
+"${lb[@]}" --secret-file "$secret" --json "$out/palisade-history.json" history --rooms "$hist_rooms" --events 100 --server-pid "$pid"
 stop_server
 start bare target/release/bare-peer --listen 127.0.0.1:0
 run_set bare; stop_server
@@ -120,5 +123,15 @@ for name in ("login-serial", "login"):
         ms = [f"{lat[k] / 1000:.1f}" for k in ("p50_us", "p90_us", "p99_us", "max_us")]
         print(f"| {run} | {kind} | {v[plural + '_per_sec']:,.1f} | " + " | ".join(ms) + f" | {v[plural]:,.0f} | {v[kind + '_errors']:,.0f} |")
 print()
+path = out / "palisade-history.json"
+if path.exists():
+    r = json.loads(path.read_text())
+    p, v = r["params"], r["values"]
+    print("### history (Palisade only)\n")
+    print("| rooms × events | event frame, bytes | RSS grown, KiB | KiB per room | bytes per kept event |")
+    print("|---|---|---|---|---|")
+    grown = v.get("server_rss_after_kib", 0) - v.get("server_rss_before_kib", 0)
+    print(f"| {p['rooms']} × {p['events']} | {v['event_frame_bytes']:.0f} | {grown:,.0f} | {v.get('server_kib_per_room', 0):.1f} | {v.get('server_bytes_per_event', 0):.0f} |")
+    print()
 PY
 cat "$out/summary.md"

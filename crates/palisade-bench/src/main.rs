@@ -93,6 +93,18 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Rooms' kept events and the server's memory for them (Palisade only).
+    History {
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
+        #[arg(long, default_value_t = 100)]
+        events: usize,
+        #[arg(long, default_value_t = 100)]
+        content_bytes: usize,
+        /// Server process id, to read its resident memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// POST /auth/login, then /auth/refresh with each refresh token (Palisade only).
     Login {
         /// User to log in as (`palisade user add`).
@@ -172,6 +184,10 @@ async fn run(cli: &Cli) -> Result<Report, String> {
         &Scenario::Mixed { honest, rate, hostile, hostile_rate, seconds } => {
             let p = scenario::mixed::Params { honest, rate, hostile, hostile_rate, duration: secs(seconds) };
             scenario::mixed::run(&target, p).await
+        }
+        &Scenario::History { rooms, events, content_bytes, server_pid } => {
+            let p = scenario::history::Params { rooms, events, content_bytes, server_pid };
+            scenario::history::run(&target, p).await
         }
         Scenario::Login { user, password_file, password, total, concurrency, seconds } => {
             let password = match (password_file, password) {

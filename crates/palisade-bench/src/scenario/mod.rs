@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod echo;
 pub mod fanout;
+pub mod history;
 pub mod idle;
 pub mod login;
 pub mod mixed;
