@@ -46,7 +46,9 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
             return Err(ScenarioError::Refused { room, code });
         }
         for _ in 0..p.events {
-            if let Reply::Error { code, .. } = client.publish(&room, "chat.message", json!({"content": content})).await? {
+            if let Reply::Error { code, .. } =
+                client.publish(&room, "chat.message", json!({"content": content})).await?
+            {
                 return Err(ScenarioError::Refused { room, code });
             }
         }
@@ -54,12 +56,12 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
         // The sender's own copies, read so they do not pile up here; the
         // first tells how large a kept event is.
         for _ in 0..p.events {
-            if let ServerMessage::Event { room, seq, event, from, data, ts } = client.next_message().await? {
-                if frame_bytes == 0 {
-                    let frame = json!({"type": "event", "room": room, "seq": seq, "event": event,
-                                       "from": {"id": from.id, "name": from.name}, "data": data, "ts": ts});
-                    frame_bytes = frame.to_string().len();
-                }
+            if let ServerMessage::Event { room, seq, event, from, data, ts } = client.next_message().await?
+                && frame_bytes == 0
+            {
+                let frame = json!({"type": "event", "room": room, "seq": seq, "event": event,
+                                   "from": {"id": from.id, "name": from.name}, "data": data, "ts": ts});
+                frame_bytes = frame.to_string().len();
             }
         }
     }
