@@ -18,6 +18,7 @@ use palisade_core::audit::{self, Entry};
 use palisade_core::guard::{Ban, Escalation, Guard, Step, Verdict};
 use palisade_core::log::{Clipped, LogBudget, LogVerdict};
 use palisade_core::refusal::{Kind, Refusal};
+use palisade_core::seams::{Command, ControlChannel, Target};
 use palisade_protocol::CloseCode;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -25,7 +26,6 @@ use tracing::{error, info, warn};
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::gateway::Store;
-use crate::hub::Hub;
 use crate::rejection::HttpRejection;
 use crate::settings::Settings;
 use crate::telemetry::{Action, Metrics};
@@ -86,7 +86,7 @@ pub(crate) struct Enforcement {
     /// Guard decisions, by kind.
     pub(crate) counters: Counters,
     /// Where a ban closes the banned subject's sockets.
-    hub: Arc<Hub>,
+    channel: Arc<dyn ControlChannel>,
     /// Where bans are kept.
     store: Arc<dyn Store>,
     /// How many refusal lines a flood may write (`log.refusals_per_second`).
@@ -105,21 +105,21 @@ pub(crate) struct Handles {
     pub(crate) clock: Clock,
     pub(crate) audit: Arc<Audit>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) hub: Arc<Hub>,
+    pub(crate) channel: Arc<dyn ControlChannel>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tasks: TaskTracker,
 }
 
 impl Enforcement {
     pub(crate) fn new(settings: &Settings, handles: Handles) -> Self {
-        let Handles { guard, clock, audit, metrics, hub, store, tasks } = handles;
+        let Handles { guard, clock, audit, metrics, channel, store, tasks } = handles;
         Self {
             guard,
             clock,
             audit,
             metrics,
             counters: Counters::default(),
-            hub,
+            channel,
             store,
             refusal_log: LogBudget::new(settings.config.log.refusals_per_second, Duration::from_secs(1)),
             tasks,
@@ -261,7 +261,7 @@ impl Enforcement {
                         self.metrics.bans_issued.increment(1);
                         self.metrics.action(Action::Ban);
                         self.audit.record(crate::audit::ban_entry(&ban, self.clock.now()));
-                        self.hub.close_all(&ban.subject, CloseCode::Revoked);
+                        self.channel.send(Target::Subject(&ban.subject), Command::Close(CloseCode::Revoked));
                         self.save_ban(ban);
                     }
                 }

@@ -2,6 +2,7 @@
 //! processes (`palisade ban`, `palisade revoke`) write while the server
 //! runs take effect within [`POLL`] and one store read.
 
+use palisade_core::seams::{Command, Target};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ pub(crate) async fn follow_store(state: Arc<AppState>) {
                 failing = false;
                 seen = Some(version);
                 for ban in state.guard.bans().replace(bans, mark, now) {
-                    let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
+                    let closed = state.channel.send(Target::Subject(&ban.subject), Command::Close(CloseCode::Revoked));
                     info!(subject = %ban.subject, closed, "ban from the store in force");
                 }
                 state.revoker.apply(revoked, revocations_mark);

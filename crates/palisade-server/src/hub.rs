@@ -113,6 +113,17 @@ impl ConnFilter {
     }
 }
 
+/// Which of this process's connections [`Hub::ask`] reaches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Who<'a> {
+    /// Every connection of an address or a user.
+    Subject(&'a Subject),
+    /// One connection.
+    Conn(ConnId),
+    /// Every connection.
+    All,
+}
+
 /// All rooms and connections of this process.
 #[derive(Debug, Default)]
 pub(crate) struct Hub {
@@ -321,18 +332,36 @@ impl Hub {
         asked
     }
 
-    /// Asks every live connection of `subject` to close with `code`;
-    /// returns how many were asked. Bans are rare, so a scan is fine.
-    pub(crate) fn close_all(&self, subject: &Subject, code: CloseCode) -> usize {
+    /// Hands the control handle of every live connection `who` names to
+    /// `ask`; how many. Naming a subject scans every connection: bans and
+    /// revocations are rare.
+    pub(crate) fn ask(&self, who: Who<'_>, ask: impl Fn(&Control)) -> usize {
         let mut asked = 0;
-        for conn in &self.conns {
-            let matches = match subject {
-                Subject::Ip(ip) => conn.ip == *ip,
-                Subject::User(user) => conn.user == *user,
-            };
-            if matches {
-                conn.control.close(code);
-                asked += 1;
+        let mut one = |control: &Control| {
+            ask(control);
+            asked += 1;
+        };
+        match who {
+            Who::Conn(id) => {
+                if let Some(conn) = self.conns.get(&id) {
+                    one(&conn.control);
+                }
+            }
+            Who::Subject(subject) => {
+                for conn in &self.conns {
+                    let matches = match subject {
+                        Subject::Ip(ip) => conn.ip == *ip,
+                        Subject::User(user) => conn.user == *user,
+                    };
+                    if matches {
+                        one(&conn.control);
+                    }
+                }
+            }
+            Who::All => {
+                for conn in &self.conns {
+                    one(&conn.control);
+                }
             }
         }
         asked
@@ -373,33 +402,6 @@ impl Hub {
             })
             .collect();
         (found, more)
-    }
-
-    /// Asks the connection `id` to close with `code`; `false` if there is
-    /// no such connection.
-    pub(crate) fn close(&self, id: ConnId, code: CloseCode) -> bool {
-        self.conns.get(&id).map(|c| c.control.close(code)).is_some()
-    }
-
-    /// Asks every live connection to check its token against the
-    /// revocations; returns how many were asked.
-    pub(crate) fn revalidate_all(&self) -> usize {
-        let mut asked = 0;
-        for conn in &self.conns {
-            conn.control.revalidate();
-            asked += 1;
-        }
-        asked
-    }
-
-    /// Asks every member of every room to re-check its rooms against the
-    /// policy (after a reload). Connections in no room have nothing to lose.
-    pub(crate) fn recheck_all(&self) {
-        for room in &self.rooms {
-            for member in lock(room.value()).members.values() {
-                member.control.recheck();
-            }
-        }
     }
 }
 
@@ -570,27 +572,8 @@ mod tests {
         assert!(hub.conns.is_empty(), "and no connection stays registered");
     }
 
-    #[tokio::test]
-    async fn close_all_reaches_every_connection_of_the_subject_and_no_other() {
-        let hub = Hub::default();
-        let (a, _ra) = member(1);
-        let (b, _rb) = member(1);
-        let (c, _rc) = member(1);
-        let (ca, cb, cc) = (Arc::clone(&a.control), Arc::clone(&b.control), Arc::clone(&c.control));
-        let other = IpKey::of(std::net::Ipv4Addr::new(127, 0, 0, 3).into());
-        let _a = Membership::new(&hub, a, loopback(), "alice", T0);
-        let _b = Membership::new(&hub, b, other, "alice", T0);
-        let _c = Membership::new(&hub, c, other, "bob", T0);
-        assert_eq!(hub.close_all(&Subject::User("alice".into()), CloseCode::Revoked), 2);
-        assert_eq!(ca.closed().await, CloseCode::Revoked);
-        assert_eq!(cb.closed().await, CloseCode::Revoked);
-        assert_eq!(hub.close_all(&Subject::Ip(loopback()), CloseCode::TooManyViolations), 1);
-        let bob = tokio::time::timeout(std::time::Duration::from_millis(20), cc.closed()).await;
-        assert!(bob.is_err(), "bob shares neither the user nor the first address");
-    }
-
     #[test]
-    fn the_list_filters_pages_in_id_order_and_closes_by_id() {
+    fn the_list_filters_and_pages_in_id_order() {
         let hub = Hub::default();
         let other = IpKey::of(std::net::Ipv4Addr::new(127, 0, 0, 3).into());
         let mut held = Vec::new();
@@ -619,8 +602,6 @@ mod tests {
         assert!(hub.list(&alice_in_lobby, None, 10).0.is_empty(), "leaving updates the list");
         let by_ip = ConnFilter { ip: Some(loopback()), ..ConnFilter::default() };
         assert_eq!(hub.list(&by_ip, None, 10).0[0].user.as_ref(), "alice");
-        assert!(hub.close(held[2].0.id(), CloseCode::Revoked));
-        assert!(!hub.close(9999, CloseCode::Revoked));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod abuse;
 mod admin;
 mod audit;
 mod auth;
+mod channel;
 pub mod cli;
 mod clock;
 mod commit;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use palisade_core::audit::{self, Entry};
+use palisade_core::seams::{Command, Target};
 use tracing::{info, warn};
 
 use crate::config::{ConfigError, Env, ProcessEnv};
@@ -39,7 +40,7 @@ impl Reloader {
                 info!("policy reloaded");
                 // Memberships the new policy no longer allows end now, not
                 // at the member's next message (docs/ARCHITECTURE.md).
-                self.0.hub.recheck_all();
+                self.0.channel.send(Target::All, Command::Recheck);
             }
             Err(e) => warn!(error = %e, "policy reload failed; keeping the policy in force"),
         }

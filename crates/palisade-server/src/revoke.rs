@@ -8,22 +8,22 @@
 use std::sync::Arc;
 
 use palisade_core::auth::{Revocation, RevocationMark, Revocations};
+use palisade_core::seams::{Command, ControlChannel, Target};
 use tracing::{error, info};
 
 use crate::gateway::Store;
-use crate::hub::Hub;
 
 /// The revocations in force, and what applying a new list needs.
 #[derive(Debug)]
 pub(crate) struct Revoker {
     revocations: Arc<Revocations>,
-    hub: Arc<Hub>,
+    channel: Arc<dyn ControlChannel>,
     store: Arc<dyn Store>,
 }
 
 impl Revoker {
-    pub(crate) fn new(revocations: Arc<Revocations>, hub: Arc<Hub>, store: Arc<dyn Store>) -> Self {
-        Self { revocations, hub, store }
+    pub(crate) fn new(revocations: Arc<Revocations>, channel: Arc<dyn ControlChannel>, store: Arc<dyn Store>) -> Self {
+        Self { revocations, channel, store }
     }
 
     /// Puts `list`, read after `mark`, in force unless a newer read is;
@@ -31,7 +31,7 @@ impl Revoker {
     /// again (and closes with 4003 if revoked).
     pub(crate) fn apply(&self, list: Vec<Revocation>, mark: RevocationMark) {
         if self.revocations.replace_read(list, mark) {
-            let asked = self.hub.revalidate_all();
+            let asked = self.channel.send(Target::All, Command::Revalidate);
             info!(asked, "revocations changed: live connections check their tokens");
         }
     }

@@ -10,12 +10,13 @@ use palisade_core::client_ids::{ClientIdLimits, ClientIds};
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::ownership::OwnerLimits;
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::seams::Commit;
+use palisade_core::seams::{Commit, ControlChannel};
 use palisade_core::store::MemoryNonces;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
+use crate::channel::LocalChannel;
 pub(crate) use crate::clock::{Clock, now};
 use crate::commit::LocalCommit;
 use crate::enforce::{Enforcement, Handles};
@@ -36,6 +37,9 @@ pub(crate) struct AppState {
     /// What a connection needs of the limits, taken from the config once.
     pub(crate) conn_limits: ConnLimits,
     pub(crate) hub: Arc<Hub>,
+    /// The control channel (`seams::ControlChannel`): closes, re-checks
+    /// and revalidates live connections by subject, id or all.
+    pub(crate) channel: Arc<dyn ControlChannel>,
     /// The commit step (`seams::Commit`): rates and nonces shared by the
     /// node's connections, the room's `seq`, history and fan-out.
     pub(crate) commit: Box<dyn Commit>,
@@ -89,6 +93,8 @@ impl AppState {
         let limits = &settings.config.limits;
         let budget = HistoryBudget { per_room: limits.max_history_bytes_per_room, total: limits.max_history_bytes };
         let hub = Arc::new(Hub::new(budget));
+        let channel: Arc<dyn ControlChannel> =
+            Arc::new(LocalChannel { hub: Arc::clone(&hub), node: settings.node.clone() });
         let clock = Clock::start();
         let tasks = TaskTracker::new();
         let enforce = Enforcement::new(
@@ -98,13 +104,13 @@ impl AppState {
                 clock,
                 audit: Arc::clone(&audit),
                 metrics: Arc::clone(&metrics),
-                hub: Arc::clone(&hub),
+                channel: Arc::clone(&channel),
                 store: Arc::clone(&store),
                 tasks: tasks.clone(),
             },
         );
         let revocations = Arc::new(revocations);
-        let revoker = Revoker::new(Arc::clone(&revocations), Arc::clone(&hub), Arc::clone(&store));
+        let revoker = Revoker::new(Arc::clone(&revocations), Arc::clone(&channel), Arc::clone(&store));
         let replay = &settings.config.replay;
         let commit = Box::new(LocalCommit {
             hub: Arc::clone(&hub),
@@ -141,6 +147,7 @@ impl AppState {
             conn_limits: ConnLimits::new(&settings),
             settings,
             hub,
+            channel,
             shutdown: CancellationToken::new(),
             tasks,
             open: AtomicUsize::new(0),

@@ -10,9 +10,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod channel;
 pub mod commit;
 
 pub use crate::replay::NonceClaim;
+pub use channel::{Command, ControlChannel, Target};
 pub use commit::{Claim, Commit, Committed, Outgoing};
 
 /// What a seam's call resolves to.

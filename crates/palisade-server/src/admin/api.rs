@@ -23,6 +23,7 @@ use palisade_core::audit;
 use palisade_core::guard::Subject;
 use palisade_core::refusal::Kind;
 use palisade_core::seams::{Claim, Outgoing};
+use palisade_core::seams::{Command, Target};
 use palisade_protocol::CloseCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -131,7 +132,10 @@ async fn close_connection(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("path: {}", e.body_text())))?;
-    if !state.hub.close(local_conn(&state, &id, "the path")?, CloseCode::Revoked) {
+    if parse_conn_id(&id).is_none() {
+        return Err(ApiError::BadRequest("the path is not a connection id (<node>-<n>)".into()));
+    }
+    if state.channel.send(Target::Conn(&id), Command::Close(CloseCode::Revoked)) == 0 {
         return Err(ApiError::NotFound("not_found", "no such connection"));
     }
     admin_action(&state, &actor, &format!("closed connection {id} with 4003"), None);
@@ -161,7 +165,7 @@ async fn disconnect(
         }
         _ => return Err(ApiError::BadRequest("disconnect needs exactly one of user and ip".into())),
     };
-    let closed = state.hub.close_all(&subject, CloseCode::Revoked);
+    let closed = state.channel.send(Target::Subject(&subject), Command::Close(CloseCode::Revoked));
     let user = match &subject {
         Subject::User(user) => Some(&**user),
         Subject::Ip(_) => None,

@@ -16,6 +16,7 @@ use palisade_core::Timestamp;
 use palisade_core::audit::Entry;
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
 use palisade_core::guard::{Ban, Subject};
+use palisade_core::seams::{Command, Target};
 use palisade_protocol::CloseCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -114,7 +115,7 @@ pub(crate) async fn add(
     let ban = banned.ban;
     state.guard.bans().insert(ban.clone());
     state.guard.bans().saved(&ban);
-    let closed = state.hub.close_all(&ban.subject, CloseCode::Revoked);
+    let closed = state.channel.send(Target::Subject(&ban.subject), Command::Close(CloseCode::Revoked));
     state.audit.record(banned.entry);
     admin_action(&state, &actor, &format!("banned {}: {closed} connection(s) closed with 4003", ban.subject), None);
     let mut out = ban_json(&ban.subject.to_string(), &ban);

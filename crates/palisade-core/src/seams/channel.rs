@@ -1,0 +1,43 @@
+//! The control channel: what an operator or the guard asks of live
+//! connections, wherever they are (docs/ARCHITECTURE.md, "Seams").
+
+use palisade_protocol::CloseCode;
+
+use crate::guard::Subject;
+
+/// Which live connections a command is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Every connection of an address or a user.
+    Subject(&'a Subject),
+    /// One connection, by its id `<node>-<n>`.
+    Conn(&'a str),
+    /// Every connection.
+    All,
+}
+
+/// What they are asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Close with this code.
+    Close(CloseCode),
+    /// Check the token against the revocations (close with 4003 if it is
+    /// revoked).
+    Revalidate,
+    /// Leave the rooms the policy no longer allows.
+    Recheck,
+}
+
+/// The control channel. An implementation must keep this contract:
+/// - a command reaches every live connection its target names on this
+///   node before `send` returns, and, on a cluster, on every other node
+///   soon after (the cluster's documented bound), and no other connection;
+/// - a connection id names at most one connection in the cluster, and an
+///   id of another node reaches nothing here;
+/// - `send` never waits on the network: a cluster's implementation hands
+///   the command to other nodes in the background.
+pub trait ControlChannel: Send + Sync + std::fmt::Debug {
+    /// Sends `command` to `target`; how many connections of this node
+    /// were asked.
+    fn send(&self, target: Target<'_>, command: Command) -> usize;
+}
