@@ -42,7 +42,7 @@ pub struct HistoryRule {
 
 /// What a `recover` gets: the kept events after `since`, oldest first, and
 /// whether they are all the events after `since`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replay<T> {
     /// The events, as they were sent live.
     pub events: Vec<T>,

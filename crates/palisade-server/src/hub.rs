@@ -197,17 +197,29 @@ impl Hub {
     }
 
     /// Adds a member at `now`; joining twice is harmless. Returns the
-    /// room's `seq` and, for a `recover` (`since`), the kept events after
-    /// it, taken under the same lock as the join: every event after them
-    /// reaches the member's queue.
-    fn join(&self, room: &str, id: ConnId, member: Member, since: Option<u64>, now: Timestamp) -> Joined {
+    /// room's `seq`.
+    fn join(&self, room: &str, id: ConnId, member: Member, now: Timestamp) -> u64 {
         // The shard stays locked while the member is added, so `leave`
         // cannot drop the room between lookup and insert.
         let entry = self.room(room, now);
         let mut room = lock(&entry);
         room.members.insert(id, member);
-        let replay = since.map(|since| room.history.replay(since, room.seq));
-        Joined { seq: room.seq, replay }
+        room.seq
+    }
+
+    /// Room `name`'s `seq` and the events it keeps after `since`, at `now`
+    /// (`seams::History` on one node). A room nobody is in and that keeps
+    /// nothing is started for the answer and let go after.
+    pub(crate) fn range(&self, name: &str, since: u64, now: Timestamp) -> (u64, Replay<Utf8Bytes>) {
+        let entry = Arc::clone(self.room(name, now).value());
+        let (seq, replay, idle) = {
+            let room = lock(&entry);
+            (room.seq, room.history.replay(since, room.seq), room.is_idle())
+        };
+        if idle {
+            self.let_go(name);
+        }
+        (seq, replay)
     }
 
     /// Removes a member; an idle room is dropped.
@@ -436,27 +448,15 @@ impl<'h> Membership<'h> {
 
     /// Joins `room` at `now` (joining twice is harmless); the room's `seq`.
     pub(crate) fn join(&mut self, room: &str, now: Timestamp) -> u64 {
-        self.enter(room, None, now).seq
-    }
-
-    /// Joins `room` at `now` if not in it, and replays its kept events
-    /// after `since`: the room's `seq`, and the replay.
-    pub(crate) fn recover(&mut self, room: &str, since: u64, now: Timestamp) -> (u64, Replay<Utf8Bytes>) {
-        let joined = self.enter(room, Some(since), now);
-        let replay = joined.replay.unwrap_or(Replay { events: Vec::new(), complete: false });
-        (joined.seq, replay)
-    }
-
-    fn enter(&mut self, room: &str, since: Option<u64>, now: Timestamp) -> Joined {
         // Not under the entry's lock: no path holds a connection's entry
         // and a room's lock at once, so the two can never deadlock.
-        let joined = self.hub.join(room, self.id, self.member.clone(), since, now);
+        let seq = self.hub.join(room, self.id, self.member.clone(), now);
         if let Some(mut peer) = self.hub.conns.get_mut(&self.id)
             && !peer.rooms.iter().any(|r| **r == *room)
         {
             peer.rooms.push(room.into());
         }
-        joined
+        seq
     }
 
     /// Leaves `room`.
@@ -479,11 +479,6 @@ impl Drop for Membership<'_> {
 }
 
 /// What a join found.
-struct Joined {
-    seq: u64,
-    replay: Option<Replay<Utf8Bytes>>,
-}
-
 fn lock(room: &std::sync::Mutex<Room>) -> std::sync::MutexGuard<'_, Room> {
     // A panic while holding a room lock cannot leave the room inconsistent
     // (every update is a single insert, remove or increment), so poisoning
@@ -513,8 +508,8 @@ mod tests {
         let hub = Hub::default();
         let (a, mut ra) = member(8);
         let (b, mut rb) = member(8);
-        hub.join("r", 1, a, None, T0);
-        hub.join("r", 2, b, None, T0);
+        hub.join("r", 1, a, T0);
+        hub.join("r", 2, b, T0);
         let mut renders = 0;
         let start = history::seed(T0, 0);
         for n in 1..=3 {
@@ -538,8 +533,8 @@ mod tests {
         let (slow, _keep) = member(1);
         let slow_control = Arc::clone(&slow.control);
         let (fast, mut rf) = member(8);
-        hub.join("r", 1, slow, None, T0);
-        hub.join("r", 2, fast, None, T0);
+        hub.join("r", 1, slow, T0);
+        hub.join("r", 2, fast, T0);
         hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("a"));
         hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("b"));
         assert_eq!(slow_control.closed().await, CloseCode::SlowConsumer);
@@ -608,12 +603,12 @@ mod tests {
     fn a_rooms_seq_never_goes_backwards_when_it_empties() {
         let hub = Hub::default();
         let (m, _rx) = member(8);
-        let first = hub.join("r", 1, m.clone(), None, T0).seq;
+        let first = hub.join("r", 1, m.clone(), T0);
         let last = (0..5).map(|_| hub.publish("r", NONE, T0, |_| Utf8Bytes::from_static("e"))).last();
         hub.leave("r", 1);
         assert!(hub.rooms.is_empty(), "nothing kept, so the room goes");
         // Started again within the same millisecond: above every seq given.
-        let again = hub.join("r", 1, m, None, T0).seq;
+        let again = hub.join("r", 1, m, T0);
         assert_eq!(last, Some(first + 5));
         assert!(again >= first + 5, "{again} after {first} + 5");
     }
@@ -622,17 +617,17 @@ mod tests {
     async fn a_recover_replays_what_the_room_kept_and_then_the_live_events() {
         let hub = Hub::default();
         let (publisher, _p) = member(8);
-        let start = hub.join("r", 1, publisher, None, T0).seq;
+        let start = hub.join("r", 1, publisher, T0);
         for _ in 0..3 {
             hub.publish("r", KEEP_2, T0, |seq| Utf8Bytes::from(format!("e{}", seq - start)));
         }
         let (late, mut rx) = member(8);
-        let joined = hub.join("r", 2, late.clone(), Some(start + 1), T0);
-        let replay = joined.replay.unwrap();
+        hub.join("r", 2, late, T0);
+        let (seq, replay) = hub.range("r", start + 1, T0);
         assert_eq!(replay.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["e2", "e3"]);
         assert!(replay.complete, "the ring holds everything after since");
-        assert_eq!(joined.seq, start + 3);
-        let older = hub.join("r", 2, late, Some(start), T0).replay.unwrap();
+        assert_eq!(seq, start + 3);
+        let (_, older) = hub.range("r", start, T0);
         assert!(!older.complete, "e1 is gone");
         hub.publish("r", KEEP_2, T0, |_| Utf8Bytes::from_static("live"));
         assert_eq!(rx.recv().await.unwrap().as_str(), "live", "live events follow in the member's queue");
@@ -642,12 +637,12 @@ mod tests {
     fn history_outlives_the_last_member_until_it_expires() {
         let hub = Hub::default();
         let (m, _rx) = member(8);
-        let start = hub.join("r", 1, m.clone(), None, T0).seq;
+        let start = hub.join("r", 1, m, T0);
         hub.publish("r", KEEP_2, T0, |_| Utf8Bytes::from_static("kept"));
         hub.leave("r", 1);
         assert_eq!(hub.history_bytes(), 4);
         hub.sweep(T0.saturating_add(KEEP_2.ttl - std::time::Duration::from_millis(1)));
-        let back = hub.join("r", 1, m, Some(start), T0).replay.unwrap();
+        let (_, back) = hub.range("r", start, T0);
         assert_eq!((back.events.len(), back.complete), (1, true), "kept while nobody was in the room");
         hub.leave("r", 1);
         hub.sweep(T0.saturating_add(KEEP_2.ttl));
@@ -658,8 +653,8 @@ mod tests {
     fn a_full_history_budget_costs_a_room_its_own_events_never_another_rooms() {
         let hub = Hub::new(HistoryBudget { per_room: 100, total: 10 });
         let (m, _rx) = member(64);
-        hub.join("quiet", 1, m.clone(), None, T0);
-        hub.join("busy", 1, m, None, T0);
+        hub.join("quiet", 1, m.clone(), T0);
+        hub.join("busy", 1, m, T0);
         hub.publish("quiet", KEEP_2, T0, |_| Utf8Bytes::from_static("12345678"));
         for _ in 0..10 {
             hub.publish("busy", KEEP_2, T0, |_| Utf8Bytes::from_static("abcdef"));
@@ -689,7 +684,8 @@ mod tests {
         alice.leave("team");
         bob.leave("team");
         assert!(hub.rooms.is_empty(), "gone once its members left");
-        let (again, replay) = alice.recover("team", last - 1, T0);
+        let again = alice.join("team", T0);
+        let (_, replay) = hub.range("team", last - 1, T0);
         assert!(again >= last, "a room of the same name goes on from the deleted one's seq");
         assert!(!replay.complete, "and does not pretend to have its events");
     }
@@ -698,7 +694,7 @@ mod tests {
     fn empty_rooms_are_dropped() {
         let hub = Hub::default();
         let (m, _rx) = member(1);
-        hub.join("r", 1, m, None, T0);
+        hub.join("r", 1, m, T0);
         hub.leave("r", 1);
         assert!(hub.rooms.is_empty());
     }
@@ -710,8 +706,7 @@ mod tests {
         assert!(hub.rooms.is_empty(), "nothing to keep, nobody to tell: let go");
         let second = hub.publish("r", KEEP_2, T0, |_| Utf8Bytes::from_static("kept"));
         assert!(second > first, "above the floor the first left");
-        let (m, _rx) = member(1);
-        let back = hub.join("r", 1, m, Some(first), T0);
-        assert_eq!((back.seq, back.replay.unwrap().events.len()), (second, 1));
+        let (seq, back) = hub.range("r", first, T0);
+        assert_eq!((seq, back.events.len()), (second, 1));
     }
 }

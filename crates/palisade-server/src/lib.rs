@@ -25,6 +25,7 @@ mod follow;
 mod gateway;
 mod handshake;
 mod headers;
+mod history;
 mod http;
 mod hub;
 mod jwks;

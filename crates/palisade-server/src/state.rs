@@ -10,8 +10,9 @@ use palisade_core::client_ids::{ClientIdLimits, ClientIds};
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::ownership::OwnerLimits;
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::seams::{Commit, ControlChannel};
+use palisade_core::seams::{Commit, ControlChannel, History};
 use palisade_core::store::MemoryNonces;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,6 +21,7 @@ use crate::channel::LocalChannel;
 pub(crate) use crate::clock::{Clock, now};
 use crate::commit::LocalCommit;
 use crate::enforce::{Enforcement, Handles};
+use crate::history::LocalHistory;
 use crate::hub::{HistoryBudget, Hub};
 use crate::login::Login;
 use crate::owners::OwnerLedger;
@@ -37,6 +39,8 @@ pub(crate) struct AppState {
     /// What a connection needs of the limits, taken from the config once.
     pub(crate) conn_limits: ConnLimits,
     pub(crate) hub: Arc<Hub>,
+    /// History reads (`seams::History`): what rooms keep for `recover`.
+    pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
     /// The control channel (`seams::ControlChannel`): closes, re-checks
     /// and revalidates live connections by subject, id or all.
     pub(crate) channel: Arc<dyn ControlChannel>,
@@ -146,6 +150,7 @@ impl AppState {
             clock,
             conn_limits: ConnLimits::new(&settings),
             settings,
+            history: Box::new(LocalHistory { hub: Arc::clone(&hub) }),
             hub,
             channel,
             shutdown: CancellationToken::new(),

@@ -12,10 +12,12 @@ use std::pin::Pin;
 
 pub mod channel;
 pub mod commit;
+pub mod history;
 
 pub use crate::replay::NonceClaim;
 pub use channel::{Command, ControlChannel, Target};
 pub use commit::{Claim, Commit, Committed, Outgoing};
+pub use history::{History, Kept};
 
 /// What a seam's call resolves to.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -367,9 +367,18 @@ impl Conn<'_> {
                 if claimed {
                     self.state.owners.changed();
                 }
-                let (seq, replay) = self.rooms.recover(&room, since, now);
-                reply.replay = replay.events;
-                ServerFrame::Ack { id: &id, seq: Some(seq), complete: Some(replay.complete), duplicate: None }.to_json()
+                // Joined first: every event after the read reaches the
+                // queue, and one published in between comes twice, once
+                // each way, with one `seq` (clients drop repeats by `seq`).
+                self.rooms.join(&room, now);
+                match self.state.history.range(&room, since, now).await {
+                    Ok(kept) => {
+                        reply.replay = kept.replay.events;
+                        let complete = Some(kept.replay.complete);
+                        ServerFrame::Ack { id: &id, seq: Some(kept.seq), complete, duplicate: None }.to_json()
+                    }
+                    Err(refusal) => self.refuse(&refusal.answering(id)),
+                }
             }
             Decision::Leave { id, room } => {
                 self.rooms.leave(&room);
