@@ -38,7 +38,8 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     }
     let before = p.server_pid.map(rss_kib).transpose()?;
     let mut client = Client::connect(&target.options("hist", 0)).await?;
-    let content = "x".repeat(p.content_bytes);
+    // Varied letters: a run of one character would be refused as spam.
+    let content: String = (0..p.content_bytes).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     let mut frame_bytes = 0;
     for r in 0..p.rooms {
         let room = format!("hist-{r}");
