@@ -407,8 +407,11 @@ impl Conn<'_> {
                         if let Some(cid) = cid {
                             self.state.client_ids.forget(user, &cid);
                         }
+                        // The refusal's log line first, then what it led to
+                        // (performed even when the connection closes anyway).
                         let frame = self.refuse(&refusal.answering(id));
-                        reply.close = reply.close.or_else(|| escalation.and_then(|e| self.escalate(e)));
+                        let closing = escalation.and_then(|e| self.escalate(e));
+                        reply.close = reply.close.or(closing);
                         frame
                     }
                 }
