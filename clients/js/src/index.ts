@@ -15,6 +15,7 @@ export type {
   ClientOptions,
   EventHandler,
   EventMeta,
+  Published,
   SocketFactory,
   SocketLike,
   State,

@@ -2,12 +2,13 @@
 // by test/dist.test.js (`tsc --noEmit --strict`): a rename or a changed
 // signature fails there.
 import { PalisadeClient, PalisadeError, backoffDelay, closeAction } from "../../dist/index.js";
-import type { EventMeta, State } from "../../dist/index.js";
+import type { EventMeta, Published, State } from "../../dist/index.js";
 
 async function tour(): Promise<void> {
   const client = new PalisadeClient("ws://127.0.0.1:8080/ws", {
     getToken: async () => "token",
     maxQueue: 10,
+    cidWindowMs: 60_000,
     backoff: { baseMs: 100, capMs: 1000 },
   });
   const cookie = new PalisadeClient("ws://127.0.0.1:8080/ws", { cookie: true });
@@ -21,8 +22,16 @@ async function tour(): Promise<void> {
     void [data, seq, from];
   });
   try {
-    const { seq }: { seq: number } = await client.publish("lobby", "chat.message", { content: "hi" });
-    void seq;
+    const published: Published = await client.publish("lobby", "chat.message", { content: "hi" });
+    // `seq` is absent only for a resend whose first copy was still being published.
+    if (published.seq !== undefined) {
+      const seq: number = published.seq;
+      const duplicate: true | undefined = published.duplicate;
+      void [seq, duplicate];
+    } else {
+      const duplicate: true = published.duplicate;
+      void duplicate;
+    }
   } catch (e) {
     if (e instanceof PalisadeError) {
       const fields: [string, string | undefined, number | undefined, string | undefined] = [
