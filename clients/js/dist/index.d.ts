@@ -14,3 +14,5 @@ export type { ClientEvents, ClientOptions, EventHandler, EventMeta, Published, S
 export { PalisadeError } from "./errors.js";
 export { backoffDelay, closeAction } from "./backoff.js";
 export type { BackoffOptions, CloseAction } from "./backoff.js";
+export { sealedRoom } from "./sealed.js";
+export type { SealedOptions, SealedRoom } from "./sealed.js";

@@ -1,8 +1,8 @@
 // The public API as issue 18 names it, type-checked against dist/index.d.ts
 // by test/dist.test.js (`tsc --noEmit --strict`): a rename or a changed
 // signature fails there.
-import { PalisadeClient, PalisadeError, backoffDelay, closeAction } from "../../dist/index.js";
-import type { EventMeta, Published, State } from "../../dist/index.js";
+import { PalisadeClient, PalisadeError, backoffDelay, closeAction, sealedRoom } from "../../dist/index.js";
+import type { EventMeta, Published, SealedRoom, State } from "../../dist/index.js";
 
 async function tour(): Promise<void> {
   const client = new PalisadeClient("ws://127.0.0.1:8080/ws", {
@@ -50,6 +50,15 @@ async function tour(): Promise<void> {
   void [state, off, stop, backoffDelay(3), closeAction(4001)];
 }
 void tour;
+
+async function sealed(client: PalisadeClient, key: CryptoKey): Promise<void> {
+  const onError = (e: PalisadeError, meta: EventMeta) => void [e.code, meta.seq];
+  const dm: SealedRoom = sealedRoom(client, "dm", key, { kid: "k1", keys: { k0: key }, onError });
+  const off: () => void = dm.onEvent("dm.sealed", (data: unknown, meta: EventMeta) => void [data, meta]);
+  const published: Published = await dm.publish("dm.sealed", { text: "x" });
+  void [off, published, sealedRoom(client, "dm", key)];
+}
+void sealed;
 
 // @ts-expect-error: without cookie mode a getToken is required
 new PalisadeClient("ws://127.0.0.1:8080/ws", { maxQueue: 1 });
