@@ -18,7 +18,11 @@ export interface SealedRoom {
     readonly room: string;
     /** Encrypts `data` (as JSON) and publishes `{iv, ct, kid?}`; resolves as `client.publish` does. */
     publish(event: string, data: unknown): Promise<Published>;
-    /** Calls `fn(data, meta)` with each `event` (`"*"`: every event) decrypted, in order; failures go to `onError`. */
+    /**
+     * Calls `fn(data, meta)` with each `event` decrypted, in order; what
+     * cannot be decrypted goes to `onError`. `"*"`: every event of the room,
+     * each expected sealed.
+     */
     onEvent(event: string, fn: EventHandler): () => void;
 }
 /**

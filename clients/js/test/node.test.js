@@ -8,6 +8,7 @@ import { createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { PalisadeClient, PalisadeError } from "../dist/index.js";
 import { binary, cli, need, next, recordingSocket, sleep, startServer, token, until } from "./helpers.js";
+import { PausableSocket } from "./pausable.js";
 
 const FAST = { baseMs: 50, capMs: 400 };
 
@@ -294,6 +295,43 @@ describe("against a running Palisade", { concurrency: true }, () => {
     const maybes = seen.filter(([, c]) => c === "maybe");
     assert.deepEqual(maybes, [[published.seq, "maybe"]], "the room got it exactly once, with that seq");
     assert.equal(new Set(seen.map(([s]) => s)).size, seen.length);
+  });
+
+  test("the room got it, the ack was never read (TCP killed unread): the resend is a duplicate with the first seq", async (t) => {
+    if (!need(t, "the palisade binary (cargo build)", present)) return;
+    const room = "room:killed";
+    const watcher = client("watcher5");
+    await watcher.connect();
+    await watcher.join(room);
+    const seen = [];
+    watcher.onEvent(room, "chat.message", (data, meta) => seen.push([meta.seq, data.content]));
+    const sent = [];
+    class Tapped extends PausableSocket {
+      send(text) {
+        sent.push(JSON.parse(text));
+        super.send(text);
+      }
+    }
+    const sender = client("sender5", { WebSocket: Tapped });
+    await sender.connect();
+    await sender.join(room);
+    const socket = PausableSocket.last;
+    socket.pause(); // the ack will wait, unread, in the socket
+    const pending = sender.publish(room, "chat.message", { content: "killed" });
+    await until(() => seen.length === 1, "the room has it");
+    socket.sock.destroy(); // the connection dies with the ack in it
+    const published = await pending;
+    assert.deepEqual(published, { seq: seen[0][0], duplicate: true });
+    await sender.publish(room, "chat.message", { content: "next" });
+    await until(() => seen.length === 2, "the next message");
+    assert.deepEqual(
+      seen.map(([, c]) => c),
+      ["killed", "next"],
+      "exactly once",
+    );
+    const sends = sent.filter((f) => f.type === "send" && f.data.content === "killed");
+    assert.equal(sends.length, 2);
+    assert.equal(sends[1].cid, sends[0].cid);
   });
 
   test("a message the dropped socket never delivered is sent again and published once, not as a duplicate", async (t) => {
