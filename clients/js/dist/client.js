@@ -433,7 +433,7 @@ export class PalisadeClient {
     transmit(msg) {
         // The server remembers a cid for limits.client_id_window: past it a
         // resend could be published twice.
-        if (msg.sentAt !== undefined && Date.now() - msg.sentAt > (this.opts.cidWindowMs ?? 290_000)) {
+        if (msg.sentAt !== undefined && Date.now() - msg.sentAt >= (this.opts.cidWindowMs ?? 290_000)) {
             return this.drop(msg, this.lost());
         }
         msg.sentAt ??= Date.now();
