@@ -26,6 +26,13 @@ export interface BaseOptions {
     backoff?: BackoffOptions;
     /** A message not answered this long after `publish` rejects with `timeout` (default 10000). */
     sendTimeoutMs?: number;
+    /**
+     * A message sent on a socket that dropped before its answer is sent again
+     * (same `cid`) only within this long of its first sending (default
+     * 290000: the server's `limits.client_id_window`, 5 min, less a margin);
+     * later it rejects with `disconnected`.
+     */
+    cidWindowMs?: number;
     /** An open socket without `welcome` this long is given up (default 10000). */
     welcomeTimeoutMs?: number;
     /** The `WebSocket` constructor, where there is no global one. */
@@ -73,6 +80,20 @@ export interface EventMeta {
     ts: number;
 }
 export type EventHandler = (data: unknown, meta: EventMeta) => void;
+/**
+ * What `publish` resolves with: the room's `seq` for the message.
+ * `duplicate: true` when the server had already published it (a resend
+ * after a dropped socket): `seq` is the first copy's. In the rare case the
+ * first copy was still being published both times it was asked (the
+ * resend, and one retry 250 ms later), `seq` is absent.
+ */
+export type Published = {
+    seq: number;
+    duplicate?: true;
+} | {
+    seq?: undefined;
+    duplicate: true;
+};
 /** The client's own notifications, for `client.on(name, fn)`. */
 export interface ClientEvents {
     state: State;
@@ -101,7 +122,8 @@ export interface ClientEvents {
 /**
  * A Palisade connection that keeps itself up: reconnects by the close code
  * with full-jitter backoff, refreshes its token in-band, re-joins and
- * recovers its rooms, and never sends a message twice.
+ * recovers its rooms, and resends what a dropped socket left unanswered
+ * under its `cid`, so the server publishes it once.
  */
 export declare class PalisadeClient {
     /** Where the client stands; `on("state")` tells each change. */
@@ -150,14 +172,15 @@ export declare class PalisadeClient {
     /** Leaves `room`; it is not re-joined any more. */
     leave(room: string): Promise<void>;
     /**
-     * Publishes an event. Resolves with the room's `seq` for it, or rejects
-     * with a `PalisadeError`: the server's refusal, `queue_full`, `timeout`,
-     * `closed`, or `disconnected` when the socket dropped after the message
-     * was sent (it is then never sent again).
+     * Publishes an event with a fresh `cid`. Resolves with the room's `seq`
+     * for it, or rejects with a `PalisadeError`: the server's refusal,
+     * `queue_full`, `timeout`, `closed`, or `disconnected` when the socket
+     * dropped after the message was sent and it could not be resent (the
+     * queue was full, or `cidWindowMs` had passed). Otherwise a message left
+     * unanswered by a dropped socket is sent again after the reconnect with
+     * the same `cid`, and the server publishes it once.
      */
-    publish(room: string, event: string, data: unknown): Promise<{
-        seq: number;
-    }>;
+    publish(room: string, event: string, data: unknown): Promise<Published>;
     /** Closes for good: every waiting promise rejects with `closed`. */
     close(): void;
     private open;
@@ -174,6 +197,8 @@ export declare class PalisadeClient {
     private request;
     private transmit;
     private arm;
+    private drop;
+    private lost;
     private raw;
     private stop;
     private closedError;

@@ -4,9 +4,11 @@
  * or one of the client's own:
  *
  * - `disconnected`: the message was sent, then the socket dropped before its
- *   answer came. Whether the server accepted it is unknown; it is never sent
- *   again (the server has no client-id dedupe yet).
- * - `timeout`: not sent (or not answered) within `sendTimeoutMs`.
+ *   answer came, and it could not be sent again under its `cid`: the
+ *   offline queue was full, or `cidWindowMs` had passed (the server no
+ *   longer remembers the cid). Whether the server published it is unknown.
+ * - `timeout`: not sent (or not answered) within `sendTimeoutMs`; if it had
+ *   been sent, whether the server published it is unknown.
  * - `queue_full`: the offline queue already holds `maxQueue` messages.
  * - `closed`: the client was closed, by `close()` or by a terminal close
  *   code (4003, 4008; see `closeCode`).

@@ -10,7 +10,9 @@
  * ```
  */
 export { PalisadeClient } from "./client.js";
-export type { ClientEvents, ClientOptions, EventHandler, EventMeta, SocketFactory, SocketLike, State, Welcome, } from "./client.js";
+export type { ClientEvents, ClientOptions, EventHandler, EventMeta, Published, SocketFactory, SocketLike, State, Welcome, } from "./client.js";
 export { PalisadeError } from "./errors.js";
 export { backoffDelay, closeAction } from "./backoff.js";
 export type { BackoffOptions, CloseAction } from "./backoff.js";
+export { sealedRoom } from "./sealed.js";
+export type { SealedOptions, SealedRoom } from "./sealed.js";

@@ -12,3 +12,4 @@
 export { PalisadeClient } from "./client.js";
 export { PalisadeError } from "./errors.js";
 export { backoffDelay, closeAction } from "./backoff.js";
+export { sealedRoom } from "./sealed.js";

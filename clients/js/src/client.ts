@@ -25,6 +25,13 @@ export interface BaseOptions {
   backoff?: BackoffOptions;
   /** A message not answered this long after `publish` rejects with `timeout` (default 10000). */
   sendTimeoutMs?: number;
+  /**
+   * A message sent on a socket that dropped before its answer is sent again
+   * (same `cid`) only within this long of its first sending (default
+   * 290000: the server's `limits.client_id_window`, 5 min, less a margin);
+   * later it rejects with `disconnected`.
+   */
+  cidWindowMs?: number;
   /** An open socket without `welcome` this long is given up (default 10000). */
   welcomeTimeoutMs?: number;
   /** The `WebSocket` constructor, where there is no global one. */
@@ -72,6 +79,15 @@ export interface EventMeta {
 
 export type EventHandler = (data: unknown, meta: EventMeta) => void;
 
+/**
+ * What `publish` resolves with: the room's `seq` for the message.
+ * `duplicate: true` when the server had already published it (a resend
+ * after a dropped socket): `seq` is the first copy's. In the rare case the
+ * first copy was still being published both times it was asked (the
+ * resend, and one retry 250 ms later), `seq` is absent.
+ */
+export type Published = { seq: number; duplicate?: true } | { seq?: undefined; duplicate: true };
+
 /** The client's own notifications, for `client.on(name, fn)`. */
 export interface ClientEvents {
   state: State;
@@ -90,10 +106,17 @@ interface Outgoing {
   room: string;
   event: string;
   data: unknown;
-  resolve: (v: { seq: number }) => void;
+  resolve: (v: Published) => void;
   reject: (e: PalisadeError) => void;
   timer?: ReturnType<typeof setTimeout>;
   id?: string;
+  /** The client message id, the same on every resend. */
+  cid: string;
+  /** When it was first handed to a socket. */
+  sentAt?: number;
+  /** Waiting to ask again about a first copy still being published. */
+  again?: ReturnType<typeof setTimeout>;
+  retried?: boolean;
 }
 
 interface Room {
@@ -116,7 +139,8 @@ const errorOf = (f: Frame): PalisadeError =>
 /**
  * A Palisade connection that keeps itself up: reconnects by the close code
  * with full-jitter backoff, refreshes its token in-band, re-joins and
- * recovers its rooms, and never sends a message twice.
+ * recovers its rooms, and resends what a dropped socket left unanswered
+ * under its `cid`, so the server publishes it once.
  */
 export class PalisadeClient {
   /** Where the client stands; `on("state")` tells each change. */
@@ -211,15 +235,18 @@ export class PalisadeClient {
   }
 
   /**
-   * Publishes an event. Resolves with the room's `seq` for it, or rejects
-   * with a `PalisadeError`: the server's refusal, `queue_full`, `timeout`,
-   * `closed`, or `disconnected` when the socket dropped after the message
-   * was sent (it is then never sent again).
+   * Publishes an event with a fresh `cid`. Resolves with the room's `seq`
+   * for it, or rejects with a `PalisadeError`: the server's refusal,
+   * `queue_full`, `timeout`, `closed`, or `disconnected` when the socket
+   * dropped after the message was sent and it could not be resent (the
+   * queue was full, or `cidWindowMs` had passed). Otherwise a message left
+   * unanswered by a dropped socket is sent again after the reconnect with
+   * the same `cid`, and the server publishes it once.
    */
-  publish(room: string, event: string, data: unknown): Promise<{ seq: number }> {
+  publish(room: string, event: string, data: unknown): Promise<Published> {
     return new Promise((resolve, reject) => {
       if (this.state === "closed") return reject(this.closedError());
-      const msg: Outgoing = { room, event, data, resolve, reject };
+      const msg: Outgoing = { room, event, data, resolve, reject, cid: nonce() };
       if (this.ready) return this.transmit(msg);
       if (this.queue.length >= (this.opts.maxQueue ?? 100)) {
         return reject(new PalisadeError("queue_full", "the offline queue is full"));
@@ -306,13 +333,22 @@ export class PalisadeClient {
     this.ws = this.end = undefined;
     this.ready = false;
     this.refreshing = false;
+    // What was sent and not answered goes first, in sending order, then what
+    // was queued meanwhile: all of it is sent (again) after the reconnect,
+    // under the same cid. Beyond maxQueue the newest are given up.
+    const resend: Outgoing[] = [];
     for (const p of this.pending.values()) {
       if (p.kind === "send") {
-        clearTimeout(p.msg.timer);
-        p.msg.reject(new PalisadeError("disconnected", "the connection dropped after sending; not sent again"));
+        clearTimeout(p.msg.again);
+        resend.push(p.msg);
       } else if (p.kind === "leave") p.done?.();
     }
     this.pending.clear();
+    const all = [...resend, ...this.queue];
+    this.queue = all.slice(0, this.opts.maxQueue ?? 100);
+    for (const msg of all.slice(this.queue.length)) {
+      this.drop(msg, msg.sentAt ? this.lost() : new PalisadeError("queue_full", "the offline queue is full"));
+    }
     for (const r of this.rooms.values()) r.requested = r.joined = false;
     if (!this.running) return;
     const cycled = this.cycling && code === 1000;
@@ -392,11 +428,22 @@ export class PalisadeClient {
     this.pending.delete(f.id);
     const ok = f.type === "ack";
     if (p.kind === "send") {
-      clearTimeout(p.msg.timer);
-      if (ok) p.msg.resolve({ seq: f.seq });
-      else {
+      const msg = p.msg;
+      if (ok && f.duplicate === true && typeof f.seq !== "number" && !msg.retried) {
+        // The first copy is still being published: ask once more, shortly.
+        msg.retried = true;
+        this.pending.set(f.id, p);
+        msg.again = setTimeout(() => this.pending.delete(f.id) && this.transmit(msg), 250);
+        return;
+      }
+      clearTimeout(msg.timer);
+      if (ok) {
+        const seq: unknown = f.seq;
+        if (typeof seq !== "number") msg.resolve({ duplicate: true });
+        else msg.resolve(f.duplicate === true ? { seq, duplicate: true } : { seq });
+      } else {
         if (f.code === "rate_limited") this.hintMs = f.retry_after_ms ?? 0;
-        p.msg.reject(errorOf(f));
+        msg.reject(errorOf(f));
       }
       return this.cycleIfIdle();
     }
@@ -489,8 +536,14 @@ export class PalisadeClient {
   }
 
   private transmit(msg: Outgoing): void {
+    // The server remembers a cid for limits.client_id_window: past it a
+    // resend could be published twice.
+    if (msg.sentAt !== undefined && Date.now() - msg.sentAt >= (this.opts.cidWindowMs ?? 290_000)) {
+      return this.drop(msg, this.lost());
+    }
+    msg.sentAt ??= Date.now();
     const id = this.id();
-    const frame: Frame = { type: "send", id, room: msg.room, event: msg.event, data: msg.data };
+    const frame: Frame = { type: "send", id, room: msg.room, event: msg.event, data: msg.data, cid: msg.cid };
     if (this.csrf) frame.csrf = this.csrf;
     // For events with `replay = true`; ignored by the others.
     frame.nonce = nonce();
@@ -506,9 +559,20 @@ export class PalisadeClient {
       const i = this.queue.indexOf(msg);
       if (i >= 0) this.queue.splice(i, 1);
       if (msg.id) this.pending.delete(msg.id);
-      msg.reject(new PalisadeError("timeout", i >= 0 ? "not sent in time" : "not answered in time"));
+      clearTimeout(msg.again);
+      msg.reject(new PalisadeError("timeout", msg.sentAt ? "not answered in time" : "not sent in time"));
       this.cycleIfIdle();
     }, this.opts.sendTimeoutMs ?? 10_000);
+  }
+
+  private drop(msg: Outgoing, e: PalisadeError): void {
+    clearTimeout(msg.timer);
+    clearTimeout(msg.again);
+    msg.reject(e);
+  }
+
+  private lost(): PalisadeError {
+    return new PalisadeError("disconnected", "the connection dropped after sending; not sent again");
   }
 
   private raw(frame: Frame): void {
@@ -522,10 +586,7 @@ export class PalisadeClient {
     this.ready = false;
     const sends = [...this.pending.values()].flatMap((p) => (p.kind === "send" ? [p.msg] : []));
     this.pending.clear();
-    for (const msg of [...sends, ...this.queue.splice(0)]) {
-      clearTimeout(msg.timer);
-      msg.reject(e);
-    }
+    for (const msg of [...sends, ...this.queue.splice(0)]) this.drop(msg, e);
     for (const r of this.rooms.values()) this.settleRoom(r, e);
     for (const [, rej] of this.waiters.splice(0)) rej(e);
     this.setState("closed");

@@ -15,6 +15,7 @@ export type {
   ClientOptions,
   EventHandler,
   EventMeta,
+  Published,
   SocketFactory,
   SocketLike,
   State,
@@ -23,3 +24,5 @@ export type {
 export { PalisadeError } from "./errors.js";
 export { backoffDelay, closeAction } from "./backoff.js";
 export type { BackoffOptions, CloseAction } from "./backoff.js";
+export { sealedRoom } from "./sealed.js";
+export type { SealedOptions, SealedRoom } from "./sealed.js";

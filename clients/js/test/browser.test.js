@@ -1,9 +1,9 @@
 // The same main scenarios in a real browser: Debian's chromium, driven by
 // playwright-core, loads the built ESM bundle (dist/) from a page served on
 // loopback, and talks to a real Palisade: connect, join, publish and ack,
-// events; a cookie session that logs in through the page's own origin and
-// follows CSRF rotations; a server restart, with reconnect, recover and the
-// queued message sent once.
+// events; end-to-end encryption with sealedRoom; a cookie session that logs
+// in through the page's own origin and follows CSRF rotations; a server
+// restart, with reconnect, recover and the queued message sent once.
 
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -45,7 +45,7 @@ function pageServer(target) {
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
-test("in chromium: publish, cookie session with CSRF rotation, restart with recover", async (t) => {
+test("in chromium: publish, sealed room, cookie session with CSRF rotation, restart with recover", async (t) => {
   if (!need(t, "the palisade binary (cargo build)", Boolean(binary()))) return;
   if (!need(t, `chromium at ${CHROMIUM} (apt-get install chromium)`, existsSync(CHROMIUM))) return;
   const { chromium } = await import("playwright-core");
@@ -81,6 +81,30 @@ test("in chromium: publish, cookie session with CSRF rotation, restart with reco
     assert.deepEqual(basic.event.data, { content: "hi from chromium" });
     assert.deepEqual(basic.refused, { name: "PalisadeError", code: "unknown_event" });
     assert.equal(basic.state, "closed");
+
+    // End-to-end encryption: WebCrypto in the page, the opaque `dm.sealed`
+    // event; the same key reads, another key is reported.
+    const sealed = await page.evaluate(async (url) => {
+      const { PalisadeClient, sealedRoom } = await import("/dist/index.js");
+      const raw = crypto.getRandomValues(new Uint8Array(32));
+      const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+      const other = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]);
+      const [a, b, c] = ["sia", "sib", "sic"].map((sub) => new PalisadeClient(url, { getToken: () => window.mintToken(sub) }));
+      await Promise.all([a, b, c].map((x) => x.connect()));
+      await Promise.all([a, b, c].map((x) => x.join("room:e2e")));
+      const got = new Promise((resolve) => sealedRoom(b, "room:e2e", key).onEvent("dm.sealed", (data, meta) => resolve({ data, seq: meta.seq })));
+      const failed = new Promise((resolve) =>
+        sealedRoom(c, "room:e2e", other, { onError: (e) => resolve(e.code) }).onEvent("dm.sealed", () => resolve("delivered")),
+      );
+      const wire = new Promise((resolve) => c.onEvent("room:e2e", "dm.sealed", (data) => resolve(Object.keys(data).sort())));
+      const ack = await sealedRoom(a, "room:e2e", key).publish("dm.sealed", { content: "<i>sealed</i> in chromium" });
+      const out = { ack: ack.seq, got: await got, failed: await failed, wire: await wire };
+      [a, b, c].forEach((x) => x.close());
+      return out;
+    }, url);
+    assert.deepEqual(sealed.got, { data: { content: "<i>sealed</i> in chromium" }, seq: sealed.ack });
+    assert.equal(sealed.failed, "undecryptable");
+    assert.deepEqual(sealed.wire, ["ct", "iv"]);
 
     // Cookie mode: log in through the page's origin; the HttpOnly cookie
     // rides on the WebSocket; sends carry the rotating CSRF token.

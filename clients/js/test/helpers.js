@@ -36,7 +36,7 @@ export function need(t, what, present) {
   return false;
 }
 
-/** The policy every test server runs: rooms with and without history. */
+/** The policy every test server runs: rooms with and without history, an opaque (end-to-end encrypted) event. */
 export const POLICY = `
 [roles.user]
 permissions = ["chat:send"]
@@ -60,6 +60,9 @@ rate = "1/min"
 replay = true
 [events."doc.guarded"]
 csrf = true
+[events."dm.sealed"]
+opaque = true
+max_bytes = 16384
 `;
 
 /** Rates and thresholds no test of the client reaches (the abuse tests set their own). */

@@ -1,13 +1,14 @@
 // The client in Node against a real Palisade (the built binary): connect,
 // publish and ack, refresh ahead of expiry, every close-code path the
 // server can produce, reconnect with re-join and recover, the offline
-// queue, and never a message twice.
+// queue, and resends under the same cid, published once.
 
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { PalisadeClient, PalisadeError } from "../dist/index.js";
 import { binary, cli, need, next, recordingSocket, sleep, startServer, token, until } from "./helpers.js";
+import { PausableSocket } from "./pausable.js";
 
 const FAST = { baseMs: 50, capMs: 400 };
 
@@ -261,29 +262,138 @@ describe("against a running Palisade", { concurrency: true }, () => {
     assert.ok(log.sent.some((f) => f.type === "recover" && f.room === room), "recover, not a bare join");
   });
 
-  test("a message whose answer was lost with the socket rejects `disconnected` and is never sent again", async (t) => {
+  test("a message whose answer was lost with the socket is resent with its cid: published once, resolved with its seq", async (t) => {
     if (!need(t, "the palisade binary (cargo build)", present)) return;
     const room = "room:once";
     const watcher = client("watcher");
     await watcher.connect();
     await watcher.join(room);
     const seen = [];
-    watcher.onEvent(room, "chat.message", (data) => seen.push(data.content));
+    watcher.onEvent(room, "chat.message", (data, meta) => seen.push([meta.seq, data.content]));
     const { WebSocket, log } = recordingSocket();
     const sender = client("sender", { WebSocket });
     await sender.connect();
     await sender.join(room);
+    const recovered = next(sender, "recover");
     const pending = sender.publish(room, "chat.message", { content: "maybe" });
-    log.sockets.at(-1).close(); // gone before the ack can be read
+    // The client drops its socket before the ack can be read: the server
+    // has the message (it came before the close) and publishes it.
+    log.sockets.at(-1).close();
+    await recovered;
+    const published = await pending;
+    assert.equal(typeof published.seq, "number");
+    assert.equal(published.duplicate, true, "the resend was answered with the first copy's seq");
+    await sender.publish(room, "chat.message", { content: "after" });
+    await until(() => seen.some(([, c]) => c === "after"), "the next message");
+    const sends = log.sent.filter((f) => f.type === "send" && f.data.content === "maybe");
+    assert.equal(sends.length, 2, "sent, and sent again after the reconnect");
+    assert.equal(typeof sends[0].cid, "string");
+    assert.equal(sends[1].cid, sends[0].cid, "under the same cid");
+    // After the re-join: the recover went out before the resend.
+    const order = log.sent.map((f) => f.type);
+    assert.ok(order.lastIndexOf("recover") < log.sent.lastIndexOf(sends[1]), order.join(","));
+    const maybes = seen.filter(([, c]) => c === "maybe");
+    assert.deepEqual(maybes, [[published.seq, "maybe"]], "the room got it exactly once, with that seq");
+    assert.equal(new Set(seen.map(([s]) => s)).size, seen.length);
+  });
+
+  test("the room got it, the ack was never read (TCP killed unread): the resend is a duplicate with the first seq", async (t) => {
+    if (!need(t, "the palisade binary (cargo build)", present)) return;
+    const room = "room:killed";
+    const watcher = client("watcher5");
+    await watcher.connect();
+    await watcher.join(room);
+    const seen = [];
+    watcher.onEvent(room, "chat.message", (data, meta) => seen.push([meta.seq, data.content]));
+    const sent = [];
+    class Tapped extends PausableSocket {
+      send(text) {
+        sent.push(JSON.parse(text));
+        super.send(text);
+      }
+    }
+    const sender = client("sender5", { WebSocket: Tapped });
+    await sender.connect();
+    await sender.join(room);
+    const socket = PausableSocket.last;
+    socket.pause(); // the ack will wait, unread, in the socket
+    const pending = sender.publish(room, "chat.message", { content: "killed" });
+    await until(() => seen.length === 1, "the room has it");
+    socket.sock.destroy(); // the connection dies with the ack in it
+    const published = await pending;
+    assert.deepEqual(published, { seq: seen[0][0], duplicate: true });
+    await sender.publish(room, "chat.message", { content: "next" });
+    await until(() => seen.length === 2, "the next message");
+    assert.deepEqual(
+      seen.map(([, c]) => c),
+      ["killed", "next"],
+      "exactly once",
+    );
+    const sends = sent.filter((f) => f.type === "send" && f.data.content === "killed");
+    assert.equal(sends.length, 2);
+    assert.equal(sends[1].cid, sends[0].cid);
+  });
+
+  test("a message the dropped socket never delivered is sent again and published once, not as a duplicate", async (t) => {
+    if (!need(t, "the palisade binary (cargo build)", present)) return;
+    const room = "room:lossy";
+    const watcher = client("watcher2");
+    await watcher.connect();
+    await watcher.join(room);
+    const seen = [];
+    watcher.onEvent(room, "chat.message", (data, meta) => seen.push([meta.seq, data.content]));
+    const { WebSocket, log } = recordingSocket();
+    // A socket that loses the first send of "lost" and drops: the server
+    // never sees the first copy.
+    let lose = true;
+    class Lossy extends WebSocket {
+      send(data) {
+        if (lose && JSON.parse(data).data?.content === "lost") {
+          lose = false;
+          log.sent.push(JSON.parse(data));
+          return this.close();
+        }
+        super.send(data);
+      }
+    }
+    const sender = client("sender2", { WebSocket: Lossy });
+    await sender.connect();
+    await sender.join(room);
+    const published = await sender.publish(room, "chat.message", { content: "lost" });
+    assert.equal(published.duplicate, undefined);
+    await until(() => seen.length === 1, "the event");
+    assert.deepEqual(seen, [[published.seq, "lost"]]);
+    const sends = log.sent.filter((f) => f.type === "send");
+    assert.equal(sends.length, 2);
+    assert.equal(sends[1].cid, sends[0].cid);
+  });
+
+  test("no resend past cidWindowMs or beyond maxQueue: those reject `disconnected`, are not sent again", async (t) => {
+    if (!need(t, "the palisade binary (cargo build)", present)) return;
+    const room = "room:window";
+    const { WebSocket, log } = recordingSocket();
+    const sender = client("sender3", { WebSocket, cidWindowMs: 0 });
+    await sender.connect();
+    await sender.join(room);
+    const pending = sender.publish(room, "chat.message", { content: "stale" });
+    log.sockets.at(-1).close();
     const lost = await pending.catch((e) => e);
     assert.ok(lost instanceof PalisadeError);
     assert.equal(lost.code, "disconnected");
     await next(sender, "recover");
-    await sender.publish(room, "chat.message", { content: "after" });
-    await until(() => seen.includes("after"), "the next message");
-    const sends = log.sent.filter((f) => f.type === "send" && f.data.content === "maybe");
-    assert.equal(sends.length, 1, "sent once, never again");
-    assert.ok(seen.filter((c) => c === "maybe").length <= 1);
+    assert.equal(log.sent.filter((f) => f.type === "send").length, 1, "never sent again");
+
+    const rec = recordingSocket();
+    const bounded = client("sender4", { WebSocket: rec.WebSocket, maxQueue: 1 });
+    await bounded.connect();
+    await bounded.join(room);
+    const first = bounded.publish(room, "chat.message", { content: "kept" });
+    const second = bounded.publish(room, "chat.message", { content: "over" });
+    rec.log.sockets.at(-1).close();
+    assert.equal((await second.catch((e) => e)).code, "disconnected", "beyond maxQueue");
+    assert.equal(typeof (await first).seq, "number");
+    const resent = rec.log.sent.filter((f) => f.type === "send").map((f) => f.data.content);
+    assert.deepEqual(resent, ["kept", "over", "kept"]);
   });
 
   test("queued while offline: sent once on connect, acked", async (t) => {
@@ -334,3 +444,42 @@ describe("without a server", () => {
 function refreshId(log) {
   return log.sent.find((f) => f.type === "refresh")?.id;
 }
+
+describe("with a scripted socket", () => {
+  test("a duplicate ack without seq (first copy still being published) is asked again once, 250 ms later", async () => {
+    const sent = [];
+    // Answers each send with the next scripted ack; everything else as the server would.
+    const answers = [{ duplicate: true }, { duplicate: true, seq: 7 }, { duplicate: true }, { duplicate: true }];
+    class Scripted {
+      constructor() {
+        this.onopen = this.onmessage = this.onerror = this.onclose = null;
+        setTimeout(() => {
+          this.onopen?.({});
+          this.reply({ type: "welcome", session: "s", user: { id: "u", name: "u", roles: [] }, csrf: "c", heartbeat_ms: 30000, max_message_bytes: 65536, expires_at: Date.now() + 600000 });
+        });
+      }
+      reply(f) {
+        setTimeout(() => this.onmessage?.({ data: JSON.stringify(f) }));
+      }
+      send(text) {
+        const f = JSON.parse(text);
+        sent.push([Date.now(), f]);
+        if (f.type === "join") this.reply({ type: "ack", id: f.id, seq: 1 });
+        if (f.type === "send") this.reply({ type: "ack", id: f.id, ...answers.shift() });
+      }
+      close() {}
+    }
+    const c = new PalisadeClient("ws://scripted/ws", { getToken: () => "t", WebSocket: Scripted });
+    await c.connect();
+    await c.join("lobby");
+    assert.deepEqual(await c.publish("lobby", "chat.message", { n: 1 }), { seq: 7, duplicate: true });
+    assert.deepEqual(await c.publish("lobby", "chat.message", { n: 2 }), { duplicate: true }, "no seq after the one retry");
+    const sends = sent.filter(([, f]) => f.type === "send");
+    assert.equal(sends.length, 4);
+    assert.equal(sends[1][1].cid, sends[0][1].cid);
+    assert.equal(sends[3][1].cid, sends[2][1].cid);
+    assert.notEqual(sends[2][1].cid, sends[0][1].cid, "a fresh cid per publish");
+    assert.ok(sends[1][0] - sends[0][0] >= 240, "shortly after, not at once");
+    c.close();
+  });
+});
