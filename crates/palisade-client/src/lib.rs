@@ -16,8 +16,12 @@
 //! is refreshed in-band on `expiring`, one refresh at a time; rooms are
 //! re-joined with `recover` from the last `seq` seen and events are never
 //! delivered twice; `publish` waits in a bounded offline queue, fails when
-//! not sent in time, and a message whose answer was lost with the socket
-//! fails with [`ClientError::Disconnected`], never sent again.
+//! not sent in time; every message carries a random client message id
+//! (`cid`), and one whose answer was lost with the socket is sent again
+//! with the same `cid` after the reconnect (the server publishes it once
+//! and answers with the first copy's `seq`), within
+//! [`ReconnectOptions::client_id_window`], else it fails with
+//! [`ClientError::Disconnected`].
 //!
 //! ```no_run
 //! use palisade_client::{Notification, ReconnectOptions, ReconnectingClient};
@@ -164,9 +168,10 @@ pub enum ClientError {
         /// The server's `r_…` reference, matching its log line.
         reference: Option<String>,
     },
-    /// The message was sent, then the socket dropped before its answer:
-    /// whether the server took it is unknown, and it is never sent again.
-    #[error("the connection dropped after sending; not sent again")]
+    /// The message was sent, then the socket dropped before its answer,
+    /// and it could not be resent within `client_id_window` of the first
+    /// send: whether the server took it is unknown.
+    #[error("the connection dropped after sending; too late to resend")]
     Disconnected,
     /// The offline queue already holds its maximum.
     #[error("the offline queue is full")]

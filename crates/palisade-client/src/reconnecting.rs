@@ -81,8 +81,13 @@ pub struct ReconnectOptions {
     pub backoff: Backoff,
     /// A message not answered this long after `publish` fails with
     /// [`ClientError::Timeout`] (default 10 s), whether it waited in the
-    /// queue or for its answer.
+    /// queue, for its answer, or to be resent.
     pub send_timeout: Duration,
+    /// The server's `limits.client_id_window` (default 5 min): a message
+    /// whose socket dropped before its answer is resent with its `cid` only
+    /// while less than this has passed since it was first sent; later it
+    /// fails with [`ClientError::Disconnected`].
+    pub client_id_window: Duration,
     /// How long the handshake and `welcome` may take (default 10 s).
     pub welcome_timeout: Duration,
     /// Notifications held for the application (default 1024). When they are
@@ -105,6 +110,7 @@ impl ReconnectOptions {
             max_queue: 100,
             backoff: Backoff::default(),
             send_timeout: Duration::from_secs(10),
+            client_id_window: Duration::from_secs(300),
             welcome_timeout: Duration::from_secs(10),
             notification_capacity: 1024,
             seed: None,
@@ -239,6 +245,8 @@ impl ReconnectingClient {
             next_id: 0,
             pending: HashMap::new(),
             queue: VecDeque::new(),
+            unacked: VecDeque::new(),
+            later: Vec::new(),
             rooms: HashMap::new(),
             waiters: Vec::new(),
             csrf: None,
@@ -289,12 +297,31 @@ impl ReconnectingClient {
 
     /// Publishes `event` with `data` in `room`: the room's `seq` for it, or
     /// the server's refusal ([`ClientError::Rejected`]), `QueueFull`,
-    /// `Timeout`, `ClientClosed`, or `Disconnected` when the socket dropped
-    /// after the message went out (it is then never sent again).
+    /// `Timeout`, `ClientClosed`, or `Disconnected`.
+    ///
+    /// Every message carries a random `cid`. When the socket drops after it
+    /// went out but before its answer, it is kept and sent again with the
+    /// same `cid` after the reconnect (once the rooms are re-joined): the
+    /// server publishes it at most once and answers the resend with the
+    /// first copy's `seq`. An answer `duplicate` without `seq` (the first
+    /// copy is still being published) is asked again every 200 ms, so the
+    /// `seq` is always the real one. `Disconnected` only when the resend
+    /// would come `client_id_window` or more after the first send.
     pub async fn publish(&self, room: &str, event: &str, data: Value) -> Result<Published, ClientError> {
         let (room, event) = (room.to_owned(), event.to_owned());
-        self.call(|reply| Command::Publish(Outgoing { room, event, data, reply, deadline: Instant::now(), id: None }))
-            .await
+        self.call(|reply| {
+            Command::Publish(Outgoing {
+                room,
+                event,
+                data,
+                reply,
+                deadline: Instant::now(),
+                cid: new_cid(),
+                first_sent: None,
+                order: 0,
+            })
+        })
+        .await
     }
 
     /// Closes for good: waiting calls fail with `ClientClosed`, the socket
@@ -323,8 +350,16 @@ struct Outgoing {
     data: Value,
     reply: Reply<Published>,
     deadline: Instant,
-    id: Option<String>,
+    /// The client message id, the same on every resend.
+    cid: String,
+    /// When it first went out on a socket.
+    first_sent: Option<Instant>,
+    /// The request id it last went out with (sends are resent in order).
+    order: u64,
 }
+
+/// How long after a `duplicate` ack without `seq` the message is sent again.
+const ASK_AGAIN: Duration = Duration::from_millis(200);
 
 enum Pending {
     Send(Outgoing),
@@ -372,6 +407,7 @@ struct Frame {
     expires_at: Option<u64>,
     csrf: Option<String>,
     reason: Option<String>,
+    duplicate: Option<bool>,
 }
 
 impl Frame {
@@ -413,6 +449,11 @@ struct Driver {
     next_id: u64,
     pending: HashMap<String, Pending>,
     queue: VecDeque<Outgoing>,
+    /// Sent on a socket that dropped before the answer: resent after the
+    /// next welcome, with the same `cid`.
+    unacked: VecDeque<Outgoing>,
+    /// Answered `duplicate` without `seq`: sent again at the instant.
+    later: Vec<(Instant, Outgoing)>,
     rooms: HashMap<String, Room>,
     waiters: Vec<Reply<()>>,
     csrf: Option<String>,
@@ -482,7 +523,10 @@ impl Driver {
                     self.retry_at = None;
                     self.open();
                 }
-                Wake::Deadline => self.expire(),
+                Wake::Deadline => {
+                    self.expire();
+                    self.ask_again().await;
+                }
             }
         }
     }
@@ -625,6 +669,11 @@ impl Driver {
         for room in rooms {
             self.request(&room).await;
         }
+        // After the joins, so the rooms are members again when they arrive;
+        // before the queue, as they were sent before it.
+        while let Some(msg) = self.unacked.pop_front() {
+            self.resend(msg).await;
+        }
         while let Some(msg) = self.queue.pop_front() {
             self.transmit(msg).await;
         }
@@ -662,24 +711,25 @@ impl Driver {
         }
     }
 
-    /// The socket is gone (or never opened): fail what was in flight, then
-    /// act on the close code.
+    /// The socket is gone (or never opened): keep the sends in flight for a
+    /// resend, then act on the close code.
     async fn dropped(&mut self, code: u16, reason: String) {
         self.ws = None;
         self.ready = false;
         self.refreshing = false;
         self.fetching = None;
+        let mut sent = Vec::new();
         for (_, p) in self.pending.drain() {
             match p {
-                Pending::Send(msg) => {
-                    let _ = msg.reply.send(Err(ClientError::Disconnected));
-                }
+                Pending::Send(msg) => sent.push(msg),
                 Pending::Leave(done) => {
                     let _ = done.send(());
                 }
                 Pending::Join(_) | Pending::Recover(_) | Pending::Refresh(_) => {}
             }
         }
+        sent.sort_by_key(|m| m.order);
+        self.unacked.extend(sent);
         for r in self.rooms.values_mut() {
             r.requested = false;
             r.joined = false;
@@ -724,7 +774,7 @@ impl Driver {
                 Pending::Join(_) | Pending::Recover(_) | Pending::Refresh(_) => {}
             }
         }
-        for msg in self.queue.drain(..) {
+        for msg in self.queue.drain(..).chain(self.unacked.drain(..)).chain(self.later.drain(..).map(|(_, m)| m)) {
             let _ = msg.reply.send(Err(err()));
         }
         for r in self.rooms.values_mut() {
@@ -771,6 +821,11 @@ impl Driver {
         match p {
             Pending::Send(msg) => {
                 let result = if ok {
+                    if f.duplicate == Some(true) && f.seq.is_none() {
+                        // The first copy is still being published.
+                        self.later.push((Instant::now() + ASK_AGAIN, msg));
+                        return;
+                    }
                     Ok(Published { seq: f.seq.unwrap_or(0) })
                 } else {
                     if f.code.as_deref() == Some("rate_limited") {
@@ -896,16 +951,41 @@ impl Driver {
 
     async fn transmit(&mut self, mut msg: Outgoing) {
         let id = self.id();
-        let mut frame = json!({"type": "send", "id": id, "room": msg.room, "event": msg.event, "data": msg.data});
+        let mut frame = json!({"type": "send", "id": id, "room": msg.room, "event": msg.event, "data": msg.data,
+                               "cid": msg.cid});
         if let Some(csrf) = &self.csrf {
             frame["csrf"] = Value::String(csrf.clone());
         }
         // For events with `replay = true`; ignored by the others.
         frame["nonce"] = Value::String(format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64()));
         frame["ts"] = json!(unix_ms());
-        msg.id = Some(id.clone());
+        msg.order = self.next_id;
+        msg.first_sent.get_or_insert_with(Instant::now);
         self.pending.insert(id, Pending::Send(msg));
         self.raw(frame).await;
+    }
+
+    /// Sends again a message that went out before, with its `cid`, while the
+    /// server still remembers it; later it fails with `Disconnected`.
+    async fn resend(&mut self, msg: Outgoing) {
+        let window_over = msg.first_sent.is_some_and(|t| t + self.options.client_id_window <= Instant::now());
+        if window_over {
+            let _ = msg.reply.send(Err(ClientError::Disconnected));
+        } else if self.ready {
+            self.transmit(msg).await;
+        } else {
+            self.unacked.push_back(msg);
+        }
+    }
+
+    /// The `duplicate` answers without `seq` whose time has come.
+    async fn ask_again(&mut self) {
+        let now = Instant::now();
+        let (due, kept): (Vec<_>, Vec<_>) = self.later.drain(..).partition(|(at, _)| *at <= now);
+        self.later = kept;
+        for (_, msg) in due {
+            self.resend(msg).await;
+        }
     }
 
     /// Writes a frame; a failed write shows up as the socket's end on the
@@ -923,14 +1003,19 @@ impl Driver {
             Pending::Send(m) => Some(m.deadline),
             _ => None,
         });
-        self.queue.iter().map(|m| m.deadline).chain(sent).min()
+        let later = self.later.iter().map(|(at, m)| (*at).min(m.deadline));
+        self.queue.iter().chain(&self.unacked).map(|m| m.deadline).chain(sent).chain(later).min()
     }
 
     fn expire(&mut self) {
         let now = Instant::now();
         let (late, kept): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|m| m.deadline <= now);
         self.queue = kept.into();
-        for msg in late {
+        let (late_unacked, kept): (Vec<_>, Vec<_>) = self.unacked.drain(..).partition(|m| m.deadline <= now);
+        self.unacked = kept.into();
+        let (late_later, kept): (Vec<_>, Vec<_>) = self.later.drain(..).partition(|(_, m)| m.deadline <= now);
+        self.later = kept;
+        for msg in late.into_iter().chain(late_unacked).chain(late_later.into_iter().map(|(_, m)| m)) {
             let _ = msg.reply.send(Err(ClientError::Timeout));
         }
         let late: Vec<String> = self
@@ -976,6 +1061,24 @@ fn drain(mut ws: Stream) {
         let _ =
             tokio::time::timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = ws.next().await {} }).await;
     });
+}
+
+/// A client message id: 16 random bytes in hex. From the process's hash
+/// randomness, never from `ReconnectOptions::seed` (seeded clients of one
+/// user must not share ids); not a secret, only unique.
+fn new_cid() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let half = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_u64(n);
+        h.write_u128(nanos);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(1), half(2))
 }
 
 fn unix_ms() -> u64 {

@@ -8,9 +8,9 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::auth::{ADMIN_KEY, Call, call_at, with_admin_key};
@@ -19,6 +19,7 @@ use palisade_client::{
     ClientError, Notification, Notifications, ReconnectOptions, ReconnectingClient, State, TokenSource,
 };
 use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 /// `[server] listen` on a port picked now, so a restart comes back where
@@ -320,4 +321,89 @@ async fn a_client_that_stops_reading_is_4009_then_reconnects_and_recovers() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "no event twice");
     assert_eq!(client.state(), State::Connected);
     client.close().await;
+}
+
+/// A TCP relay to `to` for the client to connect through. Once `cut` is
+/// set, the next bytes from the client (the `send`) reach the server, whose
+/// answers are then swallowed for 300 ms (it publishes meanwhile) before
+/// both sockets are dropped: a message the server took, whose ack is lost.
+async fn relay(to: SocketAddr) -> (String, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let cut = Arc::new(AtomicBool::new(false));
+    let armed = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(to).await else { continue };
+            tokio::spawn(pipe(client, server, armed.clone()));
+        }
+    });
+    (url, cut)
+}
+
+async fn pipe(mut client: tokio::net::TcpStream, mut server: tokio::net::TcpStream, cut: Arc<AtomicBool>) {
+    let (mut up, mut down) = ([0u8; 16384], [0u8; 16384]);
+    loop {
+        tokio::select! {
+            n = client.read(&mut up) => {
+                let Ok(n @ 1..) = n else { return };
+                if server.write_all(&up[..n]).await.is_err() {
+                    return;
+                }
+                if cut.swap(false, Ordering::SeqCst) {
+                    let swallow = async { while let Ok(1..) = server.read(&mut down).await {} };
+                    let _ = tokio::time::timeout(Duration::from_millis(300), swallow).await;
+                    return;
+                }
+            }
+            n = server.read(&mut down) => {
+                let Ok(n @ 1..) = n else { return };
+                if client.write_all(&down[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_message_whose_ack_was_lost_is_resent_with_its_cid_and_published_once() {
+    let server = TestServer::start_lenient("").await;
+    let (url, cut) = relay(server.addr).await;
+    let opts = ReconnectOptions { url, ..options(&server, [127, 0, 39, 1]) };
+    let (client, mut notes) = ReconnectingClient::new(opts, long_lived("alice"));
+    let (watcher, mut seen) = ReconnectingClient::new(options(&server, [127, 0, 39, 2]), long_lived("bob"));
+    watcher.connect().await.unwrap();
+    watcher.join("lobby").await.unwrap();
+    client.connect().await.unwrap();
+    client.join("lobby").await.unwrap();
+    // The send reaches the server, which publishes it; its ack is lost with
+    // the socket, and the client sends it again after the re-join.
+    cut.store(true, Ordering::SeqCst);
+    let published = tokio::time::timeout(WAIT, client.publish("lobby", "chat.message", json!({"content": "once"})))
+        .await
+        .expect("in time")
+        .unwrap();
+    assert!(!cut.load(Ordering::SeqCst), "the relay cut the connection after the send");
+    match next_notice(&mut notes).await {
+        Notification::Reconnecting { code, .. } => assert_eq!(code, 1006),
+        other => panic!("expected a reconnect, got {other:?}"),
+    }
+    match next_notice(&mut notes).await {
+        Notification::Recovered { room, .. } => assert_eq!(room, "lobby"),
+        other => panic!("expected the room recovered, got {other:?}"),
+    }
+    let after = client.publish("lobby", "chat.message", json!({"content": "after"})).await.unwrap();
+    // The room saw the message once, with the seq the resend resolved with.
+    let mut events = Vec::new();
+    loop {
+        let e = tokio::time::timeout(WAIT, seen.next_event()).await.expect("in time").expect("open");
+        events.push((e.seq, e.data["content"].as_str().unwrap_or_default().to_owned()));
+        if e.seq == after.seq {
+            break;
+        }
+    }
+    assert_eq!(events, [(published.seq, "once".to_owned()), (after.seq, "after".to_owned())]);
+    client.close().await;
+    watcher.close().await;
 }
