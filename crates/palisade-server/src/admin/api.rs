@@ -79,13 +79,13 @@ struct ConnQuery {
     cursor: Option<String>,
 }
 
-/// This node's connection number in `id` (`<node>-<n>`): 400 when `id` is
-/// not a connection id, 404 when it is another node's.
-fn local_conn(state: &AppState, id: &str, what: &str) -> Result<ConnId, ApiError> {
-    match parse_conn_id(id) {
+/// The connection number a list's `cursor` names: a connection id of this
+/// node, as `next_cursor` gives; another node's is 404, anything else 400.
+fn cursor(state: &AppState, cursor: &str) -> Result<ConnId, ApiError> {
+    match parse_conn_id(cursor) {
         Some((node, n)) if node == state.settings.node => Ok(n),
-        Some(_) => Err(ApiError::NotFound("not_found", "no such connection on this node")),
-        None => Err(ApiError::BadRequest(format!("{what} is not a connection id (<node>-<n>)"))),
+        Some(_) => Err(ApiError::NotFound("not_found", "cursor of another node")),
+        None => Err(ApiError::BadRequest("cursor is not a connection id".into())),
     }
 }
 
@@ -102,7 +102,7 @@ async fn connections(
             None => None,
         };
         let limit = page_size(&state, q.limit)?;
-        let cursor = q.cursor.as_deref().map(|c| local_conn(&state, c, "cursor")).transpose()?;
+        let cursor = q.cursor.as_deref().map(|c| cursor(&state, c)).transpose()?;
         let filter = ConnFilter { user: q.user, ip, room: q.room };
         let (found, more) = state.hub.list(&filter, cursor, limit);
         let node = &state.settings.node;
