@@ -37,7 +37,12 @@ impl LocalCommit {
                 data: event.data,
                 ts: event.ts.as_millis(),
             };
-            Utf8Bytes::from(ServerFrame::Event(frame).to_json())
+            // Kept for `recover` and shared by every member: without the
+            // spare capacity serializing leaves (the buffer grows by
+            // doubling; BENCHMARKS.md, room history).
+            let mut text = ServerFrame::Event(frame).to_json();
+            text.shrink_to_fit();
+            Utf8Bytes::from(text)
         });
         Ok(Committed { seq, unenforced })
     }
