@@ -70,8 +70,10 @@ pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Box<Session
     let rooms =
         Membership::new(&state.hub, member, session.standing().ip(), &session.identity().user_id, state.clock.now());
     let mut conn = Conn { state: &state, limits, rooms, control, session, peer };
+    // `conn` is the number later lines carry; `id` what the admin API lists.
     info!(
         conn = conn.rooms.id(),
+        id = %state.settings.node.conn_id(conn.rooms.id()),
         session = conn.session.id(),
         user = %conn.session.identity().user_id,
         peer = %peer,
