@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 
+use super::driver::jwt_exp_ms;
 use super::*;
 
 type Peer = WebSocketStream<TcpStream>;
