@@ -47,10 +47,12 @@ pub(crate) mod conformance {
     use palisade_core::Timestamp;
     use palisade_core::addr::IpKey;
     use palisade_core::guard::Subject;
-    use palisade_core::seams::{Command, ControlChannel, Target};
+    use palisade_core::seams::{Command, ControlChannel, Deliver, Target};
     use palisade_protocol::CloseCode;
     use tokio::sync::mpsc;
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+    use crate::bus::MemoryBus;
     use crate::control::{Control, Request};
     use crate::hub::{Hub, Member, Membership};
 
@@ -68,13 +70,15 @@ pub(crate) mod conformance {
     pub(crate) async fn run(make: impl Fn(Arc<Hub>) -> Box<dyn ControlChannel>) {
         let hub = Arc::new(Hub::default());
         let channel = make(Arc::clone(&hub));
+        // The connections join no room: which bus does not matter.
+        let bus = MemoryBus::new(Arc::default(), Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>);
         let mut held = Vec::new();
         let mut controls = Vec::new();
         for (ip, user) in [(ip(1), "alice"), (ip(3), "alice"), (ip(3), "bob")] {
             let (tx, rx) = mpsc::channel(1);
             let control = Arc::new(Control::default());
             let member = Member { tx, control: Arc::clone(&control) };
-            held.push((Membership::new(&hub, member, ip, user, T0), rx));
+            held.push((Membership::new(&hub, &bus, member, ip, user, T0), rx));
             controls.push(control);
         }
         let ids: Vec<String> = held.iter().map(|(m, _)| format!("n1-{}", m.id())).collect();

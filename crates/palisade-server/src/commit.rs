@@ -1,16 +1,16 @@
 //! The commit step on one node (`seams::Commit`, docs/ARCHITECTURE.md,
 //! "Seams"): the event's rate and the replay nonce checked against this
 //! process's guard and nonce store (core's `seams::commit::check`), then
-//! the hub gives the event the room's next `seq`, keeps it and queues it
-//! for every member, under the room's lock, so members see `seq` order.
-//! It answers at once: awaiting it never holds a connection's queue.
+//! the hub gives the event the room's next `seq`, keeps it and publishes
+//! it on the bus, under the room's lock, so members see `seq` order.
+//! It answers at once.
 
 use std::sync::Arc;
 
 use palisade_core::Timestamp;
 use palisade_core::guard::Guard;
 use palisade_core::refusal::Refusal;
-use palisade_core::seams::{Claim, Commit, Committed, Outgoing, Pending, commit};
+use palisade_core::seams::{Bus, Claim, Commit, Committed, Outgoing, Pending, commit};
 use palisade_core::store::MemoryNonces;
 use palisade_protocol::{EventFrame, Identity, ServerFrame};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -21,6 +21,7 @@ use crate::hub::Hub;
 #[derive(Debug)]
 pub(crate) struct LocalCommit {
     pub(crate) hub: Arc<Hub>,
+    pub(crate) bus: Arc<dyn Bus<Frame = Utf8Bytes>>,
     pub(crate) guard: Arc<Guard>,
     pub(crate) nonces: MemoryNonces,
 }
@@ -28,7 +29,8 @@ pub(crate) struct LocalCommit {
 impl LocalCommit {
     fn commit_now(&self, claim: &Claim<'_>, event: &Outgoing<'_>, now: Timestamp) -> Result<Committed, Refusal> {
         let unenforced = commit::check(claim, &self.guard, &self.nonces, now)?;
-        let seq = self.hub.publish(claim.room, claim.history, now, |seq| {
+        let send = |seq, frame| self.bus.publish(claim.room, seq, frame);
+        let render = |seq| {
             let frame = EventFrame {
                 room: claim.room,
                 seq,
@@ -43,7 +45,8 @@ impl LocalCommit {
             let mut text = ServerFrame::Event(frame).to_json();
             text.shrink_to_fit();
             Utf8Bytes::from(text)
-        });
+        };
+        let seq = self.hub.publish(claim.room, claim.history, now, render, send);
         Ok(Committed { seq, unenforced })
     }
 }
@@ -59,9 +62,9 @@ impl Commit for LocalCommit {
     }
 }
 
-/// The conformance suite every commit step passes with its history, given
-/// a way to make both over a hub of this node: the memory ones now, and
-/// unchanged a cluster's, whose deliveries to this node reach the same hub.
+/// The conformance suite every commit step passes with its history and
+/// bus, given a way to make a node's three over its hub: the memory ones
+/// now, and unchanged a cluster's, whose buses deliver to the hubs given.
 /// The commit's guard must take `1/min` as a rate of one a minute, and its
 /// nonce store must start empty.
 #[cfg(test)]
@@ -75,7 +78,7 @@ pub(crate) mod conformance {
     use palisade_core::guard::Rate;
     use palisade_core::history::HistoryRule;
     use palisade_core::refusal::Kind;
-    use palisade_core::seams::{Claim, Commit, History, NonceClaim, Outgoing};
+    use palisade_core::seams::{Bus, Claim, Commit, History, NonceClaim, Outgoing};
     use serde_json::value::RawValue;
     use tokio::sync::mpsc;
     use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -107,19 +110,48 @@ pub(crate) mod conformance {
         serde_json::from_str::<serde_json::Value>(frame).unwrap()["seq"].as_u64().unwrap()
     }
 
-    /// Runs every case against the pair `make` builds.
-    pub(crate) async fn run(make: impl Fn(Arc<Hub>) -> (Box<dyn Commit>, Box<dyn History<Frame = Utf8Bytes>>)) {
+    /// One node's seams.
+    pub(crate) struct Node {
+        pub(crate) commit: Box<dyn Commit>,
+        pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
+        pub(crate) bus: Arc<dyn Bus<Frame = Utf8Bytes>>,
+    }
+
+    /// A member of room `room` on `hub`, joined through `bus`.
+    async fn member<'h>(
+        hub: &'h Hub,
+        bus: &'h dyn Bus<Frame = Utf8Bytes>,
+        room: &str,
+    ) -> (Membership<'h>, mpsc::Receiver<Utf8Bytes>) {
+        let (tx, rx) = mpsc::channel(16);
+        let member = Member { tx, control: Arc::new(Control::default()) };
+        let mut membership =
+            Membership::new(hub, bus, member, IpKey::of(std::net::Ipv4Addr::LOCALHOST.into()), "m", T0);
+        membership.join(room, T0).await.unwrap();
+        (membership, rx)
+    }
+
+    /// The `seq`s of the next `n` events `rx` gets (a bus may deliver
+    /// later than the commit answers).
+    async fn next_seqs(rx: &mut mpsc::Receiver<Utf8Bytes>, n: usize) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        for _ in 0..n {
+            let frame = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+            seqs.push(seq_of(frame.as_str()));
+        }
+        seqs
+    }
+
+    /// Runs every case against nodes `make` builds.
+    pub(crate) async fn run(make: impl Fn(Arc<Hub>) -> Node) {
         let hub = Arc::new(Hub::default());
-        let (commit, history) = make(Arc::clone(&hub));
+        let Node { commit, history, bus } = make(Arc::clone(&hub));
         let data = RawValue::from_string(r#"{"content":"hi"}"#.to_owned()).unwrap();
         let event = Outgoing { from_id: "u1", from_name: "u1", data: &data, ts: T0 };
 
         // Members see every event, in `seq` order, and each is kept
         // before its `seq` is known.
-        let (tx, mut rx) = mpsc::channel(16);
-        let member = Member { tx, control: Arc::new(Control::default()) };
-        let mut membership = Membership::new(&hub, member, IpKey::of(std::net::Ipv4Addr::LOCALHOST.into()), "m", T0);
-        membership.join("c", T0);
+        let (membership, mut rx) = member(&hub, &*bus, "c").await;
         let mut seqs = Vec::new();
         for _ in 0..3 {
             let committed = commit.commit(claim("c", KEEP, None, None), event, T0).await.unwrap();
@@ -128,8 +160,7 @@ pub(crate) mod conformance {
             seqs.push(committed.seq);
         }
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-        let delivered: Vec<u64> = (0..3).map(|_| seq_of(rx.try_recv().unwrap().as_str())).collect();
-        assert_eq!(delivered, seqs, "delivered in seq order");
+        assert_eq!(next_seqs(&mut rx, 3).await, seqs, "delivered in seq order");
         let all = history.range("c", seqs[0] - 1, T0).await.unwrap();
         assert_eq!((all.seq, all.replay.events.len(), all.replay.complete), (seqs[2], 3, true));
         let beyond = history.range("c", seqs[2] + 1, T0).await.unwrap();
@@ -150,6 +181,20 @@ pub(crate) mod conformance {
         let second = commit.commit(claim("g", NONE, None, None), event, T0).await.unwrap().seq;
         assert!(second > first);
         drop(membership);
+
+        // A commit on one node reaches the room's members on another, in
+        // `seq` order, and its own node's.
+        let other_hub = Arc::new(Hub::default());
+        let other = make(Arc::clone(&other_hub));
+        let (here, mut here_rx) = member(&hub, &*bus, "x").await;
+        let (there, mut there_rx) = member(&other_hub, &*other.bus, "x").await;
+        let mut seqs = Vec::new();
+        for _ in 0..3 {
+            seqs.push(commit.commit(claim("x", NONE, None, None), event, T0).await.unwrap().seq);
+        }
+        assert_eq!(next_seqs(&mut there_rx, 3).await, seqs, "the other node's member, in seq order");
+        assert_eq!(next_seqs(&mut here_rx, 3).await, seqs, "and this node's");
+        drop((here, there));
     }
 }
 
@@ -157,7 +202,10 @@ pub(crate) mod conformance {
 mod tests {
     use std::collections::BTreeMap;
 
+    use palisade_core::seams::Deliver;
+
     use super::*;
+    use crate::bus::{Broker, MemoryBus};
     use crate::config::{Config, Source};
     use crate::history::LocalHistory;
 
@@ -165,13 +213,17 @@ mod tests {
     async fn the_local_commit_and_history_pass_the_conformance_suite() {
         let config = Config::load(Source::Defaults, &BTreeMap::new()).unwrap();
         let settings = config.abuse.settings().unwrap();
+        let broker = Arc::new(Broker::default());
         conformance::run(|hub| {
+            let bus: Arc<dyn Bus<Frame = Utf8Bytes>> =
+                Arc::new(MemoryBus::new(Arc::clone(&broker), Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>));
             let commit = LocalCommit {
                 hub: Arc::clone(&hub),
+                bus: Arc::clone(&bus),
                 guard: Arc::new(Guard::new(settings.clone())),
                 nonces: MemoryNonces::new(100, 10),
             };
-            (Box::new(commit), Box::new(LocalHistory { hub }))
+            conformance::Node { commit: Box::new(commit), history: Box::new(LocalHistory { hub }), bus }
         })
         .await;
     }

@@ -12,6 +12,7 @@ pub mod abuse;
 mod admin;
 mod audit;
 mod auth;
+mod bus;
 mod channel;
 pub mod cli;
 mod clock;

@@ -10,13 +10,14 @@ use palisade_core::client_ids::{ClientIdLimits, ClientIds};
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::ownership::OwnerLimits;
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::seams::{Commit, ControlChannel, History};
+use palisade_core::seams::{Bus, Commit, ControlChannel, Deliver, History};
 use palisade_core::store::MemoryNonces;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
+use crate::bus::{Broker, MemoryBus};
 use crate::channel::LocalChannel;
 pub(crate) use crate::clock::{Clock, now};
 use crate::commit::LocalCommit;
@@ -39,6 +40,9 @@ pub(crate) struct AppState {
     /// What a connection needs of the limits, taken from the config once.
     pub(crate) conn_limits: ConnLimits,
     pub(crate) hub: Arc<Hub>,
+    /// The bus (`seams::Bus`): rooms' events, to every node with members
+    /// (on one node, back to its own hub).
+    pub(crate) bus: Arc<dyn Bus<Frame = Utf8Bytes>>,
     /// History reads (`seams::History`): what rooms keep for `recover`.
     pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
     /// The control channel (`seams::ControlChannel`): closes, re-checks
@@ -97,6 +101,8 @@ impl AppState {
         let limits = &settings.config.limits;
         let budget = HistoryBudget { per_room: limits.max_history_bytes_per_room, total: limits.max_history_bytes };
         let hub = Arc::new(Hub::new(budget));
+        let bus: Arc<dyn Bus<Frame = Utf8Bytes>> =
+            Arc::new(MemoryBus::new(Arc::new(Broker::default()), Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>));
         let channel: Arc<dyn ControlChannel> =
             Arc::new(LocalChannel { hub: Arc::clone(&hub), node: settings.node.clone() });
         let clock = Clock::start();
@@ -118,6 +124,7 @@ impl AppState {
         let replay = &settings.config.replay;
         let commit = Box::new(LocalCommit {
             hub: Arc::clone(&hub),
+            bus: Arc::clone(&bus),
             guard: Arc::clone(&guard),
             nonces: MemoryNonces::new(replay.max_nonces, replay.max_nonces_per_user),
         });
@@ -152,6 +159,7 @@ impl AppState {
             settings,
             history: Box::new(LocalHistory { hub: Arc::clone(&hub) }),
             hub,
+            bus,
             channel,
             shutdown: CancellationToken::new(),
             tasks,

@@ -10,11 +10,13 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod bus;
 pub mod channel;
 pub mod commit;
 pub mod history;
 
 pub use crate::replay::NonceClaim;
+pub use bus::{Bus, Deliver};
 pub use channel::{Command, ControlChannel, Target};
 pub use commit::{Claim, Commit, Committed, Outgoing};
 pub use history::{History, Kept};

@@ -67,8 +67,8 @@ pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Box<Session
     let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
     let control = Arc::new(Control::default());
     let member = Member { tx, control: Arc::clone(&control) };
-    let rooms =
-        Membership::new(&state.hub, member, session.standing().ip(), &session.identity().user_id, state.clock.now());
+    let (ip, now) = (session.standing().ip(), state.clock.now());
+    let rooms = Membership::new(&state.hub, &*state.bus, member, ip, &session.identity().user_id, now);
     let mut conn = Conn { state: &state, limits, rooms, control, session, peer };
     // `conn` is the number later lines carry; `id` what the admin API lists.
     info!(
@@ -149,7 +149,7 @@ impl Conn<'_> {
                 msg = ws.next() => Some(msg),
             };
             if let Some(msg) = inbound {
-                self.on_inbound(ws, msg).await?;
+                self.on_inbound(ws, rx, msg).await?;
             }
             // Usually unchanged: a frame moves the silence deadline, which
             // stays behind the next ping.
@@ -203,6 +203,27 @@ impl Conn<'_> {
         self.write(burst).await
     }
 
+    /// Awaits `call`, a seam's, while the room events queued for this
+    /// connection keep going out: a cluster's commit answers over the
+    /// network, and the events must not wait behind it (nor fill the queue
+    /// and close the connection as a slow consumer). Not for a `recover`,
+    /// whose replay must reach the socket before the live events after it.
+    async fn meanwhile<T>(
+        &self,
+        ws: &mut Ws,
+        rx: &mut mpsc::Receiver<Utf8Bytes>,
+        call: impl Future<Output = T>,
+    ) -> Result<T, Exit> {
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut call => return Ok(out),
+                Some(first) = rx.recv() => self.forward(ws, rx, first).await?,
+            }
+        }
+    }
+
     /// Writes a `recover`'s events without flushing: the `ack` that
     /// follows flushes them all at once.
     async fn replay(&self, ws: &mut Ws, events: Vec<Utf8Bytes>) -> Result<(), Exit> {
@@ -220,7 +241,7 @@ impl Conn<'_> {
     }
 
     /// Handles one read from the socket.
-    async fn on_inbound(&mut self, ws: &mut Ws, msg: Inbound) -> Result<(), Exit> {
+    async fn on_inbound(&mut self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>, msg: Inbound) -> Result<(), Exit> {
         let now = self.state.clock.now();
         let msg = match msg {
             None => return Err(Exit::Gone),
@@ -252,7 +273,7 @@ impl Conn<'_> {
                     }
                     decision => decision,
                 };
-                let reply = self.perform(decision, now).await;
+                let reply = self.perform(ws, rx, decision, now).await?;
                 self.state.metrics.pipeline_since(started);
                 self.remove(ws, &reply.removed).await?;
                 self.replay(ws, reply.replay).await?;
@@ -340,8 +361,15 @@ impl Conn<'_> {
 
     /// Performs the session's decision on one text frame; returns the reply
     /// for the sender, the rooms a `refresh` lost, and whether the
-    /// connection must close after the reply.
-    async fn perform(&mut self, decision: Decision<'_>, now: Timestamp) -> Reply {
+    /// connection must close after the reply. Queued events written while
+    /// a commit is in flight can end the connection (`Err`).
+    async fn perform(
+        &mut self,
+        ws: &mut Ws,
+        rx: &mut mpsc::Receiver<Utf8Bytes>,
+        decision: Decision<'_>,
+        now: Timestamp,
+    ) -> Result<Reply, Exit> {
         let mut reply = Reply { replay: Vec::new(), frame: String::new(), removed: Vec::new(), close: None };
         reply.frame = match decision {
             Decision::Join { id, room, claimed } | Decision::Create { id, room, claimed } => {
@@ -349,8 +377,13 @@ impl Conn<'_> {
                     self.state.owners.changed();
                     info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, "room owner recorded");
                 }
-                let seq = self.rooms.join(&room, now);
-                ack(&id, Some(seq))
+                match self.rooms.join(&room, now).await {
+                    Ok(seq) => ack(&id, Some(seq)),
+                    Err(refusal) => {
+                        self.session.forget(&room);
+                        self.refuse(&refusal.answering(id))
+                    }
+                }
             }
             Decision::DeleteRoom { id, room } => {
                 self.state.owners.changed();
@@ -372,8 +405,14 @@ impl Conn<'_> {
                 // Joined first: every event after the read reaches the
                 // queue, and one published in between comes twice, once
                 // each way, with one `seq` (clients drop repeats by `seq`).
-                self.rooms.join(&room, now);
-                match self.state.history.range(&room, since, now).await {
+                let kept = match self.rooms.join(&room, now).await {
+                    Ok(_) => self.state.history.range(&room, since, now).await,
+                    Err(refusal) => {
+                        self.session.forget(&room);
+                        Err(refusal)
+                    }
+                };
+                match kept {
                     Ok(kept) => {
                         reply.replay = kept.replay.events;
                         let complete = Some(kept.replay.complete);
@@ -394,7 +433,7 @@ impl Conn<'_> {
                     let who = self.session.identity();
                     let claim = self.session.claim(&room, &event, rate, nonce, history);
                     let outgoing = Outgoing { from_id: &who.user_id, from_name: &who.name, data: &data, ts: now };
-                    self.state.commit.commit(claim, outgoing, now).await
+                    self.meanwhile(ws, rx, self.state.commit.commit(claim, outgoing, now)).await?
                 };
                 let escalation = self.session.committed(&self.state.guard, outcome.as_ref(), now);
                 let user = &self.session.identity().user_id;
@@ -437,7 +476,7 @@ impl Conn<'_> {
             }
         };
         reply.close = reply.close.or_else(|| self.unenforced());
-        reply
+        Ok(reply)
     }
 
     /// Logs a refusal under a fresh reference, within the refusal log

@@ -1,0 +1,224 @@
+//! The bus in memory (`seams::Bus`, docs/ARCHITECTURE.md, "Seams"): the
+//! nodes of one process share a [`Broker`], which hands each event, at
+//! once and on the publisher's thread, to every subscribed node's
+//! [`Deliver`] (the node's hub). A server is one node on its own broker;
+//! the conformance suite puts two on one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+use palisade_core::refusal::Refusal;
+use palisade_core::seams::{Bus, Deliver, Pending};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Where one node's events go.
+type Sink = Arc<dyn Deliver<Utf8Bytes>>;
+
+/// Which nodes hear a room.
+#[derive(Debug, Default)]
+struct Subscribers {
+    /// Each subscribed node's count of `subscribe` calls.
+    counts: HashMap<usize, usize>,
+    /// The subscribed nodes' sinks. Copied when a node comes or goes
+    /// (rare), so a publish takes one reference and holds no lock of the
+    /// broker while members' queues are filled.
+    sinks: Arc<[(usize, Sink)]>,
+}
+
+/// The rooms of the nodes of one process.
+#[derive(Debug, Default)]
+pub(crate) struct Broker {
+    rooms: DashMap<Box<str>, Subscribers>,
+    nodes: AtomicUsize,
+}
+
+/// One node's side of a [`Broker`].
+#[derive(Debug)]
+pub(crate) struct MemoryBus {
+    broker: Arc<Broker>,
+    node: usize,
+    sink: Sink,
+}
+
+impl MemoryBus {
+    /// A node on `broker` whose events go to `sink`.
+    pub(crate) fn new(broker: Arc<Broker>, sink: Sink) -> Self {
+        let node = broker.nodes.fetch_add(1, Ordering::Relaxed);
+        Self { broker, node, sink }
+    }
+
+    fn subscribe_now(&self, room: &str) {
+        let mut subscribers = self.broker.rooms.entry(room.into()).or_default();
+        let count = subscribers.counts.entry(self.node).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            let sinks = subscribers.sinks.iter().cloned().chain([(self.node, Arc::clone(&self.sink))]).collect();
+            subscribers.sinks = sinks;
+        }
+    }
+}
+
+#[cfg(test)]
+impl Broker {
+    /// Whether any node is subscribed to `room`.
+    pub(crate) fn is_heard(&self, room: &str) -> bool {
+        self.rooms.contains_key(room)
+    }
+}
+
+impl Bus for MemoryBus {
+    type Frame = Utf8Bytes;
+
+    fn subscribe<'a>(&'a self, room: &'a str) -> Pending<'a, Result<(), Refusal>> {
+        self.subscribe_now(room);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn unsubscribe(&self, room: &str) {
+        let Some(mut subscribers) = self.broker.rooms.get_mut(room) else { return };
+        let Some(count) = subscribers.counts.get_mut(&self.node) else { return };
+        *count -= 1;
+        if *count == 0 {
+            subscribers.counts.remove(&self.node);
+            let sinks = subscribers.sinks.iter().filter(|(node, _)| *node != self.node).cloned().collect();
+            subscribers.sinks = sinks;
+        }
+        let empty = subscribers.counts.is_empty();
+        drop(subscribers);
+        if empty {
+            self.broker.rooms.remove_if(room, |_, s| s.counts.is_empty());
+        }
+    }
+
+    fn publish(&self, room: &str, seq: u64, frame: Utf8Bytes) {
+        let Some(sinks) = self.broker.rooms.get(room).map(|s| Arc::clone(&s.sinks)) else { return };
+        for (_, sink) in sinks.iter() {
+            sink.deliver(room, seq, &frame);
+        }
+    }
+}
+
+/// The conformance suite every bus passes, given a way to make one node's
+/// bus that delivers to a sink: two memory nodes on one broker now, and
+/// unchanged two nodes of a cluster. Deliveries may come later than the
+/// call that caused them, so the suite waits for them (a few seconds at
+/// most), and shows that something did not arrive by a later event of the
+/// same publisher that did.
+#[cfg(test)]
+pub(crate) mod conformance {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use palisade_core::seams::{Bus, Deliver};
+    use tokio::sync::mpsc;
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+    /// A sink that records what it is handed.
+    #[derive(Debug)]
+    struct Recorder(mpsc::UnboundedSender<(String, u64, String)>);
+
+    impl Deliver<Utf8Bytes> for Recorder {
+        fn deliver(&self, room: &str, seq: u64, frame: &Utf8Bytes) {
+            // The receiver lives as long as the suite.
+            let _ = self.0.send((room.to_owned(), seq, frame.as_str().to_owned()));
+        }
+    }
+
+    type Heard = mpsc::UnboundedReceiver<(String, u64, String)>;
+
+    async fn next(heard: &mut Heard) -> (String, u64, String) {
+        tokio::time::timeout(Duration::from_secs(5), heard.recv())
+            .await
+            .expect("a delivery within 5 s")
+            .expect("the sink lives")
+    }
+
+    fn publish(bus: &dyn Bus<Frame = Utf8Bytes>, room: &str, seq: u64) {
+        bus.publish(room, seq, Utf8Bytes::from(format!("{room}#{seq}")));
+    }
+
+    /// Runs every case against nodes `make` builds.
+    pub(crate) async fn run(make: impl Fn(Arc<dyn Deliver<Utf8Bytes>>) -> Box<dyn Bus<Frame = Utf8Bytes>>) {
+        let (to_a, mut a_heard) = mpsc::unbounded_channel();
+        let (to_b, mut b_heard) = mpsc::unbounded_channel();
+        let a = make(Arc::new(Recorder(to_a)));
+        let b = make(Arc::new(Recorder(to_b)));
+
+        // Both subscribed: each event reaches both, the publisher's own
+        // node through its sink, in publish order whoever published.
+        a.subscribe("r").await.unwrap();
+        b.subscribe("r").await.unwrap();
+        publish(&*a, "r", 1);
+        publish(&*b, "r", 2);
+        publish(&*a, "r", 3);
+        for heard in [&mut a_heard, &mut b_heard] {
+            let seqs = [next(heard).await, next(heard).await, next(heard).await];
+            assert_eq!(seqs[1], ("r".to_owned(), 2, "r#2".to_owned()), "the frame as published");
+            assert_eq!(seqs.map(|(_, seq, _)| seq), [1, 2, 3]);
+        }
+
+        // Only subscribers hear a room: `b` is not in `s`, and its own
+        // later event in `r` shows it would have heard by then.
+        a.subscribe("s").await.unwrap();
+        publish(&*b, "s", 10);
+        publish(&*b, "r", 4);
+        assert_eq!(next(&mut b_heard).await.1, 4, "b heard nothing of s");
+        assert_eq!(next(&mut a_heard).await, ("s".to_owned(), 10, "s#10".to_owned()));
+        assert_eq!(next(&mut a_heard).await.1, 4);
+
+        // Subscriptions count: two subscribes need two unsubscribes.
+        b.subscribe("r").await.unwrap();
+        b.unsubscribe("r");
+        publish(&*a, "r", 5);
+        assert_eq!(next(&mut b_heard).await.1, 5, "still subscribed once");
+        b.unsubscribe("r");
+        publish(&*a, "r", 6);
+        publish(&*a, "s", 11);
+        assert_eq!(next(&mut a_heard).await.1, 5);
+        assert_eq!(next(&mut a_heard).await.1, 6);
+        assert_eq!(next(&mut a_heard).await.1, 11);
+        b.subscribe("s").await.unwrap();
+        publish(&*a, "s", 12);
+        assert_eq!(next(&mut b_heard).await.1, 12, "b heard nothing of r after it left");
+        assert_eq!(next(&mut a_heard).await.1, 12);
+
+        // Unsubscribing what was never subscribed changes nothing.
+        b.unsubscribe("never");
+        a.unsubscribe("s");
+        publish(&*b, "s", 13);
+        assert_eq!(next(&mut b_heard).await.1, 13);
+        publish(&*b, "r", 7);
+        assert_eq!(next(&mut a_heard).await.1, 7, "a heard nothing of s after it left, and is still in r");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn two_memory_nodes_on_one_broker_pass_the_conformance_suite() {
+        let broker = Arc::new(Broker::default());
+        conformance::run(|sink| Box::new(MemoryBus::new(Arc::clone(&broker), sink))).await;
+        assert_eq!(broker.rooms.len(), 2, "r and s are heard; rooms nobody hears are dropped");
+    }
+
+    #[tokio::test]
+    async fn a_room_nobody_hears_is_dropped() {
+        #[derive(Debug)]
+        struct Nowhere;
+        impl Deliver<Utf8Bytes> for Nowhere {
+            fn deliver(&self, _: &str, _: u64, _: &Utf8Bytes) {}
+        }
+        let broker = Arc::new(Broker::default());
+        let bus = MemoryBus::new(Arc::clone(&broker), Arc::new(Nowhere));
+        bus.subscribe("r").await.unwrap();
+        bus.subscribe("r").await.unwrap();
+        bus.unsubscribe("r");
+        assert!(broker.is_heard("r"));
+        bus.unsubscribe("r");
+        assert!(!broker.is_heard("r"));
+    }
+}
