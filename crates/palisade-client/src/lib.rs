@@ -136,6 +136,9 @@ pub enum ClientError {
         status: u16,
         /// Response body.
         body: String,
+        /// The `Retry-After` header in seconds (Palisade sends it with 429),
+        /// when present.
+        retry_after: Option<Duration>,
     },
     /// The server closed the connection.
     #[error("closed by server{}", code.map(|c| format!(" with {c}")).unwrap_or_default())]
@@ -218,10 +221,11 @@ impl ClientError {
         }
     }
 
-    /// With `rate_limited`: how long until the same request is allowed.
+    /// With `rate_limited`: how long until the same request is allowed;
+    /// with a refused handshake: its `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Rejected { retry_after, .. } => *retry_after,
+            Self::Rejected { retry_after, .. } | Self::Refused { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -358,6 +362,12 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
         Err(WsError::Http(resp)) => Err(ClientError::Refused {
             status: resp.status().as_u16(),
             body: resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
+            // Only the delay-seconds form: Palisade never sends an HTTP date.
+            retry_after: resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+                .map(Duration::from_secs),
         }),
         Err(e) => Err(e.into()),
     }

@@ -407,3 +407,28 @@ async fn a_message_whose_ack_was_lost_is_resent_with_its_cid_and_published_once(
     client.close().await;
     watcher.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handshake_refused_with_429_is_retried_no_sooner_than_its_retry_after() {
+    // alice may hold one connection; while a raw socket holds it, the
+    // client's handshake gets 429 with `Retry-After: 5` (PROTOCOL.md §1.2, step 8).
+    let server = TestServer::start_lenient("[abuse]\nmax_connections_per_user = 1\n").await;
+    let (mut holder, _) = connect_from(&server, [127, 0, 40, 2], &token("alice", &[])).await;
+    let (client, mut notes) = ReconnectingClient::new(options(&server, [127, 0, 40, 1]), long_lived("alice"));
+    let first_attempt = Instant::now();
+    let c = client.clone();
+    let connected = tokio::spawn(async move { c.connect().await });
+    match next_notice(&mut notes).await {
+        Notification::Reconnecting { code, delay, reason, .. } => {
+            assert_eq!(code, 4029, "{reason}");
+            assert!(reason.contains("429"), "{reason}");
+            assert!(delay >= Duration::from_secs(5), "the backoff honours Retry-After: {delay:?}");
+        }
+        other => panic!("expected a slowed-down reconnect, got {other:?}"),
+    }
+    holder.close(None).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(600), connected).await.expect("in time").unwrap().unwrap();
+    // The refusal came at once; the next attempt, not before its hint.
+    assert!(first_attempt.elapsed() >= Duration::from_secs(5), "{:?}", first_attempt.elapsed());
+    client.close().await;
+}

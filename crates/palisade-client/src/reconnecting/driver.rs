@@ -133,6 +133,9 @@ struct Driver {
     refreshing: bool,
     refreshed_for: u64,
     notice: u64,
+    /// The server's last "not before" (a `rate_limited` answer's
+    /// `retry_after_ms`, a refused handshake's `Retry-After`): the floor
+    /// of the next slowed-down reconnect.
     hint: Duration,
     /// The terminal close code that ended the client, if any.
     close_code: Option<u16>,
@@ -312,8 +315,12 @@ impl Driver {
             Err(e) => {
                 let (code, reason) = match &e {
                     ClientError::Closed { code: Some(c) } => (*c, e.to_string()),
-                    // The handshake's 429 and 503 ask to slow down, as 4029.
-                    ClientError::Refused { status: 429 | 503, .. } => (4029, e.to_string()),
+                    // The handshake's 429 and 503 ask to slow down, as 4029,
+                    // and not before their `Retry-After`.
+                    ClientError::Refused { status: 429 | 503, retry_after, .. } => {
+                        self.hint = retry_after.unwrap_or_default();
+                        (4029, e.to_string())
+                    }
                     _ => (1006, e.to_string()),
                 };
                 if let ClientError::Token(_) = e {
