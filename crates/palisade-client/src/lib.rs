@@ -75,6 +75,9 @@ pub use reconnecting::{
     Event, Notification, Notifications, Published, ReconnectOptions, ReconnectingClient, State, TokenError, TokenSource,
 };
 
+/// The session cookie's name (docs/PROTOCOL.md §11.4).
+const SESSION_COOKIE: &str = "palisade_session";
+
 /// The underlying WebSocket stream.
 pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -86,6 +89,11 @@ pub enum TokenPlacement {
     Header,
     /// `Sec-WebSocket-Protocol: palisade.v1, palisade.bearer.<token>`.
     Subprotocol,
+    /// `Cookie: palisade_session=<token>`: the session cookie of
+    /// `/auth/login` with `"cookie": true` (docs/PROTOCOL.md §11.4). The
+    /// server takes it only with an allowed `Origin`, and then asks for the
+    /// CSRF token on every `send`.
+    Cookie,
 }
 
 /// Connection options.
@@ -349,6 +357,9 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
                 opts.token
             );
             headers.insert("sec-websocket-protocol", header(value)?);
+        }
+        TokenPlacement::Cookie => {
+            headers.insert("cookie", header(format!("{SESSION_COOKIE}={}", opts.token))?);
         }
     }
     if let Some(origin) = &opts.origin {
