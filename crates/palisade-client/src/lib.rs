@@ -1,17 +1,19 @@
 //! A Rust client for Palisade's protocol v1.
 //!
 //! [`Client::connect`] performs the authenticated handshake (bearer token in
-//! the `Authorization` header, or as the `palisade.bearer.<token>`
-//! subprotocol the way browsers must), waits for `welcome`, and then offers
-//! typed requests: [`Client::join`], [`Client::publish`], and
+//! the `Authorization` header, as the `palisade.bearer.<token>` subprotocol
+//! the way browsers must, or as a cookie session's `palisade_session`
+//! cookie: [`TokenPlacement`]), waits for `welcome`, and then offers typed
+//! requests: [`Client::join`], [`Client::publish`], and
 //! [`Client::request`] for anything else. Events that arrive while a request
 //! waits for its reply are kept, in order, for [`Client::next_message`].
 //!
 //! [`Client`] is one connection, as the load generator and tests need it.
 //! [`ReconnectingClient`] keeps a connection up the way the JavaScript
 //! client (`clients/js`) does: the close code decides (4001 → a fresh token
-//! from the [`TokenSource`], then reconnect; 4003 and 4008 end it; 4009 and
-//! 4029 back off by the server's hint; anything else reconnects) with
+//! from the [`TokenSource`], then reconnect; 4003 and 4008 end it; 4009,
+//! 4029 and a handshake's 429 or 503 back off by the server's hint
+//! (`retry_after_ms`, `Retry-After`); anything else reconnects) with
 //! full-jitter exponential [`Backoff`] reset only by a `welcome`; the token
 //! is refreshed in-band on `expiring`, one refresh at a time; rooms are
 //! re-joined with `recover` from the last `seq` seen and events are never
@@ -22,6 +24,12 @@
 //! and answers with the first copy's `seq`), within
 //! [`ReconnectOptions::client_id_window`], else it fails with
 //! [`ClientError::Disconnected`].
+//!
+//! A cookie session (after `/auth/login` with `"cookie": true`) connects
+//! with [`ReconnectOptions::cookie`]: the token source gives the
+//! `palisade_session` cookie's value, and every `send` echoes the CSRF
+//! token of the latest `welcome` or `csrf` frame, following its rotations
+//! and the new one each reconnect brings.
 //!
 //! ```no_run
 //! use palisade_client::{Notification, ReconnectOptions, ReconnectingClient};
