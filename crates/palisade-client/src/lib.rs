@@ -1,17 +1,19 @@
 //! A Rust client for Palisade's protocol v1.
 //!
 //! [`Client::connect`] performs the authenticated handshake (bearer token in
-//! the `Authorization` header, or as the `palisade.bearer.<token>`
-//! subprotocol the way browsers must), waits for `welcome`, and then offers
-//! typed requests: [`Client::join`], [`Client::publish`], and
+//! the `Authorization` header, as the `palisade.bearer.<token>` subprotocol
+//! the way browsers must, or as a cookie session's `palisade_session`
+//! cookie: [`TokenPlacement`]), waits for `welcome`, and then offers typed
+//! requests: [`Client::join`], [`Client::publish`], and
 //! [`Client::request`] for anything else. Events that arrive while a request
 //! waits for its reply are kept, in order, for [`Client::next_message`].
 //!
 //! [`Client`] is one connection, as the load generator and tests need it.
 //! [`ReconnectingClient`] keeps a connection up the way the JavaScript
 //! client (`clients/js`) does: the close code decides (4001 → a fresh token
-//! from the [`TokenSource`], then reconnect; 4003 and 4008 end it; 4009 and
-//! 4029 back off by the server's hint; anything else reconnects) with
+//! from the [`TokenSource`], then reconnect; 4003 and 4008 end it; 4009,
+//! 4029 and a handshake's 429 or 503 back off by the server's hint
+//! (`retry_after_ms`, `Retry-After`); anything else reconnects) with
 //! full-jitter exponential [`Backoff`] reset only by a `welcome`; the token
 //! is refreshed in-band on `expiring`, one refresh at a time; rooms are
 //! re-joined with `recover` from the last `seq` seen and events are never
@@ -22,6 +24,12 @@
 //! and answers with the first copy's `seq`), within
 //! [`ReconnectOptions::client_id_window`], else it fails with
 //! [`ClientError::Disconnected`].
+//!
+//! A cookie session (after `/auth/login` with `"cookie": true`) connects
+//! with [`ReconnectOptions::cookie`]: the token source gives the
+//! `palisade_session` cookie's value, and every `send` echoes the CSRF
+//! token of the latest `welcome` or `csrf` frame, following its rotations
+//! and the new one each reconnect brings.
 //!
 //! ```no_run
 //! use palisade_client::{Notification, ReconnectOptions, ReconnectingClient};
@@ -75,6 +83,9 @@ pub use reconnecting::{
     Event, Notification, Notifications, Published, ReconnectOptions, ReconnectingClient, State, TokenError, TokenSource,
 };
 
+/// The session cookie's name (docs/PROTOCOL.md §11.4).
+const SESSION_COOKIE: &str = "palisade_session";
+
 /// The underlying WebSocket stream.
 pub type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -86,6 +97,11 @@ pub enum TokenPlacement {
     Header,
     /// `Sec-WebSocket-Protocol: palisade.v1, palisade.bearer.<token>`.
     Subprotocol,
+    /// `Cookie: palisade_session=<token>`: the session cookie of
+    /// `/auth/login` with `"cookie": true` (docs/PROTOCOL.md §11.4). The
+    /// server takes it only with an allowed `Origin`, and then asks for the
+    /// CSRF token on every `send`.
+    Cookie,
 }
 
 /// Connection options.
@@ -136,6 +152,9 @@ pub enum ClientError {
         status: u16,
         /// Response body.
         body: String,
+        /// The `Retry-After` header in seconds (Palisade sends it with 429),
+        /// when present.
+        retry_after: Option<Duration>,
     },
     /// The server closed the connection.
     #[error("closed by server{}", code.map(|c| format!(" with {c}")).unwrap_or_default())]
@@ -218,10 +237,11 @@ impl ClientError {
         }
     }
 
-    /// With `rate_limited`: how long until the same request is allowed.
+    /// With `rate_limited`: how long until the same request is allowed;
+    /// with a refused handshake: its `Retry-After`.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Rejected { retry_after, .. } => *retry_after,
+            Self::Rejected { retry_after, .. } | Self::Refused { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -346,6 +366,9 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
             );
             headers.insert("sec-websocket-protocol", header(value)?);
         }
+        TokenPlacement::Cookie => {
+            headers.insert("cookie", header(format!("{SESSION_COOKIE}={}", opts.token))?);
+        }
     }
     if let Some(origin) = &opts.origin {
         headers.insert("origin", header(origin.clone())?);
@@ -358,6 +381,12 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
         Err(WsError::Http(resp)) => Err(ClientError::Refused {
             status: resp.status().as_u16(),
             body: resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
+            // Only the delay-seconds form: Palisade never sends an HTTP date.
+            retry_after: resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+                .map(Duration::from_secs),
         }),
         Err(e) => Err(e.into()),
     }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -115,6 +114,19 @@ impl ReconnectOptions {
             notification_capacity: 1024,
             seed: None,
         }
+    }
+
+    /// Options for a cookie session (after `/auth/login` with
+    /// `"cookie": true`, docs/PROTOCOL.md §11.4), as the JavaScript client's
+    /// `cookie: true`: the [`TokenSource`] gives the `palisade_session`
+    /// cookie's value (from the login's or the last `/auth/refresh`'s
+    /// `Set-Cookie`), which goes in a `Cookie` header with `origin`, one
+    /// the server allows. Every `send` then carries the CSRF token of the
+    /// latest `welcome` or `csrf` frame. A renewed cookie's value is sent
+    /// as an in-band `refresh` on `expiring`, as a bearer token would be:
+    /// unlike a page, a program can read it.
+    pub fn cookie(url: impl Into<String>, origin: impl Into<String>) -> Self {
+        Self { placement: TokenPlacement::Cookie, origin: Some(origin.into()), ..Self::new(url) }
     }
 }
 

@@ -362,3 +362,34 @@ async fn a_slow_consumer_close_waits_at_least_the_servers_last_hint() {
     let _peer = server.await.unwrap();
     client.close().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handshake_refused_with_retry_after_is_not_retried_before_it() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // A raw HTTP answer: the first handshake gets 503 with `Retry-After: 9`
+    // (the real server's 429 is in palisade-server's tests/rust_client.rs).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let (client, mut notes) = ReconnectingClient::new(options(&url), fixed_token());
+    let c = client.clone();
+    tokio::spawn(async move {
+        let _ = c.connect().await;
+    });
+    let (mut tcp, _) = listener.accept().await.unwrap();
+    let refused_at = Instant::now();
+    let mut request = [0u8; 4096];
+    let _ = tcp.read(&mut request).await.unwrap();
+    let answer = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 9\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    tcp.write_all(answer.as_bytes()).await.unwrap();
+    drop(tcp);
+    match notes.recv().await.unwrap() {
+        Notification::Reconnecting { code, delay, reason, .. } => {
+            assert_eq!(code, 4029, "{reason}");
+            assert!(delay >= Duration::from_secs(9), "{delay:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let _second = listener.accept().await.unwrap();
+    assert!(refused_at.elapsed() >= Duration::from_secs(9), "{:?}", refused_at.elapsed());
+    client.close().await;
+}

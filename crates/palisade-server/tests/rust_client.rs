@@ -1,7 +1,9 @@
 //! The reconnecting Rust client (`palisade_client::ReconnectingClient`)
 //! against a real server over real sockets: every close code Palisade sends
-//! drives it as the protocol says, on the server's virtual clock where the
-//! token's lifetime is the subject.
+//! drives it as the protocol says, a 429's `Retry-After` holds its next
+//! attempt back, and a cookie session echoes the CSRF token through its
+//! rotations and reconnects; on the server's virtual clock where a token's
+//! lifetime or a rotation is the subject.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // Helpers outside #[test] functions panic on setup failures by design.
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::auth::{ADMIN_KEY, Call, call_at, with_admin_key};
+use common::auth::{ADMIN_KEY, Call, PASSWORD, add_user, call, call_at, with_admin_key};
 use common::*;
 use palisade_client::{
     ClientError, Notification, Notifications, ReconnectOptions, ReconnectingClient, State, TokenSource,
@@ -406,4 +408,173 @@ async fn a_message_whose_ack_was_lost_is_resent_with_its_cid_and_published_once(
     assert_eq!(events, [(published.seq, "once".to_owned()), (after.seq, "after".to_owned())]);
     client.close().await;
     watcher.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handshake_refused_with_429_is_retried_no_sooner_than_its_retry_after() {
+    // alice may hold one connection; while a raw socket holds it, the
+    // client's handshake gets 429 with `Retry-After: 5` (PROTOCOL.md §1.2, step 8).
+    let server = TestServer::start_lenient("[abuse]\nmax_connections_per_user = 1\n").await;
+    let (mut holder, _) = connect_from(&server, [127, 0, 40, 2], &token("alice", &[])).await;
+    let (client, mut notes) = ReconnectingClient::new(options(&server, [127, 0, 40, 1]), long_lived("alice"));
+    let first_attempt = Instant::now();
+    let c = client.clone();
+    let connected = tokio::spawn(async move { c.connect().await });
+    match next_notice(&mut notes).await {
+        Notification::Reconnecting { code, delay, reason, .. } => {
+            assert_eq!(code, 4029, "{reason}");
+            assert!(reason.contains("429"), "{reason}");
+            assert!(delay >= Duration::from_secs(5), "the backoff honours Retry-After: {delay:?}");
+        }
+        other => panic!("expected a slowed-down reconnect, got {other:?}"),
+    }
+    holder.close(None).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(600), connected).await.expect("in time").unwrap().unwrap();
+    // The refusal came at once; the next attempt, not before its hint.
+    assert!(first_attempt.elapsed() >= Duration::from_secs(5), "{:?}", first_attempt.elapsed());
+    client.close().await;
+}
+
+const APP: &str = "https://app.example.com";
+/// The CSRF token rotates every 2 minutes, and a replaced one is refused
+/// at once: a client that did not follow the rotation would be refused.
+const CSRF_ROTATION: &str = "[limits]\nheartbeat_interval = \"1h\"\n[csrf]\nrotate_every = \"2m\"\ngrace = \"0s\"\n";
+
+/// The next frame of `kind` on a raw socket (events skipped).
+async fn next_of(ws: &mut Ws, kind: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let frame = next_json(ws).await;
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+    panic!("no {kind} frame");
+}
+
+/// Logs alice in with `"cookie": true`, and a token source holding her
+/// cookies as a program would: the login's `palisade_session` value first,
+/// then for each call the one `/auth/refresh` sets (by the refresh cookie,
+/// from the allowed origin). Also the first session cookie's value, and the
+/// count of refreshes.
+async fn cookie_session(server: &TestServer) -> (impl TokenSource, String, Arc<AtomicUsize>) {
+    add_user(&server.data_dir, "alice", &["student"]);
+    let login = Call {
+        origin: Some(APP),
+        ..Call::post("/auth/login", json!({"username": "alice", "password": PASSWORD, "cookie": true}))
+    };
+    let reply = call(server, login).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let session = reply.cookie("palisade_session").unwrap();
+    let jar = Arc::new(tokio::sync::Mutex::new((Some(session.clone()), reply.cookie("palisade_refresh").unwrap())));
+    let refreshes = Arc::new(AtomicUsize::new(0));
+    let counted = refreshes.clone();
+    let addr = server.addr;
+    let source = move || {
+        let (jar, counted) = (jar.clone(), counted.clone());
+        async move {
+            let mut jar = jar.lock().await;
+            if let Some(first) = jar.0.take() {
+                return Ok(first);
+            }
+            counted.fetch_add(1, Ordering::SeqCst);
+            let cookie = format!("palisade_refresh={}", jar.1);
+            let renew =
+                Call { cookie: Some(&cookie), origin: Some(APP), body: None, ..Call::post("/auth/refresh", json!({})) };
+            let reply = call_at(addr, renew).await;
+            if reply.status != 200 {
+                return Err(std::io::Error::other(format!("refresh: HTTP {}", reply.status)));
+            }
+            jar.1 = reply.cookie("palisade_refresh").unwrap();
+            Ok(reply.cookie("palisade_session").unwrap())
+        }
+    };
+    (source, session, refreshes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cookie_session_echoes_the_csrf_token_through_rotation_and_a_restart() {
+    let mut server = TestServer::start_lenient(&format!("{}{CSRF_ROTATION}", fixed_port())).await;
+    let (tokens, session, _) = cookie_session(&server).await;
+    let opts = ReconnectOptions {
+        bind: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 41, 1))),
+        seed: Some(41),
+        ..ReconnectOptions::cookie(server.url(), APP)
+    };
+    let (client, mut notes) = ReconnectingClient::new(opts, tokens);
+    client.connect().await.unwrap();
+    client.join("lobby").await.unwrap();
+    // On a cookie session every send needs the token: welcome's goes out.
+    let publish = |text: &str| client.publish("lobby", "chat.message", json!({"content": text}));
+    publish("welcome's token").await.unwrap();
+
+    // Beside it, a raw socket on the same cookie sees the rotation, and
+    // that the replaced token is refused from then on.
+    let header = format!("palisade_session={session}");
+    let (mut raw, _) =
+        dial(&server, Dial { cookie: Some(&header), origin: Some(APP), ..Dial::default() }).await.unwrap();
+    let old = next_of(&mut raw, "welcome").await["csrf"].clone();
+    join(&mut raw, "lobby").await;
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    assert_ne!(next_of(&mut raw, "csrf").await["csrf"], old, "rotated");
+    let stale = json!({"type": "send", "id": "s1", "room": "lobby", "event": "chat.message",
+                       "data": {"content": "stale"}, "csrf": old});
+    assert_eq!(request(&mut raw, stale).await["code"], "csrf_failed");
+    raw.close(None).await.unwrap();
+    // The client took the `csrf` frame's token.
+    publish("rotated token").await.unwrap();
+
+    // After a restart the new welcome's token replaces the old session's:
+    // a publish made while disconnected waits, then carries it.
+    server.shutdown().await;
+    match next_notice(&mut notes).await {
+        Notification::Reconnecting { code, .. } => assert_eq!(code, 1001),
+        other => panic!("expected a reconnect after 1001, got {other:?}"),
+    }
+    let queued = {
+        let client = client.clone();
+        tokio::spawn(async move { client.publish("lobby", "chat.message", json!({"content": "queued"})).await })
+    };
+    // Idle a moment: the publish has reached the client, which has no server.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_ne!(client.state(), State::Connected);
+    server = server.restart().await;
+    tokio::time::timeout(Duration::from_secs(600), queued).await.expect("in time").unwrap().unwrap();
+    assert_eq!(client.state(), State::Connected);
+    // And the new connection's rotation is followed too.
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    publish("rotated again").await.unwrap();
+    let mut errors = Vec::new();
+    while let Ok(Some(n)) = tokio::time::timeout(Duration::from_millis(1), notes.recv()).await {
+        if let Notification::Error(e) = n {
+            errors.push(e.to_string());
+        }
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    client.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cookie_session_is_renewed_in_band_and_its_socket_stays() {
+    // Login tokens live 15 minutes; an hour of virtual time is four of them.
+    let server = TestServer::start_lenient("[limits]\nheartbeat_interval = \"1h\"\n").await;
+    let (tokens, _, refreshes) = cookie_session(&server).await;
+    let opts = ReconnectOptions {
+        bind: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 42, 1))),
+        seed: Some(42),
+        ..ReconnectOptions::cookie(server.url(), APP)
+    };
+    let (client, mut notes) = ReconnectingClient::new(opts, tokens);
+    client.connect().await.unwrap();
+    client.join("lobby").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(client.state(), State::Connected);
+    let published = client.publish("lobby", "chat.message", json!({"content": "still here"})).await.unwrap();
+    // Nothing but our own event came: no reconnect, no error.
+    match notes.recv().await.unwrap() {
+        Notification::Event(e) => assert_eq!(e.seq, published.seq),
+        other => panic!("expected only the event, got {other:?}"),
+    }
+    assert!(refreshes.load(Ordering::SeqCst) >= 4, "one renewed cookie per token lifetime");
+    client.close().await;
 }

@@ -1,33 +1,20 @@
 //! The task behind a [`ReconnectingClient`](super::ReconnectingClient): the
 //! connection, its requests, rooms, queue and token, and what each frame,
-//! close and timer does to them.
+//! close and timer does to them. Published messages on their way are in
+//! `outbox`, the token and what each `send` proves itself with in
+//! `tokens`, what is read of a server frame in `frame`.
 
 #[allow(clippy::wildcard_imports, reason = "the task is the rest of its parent module")]
 use super::*;
 
-pub(super) struct Outgoing {
-    room: String,
-    event: String,
-    data: Value,
-    reply: Reply<Published>,
-    deadline: Instant,
-    /// The client message id, the same on every resend.
-    cid: String,
-    /// When it first went out on a socket.
-    first_sent: Option<Instant>,
-    /// The request id it last went out with (sends are resent in order).
-    order: u64,
-}
+mod frame;
+mod outbox;
+mod tokens;
 
-impl Outgoing {
-    /// A message to publish, with a fresh `cid`.
-    pub(super) fn new(room: String, event: String, data: Value, reply: Reply<Published>) -> Self {
-        Self { room, event, data, reply, deadline: Instant::now(), cid: new_cid(), first_sent: None, order: 0 }
-    }
-}
-
-/// How long after a `duplicate` ack without `seq` the message is sent again.
-const ASK_AGAIN: Duration = Duration::from_millis(200);
+use frame::Frame;
+pub(super) use outbox::Outgoing;
+#[cfg(test)]
+pub(super) use tokens::jwt_exp_ms;
 
 enum Pending {
     Send(Outgoing),
@@ -49,42 +36,6 @@ impl Room {
     fn settle(&mut self, result: impl Fn() -> Result<(), ClientError>) {
         for w in self.waiters.drain(..) {
             let _ = w.send(result());
-        }
-    }
-}
-
-/// Every server frame's fields, all optional: the client reads what it
-/// needs and ignores what it does not know.
-#[derive(Debug, Default, Deserialize)]
-struct Frame {
-    #[serde(rename = "type")]
-    kind: String,
-    id: Option<String>,
-    seq: Option<u64>,
-    complete: Option<bool>,
-    code: Option<String>,
-    path: Option<String>,
-    retry_after_ms: Option<u64>,
-    #[serde(rename = "ref")]
-    reference: Option<String>,
-    room: Option<String>,
-    event: Option<String>,
-    from: Option<Sender>,
-    data: Option<Value>,
-    ts: Option<u64>,
-    expires_at: Option<u64>,
-    csrf: Option<String>,
-    reason: Option<String>,
-    duplicate: Option<bool>,
-}
-
-impl Frame {
-    fn error(&self) -> ClientError {
-        ClientError::Rejected {
-            code: self.code.clone().unwrap_or_default(),
-            path: self.path.clone(),
-            retry_after: self.retry_after_ms.map(Duration::from_millis),
-            reference: self.reference.clone(),
         }
     }
 }
@@ -133,6 +84,9 @@ struct Driver {
     refreshing: bool,
     refreshed_for: u64,
     notice: u64,
+    /// The server's last "not before" (a `rate_limited` answer's
+    /// `retry_after_ms`, a refused handshake's `Retry-After`): the floor
+    /// of the next slowed-down reconnect.
     hint: Duration,
     /// The terminal close code that ended the client, if any.
     close_code: Option<u16>,
@@ -312,8 +266,12 @@ impl Driver {
             Err(e) => {
                 let (code, reason) = match &e {
                     ClientError::Closed { code: Some(c) } => (*c, e.to_string()),
-                    // The handshake's 429 and 503 ask to slow down, as 4029.
-                    ClientError::Refused { status: 429 | 503, .. } => (4029, e.to_string()),
+                    // The handshake's 429 and 503 ask to slow down, as 4029,
+                    // and not before their `Retry-After`.
+                    ClientError::Refused { status: 429 | 503, retry_after, .. } => {
+                        self.hint = retry_after.unwrap_or_default();
+                        (4029, e.to_string())
+                    }
                     _ => (1006, e.to_string()),
                 };
                 if let ClientError::Token(_) = e {
@@ -491,7 +449,7 @@ impl Driver {
                 let result = if ok {
                     if f.duplicate == Some(true) && f.seq.is_none() {
                         // The first copy is still being published.
-                        self.later.push((Instant::now() + ASK_AGAIN, msg));
+                        self.ask_later(msg);
                         return;
                     }
                     Ok(Published { seq: f.seq.unwrap_or(0) })
@@ -564,40 +522,6 @@ impl Driver {
         self.notify(Notification::Event(event)).await;
     }
 
-    /// One refresh per `expiring`, never two at once.
-    fn refresh(&mut self, expires_at: u64) {
-        if self.fetching.is_some() || self.refreshing || expires_at <= self.refreshed_for {
-            return;
-        }
-        self.refreshed_for = expires_at;
-        let tokens = self.tokens.clone();
-        self.fetching = Some(Box::pin(async move { tokens.token().await }));
-    }
-
-    async fn fetched(&mut self, token: Result<String, TokenError>) {
-        let token = match token {
-            Ok(t) => t,
-            Err(e) => {
-                self.notify(Notification::Error(ClientError::Token(e.to_string()))).await;
-                return;
-            }
-        };
-        if !self.ready {
-            return;
-        }
-        // A token that does not outlive this notice would only be warned
-        // again at once: let 4001 come, and the reconnect ask again.
-        let outlives = jwt_exp_ms(&token).is_none_or(|exp| exp > self.refreshed_for);
-        if token.is_empty() || self.token.as_deref() == Some(token.as_str()) || !outlives {
-            return;
-        }
-        let id = self.id();
-        self.refreshing = true;
-        let frame = json!({"type": "refresh", "id": id, "token": token});
-        self.pending.insert(id, Pending::Refresh(token));
-        self.raw(frame).await;
-    }
-
     // --- sending ----------------------------------------------------------
 
     async fn request(&mut self, room: &str) {
@@ -617,87 +541,11 @@ impl Driver {
         self.raw(frame).await;
     }
 
-    async fn transmit(&mut self, mut msg: Outgoing) {
-        let id = self.id();
-        let mut frame = json!({"type": "send", "id": id, "room": msg.room, "event": msg.event, "data": msg.data,
-                               "cid": msg.cid});
-        if let Some(csrf) = &self.csrf {
-            frame["csrf"] = Value::String(csrf.clone());
-        }
-        // For events with `replay = true`; ignored by the others.
-        frame["nonce"] = Value::String(format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64()));
-        frame["ts"] = json!(unix_ms());
-        msg.order = self.next_id;
-        msg.first_sent.get_or_insert_with(Instant::now);
-        self.pending.insert(id, Pending::Send(msg));
-        self.raw(frame).await;
-    }
-
-    /// Sends again a message that went out before, with its `cid`, while the
-    /// server still remembers it; later it fails with `Disconnected`.
-    async fn resend(&mut self, msg: Outgoing) {
-        let window_over = msg.first_sent.is_some_and(|t| t + self.options.client_id_window <= Instant::now());
-        if window_over {
-            let _ = msg.reply.send(Err(ClientError::Disconnected));
-        } else if self.ready {
-            self.transmit(msg).await;
-        } else {
-            self.unacked.push_back(msg);
-        }
-    }
-
-    /// The `duplicate` answers without `seq` whose time has come.
-    async fn ask_again(&mut self) {
-        let now = Instant::now();
-        let (due, kept): (Vec<_>, Vec<_>) = self.later.drain(..).partition(|(at, _)| *at <= now);
-        self.later = kept;
-        for (_, msg) in due {
-            self.resend(msg).await;
-        }
-    }
-
     /// Writes a frame; a failed write shows up as the socket's end on the
     /// next read.
     async fn raw(&mut self, frame: Value) {
         if let Some(ws) = &mut self.ws {
             let _ = ws.send(Message::Text(frame.to_string().into())).await;
-        }
-    }
-
-    // --- deadlines ----------------------------------------------------------
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let sent = self.pending.values().filter_map(|p| match p {
-            Pending::Send(m) => Some(m.deadline),
-            _ => None,
-        });
-        let later = self.later.iter().map(|(at, m)| (*at).min(m.deadline));
-        self.queue.iter().chain(&self.unacked).map(|m| m.deadline).chain(sent).chain(later).min()
-    }
-
-    fn expire(&mut self) {
-        let now = Instant::now();
-        let (late, kept): (Vec<_>, Vec<_>) = self.queue.drain(..).partition(|m| m.deadline <= now);
-        self.queue = kept.into();
-        let (late_unacked, kept): (Vec<_>, Vec<_>) = self.unacked.drain(..).partition(|m| m.deadline <= now);
-        self.unacked = kept.into();
-        let (late_later, kept): (Vec<_>, Vec<_>) = self.later.drain(..).partition(|(_, m)| m.deadline <= now);
-        self.later = kept;
-        for msg in late.into_iter().chain(late_unacked).chain(late_later.into_iter().map(|(_, m)| m)) {
-            let _ = msg.reply.send(Err(ClientError::Timeout));
-        }
-        let late: Vec<String> = self
-            .pending
-            .iter()
-            .filter_map(|(id, p)| match p {
-                Pending::Send(m) if m.deadline <= now => Some(id.clone()),
-                _ => None,
-            })
-            .collect();
-        for id in late {
-            if let Some(Pending::Send(msg)) = self.pending.remove(&id) {
-                let _ = msg.reply.send(Err(ClientError::Timeout));
-            }
         }
     }
 
@@ -729,39 +577,6 @@ fn drain(mut ws: Stream) {
         let _ =
             tokio::time::timeout(Duration::from_secs(1), async { while let Some(Ok(_)) = ws.next().await {} }).await;
     });
-}
-
-/// A client message id: 16 random bytes in hex. From the process's hash
-/// randomness, never from `ReconnectOptions::seed` (seeded clients of one
-/// user must not share ids); not a secret, only unique.
-fn new_cid() -> String {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let half = |salt: u64| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(salt);
-        h.write_u64(n);
-        h.write_u128(nanos);
-        h.finish()
-    };
-    format!("{:016x}{:016x}", half(1), half(2))
-}
-
-fn unix_ms() -> u64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A JWT's `exp` in Unix ms, if it reads as one (never verified: the
-/// server does that).
-pub(super) fn jwt_exp_ms(token: &str) -> Option<u64> {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("exp")?.as_u64()?.checked_mul(1000)
 }
 
 /// Starts the task that owns the connection and every piece of state.
