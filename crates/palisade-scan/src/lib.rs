@@ -3,18 +3,19 @@
 //!
 //! [`scan`] opens real connections to a target, one probe at a time, and
 //! records a [`Finding`] for each weakness: a certificate or TLS version it
-//! should not serve, an Origin it should refuse and accepts, a handshake
-//! without (or with a forged or expired) credential that it accepts, a
-//! public `/metrics`, a malformed or hostile message it relays or dies of,
-//! floods of frames, headers, messages or connections it never bounds, a
-//! second identity reading a room it has no right to, a cookie session
-//! publishing without its CSRF token, a message taken twice. Each check is
+//! should not serve, a plain-text listener beside its TLS one, an Origin it
+//! should refuse and accepts, a handshake without (or with a forged or
+//! expired) credential that it accepts, a public `/metrics`, a malformed or
+//! hostile message it relays or dies of, floods of frames, headers, messages
+//! or connections it never bounds, a second identity reading a room it has
+//! no right to, a cookie session publishing without its CSRF token, a
+//! message taken twice, a connection that outlives its token. Each check is
 //! in [`checks`]; every socket goes through [`net::Budget`], which paces
 //! probes and holds the hard caps (floods run against loopback only, unless
-//! the operator owns the target). [`output`] renders the [`Report`] as
-//! text, JSON or SARIF, and [`Report::exit_code`] is the CI gate. The
-//! `palisade scan` subcommand (crates/palisade-server/src/cli/scan.rs) only
-//! parses flags and calls [`scan`].
+//! the operator owns the target). [`output`] renders the [`Report`] as text,
+//! JSON or SARIF, and [`Report::exit_code`] is the CI gate. The `palisade
+//! scan` subcommand (crates/palisade-server/src/cli/scan.rs) only parses
+//! flags and calls [`scan`].
 
 #![forbid(unsafe_code)]
 

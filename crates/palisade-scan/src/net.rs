@@ -160,17 +160,16 @@ impl Budget {
         self.target.host.parse::<Ipv4Addr>().ok().filter(Ipv4Addr::is_loopback)
     }
 
-    /// A TCP connection to the target, from [`Budget::speak_from`]'s
-    /// address when one is set and can be bound.
-    async fn connect_tcp(&self) -> std::io::Result<TcpStream> {
-        let t = &self.target;
+    /// A TCP connection to the target's host on `port`, from
+    /// [`Budget::speak_from`]'s address when one is set and can be bound.
+    async fn connect_tcp(&self, port: u16) -> std::io::Result<TcpStream> {
         if let (Some(source), Some(ip)) = (self.source, self.loopback_v4()) {
             let socket = TcpSocket::new_v4()?;
             if socket.bind(SocketAddr::from((source, 0))).is_ok() {
-                return socket.connect(SocketAddr::from((ip, t.port))).await;
+                return socket.connect(SocketAddr::from((ip, port))).await;
             }
         }
-        TcpStream::connect((t.host.as_str(), t.port)).await
+        TcpStream::connect((self.target.host.as_str(), port)).await
     }
 
     /// The target.
@@ -206,15 +205,22 @@ impl Budget {
 
     /// A new TCP connection (no TLS), after the pause the probe rate wants.
     pub async fn dial_tcp(&mut self) -> Result<TcpStream, ScanError> {
+        self.dial_tcp_port(self.target.port).await
+    }
+
+    /// [`Budget::dial_tcp`] to another port of the target's host (a plain
+    /// listener beside a TLS one); [`ScanError::Connect`] when nothing
+    /// answers there.
+    pub async fn dial_tcp_port(&mut self, port: u16) -> Result<TcpStream, ScanError> {
         if self.connections >= MAX_CONNECTIONS {
             return Err(ScanError::Cap(format!("{MAX_CONNECTIONS} connections")));
         }
         sleep_until(self.next).await;
         self.next = Instant::now() + PROBE_INTERVAL;
         self.connections += 1;
-        let t = &self.target;
-        let unreachable = |e: String| ScanError::Connect(format!("{}:{}: {e}", t.host, t.port));
-        timeout(CONNECT_TIMEOUT, self.connect_tcp())
+        let host = &self.target.host;
+        let unreachable = |e: String| ScanError::Connect(format!("{host}:{port}: {e}"));
+        timeout(CONNECT_TIMEOUT, self.connect_tcp(port))
             .await
             .map_err(|_| unreachable("connect timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))

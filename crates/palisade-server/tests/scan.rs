@@ -1,8 +1,9 @@
 //! `palisade scan` against Palisade itself: the real binary in the dev
 //! and the production profiles, scanned by the real binary with tokens it
 //! minted. Every check runs and nothing at or above medium is found (exit
-//! 0). Also the CLI's
-//! exit 2 for usage and connection errors, and `--dry-run` sending nothing.
+//! 0); a connection held past its short-lived token's exp is closed. Also
+//! the CLI's exit 2 for usage and connection errors, and `--dry-run`
+//! sending nothing.
 
 // Helpers outside #[test] functions panic on setup failures by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -39,16 +40,29 @@ fn mint(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// A dev token for `sub` that expired an hour ago, signed with the dev key
-/// (the scanner cannot mint one; `--expired-token` is how it gets one).
-fn expired(dir: &Path, sub: &str) -> String {
-    let secret = std::fs::read_to_string(dir.join("palisade-data/dev-secret")).unwrap();
+/// A token for `sub` that expired an hour ago, signed with `secret` under
+/// the key id `kid` (the scanner cannot mint one; `--expired-token` is how
+/// it gets one).
+fn expired(secret: &str, kid: &str, sub: &str) -> String {
     let now = common::unix_now();
     let claims = json!({"sub": sub, "iat": now - 7200, "exp": now - 3600, "iss": "palisade", "aud": "palisade"});
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some("dev".into());
-    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.trim_end().as_bytes()))
-        .unwrap()
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
+
+/// [`expired`] with the dev key.
+fn expired_in_dev(dir: &Path, sub: &str) -> String {
+    let secret = std::fs::read_to_string(dir.join("palisade-data/dev-secret")).unwrap();
+    expired(secret.trim_end(), "dev", sub)
+}
+
+/// [`expired`] with the first key of the production config `p.toml` in
+/// `dir`.
+fn expired_in_config(dir: &Path, sub: &str) -> String {
+    let config: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("p.toml")).unwrap()).unwrap();
+    let key = &config["auth"]["keys"][0];
+    expired(key["secret"].as_str().unwrap(), key["id"].as_str().unwrap(), sub)
 }
 
 /// The scan's JSON report, asserting exit 0 and no finding at or above
@@ -65,6 +79,10 @@ fn passed(stdout: &str, code: Option<i32>) -> (Value, Vec<String>) {
     (report, ids)
 }
 
+/// What a full scan of Palisade over ws:// with long-lived tokens skips,
+/// and nothing else.
+const SKIPPED: [&str; 4] = ["tls", "transport.compression-bomb-accepted", "csrf", "auth.connection-outlives-exp"];
+
 #[tokio::test]
 async fn palisade_in_the_dev_profile_passes_every_check() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +91,7 @@ async fn palisade_in_the_dev_profile_passes_every_check() {
     // event); the intruder's token names only another room.
     let token = mint(dir.path(), &["--sub", "scanner", "--roles", "student"]);
     let token2 = mint(dir.path(), &["--sub", "intruder", "--rooms", "elsewhere"]);
-    let old = expired(dir.path(), "scanner");
+    let old = expired_in_dev(dir.path(), "scanner");
     let target = format!("ws://{}/ws", server.addr);
     // The dev profile allows http://localhost on any port: the port
     // variant is accepted, and is only `low`.
@@ -103,9 +121,10 @@ async fn palisade_in_the_dev_profile_passes_every_check() {
     // Every check ran: nothing was skipped for want of a connection. TLS
     // is scan_tls.rs's (this target is ws://); the compression bomb has
     // nothing to inflate (Palisade offers no permessage-deflate); csrf is
-    // the cookie scan's, below.
+    // the cookie scan's, below; the token lives 15 minutes, too long to
+    // wait for its exp (the short-lived token's scan is below).
     let skipped: Vec<&str> = report["skipped"].as_array().unwrap().iter().filter_map(|s| s["check"].as_str()).collect();
-    assert_eq!(skipped, ["tls", "transport.compression-bomb-accepted", "csrf"], "{stdout}");
+    assert_eq!(skipped, SKIPPED, "{stdout}");
     for secret in [&token, &token2, &old] {
         assert!(!stdout.contains(secret.as_str()), "a token is printed in full");
     }
@@ -128,19 +147,6 @@ async fn palisade_in_the_dev_profile_passes_every_check() {
     assert_eq!(report["skipped"], json!([]), "{stdout}");
     assert!(!stdout.contains(&cookie), "the cookie is printed in full");
     drop(server);
-}
-
-/// A token for `sub` signed with the first key of the production config
-/// `p.toml` in `dir`, expired an hour ago.
-fn expired_in_config(dir: &Path, sub: &str) -> String {
-    let config: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("p.toml")).unwrap()).unwrap();
-    let key = &config["auth"]["keys"][0];
-    let (id, secret) = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
-    let now = common::unix_now();
-    let claims = json!({"sub": sub, "iat": now - 7200, "exp": now - 3600, "iss": "palisade", "aud": "palisade"});
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some(id.into());
-    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
 #[tokio::test]
@@ -182,10 +188,32 @@ async fn palisade_in_the_production_profile_passes_every_check() {
     // Only the exact origin: not even its other port.
     assert_eq!(ids, ["origin.absent-accepted"], "{stdout}");
     let skipped: Vec<&str> = report["skipped"].as_array().unwrap().iter().filter_map(|s| s["check"].as_str()).collect();
-    assert_eq!(skipped, ["tls", "transport.compression-bomb-accepted", "csrf"], "{stdout}");
+    assert_eq!(skipped, SKIPPED, "{stdout}");
     for secret in [&token, &token2, &old] {
         assert!(!stdout.contains(secret.as_str()), "a token is printed in full");
     }
+    drop(server);
+}
+
+#[tokio::test]
+async fn palisade_closes_a_connection_when_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 1 s leeway: the connection is closed (4001) 1 s past exp, well
+    // within the 35 s the scan waits.
+    std::fs::write(dir.path().join("p.toml"), "[auth]\nleeway = \"1s\"\n").unwrap();
+    let server = Running::start(dir.path(), &["serve", "--dev", "--config", "p.toml", "--listen", "127.0.0.1:0"], &[]);
+    // Each probe gets a fresh token living 5 s, as an operator's
+    // --token-cmd would mint it.
+    let mint = format!("'{}' token --dev --config p.toml --sub scanner --ttl 5s", process::BIN);
+    let target = format!("ws://{}/ws", server.addr);
+    let args = ["scan", &target, "--token-cmd", &mint, "--checks", "auth", "--format", "json"];
+    let (stdout, code) = palisade(dir.path(), args.iter().map(|a| (*a).to_owned()).collect()).await;
+    let (report, ids) = passed(&stdout, code);
+    assert_eq!(ids, Vec::<String>::new(), "{stdout}");
+    // The expiry probe ran (it is not skipped) and the connection was
+    // closed in time; only the refreshes that need more options are not.
+    let skipped: Vec<&str> = report["skipped"].as_array().unwrap().iter().filter_map(|s| s["check"].as_str()).collect();
+    assert_eq!(skipped, ["auth.refresh-other-identity-accepted", "auth.refresh-expired-accepted"], "{stdout}");
     drop(server);
 }
 
@@ -213,6 +241,7 @@ fn usage_and_connection_errors_exit_2_and_a_dry_run_sends_nothing() {
         "transport.compression-bomb-accepted",
         "authz.join-accepted",
         "replay.duplicate-accepted",
+        "auth.connection-outlives-exp",
         "limits.connection-flood-unlimited",
     ] {
         assert!(plan.contains(id), "{id} not in the plan:\n{plan}");

@@ -4,13 +4,17 @@
 //! found (TLS 1.0 and 1.1 refused, HSTS sent, plain text on the port
 //! answered 426) and the WebSocket probes run over TLS; over
 //! `wss://127.0.0.1`, a name the certificate does not hold, the
-//! certificate is reported and the exit code is 1.
+//! certificate is reported and the exit code is 1. On 8443, TLS only,
+//! nothing is found on its plain twin 8080.
 
 // Helpers outside #[test] functions panic on setup failures by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 mod process;
+
+use std::net::Ipv4Addr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use process::{Running, run};
 use serde_json::Value;
@@ -52,7 +56,9 @@ async fn palisade_over_tls_passes_the_tls_check_and_a_name_its_certificate_lacks
     assert_eq!(code, Some(0), "{report}");
     // The origin probes ran over TLS: the dev profile's port rule is found.
     assert_eq!(ids(&report), ["origin.absent-accepted", "origin.port-changed-accepted"], "{report}");
-    assert_eq!(report["skipped"], serde_json::json!([]), "{report}");
+    // A free port has no plain twin to look for (the 8443 test below has).
+    assert_eq!(report["skipped"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["skipped"][0]["check"], "tls.plaintext-port-accepted", "{report}");
 
     let target = format!("wss://127.0.0.1:{port}/ws");
     let args = ["scan", &target, "--ca-cert", "c.cert.pem", "--checks", "tls", "--format", "json"];
@@ -61,5 +67,36 @@ async fn palisade_over_tls_passes_the_tls_check_and_a_name_its_certificate_lacks
     assert_eq!(ids(&report), ["tls.certificate-invalid"], "{report}");
     let evidence = report["findings"][0]["evidence"].as_str().unwrap();
     assert!(evidence.contains("127.0.0.1"), "{evidence}");
+    drop(server);
+}
+
+/// A loopback address of the test's own, 127.x.y.z: the test needs fixed
+/// ports (8443 and its plain twin 8080) that nothing else on the machine
+/// holds there.
+fn own_loopback() -> Ipv4Addr {
+    let clock = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+    let [a, b, c, _] = (clock ^ std::process::id()).to_be_bytes();
+    Ipv4Addr::new(127, 100 + a % 100, b, 2 + c % 250)
+}
+
+#[tokio::test]
+async fn palisade_on_8443_without_a_plain_listener_beside_it_has_nothing_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let host = own_loopback().to_string();
+    let made = rcgen::generate_simple_self_signed(vec![host.clone()]).unwrap();
+    std::fs::write(dir.join("c.cert.pem"), made.cert.pem()).unwrap();
+    std::fs::write(dir.join("c.key.pem"), made.signing_key.serialize_pem()).unwrap();
+    let config = "[server]\ndata_dir = \"data\"\n[server.tls]\ncert = \"c.cert.pem\"\nkey = \"c.key.pem\"\n";
+    std::fs::write(dir.join("p.toml"), config).unwrap();
+    let listen = format!("{host}:8443");
+    let server = Running::start(dir, &["serve", "--dev", "--config", "p.toml", "--listen", &listen], &[]);
+    let target = format!("wss://{host}:8443/ws");
+    let args = ["scan", &target, "--ca-cert", "c.cert.pem", "--checks", "tls", "--format", "json"];
+    let (report, code) = scan(dir, args.iter().map(|a| (*a).to_owned()).collect()).await;
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(ids(&report), Vec::<&str>::new(), "{report}");
+    // The twin was tried (not skipped): nothing listens on 8080 there.
+    assert_eq!(report["skipped"], serde_json::json!([]), "{report}");
     drop(server);
 }

@@ -1,13 +1,14 @@
 //! Auth: the token lifecycle on a live connection. A client swaps its
 //! token in place (Palisade's `refresh`, docs/PROTOCOL.md §6); the new
-//! token must be verified like a handshake's and be for the same user
-//! (docs/SCAN.md, "auth").
+//! token must be verified like a handshake's and be for the same user; and
+//! the connection must end when its token expires ([`expiry`]).
+//! docs/SCAN.md, "auth".
 
 use serde_json::json;
 
-use crate::checks::Scan;
 use crate::checks::handshake::{GARBAGE_TOKEN, unsigned};
 use crate::checks::talk::{self, Outcome};
+use crate::checks::{Scan, expiry};
 use crate::finding::{Rule, Severity};
 use crate::{Options, ScanError};
 
@@ -41,6 +42,8 @@ pub(crate) const EXPIRED: Rule = Rule {
 };
 
 pub(crate) async fn run(scan: &mut Scan<'_>) -> Result<(), ScanError> {
+    // First: a short-lived --token may not outlast the probes below.
+    expiry::run(scan).await?;
     let token = scan.token().await?;
     let mut probes = vec![(&GARBAGE, GARBAGE_TOKEN.to_owned()), (&UNSIGNED, unsigned(token.as_deref()))];
     match scan.token2().await? {
@@ -76,6 +79,7 @@ pub(crate) async fn run(scan: &mut Scan<'_>) -> Result<(), ScanError> {
 
 pub(crate) fn plan(options: &Options) -> Vec<String> {
     let mut out = vec![
+        expiry::plan(),
         format!("on a live connection, refresh with {GARBAGE_TOKEN}; an ack is {}", GARBAGE.id),
         format!("the same with an alg=none token of the --token claims; an ack is {}", UNSIGNED.id),
     ];

@@ -85,14 +85,22 @@ const FLOOD_VALUE_BYTES: usize = 100;
 /// Value of the garbage credential.
 pub(crate) const GARBAGE_TOKEN: &str = "palisade-scan-garbage-credential";
 
+/// The payload of `token`, byte for byte, when it is a JWT whose claims
+/// are a JSON object (read, not verified: the scanner has no key).
+fn payload(token: &str) -> Option<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?.trim_end_matches('=')).ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.is_object()).then_some(bytes)
+}
+
+/// The claims of `token` when it is a JWT (see [`payload`]).
+pub(crate) fn claims(token: &str) -> Option<serde_json::Value> {
+    serde_json::from_slice(&payload(token)?).ok()
+}
+
 /// An `alg=none` token with the claims of `token` (or a made-up user when
 /// none is given or it is not a JWT).
 pub(crate) fn unsigned(token: Option<&str>) -> String {
-    let claims = token
-        .and_then(|t| t.split('.').nth(1))
-        .and_then(|c| URL_SAFE_NO_PAD.decode(c.trim_end_matches('=')).ok())
-        .filter(|c| serde_json::from_slice::<serde_json::Value>(c).is_ok_and(|v| v.is_object()));
-    let claims = claims.unwrap_or_else(|| {
+    let claims = token.and_then(payload).unwrap_or_else(|| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         serde_json::json!({"sub": "palisade-scan", "iat": now, "exp": now + 600}).to_string().into_bytes()
     });

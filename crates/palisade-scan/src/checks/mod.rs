@@ -5,6 +5,7 @@
 mod auth;
 mod authz;
 mod csrf;
+mod expiry;
 mod exposure;
 mod frames;
 mod handshake;
@@ -26,7 +27,7 @@ use crate::{Options, ScanError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
     /// The certificate, legacy TLS versions, HSTS, plain text on the TLS
-    /// port (`wss://` targets).
+    /// port and on its plain twin (`wss://` targets).
     Tls,
     /// Origin variants an allowlist must refuse.
     Origin,
@@ -44,7 +45,8 @@ pub enum Check {
     Csrf,
     /// The same message twice.
     Replay,
-    /// Forged, foreign and expired tokens swapped in on a live connection.
+    /// Forged, foreign and expired tokens swapped in on a live connection,
+    /// and a connection held past its token's `exp`.
     Auth,
     /// Message and connection floods, and whether a ban holds.
     Limits,
@@ -100,6 +102,7 @@ pub const RULES: &[Rule] = &[
     tls::LEGACY,
     tls::HSTS,
     tls::PLAINTEXT,
+    tls::PLAIN_PORT,
     origin::ABSENT,
     origin::ABSENT_COOKIE,
     origin::NULL,
@@ -146,6 +149,7 @@ pub const RULES: &[Rule] = &[
     auth::UNSIGNED,
     auth::OTHER_USER,
     auth::EXPIRED,
+    expiry::OUTLIVES_EXP,
     limits::MESSAGE_FLOOD,
     limits::CONNECTION_FLOOD,
     limits::BAN,
@@ -207,15 +211,22 @@ impl<'a> Scan<'a> {
     /// The headers every probe with the user's credentials carries:
     /// `--header`s, `--cookie`, `--subprotocol` and the token.
     pub(crate) async fn credentials(&mut self) -> Result<Vec<(String, String)>, ScanError> {
+        let token = self.token().await?;
+        Ok(self.credentials_with(token.as_deref()))
+    }
+
+    /// [`Scan::credentials`] with `token` as the bearer token (one already
+    /// minted, when the probe must know which).
+    pub(crate) fn credentials_with(&self, token: Option<&str>) -> Vec<(String, String)> {
         let mut headers = self.options.headers.clone();
-        if let Some(token) = self.token().await? {
+        if let Some(token) = token {
             headers.push(("Authorization".into(), format!("Bearer {token}")));
         }
         headers.extend(self.anonymous());
         if let Some(cookie) = &self.options.cookie {
             headers.push(("Cookie".into(), cookie.clone()));
         }
-        Ok(headers)
+        headers
     }
 
     /// Headers that are not credentials (`--subprotocol`).
@@ -243,7 +254,13 @@ impl<'a> Scan<'a> {
     /// Opens a WebSocket with the user's credentials (and the allowed
     /// origin, when given): the socket, or why not.
     pub(crate) async fn open_authenticated(&mut self) -> Result<Result<Ws, String>, ScanError> {
-        let mut headers = self.credentials().await?;
+        let token = self.token().await?;
+        self.open_with(token.as_deref()).await
+    }
+
+    /// [`Scan::open_authenticated`] with `token` as the bearer token.
+    pub(crate) async fn open_with(&mut self, token: Option<&str>) -> Result<Result<Ws, String>, ScanError> {
+        let mut headers = self.credentials_with(token);
         if let Some(origin) = &self.options.origin {
             headers.push(("Origin".into(), origin.clone()));
         }

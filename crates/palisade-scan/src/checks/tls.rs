@@ -1,6 +1,7 @@
 //! TLS, for a `wss://` target: whether its certificate verifies, whether
 //! it still speaks TLS 1.0 or 1.1, whether its HTTPS answers carry HSTS,
-//! and whether the same port also takes a plain-text `ws://` upgrade
+//! and whether the same port, or its conventional plain-text twin (80 for
+//! 443, 8080 for 8443), also takes a plain-text `ws://` upgrade
 //! (docs/SCAN.md, "tls").
 
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme}
 
 use crate::checks::Scan;
 use crate::finding::{Rule, Severity};
-use crate::net::{Io, READ_TIMEOUT, read_head};
+use crate::net::{Answer, Io, READ_TIMEOUT, read_head};
 use crate::{Options, ScanError};
 
 /// The certificate does not verify.
@@ -46,6 +47,18 @@ pub(crate) const PLAINTEXT: Rule = Rule {
     title: "the wss:// port also upgrades a plain-text ws:// handshake (tokens and messages in the clear)",
     fix: "refuse plain text on the TLS port (426, or close); serve ws:// nowhere a wss:// endpoint exists",
 };
+
+/// The plain-text twin of a TLS port takes the upgrade.
+pub(crate) const PLAIN_PORT: Rule = Rule {
+    id: "tls.plaintext-port-accepted",
+    severity: Severity::High,
+    title: "a plain-text ws:// listener beside the wss:// one upgrades the same handshake (tokens and messages in the clear)",
+    fix: "serve the socket over TLS only: close the plain port, or have it answer every request with a redirect to https",
+};
+
+/// The plain-text port conventionally paired with a TLS one: where a
+/// `ws://` listener beside `wss://` is looked for.
+const PLAIN_TWINS: [(u16, u16); 2] = [(443, 80), (8443, 8080)];
 
 /// The legacy versions tried: TLS 1.0 and 1.1 (wire versions).
 const LEGACY_VERSIONS: [(u16, &str); 2] = [(0x0301, "TLS 1.0"), (0x0302, "TLS 1.1")];
@@ -102,25 +115,46 @@ async fn certificate(scan: &mut Scan<'_>) -> Result<(), ScanError> {
     Ok(())
 }
 
-/// The upgrade, in plain text, on the TLS port: a 101 is [`PLAINTEXT`].
+/// The upgrade, in plain text, on the TLS port ([`PLAINTEXT`]) and on its
+/// conventional twin ([`PLAIN_PORT`]): a 101 is the finding.
 async fn plaintext(scan: &mut Scan<'_>) -> Result<(), ScanError> {
+    let path = scan.path();
+    let port = scan.budget.target().port;
+    if plain_upgrade(scan, port).await?.status == 101 {
+        scan.found(&PLAINTEXT, &format!("sent GET {path} as plain text (ws://) to port {port}; got 101"));
+    }
+    let Some(twin) = PLAIN_TWINS.iter().find(|(tls, _)| *tls == port).map(|(_, plain)| *plain) else {
+        let why = format!("port {port} has no conventional plain-text twin (443: 80, 8443: 8080)");
+        scan.report.skip(PLAIN_PORT.id, why);
+        return Ok(());
+    };
+    // Nothing listening there is the right answer, not a lost target.
+    match plain_upgrade(scan, twin).await {
+        Ok(answer) if answer.status == 101 => {
+            let evidence =
+                format!("sent GET {path} as plain text (ws://) to port {twin}, beside wss:// on {port}; got 101");
+            scan.found(&PLAIN_PORT, &evidence);
+            Ok(())
+        }
+        Ok(_) | Err(ScanError::Connect(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The upgrade with the credentials (and `--origin`), in plain text, to
+/// `port` of the target's host: what came back.
+async fn plain_upgrade(scan: &mut Scan<'_>, port: u16) -> Result<Answer, ScanError> {
     let mut headers = scan.credentials().await?;
     if let Some(origin) = &scan.options.origin {
         headers.push(("Origin".into(), origin.clone()));
     }
-    let path = scan.path();
-    let request = scan.budget.upgrade_request(&path, &headers);
+    let request = scan.budget.upgrade_request(&scan.path(), &headers);
     scan.budget.spend(request.len())?;
-    let mut io: Box<dyn Io> = Box::new(scan.budget.dial_tcp().await?);
+    let mut io: Box<dyn Io> = Box::new(scan.budget.dial_tcp_port(port).await?);
     if !matches!(timeout(READ_TIMEOUT, io.write_all(request.as_bytes())).await, Ok(Ok(()))) {
-        return Ok(());
+        return Ok(Answer::default());
     }
-    let answer = read_head(&mut io).await;
-    if answer.status == 101 {
-        let port = scan.budget.target().port;
-        scan.found(&PLAINTEXT, &format!("sent GET {path} as plain text (ws://) to port {port}; got 101"));
-    }
-    Ok(())
+    Ok(read_head(&mut io).await)
 }
 
 /// Verifies as rustls would, records the error, and lets the handshake on.
@@ -236,6 +270,7 @@ pub(crate) fn plan(options: &Options) -> Vec<String> {
         format!("a TLS 1.0 and a TLS 1.1 ClientHello; a ServerHello of that version is {}", LEGACY.id),
         format!("GET the socket's path over TLS; no Strict-Transport-Security is {}", HSTS.id),
         format!("the upgrade in plain text on the TLS port; a 101 is {}", PLAINTEXT.id),
+        format!("the same on the port's plain-text twin (443: 80, 8443: 8080); a 101 is {}", PLAIN_PORT.id),
     ]
 }
 
