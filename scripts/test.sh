@@ -48,6 +48,14 @@ if [ ! -d crates/palisade-scan/tests/fixtures/node/node_modules/ws ]; then
   (cd crates/palisade-scan/tests/fixtures/node && npm install --silent --no-audit --no-fund --no-package-lock)
 fi
 
+# Cluster mode's tests start their own redis-server on a free port (never
+# the machine's shared one; crates/palisade-server/tests/cluster_redis.rs;
+# under CI=true they fail without it).
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "test.sh: installing redis-server (apt)"
+  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
+
 # The TLS tests drive `openssl s_client` to show TLS 1.1 is refused.
 if ! command -v openssl >/dev/null 2>&1; then
   echo "test.sh: installing openssl (apt)"

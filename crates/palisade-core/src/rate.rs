@@ -47,6 +47,15 @@ impl Rate {
             Self { count: 1, per: self.per.saturating_mul(divisor) / self.count.max(1) }
         }
     }
+
+    /// The GCRA's emission interval and burst tolerance, in microseconds:
+    /// what a limiter kept outside this process (the cluster's commit
+    /// script) needs to decide as [`Gcra::check`] does.
+    pub fn gcra_params(self) -> (u64, u64) {
+        let interval = interval_us(self);
+        // The burst: `count` events may arrive at once.
+        (interval, interval.saturating_mul(u64::from(self.count.saturating_sub(1))))
+    }
 }
 
 /// One limiter's state: the theoretical arrival time of the next event, in
@@ -62,9 +71,7 @@ impl Gcra {
     /// keeps hammering is not pushed further back than its rate.
     pub fn check(&mut self, rate: Rate, now: Timestamp) -> Result<(), Duration> {
         let now_us = now.as_millis().saturating_mul(1000);
-        let interval = interval_us(rate);
-        // The burst: `count` events may arrive at once.
-        let tolerance = interval.saturating_mul(u64::from(rate.count.saturating_sub(1)));
+        let (interval, tolerance) = rate.gcra_params();
         let tat = self.tat_us.max(now_us);
         let earliest = tat.saturating_sub(tolerance);
         if now_us < earliest {

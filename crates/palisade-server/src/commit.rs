@@ -63,8 +63,8 @@ impl Commit for LocalCommit {
 }
 
 /// The conformance suite every commit step passes with its history and
-/// bus, given a way to make a node's three over its hub: the memory ones
-/// now, and unchanged a cluster's, whose buses deliver to the hubs given.
+/// bus, run on two nodes, each with its hub and its three over it: the
+/// memory ones, and a cluster's on Redis, whose buses deliver to the hubs.
 /// The commit's guard must take `1/min` as a rate of one a minute, and its
 /// nonce store must start empty.
 #[cfg(test)]
@@ -86,7 +86,12 @@ pub(crate) mod conformance {
     use crate::control::Control;
     use crate::hub::{Hub, Member, Membership};
 
-    const T0: Timestamp = Timestamp::from_millis(1_700_000_000_000);
+    /// Now, by the real clock: a cluster's commit times rates and nonces
+    /// by Redis's, so the suite's times must be near it.
+    fn t0() -> Timestamp {
+        crate::clock::now()
+    }
+
     const KEEP: HistoryRule = HistoryRule { keep: 10, ttl: Duration::from_secs(600) };
     const NONE: HistoryRule = HistoryRule { keep: 0, ttl: Duration::from_secs(600) };
 
@@ -99,8 +104,8 @@ pub(crate) mod conformance {
             rate,
             nonce: nonce.map(|n| NonceClaim {
                 nonce: Cow::Borrowed(n),
-                ts: T0,
-                keep_until: T0.saturating_add(Duration::from_secs(60)),
+                ts: t0(),
+                keep_until: t0().saturating_add(Duration::from_secs(60)),
             }),
             history,
         }
@@ -111,6 +116,7 @@ pub(crate) mod conformance {
     }
 
     /// One node's seams.
+    #[derive(Debug)]
     pub(crate) struct Node {
         pub(crate) commit: Box<dyn Commit>,
         pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
@@ -126,8 +132,8 @@ pub(crate) mod conformance {
         let (tx, rx) = mpsc::channel(16);
         let member = Member { tx, control: Arc::new(Control::default()) };
         let mut membership =
-            Membership::new(hub, bus, member, IpKey::of(std::net::Ipv4Addr::LOCALHOST.into()), "m", T0);
-        membership.join(room, T0).await.unwrap();
+            Membership::new(hub, bus, member, IpKey::of(std::net::Ipv4Addr::LOCALHOST.into()), "m", t0());
+        membership.join(room).await.unwrap();
         (membership, rx)
     }
 
@@ -142,55 +148,56 @@ pub(crate) mod conformance {
         seqs
     }
 
-    /// Runs every case against nodes `make` builds.
-    pub(crate) async fn run(make: impl Fn(Arc<Hub>) -> Node) {
-        let hub = Arc::new(Hub::default());
-        let Node { commit, history, bus } = make(Arc::clone(&hub));
+    /// Runs every case against two nodes.
+    pub(crate) async fn run(nodes: [(Arc<Hub>, Node); 2]) {
+        let [(hub, Node { commit, history, bus }), (other_hub, other)] = nodes;
         let data = RawValue::from_string(r#"{"content":"hi"}"#.to_owned()).unwrap();
-        let event = Outgoing { from_id: "u1", from_name: "u1", data: &data, ts: T0 };
+        let event = Outgoing { from_id: "u1", from_name: "u1", data: &data, ts: t0() };
 
         // Members see every event, in `seq` order, and each is kept
         // before its `seq` is known.
         let (membership, mut rx) = member(&hub, &*bus, "c").await;
         let mut seqs = Vec::new();
         for _ in 0..3 {
-            let committed = commit.commit(claim("c", KEEP, None, None), event, T0).await.unwrap();
-            let kept = history.range("c", committed.seq - 1, T0).await.unwrap();
+            let committed = commit.commit(claim("c", KEEP, None, None), event, t0()).await.unwrap();
+            let kept = history.range("c", committed.seq - 1, t0()).await.unwrap();
             assert_eq!(kept.replay.events.len(), 1, "kept by the time the seq is known");
             seqs.push(committed.seq);
         }
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         assert_eq!(next_seqs(&mut rx, 3).await, seqs, "delivered in seq order");
-        let all = history.range("c", seqs[0] - 1, T0).await.unwrap();
+        let all = history.range("c", seqs[0] - 1, t0()).await.unwrap();
         assert_eq!((all.seq, all.replay.events.len(), all.replay.complete), (seqs[2], 3, true));
-        let beyond = history.range("c", seqs[2] + 1, T0).await.unwrap();
+        assert_eq!(history.head("c", t0()).await.unwrap(), seqs[2], "the head is the newest seq");
+        let fresh = history.head("fresh", t0()).await.unwrap();
+        let first_in_fresh = commit.commit(claim("fresh", NONE, None, None), event, t0()).await.unwrap().seq;
+        assert!(first_in_fresh > fresh, "an event after a head read is above it");
+        let beyond = history.range("c", seqs[2] + 1, t0()).await.unwrap();
         assert!(!beyond.replay.complete, "a since from the future is not complete");
 
         // A refused rate publishes nothing and spends no nonce.
         let once = Rate::parse("1/min").unwrap();
-        commit.commit(claim("r", KEEP, Some(once), Some("n1")), event, T0).await.unwrap();
-        let refused = commit.commit(claim("r", KEEP, Some(once), Some("n2")), event, T0).await.unwrap_err();
+        commit.commit(claim("r", KEEP, Some(once), Some("n1")), event, t0()).await.unwrap();
+        let refused = commit.commit(claim("r", KEEP, Some(once), Some("n2")), event, t0()).await.unwrap_err();
         assert_eq!(refused.kind, Kind::RateExcess);
-        commit.commit(claim("r", KEEP, None, Some("n2")), event, T0).await.expect("n2 was not spent");
-        let replayed = commit.commit(claim("r", KEEP, None, Some("n1")), event, T0).await.unwrap_err();
+        commit.commit(claim("r", KEEP, None, Some("n2")), event, t0()).await.expect("n2 was not spent");
+        let replayed = commit.commit(claim("r", KEEP, None, Some("n1")), event, t0()).await.unwrap_err();
         assert_eq!(replayed.kind, Kind::Replay);
-        assert_eq!(history.range("r", 0, T0).await.unwrap().replay.events.len(), 2, "two published");
+        assert_eq!(history.range("r", 0, t0()).await.unwrap().replay.events.len(), 2, "two published");
 
         // A room nobody is in and that keeps nothing still never goes back.
-        let first = commit.commit(claim("g", NONE, None, None), event, T0).await.unwrap().seq;
-        let second = commit.commit(claim("g", NONE, None, None), event, T0).await.unwrap().seq;
+        let first = commit.commit(claim("g", NONE, None, None), event, t0()).await.unwrap().seq;
+        let second = commit.commit(claim("g", NONE, None, None), event, t0()).await.unwrap().seq;
         assert!(second > first);
         drop(membership);
 
         // A commit on one node reaches the room's members on another, in
         // `seq` order, and its own node's.
-        let other_hub = Arc::new(Hub::default());
-        let other = make(Arc::clone(&other_hub));
         let (here, mut here_rx) = member(&hub, &*bus, "x").await;
         let (there, mut there_rx) = member(&other_hub, &*other.bus, "x").await;
         let mut seqs = Vec::new();
         for _ in 0..3 {
-            seqs.push(commit.commit(claim("x", NONE, None, None), event, T0).await.unwrap().seq);
+            seqs.push(commit.commit(claim("x", NONE, None, None), event, t0()).await.unwrap().seq);
         }
         assert_eq!(next_seqs(&mut there_rx, 3).await, seqs, "the other node's member, in seq order");
         assert_eq!(next_seqs(&mut here_rx, 3).await, seqs, "and this node's");
@@ -208,13 +215,15 @@ mod tests {
     use crate::bus::{Broker, MemoryBus};
     use crate::config::{Config, Source};
     use crate::history::LocalHistory;
+    use crate::hub::Hub;
 
     #[tokio::test]
     async fn the_local_commit_and_history_pass_the_conformance_suite() {
         let config = Config::load(Source::Defaults, &BTreeMap::new()).unwrap();
         let settings = config.abuse.settings().unwrap();
         let broker = Arc::new(Broker::default());
-        conformance::run(|hub| {
+        let node = || {
+            let hub = Arc::new(Hub::default());
             let bus: Arc<dyn Bus<Frame = Utf8Bytes>> =
                 Arc::new(MemoryBus::new(Arc::clone(&broker), Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>));
             let commit = LocalCommit {
@@ -223,8 +232,9 @@ mod tests {
                 guard: Arc::new(Guard::new(settings.clone())),
                 nonces: MemoryNonces::new(100, 10),
             };
-            conformance::Node { commit: Box::new(commit), history: Box::new(LocalHistory { hub }), bus }
-        })
-        .await;
+            let history = Box::new(LocalHistory { hub: Arc::clone(&hub) });
+            (hub, conformance::Node { commit: Box::new(commit), history, bus })
+        };
+        conformance::run([node(), node()]).await;
     }
 }

@@ -64,8 +64,15 @@ impl Room {
     }
 }
 
-/// This node's members of one room.
-type Members = std::sync::Mutex<HashMap<ConnId, Member>>;
+/// This node's members of one room, and the last `seq` the bus brought
+/// them: a connection that joins gets every event after it.
+#[derive(Debug, Default)]
+struct MemberSet {
+    delivered: u64,
+    members: HashMap<ConnId, Member>,
+}
+
+type Members = std::sync::Mutex<MemberSet>;
 
 /// The history budgets (`limits.max_history_bytes_per_room`,
 /// `limits.max_history_bytes`).
@@ -168,14 +175,14 @@ impl Hub {
 
     /// Whether this node has members in `name`.
     fn has_members(&self, name: &str) -> bool {
-        self.members.get(name).is_some_and(|set| !lock(&set).is_empty())
+        self.members.get(name).is_some_and(|set| !lock(&set).members.is_empty())
     }
 
     /// Drops `name` if it is idle: nobody in it and nothing kept. Its
     /// `seq` becomes the floor before the shard is unlocked, so a room
     /// started again after it starts above.
     fn let_go(&self, name: &str) {
-        self.members.remove_if(name, |_, set| lock(set).is_empty());
+        self.members.remove_if(name, |_, set| lock(set).members.is_empty());
         self.rooms.remove_if(name, |_, room| {
             let mut room = lock(room);
             if room.history.is_empty() && !self.has_members(name) {
@@ -213,21 +220,30 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds a member at `now`; joining twice is harmless. Returns the
-    /// room's `seq`: under the room's lock, so the member gets every event
-    /// after it and none before.
-    fn join(&self, name: &str, id: ConnId, member: Member, now: Timestamp) -> u64 {
-        loop {
-            let entry = Arc::clone(self.room(name, now).value());
+    /// Adds a member; joining twice is harmless. Returns the last `seq`
+    /// the bus brought the room's members here (0: none yet): the member
+    /// gets every event after it.
+    fn join(&self, name: &str, id: ConnId, member: Member) -> u64 {
+        // The shard stays locked while the member is added, so `leave`
+        // cannot drop the set between lookup and insert.
+        let entry = self.members.entry(name.into()).or_default();
+        let mut set = lock(&entry);
+        set.members.insert(id, member);
+        set.delivered
+    }
+
+    /// Room `name`'s newest `seq` at `now` (`seams::History::head` on one
+    /// node); a room that is neither kept nor joined is let go after.
+    pub(crate) fn head(&self, name: &str, now: Timestamp) -> u64 {
+        let entry = Arc::clone(self.room(name, now).value());
+        let (seq, idle) = {
             let room = lock(&entry);
-            if room.gone {
-                continue;
-            }
-            // The shard stays locked while the member is added, so `leave`
-            // cannot drop the set between lookup and insert.
-            lock(&self.members.entry(name.into()).or_default()).insert(id, member);
-            return room.seq;
+            (room.seq, room.history.is_empty() && !self.has_members(name))
+        };
+        if idle {
+            self.let_go(name);
         }
+        seq
     }
 
     /// Room `name`'s `seq` and the events it keeps after `since`, at `now`
@@ -248,7 +264,7 @@ impl Hub {
     /// Removes a member; an idle room is dropped.
     fn leave(&self, room: &str, id: ConnId) {
         if let Some(set) = self.members.get(room).map(|set| Arc::clone(set.value())) {
-            lock(&set).remove(&id);
+            lock(&set).members.remove(&id);
         }
         self.let_go(room);
     }
@@ -323,7 +339,7 @@ impl Hub {
             self.history_bytes.fetch_sub(before - room.history.bytes(), Ordering::Relaxed);
         }
         let members: Vec<Arc<Control>> = match self.members.get(name).map(|set| Arc::clone(set.value())) {
-            Some(set) => lock(&set).values().map(|m| Arc::clone(&m.control)).collect(),
+            Some(set) => lock(&set).members.values().map(|m| Arc::clone(&m.control)).collect(),
             None => Vec::new(),
         };
         for control in &members {
@@ -340,7 +356,7 @@ impl Hub {
         // The members first, then their users: no path holds a member set
         // and a connection's entry at once.
         let members: Vec<(ConnId, Arc<Control>)> =
-            lock(&set).iter().map(|(id, m)| (*id, Arc::clone(&m.control))).collect();
+            lock(&set).members.iter().map(|(id, m)| (*id, Arc::clone(&m.control))).collect();
         let mut asked = 0;
         for (id, control) in members {
             if self.conns.get(&id).is_some_and(|peer| *peer.user == *user) {
@@ -426,9 +442,11 @@ impl Hub {
 
 impl Deliver<Utf8Bytes> for Hub {
     /// Queues an event the bus brings for every member of its room here.
-    fn deliver(&self, room: &str, _seq: u64, frame: &Utf8Bytes) {
+    fn deliver(&self, room: &str, seq: u64, frame: &Utf8Bytes) {
         let Some(set) = self.members.get(room).map(|set| Arc::clone(set.value())) else { return };
-        for member in lock(&set).values() {
+        let mut set = lock(&set);
+        set.delivered = set.delivered.max(seq);
+        for member in set.members.values() {
             match member.tx.try_send(frame.clone()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => member.control.close(CloseCode::SlowConsumer),
@@ -482,17 +500,19 @@ impl<'h> Membership<'h> {
         self.id
     }
 
-    /// Joins `room` at `now` (joining twice is harmless); the room's
-    /// `seq`. The node is subscribed to the room on the bus first, so
-    /// every event after that `seq` reaches the connection.
-    pub(crate) async fn join(&mut self, room: &str, now: Timestamp) -> Result<u64, Refusal> {
+    /// Joins `room` (joining twice is harmless). The node is subscribed to
+    /// the room on the bus first; returns the last `seq` the bus brought
+    /// here before the connection was added: it gets every event after
+    /// that one and after the room's `seq` read from now on
+    /// (docs/ARCHITECTURE.md, "Seams").
+    pub(crate) async fn join(&mut self, room: &str) -> Result<u64, Refusal> {
         let joined = self.is_in(room);
         if !joined {
             self.bus.subscribe(room).await?;
         }
         // Not under the entry's lock: no path holds a connection's entry
-        // and a room's lock at once, so the two can never deadlock.
-        let seq = self.hub.join(room, self.id, self.member.clone(), now);
+        // and a member set's lock at once, so the two can never deadlock.
+        let seq = self.hub.join(room, self.id, self.member.clone());
         if !joined && let Some(mut peer) = self.hub.conns.get_mut(&self.id) {
             peer.rooms.push(room.into());
         }

@@ -23,6 +23,8 @@ use crate::follow::follow_store;
 use crate::http::router;
 use crate::listen::{Door, Limits, Listener};
 use crate::login::Login;
+pub use crate::message_path::ClusterError;
+use crate::message_path::MessagePath;
 use crate::settings::Settings;
 use crate::state::{AppState, Store};
 
@@ -45,6 +47,9 @@ pub enum ServerError {
     /// The config cannot be put to use.
     #[error("{0}")]
     Config(#[from] ConfigError),
+    /// Cluster mode cannot reach or use Redis.
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
 }
 
 /// A bound, not yet running server.
@@ -63,7 +68,7 @@ impl Server {
     /// enabled, the admin listener from `admin.listen`.
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
         let config = settings.config.clone();
-        let guard = Guard::new(settings.guard.clone());
+        let guard = Arc::new(Guard::new(settings.guard.clone()));
         let memory = settings.guard.ban_terms.memory;
         let now = crate::state::now();
         // Opening migrates the schema and reads the file: off the runtime's
@@ -91,7 +96,8 @@ impl Server {
         } else {
             None
         };
-        let state = Arc::new(AppState::new(settings, guard, store, revocations, login));
+        let path = MessagePath::open(&settings.config, &guard).await?;
+        let state = Arc::new(AppState::new(settings, guard, path, store, revocations, login));
         state.owners.load(&state.store).await?;
         Ok(Self { state, listener, local_addr, admin })
     }

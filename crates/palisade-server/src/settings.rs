@@ -20,7 +20,7 @@ use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
-use crate::config::{AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, dev_key, load_issuers};
+use crate::config::{AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, StoreBackend, dev_key, load_issuers};
 use crate::tls::Tls;
 
 /// Which defaults apply on top of the config.
@@ -92,6 +92,14 @@ fn load_tls(config: &Config, profile: Profile) -> Result<Option<Arc<Tls>>, Confi
 impl Settings {
     /// Compiles a config; errors name the key to fix.
     pub fn new(config: Config, profile: Profile) -> Result<Self, ConfigError> {
+        if profile == Profile::Dev && config.store.backend == StoreBackend::Redis {
+            // Each node would make its own dev key and accept only its own
+            // tokens: a cluster needs the same configured keys on every node.
+            return Err(ConfigError::invalid(
+                "store.backend",
+                "cluster mode (\"redis\") needs configured keys: run without --dev",
+            ));
+        }
         let keys = load_keys(&config, profile)?;
         let options = verify_options(&config);
         let issuers = Issuers::new(&load_issuers(&config.auth.issuers, &config.auth.issuer)?, &options)

@@ -10,21 +10,18 @@ use palisade_core::client_ids::{ClientIdLimits, ClientIds};
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::ownership::OwnerLimits;
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::seams::{Bus, Commit, ControlChannel, Deliver, History};
-use palisade_core::store::MemoryNonces;
+use palisade_core::seams::{Bus, Commit, ControlChannel, History};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
-use crate::bus::{Broker, MemoryBus};
 use crate::channel::LocalChannel;
 pub(crate) use crate::clock::{Clock, now};
-use crate::commit::LocalCommit;
 use crate::enforce::{Enforcement, Handles};
-use crate::history::LocalHistory;
-use crate::hub::{HistoryBudget, Hub};
+use crate::hub::Hub;
 use crate::login::Login;
+use crate::message_path::MessagePath;
 use crate::owners::OwnerLedger;
 use crate::revoke::Revoker;
 use crate::settings::{ConnLimits, Settings};
@@ -88,7 +85,8 @@ pub(crate) struct AppState {
 impl AppState {
     pub(crate) fn new(
         settings: Settings,
-        guard: Guard,
+        guard: Arc<Guard>,
+        path: MessagePath,
         store: Arc<dyn Store>,
         revocations: Revocations,
         login: Option<Login>,
@@ -96,13 +94,8 @@ impl AppState {
         // First: it installs the process's recorder, which every metric
         // handle registered after it (the audit queue's too) reports to.
         let metrics = Arc::new(crate::telemetry::Metrics::new());
-        let guard = Arc::new(guard);
         let audit = Arc::new(Audit::new(&settings.config.audit));
-        let limits = &settings.config.limits;
-        let budget = HistoryBudget { per_room: limits.max_history_bytes_per_room, total: limits.max_history_bytes };
-        let hub = Arc::new(Hub::new(budget));
-        let bus: Arc<dyn Bus<Frame = Utf8Bytes>> =
-            Arc::new(MemoryBus::new(Arc::new(Broker::default()), Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>));
+        let MessagePath { hub, bus, commit, history } = path;
         let channel: Arc<dyn ControlChannel> =
             Arc::new(LocalChannel { hub: Arc::clone(&hub), node: settings.node.clone() });
         let clock = Clock::start();
@@ -121,13 +114,6 @@ impl AppState {
         );
         let revocations = Arc::new(revocations);
         let revoker = Revoker::new(Arc::clone(&revocations), Arc::clone(&channel), Arc::clone(&store));
-        let replay = &settings.config.replay;
-        let commit = Box::new(LocalCommit {
-            hub: Arc::clone(&hub),
-            bus: Arc::clone(&bus),
-            guard: Arc::clone(&guard),
-            nonces: MemoryNonces::new(replay.max_nonces, replay.max_nonces_per_user),
-        });
         Self {
             login,
             guard,
@@ -157,7 +143,7 @@ impl AppState {
             clock,
             conn_limits: ConnLimits::new(&settings),
             settings,
-            history: Box::new(LocalHistory { hub: Arc::clone(&hub) }),
+            history,
             hub,
             bus,
             channel,

@@ -14,7 +14,9 @@ use crate::gateway::Store;
 /// server at start, and CLI commands that may be the first to write).
 pub(crate) fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     match config.store.backend {
-        StoreBackend::Sqlite => Ok(Arc::new(Sqlite::open_in(&config.server.data_dir)?)),
+        // Cluster mode keeps these in each node's file for now
+        // (docs/OPERATIONS.md, "Cluster mode").
+        StoreBackend::Sqlite | StoreBackend::Redis => Ok(Arc::new(Sqlite::open_in(&config.server.data_dir)?)),
     }
 }
 
@@ -24,7 +26,7 @@ pub(crate) fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
 /// users" would mislead.
 pub(crate) fn open_existing(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     match config.store.backend {
-        StoreBackend::Sqlite => {
+        StoreBackend::Sqlite | StoreBackend::Redis => {
             let path = config.server.data_dir.join(DB_FILE);
             if !path.exists() {
                 return Err(StoreError(format!(
@@ -40,6 +42,6 @@ pub(crate) fn open_existing(config: &Config) -> Result<Arc<dyn Store>, StoreErro
 /// Where the store is, for an operator's message.
 pub(crate) fn location(config: &Config) -> String {
     match config.store.backend {
-        StoreBackend::Sqlite => config.server.data_dir.join(DB_FILE).display().to_string(),
+        StoreBackend::Sqlite | StoreBackend::Redis => config.server.data_dir.join(DB_FILE).display().to_string(),
     }
 }

@@ -25,7 +25,9 @@ pub trait Deliver<F>: Send + Sync + std::fmt::Debug {
 ///   same path as every other node: there is no shortcut to be out of
 ///   order with;
 /// - `publish` and `unsubscribe` never wait on the network: a cluster's
-///   implementation hands them on in the background, in call order;
+///   implementation hands them on in the background, in call order, so
+///   events may still come for a while after the last `unsubscribe`, but
+///   not after a later `subscribe` of the same node resolves;
 /// - a `subscribe` dropped before it resolves counts nothing.
 pub trait Bus: Send + Sync + std::fmt::Debug {
     /// The frames events travel as.

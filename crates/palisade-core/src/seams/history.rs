@@ -23,7 +23,9 @@ pub struct Kept<F> {
 /// - `complete` is true only when those are all the events after `since`
 ///   (nothing expired, dropped, or given by an earlier life of the room),
 ///   and false for a `since` above the room's newest `seq`;
-/// - the room need not have members, here or anywhere.
+/// - the room need not have members, here or anywhere;
+/// - `head` gives the room's newest `seq`: every event published after
+///   the call has a greater one.
 pub trait History: Send + Sync + std::fmt::Debug {
     /// The frames events are kept as.
     type Frame;
@@ -35,4 +37,7 @@ pub trait History: Send + Sync + std::fmt::Debug {
         since: u64,
         now: Timestamp,
     ) -> Pending<'a, Result<Kept<Self::Frame>, Refusal>>;
+
+    /// `room`'s newest `seq`, at `now`.
+    fn head<'a>(&'a self, room: &'a str, now: Timestamp) -> Pending<'a, Result<u64, Refusal>>;
 }

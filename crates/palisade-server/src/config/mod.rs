@@ -159,6 +159,14 @@ pub struct Config {
 pub struct StoreConfig {
     /// Which store.
     pub backend: StoreBackend,
+    /// `redis://[user:password@]host:port[/db]`, for `backend = "redis"`.
+    /// Never logged or quoted: it may hold a password.
+    pub redis_url: String,
+    /// What every Redis key and channel of this cluster starts with.
+    pub prefix: String,
+    /// The longest a Redis call on the message path may take.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
 }
 
 /// `store.backend`.
@@ -167,6 +175,9 @@ pub struct StoreConfig {
 pub enum StoreBackend {
     /// The embedded SQLite file `<server.data_dir>/palisade.db`.
     Sqlite,
+    /// Cluster mode: the message path on Redis (`store.redis_url`), the
+    /// rest in each node's SQLite file for now (docs/OPERATIONS.md).
+    Redis,
 }
 
 /// `[csrf]`
@@ -434,6 +445,22 @@ impl Config {
                 "limits.max_write_buffer_bytes",
                 format!("must be at least limits.max_message_bytes + {ENVELOPE_HEADROOM} (the largest event frame)"),
             ));
+        }
+        if self.store.backend == StoreBackend::Redis {
+            let url = &self.store.redis_url;
+            if !url.starts_with("redis://") {
+                // Never the value: it may hold a password.
+                return Err(ConfigError::invalid(
+                    "store.redis_url",
+                    "must be a redis:// URL when store.backend is \"redis\"",
+                ));
+            }
+            if self.store.prefix.is_empty() || self.store.prefix.contains(['{', '}']) {
+                return Err(ConfigError::invalid("store.prefix", "must be non-empty, without { or }"));
+            }
+            if self.store.timeout.is_zero() {
+                return Err(ConfigError::invalid("store.timeout", "must be greater than 0"));
+            }
         }
         if l.heartbeat_interval.is_zero() {
             return Err(ConfigError::invalid("limits.heartbeat_interval", "must be greater than 0"));

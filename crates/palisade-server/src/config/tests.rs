@@ -76,7 +76,11 @@ fn bad_values_are_named() {
         ("[abuse]\nban_history_max_rows = 0\n", "abuse.ban_history_max_rows"),
         ("[abuse]\nban_history_max_age = \"1day\"\n", "abuse.ban_history_max_age"),
         ("[abuse]\nrecover_rate = \"often\"\n", "abuse.recover_rate"),
-        ("[store]\nbackend = \"redis\"\n", "store.backend"),
+        ("[store]\nbackend = \"mysql\"\n", "store.backend"),
+        ("[store]\nbackend = \"redis\"\n", "store.redis_url"),
+        ("[store]\nbackend = \"redis\"\nredis_url = \"http://secret@x\"\n", "store.redis_url"),
+        ("[store]\nbackend = \"redis\"\nredis_url = \"redis://h\"\nprefix = \"{a}\"\n", "store.prefix"),
+        ("[store]\nbackend = \"redis\"\nredis_url = \"redis://h\"\ntimeout = \"0s\"\n", "store.timeout"),
         ("[limits]\nmax_owned_rooms = 0\n", "limits.max_owned_rooms"),
     ] {
         let err = load_text(text, &[]).unwrap_err();

@@ -34,8 +34,8 @@ async fn publish_assigns_increasing_seq_and_shares_one_frame() {
     let hub = Hub::default();
     let (a, mut ra) = member(8);
     let (b, mut rb) = member(8);
-    hub.join("r", 1, a, T0);
-    hub.join("r", 2, b, T0);
+    hub.join("r", 1, a);
+    hub.join("r", 2, b);
     let mut renders = 0;
     let start = history::seed(T0, 0);
     for n in 1..=3 {
@@ -59,8 +59,8 @@ async fn a_full_queue_marks_only_that_member_slow() {
     let (slow, _keep) = member(1);
     let slow_control = Arc::clone(&slow.control);
     let (fast, mut rf) = member(8);
-    hub.join("r", 1, slow, T0);
-    hub.join("r", 2, fast, T0);
+    hub.join("r", 1, slow);
+    hub.join("r", 2, fast);
     publish(&hub, "r", NONE, |_| Utf8Bytes::from_static("a"));
     publish(&hub, "r", NONE, |_| Utf8Bytes::from_static("b"));
     assert_eq!(slow_control.closed().await, CloseCode::SlowConsumer);
@@ -75,17 +75,17 @@ async fn a_panicking_connection_task_leaves_its_rooms() {
     let (m, _rx) = member(1);
     let (other, mut other_rx) = member(1);
     let mut bystander = Membership::new(hub, bus, other, loopback(), "b", T0);
-    bystander.join("shared", T0).await.unwrap();
+    bystander.join("shared").await.unwrap();
     let task = tokio::spawn(async move {
         let mut rooms = Membership::new(hub, bus, m, loopback(), "a", T0);
-        rooms.join("shared", T0).await.unwrap();
-        rooms.join("own", T0).await.unwrap();
+        rooms.join("shared").await.unwrap();
+        rooms.join("own").await.unwrap();
         panic!("a bug in the connection task");
     });
     assert!(task.await.unwrap_err().is_panic());
     assert!(hub.rooms.get("own").is_none(), "the room only the panicked task was in is gone");
     assert!(hub.members.get("own").is_none());
-    assert_eq!(lock(&hub.members.get("shared").unwrap()).keys().copied().collect::<Vec<_>>(), [bystander.id()]);
+    assert_eq!(lock(&hub.members.get("shared").unwrap()).members.keys().copied().collect::<Vec<_>>(), [bystander.id()]);
     assert!(!broker.is_heard("own") && broker.is_heard("shared"), "own's subscription was taken back");
     hub.publish("shared", NONE, T0, |_| Utf8Bytes::from_static("e"), |seq, f| bus.publish("shared", seq, f));
     assert_eq!(other_rx.try_recv().unwrap().as_str(), "e", "the bystander still hears shared");
@@ -104,7 +104,7 @@ async fn the_list_filters_and_pages_in_id_order() {
         let (m, rx) = member(1);
         let mut membership = Membership::new(&hub, &bus, m, ip, user, T0);
         if i > 0 {
-            membership.join("lobby", T0).await.unwrap();
+            membership.join("lobby").await.unwrap();
         }
         held.push((membership, rx));
     }
@@ -131,12 +131,14 @@ async fn the_list_filters_and_pages_in_id_order() {
 fn a_rooms_seq_never_goes_backwards_when_it_empties() {
     let hub = Hub::default();
     let (m, _rx) = member(8);
-    let first = hub.join("r", 1, m.clone(), T0);
+    hub.join("r", 1, m.clone());
+    let first = hub.head("r", T0);
     let last = (0..5).map(|_| publish(&hub, "r", NONE, |_| Utf8Bytes::from_static("e"))).last();
     hub.leave("r", 1);
     assert!(hub.rooms.is_empty(), "nothing kept, so the room goes");
     // Started again within the same millisecond: above every seq given.
-    let again = hub.join("r", 1, m, T0);
+    hub.join("r", 1, m);
+    let again = hub.head("r", T0);
     assert_eq!(last, Some(first + 5));
     assert!(again >= first + 5, "{again} after {first} + 5");
 }
@@ -145,12 +147,13 @@ fn a_rooms_seq_never_goes_backwards_when_it_empties() {
 async fn a_recover_replays_what_the_room_kept_and_then_the_live_events() {
     let hub = Hub::default();
     let (publisher, _p) = member(8);
-    let start = hub.join("r", 1, publisher, T0);
+    hub.join("r", 1, publisher);
+    let start = hub.head("r", T0);
     for _ in 0..3 {
         publish(&hub, "r", KEEP_2, |seq| Utf8Bytes::from(format!("e{}", seq - start)));
     }
     let (late, mut rx) = member(8);
-    hub.join("r", 2, late, T0);
+    hub.join("r", 2, late);
     let (seq, replay) = hub.range("r", start + 1, T0);
     assert_eq!(replay.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["e2", "e3"]);
     assert!(replay.complete, "the ring holds everything after since");
@@ -165,7 +168,8 @@ async fn a_recover_replays_what_the_room_kept_and_then_the_live_events() {
 fn history_outlives_the_last_member_until_it_expires() {
     let hub = Hub::default();
     let (m, _rx) = member(8);
-    let start = hub.join("r", 1, m, T0);
+    hub.join("r", 1, m);
+    let start = hub.head("r", T0);
     publish(&hub, "r", KEEP_2, |_| Utf8Bytes::from_static("kept"));
     hub.leave("r", 1);
     assert_eq!(hub.history_bytes(), 4);
@@ -181,8 +185,8 @@ fn history_outlives_the_last_member_until_it_expires() {
 fn a_full_history_budget_costs_a_room_its_own_events_never_another_rooms() {
     let hub = Hub::new(HistoryBudget { per_room: 100, total: 10 });
     let (m, _rx) = member(64);
-    hub.join("quiet", 1, m.clone(), T0);
-    hub.join("busy", 1, m, T0);
+    hub.join("quiet", 1, m.clone());
+    hub.join("busy", 1, m);
     publish(&hub, "quiet", KEEP_2, |_| Utf8Bytes::from_static("12345678"));
     for _ in 0..10 {
         publish(&hub, "busy", KEEP_2, |_| Utf8Bytes::from_static("abcdef"));
@@ -200,8 +204,8 @@ async fn deleting_a_room_drops_its_history_and_asks_every_member_to_leave() {
     let (ca, cb) = (Arc::clone(&a.control), Arc::clone(&b.control));
     let mut alice = Membership::new(&hub, &bus, a, loopback(), "alice", T0);
     let mut bob = Membership::new(&hub, &bus, b, loopback(), "bob", T0);
-    alice.join("team", T0).await.unwrap();
-    bob.join("team", T0).await.unwrap();
+    alice.join("team").await.unwrap();
+    bob.join("team").await.unwrap();
     let last = publish(&hub, "team", KEEP_2, |_| Utf8Bytes::from_static("kept"));
     assert_eq!(hub.remove_user("team", "bob"), 1);
     assert_eq!(cb.take_removals(), [("team".into(), RemovedReason::RemovedByOwner)]);
@@ -212,7 +216,8 @@ async fn deleting_a_room_drops_its_history_and_asks_every_member_to_leave() {
     alice.leave("team");
     bob.leave("team");
     assert!(hub.rooms.is_empty(), "gone once its members left");
-    let again = alice.join("team", T0).await.unwrap();
+    alice.join("team").await.unwrap();
+    let again = hub.head("team", T0);
     let (_, replay) = hub.range("team", last - 1, T0);
     assert!(again >= last, "a room of the same name goes on from the deleted one's seq");
     assert!(!replay.complete, "and does not pretend to have its events");
@@ -222,7 +227,7 @@ async fn deleting_a_room_drops_its_history_and_asks_every_member_to_leave() {
 fn empty_rooms_are_dropped() {
     let hub = Hub::default();
     let (m, _rx) = member(1);
-    hub.join("r", 1, m, T0);
+    hub.join("r", 1, m);
     hub.leave("r", 1);
     assert!(hub.rooms.is_empty());
 }

@@ -203,6 +203,16 @@ impl Conn<'_> {
         self.write(burst).await
     }
 
+    /// Joins `room`: the `seq` its `ack` carries, after which every event
+    /// of the room reaches this connection. The member is added first and
+    /// the room's newest `seq` read after, so nothing above the answer is
+    /// missed; an event at or below it may still arrive (clients drop
+    /// repeats by `seq`, docs/PROTOCOL.md).
+    async fn join(&mut self, room: &str, now: Timestamp) -> Result<u64, Refusal> {
+        let delivered = self.rooms.join(room).await?;
+        Ok(self.state.history.head(room, now).await?.max(delivered))
+    }
+
     /// Awaits `call`, a seam's, while the room events queued for this
     /// connection keep going out: a cluster's commit answers over the
     /// network, and the events must not wait behind it (nor fill the queue
@@ -377,7 +387,7 @@ impl Conn<'_> {
                     self.state.owners.changed();
                     info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, "room owner recorded");
                 }
-                match self.rooms.join(&room, now).await {
+                match self.join(&room, now).await {
                     Ok(seq) => ack(&id, Some(seq)),
                     Err(refusal) => {
                         self.session.forget(&room);
@@ -405,7 +415,7 @@ impl Conn<'_> {
                 // Joined first: every event after the read reaches the
                 // queue, and one published in between comes twice, once
                 // each way, with one `seq` (clients drop repeats by `seq`).
-                let kept = match self.rooms.join(&room, now).await {
+                let kept = match self.rooms.join(&room).await {
                     Ok(_) => self.state.history.range(&room, since, now).await,
                     Err(refusal) => {
                         self.session.forget(&room);

@@ -21,6 +21,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod auth;
 pub mod log;
+/// The cluster tests' own `redis-server`: the crate's unit tests use the
+/// same file.
+#[path = "../../src/cluster/testing.rs"]
+pub mod redis;
 pub mod tls;
 
 /// The HMAC secret every test server is configured with.

@@ -1,0 +1,86 @@
+//! The message path's seams as `[store] backend` says (docs/ARCHITECTURE.md,
+//! "Seams"): in memory for one node, or on Redis for a cluster
+//! (docs/OPERATIONS.md, "Cluster mode").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_core::guard::Guard;
+use palisade_core::seams::{Bus, Commit, Deliver, History};
+use palisade_core::store::MemoryNonces;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::bus::{Broker, MemoryBus};
+use crate::cluster::Keys;
+use crate::cluster::bus::RedisBus;
+use crate::cluster::commit::{NonceLimits, RedisCommit};
+use crate::cluster::history::RedisHistory;
+use crate::commit::LocalCommit;
+use crate::config::{Config, StoreBackend};
+use crate::history::LocalHistory;
+use crate::hub::{HistoryBudget, Hub};
+
+/// How long a node waits for Redis when it starts.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The hub and the seams every connection reaches shared state through.
+#[derive(Debug)]
+pub(crate) struct MessagePath {
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) bus: Arc<dyn Bus<Frame = Utf8Bytes>>,
+    pub(crate) commit: Box<dyn Commit>,
+    pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
+}
+
+/// Redis could not be reached or used when the node started.
+#[derive(Debug, thiserror::Error)]
+#[error("cluster mode: cannot use Redis (store.redis_url): {0}")]
+pub struct ClusterError(String);
+
+impl MessagePath {
+    /// Builds the message path `config` names; `guard` decides the rates.
+    pub(crate) async fn open(config: &Config, guard: &Arc<Guard>) -> Result<Self, ClusterError> {
+        let limits = &config.limits;
+        let budget = HistoryBudget { per_room: limits.max_history_bytes_per_room, total: limits.max_history_bytes };
+        let hub = Arc::new(Hub::new(budget));
+        let sink = Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>;
+        let replay = &config.replay;
+        match config.store.backend {
+            StoreBackend::Sqlite => {
+                let bus: Arc<dyn Bus<Frame = Utf8Bytes>> = Arc::new(MemoryBus::new(Arc::new(Broker::default()), sink));
+                let commit = Box::new(LocalCommit {
+                    hub: Arc::clone(&hub),
+                    bus: Arc::clone(&bus),
+                    guard: Arc::clone(guard),
+                    nonces: MemoryNonces::new(replay.max_nonces, replay.max_nonces_per_user),
+                });
+                let history = Box::new(LocalHistory { hub: Arc::clone(&hub) });
+                Ok(Self { hub, bus, commit, history })
+            }
+            StoreBackend::Redis => {
+                let store = &config.store;
+                let failed = |e: redis::RedisError| ClusterError(e.to_string());
+                let client = redis::Client::open(store.redis_url.as_str()).map_err(failed)?;
+                let manager = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(store.timeout));
+                let connect = ConnectionManager::new_with_config(client.clone(), manager);
+                let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                    .await
+                    .map_err(|_| ClusterError(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+                    .map_err(failed)?;
+                let keys = Keys::new(&store.prefix);
+                let bus = RedisBus::connect(&client, conn.clone(), keys.clone(), sink, store.timeout);
+                let bus = tokio::time::timeout(CONNECT_TIMEOUT, bus)
+                    .await
+                    .map_err(|_| ClusterError(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+                    .map_err(failed)?;
+                let nonces = NonceLimits { per_user: replay.max_nonces_per_user, total: replay.max_nonces };
+                let commit = RedisCommit::new(conn.clone(), keys.clone(), Arc::clone(guard), nonces, store.timeout);
+                let history = RedisHistory::new(conn, keys, store.timeout);
+                Ok(Self { hub, bus: Arc::new(bus), commit: Box::new(commit), history: Box::new(history) })
+            }
+        }
+    }
+}

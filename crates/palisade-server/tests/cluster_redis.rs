@@ -1,0 +1,161 @@
+//! Cluster mode on a real `redis-server` (docs/OPERATIONS.md, "Cluster
+//! mode"): two nodes sharing it behave as one server on the message path.
+//! Members on both see one order, with the `seq` the publisher's ack gave;
+//! an event's rate and replay nonces are shared; `recover` on the other
+//! node returns exactly what was missed.
+
+// Helpers outside #[test] functions panic on setup failures by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::redis::RedisServer;
+use common::*;
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"
+[roles.user]
+permissions = ["chat:send", "quiz:answer"]
+
+[rooms.lobby]
+history = 50
+history_ttl = "1h"
+
+[events."chat.message"]
+permission = "chat:send"
+
+[events."quiz.answer"]
+permission = "quiz:answer"
+rate = "10/min"
+replay = true
+"#;
+
+/// Two nodes, `a` and `b`, on `redis`.
+async fn cluster(redis: &RedisServer) -> (TestServer, TestServer) {
+    let node = |id: &str| {
+        format!(
+            "[server]\nnode_id = \"{id}\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\ntimeout = \"2s\"\n",
+            redis.url()
+        )
+    };
+    let a = TestServer::start_layers(&[NO_ABUSE_LIMITS, POLICY, &node("a")]).await;
+    let b = TestServer::start_layers(&[NO_ABUSE_LIMITS, POLICY, &node("b")]).await;
+    (a, b)
+}
+
+async fn say(ws: &mut Ws, text: &str) -> u64 {
+    let frame = json!({"type":"send","id":text,"room":"lobby","event":"chat.message","data":{"content":text}});
+    let ack = request(ws, frame).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    ack["seq"].as_u64().unwrap()
+}
+
+/// The next `n` events `ws` gets, as (seq, content).
+async fn events(ws: &mut Ws, n: usize) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let frame = next_json(ws).await;
+        if frame["type"] == "event" {
+            got.push((frame["seq"].as_u64().unwrap(), frame["data"]["content"].as_str().unwrap().to_owned()));
+        }
+    }
+    got
+}
+
+fn quiz(id: &str, nonce: &str) -> Value {
+    json!({"type":"send","id":id,"room":"lobby","event":"quiz.answer",
+           "data":{"sessionId":"s1","questionId":"q1","answer":3},"nonce":nonce,"ts":unix_now() * 1000})
+}
+
+#[tokio::test]
+async fn members_on_both_nodes_see_one_order_with_the_publishers_seq() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = cluster(&redis).await;
+    let (mut alice, _) = connect(&a, &token("alice", &["user"])).await;
+    let (mut bob, _) = connect(&b, &token("bob", &["user"])).await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    // A publisher on each node, each waiting for its ack: the acks give
+    // the order. (Their own copies are read past by `request`.)
+    let (mut carol, _) = connect(&a, &token("carol", &["user"])).await;
+    let (mut dave, _) = connect(&b, &token("dave", &["user"])).await;
+    join(&mut carol, "lobby").await;
+    join(&mut dave, "lobby").await;
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        acked.push((say(&mut carol, &format!("a{i}")).await, format!("a{i}")));
+        acked.push((say(&mut dave, &format!("b{i}")).await, format!("b{i}")));
+    }
+    assert!(acked.windows(2).all(|w| w[0].0 < w[1].0), "{acked:?}");
+    assert_eq!(events(&mut alice, 10).await, acked, "alice, on a, sees every event in seq order");
+    assert_eq!(events(&mut bob, 10).await, acked, "bob, on b, sees the same");
+}
+
+#[tokio::test]
+async fn an_events_rate_and_its_nonces_are_shared_by_the_nodes() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = cluster(&redis).await;
+    let (mut on_a, _) = connect(&a, &token("carol", &["user"])).await;
+    let (mut on_b, _) = connect(&b, &token("carol", &["user"])).await;
+    join(&mut on_a, "lobby").await;
+    join(&mut on_b, "lobby").await;
+    let first = quiz("q0", "n0");
+    assert_eq!(request(&mut on_a, first.clone()).await["type"], "ack");
+    let mut replayed = first;
+    replayed["id"] = json!("again");
+    assert_eq!(request(&mut on_b, replayed).await["code"], "replay", "a nonce spent on a is spent on b");
+    for i in 1..10 {
+        let reply = request(&mut on_a, quiz(&format!("q{i}"), &format!("n{i}"))).await;
+        assert_eq!(reply["type"], "ack", "answer {i}: {reply}");
+    }
+    let eleventh = request(&mut on_b, quiz("q10", "n10")).await;
+    assert_eq!(eleventh["code"], "rate_limited", "the 11th in a minute, on b: {eleventh}");
+}
+
+#[tokio::test]
+async fn recover_on_the_other_node_returns_exactly_the_missed_events() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = cluster(&redis).await;
+    let (mut alice, _) = connect(&a, &token("alice", &["user"])).await;
+    join(&mut alice, "lobby").await;
+    let seen = say(&mut alice, "before").await;
+    let (mut bob, _) = connect(&b, &token("bob", &["user"])).await;
+    join(&mut bob, "lobby").await;
+    let first = say(&mut bob, "m1").await;
+    let missed = [first, say(&mut bob, "m2").await, say(&mut bob, "m3").await];
+    // Alice was away and comes back on the other node.
+    drop(alice);
+    let (mut back, _) = connect(&b, &token("alice", &["user"])).await;
+    send_json(&mut back, json!({"type":"recover","id":"r","room":"lobby","since":seen})).await;
+    let replayed = events(&mut back, 3).await;
+    let ack = next_json(&mut back).await;
+    assert_eq!(replayed.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), missed);
+    assert_eq!(replayed.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>(), ["m1", "m2", "m3"]);
+    assert_eq!(
+        (ack["type"].as_str(), ack["seq"].as_u64(), ack["complete"].as_bool()),
+        (Some("ack"), Some(missed[2]), Some(true)),
+        "{ack}"
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_reach_redis_does_not_start_and_never_shows_the_password() {
+    use palisade_server::config::{Config, Source};
+    use palisade_server::server::Server;
+    use palisade_server::settings::{Profile, Settings};
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        format!("{BASE}\n[store]\nbackend = \"redis\"\nredis_url = \"redis://ops:hunter2@127.0.0.1:{port}/\"\n",)
+            .replace("[server]\n", &format!("[server]\ndata_dir = \"{}\"\n", dir.path().display()));
+    let path = dir.path().join("palisade.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(Source::File(&path), &std::collections::BTreeMap::new()).unwrap();
+    let dev = Settings::new(config.clone(), Profile::Dev).unwrap_err().to_string();
+    assert!(dev.contains("store.backend") && dev.contains("--dev"), "{dev}");
+    let settings = Settings::new(config, Profile::Production).unwrap();
+    let err = Server::bind(settings).await.unwrap_err().to_string();
+    assert!(err.contains("store.redis_url"), "{err}");
+    assert!(!err.contains("hunter2"), "the password stays out of the error: {err}");
+}
