@@ -92,6 +92,10 @@ impl Bus for MemoryBus {
         }
     }
 
+    fn ready(&self) -> bool {
+        true
+    }
+
     fn publish(&self, room: &str, seq: u64, frame: Utf8Bytes) {
         let Some(sinks) = self.broker.rooms.get(room).map(|s| Arc::clone(&s.sinks)) else { return };
         for (_, sink) in sinks.iter() {
@@ -122,6 +126,10 @@ pub(crate) mod conformance {
         fn deliver(&self, room: &str, seq: u64, frame: &Utf8Bytes) {
             // The receiver lives as long as the suite.
             let _ = self.0.send((room.to_owned(), seq, frame.as_str().to_owned()));
+        }
+
+        fn lost(&self, room: &str) {
+            let _ = self.0.send((room.to_owned(), 0, String::new()));
         }
     }
 
@@ -227,6 +235,7 @@ mod tests {
         struct Nowhere;
         impl Deliver<Utf8Bytes> for Nowhere {
             fn deliver(&self, _: &str, _: u64, _: &Utf8Bytes) {}
+            fn lost(&self, _: &str) {}
         }
         let broker = Arc::new(Broker::default());
         let bus = MemoryBus::new(Arc::clone(&broker), Arc::new(Nowhere));

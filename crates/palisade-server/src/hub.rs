@@ -455,6 +455,22 @@ impl Deliver<Utf8Bytes> for Hub {
             }
         }
     }
+
+    fn lost(&self, room: &str) {
+        self.close_members(room);
+    }
+}
+
+impl Hub {
+    /// Closes every member of `room` here (1011): the node may have missed
+    /// some of its events, and a client that reconnects and `recover`s
+    /// gets them, or is told they are lost.
+    fn close_members(&self, room: &str) {
+        let Some(set) = self.members.get(room).map(|set| Arc::clone(set.value())) else { return };
+        for member in lock(&set).members.values() {
+            member.control.close(CloseCode::Internal);
+        }
+    }
 }
 
 /// One connection's place in the hub and on the bus: the rooms it joined,

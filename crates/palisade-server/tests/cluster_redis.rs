@@ -81,6 +81,9 @@ async fn members_on_both_nodes_see_one_order_with_the_publishers_seq() {
     let (mut dave, _) = connect(&b, &token("dave", &["user"])).await;
     join(&mut carol, "lobby").await;
     join(&mut dave, "lobby").await;
+    // Past a few of the bus's pings (one a second): a subscribed
+    // connection answers them in its own way, and that is no loss.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let mut acked = Vec::new();
     for i in 0..5 {
         acked.push((say(&mut carol, &format!("a{i}")).await, format!("a{i}")));
@@ -158,4 +161,43 @@ async fn a_node_that_cannot_reach_redis_does_not_start_and_never_shows_the_passw
     let err = Server::bind(settings).await.unwrap_err().to_string();
     assert!(err.contains("store.redis_url"), "{err}");
     assert!(!err.contains("hunter2"), "the password stays out of the error: {err}");
+}
+
+/// Asks `/readyz` on `admin` until `want` is in its answer.
+async fn readyz_until(admin: std::net::SocketAddr, want: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let answer = http_get(admin, "/readyz").await;
+        if answer.contains(want) {
+            return answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/readyz never said {want}: {answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn when_redis_goes_away_members_are_closed_joins_refused_and_the_node_comes_back_with_it_empty() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    let (a, _b) = cluster(&redis).await;
+    let admin = a.admin.unwrap();
+    let (mut alice, _) = connect(&a, &token("alice", &["user"])).await;
+    join(&mut alice, "lobby").await;
+    let before = say(&mut alice, "before").await;
+
+    redis.stop();
+    assert_eq!(close_code(&mut alice).await, Some(1011), "a member that may miss events is closed, to recover");
+    let down = readyz_until(admin, "\"bus\"").await;
+    assert!(down.starts_with("HTTP/1.1 503"), "{down}");
+    let (mut carol, _) = connect(&a, &token("carol", &["user"])).await;
+    let refused = request(&mut carol, json!({"type":"join","id":"j","room":"lobby"})).await;
+    assert_eq!(refused["code"], "internal", "never a local-only room: {refused}");
+    assert!(refused["retry_after_ms"].as_u64().is_some(), "{refused}");
+
+    redis.start_again();
+    let up = readyz_until(admin, "\"ready\"").await;
+    assert!(up.starts_with("HTTP/1.1 200"), "{up}");
+    join(&mut carol, "lobby").await;
+    let after = say(&mut carol, "after").await;
+    assert!(after > before, "Redis came back empty, and the room's seq still went on: {after} after {before}");
 }

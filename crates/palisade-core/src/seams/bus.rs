@@ -11,6 +11,10 @@ pub trait Deliver<F>: Send + Sync + std::fmt::Debug {
     /// Hands `frame`, event `seq` of `room`, to this node's members of
     /// `room`. Called in the room's `seq` order; must not block.
     fn deliver(&self, room: &str, seq: u64, frame: &F);
+
+    /// The node may have missed events of `room` (its subscription was
+    /// interrupted): its members here must recover what they missed.
+    fn lost(&self, room: &str);
 }
 
 /// The bus. An implementation must keep this contract:
@@ -42,4 +46,8 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     /// Publishes `frame`, event `seq` of `room`, to every node subscribed
     /// to the room.
     fn publish(&self, room: &str, seq: u64, frame: Self::Frame);
+
+    /// Whether the node hears its rooms now: false while a cluster's
+    /// subscriber connection is away (`/readyz` says so).
+    fn ready(&self) -> bool;
 }

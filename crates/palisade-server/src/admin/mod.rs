@@ -373,11 +373,13 @@ pub(crate) struct Readiness {
     pub(crate) audit_chain: bool,
     /// Shutdown has begun.
     pub(crate) shutting_down: bool,
+    /// The node hears its rooms (cluster mode: its Redis subscription is up).
+    pub(crate) bus: bool,
 }
 
 impl Readiness {
     pub(crate) fn is_ready(self) -> bool {
-        self.store && self.audit_writer && self.audit_chain && !self.shutting_down
+        self.store && self.audit_writer && self.audit_chain && !self.shutting_down && self.bus
     }
 
     /// The parts that failed, by name.
@@ -387,6 +389,7 @@ impl Readiness {
             (!self.audit_writer, "audit_writer"),
             (!self.audit_chain, "audit_chain"),
             (self.shutting_down, "shutting_down"),
+            (!self.bus, "bus"),
         ]
         .into_iter()
         .filter_map(|(failed, name)| failed.then_some(name))
@@ -401,7 +404,7 @@ pub(crate) async fn readiness(state: &AppState) -> Readiness {
     let audit_writer = !state.settings.config.audit.enabled || state.audit.is_alive();
     let store = state.store_probe.ready(&state.store).await;
     let audit_chain = !state.audit.is_broken();
-    Readiness { store, audit_writer, audit_chain, shutting_down }
+    Readiness { store, audit_writer, audit_chain, shutting_down, bus: state.bus.ready() }
 }
 
 #[cfg(test)]
@@ -410,11 +413,11 @@ mod tests {
 
     #[test]
     fn readiness_names_what_failed() {
-        let ready = Readiness { store: true, audit_writer: true, audit_chain: true, shutting_down: false };
+        let ready = Readiness { store: true, audit_writer: true, audit_chain: true, shutting_down: false, bus: true };
         assert!(ready.is_ready() && ready.failed().is_empty());
-        let down = Readiness { store: false, audit_writer: false, audit_chain: false, shutting_down: true };
+        let down = Readiness { store: false, audit_writer: false, audit_chain: false, shutting_down: true, bus: false };
         assert!(!down.is_ready());
-        assert_eq!(down.failed(), ["store", "audit_writer", "audit_chain", "shutting_down"]);
+        assert_eq!(down.failed(), ["store", "audit_writer", "audit_chain", "shutting_down", "bus"]);
         assert_eq!(Readiness { audit_chain: false, ..ready }.failed(), ["audit_chain"]);
         assert_eq!(Readiness { audit_writer: false, ..ready }.failed(), ["audit_writer"]);
     }

@@ -1,24 +1,36 @@
 //! The bus on Redis (`seams::Bus`, docs/ARCHITECTURE.md, "Cluster
-//! mode"): one subscriber connection per node, whose messages a reader
-//! task hands to the node's hub, and one task that owns the subscriptions
-//! and takes every call in order, so counts and Redis agree. Events are
-//! published by the commit script; [`Bus::publish`] publishes through the
-//! same task, in call order.
+//! mode"): one task per node owns the node's subscriber connection and
+//! its subscriptions, takes every call in order (so counts and Redis
+//! agree) and hands each message to the node's hub. Events are published
+//! by the commit script; [`Bus::publish`] publishes through the same task,
+//! in call order.
+//!
+//! When the subscriber connection is lost (closed, or a ping unanswered),
+//! the node may have missed events: the hub is told for every room it
+//! heard (its members are closed, to reconnect and `recover`), the bus is
+//! not ready, and the task reconnects with backoff and subscribes again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use palisade_core::refusal::Refusal;
 use palisade_core::seams::{Bus, Deliver, Pending};
 use redis::AsyncCommands as _;
-use redis::aio::{ConnectionManager, PubSubSink};
+use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::{Keys, within};
+
+/// How often the subscriber connection is pinged: a connection that went
+/// silent (a peer gone without closing) is found within about this long.
+const PING_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What the task that owns the subscriptions is asked.
 #[derive(Debug)]
@@ -33,11 +45,12 @@ enum Call {
 pub(crate) struct RedisBus {
     calls: mpsc::UnboundedSender<Call>,
     timeout: Duration,
+    ready: Arc<AtomicBool>,
 }
 
 impl RedisBus {
     /// Connects a node's subscriber to `client`, delivering to `sink`;
-    /// `publisher` publishes. Subscriptions wait at most `timeout`.
+    /// `publisher` publishes. Calls wait at most `timeout`.
     pub(crate) async fn connect(
         client: &redis::Client,
         publisher: ConnectionManager,
@@ -45,78 +58,199 @@ impl RedisBus {
         sink: Arc<dyn Deliver<Utf8Bytes>>,
         timeout: Duration,
     ) -> redis::RedisResult<Self> {
-        let (subscriptions, mut messages) = client.get_async_pubsub().await?.split();
-        let reader_keys = keys.clone();
-        let reader = tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                let room = reader_keys.room_of_channel(message.get_channel_name());
-                match (room, parse(message.get_payload_bytes())) {
-                    (Some(room), Some((seq, frame))) => sink.deliver(room, seq, &frame),
-                    _ => warn!(channel = message.get_channel_name(), "redis: a message the bus cannot read"),
-                }
-            }
-            error!("redis: the bus's subscriber connection closed");
-        });
+        let (subscriptions, messages) = client.get_async_pubsub().await?.split();
+        let ready = Arc::new(AtomicBool::new(true));
         let (calls, queue) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            Owner { subscriptions, publisher, keys, counts: HashMap::new() }.run(queue).await;
-            reader.abort();
-        });
-        Ok(Self { calls, timeout })
+        let owner = Owner {
+            client: client.clone(),
+            publisher,
+            keys,
+            sink,
+            timeout,
+            ready: Arc::clone(&ready),
+            counts: HashMap::new(),
+        };
+        tokio::spawn(owner.run(queue, subscriptions, messages));
+        Ok(Self { calls, timeout, ready })
     }
 }
 
 /// The task that owns the subscriptions.
 struct Owner {
-    subscriptions: PubSubSink,
+    client: redis::Client,
     publisher: ConnectionManager,
     keys: Keys,
+    sink: Arc<dyn Deliver<Utf8Bytes>>,
+    timeout: Duration,
+    ready: Arc<AtomicBool>,
     /// Each subscribed room's count of `subscribe` calls.
     counts: HashMap<Box<str>, usize>,
 }
 
+/// Why the subscriber connection is being replaced.
+enum Lost {
+    Closed,
+    Silent,
+}
+
 impl Owner {
-    async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Call>) {
-        while let Some(call) = queue.recv().await {
-            match call {
-                Call::Subscribe(room, answer) => {
-                    let subscribed = self.subscribe(&room).await;
-                    // A caller that stopped waiting counts nothing.
-                    if let Err(Ok(())) = answer.send(subscribed) {
-                        self.unsubscribe(&room).await;
+    /// Serves calls and messages until the bus is dropped, replacing the
+    /// subscriber connection whenever it is lost.
+    async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Call>, sink: PubSubSink, messages: PubSubStream) {
+        let (mut subscriptions, mut messages) = (sink, messages);
+        loop {
+            let lost = match self.serve(&mut queue, &mut subscriptions, &mut messages).await {
+                Some(lost) => lost,
+                None => return,
+            };
+            self.ready.store(false, Ordering::Release);
+            let why = match lost {
+                Lost::Closed => "closed",
+                Lost::Silent => "did not answer a ping",
+            };
+            error!(
+                rooms = self.counts.len(),
+                "redis: the bus's subscriber connection {why}; its rooms' members are closed to recover"
+            );
+            for room in self.counts.keys() {
+                self.sink.lost(room);
+            }
+            let Some((sink, stream)) = self.reconnect(&mut queue).await else { return };
+            (subscriptions, messages) = (sink, stream);
+            self.ready.store(true, Ordering::Release);
+            info!(rooms = self.counts.len(), "redis: the bus's subscriber connection is back");
+        }
+    }
+
+    /// Serves until the connection is lost (`Some`) or the bus is dropped.
+    async fn serve(
+        &mut self,
+        queue: &mut mpsc::UnboundedReceiver<Call>,
+        subscriptions: &mut PubSubSink,
+        messages: &mut PubSubStream,
+    ) -> Option<Lost> {
+        let mut ping = tokio::time::interval(PING_EVERY);
+        loop {
+            tokio::select! {
+                call = queue.recv() => match call {
+                    Some(call) => self.call(call, Some(subscriptions)).await,
+                    None => return None,
+                },
+                message = messages.next() => match message {
+                    Some(message) => self.deliver(&message),
+                    None => return Some(Lost::Closed),
+                },
+                _ = ping.tick() => {
+                    // Any answer: a subscribed connection answers a
+                    // PING with an array, not "PONG".
+                    let answered: Result<redis::RedisResult<redis::Value>, _> =
+                        tokio::time::timeout(self.timeout.max(PING_EVERY), subscriptions.ping()).await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        return Some(Lost::Silent);
                     }
-                }
-                Call::Unsubscribe(room) => self.unsubscribe(&room).await,
-                Call::Publish(room, seq, frame) => {
-                    let payload = format!("{seq} {}", frame.as_str());
-                    let published: redis::RedisResult<()> =
-                        self.publisher.publish(self.keys.events(&room), payload).await;
-                    if let Err(e) = published {
-                        error!(error = %e, room = %room, "redis: publish failed");
-                    }
+                    // The commands' connection too: a failed ping has it
+                    // reconnect before a client's call finds it broken.
+                    let commands = self.commands_answer().await;
+                    self.ready.store(commands, Ordering::Release);
                 }
             }
         }
     }
 
-    async fn subscribe(&mut self, room: &str) -> redis::RedisResult<()> {
+    /// Whether the connection the commit step and history reads use
+    /// answers a ping in time.
+    async fn commands_answer(&mut self) -> bool {
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut self.publisher);
+        matches!(tokio::time::timeout(self.timeout.max(PING_EVERY), ping).await, Ok(Ok(_)))
+    }
+
+    fn deliver(&self, message: &redis::Msg) {
+        let room = self.keys.room_of_channel(message.get_channel_name());
+        match (room, parse(message.get_payload_bytes())) {
+            (Some(room), Some((seq, frame))) => self.sink.deliver(room, seq, &frame),
+            _ => warn!(channel = message.get_channel_name(), "redis: a message the bus cannot read"),
+        }
+    }
+
+    /// Connects again with backoff and subscribes to every counted room;
+    /// calls meanwhile are answered without Redis (subscribes refused).
+    /// `None` when the bus is dropped first.
+    async fn reconnect(&mut self, queue: &mut mpsc::UnboundedReceiver<Call>) -> Option<(PubSubSink, PubSubStream)> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let retry = tokio::time::sleep(wait);
+            tokio::pin!(retry);
+            loop {
+                tokio::select! {
+                    () = &mut retry => break,
+                    call = queue.recv() => self.call(call?, None).await,
+                }
+            }
+            wait = (wait * 2).min(MAX_BACKOFF);
+            let connected = async {
+                let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
+                let channels: Vec<String> = self.counts.keys().map(|room| self.keys.events(room)).collect();
+                if !channels.is_empty() {
+                    sink.subscribe(channels).await?;
+                }
+                Ok::<_, redis::RedisError>((sink, stream))
+            };
+            match tokio::time::timeout(self.timeout.max(PING_EVERY), connected).await {
+                Ok(Ok(pair)) if self.commands_answer().await => return Some(pair),
+                Ok(Ok(_)) => warn!("redis: the bus cannot reconnect yet: commands get no answer"),
+                Ok(Err(e)) => warn!(error = %e, "redis: the bus cannot reconnect yet"),
+                Err(_) => warn!("redis: the bus cannot reconnect yet: no answer"),
+            }
+        }
+    }
+
+    /// Performs one call; without a connection, a subscribe is refused and
+    /// the rest is kept in the counts only.
+    async fn call(&mut self, call: Call, subscriptions: Option<&mut PubSubSink>) {
+        match call {
+            Call::Subscribe(room, answer) => {
+                let mut subscriptions = subscriptions;
+                let subscribed = match subscriptions.as_deref_mut() {
+                    Some(subscriptions) => self.subscribe(subscriptions, &room).await,
+                    None => Err(redis::RedisError::from((redis::ErrorKind::Io, "the bus is reconnecting"))),
+                };
+                // A caller that stopped waiting counts nothing.
+                if let Err(Ok(())) = answer.send(subscribed) {
+                    self.unsubscribe(subscriptions, &room).await;
+                }
+            }
+            Call::Unsubscribe(room) => self.unsubscribe(subscriptions, &room).await,
+            Call::Publish(room, seq, frame) => {
+                let payload = format!("{seq} {}", frame.as_str());
+                let published: redis::RedisResult<()> = self.publisher.publish(self.keys.events(&room), payload).await;
+                if let Err(e) = published {
+                    error!(error = %e, room = %room, "redis: publish failed");
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, subscriptions: &mut PubSubSink, room: &str) -> redis::RedisResult<()> {
         if let Some(count) = self.counts.get_mut(room) {
             *count += 1;
             return Ok(());
         }
-        self.subscriptions.subscribe(self.keys.events(room)).await?;
+        subscriptions.subscribe(self.keys.events(room)).await?;
         self.counts.insert(room.into(), 1);
         Ok(())
     }
 
-    async fn unsubscribe(&mut self, room: &str) {
+    async fn unsubscribe(&mut self, subscriptions: Option<&mut PubSubSink>, room: &str) {
         let Some(count) = self.counts.get_mut(room) else { return };
         *count -= 1;
         if *count > 0 {
             return;
         }
         self.counts.remove(room);
-        if let Err(e) = self.subscriptions.unsubscribe(self.keys.events(room)).await {
+        if let Some(subscriptions) = subscriptions
+            && let Err(e) = subscriptions.unsubscribe(self.keys.events(room)).await
+        {
             error!(error = %e, room = %room, "redis: unsubscribe failed");
         }
     }
@@ -150,6 +284,10 @@ impl Bus for RedisBus {
 
     fn publish(&self, room: &str, seq: u64, frame: Utf8Bytes) {
         let _ = self.calls.send(Call::Publish(room.into(), seq, frame));
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// A running `redis-server`.
 #[derive(Debug)]
 pub(crate) struct RedisServer {
-    child: Child,
+    child: Option<Child>,
     port: u16,
 }
 
@@ -26,18 +26,8 @@ impl RedisServer {
         }
         let port =
             TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let server = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {port} within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut server = Self { child: None, port };
+        server.start_again();
         Some(server)
     }
 
@@ -45,11 +35,35 @@ impl RedisServer {
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
+
+    /// Kills it, as a crash would.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again, empty) on its port.
+    pub(crate) fn start_again(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen on {} within 10 s", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
