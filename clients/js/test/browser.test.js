@@ -45,6 +45,18 @@ function pageServer(target) {
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
+/** Each step's limit: a step that hangs fails with its name, long before the Rust runner's own limit. */
+const STEP_MS = 60_000;
+
+/** Awaits `promise`, or fails naming `step` after STEP_MS. */
+function step(name, promise) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`step "${name}" did not finish within ${STEP_MS / 1000} s`)), STEP_MS);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 test("in chromium: publish, sealed room, cookie session with CSRF rotation, restart with recover", async (t) => {
   if (!need(t, "the palisade binary (cargo build)", Boolean(binary()))) return;
   if (!need(t, `chromium at ${CHROMIUM} (apt-get install chromium)`, existsSync(CHROMIUM))) return;
@@ -62,7 +74,7 @@ test("in chromium: publish, sealed room, cookie session with CSRF rotation, rest
     const url = target.current.url;
 
     // Token mode: two clients, publish and ack, events with meta.
-    const basic = await page.evaluate(async (url) => {
+    const basic = await step("publish", page.evaluate(async (url) => {
       const { PalisadeClient } = await import("/dist/index.js");
       const a = new PalisadeClient(url, { getToken: () => window.mintToken("ada") });
       const b = new PalisadeClient(url, { getToken: () => window.mintToken("bea") });
@@ -75,7 +87,7 @@ test("in chromium: publish, sealed room, cookie session with CSRF rotation, rest
       a.close();
       b.close();
       return { ack, event, refused, state: a.state };
-    }, url);
+    }, url));
     assert.equal(basic.event.meta.seq, basic.ack.seq);
     assert.deepEqual(basic.event.meta.from, { id: "ada", name: "ada" });
     assert.deepEqual(basic.event.data, { content: "hi from chromium" });
@@ -84,7 +96,7 @@ test("in chromium: publish, sealed room, cookie session with CSRF rotation, rest
 
     // End-to-end encryption: WebCrypto in the page, the opaque `dm.sealed`
     // event; the same key reads, another key is reported.
-    const sealed = await page.evaluate(async (url) => {
+    const sealed = await step("sealed room", page.evaluate(async (url) => {
       const { PalisadeClient, sealedRoom } = await import("/dist/index.js");
       const raw = crypto.getRandomValues(new Uint8Array(32));
       const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
@@ -101,14 +113,14 @@ test("in chromium: publish, sealed room, cookie session with CSRF rotation, rest
       const out = { ack: ack.seq, got: await got, failed: await failed, wire: await wire };
       [a, b, c].forEach((x) => x.close());
       return out;
-    }, url);
+    }, url));
     assert.deepEqual(sealed.got, { data: { content: "<i>sealed</i> in chromium" }, seq: sealed.ack });
     assert.equal(sealed.failed, "undecryptable");
     assert.deepEqual(sealed.wire, ["ct", "iv"]);
 
     // Cookie mode: log in through the page's origin; the HttpOnly cookie
     // rides on the WebSocket; sends carry the rotating CSRF token.
-    const cookie = await page.evaluate(async (url) => {
+    const cookie = await step("cookie session", page.evaluate(async (url) => {
       const { PalisadeClient } = await import("/dist/index.js");
       const login = await fetch("/auth/login", {
         method: "POST",
@@ -129,11 +141,11 @@ test("in chromium: publish, sealed room, cookie session with CSRF rotation, rest
       const user = c.welcome.user.id;
       c.close();
       return { user, first: typeof first.seq, second: second.seq > first.seq, firstCsrf: typeof firstCsrf };
-    }, url);
+    }, url));
     assert.deepEqual(cookie, { user: "dora", first: "number", second: true, firstCsrf: "string" });
 
     // Restart: 1001, retries while down, then reconnect + recover + the queued message once.
-    await page.evaluate(async (url) => {
+    await step("before the restart", page.evaluate(async (url) => {
       const { PalisadeClient } = await import("/dist/index.js");
       const c = new PalisadeClient(url, {
         getToken: () => window.mintToken("rex"),
@@ -147,19 +159,19 @@ test("in chromium: publish, sealed room, cookie session with CSRF rotation, rest
       await c.connect();
       await c.join("lobby");
       await c.publish("lobby", "chat.message", { content: "before" });
-    }, url);
+    }, url));
     await target.current.stop();
-    await page.waitForFunction(() => window.rex.reconnects.length >= 2);
+    await page.waitForFunction(() => window.rex.reconnects.length >= 2, null, { timeout: STEP_MS });
     await page.evaluate(() => {
       window.rex.queued = window.rex.c.publish("lobby", "chat.message", { content: "queued" });
     });
     target.current = await startServer(COOKIE, { dir: target.current.dir, port: target.current.port });
-    const restarted = await page.evaluate(async () => {
+    const restarted = await step("after the restart", page.evaluate(async () => {
       const { seq } = await window.rex.queued;
       while (window.rex.got.length < 2) await new Promise((r) => setTimeout(r, 20));
       window.rex.c.close();
       return { seq, got: window.rex.got, first: window.rex.reconnects[0], recovered: window.rex.recovered };
-    });
+    }));
     assert.equal(restarted.first, 1001);
     assert.deepEqual(
       restarted.got.map(([, c]) => c),

@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_core::guard::Guard;
-use palisade_core::seams::{Bus, Commit, Deliver, History};
+use palisade_core::node::NodeId;
+use palisade_core::seams::{Bus, Commit, ControlChannel, Deliver, History};
 use palisade_core::store::MemoryNonces;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::bus::{Broker, MemoryBus};
+use crate::channel::LocalChannel;
 use crate::cluster::Keys;
-use crate::cluster::bus::RedisBus;
+use crate::cluster::bus::{OnControl, RedisBus};
+use crate::cluster::channel::{self, RedisChannel};
 use crate::cluster::commit::{NonceLimits, RedisCommit};
 use crate::cluster::history::RedisHistory;
 use crate::commit::LocalCommit;
@@ -31,6 +34,7 @@ pub(crate) struct MessagePath {
     pub(crate) bus: Arc<dyn Bus<Frame = Utf8Bytes>>,
     pub(crate) commit: Box<dyn Commit>,
     pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
+    pub(crate) channel: Arc<dyn ControlChannel>,
 }
 
 /// Redis could not be reached or used when the node started.
@@ -40,11 +44,12 @@ pub struct ClusterError(String);
 
 impl MessagePath {
     /// Builds the message path `config` names; `guard` decides the rates.
-    pub(crate) async fn open(config: &Config, guard: &Arc<Guard>) -> Result<Self, ClusterError> {
+    pub(crate) async fn open(config: &Config, node: &NodeId, guard: &Arc<Guard>) -> Result<Self, ClusterError> {
         let limits = &config.limits;
         let budget = HistoryBudget { per_room: limits.max_history_bytes_per_room, total: limits.max_history_bytes };
         let hub = Arc::new(Hub::new(budget));
         let sink = Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>;
+        let local = Arc::new(LocalChannel { hub: Arc::clone(&hub), node: node.clone() });
         let replay = &config.replay;
         match config.store.backend {
             StoreBackend::Sqlite => {
@@ -56,7 +61,7 @@ impl MessagePath {
                     nonces: MemoryNonces::new(replay.max_nonces, replay.max_nonces_per_user),
                 });
                 let history = Box::new(LocalHistory { hub: Arc::clone(&hub) });
-                Ok(Self { hub, bus, commit, history })
+                Ok(Self { hub, bus, commit, history, channel: local })
             }
             StoreBackend::Redis => {
                 let store = &config.store;
@@ -71,7 +76,9 @@ impl MessagePath {
                     .map_err(|_| ClusterError(format!("no answer within {CONNECT_TIMEOUT:?}")))?
                     .map_err(failed)?;
                 let keys = Keys::new(&store.prefix);
-                let bus = RedisBus::connect(&client, conn.clone(), keys.clone(), sink, store.timeout);
+                let performer = Arc::clone(&local);
+                let on_control: OnControl = Arc::new(move |text: &str| channel::perform(&performer, text));
+                let bus = RedisBus::connect(&client, conn.clone(), keys.clone(), sink, store.timeout, Some(on_control));
                 let bus = tokio::time::timeout(CONNECT_TIMEOUT, bus)
                     .await
                     .map_err(|_| ClusterError(format!("no answer within {CONNECT_TIMEOUT:?}")))?
@@ -79,7 +86,9 @@ impl MessagePath {
                 let nonces = NonceLimits { per_user: replay.max_nonces_per_user, total: replay.max_nonces };
                 let commit = RedisCommit::new(conn.clone(), keys.clone(), Arc::clone(guard), nonces, store.timeout);
                 let history = RedisHistory::new(conn, keys, store.timeout);
-                Ok(Self { hub, bus: Arc::new(bus), commit: Box::new(commit), history: Box::new(history) })
+                let bus = Arc::new(bus);
+                let channel = Arc::new(RedisChannel::new(local, Arc::clone(&bus)));
+                Ok(Self { hub, bus, commit: Box::new(commit), history: Box::new(history), channel })
             }
         }
     }

@@ -96,7 +96,7 @@ impl Server {
         } else {
             None
         };
-        let path = MessagePath::open(&settings.config, &guard).await?;
+        let path = MessagePath::open(&settings.config, &settings.node, &guard).await?;
         let state = Arc::new(AppState::new(settings, guard, path, store, revocations, login));
         state.owners.load(&state.store).await?;
         Ok(Self { state, listener, local_addr, admin })

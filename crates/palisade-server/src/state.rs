@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
-use crate::channel::LocalChannel;
 pub(crate) use crate::clock::{Clock, now};
 use crate::enforce::{Enforcement, Handles};
 use crate::hub::Hub;
@@ -95,9 +94,7 @@ impl AppState {
         // handle registered after it (the audit queue's too) reports to.
         let metrics = Arc::new(crate::telemetry::Metrics::new());
         let audit = Arc::new(Audit::new(&settings.config.audit));
-        let MessagePath { hub, bus, commit, history } = path;
-        let channel: Arc<dyn ControlChannel> =
-            Arc::new(LocalChannel { hub: Arc::clone(&hub), node: settings.node.clone() });
+        let MessagePath { hub, bus, commit, history, channel } = path;
         let clock = Clock::start();
         let tasks = TaskTracker::new();
         let enforce = Enforcement::new(

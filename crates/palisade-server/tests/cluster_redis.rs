@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::auth::{Call, call_at};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{Value, json};
@@ -30,11 +31,14 @@ rate = "10/min"
 replay = true
 "#;
 
+/// The operators' API key on both nodes.
+const ADMIN_KEY: &str = "cluster-test-admin-key-cluster-test-admin-key";
+
 /// Two nodes, `a` and `b`, on `redis`.
 async fn cluster(redis: &RedisServer) -> (TestServer, TestServer) {
     let node = |id: &str| {
         format!(
-            "[server]\nnode_id = \"{id}\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\ntimeout = \"2s\"\n",
+            "[server]\nnode_id = \"{id}\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\ntimeout = \"2s\"\n[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n",
             redis.url()
         )
     };
@@ -200,4 +204,32 @@ async fn when_redis_goes_away_members_are_closed_joins_refused_and_the_node_come
     join(&mut carol, "lobby").await;
     let after = say(&mut carol, "after").await;
     assert!(after > before, "Redis came back empty, and the room's seq still went on: {after} after {before}");
+}
+
+/// An operator's call to `server`'s admin API.
+async fn operator(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> common::auth::Reply {
+    call_at(server.admin.unwrap(), Call { method, path, body, bearer: Some(ADMIN_KEY), ..Call::default() }).await
+}
+
+#[tokio::test]
+async fn an_operator_on_one_node_closes_connections_on_the_other() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = cluster(&redis).await;
+    let (mut bob, _) = connect(&b, &token("bob", &["user"])).await;
+    let (mut eve, _) = connect(&b, &token("eve", &["user"])).await;
+    let listed = operator(&b, "GET", "/api/connections?user=bob", None).await.json();
+    let id = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("b-"), "{listed}");
+
+    // By id, asked on a: forwarded to b, which closes it.
+    let reply = operator(&a, "DELETE", &format!("/api/connections/{id}"), None).await;
+    assert_eq!((reply.status, reply.json()["forwarded_to"].as_str()), (202, Some("b")), "{}", reply.body);
+    assert_eq!(close_code(&mut bob).await, Some(4003));
+
+    // By user, asked on a: every node closes its connections of the user.
+    let reply = operator(&a, "POST", "/api/disconnect", Some(json!({"user": "eve"}))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(close_code(&mut eve).await, Some(4003));
+    let gone = operator(&a, "DELETE", "/api/connections/a-999999", None).await;
+    assert_eq!(gone.status, 404, "this node's own ids are known here: {}", gone.body);
 }

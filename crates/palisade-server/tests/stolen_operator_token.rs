@@ -89,5 +89,10 @@ async fn a_demoted_or_removed_operators_token_loses_its_rights_at_once() {
     }
     let details = refusal_details(&server, 4).await;
     let lost = details.iter().filter(|d| d.as_str() == "admin: the token's user was removed or lost the role").count();
-    assert_eq!(lost, 4, "{details:?}");
+    // Removing a user also revokes its tokens, and the server follows the
+    // store within a poll: the removed user's calls may be refused for
+    // either reason, depending on which comes first. The demoted user's
+    // are refused for the role.
+    let revoked = details.iter().filter(|d| d.as_str() == "admin: token revoked").count();
+    assert!(lost >= 2 && lost + revoked == 4, "{details:?}");
 }

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use super::shared::{Actor, ApiError, admin_action, blocking, body, page_size, query, reply};
 use super::{api_bans, browser};
+use crate::config::StoreBackend;
 use crate::hub::{ConnFilter, ConnId};
 use crate::state::AppState;
 use palisade_core::node::parse_conn_id;
@@ -132,11 +133,19 @@ async fn close_connection(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(id) = id.map_err(|e| ApiError::BadRequest(format!("path: {}", e.body_text())))?;
-    if parse_conn_id(&id).is_none() {
+    let Some((node, _)) = parse_conn_id(&id) else {
         return Err(ApiError::BadRequest("the path is not a connection id (<node>-<n>)".into()));
-    }
+    };
     if state.channel.send(Target::Conn(&id), Command::Close(CloseCode::Revoked)) == 0 {
-        return Err(ApiError::NotFound("not_found", "no such connection"));
+        // In cluster mode another node's connection is that node's to
+        // close: the command went to it, and whether it still exists is
+        // known there.
+        let elsewhere = state.settings.config.store.backend == StoreBackend::Redis && node != state.settings.node;
+        if !elsewhere {
+            return Err(ApiError::NotFound("not_found", "no such connection"));
+        }
+        admin_action(&state, &actor, &format!("asked node {node} to close connection {id} with 4003"), None);
+        return Ok(reply(StatusCode::ACCEPTED, &json!({"forwarded_to": node.to_string()})));
     }
     admin_action(&state, &actor, &format!("closed connection {id} with 4003"), None);
     Ok(reply(StatusCode::OK, &json!({"closed": 1})))

@@ -3,7 +3,8 @@
 //! its subscriptions, takes every call in order (so counts and Redis
 //! agree) and hands each message to the node's hub. Events are published
 //! by the commit script; [`Bus::publish`] publishes through the same task,
-//! in call order.
+//! in call order. The same connection carries the cluster's control
+//! commands (`cluster::channel`) when the node listens for them.
 //!
 //! When the subscriber connection is lost (closed, or a ping unanswered),
 //! the node may have missed events: the hub is told for every room it
@@ -38,7 +39,12 @@ enum Call {
     Subscribe(Box<str>, oneshot::Sender<redis::RedisResult<()>>),
     Unsubscribe(Box<str>),
     Publish(Box<str>, u64, Utf8Bytes),
+    /// A control command for the other nodes.
+    Control(String),
 }
+
+/// What a node does with a control command another node published.
+pub(crate) type OnControl = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// One node's side of the Redis bus.
 #[derive(Debug)]
@@ -49,7 +55,8 @@ pub(crate) struct RedisBus {
 }
 
 impl RedisBus {
-    /// Connects a node's subscriber to `client`, delivering to `sink`;
+    /// Connects a node's subscriber to `client`, delivering to `sink` and
+    /// handing other nodes' control commands to `on_control` (if any);
     /// `publisher` publishes. Calls wait at most `timeout`.
     pub(crate) async fn connect(
         client: &redis::Client,
@@ -57,8 +64,12 @@ impl RedisBus {
         keys: Keys,
         sink: Arc<dyn Deliver<Utf8Bytes>>,
         timeout: Duration,
+        on_control: Option<OnControl>,
     ) -> redis::RedisResult<Self> {
-        let (subscriptions, messages) = client.get_async_pubsub().await?.split();
+        let (mut subscriptions, messages) = client.get_async_pubsub().await?.split();
+        if on_control.is_some() {
+            subscriptions.subscribe(keys.control()).await?;
+        }
         let ready = Arc::new(AtomicBool::new(true));
         let (calls, queue) = mpsc::unbounded_channel();
         let owner = Owner {
@@ -69,9 +80,17 @@ impl RedisBus {
             timeout,
             ready: Arc::clone(&ready),
             counts: HashMap::new(),
+            on_control,
         };
         tokio::spawn(owner.run(queue, subscriptions, messages));
         Ok(Self { calls, timeout, ready })
+    }
+
+    /// Publishes a control command for the other nodes, in call order
+    /// with everything else this bus publishes.
+    pub(crate) fn control(&self, text: String) {
+        // The task ends only when this bus is dropped.
+        let _ = self.calls.send(Call::Control(text));
     }
 }
 
@@ -85,6 +104,7 @@ struct Owner {
     ready: Arc<AtomicBool>,
     /// Each subscribed room's count of `subscribe` calls.
     counts: HashMap<Box<str>, usize>,
+    on_control: Option<OnControl>,
 }
 
 /// Why the subscriber connection is being replaced.
@@ -166,6 +186,15 @@ impl Owner {
     }
 
     fn deliver(&self, message: &redis::Msg) {
+        if let Some(on_control) = &self.on_control
+            && message.get_channel_name() == self.keys.control()
+        {
+            match std::str::from_utf8(message.get_payload_bytes()) {
+                Ok(text) => on_control(text),
+                Err(_) => warn!("redis: a control command that is not UTF-8"),
+            }
+            return;
+        }
         let room = self.keys.room_of_channel(message.get_channel_name());
         match (room, parse(message.get_payload_bytes())) {
             (Some(room), Some((seq, frame))) => self.sink.deliver(room, seq, &frame),
@@ -190,7 +219,10 @@ impl Owner {
             wait = (wait * 2).min(MAX_BACKOFF);
             let connected = async {
                 let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
-                let channels: Vec<String> = self.counts.keys().map(|room| self.keys.events(room)).collect();
+                let mut channels: Vec<String> = self.counts.keys().map(|room| self.keys.events(room)).collect();
+                if self.on_control.is_some() {
+                    channels.push(self.keys.control());
+                }
                 if !channels.is_empty() {
                     sink.subscribe(channels).await?;
                 }
@@ -226,6 +258,12 @@ impl Owner {
                 let published: redis::RedisResult<()> = self.publisher.publish(self.keys.events(&room), payload).await;
                 if let Err(e) = published {
                     error!(error = %e, room = %room, "redis: publish failed");
+                }
+            }
+            Call::Control(text) => {
+                let published: redis::RedisResult<()> = self.publisher.publish(self.keys.control(), text).await;
+                if let Err(e) = published {
+                    error!(error = %e, "redis: a control command could not be published");
                 }
             }
         }
@@ -305,7 +343,8 @@ mod tests {
         let mut nodes = Vec::new();
         for _ in 0..2 {
             let (sink, heard) = conformance::recorder();
-            let bus = RedisBus::connect(&client, publisher.clone(), Keys::new("bus"), sink, Duration::from_secs(5));
+            let bus =
+                RedisBus::connect(&client, publisher.clone(), Keys::new("bus"), sink, Duration::from_secs(5), None);
             nodes.push((Box::new(bus.await.unwrap()) as Box<dyn Bus<Frame = Utf8Bytes>>, heard));
         }
         conformance::run(nodes.try_into().unwrap()).await;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use palisade_core::refusal::{Kind, Refusal};
 
 pub(crate) mod bus;
+pub(crate) mod channel;
 pub(crate) mod commit;
 pub(crate) mod history;
 #[cfg(test)]
@@ -40,6 +41,11 @@ impl Keys {
     /// The channel a room's events are published on.
     fn events(&self, room: &str) -> String {
         format!("{}:events:{{{room}}}", self.prefix)
+    }
+
+    /// The channel nodes send each other control commands on.
+    fn control(&self) -> String {
+        format!("{}:control", self.prefix)
     }
 
     /// The room a channel of [`Keys::events`] is for.

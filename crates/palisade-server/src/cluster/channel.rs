@@ -1,0 +1,125 @@
+//! The control channel on Redis (`seams::ControlChannel`,
+//! docs/ARCHITECTURE.md, "Cluster mode"): a command is performed on this
+//! node at once, as on one node, and published on the cluster's control
+//! channel for the others, which perform it on their own connections
+//! when the bus's subscriber hands it to them. A command for a
+//! connection of this node stays here.
+
+use std::sync::Arc;
+
+use palisade_core::guard::Subject;
+use palisade_core::node::{NodeId, parse_conn_id};
+use palisade_core::seams::{Command, ControlChannel, Target};
+use palisade_protocol::CloseCode;
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::bus::RedisBus;
+use crate::channel::LocalChannel;
+
+/// A command as it travels between nodes.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Wire {
+    /// The node that sent it (which performed it already).
+    from: String,
+    /// `all`, `conn:<node>-<n>`, or a subject (`ip:…`, `user:…`).
+    to: String,
+    /// `close:<code>`, `revalidate` or `recheck`.
+    #[serde(rename = "do")]
+    act: String,
+}
+
+impl Wire {
+    fn new(from: &NodeId, target: Target<'_>, command: Command) -> Self {
+        let to = match target {
+            Target::All => "all".to_owned(),
+            Target::Conn(id) => format!("conn:{id}"),
+            Target::Subject(subject) => subject.to_string(),
+        };
+        let act = match command {
+            Command::Close(code) => format!("close:{}", code.code()),
+            Command::Revalidate => "revalidate".to_owned(),
+            Command::Recheck => "recheck".to_owned(),
+        };
+        Self { from: from.to_string(), to, act }
+    }
+
+    /// Performs it through `local`, unless this node sent it.
+    fn perform(&self, node: &NodeId, local: &LocalChannel) -> Option<usize> {
+        if self.from == node.to_string() {
+            return Some(0);
+        }
+        let command = match self.act.as_str() {
+            "revalidate" => Command::Revalidate,
+            "recheck" => Command::Recheck,
+            other => Command::Close(CloseCode::from_code(other.strip_prefix("close:")?.parse().ok()?)?),
+        };
+        let subject: Subject;
+        let target = match (self.to.as_str(), self.to.strip_prefix("conn:")) {
+            ("all", _) => Target::All,
+            (_, Some(id)) => Target::Conn(id),
+            (to, None) => {
+                subject = to.parse().ok()?;
+                Target::Subject(&subject)
+            }
+        };
+        Some(local.send(target, command))
+    }
+}
+
+/// The Redis control channel.
+#[derive(Debug)]
+pub(crate) struct RedisChannel {
+    local: Arc<LocalChannel>,
+    bus: Arc<RedisBus>,
+}
+
+impl RedisChannel {
+    pub(crate) fn new(local: Arc<LocalChannel>, bus: Arc<RedisBus>) -> Self {
+        Self { local, bus }
+    }
+}
+
+impl ControlChannel for RedisChannel {
+    fn send(&self, target: Target<'_>, command: Command) -> usize {
+        let here = self.local.send(target, command);
+        let only_here =
+            matches!(target, Target::Conn(id) if parse_conn_id(id).is_some_and(|(node, _)| node == self.local.node));
+        if !only_here {
+            let wire = Wire::new(&self.local.node, target, command);
+            // Serializing three strings cannot fail.
+            if let Ok(text) = serde_json::to_string(&wire) {
+                self.bus.control(text);
+            }
+        }
+        here
+    }
+}
+
+/// What a node does with a command another node published: performs it on
+/// its own connections through `local`.
+pub(crate) fn perform(local: &LocalChannel, text: &str) {
+    match serde_json::from_str::<Wire>(text).ok().and_then(|wire| wire.perform(&local.node, local)) {
+        Some(_) => {}
+        None => warn!("redis: a control command this node cannot read"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_travel_as_they_were_sent() {
+        let node = NodeId::parse("a").unwrap();
+        let subject: Subject = "ip:127.0.0.3".parse().unwrap();
+        for (target, command, to, act) in [
+            (Target::All, Command::Recheck, "all", "recheck"),
+            (Target::Conn("b-5"), Command::Close(CloseCode::Revoked), "conn:b-5", "close:4003"),
+            (Target::Subject(&subject), Command::Revalidate, "ip:127.0.0.3", "revalidate"),
+        ] {
+            let wire = Wire::new(&node, target, command);
+            assert_eq!((wire.to.as_str(), wire.act.as_str()), (to, act));
+        }
+    }
+}
