@@ -11,6 +11,7 @@ pub(crate) mod api;
 mod api_bans;
 mod browser;
 mod shared;
+mod ui;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -64,7 +65,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         let metrics = Router::new()
             .route("/metrics", get(scrape))
             .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_admin));
-        router = router.merge(metrics).merge(api::routes(&state));
+        router = router.merge(metrics).merge(api::routes(&state)).merge(ui::routes());
     }
     router
         .fallback(|| async { HttpRejection::NotFound })
@@ -85,7 +86,7 @@ pub(crate) fn announce(state: &AppState, addr: SocketAddr) {
             viewer_api_keys = viewer_keys,
             operator_role = %roles.operator,
             viewer_role = %roles.viewer,
-            "admin listener: /healthz, /readyz, /metrics, /api/"
+            "admin listener: /healthz, /readyz, /metrics, /api/, /ui/"
         );
     } else {
         warn!(

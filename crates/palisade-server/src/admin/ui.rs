@@ -1,0 +1,83 @@
+//! The security dashboard (docs/OPERATIONS.md, "Dashboard"): plain ES
+//! modules and CSS under `crates/palisade-server/ui/`, embedded in the
+//! binary, served at `/ui/` on the admin listener with no credential (they
+//! hold none; every datum comes from `/api/` behind the session cookie).
+//! There is no build step, so what is in the binary is the files on disk.
+//!
+//! The page's policy allows its own origin only: no inline script or
+//! style, no third-party host, no framing. The admin edge keeps a route's
+//! own policy instead of the JSON one (`edge::harden`).
+
+use axum::Router;
+use axum::extract::Path;
+use axum::response::{IntoResponse as _, Redirect, Response};
+use axum::routing::get;
+use http::{HeaderValue, header};
+
+use crate::rejection::HttpRejection;
+
+/// The dashboard's Content-Security-Policy.
+pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                              connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Every asset: its name under `/ui/`, its media type, its bytes.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
+    ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../../ui/app.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_str!("../../ui/api.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_str!("../../ui/dom.js")),
+    ("overview.js", "text/javascript; charset=utf-8", include_str!("../../ui/overview.js")),
+    ("connections.js", "text/javascript; charset=utf-8", include_str!("../../ui/connections.js")),
+    ("events.js", "text/javascript; charset=utf-8", include_str!("../../ui/events.js")),
+    ("bans.js", "text/javascript; charset=utf-8", include_str!("../../ui/bans.js")),
+    ("policy.js", "text/javascript; charset=utf-8", include_str!("../../ui/policy.js")),
+];
+
+/// `/ui`, `/ui/` and `/ui/{file}`.
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        .route("/ui/", get(|| async { asset("index.html") }))
+        .route("/ui/{file}", get(|Path(file): Path<String>| async move { asset(&file) }))
+}
+
+fn asset(name: &str) -> Response {
+    let Some((_, media_type, body)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
+        return HttpRejection::NotFound.into_response();
+    };
+    let mut response = Response::new(axum::body::Body::from(*body));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_the_ui_folder_is_served_and_every_module_it_imports_exists() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
+        let mut on_disk: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        on_disk.sort();
+        let mut served: Vec<String> = ASSETS.iter().map(|(n, _, _)| (*n).to_owned()).collect();
+        served.sort();
+        assert_eq!(on_disk, served, "ASSETS lists the files of ui/");
+        for (name, _, body) in ASSETS {
+            for imported in body.split("from \"./").skip(1) {
+                let file = imported.split('"').next().unwrap();
+                assert!(ASSETS.iter().any(|(n, _, _)| *n == file), "{name} imports {file}, which is not served");
+            }
+        }
+    }
+
+    #[test]
+    fn the_policy_allows_no_inline_code_and_no_other_origin() {
+        assert!(!CSP.contains("unsafe"));
+        assert!(!CSP.contains("http") && !CSP.contains('*'));
+        assert!(CSP.contains("default-src 'self'") && CSP.contains("frame-ancestors 'none'"));
+    }
+}
