@@ -229,7 +229,10 @@ impl Conn<'_> {
             tokio::select! {
                 biased;
                 out = &mut call => return Ok(out),
-                Some(first) = rx.recv() => self.forward(ws, rx, first).await?,
+                // Boxed: rare (never on one node, whose commit answers at
+                // once), and its state would otherwise enlarge the future
+                // every idle connection keeps (BENCHMARKS.md).
+                Some(first) = rx.recv() => Box::pin(self.forward(ws, rx, first)).await?,
             }
         }
     }
