@@ -58,7 +58,7 @@ pub mod transport;
 #[cfg(test)]
 mod testkit;
 
-pub use time::Timestamp;
+pub use time::{Timestamp, clock_skew};
 
 /// Random, URL-safe identifier with a readable prefix (`s_…`, `r_…`),
 /// drawn from `rng`.

@@ -44,6 +44,15 @@ impl Timestamp {
     }
 }
 
+/// How far another clock, read once between `sent` and `received` (by
+/// this clock) as `remote`, is from this one: its distance from the
+/// midpoint, within half the round trip (a cluster node against Redis's
+/// `TIME`, docs/OPERATIONS.md, "Cluster mode").
+pub fn clock_skew(sent: Timestamp, received: Timestamp, remote: Timestamp) -> Duration {
+    let midpoint = sent.0 + received.0.saturating_sub(sent.0) / 2;
+    Duration::from_millis(remote.0.abs_diff(midpoint))
+}
+
 impl From<SystemTime> for Timestamp {
     fn from(t: SystemTime) -> Self {
         let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
@@ -63,5 +72,18 @@ mod tests {
         assert_eq!(Timestamp::from_millis(u64::MAX).saturating_add(Duration::from_secs(1)).as_millis(), u64::MAX);
         assert_eq!(t.until(Timestamp::from_secs(12)), Duration::from_secs(2));
         assert_eq!(t.until(Timestamp::from_secs(5)), Duration::ZERO);
+    }
+
+    #[test]
+    fn clock_skew_is_the_distance_from_the_round_trips_midpoint_either_way() {
+        let at = Timestamp::from_millis;
+        assert_eq!(clock_skew(at(1_000), at(1_010), at(1_005)), Duration::ZERO);
+        assert_eq!(
+            clock_skew(at(1_000), at(1_010), at(2_505)),
+            Duration::from_millis(1_500),
+            "the other clock is ahead"
+        );
+        assert_eq!(clock_skew(at(1_000), at(1_010), at(5)), Duration::from_millis(1_000), "or behind");
+        assert_eq!(clock_skew(at(1_000), at(990), at(1_000)), Duration::ZERO, "a clock stepped back in between");
     }
 }

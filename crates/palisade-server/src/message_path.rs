@@ -14,11 +14,11 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::bus::{Broker, MemoryBus};
 use crate::channel::LocalChannel;
-use crate::cluster::Keys;
 use crate::cluster::bus::{OnControl, RedisBus};
 use crate::cluster::channel::{self, RedisChannel};
 use crate::cluster::commit::{NonceLimits, RedisCommit};
 use crate::cluster::history::RedisHistory;
+use crate::cluster::{ClockCheck, Keys};
 use crate::commit::LocalCommit;
 use crate::config::{Config, StoreBackend};
 use crate::history::LocalHistory;
@@ -35,6 +35,8 @@ pub(crate) struct MessagePath {
     pub(crate) commit: Box<dyn Commit>,
     pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
     pub(crate) channel: Arc<dyn ControlChannel>,
+    /// Cluster mode: this node's clock against Redis's.
+    pub(crate) clock: Option<Arc<ClockCheck>>,
 }
 
 /// Redis could not be reached or used when the node started.
@@ -61,7 +63,7 @@ impl MessagePath {
                     nonces: MemoryNonces::new(replay.max_nonces, replay.max_nonces_per_user),
                 });
                 let history = Box::new(LocalHistory { hub: Arc::clone(&hub) });
-                Ok(Self { hub, bus, commit, history, channel: local })
+                Ok(Self { hub, bus, commit, history, channel: local, clock: None })
             }
             StoreBackend::Redis => {
                 let store = &config.store;
@@ -78,7 +80,16 @@ impl MessagePath {
                 let keys = Keys::new(&store.prefix);
                 let performer = Arc::clone(&local);
                 let on_control: OnControl = Arc::new(move |text: &str| channel::perform(&performer, text));
-                let bus = RedisBus::connect(&client, conn.clone(), keys.clone(), sink, store.timeout, Some(on_control));
+                let clock = Arc::new(ClockCheck::new(store.max_clock_skew));
+                let bus = RedisBus::connect(
+                    &client,
+                    conn.clone(),
+                    keys.clone(),
+                    sink,
+                    store.timeout,
+                    Some(on_control),
+                    Arc::clone(&clock),
+                );
                 let bus = tokio::time::timeout(CONNECT_TIMEOUT, bus)
                     .await
                     .map_err(|_| ClusterError(format!("no answer within {CONNECT_TIMEOUT:?}")))?
@@ -88,7 +99,8 @@ impl MessagePath {
                 let history = RedisHistory::new(conn, keys, store.timeout);
                 let bus = Arc::new(bus);
                 let channel = Arc::new(RedisChannel::new(local, Arc::clone(&bus)));
-                Ok(Self { hub, bus, commit: Box::new(commit), history: Box::new(history), channel })
+                let (commit, history) = (Box::new(commit), Box::new(history));
+                Ok(Self { hub, bus, commit, history, channel, clock: Some(clock) })
             }
         }
     }

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
 pub(crate) use crate::clock::{Clock, now};
+use crate::cluster::ClockCheck;
 use crate::enforce::{Enforcement, Handles};
 use crate::hub::Hub;
 use crate::login::Login;
@@ -39,6 +40,8 @@ pub(crate) struct AppState {
     /// The bus (`seams::Bus`): rooms' events, to every node with members
     /// (on one node, back to its own hub).
     pub(crate) bus: Arc<dyn Bus<Frame = Utf8Bytes>>,
+    /// Cluster mode: this node's clock against Redis's (`/readyz`).
+    pub(crate) cluster_clock: Option<Arc<ClockCheck>>,
     /// History reads (`seams::History`): what rooms keep for `recover`.
     pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
     /// The control channel (`seams::ControlChannel`): closes, re-checks
@@ -94,7 +97,7 @@ impl AppState {
         // handle registered after it (the audit queue's too) reports to.
         let metrics = Arc::new(crate::telemetry::Metrics::new());
         let audit = Arc::new(Audit::new(&settings.config.audit));
-        let MessagePath { hub, bus, commit, history, channel } = path;
+        let MessagePath { hub, bus, commit, history, channel, clock: cluster_clock } = path;
         let clock = Clock::start();
         let tasks = TaskTracker::new();
         let enforce = Enforcement::new(
@@ -143,6 +146,7 @@ impl AppState {
             history,
             hub,
             bus,
+            cluster_clock,
             channel,
             shutdown: CancellationToken::new(),
             tasks,

@@ -22,9 +22,10 @@ pub trait Deliver<F>: Send + Sync + std::fmt::Debug {
 ///   after it, by any node, reaches this node's [`Deliver`], until as many
 ///   `unsubscribe(room)` calls as `subscribe` calls;
 /// - a node gets nothing of a room it is not subscribed to;
-/// - a room's events reach each node in the order they were published,
-///   which the commit step makes their `seq` order, and one node's
-///   publishes reach each node in the order it made them;
+/// - every node hears a room's events in one order, the order the broker
+///   received them (the commit step publishes under the room's `seq`, so
+///   that is `seq` order), and one node's publishes reach each node in the
+///   order it made them;
 /// - the publishing node gets its own events through its [`Deliver`], the
 ///   same path as every other node: there is no shortcut to be out of
 ///   order with;

@@ -376,11 +376,14 @@ pub(crate) struct Readiness {
     pub(crate) shutting_down: bool,
     /// The node hears its rooms (cluster mode: its Redis subscription is up).
     pub(crate) bus: bool,
+    /// Cluster mode: the node's clock is within `store.max_clock_skew` of
+    /// Redis's.
+    pub(crate) clock: bool,
 }
 
 impl Readiness {
     pub(crate) fn is_ready(self) -> bool {
-        self.store && self.audit_writer && self.audit_chain && !self.shutting_down && self.bus
+        self.store && self.audit_writer && self.audit_chain && !self.shutting_down && self.bus && self.clock
     }
 
     /// The parts that failed, by name.
@@ -391,6 +394,7 @@ impl Readiness {
             (!self.audit_chain, "audit_chain"),
             (self.shutting_down, "shutting_down"),
             (!self.bus, "bus"),
+            (!self.clock, "clock"),
         ]
         .into_iter()
         .filter_map(|(failed, name)| failed.then_some(name))
@@ -405,7 +409,8 @@ pub(crate) async fn readiness(state: &AppState) -> Readiness {
     let audit_writer = !state.settings.config.audit.enabled || state.audit.is_alive();
     let store = state.store_probe.ready(&state.store).await;
     let audit_chain = !state.audit.is_broken();
-    Readiness { store, audit_writer, audit_chain, shutting_down, bus: state.bus.ready() }
+    let clock = state.cluster_clock.as_ref().is_none_or(|c| c.within());
+    Readiness { store, audit_writer, audit_chain, shutting_down, bus: state.bus.ready(), clock }
 }
 
 #[cfg(test)]
@@ -414,11 +419,25 @@ mod tests {
 
     #[test]
     fn readiness_names_what_failed() {
-        let ready = Readiness { store: true, audit_writer: true, audit_chain: true, shutting_down: false, bus: true };
+        let ready = Readiness {
+            store: true,
+            audit_writer: true,
+            audit_chain: true,
+            shutting_down: false,
+            bus: true,
+            clock: true,
+        };
         assert!(ready.is_ready() && ready.failed().is_empty());
-        let down = Readiness { store: false, audit_writer: false, audit_chain: false, shutting_down: true, bus: false };
+        let down = Readiness {
+            store: false,
+            audit_writer: false,
+            audit_chain: false,
+            shutting_down: true,
+            bus: false,
+            clock: false,
+        };
         assert!(!down.is_ready());
-        assert_eq!(down.failed(), ["store", "audit_writer", "audit_chain", "shutting_down", "bus"]);
+        assert_eq!(down.failed(), ["store", "audit_writer", "audit_chain", "shutting_down", "bus", "clock"]);
         assert_eq!(Readiness { audit_chain: false, ..ready }.failed(), ["audit_chain"]);
         assert_eq!(Readiness { audit_writer: false, ..ready }.failed(), ["audit_writer"]);
     }

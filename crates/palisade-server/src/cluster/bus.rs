@@ -19,13 +19,14 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use palisade_core::refusal::Refusal;
 use palisade_core::seams::{Bus, Deliver, Pending};
+use palisade_core::{Timestamp, clock_skew};
 use redis::AsyncCommands as _;
 use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{error, info, warn};
 
-use super::{Keys, within};
+use super::{ClockCheck, Keys, within};
 
 /// How often the subscriber connection is pinged: a connection that went
 /// silent (a peer gone without closing) is found within about this long.
@@ -65,6 +66,7 @@ impl RedisBus {
         sink: Arc<dyn Deliver<Utf8Bytes>>,
         timeout: Duration,
         on_control: Option<OnControl>,
+        clock: Arc<ClockCheck>,
     ) -> redis::RedisResult<Self> {
         let (mut subscriptions, messages) = client.get_async_pubsub().await?.split();
         if on_control.is_some() {
@@ -81,6 +83,7 @@ impl RedisBus {
             ready: Arc::clone(&ready),
             counts: HashMap::new(),
             on_control,
+            clock,
         };
         tokio::spawn(owner.run(queue, subscriptions, messages));
         Ok(Self { calls, timeout, ready })
@@ -105,6 +108,7 @@ struct Owner {
     /// Each subscribed room's count of `subscribe` calls.
     counts: HashMap<Box<str>, usize>,
     on_control: Option<OnControl>,
+    clock: Arc<ClockCheck>,
 }
 
 /// Why the subscriber connection is being replaced.
@@ -178,11 +182,23 @@ impl Owner {
     }
 
     /// Whether the connection the commit step and history reads use
-    /// answers a ping in time.
+    /// answers in time; its answer (Redis's clock) measures this node's.
     async fn commands_answer(&mut self) -> bool {
-        let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut self.publisher);
-        matches!(tokio::time::timeout(self.timeout.max(PING_EVERY), ping).await, Ok(Ok(_)))
+        let command = redis::cmd("TIME");
+        let sent = crate::clock::now();
+        let time = command.query_async::<(u64, u64)>(&mut self.publisher);
+        let Ok(Ok((secs, micros))) = tokio::time::timeout(self.timeout.max(PING_EVERY), time).await else {
+            return false;
+        };
+        let remote = Timestamp::from_millis(secs.saturating_mul(1000).saturating_add(micros / 1000));
+        let skew = clock_skew(sent, crate::clock::now(), remote);
+        if skew > self.clock.max {
+            // Once a second while it lasts: an operator's NTP problem, and
+            // the node is not ready until it is fixed.
+            error!(skew_ms = skew.as_millis(), "this node's clock is off Redis's by more than store.max_clock_skew");
+        }
+        self.clock.record(skew);
+        true
     }
 
     fn deliver(&self, message: &redis::Msg) {
@@ -343,8 +359,15 @@ mod tests {
         let mut nodes = Vec::new();
         for _ in 0..2 {
             let (sink, heard) = conformance::recorder();
-            let bus =
-                RedisBus::connect(&client, publisher.clone(), Keys::new("bus"), sink, Duration::from_secs(5), None);
+            let bus = RedisBus::connect(
+                &client,
+                publisher.clone(),
+                Keys::new("bus"),
+                sink,
+                Duration::from_secs(5),
+                None,
+                Arc::new(ClockCheck::new(Duration::from_secs(1))),
+            );
             nodes.push((Box::new(bus.await.unwrap()) as Box<dyn Bus<Frame = Utf8Bytes>>, heard));
         }
         conformance::run(nodes.try_into().unwrap()).await;

@@ -195,7 +195,8 @@ mod tests {
         for _ in 0..2 {
             let hub = Arc::new(Hub::default());
             let sink = Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>;
-            let bus = RedisBus::connect(&client, conn.clone(), keys.clone(), sink, timeout, None).await.unwrap();
+            let clock = Arc::new(crate::cluster::ClockCheck::new(Duration::from_secs(1)));
+            let bus = RedisBus::connect(&client, conn.clone(), keys.clone(), sink, timeout, None, clock).await.unwrap();
             let node = conformance::Node {
                 commit: Box::new(RedisCommit::new(conn.clone(), keys.clone(), Arc::clone(&guard), limits, timeout)),
                 history: Box::new(RedisHistory::new(conn.clone(), keys.clone(), timeout)),

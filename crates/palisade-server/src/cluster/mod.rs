@@ -3,6 +3,7 @@
 //! that share it behave as one server. Each passes the same conformance
 //! suite as the memory implementation, against a real `redis-server`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_core::refusal::{Kind, Refusal};
@@ -76,6 +77,36 @@ impl Keys {
     }
 }
 
+/// This node's clock against Redis's (`TIME`), as last measured: a node
+/// whose clock is further off than `store.max_clock_skew` is not ready, for
+/// tokens' `exp` and the replay window are judged by each node's clock
+/// while rates and `seq` seeds are judged by Redis's.
+#[derive(Debug)]
+pub(crate) struct ClockCheck {
+    skew_ms: AtomicU64,
+    max: Duration,
+}
+
+impl ClockCheck {
+    pub(crate) fn new(max: Duration) -> Self {
+        Self { skew_ms: AtomicU64::new(0), max }
+    }
+
+    fn record(&self, skew: Duration) {
+        self.skew_ms.store(u64::try_from(skew.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The last skew measured.
+    pub(crate) fn skew(&self) -> Duration {
+        Duration::from_millis(self.skew_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the last skew measured is within `store.max_clock_skew`.
+    pub(crate) fn within(&self) -> bool {
+        self.skew() <= self.max
+    }
+}
+
 /// What a client is told when Redis does not answer in time: retry soon.
 fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "redis: {what} failed");
@@ -92,5 +123,22 @@ async fn within<T>(
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(unavailable(what, &e)),
         Err(_) => Err(unavailable(what, &format_args!("no answer within {timeout:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_within_the_clock_bound_until_a_skew_above_it_is_measured() {
+        let check = ClockCheck::new(Duration::from_secs(1));
+        assert!(check.within(), "nothing measured yet");
+        check.record(Duration::from_millis(1_000));
+        assert!(check.within());
+        check.record(Duration::from_millis(1_001));
+        assert!(!check.within());
+        check.record(Duration::from_millis(3));
+        assert!(check.within(), "fixed, ready again");
     }
 }

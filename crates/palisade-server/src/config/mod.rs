@@ -167,6 +167,10 @@ pub struct StoreConfig {
     /// The longest a Redis call on the message path may take.
     #[serde(with = "duration")]
     pub timeout: Duration,
+    /// The most this node's clock may be off Redis's before it is not
+    /// ready.
+    #[serde(with = "duration")]
+    pub max_clock_skew: Duration,
 }
 
 /// `store.backend`.
@@ -460,6 +464,9 @@ impl Config {
             }
             if self.store.timeout.is_zero() {
                 return Err(ConfigError::invalid("store.timeout", "must be greater than 0"));
+            }
+            if self.store.max_clock_skew.is_zero() {
+                return Err(ConfigError::invalid("store.max_clock_skew", "must be greater than 0"));
             }
         }
         if l.heartbeat_interval.is_zero() {
