@@ -221,7 +221,7 @@ impl RedisShared {
     /// that never touch bans or revocations (`palisade user`, `palisade
     /// audit`) work while Redis is away.
     pub(crate) fn new(url: &str, keys: Keys) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| failed("store.redis_url", &e))?;
+        let client = redis::Client::open(url).map_err(|e| failed("opening", &e))?;
         Ok(Self { client, conn: Mutex::new(None), keys })
     }
 
@@ -285,10 +285,11 @@ impl RedisShared {
     }
 }
 
-/// A Redis failure as a [`StoreError`]. redis-rs's messages name the
-/// server's answer or the socket's error, never the URL's password.
+/// A Redis failure as a [`StoreError`], naming the setting to check but
+/// not its value: redis-rs's messages give the server's answer or the
+/// socket's error, never the URL's password.
 fn failed(what: &str, e: &redis::RedisError) -> StoreError {
-    StoreError(format!("redis: {what}: {e}"))
+    StoreError(format!("Redis (store.redis_url): {what}: {e}"))
 }
 
 impl BanStore for RedisShared {

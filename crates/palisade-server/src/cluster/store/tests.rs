@@ -114,7 +114,7 @@ fn an_unreachable_redis_is_an_error_without_the_password() {
     let store = RedisShared::new(&format!("redis://ops:hunter2@127.0.0.1:{port}/"), Keys::new("t")).unwrap();
     assert!(!format!("{store:?}").contains("hunter2"));
     let err = store.bans(T0, Duration::ZERO).unwrap_err().to_string();
-    assert!(err.contains("redis: reading bans"), "{err}");
+    assert!(err.contains("Redis (store.redis_url): reading bans"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
 
