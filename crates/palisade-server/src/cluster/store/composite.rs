@@ -53,10 +53,11 @@ impl BanStore for ClusterStore {
 
     /// Moves with either counter: the shared one, and the file's, which
     /// moves when another process ends login sessions here (`palisade
-    /// user remove`) and so revokes them. The shared counter fills the
-    /// high half; only a change matters, never the value.
+    /// user remove`) and so revokes them. Only a change matters, never
+    /// the value: the shared one is turned half-way so that the two small
+    /// counters do not cancel out.
     fn version(&self) -> Result<u64, StoreError> {
-        Ok((self.shared.version()? << 32) ^ self.local.version()?)
+        Ok(self.shared.version()?.rotate_left(32) ^ self.local.version()?)
     }
 }
 

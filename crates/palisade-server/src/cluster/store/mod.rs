@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::Keys;
 
 mod composite;
+mod memory;
 
 pub(crate) use composite::ClusterStore;
 
@@ -208,6 +209,8 @@ pub(crate) struct RedisShared {
     client: redis::Client,
     conn: Mutex<Option<redis::Connection>>,
     keys: Keys,
+    /// Locked only inside [`RedisShared::run`], after the connection.
+    memory: Mutex<memory::Memory>,
 }
 
 impl std::fmt::Debug for RedisShared {
@@ -222,7 +225,7 @@ impl RedisShared {
     /// audit`) work while Redis is away.
     pub(crate) fn new(url: &str, keys: Keys) -> Result<Self, StoreError> {
         let client = redis::Client::open(url).map_err(|e| failed("opening", &e))?;
-        Ok(Self { client, conn: Mutex::new(None), keys })
+        Ok(Self { client, conn: Mutex::new(None), keys, memory: Mutex::default() })
     }
 
     /// Runs `call` on the connection, opening it first if needed. After a
@@ -242,6 +245,10 @@ impl RedisShared {
             *slot = None;
             failed(what, &e)
         })
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, memory::Memory> {
+        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn connect(&self) -> redis::RedisResult<redis::Connection> {
@@ -295,6 +302,7 @@ fn failed(what: &str, e: &redis::RedisError) -> StoreError {
 impl BanStore for RedisShared {
     fn bans(&self, now: Timestamp, remember_after_end: Duration) -> Result<Vec<Ban>, StoreError> {
         let all: Vec<(String, String)> = self.run("reading bans", |conn, keys| conn.hgetall(keys.guard("bans")))?;
+        self.memory().read_bans(&all);
         let mut bans = Vec::new();
         for (subject, text) in all {
             let name = format!("bans field {subject:?}");
@@ -313,7 +321,7 @@ impl BanStore for RedisShared {
         let text = serde_json::to_string(&stored).map_err(|e| StoreError(format!("encoding a ban: {e}")))?;
         let record = StoredRecord { at: stored.since, action: "ban".into(), ban: stored };
         let record = serde_json::to_string(&record).map_err(|e| StoreError(format!("encoding a ban: {e}")))?;
-        self.run("storing a ban", |conn, keys| {
+        let written = self.run("storing a ban", |conn, keys| {
             redis::Script::new(PUT)
                 .key(keys.guard("bans"))
                 .key(keys.guard("ban-history"))
@@ -325,8 +333,11 @@ impl BanStore for RedisShared {
                 .arg(ms(ban.since))
                 .arg(ban.until.map_or(String::new(), |t| ms(t).to_string()))
                 .invoke::<i64>(conn)
-        })
-        .map(drop)
+        })?;
+        if written == 1 {
+            self.memory().put(ban.subject.to_string(), text);
+        }
+        Ok(())
     }
 
     fn lift(&self, subject: &Subject, now: Timestamp) -> Result<bool, StoreError> {
@@ -339,6 +350,7 @@ impl BanStore for RedisShared {
                 .arg(ms(now))
                 .invoke(conn)
         })?;
+        self.memory().lift(&subject.to_string());
         Ok(lifted == 1)
     }
 
@@ -369,10 +381,10 @@ impl BanStore for RedisShared {
     }
 
     /// The counter every write of a ban or a revocation bumps, this
-    /// node's own included: those cost it one needless reload.
+    /// node's own included: those cost it one needless reload. Put back
+    /// first if Redis lost them (`memory`).
     fn version(&self) -> Result<u64, StoreError> {
-        let version: Option<u64> = self.run("reading the version", |conn, keys| conn.get(keys.guard("version")))?;
-        Ok(version.unwrap_or(0))
+        self.run("reading the version", |conn, keys| self.memory().version(conn, keys))
     }
 }
 
@@ -380,6 +392,7 @@ impl RevocationStore for RedisShared {
     fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
         let all: Vec<(String, String)> =
             self.run("reading revocations", |conn, keys| conn.hgetall(keys.guard("revocations")))?;
+        self.memory().read_revocations(&all);
         let mut revocations = Vec::new();
         for (field, text) in all {
             let bad = || StoreError(format!("revocations field {field:?}: corrupt, not written by palisade"));
@@ -409,15 +422,17 @@ impl RevocationStore for RedisShared {
             Revocation::User { user, before } => ("user", user.as_str(), ms(*before).to_string()),
         };
         let record = format!("{before}|{}|{reason}", ms(now));
+        let field = format!("{kind}:{value}");
         self.run("revoking", |conn, keys| {
             redis::Script::new(REVOKE)
                 .key(keys.guard("revocations"))
                 .key(keys.guard("version"))
-                .arg(format!("{kind}:{value}"))
+                .arg(&field)
                 .arg(&record)
                 .arg(&before)
                 .invoke::<i64>(conn)
         })?;
+        self.memory().revoke(field, record);
         Ok(Vec::new())
     }
 }

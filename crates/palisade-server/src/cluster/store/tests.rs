@@ -145,3 +145,27 @@ fn revoking_a_user_ends_the_nodes_sessions_and_each_node_keeps_its_own_session_r
     assert_eq!(a.revocations().unwrap(), [revocation.clone(), Revocation::Session("sid-alice".into())]);
     assert_eq!(b.revocations().unwrap(), [revocation], "the user's on every node; the session's where it was");
 }
+
+#[test]
+fn when_redis_comes_back_empty_the_nodes_put_back_what_they_held() {
+    let Some(mut server) = RedisServer::start() else { return };
+    let (a, b) = (shared(&server), shared(&server));
+    let permanent = ban(BanSource::Operator, T0, None);
+    a.put(&permanent).unwrap();
+    a.revoke(&Revocation::Token("t-1".into()), T0, "").unwrap();
+    let before = (a.version().unwrap(), b.version().unwrap());
+    assert_eq!(b.bans(T0, Duration::ZERO).unwrap(), [permanent.clone()]);
+
+    server.start_again();
+    // The first call after the restart may meet the dead connection.
+    let version = |store: &RedisShared| (0..20).find_map(|_| store.version().ok()).unwrap();
+    let after = (version(&a), version(&b));
+    assert_ne!(after.0, before.0, "the nodes are told to reload");
+    assert_ne!(after.1, before.1);
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [permanent]);
+    assert_eq!(b.revocations().unwrap(), [Revocation::Token("t-1".into())], "a's, which b never read");
+    assert!(a.history(None, 10).unwrap().is_empty(), "the history is not put back");
+    let settled = version(&a);
+    assert_eq!(version(&b), settled, "once");
+    assert_eq!(version(&a), settled);
+}
