@@ -126,3 +126,35 @@ async fn palisade_ban_with_the_cluster_config_reaches_both_nodes() {
         assert_eq!(refused(node, dial).await.0, 403);
     }
 }
+
+#[tokio::test]
+async fn when_redis_comes_back_empty_the_nodes_put_their_bans_back() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    let (a, b) = cluster(&redis).await;
+    let reply = operator(&a, "POST", "/api/bans", Some(json!({"subject": "user:mallory", "permanent": true}))).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    enforced(&b, "user:mallory").await;
+
+    redis.start_again();
+    // A node started now knows only what Redis holds: what a and b put back.
+    let node = format!(
+        "[server]\nnode_id = \"c\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\n[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n",
+        redis.url()
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let c = TestServer::start_layers(&[NO_ABUSE_LIMITS, &node]).await;
+        let bans = operator(&c, "GET", "/api/bans", None).await.json();
+        if bans["items"].as_array().unwrap().iter().any(|b| b["subject"] == "user:mallory") {
+            let dial = Dial { bearer: Some(&token("mallory", &["user"])), ..Dial::default() };
+            assert_eq!(refused(&c, dial).await.0, 403);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ban never came back: {bans}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for node in [&a, &b] {
+        let dial = Dial { bearer: Some(&token("mallory", &["user"])), ..Dial::default() };
+        assert_eq!(refused(node, dial).await.0, 403, "still banned");
+    }
+}
