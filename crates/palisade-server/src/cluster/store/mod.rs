@@ -278,7 +278,11 @@ impl RedisShared {
                     "lift" => BanAction::Lift,
                     other => return Err(StoreError(format!("{name}: corrupt action {other:?}"))),
                 };
-                records.push(BanRecord { at: Timestamp::from_millis(stored.at), action, ban: stored.ban.parse(&name)? });
+                records.push(BanRecord {
+                    at: Timestamp::from_millis(stored.at),
+                    action,
+                    ban: stored.ban.parse(&name)?,
+                });
                 if records.len() == limit {
                     break;
                 }

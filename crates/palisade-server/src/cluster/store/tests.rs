@@ -75,7 +75,7 @@ fn an_automatic_ban_never_shortens_the_ban_in_force_and_an_operator_decides() {
     // Node b had not followed a's ban yet when its guard banned.
     let v = a.version().unwrap();
     b.put(&ban(BanSource::Auto, T0.saturating_add(MIN), Some(15 * MIN))).unwrap();
-    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [permanent.clone()], "still permanent");
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [permanent], "still permanent");
     assert_eq!(a.history(None, 10).unwrap().len(), 1, "nothing happened to record");
     assert_ne!(a.version().unwrap(), v, "the writer is told to read what stands");
     // A longer automatic ban replaces a shorter one in force, and an
@@ -87,7 +87,7 @@ fn an_automatic_ban_never_shortens_the_ban_in_force_and_an_operator_decides() {
     assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [operator], "an operator's ban replaces, shorter or not");
     b.put(&short).unwrap();
     b.put(&long).unwrap();
-    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [long.clone()]);
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [long]);
     let after = ban(BanSource::Auto, T0.saturating_add(120 * MIN), Some(MIN));
     b.put(&after).unwrap();
     assert_eq!(a.bans(T0, Duration::MAX).unwrap(), [after]);
@@ -154,7 +154,7 @@ fn when_redis_comes_back_empty_the_nodes_put_back_what_they_held() {
     a.put(&permanent).unwrap();
     a.revoke(&Revocation::Token("t-1".into()), T0, "").unwrap();
     let before = (a.version().unwrap(), b.version().unwrap());
-    assert_eq!(b.bans(T0, Duration::ZERO).unwrap(), [permanent.clone()]);
+    assert_eq!(b.bans(T0, Duration::ZERO).unwrap(), std::slice::from_ref(&permanent));
 
     server.start_again();
     // The first call after the restart may meet the dead connection.
