@@ -7,41 +7,74 @@ use std::sync::Arc;
 use palisade_core::store::StoreError;
 use palisade_store::{DB_FILE, Sqlite};
 
+use crate::cluster::Keys;
+use crate::cluster::store::{ClusterStore, RedisShared};
 use crate::config::{Config, StoreBackend};
 use crate::gateway::Store;
 
 /// Opens the store `config` names, creating it if there is none yet (the
 /// server at start, and CLI commands that may be the first to write).
 pub(crate) fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    match config.store.backend {
-        // Cluster mode keeps these in each node's file for now
-        // (docs/OPERATIONS.md, "Cluster mode").
-        StoreBackend::Sqlite | StoreBackend::Redis => Ok(Arc::new(Sqlite::open_in(&config.server.data_dir)?)),
-    }
+    with_backend(config, Sqlite::open_in(&config.server.data_dir)?)
 }
 
 /// Opens the store `config` names, which must already exist: listing or
 /// changing what is in a data directory that has none means `--data` or
 /// `--config` points elsewhere than the server's, and "no bans" or "no
-/// users" would mislead.
+/// users" would mislead. In cluster mode too: the node's file holds its
+/// users and its audit chain.
 pub(crate) fn open_existing(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let path = config.server.data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(StoreError(format!(
+            "no database at {}: is --data or --config the server's? (the server creates it when it starts)",
+            path.display()
+        )));
+    }
+    with_backend(config, Sqlite::open(&path)?)
+}
+
+/// The store around the node's own file: the file alone, or in cluster
+/// mode the file with the bans and revocations every node shares in
+/// Redis (docs/OPERATIONS.md, "Cluster mode"). Redis is dialled at the
+/// first call that needs it.
+fn with_backend(config: &Config, local: Sqlite) -> Result<Arc<dyn Store>, StoreError> {
     match config.store.backend {
-        StoreBackend::Sqlite | StoreBackend::Redis => {
-            let path = config.server.data_dir.join(DB_FILE);
-            if !path.exists() {
-                return Err(StoreError(format!(
-                    "no database at {}: is --data or --config the server's? (the server creates it when it starts)",
-                    path.display()
-                )));
-            }
-            Ok(Arc::new(Sqlite::open(&path)?))
+        StoreBackend::Sqlite => Ok(Arc::new(local)),
+        StoreBackend::Redis => {
+            let shared = RedisShared::new(&config.store.redis_url, Keys::new(&config.store.prefix))?;
+            Ok(Arc::new(ClusterStore { local, shared }))
         }
     }
 }
 
-/// Where the store is, for an operator's message.
+/// Where the store is, for an operator's message. Never the Redis URL: it
+/// may hold a password.
 pub(crate) fn location(config: &Config) -> String {
+    let file = config.server.data_dir.join(DB_FILE).display().to_string();
     match config.store.backend {
-        StoreBackend::Sqlite | StoreBackend::Redis => config.server.data_dir.join(DB_FILE).display().to_string(),
+        StoreBackend::Sqlite => file,
+        StoreBackend::Redis => format!("{file} and Redis, prefix {:?}", config.store.prefix),
     }
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+#[cfg(test)]
+mod tests {
+    use palisade_store::Sqlite;
+
+    use super::conformance::{Backend, Shared};
+
+    /// SQLite files in one directory: each handle is another process.
+    struct File(tempfile::TempDir);
+
+    impl Backend for File {
+        fn open(&self) -> Box<dyn Shared> {
+            Box::new(Sqlite::open_in(self.0.path()).unwrap())
+        }
+    }
+
+    super::conformance::suite!(Some(File(tempfile::tempdir().unwrap())));
 }

@@ -12,6 +12,7 @@ pub(crate) mod bus;
 pub(crate) mod channel;
 pub(crate) mod commit;
 pub(crate) mod history;
+pub(crate) mod store;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -74,6 +75,13 @@ impl Keys {
     /// the users with live nonces).
     fn shared(&self, name: &str) -> String {
         format!("{}:{name}", self.prefix)
+    }
+
+    /// One of the bans' and revocations' keys (`cluster::store`): `bans`,
+    /// `ban-history`, `revocations`, `version`. They share a hash tag, so
+    /// each script's keys sit in one slot.
+    fn guard(&self, name: &str) -> String {
+        format!("{}:{{guard}}:{name}", self.prefix)
     }
 }
 

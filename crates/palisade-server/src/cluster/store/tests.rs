@@ -1,0 +1,171 @@
+use std::time::Duration;
+
+use palisade_core::Timestamp;
+use palisade_core::auth::{Revocation, user_revocation};
+use palisade_core::guard::{Ban, BanSource};
+use palisade_core::login::{CapPolicy, SessionCap};
+use palisade_core::store::{BanStore, LoginSession, RevocationStore, SessionStore, StoredRefresh};
+use palisade_store::Sqlite;
+use redis::Commands as _;
+
+use super::{ClusterStore, RedisShared};
+use crate::cluster::Keys;
+use crate::cluster::testing::RedisServer;
+use crate::store::conformance::{Backend, Shared};
+
+const MIN: Duration = Duration::from_secs(60);
+const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+fn shared(server: &RedisServer) -> RedisShared {
+    RedisShared::new(&server.url(), Keys::new("t")).unwrap()
+}
+
+/// The shared store alone.
+struct Redis(RedisServer);
+
+impl Backend for Redis {
+    fn open(&self) -> Box<dyn Shared> {
+        Box::new(shared(&self.0))
+    }
+}
+
+/// What a node uses: each handle a node with its own file, on one Redis.
+struct Cluster(RedisServer, tempfile::TempDir);
+
+impl Cluster {
+    fn node(&self) -> ClusterStore {
+        let dir = tempfile::tempdir_in(self.1.path()).unwrap().keep();
+        ClusterStore { local: Sqlite::open_in(&dir).unwrap(), shared: shared(&self.0) }
+    }
+}
+
+impl Backend for Cluster {
+    fn open(&self) -> Box<dyn Shared> {
+        Box::new(self.node())
+    }
+}
+
+mod redis_conformance {
+    use super::*;
+    crate::store::conformance::suite!(RedisServer::start().map(Redis));
+}
+
+mod cluster_conformance {
+    use super::*;
+    crate::store::conformance::suite!(RedisServer::start().map(|r| Cluster(r, tempfile::tempdir().unwrap())));
+}
+
+fn ban(source: BanSource, since: Timestamp, length: Option<Duration>) -> Ban {
+    Ban {
+        subject: "ip:127.0.0.2".parse().unwrap(),
+        since,
+        until: length.map(|l| since.saturating_add(l)),
+        strikes: 1,
+        reason: source.as_str().into(),
+        source,
+    }
+}
+
+#[test]
+fn an_automatic_ban_never_shortens_the_ban_in_force_and_an_operator_decides() {
+    let Some(server) = RedisServer::start() else { return };
+    let (a, b) = (shared(&server), shared(&server));
+    let permanent = ban(BanSource::Operator, T0, None);
+    a.put(&permanent).unwrap();
+    // Node b had not followed a's ban yet when its guard banned.
+    let v = a.version().unwrap();
+    b.put(&ban(BanSource::Auto, T0.saturating_add(MIN), Some(15 * MIN))).unwrap();
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [permanent], "still permanent");
+    assert_eq!(a.history(None, 10).unwrap().len(), 1, "nothing happened to record");
+    assert_ne!(a.version().unwrap(), v, "the writer is told to read what stands");
+    // A longer automatic ban replaces a shorter one in force, and an
+    // ended one is replaced whatever its length.
+    let short = ban(BanSource::Auto, T0, Some(MIN));
+    let long = ban(BanSource::Auto, T0.saturating_add(MIN), Some(60 * MIN));
+    let operator = ban(BanSource::Operator, T0, Some(MIN));
+    a.put(&operator).unwrap();
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [operator], "an operator's ban replaces, shorter or not");
+    b.put(&short).unwrap();
+    b.put(&long).unwrap();
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [long]);
+    let after = ban(BanSource::Auto, T0.saturating_add(120 * MIN), Some(MIN));
+    b.put(&after).unwrap();
+    assert_eq!(a.bans(T0, Duration::MAX).unwrap(), [after]);
+}
+
+#[test]
+fn a_corrupt_record_is_an_error_naming_it() {
+    let Some(server) = RedisServer::start() else { return };
+    let store = shared(&server);
+    store.put(&ban(BanSource::Operator, T0, None)).unwrap();
+    store.revoke(&Revocation::Token("t-1".into()), T0, "").unwrap();
+    let mut conn = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let _: () = conn.hset("t:{guard}:bans", "ip:127.0.0.2", "{\"subject\":\"host:nope\"}").unwrap();
+    let err = store.bans(T0, Duration::ZERO).unwrap_err().to_string();
+    assert!(err.contains("bans field \"ip:127.0.0.2\"") && err.contains("corrupt"), "{err}");
+    let _: () = conn.hset("t:{guard}:revocations", "token:a b", "|0|").unwrap();
+    let err = store.revocations().unwrap_err().to_string();
+    assert!(err.contains("revocations field \"token:a b\""), "{err}");
+}
+
+#[test]
+fn an_unreachable_redis_is_an_error_without_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let store = RedisShared::new(&format!("redis://ops:hunter2@127.0.0.1:{port}/"), Keys::new("t")).unwrap();
+    assert!(!format!("{store:?}").contains("hunter2"));
+    let err = store.bans(T0, Duration::ZERO).unwrap_err().to_string();
+    assert!(err.contains("Redis (store.redis_url): reading bans"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn revoking_a_user_ends_the_nodes_sessions_and_each_node_keeps_its_own_session_revocations() {
+    let Some(server) = RedisServer::start() else { return };
+    let cluster = Cluster(server, tempfile::tempdir().unwrap());
+    let (a, b) = (cluster.node(), cluster.node());
+    let session = LoginSession {
+        id: "sid-alice".into(),
+        user_id: "alice".into(),
+        created: T0,
+        last_active: T0,
+        expires: T0.saturating_add(60 * MIN),
+        user_agent: String::new(),
+        ip: "127.0.0.1".into(),
+        device: String::new(),
+        cookie: false,
+    };
+    let first =
+        StoredRefresh { hash: "h".repeat(64), expires: session.expires, access_expires: T0.saturating_add(MIN) };
+    let cap = SessionCap { max: 5, policy: CapPolicy::Evict };
+    a.open_session(&session, &first, cap, T0).unwrap().unwrap();
+
+    let revocation = user_revocation("alice", T0).unwrap();
+    assert_eq!(a.revoke(&revocation, T0, "left").unwrap(), ["sid-alice"]);
+    assert!(a.live_sessions("alice", T0).unwrap().is_empty());
+    assert_eq!(a.revocations().unwrap(), [revocation.clone(), Revocation::Session("sid-alice".into())]);
+    assert_eq!(b.revocations().unwrap(), [revocation], "the user's on every node; the session's where it was");
+}
+
+#[test]
+fn when_redis_comes_back_empty_the_nodes_put_back_what_they_held() {
+    let Some(mut server) = RedisServer::start() else { return };
+    let (a, b) = (shared(&server), shared(&server));
+    let permanent = ban(BanSource::Operator, T0, None);
+    a.put(&permanent).unwrap();
+    a.revoke(&Revocation::Token("t-1".into()), T0, "").unwrap();
+    let before = (a.version().unwrap(), b.version().unwrap());
+    assert_eq!(b.bans(T0, Duration::ZERO).unwrap(), std::slice::from_ref(&permanent));
+
+    server.start_again();
+    // The first call after the restart may meet the dead connection.
+    let version = |store: &RedisShared| (0..20).find_map(|_| store.version().ok()).unwrap();
+    let after = (version(&a), version(&b));
+    assert_ne!(after.0, before.0, "the nodes are told to reload");
+    assert_ne!(after.1, before.1);
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [permanent]);
+    assert_eq!(b.revocations().unwrap(), [Revocation::Token("t-1".into())], "a's, which b never read");
+    assert!(a.history(None, 10).unwrap().is_empty(), "the history is not put back");
+    let settled = version(&a);
+    assert_eq!(version(&b), settled, "once");
+    assert_eq!(version(&a), settled);
+}
