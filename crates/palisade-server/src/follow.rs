@@ -1,6 +1,7 @@
-//! Follows the embedded database: bans and revocations that other
-//! processes (`palisade ban`, `palisade revoke`) write while the server
-//! runs take effect within [`POLL`] and one store read.
+//! Follows the store: bans and revocations that other processes
+//! (`palisade ban`, `palisade revoke`) or, in cluster mode, other nodes
+//! write while the server runs take effect within [`POLL`] and one store
+//! read.
 
 use palisade_core::seams::{Command, Target};
 use std::sync::Arc;
