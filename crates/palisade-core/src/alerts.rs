@@ -91,8 +91,11 @@ impl Threshold {
         if self.per_second <= 0.0 || elapsed.is_zero() {
             return None;
         }
-        let rate = total.saturating_sub(first) as f64 / elapsed.as_secs_f64();
-        if !self.raised && rate >= self.per_second && elapsed >= self.window {
+        // Over the whole window even before a window of samples: a burst
+        // within one sample is spread over the window, not over the tick
+        // (whose length the caller's clock may round a millisecond short).
+        let rate = total.saturating_sub(first) as f64 / elapsed.max(self.window).as_secs_f64();
+        if !self.raised && rate >= self.per_second {
             self.raised = true;
             return Some(Crossing::Raised { rate });
         }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{Audit, Lanes};
+use crate::alerts::Alerts;
 use crate::clock::Clock;
 use crate::config::{AuditConfig, AuditKey};
 use crate::gateway::Store;
@@ -32,6 +33,8 @@ pub(crate) struct Parts {
     pub(crate) audit: Arc<Audit>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where a chain break or a gap raises an operator alert.
+    pub(crate) alerts: Arc<Alerts>,
     pub(crate) clock: Clock,
     /// `[audit]`, with `checkpoint_file` already resolved against the
     /// config's directory.
@@ -206,7 +209,9 @@ impl Writer {
                  {failed} the store failed to write",
                 dropped + failed
             );
-            batch.insert(0, Entry::new(self.state.clock.now(), audit::Kind::Gap, &detail));
+            let now = self.state.clock.now();
+            self.state.alerts.raise(now, "audit_gap", "warning", detail.clone());
+            batch.insert(0, Entry::new(now, audit::Kind::Gap, &detail));
         }
         if batch.is_empty() {
             return;
@@ -262,6 +267,12 @@ impl Writer {
         self.signed = None;
         self.state.audit.broken.store(true, Ordering::Release);
         self.state.audit.breaks_metric.increment(1);
+        self.state.alerts.raise(
+            self.state.clock.now(),
+            "audit_chain_break",
+            "critical",
+            format!("the audit log was rewritten in the database ({rewritten}); checkpoints stopped"),
+        );
         error!(
             error = %rewritten,
             "the audit log was rewritten in the database: checkpoints stopped; \
