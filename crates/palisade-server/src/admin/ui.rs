@@ -31,6 +31,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("connections.js", "text/javascript; charset=utf-8", include_str!("../../ui/connections.js")),
     ("events.js", "text/javascript; charset=utf-8", include_str!("../../ui/events.js")),
     ("bans.js", "text/javascript; charset=utf-8", include_str!("../../ui/bans.js")),
+    ("alerts.js", "text/javascript; charset=utf-8", include_str!("../../ui/alerts.js")),
     ("policy.js", "text/javascript; charset=utf-8", include_str!("../../ui/policy.js")),
 ];
 

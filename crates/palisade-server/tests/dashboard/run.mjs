@@ -167,6 +167,13 @@ try {
     await shot(page, "bans");
   });
 
+  await step("alerts: the operator's bans are listed, newest first", async () => {
+    await panel(page, "alerts");
+    await page.locator("[data-testid=alerts] tr[data-kind=ban]", { hasText: "ip:127.0.0.88" }).waitFor();
+    await page.locator("[data-testid=alerts-webhook]", { hasText: "alerts.url is not set" }).waitFor();
+    await shot(page, "alerts");
+  });
+
   await step("policy, after a page reload (the session and its CSRF token come back): a reload and its result", async () => {
     await page.reload();
     await page.locator("#role", { hasText: "operator" }).waitFor();
@@ -203,7 +210,11 @@ try {
     await panel(v, "policy");
     await v.locator("[data-testid=session] dd", { hasText: "viewer" }).waitFor();
     assert.equal(await v.locator("[data-act]").count(), 0, "no action control for a viewer");
-    for (const name of ["overview", "connections", "events", "bans"]) {
+    await panel(v, "alerts");
+    const alert = v.locator("[data-testid=alerts] tr[data-kind=ban]").first();
+    await alert.waitFor();
+    assert.doesNotMatch(await alert.textContent(), /127\.0\.0\.(88|99)\b/, "a viewer reads addresses in alerts as networks");
+    for (const name of ["overview", "connections", "events", "bans", "alerts"]) {
       await panel(v, name);
       assert.equal(await v.locator("[data-act]").count(), 0, `no action control on ${name}`);
     }
