@@ -115,8 +115,13 @@ impl Alerts {
     /// A ban put in force, the guard's or an operator's.
     pub(crate) fn ban(&self, now: Timestamp, ban: &Ban) {
         let until = ban.until.map_or_else(|| "permanent".to_owned(), |t| format!("until_ms={}", t.as_millis()));
-        let summary =
-            format!("{} ban of {} ({until}, strikes={}): {}", ban.source.as_str(), ban.subject, ban.strikes, ban.reason);
+        let summary = format!(
+            "{} ban of {} ({until}, strikes={}): {}",
+            ban.source.as_str(),
+            ban.subject,
+            ban.strikes,
+            ban.reason
+        );
         self.raise(now, "ban", "warning", summary);
     }
 
@@ -239,7 +244,8 @@ async fn exchange<S>(io: S, request: http::Request<Full<Bytes>>) -> Result<Statu
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
     let _conn = crate::jwks::AbortOnDrop(tokio::spawn(async move {
         // Its error, if any, shows as the request's.
         let _ = conn.await;
@@ -276,7 +282,12 @@ pub(crate) async fn watch_rates(
         let (now, counts) = (clock.now(), read());
         let crossings = [
             ("refusals", "refusals", config.refusals_per_second, refusals.observe(now, counts.refusals)),
-            ("auth_failures", "authentication failures", config.auth_failures_per_second, auth.observe(now, counts.auth_failures)),
+            (
+                "auth_failures",
+                "authentication failures",
+                config.auth_failures_per_second,
+                auth.observe(now, counts.auth_failures),
+            ),
         ];
         for (kind, what, limit, crossing) in crossings {
             match crossing {

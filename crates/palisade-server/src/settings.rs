@@ -20,7 +20,9 @@ use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
-use crate::config::{AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, StoreBackend, dev_key, load_issuers};
+use crate::config::{
+    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, StoreBackend, dev_key, load_issuers,
+};
 use crate::tls::Tls;
 
 /// Which defaults apply on top of the config.

@@ -4,7 +4,8 @@
 //! ban is a signed alert, listed at `GET /api/alerts`; a receiver that
 //! fails twice gets it on the third try; a wrong secret does not verify;
 //! a hanging receiver leaves the queue at `alerts.max_queue`; a flood of
-//! authentication failures is one alert.
+//! authentication failures is one alert, and its end one more; an audit
+//! chain rewritten under the server is a critical alert.
 
 // Helpers outside #[test] functions panic on setup failures by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -221,5 +222,42 @@ async fn a_flood_of_authentication_failures_is_one_alert() {
     // The flood's end is the next alert of that kind, not another raise.
     let next = next_delivery(&mut rx).await.json();
     assert_eq!((next["kind"].as_str(), next["severity"].as_str()), (Some("auth_failures"), Some("info")), "{next}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_audit_chain_rewritten_under_the_server_is_a_critical_alert() {
+    use palisade_core::store::AuditStore as _;
+    let (url, mut rx) = receiver(Behaviour::FailFirst(0)).await;
+    let audit = "[audit]\ncheckpoint_every = 1\ncheckpoint_file = \"checkpoints.log\"\n";
+    let alerts = format!("[alerts]\nurl = \"{url}\"\nsecret = \"{ALERT_SECRET}\"\n");
+    let mut server = TestServer::start_layers(&[NO_ABUSE_LIMITS, &with_admin_key(), audit, &alerts]).await;
+    let refusal = |last: u8| {
+        let dial = Dial { bearer: Some("not-a-token"), from: Some([127, 0, 42, last]), ..Dial::default() };
+        dial_at(server.addr, dial)
+    };
+    for last in 1..=3 {
+        assert!(refusal(last).await.is_err());
+    }
+    // Wait until the third record is signed: the writer then checks it is
+    // still there before every append.
+    let checkpoints = server.data_dir.parent().unwrap().join("checkpoints.log");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&checkpoints).unwrap_or_default().lines().any(|l| l.starts_with("seq=3 ")) {
+        assert!(tokio::time::Instant::now() < deadline, "the third record is signed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Record 2 removed and the rest chained again, without the key.
+    let db = server.data_dir.join("palisade.db");
+    let store = palisade_store::Sqlite::open(&db).unwrap();
+    let kept: Vec<_> = store.range(1, 100).unwrap().into_iter().filter(|r| r.seq != 2).map(|r| r.entry).collect();
+    rusqlite::Connection::open(&db).unwrap().execute("DELETE FROM audit", []).unwrap();
+    store.append(&kept).unwrap();
+    assert!(refusal(4).await.is_err());
+
+    let delivery = next_delivery(&mut rx).await;
+    assert!(delivery.signed_with(ALERT_SECRET));
+    let alert = delivery.json();
+    assert_eq!((alert["kind"].as_str(), alert["severity"].as_str()), (Some("audit_chain_break"), Some("critical")));
     server.shutdown().await;
 }

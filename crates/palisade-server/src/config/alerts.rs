@@ -93,7 +93,8 @@ impl AlertsConfig {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
         }
-        if !self.url.is_empty() && !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
+        let http = ["https://", "http://"].iter().any(|scheme| self.url.starts_with(scheme));
+        if !self.url.is_empty() && !http {
             return Err(ConfigError::invalid("alerts.url", "must be an http:// or https:// URL, or \"\""));
         }
         Ok(())
@@ -126,8 +127,43 @@ impl AlertsConfig {
         };
         if secret.len() < MIN_ALERT_SECRET_BYTES {
             let name = if self.secret.is_empty() { "alerts.secret_file" } else { "alerts.secret" };
-            return Err(ConfigError::invalid(name, format!("the secret needs at least {MIN_ALERT_SECRET_BYTES} bytes")));
+            return Err(ConfigError::invalid(
+                name,
+                format!("the secret needs at least {MIN_ALERT_SECRET_BYTES} bytes"),
+            ));
         }
         Ok(Some(AlertSecret(secret)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, secret: &str) -> AlertsConfig {
+        let mut tree = super::super::template_table();
+        let alerts = tree.get_mut("alerts").and_then(toml::Value::as_table_mut).unwrap();
+        alerts.insert("url".into(), url.into());
+        alerts.insert("secret".into(), secret.into());
+        tree.remove("alerts").unwrap().try_into().unwrap()
+    }
+
+    #[test]
+    fn a_url_needs_a_long_secret_and_neither_is_ever_quoted() {
+        let here = Path::new(".");
+        let url = "https://hooks.example/T0KEN-in-the-path";
+        assert_eq!(config("", "").secret(here).unwrap(), None, "no URL: nothing to sign");
+        let missing = config(url, "").secret(here).unwrap_err().to_string();
+        assert!(missing.contains("alerts.secret") && !missing.contains("T0KEN"), "{missing}");
+        let short = config(url, "short-secret-value").secret(here).unwrap_err().to_string();
+        assert!(short.contains("32") && !short.contains("short-secret-value"), "{short}");
+        let secret = "s".repeat(32);
+        let ok = config(url, &secret);
+        assert_eq!(ok.secret(here).unwrap().unwrap().bytes(), secret.as_bytes());
+        let shown = format!("{ok:?} {:?}", ok.secret(here).unwrap());
+        assert!(!shown.contains(&secret) && !shown.contains("T0KEN"), "{shown}");
+        let bad = AlertsConfig { url: "ftp://T0KEN@x".into(), ..ok };
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("alerts.url") && !err.contains("T0KEN"), "{err}");
     }
 }
