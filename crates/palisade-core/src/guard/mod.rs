@@ -504,6 +504,15 @@ impl Guard {
         (self.ips.len(), self.users.len())
     }
 
+    /// The `n` addresses and the `n` users with the highest anomaly scores
+    /// at `now`, highest first (the dashboard's leaders; a read, for an
+    /// operator, that locks one table shard at a time).
+    pub fn leaders(&self, n: usize, now: Timestamp) -> (Vec<(IpKey, f64)>, Vec<(String, f64)>) {
+        let half_life = self.settings.score_half_life;
+        let score = |k: &KeyState| k.score.at(half_life, now);
+        (self.ips.top(n, score), self.users.top(n, score))
+    }
+
     /// The automatic ban of `subject`, `None` while one is in force.
     fn ban(&self, subject: Subject, kind: Kind, now: Timestamp) -> Option<Ban> {
         let reason = format!("score reached abuse.ban_at ({kind})");

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::shared::{Actor, ApiError, admin_action, blocking, body, page_size, query, reply};
-use super::{api_bans, browser};
+use super::{api_bans, api_live, browser};
 use crate::config::StoreBackend;
 use crate::hub::{ConnFilter, ConnId};
 use crate::state::AppState;
@@ -59,7 +59,9 @@ pub(crate) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/bans", get(api_bans::list))
         .route("/api/audit", get(audit_log))
         .route("/api/stats", get(stats))
-        .route("/api/alerts", get(alerts))
+        .route("/api/alerts", get(api_live::alerts))
+        .route("/api/rooms", get(api_live::rooms))
+        .route("/api/leaders", get(api_live::leaders))
         .merge(acts)
         .route_layer(middleware::from_fn_with_state(Arc::clone(state), super::require_admin));
     Router::new().route("/api/login", post(browser::login)).merge(admins)
@@ -261,29 +263,6 @@ async fn stats(State(state): State<Arc<AppState>>) -> Response {
             "audit_failed": stats.audit_failed(),
             "tracked_ips": ips,
             "tracked_users": users,
-        }),
-    )
-}
-
-/// `GET /api/alerts`: the last `alerts.keep` alerts, newest first, with
-/// the webhook queue's state. A viewer reads addresses in them as networks.
-async fn alerts(State(state): State<Arc<AppState>>, Extension(actor): Extension<Actor>) -> Response {
-    let items: Vec<Value> = state
-        .alerts
-        .recent()
-        .into_iter()
-        .map(|a| {
-            json!({"id": a.id, "at_ms": a.at_ms, "kind": a.kind, "severity": a.severity,
-                   "summary": actor.shows_in(&a.summary), "node": a.node})
-        })
-        .collect();
-    reply(
-        StatusCode::OK,
-        &json!({
-            "items": items,
-            "webhook": !state.settings.config.alerts.url.is_empty(),
-            "queued": state.alerts.queued(),
-            "dropped": state.alerts.dropped(),
         }),
     )
 }
