@@ -136,7 +136,9 @@ impl<K: Hash + Eq, V: Default> Table<K, V> {
         let mut found: Vec<(K, f64)> = Vec::new();
         for shard in &*self.shards {
             let shard = lock(shard);
-            found.extend(shard.map.iter().map(|(k, v)| (k, score(v))).filter(|(_, s)| *s > 0.0).map(|(k, s)| (k.clone(), s)));
+            found.extend(
+                shard.map.iter().map(|(k, v)| (k, score(v))).filter(|(_, s)| *s > 0.0).map(|(k, s)| (k.clone(), s)),
+            );
             drop(shard);
             if found.len() > 4 * n.max(1) {
                 found.select_nth_unstable_by(n, by_score);

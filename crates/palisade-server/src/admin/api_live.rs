@@ -11,6 +11,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse as _, Response};
 use http::StatusCode;
+use palisade_core::guard::Leaders;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -54,13 +55,17 @@ pub(super) struct RoomsQuery {
 }
 
 /// `GET /api/rooms`: rooms with members on this node, in name order.
-pub(super) async fn rooms(State(state): State<Arc<AppState>>, q: Result<Query<RoomsQuery>, QueryRejection>) -> Response {
+pub(super) async fn rooms(
+    State(state): State<Arc<AppState>>,
+    q: Result<Query<RoomsQuery>, QueryRejection>,
+) -> Response {
     let run = || -> Result<Response, ApiError> {
         let q = query(q)?;
         let limit = page_size(&state, q.limit)?;
         let (found, more) = state.hub.rooms(q.prefix.as_deref().unwrap_or(""), q.cursor.as_deref(), limit);
         let next = more.then(|| found.last().map(|(name, _)| name.to_string())).flatten();
-        let items: Vec<Value> = found.iter().map(|(name, members)| json!({"name": &**name, "members": members})).collect();
+        let items: Vec<Value> =
+            found.iter().map(|(name, members)| json!({"name": &**name, "members": members})).collect();
         Ok(reply(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
     };
     run().unwrap_or_else(|e| e.into_response())
@@ -85,7 +90,7 @@ pub(super) async fn leaders(
             Some(0) => return Err(ApiError::BadRequest("limit 0".into())),
             Some(n) => n.min(MAX_LEADERS),
         };
-        let (ips, users) = state.guard.leaders(n, state.clock.now());
+        let Leaders { ips, users } = state.guard.leaders(n, state.clock.now());
         let round = |score: f64| (score * 100.0).round() / 100.0;
         let s = state.guard.settings();
         Ok(reply(
