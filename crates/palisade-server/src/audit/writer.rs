@@ -267,16 +267,17 @@ impl Writer {
         self.signed = None;
         self.state.audit.broken.store(true, Ordering::Release);
         self.state.audit.breaks_metric.increment(1);
-        self.state.alerts.raise(
-            self.state.clock.now(),
-            "audit_chain_break",
-            "critical",
-            format!("the audit log was rewritten in the database ({rewritten}); checkpoints stopped"),
-        );
         error!(
             error = %rewritten,
             "the audit log was rewritten in the database: checkpoints stopped; \
              run `palisade audit verify --checkpoints` and restore the database from a backup"
+        );
+        // After the error line: the log says what happened before the alert.
+        self.state.alerts.raise(
+            self.state.clock.now(),
+            "audit_chain_break",
+            "critical",
+            format!("audit chain broken ({rewritten}); checkpoints stopped until restart"),
         );
     }
 
