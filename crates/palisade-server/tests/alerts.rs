@@ -261,3 +261,24 @@ async fn an_audit_chain_rewritten_under_the_server_is_a_critical_alert() {
     assert_eq!((alert["kind"].as_str(), alert["severity"].as_str()), (Some("audit_chain_break"), Some("critical")));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_ban_by_the_guard_is_an_alert_too() {
+    let (url, mut rx) = receiver(Behaviour::FailFirst(0)).await;
+    let alerts = format!("[alerts]\nurl = \"{url}\"\nsecret = \"{ALERT_SECRET}\"\nauth_failures_per_second = 0\n");
+    // Three forged tokens (auth_failure weighs 2, a little decayed) pass
+    // ban_at.
+    let abuse = "[abuse]\nrestrict_at = 5\ndisconnect_at = 5\nban_at = 5\n";
+    let mut server = TestServer::start_layers(&[&with_admin_key(), abuse, &alerts]).await;
+    for _ in 0..3 {
+        let dial = Dial { bearer: Some("not-a-token"), from: Some([127, 0, 43, 1]), ..Dial::default() };
+        assert!(dial_at(server.addr, dial).await.is_err());
+    }
+    let delivery = next_delivery(&mut rx).await;
+    assert!(delivery.signed_with(ALERT_SECRET));
+    let alert = delivery.json();
+    assert_eq!(alert["kind"], "ban");
+    let summary = alert["summary"].as_str().unwrap();
+    assert!(summary.starts_with("auto ban of ip:127.0.43.1"), "{summary}");
+    server.shutdown().await;
+}
