@@ -31,6 +31,7 @@
 
 pub mod addr;
 pub mod admin;
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod client_ids;

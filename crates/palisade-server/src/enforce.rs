@@ -23,6 +23,7 @@ use palisade_protocol::CloseCode;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::alerts::Alerts;
 use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::gateway::Store;
@@ -83,6 +84,8 @@ pub(crate) struct Enforcement {
     clock: Clock,
     audit: Arc<Audit>,
     metrics: Arc<Metrics>,
+    /// Where a ban raises an operator alert.
+    alerts: Arc<Alerts>,
     /// Guard decisions, by kind.
     pub(crate) counters: Counters,
     /// Where a ban closes the banned subject's sockets.
@@ -105,6 +108,7 @@ pub(crate) struct Handles {
     pub(crate) clock: Clock,
     pub(crate) audit: Arc<Audit>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) alerts: Arc<Alerts>,
     pub(crate) channel: Arc<dyn ControlChannel>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tasks: TaskTracker,
@@ -112,12 +116,13 @@ pub(crate) struct Handles {
 
 impl Enforcement {
     pub(crate) fn new(settings: &Settings, handles: Handles) -> Self {
-        let Handles { guard, clock, audit, metrics, channel, store, tasks } = handles;
+        let Handles { guard, clock, audit, metrics, alerts, channel, store, tasks } = handles;
         Self {
             guard,
             clock,
             audit,
             metrics,
+            alerts,
             counters: Counters::default(),
             channel,
             store,
@@ -261,6 +266,7 @@ impl Enforcement {
                         self.metrics.bans_issued.increment(1);
                         self.metrics.action(Action::Ban);
                         self.audit.record(crate::audit::ban_entry(&ban, self.clock.now()));
+                        self.alerts.ban(self.clock.now(), &ban);
                         self.channel.send(Target::Subject(&ban.subject), Command::Close(CloseCode::Revoked));
                         self.save_ban(ban);
                     }

@@ -402,6 +402,22 @@ impl Hub {
         asked
     }
 
+    /// Rooms with members on this node whose name starts with `prefix` and
+    /// sorts after `after`, in name order, at most `limit`, each with its
+    /// member count; and whether there are more. Counted from the
+    /// connections' own room lists, like [`Hub::list`], never under the
+    /// rooms' locks.
+    pub(crate) fn rooms(&self, prefix: &str, after: Option<&str>, limit: usize) -> (Vec<(Box<str>, usize)>, bool) {
+        let mut counts: std::collections::BTreeMap<Box<str>, usize> = std::collections::BTreeMap::new();
+        for conn in &self.conns {
+            for room in conn.rooms.iter().filter(|r| r.starts_with(prefix) && after.is_none_or(|a| &***r > a)) {
+                *counts.entry(room.clone()).or_default() += 1;
+            }
+        }
+        let more = counts.len() > limit;
+        (counts.into_iter().take(limit).collect(), more)
+    }
+
     /// The connections `filter` matches whose id is above `after`, in id
     /// order, at most `limit`; and whether there are more. A scan of every
     /// connection that holds one shard's read lock at a time, never the

@@ -130,7 +130,8 @@ async fn fetch_unbounded(req: &FetchRequest) -> Result<Vec<u8>, FetchError> {
     let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(FetchError::Connect)?;
     if https {
         let name = ServerName::try_from(host).map_err(|e| FetchError::Tls(e.to_string()))?;
-        let tls = connector()?.connect(name, tcp).await.map_err(|e| FetchError::Tls(e.to_string()))?;
+        let connector = connector().map_err(|e| FetchError::Tls(e.to_string()))?;
+        let tls = connector.connect(name, tcp).await.map_err(|e| FetchError::Tls(e.to_string()))?;
         exchange(tls, request, req.max_bytes).await
     } else {
         exchange(tcp, request, req.max_bytes).await
@@ -138,12 +139,12 @@ async fn fetch_unbounded(req: &FetchRequest) -> Result<Vec<u8>, FetchError> {
 }
 
 /// A TLS client trusting the Mozilla roots compiled in (webpki-roots), on
-/// the aws-lc-rs provider. Built per fetch: fetches are rare.
-fn connector() -> Result<TlsConnector, FetchError> {
+/// the aws-lc-rs provider. Built per fetch: fetches are rare (alert
+/// deliveries use it too).
+pub(crate) fn connector() -> Result<TlsConnector, rustls::Error> {
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| FetchError::Tls(e.to_string()))?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(config)))
@@ -151,7 +152,7 @@ fn connector() -> Result<TlsConnector, FetchError> {
 
 /// Aborts the connection task when the fetch ends, however it ends (a
 /// timeout drops the fetch mid-way).
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -10,6 +10,7 @@
 
 pub mod abuse;
 mod admin;
+mod alerts;
 mod audit;
 mod auth;
 mod bus;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::abuse::{Stats, sweep};
+use crate::alerts::{Counts, Webhook, watch_rates};
 use crate::config::ConfigError;
 use crate::enforce::Knock;
 use crate::follow::follow_store;
@@ -140,6 +141,7 @@ impl Server {
             state.tasks.spawn(crate::tls::watch(Arc::clone(tls), every, state.shutdown.clone()));
         }
         state.tasks.spawn(sweep(Arc::clone(&state)));
+        spawn_alerts(&state);
         // Outside the task tracker: it must outlive every connection task,
         // to write what they recorded while closing, and stop after them.
         let audit_stop = CancellationToken::new();
@@ -148,6 +150,7 @@ impl Server {
             audit: Arc::clone(&state.audit),
             store: Arc::clone(&state.store),
             metrics: Arc::clone(&state.metrics),
+            alerts: Arc::clone(&state.alerts),
             clock: state.clock,
             config: config.audit.clone(),
             checkpoint_file: config.audit.checkpoint_path(&config.base_dir),
@@ -208,6 +211,27 @@ impl Server {
             warn!("the audit writer did not finish within server.shutdown_grace; its last records may be lost");
         }
     }
+}
+
+/// The alert webhook's sender, when `alerts.url` is set, and the watch
+/// of the guard's refusal rates.
+fn spawn_alerts(state: &Arc<AppState>) {
+    let config = &state.settings.config.alerts;
+    if let Some(hook) = Webhook::of(config, state.settings.alert_secret.as_ref()) {
+        let alerts = Arc::clone(&state.alerts);
+        state.tasks.spawn(crate::alerts::send(alerts, hook, state.clock, state.shutdown.clone()));
+    }
+    let watched = Arc::clone(state);
+    let read = move || {
+        let counters = &watched.enforce.counters;
+        Counts {
+            refusals: Kind::ALL.iter().map(|k| counters.refused(*k)).sum(),
+            auth_failures: counters.refused(Kind::AuthFailure) + counters.refused(Kind::LoginFailure),
+        }
+    };
+    let (alerts, config, clock, stop) =
+        (Arc::clone(&state.alerts), config.clone(), state.clock, state.shutdown.clone());
+    state.tasks.spawn(async move { watch_rates(alerts, &config, clock, read, stop).await });
 }
 
 /// The public listener's door: the guard's per-address cap on waiting

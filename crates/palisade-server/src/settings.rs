@@ -20,7 +20,9 @@ use palisade_core::policy::{Policy, PolicySpec};
 use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
-use crate::config::{AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, StoreBackend, dev_key, load_issuers};
+use crate::config::{
+    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, StoreBackend, dev_key, load_issuers,
+};
 use crate::tls::Tls;
 
 /// Which defaults apply on top of the config.
@@ -57,6 +59,8 @@ pub struct Settings {
     pub source: Option<PathBuf>,
     /// The audit log's checkpoint key, when the log is on.
     pub audit_key: Option<AuditKey>,
+    /// The alert webhook's signing secret, when `alerts.url` is set.
+    pub alert_secret: Option<AlertSecret>,
     /// The admin listener's operator API keys (`admin.api_keys`,
     /// `admin.api_keys_file`).
     pub admin_keys: ApiKeys,
@@ -129,6 +133,7 @@ impl Settings {
         let device_binding = config.login.settings()?.device_binding;
         let dev_data_dir = (profile == Profile::Dev).then_some(config.server.data_dir.as_path());
         let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
+        let alert_secret = config.alerts.secret(&config.base_dir)?;
         // Again here: `--listen` may have moved the public listener since
         // the file was checked.
         config.admin.validate(config.server.listen)?;
@@ -148,6 +153,7 @@ impl Settings {
             device_binding,
             source: None,
             audit_key,
+            alert_secret,
             admin_keys,
             viewer_keys,
             admin_roles,

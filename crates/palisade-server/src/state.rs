@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::Alerts;
 use crate::audit::Audit;
 pub(crate) use crate::clock::{Clock, now};
 use crate::cluster::ClockCheck;
@@ -71,6 +72,8 @@ pub(crate) struct AppState {
     pub(crate) audit: Arc<Audit>,
     /// Metric handles (`/metrics` on the admin listener).
     pub(crate) metrics: Arc<crate::telemetry::Metrics>,
+    /// Operator alerts: the recent list and the webhook's queue.
+    pub(crate) alerts: Arc<Alerts>,
     /// Browser sessions on the admin listener (`POST /api/login`).
     admin_sessions: std::sync::Mutex<AdminSessions>,
     /// External issuers' key set fetches, one at a time per issuer.
@@ -97,6 +100,7 @@ impl AppState {
         // handle registered after it (the audit queue's too) reports to.
         let metrics = Arc::new(crate::telemetry::Metrics::new());
         let audit = Arc::new(Audit::new(&settings.config.audit));
+        let alerts = Arc::new(Alerts::new(&settings.config.alerts, &settings.config.server.node_id));
         let MessagePath { hub, bus, commit, history, channel, clock: cluster_clock } = path;
         let clock = Clock::start();
         let tasks = TaskTracker::new();
@@ -107,6 +111,7 @@ impl AppState {
                 clock,
                 audit: Arc::clone(&audit),
                 metrics: Arc::clone(&metrics),
+                alerts: Arc::clone(&alerts),
                 channel: Arc::clone(&channel),
                 store: Arc::clone(&store),
                 tasks: tasks.clone(),
@@ -123,6 +128,7 @@ impl AppState {
             enforce,
             audit,
             metrics,
+            alerts,
             admin_sessions: std::sync::Mutex::new(AdminSessions::new(
                 settings.config.admin.max_sessions,
                 settings.config.admin.max_sessions_per_user,

@@ -5,11 +5,14 @@
 import { ApiError, login, logout, session } from "./api.js";
 import * as overview from "./overview.js";
 import * as connections from "./connections.js";
+import * as rooms from "./rooms.js";
 import * as events from "./events.js";
+import * as leaders from "./leaders.js";
 import * as bans from "./bans.js";
+import * as alerts from "./alerts.js";
 import * as policy from "./policy.js";
 
-const PANELS = { overview, connections, events, bans, policy };
+const PANELS = { overview, connections, rooms, events, leaders, bans, alerts, policy };
 /** How often the visible panel asks the server again. */
 const POLL_MS = 2000;
 /** How often the visible panel redraws what only time changes (countdowns). */

@@ -152,6 +152,15 @@ struct KeyState {
     events: Vec<(Box<str>, Gcra)>,
 }
 
+/// The highest anomaly scores at one instant ([`Guard::leaders`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Leaders {
+    /// Addresses and their scores, highest first.
+    pub ips: Vec<(IpKey, f64)>,
+    /// Users and their scores, highest first.
+    pub users: Vec<(String, f64)>,
+}
+
 /// The guard of one server.
 #[derive(Debug)]
 pub struct Guard {
@@ -502,6 +511,15 @@ impl Guard {
     /// metrics).
     pub fn tracked(&self) -> (usize, usize) {
         (self.ips.len(), self.users.len())
+    }
+
+    /// The `n` addresses and the `n` users with the highest anomaly scores
+    /// at `now`, highest first (the dashboard's leaders; a read, for an
+    /// operator, that locks one table shard at a time).
+    pub fn leaders(&self, n: usize, now: Timestamp) -> Leaders {
+        let half_life = self.settings.score_half_life;
+        let score = |k: &KeyState| k.score.at(half_life, now);
+        Leaders { ips: self.ips.top(n, score), users: self.users.top(n, score) }
     }
 
     /// The automatic ban of `subject`, `None` while one is in force.

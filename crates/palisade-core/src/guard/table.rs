@@ -125,6 +125,31 @@ impl<K: Hash + Eq, V: Default> Table<K, V> {
         }
     }
 
+    /// The `n` keys `score` ranks highest (above 0), highest first. One
+    /// shard is locked at a time, and at most `4n` candidates are kept
+    /// between shards, whatever the table holds.
+    pub(crate) fn top(&self, n: usize, score: impl Fn(&V) -> f64) -> Vec<(K, f64)>
+    where
+        K: Clone,
+    {
+        let by_score = |a: &(K, f64), b: &(K, f64)| b.1.total_cmp(&a.1);
+        let mut found: Vec<(K, f64)> = Vec::new();
+        for shard in &*self.shards {
+            let shard = lock(shard);
+            found.extend(
+                shard.map.iter().map(|(k, v)| (k, score(v))).filter(|(_, s)| *s > 0.0).map(|(k, s)| (k.clone(), s)),
+            );
+            drop(shard);
+            if found.len() > 4 * n.max(1) {
+                found.select_nth_unstable_by(n, by_score);
+                found.truncate(n);
+            }
+        }
+        found.sort_unstable_by(by_score);
+        found.truncate(n);
+        found
+    }
+
     /// Keys held (not counting the overflow entry).
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).map.len()).sum()
@@ -167,5 +192,18 @@ mod tests {
         assert_eq!(place, Place::Own);
         assert_eq!(table.with_existing(&1, Place::Own, |v| *v), Some(1));
         assert_eq!(table.peek(&2, |v| *v), None);
+    }
+
+    #[test]
+    fn top_ranks_the_highest_scores_across_shards_and_skips_zero() {
+        let table: Table<u32, u32> = Table::new(100_000);
+        for k in 0..5_000u32 {
+            table.with(&k, T0, |_| false, |v| *v = k % 1000);
+        }
+        let top = table.top(3, |v| f64::from(*v));
+        assert_eq!(top.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [999.0; 3]);
+        assert!(top.iter().all(|(k, _)| k % 1000 == 999));
+        assert!(table.top(10_000, |v| f64::from(*v)).iter().all(|(_, s)| *s > 0.0), "a zero score is no leader");
+        assert!(table.top(0, |v| f64::from(*v)).is_empty());
     }
 }

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::shared::{Actor, ApiError, admin_action, blocking, body, page_size, query, reply};
-use super::{api_bans, browser};
+use super::{api_bans, api_live, browser};
 use crate::config::StoreBackend;
 use crate::hub::{ConnFilter, ConnId};
 use crate::state::AppState;
@@ -59,6 +59,9 @@ pub(crate) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/bans", get(api_bans::list))
         .route("/api/audit", get(audit_log))
         .route("/api/stats", get(stats))
+        .route("/api/alerts", get(api_live::alerts))
+        .route("/api/rooms", get(api_live::rooms))
+        .route("/api/leaders", get(api_live::leaders))
         .merge(acts)
         .route_layer(middleware::from_fn_with_state(Arc::clone(state), super::require_admin));
     Router::new().route("/api/login", post(browser::login)).merge(admins)

@@ -117,6 +117,7 @@ pub(crate) async fn add(
     state.guard.bans().saved(&ban);
     let closed = state.channel.send(Target::Subject(&ban.subject), Command::Close(CloseCode::Revoked));
     state.audit.record(banned.entry);
+    state.alerts.ban(now, &ban);
     admin_action(&state, &actor, &format!("banned {}: {closed} connection(s) closed with 4003", ban.subject), None);
     let mut out = ban_json(&ban.subject.to_string(), &ban);
     out["closed"] = Value::from(closed);

@@ -9,6 +9,7 @@
 
 pub(crate) mod api;
 mod api_bans;
+mod api_live;
 mod browser;
 mod shared;
 mod ui;

@@ -29,8 +29,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("dom.js", "text/javascript; charset=utf-8", include_str!("../../ui/dom.js")),
     ("overview.js", "text/javascript; charset=utf-8", include_str!("../../ui/overview.js")),
     ("connections.js", "text/javascript; charset=utf-8", include_str!("../../ui/connections.js")),
+    ("rooms.js", "text/javascript; charset=utf-8", include_str!("../../ui/rooms.js")),
     ("events.js", "text/javascript; charset=utf-8", include_str!("../../ui/events.js")),
+    ("leaders.js", "text/javascript; charset=utf-8", include_str!("../../ui/leaders.js")),
     ("bans.js", "text/javascript; charset=utf-8", include_str!("../../ui/bans.js")),
+    ("alerts.js", "text/javascript; charset=utf-8", include_str!("../../ui/alerts.js")),
     ("policy.js", "text/javascript; charset=utf-8", include_str!("../../ui/policy.js")),
 ];
 

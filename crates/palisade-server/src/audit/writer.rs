@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{Audit, Lanes};
+use crate::alerts::Alerts;
 use crate::clock::Clock;
 use crate::config::{AuditConfig, AuditKey};
 use crate::gateway::Store;
@@ -32,6 +33,8 @@ pub(crate) struct Parts {
     pub(crate) audit: Arc<Audit>,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where a chain break or a gap raises an operator alert.
+    pub(crate) alerts: Arc<Alerts>,
     pub(crate) clock: Clock,
     /// `[audit]`, with `checkpoint_file` already resolved against the
     /// config's directory.
@@ -206,7 +209,9 @@ impl Writer {
                  {failed} the store failed to write",
                 dropped + failed
             );
-            batch.insert(0, Entry::new(self.state.clock.now(), audit::Kind::Gap, &detail));
+            let now = self.state.clock.now();
+            self.state.alerts.raise(now, "audit_gap", "warning", detail.clone());
+            batch.insert(0, Entry::new(now, audit::Kind::Gap, &detail));
         }
         if batch.is_empty() {
             return;
@@ -266,6 +271,13 @@ impl Writer {
             error = %rewritten,
             "the audit log was rewritten in the database: checkpoints stopped; \
              run `palisade audit verify --checkpoints` and restore the database from a backup"
+        );
+        // After the error line: the log says what happened before the alert.
+        self.state.alerts.raise(
+            self.state.clock.now(),
+            "audit_chain_break",
+            "critical",
+            format!("audit chain broken ({rewritten}); checkpoints stopped until restart"),
         );
     }
 

@@ -9,6 +9,7 @@
 
 mod abuse;
 mod admin;
+mod alerts;
 mod audit;
 mod duration;
 pub mod env;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use abuse::AbuseConfig;
 pub(crate) use admin::ADMIN_REQUEST_TIMEOUT;
 pub use admin::{AdminConfig, MIN_API_KEY_BYTES};
+pub use alerts::{AlertSecret, AlertsConfig, MIN_ALERT_SECRET_BYTES};
 pub use audit::{AuditConfig, AuditKey, RetentionConfig};
 pub use env::{Env, ProcessEnv};
 pub use init::render_init;
@@ -137,6 +139,8 @@ pub struct Config {
     pub abuse: AbuseConfig,
     /// `[admin]`
     pub admin: AdminConfig,
+    /// `[alerts]`
+    pub alerts: AlertsConfig,
     /// `[roles.<name>]`
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -503,6 +507,7 @@ impl Config {
         self.login.settings()?;
         self.audit.validate()?;
         self.admin.validate(self.server.listen)?;
+        self.alerts.validate()?;
         self.server.tls.validate()?;
         Ok(())
     }

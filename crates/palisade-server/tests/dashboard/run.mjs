@@ -128,6 +128,25 @@ try {
     await carol.waitFor({ state: "detached" });
   });
 
+  await step("rooms: member counts, filtered by prefix on the server", async () => {
+    await panel(page, "rooms");
+    await page.locator("[data-testid=rooms] tr[data-room=lobby] td.num", { hasText: /^1$/ }).waitFor();
+    await shot(page, "rooms");
+    await page.fill("[data-testid=room-filter] input[name=prefix]", "zz");
+    await page.click("[data-testid=room-filter] button[type=submit]");
+    await page.locator("[data-testid=rooms] tr[data-room=lobby]").waitFor({ state: "detached" });
+    await page.fill("[data-testid=room-filter] input[name=prefix]", "lob");
+    await page.click("[data-testid=room-filter] button[type=submit]");
+    await page.locator("[data-testid=rooms] tr[data-room=lobby]").waitFor();
+  });
+
+  await step("anomaly leaders: the forging address leads", async () => {
+    await panel(page, "leaders");
+    await page.locator('[data-testid=leaders-ips] tr[data-name="127.0.0.66"]').waitFor();
+    await page.locator("[data-testid=leaders-limits]", { hasText: "banned at" }).waitFor();
+    await shot(page, "leaders");
+  });
+
   await step("security events: the live tail, filtered by kind and severity", async () => {
     await panel(page, "events");
     await page.locator("[data-testid=events] tr[data-kind=auth_failure]").first().waitFor();
@@ -167,6 +186,13 @@ try {
     await shot(page, "bans");
   });
 
+  await step("alerts: the operator's bans are listed, newest first", async () => {
+    await panel(page, "alerts");
+    await page.locator("[data-testid=alerts] tr[data-kind=ban]", { hasText: "ip:127.0.0.88" }).waitFor();
+    await page.locator("[data-testid=alerts-webhook]", { hasText: "alerts.url is not set" }).waitFor();
+    await shot(page, "alerts");
+  });
+
   await step("policy, after a page reload (the session and its CSRF token come back): a reload and its result", async () => {
     await page.reload();
     await page.locator("#role", { hasText: "operator" }).waitFor();
@@ -203,7 +229,15 @@ try {
     await panel(v, "policy");
     await v.locator("[data-testid=session] dd", { hasText: "viewer" }).waitFor();
     assert.equal(await v.locator("[data-act]").count(), 0, "no action control for a viewer");
-    for (const name of ["overview", "connections", "events", "bans"]) {
+    await panel(v, "alerts");
+    const alert = v.locator("[data-testid=alerts] tr[data-kind=ban]").first();
+    await alert.waitFor();
+    assert.doesNotMatch(await alert.textContent(), /127\.0\.0\.(88|99)\b/, "a viewer reads addresses in alerts as networks");
+    await panel(v, "leaders");
+    // Several addresses of one network are as many rows, each a network.
+    await v.locator('[data-testid=leaders-ips] tr[data-name="127.0.0.0/24"]').first().waitFor();
+    assert.equal(await v.locator('[data-testid=leaders-ips] tr[data-name="127.0.0.66"]').count(), 0);
+    for (const name of ["overview", "connections", "rooms", "events", "leaders", "bans", "alerts"]) {
       await panel(v, name);
       assert.equal(await v.locator("[data-act]").count(), 0, `no action control on ${name}`);
     }
