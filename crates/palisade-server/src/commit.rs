@@ -12,7 +12,7 @@ use palisade_core::guard::Guard;
 use palisade_core::refusal::Refusal;
 use palisade_core::seams::{Bus, Claim, Commit, Committed, Outgoing, Pending, commit};
 use palisade_core::store::MemoryNonces;
-use palisade_protocol::{EventFrame, Identity, ServerFrame};
+use palisade_protocol::ServerFrame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::hub::Hub;
@@ -31,14 +31,7 @@ impl LocalCommit {
         let unenforced = commit::check(claim, &self.guard, &self.nonces, now)?;
         let send = |seq, frame| self.bus.publish(claim.room, seq, frame);
         let render = |seq| {
-            let frame = EventFrame {
-                room: claim.room,
-                seq,
-                event: claim.event,
-                from: Identity { id: event.from_id, name: event.from_name },
-                data: event.data,
-                ts: event.ts.as_millis(),
-            };
+            let frame = event.frame(claim, seq);
             // Kept for `recover` and shared by every member: without the
             // spare capacity serializing leaves (the buffer grows by
             // doubling; BENCHMARKS.md, room history).

@@ -10,32 +10,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::auth::{Call, call_at};
+use common::cluster::{OPERATOR_KEY, nodes, operator};
 use common::redis::RedisServer;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
-
-/// The operators' API key on both nodes.
-const ADMIN_KEY: &str = "cluster-test-admin-key-cluster-test-admin-key";
-
-/// Two nodes, `a` and `b`, on `redis`.
-async fn cluster(redis: &RedisServer) -> (TestServer, TestServer) {
-    let node = |id: &str| {
-        format!(
-            "[server]\nnode_id = \"{id}\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\ntimeout = \"2s\"\n[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n",
-            redis.url()
-        )
-    };
-    let a = TestServer::start_layers(&[NO_ABUSE_LIMITS, &node("a")]).await;
-    let b = TestServer::start_layers(&[NO_ABUSE_LIMITS, &node("b")]).await;
-    (a, b)
-}
-
-/// An operator's call to `server`'s admin API.
-async fn operator(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> common::auth::Reply {
-    call_at(server.admin.unwrap(), Call { method, path, body, bearer: Some(ADMIN_KEY), ..Call::default() }).await
-}
 
 /// Waits for `ws` to be closed: its code, and how long it took.
 async fn closed(ws: &mut Ws) -> (Option<u16>, Duration) {
@@ -61,7 +40,7 @@ async fn enforced(server: &TestServer, subject: &str) {
 #[tokio::test]
 async fn a_ban_on_one_node_closes_the_address_on_the_other_which_refuses_it_then() {
     let Some(redis) = RedisServer::start() else { return };
-    let (a, b) = cluster(&redis).await;
+    let (a, b) = nodes(&redis, &[]).await;
     let (mut bob, _) = connect_from(&b, [127, 0, 0, 5], &token("bob", &["user"])).await;
 
     let reply = operator(&a, "POST", "/api/bans", Some(json!({"subject": "ip:127.0.0.5", "duration_secs": 600}))).await;
@@ -80,7 +59,7 @@ async fn a_ban_on_one_node_closes_the_address_on_the_other_which_refuses_it_then
 #[tokio::test]
 async fn a_revocation_on_one_node_closes_the_users_socket_on_the_other() {
     let Some(redis) = RedisServer::start() else { return };
-    let (a, b) = cluster(&redis).await;
+    let (a, b) = nodes(&redis, &[]).await;
     let (mut bob, _) = connect(&b, &token("bob", &["user"])).await;
     let (mut eve, _) = connect(&b, &token("eve", &["user"])).await;
 
@@ -97,7 +76,7 @@ async fn a_revocation_on_one_node_closes_the_users_socket_on_the_other() {
 #[tokio::test]
 async fn palisade_ban_with_the_cluster_config_reaches_both_nodes() {
     let Some(redis) = RedisServer::start() else { return };
-    let (a, b) = cluster(&redis).await;
+    let (a, b) = nodes(&redis, &[]).await;
     let (mut on_a, _) = connect_from(&a, [127, 0, 0, 7], &token("bob", &["user"])).await;
     let (mut on_b, _) = connect_from(&b, [127, 0, 0, 7], &token("eve", &["user"])).await;
 
@@ -130,7 +109,7 @@ async fn palisade_ban_with_the_cluster_config_reaches_both_nodes() {
 #[tokio::test]
 async fn when_redis_comes_back_empty_the_nodes_put_their_bans_back() {
     let Some(mut redis) = RedisServer::start() else { return };
-    let (a, b) = cluster(&redis).await;
+    let (a, b) = nodes(&redis, &[]).await;
     let reply = operator(&a, "POST", "/api/bans", Some(json!({"subject": "user:mallory", "permanent": true}))).await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     enforced(&b, "user:mallory").await;
@@ -138,7 +117,7 @@ async fn when_redis_comes_back_empty_the_nodes_put_their_bans_back() {
     redis.start_again();
     // A node started now knows only what Redis holds: what a and b put back.
     let node = format!(
-        "[server]\nnode_id = \"c\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\n[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n",
+        "[server]\nnode_id = \"c\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\n[admin]\napi_keys = [\"{OPERATOR_KEY}\"]\n",
         redis.url()
     );
     let deadline = Instant::now() + WAIT;

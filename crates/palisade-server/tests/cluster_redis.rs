@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::auth::{Call, call_at};
+use common::cluster::{nodes, operator};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{Value, json};
@@ -30,22 +30,6 @@ permission = "quiz:answer"
 rate = "10/min"
 replay = true
 "#;
-
-/// The operators' API key on both nodes.
-const ADMIN_KEY: &str = "cluster-test-admin-key-cluster-test-admin-key";
-
-/// Two nodes, `a` and `b`, on `redis`.
-async fn cluster(redis: &RedisServer) -> (TestServer, TestServer) {
-    let node = |id: &str| {
-        format!(
-            "[server]\nnode_id = \"{id}\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\ntimeout = \"2s\"\n[admin]\napi_keys = [\"{ADMIN_KEY}\"]\n",
-            redis.url()
-        )
-    };
-    let a = TestServer::start_layers(&[NO_ABUSE_LIMITS, POLICY, &node("a")]).await;
-    let b = TestServer::start_layers(&[NO_ABUSE_LIMITS, POLICY, &node("b")]).await;
-    (a, b)
-}
 
 async fn say(ws: &mut Ws, text: &str) -> u64 {
     let frame = json!({"type":"send","id":text,"room":"lobby","event":"chat.message","data":{"content":text}});
@@ -74,7 +58,7 @@ fn quiz(id: &str, nonce: &str) -> Value {
 #[tokio::test]
 async fn members_on_both_nodes_see_one_order_with_the_publishers_seq() {
     let Some(redis) = RedisServer::start() else { return };
-    let (a, b) = cluster(&redis).await;
+    let (a, b) = nodes(&redis, &[POLICY]).await;
     let (mut alice, _) = connect(&a, &token("alice", &["user"])).await;
     let (mut bob, _) = connect(&b, &token("bob", &["user"])).await;
     join(&mut alice, "lobby").await;
@@ -101,7 +85,7 @@ async fn members_on_both_nodes_see_one_order_with_the_publishers_seq() {
 #[tokio::test]
 async fn an_events_rate_and_its_nonces_are_shared_by_the_nodes() {
     let Some(redis) = RedisServer::start() else { return };
-    let (a, b) = cluster(&redis).await;
+    let (a, b) = nodes(&redis, &[POLICY]).await;
     let (mut on_a, _) = connect(&a, &token("carol", &["user"])).await;
     let (mut on_b, _) = connect(&b, &token("carol", &["user"])).await;
     join(&mut on_a, "lobby").await;
@@ -122,7 +106,7 @@ async fn an_events_rate_and_its_nonces_are_shared_by_the_nodes() {
 #[tokio::test]
 async fn recover_on_the_other_node_returns_exactly_the_missed_events() {
     let Some(redis) = RedisServer::start() else { return };
-    let (a, b) = cluster(&redis).await;
+    let (a, b) = nodes(&redis, &[POLICY]).await;
     let (mut alice, _) = connect(&a, &token("alice", &["user"])).await;
     join(&mut alice, "lobby").await;
     let seen = say(&mut alice, "before").await;
@@ -183,7 +167,7 @@ async fn readyz_until(admin: std::net::SocketAddr, want: &str) -> String {
 #[tokio::test]
 async fn when_redis_goes_away_members_are_closed_joins_refused_and_the_node_comes_back_with_it_empty() {
     let Some(mut redis) = RedisServer::start() else { return };
-    let (a, _b) = cluster(&redis).await;
+    let (a, _b) = nodes(&redis, &[POLICY]).await;
     let admin = a.admin.unwrap();
     let (mut alice, _) = connect(&a, &token("alice", &["user"])).await;
     join(&mut alice, "lobby").await;
@@ -206,15 +190,10 @@ async fn when_redis_goes_away_members_are_closed_joins_refused_and_the_node_come
     assert!(after > before, "Redis came back empty, and the room's seq still went on: {after} after {before}");
 }
 
-/// An operator's call to `server`'s admin API.
-async fn operator(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> common::auth::Reply {
-    call_at(server.admin.unwrap(), Call { method, path, body, bearer: Some(ADMIN_KEY), ..Call::default() }).await
-}
-
 #[tokio::test]
 async fn an_operator_on_one_node_closes_connections_on_the_other() {
     let Some(redis) = RedisServer::start() else { return };
-    let (a, b) = cluster(&redis).await;
+    let (a, b) = nodes(&redis, &[POLICY]).await;
     let (mut bob, _) = connect(&b, &token("bob", &["user"])).await;
     let (mut eve, _) = connect(&b, &token("eve", &["user"])).await;
     let listed = operator(&b, "GET", "/api/connections?user=bob", None).await.json();

@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::auth::{ADMIN_KEY, PASSWORD, add_user, audited};
+use common::child::run_until;
 use common::*;
 use futures_util::StreamExt as _;
 use serde_json::json;
@@ -66,36 +67,13 @@ fn missing() -> Option<String> {
 /// Runs the browser script against `admin` to completion, killed at
 /// [`DEADLINE`]: whether it passed, and what it printed.
 fn run_script(admin: std::net::SocketAddr) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/run.mjs");
-    let mut child = Command::new("node")
-        .arg(script)
+    let mut node = Command::new("node");
+    node.arg(script)
         .env("DASHBOARD_URL", format!("http://{admin}/ui/"))
         .env("DASHBOARD_PASSWORD", PASSWORD)
-        .env("CHROMIUM", CHROMIUM)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&out).unwrap_or_default() + &std::fs::read_to_string(&err).unwrap_or_default();
-    match status {
-        Some(status) => (status.success(), text),
-        None => (false, format!("{text}\nkilled after {DEADLINE:?}")),
-    }
+        .env("CHROMIUM", CHROMIUM);
+    run_until(&mut node, DEADLINE)
 }
 
 /// Reads `ws` until the server closes it, answering pings meanwhile as a

@@ -10,9 +10,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::child::run_until;
 
 /// Longest the whole `node --test` run may take.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -30,35 +34,6 @@ fn node_major() -> Option<u32> {
 
 fn npm_present() -> bool {
     Command::new("npm").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-}
-
-/// Runs `command` to completion, killed at [`DEADLINE`].
-fn run(command: &mut Command) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let text = std::fs::read_to_string(&out).unwrap_or_default() + &std::fs::read_to_string(&err).unwrap_or_default();
-    match status {
-        Some(status) => (status.success(), text),
-        None => (false, format!("{text}\nkilled after {DEADLINE:?}")),
-    }
 }
 
 fn report(output: &Output) -> String {
@@ -101,7 +76,7 @@ fn the_javascript_client_passes_its_suites_against_this_server() {
         .collect();
     suites.sort();
     node.arg("--test").args(&suites).current_dir(&dir).env("PALISADE_BIN", env!("CARGO_BIN_EXE_palisade"));
-    let (passed, output) = run(&mut node);
+    let (passed, output) = run_until(&mut node, DEADLINE);
     assert!(passed, "the clients/js suites failed:\n{output}");
     assert!(output.contains("# pass "), "node --test ran: {output}");
     // A suite that skipped (a missing chromium outside CI) says so here.

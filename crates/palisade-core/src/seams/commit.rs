@@ -9,6 +9,7 @@
 //! outcome back to the session (`Session::committed`), so a refusal feeds
 //! the scores like any other.
 
+use palisade_protocol::{EventFrame, Identity};
 use serde_json::value::RawValue;
 
 use super::Pending;
@@ -50,6 +51,20 @@ pub struct Outgoing<'a> {
     pub data: &'a RawValue,
     /// When the server accepted it.
     pub ts: Timestamp,
+}
+
+impl<'a> Outgoing<'a> {
+    /// The `event` frame `claim`'s event goes out as, with `seq`.
+    pub fn frame(&self, claim: &Claim<'a>, seq: u64) -> EventFrame<'a> {
+        EventFrame {
+            room: claim.room,
+            seq,
+            event: claim.event,
+            from: Identity { id: self.from_id, name: self.from_name },
+            data: self.data,
+            ts: self.ts.as_millis(),
+        }
+    }
 }
 
 /// An accepted commit.

@@ -14,7 +14,7 @@ use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::replay::ReplayError;
 use palisade_core::seams::{Claim, Commit, Committed, Outgoing, Pending};
 use palisade_core::store::NonceRefused;
-use palisade_protocol::{EventFrame, Identity, ServerFrame};
+use palisade_protocol::{EventFrame, ServerFrame};
 use redis::aio::ConnectionManager;
 
 use super::{Keys, within};
@@ -56,15 +56,8 @@ impl RedisCommit {
     }
 
     async fn commit_now(&self, claim: Claim<'_>, event: Outgoing<'_>) -> Result<Committed, Refusal> {
-        let frame = EventFrame {
-            room: claim.room,
-            seq: 0,
-            event: claim.event,
-            from: Identity { id: event.from_id, name: event.from_name },
-            data: event.data,
-            ts: event.ts.as_millis(),
-        };
-        let (head, tail) = halves(frame).ok_or_else(|| Refusal::new(Kind::Internal, "event frame without a seq"))?;
+        let (head, tail) =
+            halves(event.frame(&claim, 0)).ok_or_else(|| Refusal::new(Kind::Internal, "event frame without a seq"))?;
         let settings = self.guard.settings();
         let (interval, tolerance) = match claim.rate {
             Some(rate) if claim.restricted => rate.divided(settings.restrict_divisor).gcra_params(),
@@ -154,6 +147,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use palisade_core::seams::{Bus, Deliver};
+    use palisade_protocol::Identity;
     use serde_json::value::RawValue;
     use tokio_tungstenite::tungstenite::Utf8Bytes;
 

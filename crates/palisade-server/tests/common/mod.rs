@@ -20,6 +20,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod auth;
+pub mod child;
+pub mod cluster;
 pub mod log;
 /// The cluster tests' own `redis-server`: the crate's unit tests use the
 /// same file.

@@ -1,0 +1,39 @@
+//! Two cluster-mode nodes, `a` and `b`, on one test `redis-server`
+//! (docs/OPERATIONS.md, "Cluster mode"), each with its own data directory
+//! and admin listener, and the operators' key they share.
+
+use serde_json::Value;
+
+use super::auth::{Call, Reply, call_at};
+use super::redis::RedisServer;
+use super::{NO_ABUSE_LIMITS, TestServer};
+
+/// The operators' API key on both nodes.
+pub const OPERATOR_KEY: &str = "cluster-test-admin-key-cluster-test-admin-key";
+
+/// Starts `a` and `b` on `redis` with `layers` of config over the
+/// lenient abuse limits.
+pub async fn nodes(redis: &RedisServer, layers: &[&str]) -> (TestServer, TestServer) {
+    let node = |id: &str| {
+        format!(
+            "[server]\nnode_id = \"{id}\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\ntimeout = \"2s\"\n[admin]\napi_keys = [\"{OPERATOR_KEY}\"]\n",
+            redis.url()
+        )
+    };
+    let start = |id: &str| {
+        let mut all = vec![NO_ABUSE_LIMITS];
+        all.extend_from_slice(layers);
+        let own = node(id);
+        async move {
+            let mut all = all;
+            all.push(&own);
+            TestServer::start_layers(&all).await
+        }
+    };
+    (start("a").await, start("b").await)
+}
+
+/// An operator's call to `server`'s admin API.
+pub async fn operator(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> Reply {
+    call_at(server.admin.unwrap(), Call { method, path, body, bearer: Some(OPERATOR_KEY), ..Call::default() }).await
+}
