@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::secret::SecretKeys;
 use super::{ConfigError, duration};
 
 /// Shortest webhook secret accepted, in bytes.
@@ -107,32 +108,15 @@ impl AlertsConfig {
         if self.url.is_empty() {
             return Ok(None);
         }
-        let secret = match (self.secret.is_empty(), self.secret_file.is_empty()) {
-            (false, false) => {
-                return Err(ConfigError::invalid("alerts.secret", "give secret or secret_file, not both"));
-            }
-            (false, true) => self.secret.clone().into_bytes(),
-            (true, false) => {
-                let path = base_dir.join(&self.secret_file);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| ConfigError::invalid("alerts.secret_file", format!("{}: {e}", path.display())))?;
-                text.trim_end_matches(['\r', '\n']).as_bytes().to_vec()
-            }
-            (true, true) => {
-                return Err(ConfigError::invalid(
-                    "alerts.secret",
-                    "missing: alerts.url needs a secret to sign with (alerts.secret or alerts.secret_file)",
-                ));
-            }
-        };
-        if secret.len() < MIN_ALERT_SECRET_BYTES {
-            let name = if self.secret.is_empty() { "alerts.secret_file" } else { "alerts.secret" };
-            return Err(ConfigError::invalid(
-                name,
-                format!("the secret needs at least {MIN_ALERT_SECRET_BYTES} bytes"),
-            ));
+        let keys =
+            SecretKeys { inline: ("alerts.secret", &self.secret), file: ("alerts.secret_file", &self.secret_file) };
+        match keys.read(base_dir, MIN_ALERT_SECRET_BYTES, "secret")? {
+            Some(secret) => Ok(Some(AlertSecret(secret))),
+            None => Err(ConfigError::invalid(
+                "alerts.secret",
+                "missing: alerts.url needs a secret to sign with (alerts.secret or alerts.secret_file)",
+            )),
         }
-        Ok(Some(AlertSecret(secret)))
     }
 }
 

@@ -9,6 +9,7 @@ use palisade_core::audit::MIN_KEY_BYTES;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{create_private, create_private_dir, fresh_secret};
+use super::secret::SecretKeys;
 use super::{ConfigError, duration};
 
 /// File under the data directory holding the dev profile's checkpoint key.
@@ -118,31 +119,17 @@ impl AuditConfig {
     /// `<data_dir>/audit-key` (mode 0600) and read back after. `None` when
     /// none is configured and not in the dev profile.
     pub fn key(&self, base_dir: &Path, dev_data_dir: Option<&Path>) -> Result<Option<AuditKey>, ConfigError> {
-        let key = match (self.checkpoint_key.is_empty(), self.checkpoint_key_file.is_empty()) {
-            (false, false) => {
-                return Err(ConfigError::invalid(
-                    "audit.checkpoint_key",
-                    "give checkpoint_key or checkpoint_key_file, not both",
-                ));
-            }
-            (false, true) => self.checkpoint_key.clone().into_bytes(),
-            (true, false) => {
-                let path = base_dir.join(&self.checkpoint_key_file);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    ConfigError::invalid("audit.checkpoint_key_file", format!("{}: {e}", path.display()))
-                })?;
-                text.trim_end_matches(['\r', '\n']).as_bytes().to_vec()
-            }
-            (true, true) => match dev_data_dir {
+        let keys = SecretKeys {
+            inline: ("audit.checkpoint_key", &self.checkpoint_key),
+            file: ("audit.checkpoint_key_file", &self.checkpoint_key_file),
+        };
+        let key = match keys.read(base_dir, MIN_KEY_BYTES, "key")? {
+            Some(key) => key,
+            None => match dev_data_dir {
                 Some(data_dir) => dev_audit_key(data_dir)?,
                 None => return Ok(None),
             },
         };
-        if key.len() < MIN_KEY_BYTES {
-            let name =
-                if self.checkpoint_key.is_empty() { "audit.checkpoint_key_file" } else { "audit.checkpoint_key" };
-            return Err(ConfigError::invalid(name, format!("the key needs at least {MIN_KEY_BYTES} bytes")));
-        }
         Ok(Some(AuditKey(key)))
     }
 

@@ -19,6 +19,7 @@ mod issuers;
 mod keys;
 mod locate;
 mod login;
+mod secret;
 mod tls;
 
 use std::collections::BTreeMap;
