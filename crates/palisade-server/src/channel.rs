@@ -35,9 +35,9 @@ impl ControlChannel for LocalChannel {
     }
 }
 
-/// The conformance suite every control channel passes, given a way to make
-/// one over a hub of this node (`n1`): the memory one now, and unchanged
-/// the cluster's, whose commands for this node come back to the same hub.
+/// The conformance suite every control channel passes, given one over a
+/// hub of node `n1`: the memory one, and the cluster's on Redis, whose
+/// commands for this node come back to the same hub.
 #[cfg(test)]
 pub(crate) mod conformance {
     use std::net::Ipv4Addr;
@@ -66,10 +66,8 @@ pub(crate) mod conformance {
         tokio::time::timeout(Duration::from_millis(20), control.requested()).await.ok()
     }
 
-    /// Runs every case against channels `make` builds.
-    pub(crate) async fn run(make: impl Fn(Arc<Hub>) -> Box<dyn ControlChannel>) {
-        let hub = Arc::new(Hub::default());
-        let channel = make(Arc::clone(&hub));
+    /// Runs every case against `channel`, which asks `hub`'s connections.
+    pub(crate) async fn run(hub: Arc<Hub>, channel: Box<dyn ControlChannel>) {
         // The connections join no room: which bus does not matter.
         let bus = MemoryBus::new(Arc::default(), Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>);
         let mut held = Vec::new();
@@ -119,6 +117,7 @@ mod tests {
     #[tokio::test]
     async fn the_local_channel_passes_the_conformance_suite() {
         let node = NodeId::parse("n1").unwrap();
-        conformance::run(|hub| Box::new(LocalChannel { hub, node: node.clone() })).await;
+        let hub = Arc::new(Hub::default());
+        conformance::run(Arc::clone(&hub), Box::new(LocalChannel { hub, node })).await;
     }
 }

@@ -109,6 +109,33 @@ pub(crate) fn perform(local: &LocalChannel, text: &str) {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn the_redis_channel_passes_the_conformance_suite() {
+        use std::time::Duration;
+
+        use palisade_core::seams::Deliver;
+        use redis::aio::ConnectionManager;
+        use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+        use crate::cluster::testing::RedisServer;
+        use crate::cluster::{ClockCheck, Keys};
+        use crate::hub::Hub;
+
+        let Some(server) = RedisServer::start() else { return };
+        let client = redis::Client::open(server.url()).unwrap();
+        let conn = ConnectionManager::new(client.clone()).await.unwrap();
+        let hub = Arc::new(Hub::default());
+        let local = Arc::new(LocalChannel { hub: Arc::clone(&hub), node: NodeId::parse("n1").unwrap() });
+        let performer = Arc::clone(&local);
+        let on_control: crate::cluster::bus::OnControl = Arc::new(move |text: &str| perform(&performer, text));
+        let sink = Arc::clone(&hub) as Arc<dyn Deliver<Utf8Bytes>>;
+        let clock = Arc::new(ClockCheck::new(Duration::from_secs(1)));
+        let timeout = Duration::from_secs(5);
+        let bus = RedisBus::connect(&client, conn, Keys::new("channel"), sink, timeout, Some(on_control), clock);
+        let channel = RedisChannel::new(local, Arc::new(bus.await.unwrap()));
+        crate::channel::conformance::run(hub, Box::new(channel)).await;
+    }
+
     #[test]
     fn commands_travel_as_they_were_sent() {
         let node = NodeId::parse("a").unwrap();
