@@ -64,11 +64,15 @@ pub enum Kind {
     Expired,
     /// The server failed.
     Internal,
+    /// State the server shares with other nodes cannot be reached, so it
+    /// will not act on its own copy (cluster mode's `store.fail_mode`,
+    /// `/auth/*`): 503, try again soon.
+    Unavailable,
 }
 
 impl Kind {
     /// Every kind, in declaration order.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Self::Banned,
         Self::RapidReconnect,
         Self::TooManyConnections,
@@ -89,6 +93,7 @@ impl Kind {
         Self::TooManyViolations,
         Self::Expired,
         Self::Internal,
+        Self::Unavailable,
     ];
 
     /// Stable snake_case name: the metric label, the `abuse.weights` key,
@@ -115,6 +120,7 @@ impl Kind {
             Self::TooManyViolations => "too_many_violations",
             Self::Expired => "expired",
             Self::Internal => "internal",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -125,7 +131,7 @@ impl Kind {
     /// failures and its capacity weigh nothing.
     pub fn default_weight(self) -> u32 {
         match self {
-            Self::Banned | Self::AtCapacity | Self::Internal | Self::Expired => 0,
+            Self::Banned | Self::AtCapacity | Self::Internal | Self::Unavailable | Self::Expired => 0,
             Self::NotMember | Self::UnknownEvent | Self::RateExcess | Self::TooManyConnections | Self::LoginFailure => {
                 1
             }
@@ -152,7 +158,7 @@ impl Kind {
             }
             Self::Oversize => ErrorCode::TooLarge,
             Self::Expired => ErrorCode::Expired,
-            Self::AtCapacity | Self::Internal => ErrorCode::Internal,
+            Self::AtCapacity | Self::Internal | Self::Unavailable => ErrorCode::Internal,
         }
     }
 
@@ -161,7 +167,7 @@ impl Kind {
         match self {
             Self::AuthFailure | Self::LoginFailure | Self::Expired => 401,
             Self::RapidReconnect | Self::TooManyConnections | Self::RateExcess | Self::TooManyViolations => 429,
-            Self::AtCapacity => 503,
+            Self::AtCapacity | Self::Unavailable => 503,
             Self::Internal => 500,
             Self::Protocol | Self::Schema | Self::Spam | Self::UnknownEvent | Self::Oversize => 400,
             Self::Banned | Self::Origin | Self::Forbidden | Self::NotMember | Self::Csrf | Self::Replay => 403,
@@ -183,7 +189,7 @@ impl Kind {
         match self.status() {
             401 => r#"{"error":"unauthorized","message":"authentication required"}"#,
             429 => r#"{"error":"rate_limited","message":"too many requests"}"#,
-            503 => r#"{"error":"unavailable","message":"server at capacity"}"#,
+            503 => r#"{"error":"unavailable","message":"temporarily unavailable"}"#,
             400 => r#"{"error":"bad_request","message":"bad request"}"#,
             500 => r#"{"error":"internal","message":"internal error"}"#,
             _ => r#"{"error":"forbidden","message":"not allowed"}"#,

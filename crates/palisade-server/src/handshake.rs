@@ -1,6 +1,7 @@
 //! `GET /ws`: the checks before the 101, in the order of
 //! docs/ARCHITECTURE.md ("Handshake"): the guard's ban, reconnect rate and
-//! cap of the address, the server's capacity, Origin and token
+//! cap of the address, the shared state (cluster mode's `store.fail_mode`),
+//! the server's capacity, Origin and token
 //! (`core::handshake`), then the guard's ban and cap of the user. Every
 //! refusal is counted, scored and logged the same way, and a refusal that
 //! escalates to a ban closes the banned subject's live connections too.
@@ -34,6 +35,12 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
         // `judge` passes only verdicts that come with a ticket.
         return Err(state.enforce.refuse(Refusal::new(Kind::Internal, "connected without a ticket"), knock, None));
     };
+    // Cluster mode without Redis (`store.fail_mode`); the ban above was
+    // judged first, on the node's own copy.
+    if let Err(refusal) = state.settings.config.store.fail_mode.admit(state.bus.ready()) {
+        state.guard.release(ticket);
+        return Err(state.enforce.refuse(refusal, knock, None));
+    }
     let Some(slot) = state.reserve_slot() else {
         state.guard.release(ticket);
         return Err(state.enforce.refuse(

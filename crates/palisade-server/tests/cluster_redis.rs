@@ -9,7 +9,8 @@
 
 mod common;
 
-use common::cluster::{nodes, operator};
+use common::auth::{Call, call};
+use common::cluster::{node, nodes, operator};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{Value, json};
@@ -188,6 +189,37 @@ async fn when_redis_goes_away_members_are_closed_joins_refused_and_the_node_come
     join(&mut carol, "lobby").await;
     let after = say(&mut carol, "after").await;
     assert!(after > before, "Redis came back empty, and the room's seq still went on: {after} after {before}");
+}
+
+#[tokio::test]
+async fn without_redis_an_open_node_admits_a_closed_one_refuses_and_auth_answers_503_on_both() {
+    let Some(mut redis) = RedisServer::start() else { return };
+    let open = node(&redis, "a", &[POLICY]).await;
+    let closed = node(&redis, "c", &[POLICY, "[store]\nfail_mode = \"closed\"\n"]).await;
+    connect(&closed, &token("alice", &["user"])).await;
+
+    redis.stop();
+    for server in [&open, &closed] {
+        readyz_until(server.admin.unwrap(), "\"bus\"").await;
+    }
+    // `open`: on the node's own copy of the bans and revocations.
+    connect(&open, &token("bob", &["user"])).await;
+    let carol = token("carol", &["user"]);
+    let dial = Dial { bearer: Some(&carol), ..Dial::default() };
+    assert_eq!(refused(&closed, dial.clone()).await, (503, Some(1)), "closed: try again in a second");
+    assert_eq!(
+        dial_at(closed.addr, dial.clone()).await.err(),
+        Some((503, r#"{"error":"unavailable","message":"temporarily unavailable"}"#.to_owned()))
+    );
+    for server in [&open, &closed] {
+        let reply = call(server, Call::post("/auth/login", json!({"username": "alice", "password": "pw"}))).await;
+        assert_eq!((reply.status, reply.header("retry-after")), (503, Some("1")), "{}", reply.body);
+        assert_eq!(reply.json()["error"], "unavailable");
+    }
+
+    redis.start_again();
+    readyz_until(closed.admin.unwrap(), "\"ready\"").await;
+    dial_at(closed.addr, dial).await.expect("admitted again once Redis answers");
 }
 
 #[tokio::test]

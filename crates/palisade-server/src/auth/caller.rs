@@ -14,6 +14,7 @@ use palisade_core::login::device::{DeviceVerdict, fingerprint};
 use palisade_core::login::throttle::LoginThrottle;
 use palisade_core::origin::CredentialKind;
 use palisade_core::refusal::{Kind, Refusal};
+use palisade_core::seams::FailMode;
 use serde::Deserialize;
 use tracing::info;
 
@@ -55,10 +56,18 @@ impl Caller {
         Ok((login, caller))
     }
 
-    /// [`Caller::at`], and a browser's Origin is allowed: the checks every
-    /// `/auth/*` request passes first.
+    /// [`Caller::at`], the shared state answers (cluster mode), and a
+    /// browser's Origin is allowed: the checks every `/auth/*` request
+    /// passes first.
     pub(super) fn at_door<'s>(state: &'s AppState, req: &Request) -> Result<(&'s Login, Caller), AuthRejection> {
         let (login, caller) = Self::at(state, req)?;
+        // Logins, refreshes and logouts act on shared state: never decided
+        // on this node's copy while Redis is out of reach, whatever
+        // `store.fail_mode` lets the handshake do.
+        FailMode::Closed.admit(state.bus.ready()).map_err(|refusal| {
+            state.enforce.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
+            AuthRejection::Refused(refusal.kind, refusal.retry_after)
+        })?;
         check_origin(state, caller.origin.as_deref(), CredentialKind::Bearer).inspect_err(|_| {
             state.enforce.refuse_knock(
                 &Refusal::new(Kind::Origin, "auth: origin not allowed"),

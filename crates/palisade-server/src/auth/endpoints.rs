@@ -362,12 +362,17 @@ fn token_pair(login: &Login, session: &LoginSession, user: &User, access: &str, 
 }
 
 /// Runs a store call (and password hashing) through the gateway, as the
-/// operation `op`.
+/// operation `op`; a failure answers 503 `unavailable`.
 async fn blocking<T: Send + 'static>(
     op: &'static str,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, AuthRejection> {
-    crate::gateway::blocking(op, f).await.map_err(|e| AuthRejection::internal(format!("store: {e}")))
+    crate::gateway::blocking(op, f).await.map_err(|e| {
+        // The store's own failure (a locked file, Redis gone): worth a
+        // retry, unlike a bug.
+        tracing::error!(error = %e, op, "auth endpoint: store failed");
+        AuthRejection::Refused(Kind::Unavailable, Some(std::time::Duration::from_secs(1)))
+    })
 }
 
 /// An access token for `session`'s `user`, with the user's current roles.

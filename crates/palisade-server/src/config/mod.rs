@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use palisade_core::policy::{EventSpec, RoleSpec, RoomSpec};
 use palisade_core::sanitize::InvalidUrl;
+use palisade_core::seams::FailMode;
 use palisade_protocol::ENVELOPE_HEADROOM;
 use serde::{Deserialize, Serialize};
 
@@ -176,6 +177,8 @@ pub struct StoreConfig {
     /// ready.
     #[serde(with = "duration")]
     pub max_clock_skew: Duration,
+    /// What a handshake gets while this node cannot reach Redis.
+    pub fail_mode: FailMode,
 }
 
 /// `store.backend`.

@@ -14,23 +14,19 @@ pub const OPERATOR_KEY: &str = "cluster-test-admin-key-cluster-test-admin-key";
 /// Starts `a` and `b` on `redis` with `layers` of config over the
 /// lenient abuse limits.
 pub async fn nodes(redis: &RedisServer, layers: &[&str]) -> (TestServer, TestServer) {
-    let node = |id: &str| {
-        format!(
-            "[server]\nnode_id = \"{id}\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\ntimeout = \"2s\"\n[admin]\napi_keys = [\"{OPERATOR_KEY}\"]\n",
-            redis.url()
-        )
-    };
-    let start = |id: &str| {
-        let mut all = vec![NO_ABUSE_LIMITS];
-        all.extend_from_slice(layers);
-        let own = node(id);
-        async move {
-            let mut all = all;
-            all.push(&own);
-            TestServer::start_layers(&all).await
-        }
-    };
-    (start("a").await, start("b").await)
+    (node(redis, "a", layers).await, node(redis, "b", layers).await)
+}
+
+/// Starts node `id` on `redis` with `layers` of config over the lenient
+/// abuse limits.
+pub async fn node(redis: &RedisServer, id: &str, layers: &[&str]) -> TestServer {
+    let own = format!(
+        "[server]\nnode_id = \"{id}\"\n[store]\nbackend = \"redis\"\nredis_url = \"{}\"\nprefix = \"t\"\ntimeout = \"2s\"\n[admin]\napi_keys = [\"{OPERATOR_KEY}\"]\n",
+        redis.url()
+    );
+    let mut all = vec![NO_ABUSE_LIMITS, &own];
+    all.extend_from_slice(layers);
+    TestServer::start_layers(&all).await
 }
 
 /// An operator's call to `server`'s admin API.
