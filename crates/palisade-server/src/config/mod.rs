@@ -187,9 +187,9 @@ pub struct StoreConfig {
 pub enum StoreBackend {
     /// The embedded SQLite file `<server.data_dir>/palisade.db`.
     Sqlite,
-    /// Cluster mode: the message path, bans and revocations on Redis
-    /// (`store.redis_url`), the rest in each node's SQLite file for now
-    /// (docs/OPERATIONS.md).
+    /// Cluster mode: the message path, bans, revocations, users and login
+    /// sessions on Redis (`store.redis_url`), rooms' owners and the audit
+    /// log in each node's SQLite file (docs/OPERATIONS.md).
     Redis,
 }
 

@@ -1,5 +1,6 @@
-//! [`ClusterStore`]: the shared bans and revocations beside the node's own
-//! SQLite file, every store trait by delegation.
+//! [`ClusterStore`]: the shared bans, revocations, users and login
+//! sessions beside the node's own SQLite file, every store trait by
+//! delegation.
 
 use std::time::Duration;
 
@@ -17,9 +18,9 @@ use palisade_store::Sqlite;
 
 use super::RedisShared;
 
-/// Cluster mode's store: bans and revocations in Redis, shared by the
-/// nodes; users, login sessions, owners and the audit chain in the node's
-/// own SQLite file (docs/OPERATIONS.md, "Cluster mode").
+/// Cluster mode's store: bans, revocations, users and login sessions in
+/// Redis, shared by the nodes; rooms' owners and the audit chain in the
+/// node's own SQLite file (docs/OPERATIONS.md, "Cluster mode").
 #[derive(Debug)]
 pub(crate) struct ClusterStore {
     pub(crate) local: Sqlite,
@@ -51,62 +52,40 @@ impl BanStore for ClusterStore {
         self.shared.prune_history(before, keep)
     }
 
-    /// Moves with either counter: the shared one, and the file's, which
-    /// moves when another process ends login sessions here (`palisade
-    /// user remove`) and so revokes them. Only a change matters, never
-    /// the value: the shared one is turned half-way so that the two small
-    /// counters do not cancel out.
     fn version(&self) -> Result<u64, StoreError> {
-        Ok(self.shared.version()?.rotate_left(32) ^ self.local.version()?)
+        self.shared.version()
     }
 }
 
 impl RevocationStore for ClusterStore {
-    /// The shared revocations and this node's own: ending a login session
-    /// (a logout, a reused refresh token) revokes it in the file, with the
-    /// session, and those stay on the node that holds the session.
     fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
-        let mut all = self.shared.revocations()?;
-        all.extend(self.local.revocations()?);
-        Ok(all)
+        self.shared.revocations()
     }
 
-    /// Redis first, then the user's sessions here. SQLite did both in one
-    /// transaction; across two stores, this order means a failure between
-    /// them leaves the tokens revoked on every node (what matters most)
-    /// and an error for the operator to retry, which ends the sessions
-    /// then (revoking again keeps the later instant). The other order
-    /// could end the sessions and leave their tokens working elsewhere.
-    /// A refresh between the two mints a token the session's own
-    /// revocation covers, on this node.
     fn revoke(&self, revocation: &Revocation, now: Timestamp, reason: &str) -> Result<Vec<String>, StoreError> {
-        self.shared.revoke(revocation, now, reason)?;
-        match revocation {
-            Revocation::User { user, .. } => self.local.end_user_sessions(user, EndReason::Revoked, now),
-            Revocation::Token(_) | Revocation::Session(_) => Ok(Vec::new()),
-        }
+        self.shared.revoke(revocation, now, reason)
     }
 }
 
 impl UserStore for ClusterStore {
     fn add_user(&self, user: &User) -> Result<bool, StoreError> {
-        self.local.add_user(user)
+        self.shared.add_user(user)
     }
 
     fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
-        self.local.user(id)
+        self.shared.user(id)
     }
 
     fn users(&self) -> Result<Vec<User>, StoreError> {
-        self.local.users()
+        self.shared.users()
     }
 
     fn set_roles(&self, id: &str, roles: &[String]) -> Result<bool, StoreError> {
-        self.local.set_roles(id, roles)
+        self.shared.set_roles(id, roles)
     }
 
     fn remove_user(&self, id: &str, now: Timestamp) -> Result<Option<Vec<String>>, StoreError> {
-        self.local.remove_user(id, now)
+        self.shared.remove_user(id, now)
     }
 }
 
@@ -118,7 +97,7 @@ impl SessionStore for ClusterStore {
         cap: SessionCap,
         now: Timestamp,
     ) -> Result<Result<Vec<String>, CapReached>, StoreError> {
-        self.local.open_session(session, first, cap, now)
+        self.shared.open_session(session, first, cap, now)
     }
 
     fn refresh(
@@ -129,27 +108,27 @@ impl SessionStore for ClusterStore {
         device_ok: &dyn Fn(&LoginSession) -> bool,
         now: Timestamp,
     ) -> Result<Refreshed, StoreError> {
-        self.local.refresh(presented, next, reuse_grace, device_ok, now)
+        self.shared.refresh(presented, next, reuse_grace, device_ok, now)
     }
 
     fn session(&self, id: &str) -> Result<Option<LoginSession>, StoreError> {
-        self.local.session(id)
+        self.shared.session(id)
     }
 
     fn live_sessions(&self, user: &str, now: Timestamp) -> Result<Vec<LoginSession>, StoreError> {
-        self.local.live_sessions(user, now)
+        self.shared.live_sessions(user, now)
     }
 
     fn end_session(&self, id: &str, reason: EndReason, now: Timestamp) -> Result<bool, StoreError> {
-        self.local.end_session(id, reason, now)
+        self.shared.end_session(id, reason, now)
     }
 
     fn end_user_sessions(&self, user: &str, reason: EndReason, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        self.local.end_user_sessions(user, reason, now)
+        self.shared.end_user_sessions(user, reason, now)
     }
 
     fn prune_sessions(&self, before: Timestamp, expired_before: Timestamp) -> Result<usize, StoreError> {
-        self.local.prune_sessions(before, expired_before)
+        self.shared.prune_sessions(before, expired_before)
     }
 }
 

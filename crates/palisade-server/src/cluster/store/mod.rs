@@ -1,7 +1,9 @@
-//! Bans and revocations on Redis (docs/ARCHITECTURE.md, "Cluster mode"):
-//! [`RedisShared`] implements core's `BanStore` and `RevocationStore` so
-//! every node reads and writes one copy, and [`ClusterStore`] (`composite`) puts it
-//! beside the node's own SQLite file, which keeps everything else.
+//! Bans, revocations, users and login sessions on Redis
+//! (docs/ARCHITECTURE.md, "Cluster mode"): [`RedisShared`] implements
+//! core's `BanStore`, `RevocationStore`, `UserStore` (`users`) and
+//! `SessionStore` (`sessions`) so every node reads and writes one copy,
+//! and [`ClusterStore`] (`composite`) puts it beside the node's own SQLite
+//! file, which keeps rooms' owners and the audit chain.
 //!
 //! The cold path: every call comes through `gateway::call` on a blocking
 //! thread, so one synchronous connection behind a mutex suits it, opened
@@ -20,7 +22,7 @@ use std::time::Duration;
 use palisade_core::Timestamp;
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
 use palisade_core::guard::{Ban, BanSource, Subject};
-use palisade_core::store::{BanAction, BanRecord, BanStore, RevocationStore, StoreError};
+use palisade_core::store::{BanAction, BanRecord, BanStore, EndReason, RevocationStore, SessionStore as _, StoreError};
 use redis::Commands as _;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,8 @@ use super::Keys;
 
 mod composite;
 mod memory;
+mod sessions;
+mod users;
 
 pub(crate) use composite::ClusterStore;
 
@@ -417,8 +421,13 @@ impl RevocationStore for RedisShared {
         Ok(revocations.into_iter().map(|(_, r)| r).collect())
     }
 
-    /// Only the revocation: a user's login sessions are each node's own,
-    /// and [`ClusterStore`] ends them in its SQLite file.
+    /// The revocation, then a revoked user's sessions. Redis cannot do
+    /// both in one transaction as SQLite does (the sessions' is
+    /// optimistic, the revocation's a script); this order means a failure
+    /// between them leaves the tokens revoked on every node (what matters
+    /// most) and an error for the operator to retry, which ends the
+    /// sessions then (revoking again keeps the later instant). A refresh
+    /// between the two mints a token the user's revocation covers.
     fn revoke(&self, revocation: &Revocation, now: Timestamp, reason: &str) -> Result<Vec<String>, StoreError> {
         let (kind, value, before) = match revocation {
             Revocation::Token(jti) => ("token", jti.as_str(), String::new()),
@@ -434,10 +443,24 @@ impl RevocationStore for RedisShared {
                 .arg(&field)
                 .arg(&record)
                 .arg(&before)
-                .invoke::<i64>(conn)
+                .invoke::<i64>(conn)?;
+            // Its tokens' expiry is not known here: pruned by when it was
+            // made, as SQLite does (`sessions`).
+            if let Revocation::Session(sid) = revocation {
+                redis::cmd("ZADD")
+                    .arg(keys.guard("revoked-sessions-made"))
+                    .arg("NX")
+                    .arg(ms(now))
+                    .arg(sid)
+                    .exec(conn)?;
+            }
+            Ok(())
         })?;
         self.memory().revoke(field, record);
-        Ok(Vec::new())
+        match revocation {
+            Revocation::User { user, .. } => self.end_user_sessions(user, EndReason::Revoked, now),
+            Revocation::Token(_) | Revocation::Session(_) => Ok(Vec::new()),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
-//! What every `BanStore` and `RevocationStore` must do, as the SQLite
-//! store does it: one suite, run unchanged against each backend (the
-//! SQLite file here, Redis in `cluster::store`'s tests), through the
-//! traits only. [`suite!`] makes a `#[test]` of each case for a backend.
+//! What every `BanStore`, `RevocationStore`, `UserStore` and
+//! `SessionStore` must do, as the SQLite store does it: one suite, run
+//! unchanged against each backend (the SQLite file here, Redis in
+//! `cluster::store`'s tests), through the traits only. [`suite!`] makes a
+//! `#[test]` of each case for a backend; the login sessions' cases are in
+//! `sessions`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,12 +12,16 @@ use std::time::Duration;
 use palisade_core::Timestamp;
 use palisade_core::auth::{Revocation, user_revocation};
 use palisade_core::guard::{Ban, BanSource, Subject};
-use palisade_core::store::{BanAction, BanStore, RevocationStore};
+use palisade_core::store::{BanAction, BanStore, RevocationStore, SessionStore, UserStore};
+
+mod sessions;
+
+pub(crate) use sessions::*;
 
 /// What the suite needs of a store.
-pub(crate) trait Shared: BanStore + RevocationStore {}
+pub(crate) trait Shared: BanStore + RevocationStore + UserStore + SessionStore {}
 
-impl<T: BanStore + RevocationStore> Shared for T {}
+impl<T: BanStore + RevocationStore + UserStore + SessionStore> Shared for T {}
 
 /// A backend under test, fresh for each case. Every handle it opens is on
 /// the same store: a second one is what another process, or another node,
@@ -36,6 +42,15 @@ macro_rules! suite {
             prune_history_drops_old_records_and_keeps_the_newest,
             another_handle_sees_every_write_and_the_version_moves,
             revocations_round_trip_and_a_user_keeps_the_later_instant,
+            users_are_added_once_read_listed_given_roles_and_removed,
+            a_refresh_token_rotates_once_and_its_reuse_ends_the_session,
+            a_session_refreshed_in_a_loop_keeps_recognising_its_newest_used_tokens,
+            a_refused_device_or_an_expired_token_changes_nothing,
+            the_cap_evicts_the_least_recently_active_or_refuses,
+            ending_sessions_revokes_them_and_pruning_forgets_them_later,
+            revoking_or_removing_a_user_ends_their_sessions,
+            a_session_revocation_lasts_as_long_as_its_newest_token_whatever_the_ttl_now,
+            another_handle_refreshes_a_session_opened_on_this_one,
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {

@@ -1,0 +1,73 @@
+//! Cluster mode's shared users and login sessions (docs/OPERATIONS.md,
+//! "Cluster mode"), on a real `redis-server`: a user added with `palisade
+//! user` and a node's config logs in on one node, refreshes on the other,
+//! and a logout on either ends the session on both.
+
+// Helpers outside #[test] functions panic on setup failures by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use common::auth::{Call, PASSWORD, call, refresh};
+use common::cluster::nodes;
+use common::redis::RedisServer;
+use common::*;
+use serde_json::{Value, json};
+
+/// `palisade user add ID --role user --config CONFIG`, the password piped.
+async fn add_user(config: std::path::PathBuf, id: &'static str) {
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(["user", "add", id, "--role", "user", "--config"])
+            .arg(&config)
+            .env_remove("PALISADE_CONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn login(server: &TestServer, user: &str) -> Value {
+    let reply = call(server, Call::post("/auth/login", json!({"username": user, "password": PASSWORD}))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+fn access(pair: &Value) -> String {
+    pair["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_session_opened_on_one_node_refreshes_and_ends_on_the_other() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = nodes(&redis, &[]).await;
+    add_user(a.config_path.clone(), "alice").await;
+
+    let on_a = login(&a, "alice").await;
+    let rotated = refresh(&b, on_a["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(rotated.status, 200, "b refreshes a's session: {}", rotated.body);
+    let pair = rotated.json();
+    assert_eq!(pair["session_id"], on_a["session_id"]);
+    assert_eq!(refresh(&b, on_a["refresh_token"].as_str().unwrap()).await.status, 401, "used once, on any node");
+
+    let (mut socket_on_b, _) = connect(&b, &access(&pair)).await;
+    let listed = call(&a, Call { bearer: Some(&access(&pair)), ..Call::get("/auth/sessions") }).await;
+    assert_eq!(listed.json()["sessions"].as_array().unwrap().len(), 1, "{}", listed.body);
+
+    let out = call(&a, Call { bearer: Some(&access(&pair)), ..Call::post("/auth/logout", json!({})) }).await;
+    assert_eq!((out.status, out.json()["ended"].as_u64()), (200, Some(1)), "{}", out.body);
+    assert_eq!(close_code(&mut socket_on_b).await, Some(4003), "the session's socket on b");
+    assert_eq!(refresh(&b, pair["refresh_token"].as_str().unwrap()).await.status, 401);
+    let dial = Dial { bearer: Some(&access(&pair)), ..Dial::default() };
+    assert_eq!(refused(&b, dial).await.0, 401, "b refuses the ended session's token");
+}
