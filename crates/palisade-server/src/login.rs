@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use palisade_core::Timestamp;
 use palisade_core::auth::{KeyError, TokenRequest, TokenSigner, hash_password};
-use palisade_core::login::throttle::LoginThrottle;
+use palisade_core::login::throttle::ThrottleCounts;
 use palisade_core::store::LoginSession;
 use tokio::sync::Semaphore;
 
@@ -21,10 +21,10 @@ use crate::settings::{Profile, Settings, signer};
 pub(crate) struct Login {
     pub(crate) signer: TokenSigner,
     pub(crate) settings: LoginSettings,
-    pub(crate) throttle: LoginThrottle,
+    pub(crate) throttle: Arc<dyn ThrottleCounts>,
     /// The admin listener's `/api/login` counts: separate, so failures on
     /// one listener never hold up logins on the other.
-    pub(crate) admin_throttle: LoginThrottle,
+    pub(crate) admin_throttle: Arc<dyn ThrottleCounts>,
     /// Verified against when the user does not exist, so an unknown name
     /// costs the same time as a wrong password.
     pub(crate) decoy_hash: String,
@@ -60,8 +60,8 @@ impl Login {
             .map_err(|e| ConfigError::invalid("login", format!("cannot prepare password hashing: {e}")))?;
         Ok(Some(Self {
             signer,
-            throttle: LoginThrottle::new(login.throttle),
-            admin_throttle: LoginThrottle::new(login.throttle),
+            throttle: throttle(config, login.throttle, "login")?,
+            admin_throttle: throttle(config, login.throttle, "admin-login")?,
             settings: login,
             decoy_hash,
             hashing: Arc::new(Semaphore::new(config.login.max_concurrent_hashes)),
@@ -81,7 +81,7 @@ impl Login {
 
     /// The failed-login counts of `/auth/login`, or with `admin` of the
     /// admin listener's `/api/login`.
-    pub(crate) fn throttle(&self, admin: bool) -> &LoginThrottle {
+    pub(crate) fn throttle(&self, admin: bool) -> &Arc<dyn ThrottleCounts> {
         if admin { &self.admin_throttle } else { &self.throttle }
     }
 
@@ -106,4 +106,13 @@ impl Login {
         };
         self.signer.mint(request, now, &mut rand::rng())
     }
+}
+
+/// A listener's failed-login counts, where `[store]` keeps them.
+fn throttle(
+    config: &crate::config::Config,
+    settings: palisade_core::login::throttle::ThrottleSettings,
+    listener: &'static str,
+) -> Result<Arc<dyn ThrottleCounts>, ConfigError> {
+    crate::store::login_throttle(config, settings, listener).map_err(|e| ConfigError::invalid("store.redis_url", e.0))
 }

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
+use palisade_core::login::throttle::{LoginThrottle, ThrottleCounts, ThrottleSettings};
 use palisade_core::store::StoreError;
 use palisade_store::{DB_FILE, Sqlite};
 
 use crate::cluster::Keys;
-use crate::cluster::store::{ClusterStore, RedisShared};
+use crate::cluster::store::{ClusterStore, RedisShared, RedisThrottle};
 use crate::config::{Config, StoreBackend};
 use crate::gateway::Store;
 
@@ -35,8 +36,8 @@ pub(crate) fn open_existing(config: &Config) -> Result<Arc<dyn Store>, StoreErro
 }
 
 /// The store around the node's own file: the file alone, or in cluster
-/// mode the file with the bans and revocations every node shares in
-/// Redis (docs/OPERATIONS.md, "Cluster mode"). Redis is dialled at the
+/// mode the file with the bans, revocations, users and login sessions
+/// every node shares in Redis (docs/OPERATIONS.md, "Cluster mode"). Redis is dialled at the
 /// first call that needs it.
 fn with_backend(config: &Config, local: Sqlite) -> Result<Arc<dyn Store>, StoreError> {
     match config.store.backend {
@@ -45,6 +46,25 @@ fn with_backend(config: &Config, local: Sqlite) -> Result<Arc<dyn Store>, StoreE
             let shared = RedisShared::new(&config.store.redis_url, Keys::new(&config.store.prefix))?;
             Ok(Arc::new(ClusterStore { local, shared }))
         }
+    }
+}
+
+/// One listener's failed-login counts (`listener`: `login` or
+/// `admin-login`): in this process, or in cluster mode in Redis, so a
+/// guesser gains nothing by spreading attempts over the nodes.
+pub(crate) fn login_throttle(
+    config: &Config,
+    settings: ThrottleSettings,
+    listener: &'static str,
+) -> Result<Arc<dyn ThrottleCounts>, StoreError> {
+    match config.store.backend {
+        StoreBackend::Sqlite => Ok(Arc::new(LoginThrottle::new(settings))),
+        StoreBackend::Redis => Ok(Arc::new(RedisThrottle::new(
+            &config.store.redis_url,
+            Keys::new(&config.store.prefix),
+            listener,
+            settings,
+        )?)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Cluster mode's shared users and login sessions (docs/OPERATIONS.md,
 //! "Cluster mode"), on a real `redis-server`: a user added with `palisade
 //! user` and a node's config logs in on one node, refreshes on the other,
-//! and a logout on either ends the session on both.
+//! and a logout on either ends the session on both; failed logins count
+//! on every node.
 
 // Helpers outside #[test] functions panic on setup failures by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -70,4 +71,22 @@ async fn a_session_opened_on_one_node_refreshes_and_ends_on_the_other() {
     assert_eq!(refresh(&b, pair["refresh_token"].as_str().unwrap()).await.status, 401);
     let dial = Dial { bearer: Some(&access(&pair)), ..Dial::default() };
     assert_eq!(refused(&b, dial).await.0, 401, "b refuses the ended session's token");
+}
+
+#[tokio::test]
+async fn failed_logins_on_either_node_count_for_both() {
+    let Some(redis) = RedisServer::start() else { return };
+    let throttle = "[login]\nfree_failures_per_user = 2\nbackoff_base = \"30s\"\n";
+    let (a, b) = nodes(&redis, &[throttle]).await;
+    add_user(a.config_path.clone(), "alice").await;
+    let guess = || Call::post("/auth/login", json!({"username": "alice", "password": "wrong"}));
+    // Two free failures, one on each node; the third starts the back-off.
+    for node in [&a, &b, &a] {
+        assert_eq!(call(node, guess()).await.status, 401);
+    }
+    let held = call(&b, guess()).await;
+    assert_eq!(held.status, 429, "b counts a's failures: {}", held.body);
+    assert_eq!(held.header("retry-after"), Some("30"));
+    let other = call(&b, Call { from: Some([127, 0, 0, 9]), ..guess() }).await;
+    assert_eq!(other.status, 401, "another address is not held up by this one's guesses");
 }

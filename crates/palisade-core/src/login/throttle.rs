@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::Timestamp;
 use crate::addr::IpKey;
+use crate::store::StoreError;
 
 /// When failures start to cost, for one kind of key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,48 +89,52 @@ pub struct Failure {
     pub locked: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Ip(IpKey),
-    User(IpKey, String),
-    Name(String),
+/// One key's failures, as counted and as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Failures since the key was last forgotten.
+    pub failures: u32,
+    /// The last of them.
+    pub last_failure: Timestamp,
+    /// No attempt under the key before this.
+    pub blocked_until: Timestamp,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    failures: u32,
-    last_failure: Timestamp,
-    blocked_until: Timestamp,
-}
-
-/// Longest user name counted as given; a longer one counts as its first
-/// bytes, so a flood of huge names costs bounded memory.
-const MAX_NAME_KEY: usize = 128;
-
-/// The failure counts.
-#[derive(Debug)]
-pub struct LoginThrottle {
-    settings: ThrottleSettings,
-    entries: Mutex<HashMap<Key, Entry>>,
-}
-
-impl LoginThrottle {
-    /// An empty throttle.
-    pub fn new(settings: ThrottleSettings) -> Self {
-        Self { settings, entries: Mutex::new(HashMap::new()) }
+impl Entry {
+    /// `<failures>|<last failure ms>|<blocked until ms>`, for a store.
+    pub fn record(&self) -> String {
+        format!("{}|{}|{}", self.failures, self.last_failure.as_millis(), self.blocked_until.as_millis())
     }
 
-    /// May `ip` try to log in as `user` at `now`?
-    pub fn check(&self, ip: IpKey, user: &str, now: Timestamp) -> Result<(), Blocked> {
-        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = name_key(user);
-        let keys = [
-            (Key::Ip(ip), KeyKind::Ip, self.settings.per_ip),
-            (Key::User(ip, name.clone()), KeyKind::User, self.settings.per_user),
-            (Key::Name(name), KeyKind::Name, self.name_steps()),
-        ];
-        for (key, by, steps) in keys {
-            if let Some(entry) = entries.get(&key).filter(|e| self.live(e, now))
+    /// The entry a [`Entry::record`] wrote; `None` for anything else.
+    pub fn parse(record: &str) -> Option<Self> {
+        let mut parts = record.splitn(3, '|');
+        let mut next = || parts.next().and_then(|p| p.parse::<u64>().ok());
+        let failures = u32::try_from(next()?).ok()?;
+        let (last, until) = (next()?, next()?);
+        Some(Self {
+            failures,
+            last_failure: Timestamp::from_millis(last),
+            blocked_until: Timestamp::from_millis(until),
+        })
+    }
+}
+
+/// The three keys an attempt by `ip` as `user` is counted under, in
+/// [`KeyKind`] order (address, name from the address, name), named for a
+/// store.
+pub fn keys(ip: IpKey, user: &str) -> [String; 3] {
+    let name = name_key(user);
+    [format!("ip:{ip}"), format!("user:{ip}:{name}"), format!("name:{name}")]
+}
+
+/// The throttle's rules, on the entries of one attempt's [`keys`] (`None`:
+/// nothing counted), wherever they are kept.
+impl ThrottleSettings {
+    /// May the attempt whose entries these are go ahead at `now`?
+    pub fn check(&self, entries: &[Option<Entry>; 3], now: Timestamp) -> Result<(), Blocked> {
+        for ((entry, by), steps) in entries.iter().zip(KINDS).zip(self.steps()) {
+            if let Some(entry) = entry.filter(|e| self.live(e, now))
                 && now < entry.blocked_until
             {
                 return Err(Blocked {
@@ -142,80 +147,184 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Counts a failed attempt (wrong password or unknown user) at `now`.
-    pub fn failed(&self, ip: IpKey, user: &str, now: Timestamp) -> Failure {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = name_key(user);
-        let (ip_failures, ip_locked) = self.count(&mut entries, Key::Ip(ip), self.settings.per_ip, now);
-        let (user_failures, user_locked) =
-            self.count(&mut entries, Key::User(ip, name.clone()), self.settings.per_user, now);
+    /// Counts a failed attempt (wrong password or unknown user) at `now`
+    /// into its entries.
+    pub fn fail(&self, entries: &mut [Option<Entry>; 3], now: Timestamp) -> Failure {
+        let [per_ip, per_user, name] = self.steps();
+        let [ip_entry, user_entry, name_entry] = entries;
+        let (ip_failures, ip_locked) = self.count(ip_entry, per_ip, now);
+        let (user_failures, user_locked) = self.count(user_entry, per_user, now);
         // The name counts addresses, not failures: an address adds one the
         // first time it fails on the name, however often it fails after.
         let user_addresses = if user_failures == 1 {
-            self.count(&mut entries, Key::Name(name), self.name_steps(), now).0
+            self.count(name_entry, name, now).0
         } else {
-            entries.get(&Key::Name(name)).filter(|e| self.live(e, now)).map_or(0, |e| e.failures)
+            name_entry.filter(|e| self.live(e, now)).map_or(0, |e| e.failures)
         };
         Failure { ip_failures, user_failures, user_addresses, locked: ip_locked || user_locked }
     }
 
-    /// A successful login as `user` from `ip`: the name's counts start
-    /// over (from this address and from every address).
-    pub fn succeeded(&self, ip: IpKey, user: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = name_key(user);
-        entries.remove(&Key::User(ip, name.clone()));
-        entries.remove(&Key::Name(name));
+    /// Whether `entry` still counts at `now`: blocked, or failed lately.
+    pub fn live(&self, entry: &Entry, now: Timestamp) -> bool {
+        now < self.keep_until(entry)
     }
 
-    /// Forgets keys whose failures are forgotten and that are not blocked.
-    pub fn sweep(&self, now: Timestamp) {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, e| self.live(e, now));
+    /// When `entry` may be forgotten.
+    pub fn keep_until(&self, entry: &Entry) -> Timestamp {
+        entry.blocked_until.max(entry.last_failure.saturating_add(self.forget_after))
     }
 
-    /// Keys tracked now.
-    pub fn tracked(&self) -> usize {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).len()
+    /// The steps of each kind of key, in [`KeyKind`] order; a name from
+    /// every address has free addresses, then waits, never a lock.
+    fn steps(&self) -> [Steps; 3] {
+        [self.per_ip, self.per_user, Steps { free: self.free_addresses_per_user, lock_after: u32::MAX }]
     }
 
-    /// The name's steps: free addresses, then waits, never a lock.
-    fn name_steps(&self) -> Steps {
-        Steps { free: self.settings.free_addresses_per_user, lock_after: u32::MAX }
-    }
-
-    fn live(&self, entry: &Entry, now: Timestamp) -> bool {
-        now < entry.blocked_until || now < entry.last_failure.saturating_add(self.settings.forget_after)
-    }
-
-    fn count(&self, entries: &mut HashMap<Key, Entry>, key: Key, steps: Steps, now: Timestamp) -> (u32, bool) {
-        if !entries.contains_key(&key) && entries.len() >= self.settings.max_tracked.max(1) {
-            entries.retain(|_, e| self.live(e, now));
-            if entries.len() >= self.settings.max_tracked.max(1) {
-                // Every key is live: the stalest gives way. Rare (a table
-                // full of failing keys) and O(n) only then.
-                let stalest = entries.iter().min_by_key(|(_, e)| e.last_failure).map(|(k, _)| k.clone());
-                if let Some(stalest) = stalest {
-                    entries.remove(&stalest);
-                }
-            }
-        }
-        let entry = entries.entry(key).or_insert(Entry { failures: 0, last_failure: now, blocked_until: now });
+    fn count(&self, entry: &mut Option<Entry>, steps: Steps, now: Timestamp) -> (u32, bool) {
+        let fresh = Entry { failures: 0, last_failure: now, blocked_until: now };
+        let entry = entry.get_or_insert(fresh);
         if !self.live(entry, now) {
-            *entry = Entry { failures: 0, last_failure: now, blocked_until: now };
+            *entry = fresh;
         }
         entry.failures = entry.failures.saturating_add(1);
         entry.last_failure = now;
         let locked = entry.failures >= steps.lock_after;
         let wait = if locked {
-            self.settings.lock_for
+            self.lock_for
         } else if entry.failures > steps.free {
             let doublings = (entry.failures - steps.free - 1).min(31);
-            self.settings.base_delay.saturating_mul(1 << doublings).min(self.settings.max_delay)
+            self.base_delay.saturating_mul(1 << doublings).min(self.max_delay)
         } else {
             Duration::ZERO
         };
         entry.blocked_until = entry.blocked_until.max(now.saturating_add(wait));
         (entry.failures, locked)
+    }
+}
+
+const KINDS: [KeyKind; 3] = [KeyKind::Ip, KeyKind::User, KeyKind::Name];
+
+/// Where the failure counts live: one process's memory
+/// ([`LoginThrottle`]), or a store the nodes of a cluster share. Either
+/// applies [`ThrottleSettings`]' rules.
+pub trait ThrottleCounts: Send + Sync + std::fmt::Debug {
+    /// May `ip` try to log in as `user` at `now`?
+    fn check(&self, ip: IpKey, user: &str, now: Timestamp) -> Result<Result<(), Blocked>, StoreError>;
+
+    /// Counts a failed attempt at `now`.
+    fn failed(&self, ip: IpKey, user: &str, now: Timestamp) -> Result<Failure, StoreError>;
+
+    /// A successful login as `user` from `ip`: the name's counts start
+    /// over (from this address and from every address).
+    fn succeeded(&self, ip: IpKey, user: &str) -> Result<(), StoreError>;
+
+    /// Forgets what no longer counts (a store that expires keys itself
+    /// has nothing to do).
+    fn sweep(&self, _now: Timestamp) {}
+}
+
+/// Longest user name counted as given; a longer one counts as its first
+/// bytes, so a flood of huge names costs bounded memory.
+const MAX_NAME_KEY: usize = 128;
+
+/// The failure counts in this process's memory, bounded by
+/// [`ThrottleSettings::max_tracked`].
+#[derive(Debug)]
+pub struct LoginThrottle {
+    settings: ThrottleSettings,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl LoginThrottle {
+    /// An empty throttle.
+    pub fn new(settings: ThrottleSettings) -> Self {
+        Self { settings, entries: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// May `ip` try to log in as `user` at `now`?
+    pub fn check(&self, ip: IpKey, user: &str, now: Timestamp) -> Result<(), Blocked> {
+        let entries = self.lock();
+        self.settings.check(&keys(ip, user).map(|k| entries.get(&k).copied()), now)
+    }
+
+    /// Counts a failed attempt (wrong password or unknown user) at `now`.
+    pub fn failed(&self, ip: IpKey, user: &str, now: Timestamp) -> Failure {
+        let mut entries = self.lock();
+        let keys = keys(ip, user);
+        self.make_room(&mut entries, &keys, now);
+        let mut counted = keys.each_ref().map(|k| entries.get(k).copied());
+        let failure = self.settings.fail(&mut counted, now);
+        for (key, entry) in keys.into_iter().zip(counted) {
+            if let Some(entry) = entry {
+                entries.insert(key, entry);
+            }
+        }
+        failure
+    }
+
+    /// A successful login as `user` from `ip`: the name's counts start
+    /// over (from this address and from every address).
+    pub fn succeeded(&self, ip: IpKey, user: &str) {
+        let mut entries = self.lock();
+        let [_, from_ip, name] = keys(ip, user);
+        entries.remove(&from_ip);
+        entries.remove(&name);
+    }
+
+    /// Forgets keys whose failures are forgotten and that are not blocked.
+    pub fn sweep(&self, now: Timestamp) {
+        self.lock().retain(|_, e| self.settings.live(e, now));
+    }
+
+    /// Keys tracked now.
+    pub fn tracked(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Keeps the table within `max_tracked` once `keys` are in it: the
+    /// forgotten keys go, then, if every key is live, the stalest. Rare (a
+    /// table full of failing keys) and O(n) only then.
+    fn make_room(&self, entries: &mut HashMap<String, Entry>, keys: &[String; 3], now: Timestamp) {
+        let max = self.settings.max_tracked.max(keys.len());
+        let room = |entries: &HashMap<String, Entry>| {
+            entries.len() + keys.iter().filter(|k| !entries.contains_key(*k)).count() <= max
+        };
+        if room(entries) {
+            return;
+        }
+        entries.retain(|_, e| self.settings.live(e, now));
+        while !room(entries) {
+            let stalest = entries
+                .iter()
+                .filter(|(k, _)| !keys.contains(k))
+                .min_by_key(|(_, e)| e.last_failure)
+                .map(|(k, _)| k.clone());
+            let Some(stalest) = stalest else { return };
+            entries.remove(&stalest);
+        }
+    }
+}
+
+impl ThrottleCounts for LoginThrottle {
+    fn check(&self, ip: IpKey, user: &str, now: Timestamp) -> Result<Result<(), Blocked>, StoreError> {
+        Ok(Self::check(self, ip, user, now))
+    }
+
+    fn failed(&self, ip: IpKey, user: &str, now: Timestamp) -> Result<Failure, StoreError> {
+        Ok(Self::failed(self, ip, user, now))
+    }
+
+    fn succeeded(&self, ip: IpKey, user: &str) -> Result<(), StoreError> {
+        Self::succeeded(self, ip, user);
+        Ok(())
+    }
+
+    fn sweep(&self, now: Timestamp) {
+        Self::sweep(self, now);
     }
 }
 
@@ -358,6 +467,15 @@ mod tests {
         let later = T0.saturating_add(secs(2000));
         let failure = t.failed(ip(1), "carol", later);
         assert_eq!((failure.user_failures, failure.user_addresses), (1, 1));
+    }
+
+    #[test]
+    fn an_entry_round_trips_through_its_record_and_nothing_else_parses() {
+        let entry = Entry { failures: 3, last_failure: T0, blocked_until: T0.saturating_add(secs(5)) };
+        assert_eq!(Entry::parse(&entry.record()), Some(entry));
+        for bad in ["", "1|2", "x|1|2", "1|2|3|4", "99999999999|1|2", "-1|2|3"] {
+            assert_eq!(Entry::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //! through `Enforcement` like any other; the client gets one generic body.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::extract::Request;
 use http::{HeaderMap, header};
 use palisade_core::auth::Identity;
 use palisade_core::handshake::{HandshakeRequest, session_cookie};
 use palisade_core::login::device::{DeviceVerdict, fingerprint};
-use palisade_core::login::throttle::LoginThrottle;
+use palisade_core::login::throttle::ThrottleCounts;
 use palisade_core::origin::CredentialKind;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::seams::FailMode;
@@ -119,13 +120,15 @@ impl Caller {
 
     /// Refuses a login attempt while its name or address backs off or is
     /// locked (429 with `Retry-After`), before its password is looked at.
-    pub(super) fn throttled(
+    pub(super) async fn throttled(
         &self,
         state: &AppState,
-        throttle: &LoginThrottle,
+        throttle: &Arc<dyn ThrottleCounts>,
         username: &str,
     ) -> Result<(), AuthRejection> {
-        let blocked = match throttle.check(self.knock.ip, username, state.clock.now()) {
+        let (throttle, ip, name, now) = (Arc::clone(throttle), self.knock.ip, username.to_owned(), state.clock.now());
+        let blocked = match super::endpoints::blocking("login_throttle", move || throttle.check(ip, &name, now)).await?
+        {
             Ok(()) => return Ok(()),
             Err(blocked) => blocked,
         };

@@ -14,7 +14,7 @@ use palisade_core::auth::verify_password;
 use palisade_core::handshake::cookie;
 use palisade_core::login::device::{DeviceVerdict, fingerprint};
 use palisade_core::login::refresh::{NewRefreshToken, RefreshVerdict, refresh_token_hash};
-use palisade_core::login::throttle::LoginThrottle;
+use palisade_core::login::throttle::ThrottleCounts;
 use palisade_core::origin::CredentialKind;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::store::{EndReason, LoginSession, MAX_USER_AGENT, Refreshed, StoreError, StoredRefresh, User};
@@ -62,12 +62,12 @@ pub(super) async fn login(State(state): State<Arc<AppState>>, req: Request) -> R
 pub(crate) async fn check_password(
     state: &Arc<AppState>,
     login: &Login,
-    throttle: &LoginThrottle,
+    throttle: &Arc<dyn ThrottleCounts>,
     caller: &Caller,
     username: &str,
     password: String,
 ) -> Result<User, AuthRejection> {
-    caller.throttled(state, throttle, username)?;
+    caller.throttled(state, throttle, username).await?;
     let Ok(Ok(turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
         let refusal = Refusal::new(Kind::AtCapacity, "login: no turn at password hashing within 2 s");
         state.enforce.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
@@ -76,7 +76,7 @@ pub(crate) async fn check_password(
     // Again, now that it is this attempt's turn: the failures of attempts
     // that queued beside it are counted by now, so a burst of concurrent
     // guesses cannot all slip past the check they passed together.
-    caller.throttled(state, throttle, username)?;
+    caller.throttled(state, throttle, username).await?;
     let store = Arc::clone(&state.store);
     let decoy = login.decoy_hash.clone();
     let name = username.to_owned();
@@ -94,33 +94,39 @@ pub(crate) async fn check_password(
     let user = match checked {
         (_, Some(user)) => user,
         (known, None) => {
-            let failure = throttle.failed(caller.knock.ip, username, now);
+            let (counts, ip, name) = (Arc::clone(throttle), caller.knock.ip, username.to_owned());
+            // Audited and scored even when the counts are out of reach
+            // (cluster mode without Redis), which then answers 503.
+            let counted = blocking("login_throttle", move || counts.failed(ip, &name, now)).await;
             // The name is logged only when it is a user's: a name that is
             // not may be a password typed into the wrong field.
             let user = known.then_some(username);
+            let failure = counted.as_ref().ok();
             warn!(
                 ip = %caller.knock.ip,
                 user,
                 known,
-                user_failures = failure.user_failures,
-                user_addresses = failure.user_addresses,
-                ip_failures = failure.ip_failures,
-                locked = failure.locked,
+                user_failures = failure.map(|f| f.user_failures),
+                user_addresses = failure.map(|f| f.user_addresses),
+                ip_failures = failure.map(|f| f.ip_failures),
+                locked = failure.is_some_and(|f| f.locked),
                 "login failed"
             );
             let refusal = Refusal::new(Kind::LoginFailure, "login: unknown user or wrong password");
             state.enforce.count_refusal(&refusal);
-            let detail = format!("{} (locked: {})", refusal.reason, failure.locked);
+            let detail = format!("{} (locked: {})", refusal.reason, failure.is_some_and(|f| f.locked));
             state.audit.record(
                 Entry::new(now, audit::Kind::Refused(Kind::LoginFailure), &detail).ip(caller.knock.ip).user(user),
             );
             let escalation = state.guard.penalize(None, caller.knock.ip, None, refusal.kind, now);
             state.enforce.escalate(escalation, caller.knock.ip, None);
+            counted?;
             return Err(AuthRejection::Refused(Kind::LoginFailure, None));
         }
     };
     drop(turn);
-    throttle.succeeded(caller.knock.ip, username);
+    let (counts, ip, name) = (Arc::clone(throttle), caller.knock.ip, username.to_owned());
+    blocking("login_throttle", move || counts.succeeded(ip, &name)).await?;
     Ok(user)
 }
 
@@ -363,7 +369,7 @@ fn token_pair(login: &Login, session: &LoginSession, user: &User, access: &str, 
 
 /// Runs a store call (and password hashing) through the gateway, as the
 /// operation `op`; a failure answers 503 `unavailable`.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     op: &'static str,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, AuthRejection> {

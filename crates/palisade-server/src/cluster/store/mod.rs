@@ -31,9 +31,11 @@ use super::Keys;
 mod composite;
 mod memory;
 mod sessions;
+mod throttle;
 mod users;
 
 pub(crate) use composite::ClusterStore;
+pub(crate) use throttle::RedisThrottle;
 
 /// How long connecting, and then each reply, may take. Longer than
 /// `store.timeout` (the message path's): nothing waits on these but an

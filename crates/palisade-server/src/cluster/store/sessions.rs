@@ -121,14 +121,14 @@ fn carried(e: StoreError) -> redis::RedisError {
 }
 
 impl RedisShared {
-    /// Runs `decide` under `WATCH watch` and applies its writes in one
+    /// Runs `decide` under `WATCH` of the `watch` keys and applies its writes in one
     /// `MULTI`/`EXEC`; tries again, up to [`ATTEMPTS`] times, when another
     /// client changed `watch` in between. `decide` reads only after the
     /// `WATCH`, so its answer is judged on what the writes replace.
     pub(super) fn atomically<T>(
         &self,
         what: &str,
-        watch: &str,
+        watch: &[&str],
         mut decide: impl FnMut(&mut Connection, &Keys) -> Result<Decided<T>, StoreError>,
     ) -> Result<T, StoreError> {
         self.run(what, |conn, keys| {
@@ -291,7 +291,7 @@ impl SessionStore for RedisShared {
         now: Timestamp,
     ) -> Result<Result<Vec<String>, CapReached>, StoreError> {
         let user = session.user_id.as_str();
-        let opened = self.atomically("opening a session", &user_version(&self.keys, user), |conn, keys| {
+        let opened = self.atomically("opening a session", &[&user_version(&self.keys, user)], |conn, keys| {
             let live = Self::live_of(conn, keys, user, now)?;
             let ages: Vec<(&str, Timestamp)> =
                 live.iter().map(|(id, s)| (id.as_str(), Timestamp::from_millis(s.last_active))).collect();
@@ -337,7 +337,7 @@ impl SessionStore for RedisShared {
             return Ok(Refreshed::Unknown);
         };
         let mut reused = None;
-        let refreshed = self.atomically("refreshing", &user_version(&self.keys, &owner.user), |conn, keys| {
+        let refreshed = self.atomically("refreshing", &[&user_version(&self.keys, &owner.user)], |conn, keys| {
             let text: Option<String> = conn.hget(keys.guard("refresh"), presented).map_err(|e| read_failed(&e))?;
             let Some(text) = text else { return Ok((Refreshed::Unknown, None)) };
             let token: StoredToken = decode(&text, "a refresh token")?;
@@ -401,7 +401,7 @@ impl SessionStore for RedisShared {
         let Some(owner) = self.run("ending a session", |conn, keys| Ok(Self::stored_session(conn, keys, id)))?? else {
             return Ok(false);
         };
-        let ended = self.atomically("ending a session", &user_version(&self.keys, &owner.user), |conn, keys| {
+        let ended = self.atomically("ending a session", &[&user_version(&self.keys, &owner.user)], |conn, keys| {
             match Self::stored_session(conn, keys, id)? {
                 Some(stored) if stored.ended.is_none() => {
                     let mut writes = redis::pipe();
@@ -417,7 +417,7 @@ impl SessionStore for RedisShared {
 
     /// In one transaction.
     fn end_user_sessions(&self, user: &str, reason: EndReason, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        let ended = self.atomically("ending a user's sessions", &user_version(&self.keys, user), |conn, keys| {
+        let ended = self.atomically("ending a user's sessions", &[&user_version(&self.keys, user)], |conn, keys| {
             let mut writes = redis::pipe();
             let ended = Self::end_live(conn, keys, &mut writes, user, reason, now)?;
             if ended.is_empty() {
@@ -446,7 +446,7 @@ impl SessionStore for RedisShared {
                 continue;
             };
             let pruned =
-                self.atomically("pruning sessions", &user_version(&self.keys, &owner.user), |conn, keys| {
+                self.atomically("pruning sessions", &[&user_version(&self.keys, &owner.user)], |conn, keys| {
                     match Self::stored_session(conn, keys, &id)? {
                         Some(stored) if stored.end() < ms(before) => {
                             let tokens: Vec<String> =

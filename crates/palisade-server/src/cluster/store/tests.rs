@@ -168,3 +168,46 @@ fn when_redis_comes_back_empty_the_nodes_put_back_what_they_held() {
     assert_eq!(version(&b), settled, "once");
     assert_eq!(version(&a), settled);
 }
+
+#[test]
+fn failed_logins_counted_on_one_node_hold_up_the_other_and_expire_when_forgotten() {
+    use palisade_core::addr::IpKey;
+    use palisade_core::login::throttle::{Steps, ThrottleCounts, ThrottleSettings};
+
+    use super::RedisThrottle;
+
+    let Some(server) = RedisServer::start() else { return };
+    let settings = ThrottleSettings {
+        per_ip: Steps { free: 10, lock_after: 50 },
+        per_user: Steps { free: 1, lock_after: 3 },
+        free_addresses_per_user: 5,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(60),
+        lock_for: Duration::from_secs(900),
+        forget_after: Duration::from_secs(600),
+        max_tracked: 1000,
+    };
+    let node = |listener| RedisThrottle::new(&server.url(), Keys::new("t"), listener, settings).unwrap();
+    let (a, b, admin) = (node("login"), node("login"), node("admin-login"));
+    let ip = IpKey::of([127, 0, 0, 3].into());
+    a.failed(ip, "alice", T0).unwrap();
+    assert_eq!(b.check(ip, "alice", T0).unwrap(), Ok(()), "one free failure");
+    let second = b.failed(ip, "alice", T0).unwrap();
+    assert_eq!((second.user_failures, second.user_addresses), (2, 1), "b counted a's");
+    let blocked = a.check(ip, "Alice", T0).unwrap().unwrap_err();
+    assert_eq!(blocked.retry_after, Duration::from_secs(1));
+    assert_eq!(admin.check(ip, "alice", T0).unwrap(), Ok(()), "the admin listener counts apart");
+    let third = a.failed(ip, "alice", T0.saturating_add(Duration::from_secs(1))).unwrap();
+    assert!(third.locked);
+
+    // Each key lives as long as core remembers it: the lock, 900 s.
+    let mut conn = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+    let ttl: i64 = conn.pttl("t:{guard}:login:user:127.0.0.3:alice").unwrap();
+    assert!((899_000..=900_000).contains(&ttl), "{ttl}");
+    b.succeeded(ip, "alice").unwrap();
+    let later = T0.saturating_add(Duration::from_secs(1));
+    assert_eq!(a.check(ip, "alice", later).unwrap(), Ok(()), "a success clears the name");
+    let _: () = conn.set("t:{guard}:login:ip:127.0.0.3", "junk").unwrap();
+    let err = a.check(ip, "alice", T0).unwrap_err().to_string();
+    assert!(err.contains("t:{guard}:login:ip:127.0.0.3: corrupt"), "{err}");
+}

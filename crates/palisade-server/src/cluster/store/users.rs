@@ -53,7 +53,7 @@ impl UserStore for RedisShared {
     }
 
     fn set_roles(&self, id: &str, roles: &[String]) -> Result<bool, StoreError> {
-        self.atomically("setting roles", &user_version(&self.keys, id), |conn, keys| {
+        self.atomically("setting roles", &[&user_version(&self.keys, id)], |conn, keys| {
             let text: Option<String> = conn.hget(keys.guard("users"), id).map_err(|e| read_failed(&e))?;
             let Some(text) = text else { return Ok((false, None)) };
             let stored = StoredUser { roles: roles.to_vec(), ..decode(&text, &format!("user {id:?}"))? };
@@ -68,7 +68,7 @@ impl UserStore for RedisShared {
     }
 
     fn remove_user(&self, id: &str, now: Timestamp) -> Result<Option<Vec<String>>, StoreError> {
-        let ended = self.atomically("removing a user", &user_version(&self.keys, id), |conn, keys| {
+        let ended = self.atomically("removing a user", &[&user_version(&self.keys, id)], |conn, keys| {
             let exists: bool = conn.hexists(keys.guard("users"), id).map_err(|e| read_failed(&e))?;
             if !exists {
                 return Ok((None, None));
