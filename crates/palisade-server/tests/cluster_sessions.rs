@@ -2,7 +2,8 @@
 //! "Cluster mode"), on a real `redis-server`: a user added with `palisade
 //! user` and a node's config logs in on one node, refreshes on the other,
 //! and a logout on either ends the session on both; failed logins count
-//! on every node.
+//! on every node; an operator on one node ends an admin's browser session
+//! on another.
 
 // Helpers outside #[test] functions panic on setup failures by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -12,17 +13,17 @@ mod common;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use common::auth::{Call, PASSWORD, call, refresh};
-use common::cluster::nodes;
+use common::auth::{Call, PASSWORD, call, call_at, refresh};
+use common::cluster::{nodes, operator};
 use common::redis::RedisServer;
 use common::*;
 use serde_json::{Value, json};
 
-/// `palisade user add ID --role user --config CONFIG`, the password piped.
-async fn add_user(config: std::path::PathBuf, id: &'static str) {
+/// `palisade user add ID --role ROLE --config CONFIG`, the password piped.
+async fn add_user_as(config: std::path::PathBuf, id: &'static str, role: &'static str) {
     let out = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["user", "add", id, "--role", "user", "--config"])
+            .args(["user", "add", id, "--role", role, "--config"])
             .arg(&config)
             .env_remove("PALISADE_CONFIG")
             .stdin(Stdio::piped())
@@ -36,6 +37,10 @@ async fn add_user(config: std::path::PathBuf, id: &'static str) {
     .await
     .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn add_user(config: std::path::PathBuf, id: &'static str) {
+    add_user_as(config, id, "user").await;
 }
 
 async fn login(server: &TestServer, user: &str) -> Value {
@@ -89,4 +94,35 @@ async fn failed_logins_on_either_node_count_for_both() {
     assert_eq!(held.header("retry-after"), Some("30"));
     let other = call(&b, Call { from: Some([127, 0, 0, 9]), ..guess() }).await;
     assert_eq!(other.status, 401, "another address is not held up by this one's guesses");
+}
+
+#[tokio::test]
+async fn an_operator_on_one_node_ends_an_admins_browser_session_on_the_other() {
+    let Some(redis) = RedisServer::start() else { return };
+    let (a, b) = nodes(&redis, &["[roles.user]\npermissions = []\n[roles.admin]\npermissions = []\n"]).await;
+    add_user_as(a.config_path.clone(), "ops", "admin").await;
+    // The admin listener's own origin, as the test client names its host.
+    let origin = Some("http://x");
+    let admin_b = b.admin.unwrap();
+    let login = Call { origin, ..Call::post("/api/login", json!({"username": "ops", "password": PASSWORD})) };
+    let reply = call_at(admin_b, login).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let cookie = format!("palisade_admin={}", reply.cookie("palisade_admin").unwrap());
+    let sid = reply.json()["session"].as_str().unwrap().to_owned();
+    let session = || Call { cookie: Some(&cookie), origin, ..Call::get("/api/session") };
+    assert_eq!(call_at(admin_b, session()).await.status, 200);
+
+    let revoked = operator(&a, "POST", "/api/revoke", Some(json!({"session": sid}))).await;
+    assert_eq!(revoked.status, 200, "a stores the revocation for the node that holds it: {}", revoked.body);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = call_at(admin_b, session()).await.status;
+        if status == 401 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b never ended the session: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let unknown = operator(&a, "POST", "/api/revoke", Some(json!({"session": "sid_nobody"}))).await;
+    assert_eq!(unknown.status, 404, "a login session must exist: {}", unknown.body);
 }

@@ -25,6 +25,10 @@ use crate::auth::Identity;
 
 /// The admin session cookie.
 pub const ADMIN_COOKIE: &str = "palisade_admin";
+/// What every admin browser session's id starts with, so an operator's
+/// revocation by id tells it from a login session's.
+pub const ADMIN_SESSION_PREFIX: &str = "asid_";
+
 /// The request header that carries the session's CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -90,7 +94,7 @@ impl AdminSessions {
             self.evict_least_recently_used(|_| true);
         }
         let expires = now.saturating_add(self.lifetime);
-        identity.session_id = Some(crate::random_id("asid_", rng));
+        identity.session_id = Some(crate::random_id(ADMIN_SESSION_PREFIX, rng));
         identity.issued_at = Some(now);
         identity.expires_at = expires;
         identity.token_id = None;

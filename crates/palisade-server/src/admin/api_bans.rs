@@ -13,6 +13,7 @@ use axum::extract::{Query, Request, State};
 use axum::response::Response;
 use http::StatusCode;
 use palisade_core::Timestamp;
+use palisade_core::admin::session::ADMIN_SESSION_PREFIX;
 use palisade_core::audit::Entry;
 use palisade_core::auth::{Revocation, check_jti, user_revocation};
 use palisade_core::guard::{Ban, Subject};
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::shared::{Actor, ApiError, admin_action, blocking, body, page_size, query, reply};
+use crate::config::StoreBackend;
 use crate::ops::{self, Via};
 use crate::state::{AppState, Store};
 
@@ -183,16 +185,23 @@ pub(crate) async fn revoke(
         (None, Some(sid), None) => {
             check_jti(&sid).map_err(|_| ApiError::BadRequest("session is not a valid id".into()))?;
             let id = sid.clone();
-            // An admin browser session (`asid_…`) lives in this process only.
+            // An admin browser session (`asid_…`) lives in one process:
+            // this one, or in cluster mode maybe another node's, which
+            // ends it at its next request once the revocation is stored
+            // (every request checks the revocations).
             let admin = state.admin_sessions().close_where(|s| s.identity.session_id.as_deref() == Some(sid.as_str()));
-            let entry = if admin == 0 {
-                blocking("session_end", move || ops::end_session(store.as_ref(), &id, Via::Api, now))
-                    .await?
-                    .ok_or(ApiError::NotFound("not_found", "no live session with that id"))?
+            if admin > 0 {
+                (format!("revoked session:{sid}"), ops::session_revoked(&sid, Via::Api, now))
+            } else if sid.starts_with(ADMIN_SESSION_PREFIX)
+                && state.settings.config.store.backend == StoreBackend::Redis
+            {
+                revoked(store, Revocation::Session(sid), reason, now).await?
             } else {
-                ops::session_revoked(&sid, Via::Api, now)
-            };
-            (format!("revoked session:{sid}"), entry)
+                let entry = blocking("session_end", move || ops::end_session(store.as_ref(), &id, Via::Api, now))
+                    .await?
+                    .ok_or(ApiError::NotFound("not_found", "no live session with that id"))?;
+                (format!("revoked session:{sid}"), entry)
+            }
         }
         (None, None, Some(user)) => {
             let before = request.before.map_or(now, palisade_core::Timestamp::from_millis);
