@@ -68,7 +68,7 @@ impl MessagePath {
             StoreBackend::Redis => {
                 let store = &config.store;
                 let failed = |e: redis::RedisError| ClusterError(e.to_string());
-                let client = redis::Client::open(store.redis_url.as_str()).map_err(failed)?;
+                let client = crate::cluster::client(config).map_err(ClusterError)?;
                 let manager = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(store.timeout));

@@ -43,7 +43,7 @@ fn with_backend(config: &Config, local: Sqlite) -> Result<Arc<dyn Store>, StoreE
     match config.store.backend {
         StoreBackend::Sqlite => Ok(Arc::new(local)),
         StoreBackend::Redis => {
-            let shared = RedisShared::new(&config.store.redis_url, Keys::new(&config.store.prefix))?;
+            let shared = RedisShared::new(redis_client(config)?, Keys::new(&config.store.prefix));
             Ok(Arc::new(ClusterStore { local, shared }))
         }
     }
@@ -59,13 +59,14 @@ pub(crate) fn login_throttle(
 ) -> Result<Arc<dyn ThrottleCounts>, StoreError> {
     match config.store.backend {
         StoreBackend::Sqlite => Ok(Arc::new(LoginThrottle::new(settings))),
-        StoreBackend::Redis => Ok(Arc::new(RedisThrottle::new(
-            &config.store.redis_url,
-            Keys::new(&config.store.prefix),
-            listener,
-            settings,
-        )?)),
+        StoreBackend::Redis => {
+            Ok(Arc::new(RedisThrottle::new(redis_client(config)?, Keys::new(&config.store.prefix), listener, settings)))
+        }
     }
+}
+
+fn redis_client(config: &Config) -> Result<redis::Client, StoreError> {
+    crate::cluster::client(config).map_err(StoreError)
 }
 
 /// Where the store is, for an operator's message. Never the Redis URL: it

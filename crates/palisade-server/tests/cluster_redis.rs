@@ -9,10 +9,15 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::auth::{Call, call};
 use common::cluster::{node, nodes, operator};
 use common::redis::RedisServer;
 use common::*;
+use palisade_server::config::{Config, Source};
+use palisade_server::server::Server;
+use palisade_server::settings::{Profile, Settings};
 use serde_json::{Value, json};
 
 const POLICY: &str = r#"
@@ -132,9 +137,6 @@ async fn recover_on_the_other_node_returns_exactly_the_missed_events() {
 
 #[tokio::test]
 async fn a_node_that_cannot_reach_redis_does_not_start_and_never_shows_the_password() {
-    use palisade_server::config::{Config, Source};
-    use palisade_server::server::Server;
-    use palisade_server::settings::{Profile, Settings};
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +145,7 @@ async fn a_node_that_cannot_reach_redis_does_not_start_and_never_shows_the_passw
             .replace("[server]\n", &format!("[server]\ndata_dir = \"{}\"\n", dir.path().display()));
     let path = dir.path().join("palisade.toml");
     std::fs::write(&path, text).unwrap();
-    let config = Config::load(Source::File(&path), &std::collections::BTreeMap::new()).unwrap();
+    let config = Config::load(Source::File(&path), &BTreeMap::new()).unwrap();
     let dev = Settings::new(config.clone(), Profile::Dev).unwrap_err().to_string();
     assert!(dev.contains("store.backend") && dev.contains("--dev"), "{dev}");
     let settings = Settings::new(config, Profile::Production).unwrap();
@@ -243,4 +245,32 @@ async fn an_operator_on_one_node_closes_connections_on_the_other() {
     assert_eq!(close_code(&mut eve).await, Some(4003));
     let gone = operator(&a, "DELETE", "/api/connections/a-999999", None).await;
     assert_eq!(gone.status, 404, "this node's own ids are known here: {}", gone.body);
+}
+
+#[tokio::test]
+async fn over_rediss_a_node_trusts_the_configured_ca_and_refuses_an_unknown_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().self_signed(&key).unwrap();
+    let (cert_file, key_file) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let Some(redis) = RedisServer::start_tls(cert_file.clone(), key_file) else { return };
+    assert!(redis.url().starts_with("rediss://"));
+
+    let trusting = format!("[store]\nredis_ca_file = \"{}\"\n", cert_file.display());
+    let (a, b) = nodes(&redis, &[POLICY, &trusting]).await;
+    let (mut alice, _) = connect(&a, &token("alice", &["user"])).await;
+    let (mut bob, _) = connect(&b, &token("bob", &["user"])).await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    let seq = say(&mut alice, "over tls").await;
+    assert_eq!(events(&mut bob, 1).await, [(seq, "over tls".to_owned())]);
+
+    // Without the CA, the system's roots do not know the certificate.
+    let mut config = Config::load(Source::File(&a.config_path), &BTreeMap::new()).unwrap();
+    config.store.redis_ca_file = String::new();
+    let settings = Settings::new(config, Profile::Production).unwrap();
+    let err = Server::bind(settings).await.expect_err("an untrusted Redis certificate stops the start").to_string();
+    assert!(err.contains("store.redis_url") && err.contains("UnknownIssuer"), "{err}");
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use palisade_core::refusal::{Kind, Refusal};
 
+use crate::config::Config;
+
 pub(crate) mod bus;
 pub(crate) mod channel;
 pub(crate) mod commit;
@@ -83,6 +85,24 @@ impl Keys {
     fn guard(&self, name: &str) -> String {
         format!("{}:{{guard}}:{name}", self.prefix)
     }
+}
+
+/// The Redis client `[store]` names: `redis://`, or `rediss://` trusting
+/// the system's roots or `store.redis_ca_file`'s. Nothing is dialled yet.
+/// Errors never show the URL, which may hold a password.
+pub(crate) fn client(config: &Config) -> Result<redis::Client, String> {
+    let store = &config.store;
+    let opened = if store.redis_ca_file.is_empty() {
+        redis::Client::open(store.redis_url.as_str())
+    } else {
+        let path = config.base_dir.join(&store.redis_ca_file);
+        let root_cert = std::fs::read(&path).map_err(|e| format!("store.redis_ca_file {}: {e}", path.display()))?;
+        redis::Client::build_with_tls(
+            store.redis_url.as_str(),
+            redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) },
+        )
+    };
+    opened.map_err(|e| format!("Redis (store.redis_url): {e}"))
 }
 
 /// This node's clock against Redis's (`TIME`), as last measured: a node

@@ -3,6 +3,7 @@
 //! the machine's shared server on 6379.
 
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// TLS only, with this certificate and key (PEM files).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl RedisServer {
@@ -18,6 +21,16 @@ impl RedisServer {
     /// `redis-server` is missing; under `CI=true` a missing server fails
     /// the test (`scripts/test.sh` installs it).
     pub(crate) fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// [`RedisServer::start`], speaking only TLS with `cert` and `key`.
+    #[allow(dead_code, reason = "used by the integration tests (tests/common/redis.rs), not the unit tests")]
+    pub(crate) fn start_tls(cert: PathBuf, key: PathBuf) -> Option<Self> {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(PathBuf, PathBuf)>) -> Option<Self> {
         let missing = Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err();
         if missing {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "redis-server is missing under CI (scripts/test.sh)");
@@ -26,14 +39,15 @@ impl RedisServer {
         }
         let port =
             TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
-        let mut server = Self { child: None, port };
+        let mut server = Self { child: None, port, tls };
         server.start_again();
         Some(server)
     }
 
     /// Its URL.
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// Kills it, as a crash would.
@@ -47,12 +61,20 @@ impl RedisServer {
     /// Starts it (again, empty) on its port.
     pub(crate) fn start_again(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some((cert, key)) => command
+                .args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no", "--tls-cert-file"])
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(cert),
+        };
+        let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("redis-server starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {

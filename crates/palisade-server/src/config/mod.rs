@@ -165,9 +165,14 @@ pub struct Config {
 pub struct StoreConfig {
     /// Which store.
     pub backend: StoreBackend,
-    /// `redis://[user:password@]host:port[/db]`, for `backend = "redis"`.
-    /// Never logged or quoted: it may hold a password.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS,
+    /// for `backend = "redis"`. Never logged or quoted: it may hold a
+    /// password.
     pub redis_url: String,
+    /// PEM file of the roots a `rediss://` server's certificate must chain
+    /// to, instead of the system's (relative to `base_dir`); `""`: the
+    /// system's.
+    pub redis_ca_file: String,
     /// What every Redis key and channel of this cluster starts with.
     pub prefix: String,
     /// The longest a Redis call on the message path may take.
@@ -461,12 +466,15 @@ impl Config {
         }
         if self.store.backend == StoreBackend::Redis {
             let url = &self.store.redis_url;
-            if !url.starts_with("redis://") {
+            if !url.starts_with("redis://") && !url.starts_with("rediss://") {
                 // Never the value: it may hold a password.
                 return Err(ConfigError::invalid(
                     "store.redis_url",
-                    "must be a redis:// URL when store.backend is \"redis\"",
+                    "must be a redis:// or rediss:// URL when store.backend is \"redis\"",
                 ));
+            }
+            if !self.store.redis_ca_file.is_empty() && !url.starts_with("rediss://") {
+                return Err(ConfigError::invalid("store.redis_ca_file", "needs a rediss:// store.redis_url"));
             }
             if self.store.prefix.is_empty() || self.store.prefix.contains(['{', '}']) {
                 return Err(ConfigError::invalid("store.prefix", "must be non-empty, without { or }"));

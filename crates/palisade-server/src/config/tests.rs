@@ -81,6 +81,10 @@ fn bad_values_are_named() {
         ("[store]\nbackend = \"redis\"\nredis_url = \"http://secret@x\"\n", "store.redis_url"),
         ("[store]\nbackend = \"redis\"\nredis_url = \"redis://h\"\nprefix = \"{a}\"\n", "store.prefix"),
         ("[store]\nbackend = \"redis\"\nredis_url = \"redis://h\"\ntimeout = \"0s\"\n", "store.timeout"),
+        (
+            "[store]\nbackend = \"redis\"\nredis_url = \"redis://h\"\nredis_ca_file = \"ca.pem\"\n",
+            "store.redis_ca_file",
+        ),
         ("[limits]\nmax_owned_rooms = 0\n", "limits.max_owned_rooms"),
     ] {
         let err = load_text(text, &[]).unwrap_err();

@@ -226,12 +226,11 @@ impl std::fmt::Debug for RedisShared {
 }
 
 impl RedisShared {
-    /// The store on `url`, under `keys`. Nothing is dialled yet: commands
-    /// that never touch bans or revocations (`palisade user`, `palisade
-    /// audit`) work while Redis is away.
-    pub(crate) fn new(url: &str, keys: Keys) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| failed("opening", &e))?;
-        Ok(Self { client, conn: Mutex::new(None), keys, memory: Mutex::default() })
+    /// The store on `client`'s server, under `keys`. Nothing is dialled
+    /// yet: commands that never touch shared state (`palisade audit`) work
+    /// while Redis is away.
+    pub(crate) fn new(client: redis::Client, keys: Keys) -> Self {
+        Self { client, conn: Mutex::new(None), keys, memory: Mutex::default() }
     }
 
     /// Runs `call` on the connection, opening it first if needed. After a

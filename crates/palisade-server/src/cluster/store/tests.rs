@@ -17,7 +17,7 @@ const MIN: Duration = Duration::from_secs(60);
 const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
 
 fn shared(server: &RedisServer) -> RedisShared {
-    RedisShared::new(&server.url(), Keys::new("t")).unwrap()
+    RedisShared::new(redis::Client::open(server.url()).unwrap(), Keys::new("t"))
 }
 
 /// The shared store alone.
@@ -111,7 +111,10 @@ fn a_corrupt_record_is_an_error_naming_it() {
 #[test]
 fn an_unreachable_redis_is_an_error_without_the_password() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let store = RedisShared::new(&format!("redis://ops:hunter2@127.0.0.1:{port}/"), Keys::new("t")).unwrap();
+    let store = RedisShared::new(
+        redis::Client::open(format!("redis://ops:hunter2@127.0.0.1:{port}/")).unwrap(),
+        Keys::new("t"),
+    );
     assert!(!format!("{store:?}").contains("hunter2"));
     let err = store.bans(T0, Duration::ZERO).unwrap_err().to_string();
     assert!(err.contains("Redis (store.redis_url): reading bans"), "{err}");
@@ -187,7 +190,8 @@ fn failed_logins_counted_on_one_node_hold_up_the_other_and_expire_when_forgotten
         forget_after: Duration::from_secs(600),
         max_tracked: 1000,
     };
-    let node = |listener| RedisThrottle::new(&server.url(), Keys::new("t"), listener, settings).unwrap();
+    let node =
+        |listener| RedisThrottle::new(redis::Client::open(server.url()).unwrap(), Keys::new("t"), listener, settings);
     let (a, b, admin) = (node("login"), node("login"), node("admin-login"));
     let ip = IpKey::of([127, 0, 0, 3].into());
     a.failed(ip, "alice", T0).unwrap();

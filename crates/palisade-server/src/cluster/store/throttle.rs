@@ -28,13 +28,8 @@ pub(crate) struct RedisThrottle {
 }
 
 impl RedisThrottle {
-    pub(crate) fn new(
-        url: &str,
-        keys: Keys,
-        listener: &'static str,
-        settings: ThrottleSettings,
-    ) -> Result<Self, StoreError> {
-        Ok(Self { shared: RedisShared::new(url, keys)?, listener, settings })
+    pub(crate) fn new(client: redis::Client, keys: Keys, listener: &'static str, settings: ThrottleSettings) -> Self {
+        Self { shared: RedisShared::new(client, keys), listener, settings }
     }
 
     fn names(&self, keys: &Keys, ip: IpKey, user: &str) -> [String; 3] {
