@@ -79,6 +79,10 @@ enum Scenario {
         rate: u32,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Servers the subscribers connect to, in turn (ws://IP:PORT/ws,
+        /// comma-separated: other nodes of a cluster); default: --url.
+        #[arg(long, value_delimiter = ',')]
+        subscriber_urls: Vec<String>,
     },
     /// Honest chat while hostile clients attack.
     Mixed {
@@ -177,8 +181,19 @@ async fn run(cli: &Cli) -> Result<Report, String> {
         &Scenario::Echo { connections, seconds } => {
             scenario::echo::run(&target, scenario::echo::Params { connections, duration: secs(seconds) }).await
         }
-        &Scenario::Fanout { subscribers, publishers, rate, seconds } => {
-            let p = scenario::fanout::Params { subscribers, publishers, rate, duration: secs(seconds) };
+        Scenario::Fanout { subscribers, publishers, rate, seconds, subscriber_urls } => {
+            let subscribers_on = subscriber_urls
+                .iter()
+                .map(|url| Target::new(url, &secret, c.origin.clone(), c.sources))
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?;
+            let p = scenario::fanout::Params {
+                subscribers: *subscribers,
+                publishers: *publishers,
+                rate: *rate,
+                duration: secs(*seconds),
+                subscribers_on,
+            };
             scenario::fanout::run(&target, p).await
         }
         &Scenario::Mixed { honest, rate, hostile, hostile_rate, seconds } => {

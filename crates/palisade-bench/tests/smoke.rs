@@ -64,7 +64,13 @@ async fn every_scenario_runs_and_reports() {
     positive(&r, "acks_per_sec");
     assert_eq!(r.values["errors"], 0.0);
 
-    let p = fanout::Params { subscribers: 5, publishers: 1, rate: 20, duration: Duration::from_millis(600) };
+    let p = fanout::Params {
+        subscribers: 5,
+        publishers: 1,
+        rate: 20,
+        duration: Duration::from_millis(600),
+        subscribers_on: Vec::new(),
+    };
     let r = fanout::run(t, p).await.unwrap();
     positive(&r, "delivered_per_sec");
     assert!(r.values["delivery_ratio"] > 0.5, "{r:?}");

@@ -12,7 +12,7 @@ use crate::stats::Latency;
 use crate::target::Target;
 
 /// Parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Params {
     /// Receiving connections.
     pub subscribers: usize,
@@ -22,6 +22,9 @@ pub struct Params {
     pub rate: u32,
     /// How long to publish.
     pub duration: Duration,
+    /// Where subscribers connect, in turn (other nodes of a cluster, to
+    /// measure delivery across nodes); empty: the publishers' target.
+    pub subscribers_on: Vec<Target>,
 }
 
 const ROOM: &str = "fanout";
@@ -29,9 +32,10 @@ const ROOM: &str = "fanout";
 /// Runs the scenario.
 pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     check_bounds(p.subscribers + p.publishers, p.duration)?;
+    let on = if p.subscribers_on.is_empty() { std::slice::from_ref(target) } else { &p.subscribers_on[..] };
     let mut subscribers = Vec::with_capacity(p.subscribers);
     for n in 0..p.subscribers {
-        subscribers.push(joined(target, &format!("sub{n}"), n, ROOM, None).await?);
+        subscribers.push(joined(&on[n % on.len()], &format!("sub{n}"), n, ROOM, None).await?);
     }
     let mut publishers = Vec::with_capacity(p.publishers);
     for n in 0..p.publishers {
@@ -64,6 +68,7 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
         .param("subscribers", p.subscribers)
         .param("publishers", p.publishers)
         .param("rate_per_publisher", p.rate)
+        .param("subscriber_servers", on.len())
         .param("duration_s", p.duration.as_secs_f64());
     #[allow(clippy::cast_precision_loss, reason = "small counts")]
     report.value("published", sent as f64);

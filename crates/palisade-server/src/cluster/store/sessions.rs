@@ -121,9 +121,9 @@ fn carried(e: StoreError) -> redis::RedisError {
 }
 
 impl RedisShared {
-    /// Runs `decide` under `WATCH` of the `watch` keys and applies its writes in one
-    /// `MULTI`/`EXEC`; tries again, up to [`ATTEMPTS`] times, when another
-    /// client changed `watch` in between. `decide` reads only after the
+    /// Runs `decide` under `WATCH` of the `watch` keys and applies its
+    /// writes in one `MULTI`/`EXEC`; tries again, up to [`ATTEMPTS`] times,
+    /// when another client changed a watched key in between. `decide` reads only after the
     /// `WATCH`, so its answer is judged on what the writes replace.
     pub(super) fn atomically<T>(
         &self,
@@ -146,7 +146,7 @@ impl RedisShared {
             }
             Err(redis::RedisError::from((
                 redis::ErrorKind::Client,
-                "too many concurrent changes to one user's sessions",
+                "lost the race for the same keys too many times in a row",
             )))
         })
     }
