@@ -73,9 +73,11 @@ try {
     await carol.waitFor({ state: "detached" });
   });
 
-  await step("rooms: member counts, filtered by prefix on the server", async () => {
+  await step("rooms: member counts and message rates, filtered by prefix on the server", async () => {
     await panel(page, "rooms");
     await page.locator("[data-testid=rooms] tr[data-room=lobby] td.num", { hasText: /^1$/ }).waitFor();
+    // erin talks in lobby all along: from the second read on, a rate.
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=rooms] tr[data-room=lobby] td.rate")?.textContent) > 0);
     await shot(page, "rooms");
     await page.fill("[data-testid=room-filter] input[name=prefix]", "zz");
     await page.click("[data-testid=room-filter] button[type=submit]");
