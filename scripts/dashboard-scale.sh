@@ -24,10 +24,14 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release --quiet -p palisade-server -p palisade-bench
 work=$(mktemp -d)
 server=""; load=""
+# SIGTERM, not SIGINT: a background job of a script ignores SIGINT.
+# A process ended by a signal "fails" its wait: not a reason to stop here.
 stop() {
+  set +e
   [ -n "$load" ] && kill "$load" 2>/dev/null && wait "$load" 2>/dev/null
-  [ -n "$server" ] && kill -INT "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  [ -n "$server" ] && kill -TERM "$server" 2>/dev/null && wait "$server" 2>/dev/null
   rm -rf "$work"
+  return 0
 }
 trap stop EXIT
 
@@ -70,7 +74,7 @@ target/release/palisade serve --dev --config "$work/p.toml" 2>"$work/server.log"
 server=$!
 addr=""
 for _ in $(seq 1 100); do
-  addr=$(sed -n 's|.*listening on ws://\([^/]*\)/ws.*|\1|p' "$work/server.log" | head -1)
+  addr=$(sed -n 's|.*listening on ws://\([^/]*\)/ws.*|\1|p' "$work/server.log" 2>/dev/null | head -1 || true)
   [ -n "$addr" ] && break
   sleep 0.1
 done

@@ -15,10 +15,15 @@ function forgedToken() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A socket of this page's own session, or the reason there is none. */
-async function session() {
+/** A socket of this page's own session, in `room` if named. */
+async function session(room) {
   const conn = await open();
   if (conn.refused !== undefined) throw new Error(`could not connect (close ${conn.refused})`);
+  const joined = room && (await conn.request({ type: "join", room }));
+  if (joined && joined.type !== "ack") {
+    conn.close();
+    throw new Error(`could not join ${room} (${joined.code})`);
+  }
   return conn;
 }
 
@@ -87,9 +92,7 @@ export const ATTACKS = [
     name: "Replay",
     what: "Answers the quiz on a raw socket, then sends the same frame again with the same nonce (quiz.answer has replay = true).",
     async run() {
-      const conn = await session();
-      const joined = await conn.request({ type: "join", room: "course:demo" });
-      if (joined.type !== "ack") return answered(joined);
+      const conn = await session("course:demo");
       const frame = {
         type: "send",
         room: "course:demo",
@@ -118,8 +121,7 @@ export const ATTACKS = [
     name: "CSRF-less send",
     what: "Sends a chat message on a cookie session without the CSRF token from welcome, as a forged cross-site request would.",
     async run() {
-      const conn = await session();
-      await conn.request({ type: "join", room: "lobby" });
+      const conn = await session("lobby");
       const reply = await chat(conn, "no token", { csrf: false });
       conn.close();
       return answered(reply);
@@ -130,8 +132,7 @@ export const ATTACKS = [
     name: "Flood",
     what: "Sends chat messages as fast as the answers come back, until the server refuses one (at most 60).",
     async run() {
-      const conn = await session();
-      await conn.request({ type: "join", room: "lobby" });
+      const conn = await session("lobby");
       let accepted = 0;
       for (let n = 0; n < 60; n++) {
         const reply = await chat(conn, `flood ${n}`);

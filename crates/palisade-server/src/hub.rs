@@ -423,7 +423,12 @@ impl Hub {
         let mut counts: std::collections::BTreeMap<Box<str>, usize> = std::collections::BTreeMap::new();
         for conn in &self.conns {
             for room in conn.rooms.iter().filter(|r| r.starts_with(prefix) && after.is_none_or(|a| &***r > a)) {
-                *counts.entry(room.clone()).or_default() += 1;
+                // A name is copied once per room, not once per member:
+                // 19,000 members of 100 rooms are 100 allocations.
+                match counts.get_mut(&**room) {
+                    Some(count) => *count += 1,
+                    None => drop(counts.insert(room.clone(), 1)),
+                }
             }
         }
         let more = counts.len() > limit;
