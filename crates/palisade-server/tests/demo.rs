@@ -4,7 +4,8 @@
 //! chromium driven by playwright-core (`tests/demo/run.mjs`), used by two
 //! demo users who chat, answer the quiz and upload a file name, while the
 //! attack panel fires each attack of the seeds and shows the server's
-//! refusal, which the audit log (the dashboard's security events) records.
+//! refusal, and the dev user `admin` finds each in the dashboard's security
+//! events (the audit log, which the test reads through the API too).
 //!
 //! Without `node`, `/usr/bin/chromium` or playwright-core the browser test
 //! fails under CI=true and reports itself skipped elsewhere. With
@@ -93,6 +94,8 @@ async fn two_demo_users_chat_and_every_attack_is_refused_in_chromium() {
         ("DEMO_URL", format!("http://{}/demo/", server.addr)),
         ("ALICE_PASSWORD", password(dir.path(), "alice")),
         ("BOB_PASSWORD", password(dir.path(), "bob")),
+        ("ADMIN_PASSWORD", password(dir.path(), "admin")),
+        ("DASHBOARD_URL", format!("http://{admin}/ui/")),
     ];
     let (passed, output) =
         tokio::task::spawn_blocking(move || run_script("demo/run.mjs", &env, DEADLINE)).await.unwrap();

@@ -45,7 +45,10 @@ export async function watched(context, expected = []) {
   page.on("console", (m) => {
     if (m.type() !== "error") return;
     if (expected.some((pattern) => pattern.test(m.text()))) return;
-    problems.push(`console: ${m.text()}`);
+    // The browser's own guess at an icon (neither page links one), not a
+    // request of the page's.
+    if (m.location()?.url?.endsWith("/favicon.ico")) return;
+    problems.push(`console: ${m.text()} (${m.location()?.url ?? "no url"})`);
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   await page.addInitScript(() => {
@@ -76,3 +79,18 @@ export async function inlineScriptRefused(context, url) {
   assert.ok(problems.some((p) => p.includes("Content Security Policy")), problems.join("\n"));
   await page.close();
 }
+
+/**
+ * Logs `user` in to the dashboard at `url` on `page`, and waits until the
+ * page shows the `role` (operator, viewer) the server gave them.
+ */
+export async function dashboardLogIn(page, url, user, password, role) {
+  await page.goto(url);
+  await page.fill("#login input[name=username]", user);
+  await page.fill("#login input[name=password]", password);
+  await page.click("#login button[type=submit]");
+  await page.locator("#role").filter({ hasText: role }).waitFor();
+}
+
+/** A console line chromium writes for an API call the server refused with 401 or 403, as the viewer's are. */
+export const REFUSED_CALL = /^Failed to load resource: the server responded with a status of 40[13]/;

@@ -7,26 +7,20 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { inlineScriptRefused, launch, step, watched as watchedBy } from "../common/browser.mjs";
+import { REFUSED_CALL, dashboardLogIn, inlineScriptRefused, launch, step, watched as watchedBy } from "../common/browser.mjs";
 
 const URL_ = process.env.DASHBOARD_URL;
 const PASSWORD = process.env.DASHBOARD_PASSWORD;
 const SHOTS = process.env.DASHBOARD_SCREENSHOTS;
 
 /** A refused API call's status line is the network's, not a script's: the viewer's refused calls log one. */
-const watched = (context) => watchedBy(context, [/^Failed to load resource: the server responded with a status of 40[13]/]);
+const watched = (context) => watchedBy(context, [REFUSED_CALL]);
 
 async function shot(page, name) {
   if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-async function logIn(page, user) {
-  await page.goto(URL_);
-  await page.fill("#login input[name=username]", user);
-  await page.fill("#login input[name=password]", PASSWORD);
-  await page.click("#login button[type=submit]");
-  await page.locator("#role").filter({ hasText: user === "ops" ? "operator" : "viewer" }).waitFor();
-}
+const logIn = (page, user) => dashboardLogIn(page, URL_, user, PASSWORD, user === "ops" ? "operator" : "viewer");
 
 const panel = (page, name) => page.click(`#nav button[data-panel=${name}]`);
 
