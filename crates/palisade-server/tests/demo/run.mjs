@@ -17,10 +17,11 @@ const PASSWORDS = { alice: process.env.ALICE_PASSWORD, bob: process.env.BOB_PASS
 const DASHBOARD = process.env.DASHBOARD_URL;
 
 /**
- * What the attacks make chromium log on purpose: a refused handshake (the
- * sandboxed frame's) and a socket the server closed mid-frame.
+ * What the test makes chromium log on purpose: a refused handshake (the
+ * sandboxed frame's), a socket the server closed mid-frame, and the 401 of
+ * a session that has logged out.
  */
-const EXPECTED = [/^WebSocket connection to 'ws:\/\/[^']+\/ws' failed/];
+const EXPECTED = [/^WebSocket connection to 'ws:\/\/[^']+\/ws' failed/, REFUSED_CALL];
 
 /** Each attack and the code the server answers it with. */
 const ATTACKS = [
@@ -144,6 +145,13 @@ try {
     60_000,
   );
   await step("the dashboard's page had no CSP violation or error", operator.clean);
+  await step("bob logs out: the session ends and the login form is back", async () => {
+    await bob.page.click("#logout");
+    await bob.page.locator("#login").waitFor();
+    const status = await bob.page.evaluate(() => fetch("/auth/sessions").then((r) => r.status));
+    assert.equal(status, 401, "the cookie no longer opens a session");
+  });
+
   await step("alice's page had no CSP violation or error", alice.clean);
   await step("bob's page had no CSP violation or error", bob.clean);
   console.log("demo: every step passed");
