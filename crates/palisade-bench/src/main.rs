@@ -60,6 +60,9 @@ enum Scenario {
         /// Server process id, to read its resident memory.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Rooms (idle-0, idle-1, …) the connections join in turn; 0: none.
+        #[arg(long, default_value_t = 0)]
+        rooms: usize,
     },
     /// Request → ack round trips, each connection in its own room.
     Echo {
@@ -174,8 +177,8 @@ async fn run(cli: &Cli) -> Result<Report, String> {
             scenario::connect::run(&target, scenario::connect::Params { total, concurrency, duration: secs(seconds) })
                 .await
         }
-        &Scenario::Idle { connections, concurrency, hold_seconds, server_pid } => {
-            let p = scenario::idle::Params { connections, concurrency, hold: secs(hold_seconds), server_pid };
+        &Scenario::Idle { connections, concurrency, hold_seconds, server_pid, rooms } => {
+            let p = scenario::idle::Params { connections, concurrency, hold: secs(hold_seconds), server_pid, rooms };
             scenario::idle::run(&target, p).await
         }
         &Scenario::Echo { connections, seconds } => {

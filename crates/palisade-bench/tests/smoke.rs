@@ -54,8 +54,13 @@ async fn every_scenario_runs_and_reports() {
     assert_eq!(positive(&r, "handshakes"), 20.0);
     assert_eq!(r.latency["handshake"].count, 20);
 
-    let p =
-        idle::Params { connections: 30, concurrency: 8, hold: Duration::ZERO, server_pid: Some(std::process::id()) };
+    let p = idle::Params {
+        connections: 30,
+        concurrency: 8,
+        hold: Duration::ZERO,
+        server_pid: Some(std::process::id()),
+        rooms: 0,
+    };
     let r = idle::run(t, p).await.unwrap();
     assert_eq!(positive(&r, "opened"), 30.0);
     positive(&r, "server_rss_after_kib");

@@ -25,6 +25,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     if state.settings.config.server.conformance_echo {
         router = router.route("/conformance/echo", get(conformance_echo));
     }
+    if state.settings.profile == crate::settings::Profile::Dev {
+        router = router.merge(crate::demo::routes());
+    }
     router
         .merge(crate::auth::routes(&state))
         .fallback(|| async { HttpRejection::NotFound })

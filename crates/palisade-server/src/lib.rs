@@ -11,6 +11,7 @@
 pub mod abuse;
 mod admin;
 mod alerts;
+mod assets;
 mod audit;
 mod auth;
 mod bus;
@@ -21,6 +22,7 @@ mod cluster;
 mod commit;
 pub mod config;
 mod control;
+mod demo;
 mod edge;
 mod enforce;
 mod exit;

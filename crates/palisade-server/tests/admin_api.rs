@@ -2,7 +2,7 @@
 //! credential (401) and a user's token (403), works with the API key and
 //! is audited; disconnecting a user closes all their sockets with 4003;
 //! publishing reaches the room's members sanitized and is refused on a
-//! schema failure; list pages are disjoint; the OpenAPI document names
+//! schema failure, and the rooms view shows the last seq they got; list pages are disjoint; the OpenAPI document names
 //! only routes that exist.
 
 // Setup failures in helpers panic by design.
@@ -227,6 +227,10 @@ async fn publish_reaches_room_members_sanitized_and_is_refused_on_schema_failure
     let ok = json!({"room": "lobby", "event": "chat.message", "data": {"content": "second"}});
     assert_eq!(admin(&server, "POST", "/api/publish", Some(ok)).await.json()["seq"].as_u64(), Some(seq + 1));
     assert_eq!(next_json(&mut ws).await["data"]["content"], "second");
+    // The rooms view: lobby's member and the last seq it got, from which
+    // the dashboard derives the room's rate; course:101 has no member here.
+    let rooms = admin(&server, "GET", "/api/rooms", None).await.json();
+    assert_eq!(rooms["items"], json!([{"name": "lobby", "members": 1, "seq": seq + 1}]), "{rooms}");
 }
 
 #[tokio::test]

@@ -16,14 +16,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::auth::{ADMIN_KEY, PASSWORD, add_user, audited};
-use common::child::run_until;
+use common::browser::{can_run, run_script};
 use common::*;
 use futures_util::StreamExt as _;
 use serde_json::json;
@@ -31,7 +29,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Longest the browser script may run; its own steps time out sooner.
 const DEADLINE: Duration = Duration::from_secs(240);
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 const CONFIG: &str = r#"
 [admin]
@@ -45,35 +42,11 @@ permissions = ["chat:send"]
 permission = "chat:send"
 "#;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// What the browser test needs and does not find, if anything.
-fn missing() -> Option<String> {
-    let node = Command::new("node").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if !node.is_ok_and(|s| s.success()) {
-        return Some("node is not installed".into());
-    }
-    if !Path::new(CHROMIUM).exists() {
-        return Some(format!("{CHROMIUM} is missing (apt-get install chromium)"));
-    }
-    if !repo().join("clients/js/node_modules/playwright-core").exists() {
-        return Some("playwright-core is missing (npm ci in clients/js)".into());
-    }
-    None
-}
-
 /// Runs the browser script against `admin` to completion, killed at
 /// [`DEADLINE`]: whether it passed, and what it printed.
-fn run_script(admin: std::net::SocketAddr) -> (bool, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/run.mjs");
-    let mut node = Command::new("node");
-    node.arg(script)
-        .env("DASHBOARD_URL", format!("http://{admin}/ui/"))
-        .env("DASHBOARD_PASSWORD", PASSWORD)
-        .env("CHROMIUM", CHROMIUM);
-    run_until(&mut node, DEADLINE)
+fn run_dashboard(admin: std::net::SocketAddr) -> (bool, String) {
+    let env = [("DASHBOARD_URL", format!("http://{admin}/ui/")), ("DASHBOARD_PASSWORD", PASSWORD.to_owned())];
+    run_script("dashboard/run.mjs", &env, DEADLINE)
 }
 
 /// Reads `ws` until the server closes it, answering pings meanwhile as a
@@ -97,9 +70,7 @@ fn chat(n: u32) -> serde_json::Value {
 
 #[tokio::test]
 async fn an_operator_and_a_viewer_use_the_dashboard_in_chromium() {
-    if let Some(why) = missing() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{why} under CI (scripts/test.sh installs it)");
-        eprintln!("SKIPPED an_operator_and_a_viewer_use_the_dashboard_in_chromium: {why}");
+    if !can_run("an_operator_and_a_viewer_use_the_dashboard_in_chromium") {
         return;
     }
     let server = TestServer::start_lenient(CONFIG).await;
@@ -132,7 +103,7 @@ async fn an_operator_and_a_viewer_use_the_dashboard_in_chromium() {
         erin
     });
     let admin = server.admin.unwrap();
-    let (passed, output) = tokio::task::spawn_blocking(move || run_script(admin)).await.unwrap();
+    let (passed, output) = tokio::task::spawn_blocking(move || run_dashboard(admin)).await.unwrap();
     stop.store(true, Ordering::Relaxed);
     let _erin = traffic.await.unwrap();
     assert!(passed, "the dashboard script failed:\n{output}");

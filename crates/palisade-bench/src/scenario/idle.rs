@@ -23,6 +23,10 @@ pub struct Params {
     pub hold: Duration,
     /// Server process to measure, if known.
     pub server_pid: Option<u32>,
+    /// Rooms `idle-0` … `idle-{rooms-1}` the connections join, one each in
+    /// turn (0: none), so that views of rooms and members have some to show
+    /// (scripts/dashboard-scale.sh).
+    pub rooms: usize,
 }
 
 /// Resident set size of `pid`, in KiB.
@@ -50,7 +54,14 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
         let batch: Vec<_> = (next..(next + p.concurrency.max(1)).min(p.connections))
             .map(|n| {
                 let opts = target.options(&format!("idle{n}"), n);
-                tokio::spawn(async move { Client::connect(&opts).await })
+                let room = (p.rooms > 0).then(|| format!("idle-{}", n % p.rooms));
+                tokio::spawn(async move {
+                    let mut client = Client::connect(&opts).await?;
+                    if let Some(room) = room {
+                        client.join(&room).await?;
+                    }
+                    Ok::<_, palisade_client::ClientError>(client)
+                })
             })
             .collect();
         next += batch.len();
@@ -85,6 +96,7 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
     }
     let mut report = Report::new("idle");
     report.param("connections", p.connections);
+    report.param("rooms", p.rooms);
     #[allow(clippy::cast_precision_loss, reason = "small counts")]
     {
         report.value("opened", opened as f64).value("failed", failed as f64).value("open_seconds", open_secs);

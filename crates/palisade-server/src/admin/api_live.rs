@@ -1,6 +1,6 @@
 //! The admin API's reads of live state the dashboard's panels show
-//! (docs/PROTOCOL.md §1.7): operator alerts, rooms and their member
-//! counts, and the anomaly-score leaders. All from memory: the hub's and
+//! (docs/PROTOCOL.md §1.7): operator alerts, rooms with their member
+//! counts and sequence numbers, and the anomaly-score leaders. All from memory: the hub's and
 //! the guard's read-only scans, the alerts' recent list. A viewer reads
 //! addresses as networks.
 
@@ -54,7 +54,10 @@ pub(super) struct RoomsQuery {
     cursor: Option<String>,
 }
 
-/// `GET /api/rooms`: rooms with members on this node, in name order.
+/// `GET /api/rooms`: rooms with members on this node, in name order, each
+/// with the last `seq` its members got here: the dashboard derives a
+/// room's messages per second from two reads, so the server keeps no
+/// rate of its own.
 pub(super) async fn rooms(
     State(state): State<Arc<AppState>>,
     q: Result<Query<RoomsQuery>, QueryRejection>,
@@ -63,9 +66,9 @@ pub(super) async fn rooms(
         let q = query(q)?;
         let limit = page_size(&state, q.limit)?;
         let (found, more) = state.hub.rooms(q.prefix.as_deref().unwrap_or(""), q.cursor.as_deref(), limit);
-        let next = more.then(|| found.last().map(|(name, _)| name.to_string())).flatten();
+        let next = more.then(|| found.last().map(|r| r.name.to_string())).flatten();
         let items: Vec<Value> =
-            found.iter().map(|(name, members)| json!({"name": &**name, "members": members})).collect();
+            found.iter().map(|r| json!({"name": &*r.name, "members": r.members, "seq": r.seq})).collect();
         Ok(reply(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
     };
     run().unwrap_or_else(|e| e.into_response())

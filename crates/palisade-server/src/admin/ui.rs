@@ -10,18 +10,18 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::response::{IntoResponse as _, Redirect, Response};
+use axum::response::{Redirect, Response};
 use axum::routing::get;
-use http::{HeaderValue, header};
+use http::HeaderValue;
 
-use crate::rejection::HttpRejection;
+use crate::assets::{self, Asset};
 
 /// The dashboard's Content-Security-Policy.
 pub(crate) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
                               connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Every asset: its name under `/ui/`, its media type, its bytes.
-const ASSETS: &[(&str, &str, &str)] = &[
+const ASSETS: &[Asset] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../../ui/app.js")),
@@ -46,14 +46,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 fn asset(name: &str) -> Response {
-    let Some((_, media_type, body)) = ASSETS.iter().find(|(n, _, _)| *n == name) else {
-        return HttpRejection::NotFound.into_response();
-    };
-    let mut response = Response::new(axum::body::Body::from(*body));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    response
+    assets::serve(ASSETS, name, HeaderValue::from_static(CSP))
 }
 
 #[cfg(test)]
@@ -62,19 +55,7 @@ mod tests {
 
     #[test]
     fn every_file_in_the_ui_folder_is_served_and_every_module_it_imports_exists() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui");
-        let mut on_disk: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        on_disk.sort();
-        let mut served: Vec<String> = ASSETS.iter().map(|(n, _, _)| (*n).to_owned()).collect();
-        served.sort();
-        assert_eq!(on_disk, served, "ASSETS lists the files of ui/");
-        for (name, _, body) in ASSETS {
-            for imported in body.split("from \"./").skip(1) {
-                let file = imported.split('"').next().unwrap();
-                assert!(ASSETS.iter().any(|(n, _, _)| *n == file), "{name} imports {file}, which is not served");
-            }
-        }
+        assets::assert_complete(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ui"), ASSETS, &[]);
     }
 
     #[test]

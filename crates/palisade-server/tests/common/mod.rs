@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod auth;
+pub mod browser;
 pub mod child;
 pub mod cluster;
 pub mod log;

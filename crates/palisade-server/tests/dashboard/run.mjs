@@ -6,90 +6,29 @@
 // With DASHBOARD_SCREENSHOTS set to a folder, each panel is saved there.
 
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { join } from "node:path";
-
-// playwright-core is clients/js's development dependency (scripts/test.sh
-// installs it there); this script has no package of its own.
-const require = createRequire(new URL("../../../../clients/js/package.json", import.meta.url));
-const { chromium } = require("playwright-core");
+import { REFUSED_CALL, dashboardLogIn, inlineScriptRefused, launch, step, watched as watchedBy } from "../common/browser.mjs";
 
 const URL_ = process.env.DASHBOARD_URL;
 const PASSWORD = process.env.DASHBOARD_PASSWORD;
 const SHOTS = process.env.DASHBOARD_SCREENSHOTS;
-const STEP_MS = 20_000;
 
-/** Runs one named step, failing it after `ms`. */
-async function step(name, fn, ms = STEP_MS) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`step "${name}" timed out after ${ms} ms`)), ms);
-  });
-  try {
-    await Promise.race([fn(), timeout]);
-    console.log(`ok: ${name}`);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * A page whose CSP violations, script errors and console errors are
- * collected. A refused API call's status line ("Failed to load resource")
- * is the network's, not a script's: the viewer's refused calls log one.
- */
-async function watched(context) {
-  const page = await context.newPage();
-  page.setDefaultTimeout(STEP_MS / 2);
-  const problems = [];
-  page.on("console", (m) => {
-    if (m.type() !== "error") return;
-    if (/^Failed to load resource: the server responded with a status of 40[13]/.test(m.text())) return;
-    problems.push(`console: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  await page.addInitScript(() => {
-    window.cspViolations = [];
-    document.addEventListener("securitypolicyviolation", (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
-  const clean = async () => {
-    const csp = await page.evaluate(() => window.cspViolations);
-    assert.deepEqual([...csp, ...problems], [], "no CSP violation, script error or console error");
-  };
-  return { page, problems, clean };
-}
+/** A refused API call's status line is the network's, not a script's: the viewer's refused calls log one. */
+const watched = (context) => watchedBy(context, [REFUSED_CALL]);
 
 async function shot(page, name) {
   if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
-async function logIn(page, user) {
-  await page.goto(URL_);
-  await page.fill("#login input[name=username]", user);
-  await page.fill("#login input[name=password]", PASSWORD);
-  await page.click("#login button[type=submit]");
-  await page.locator("#role").filter({ hasText: user === "ops" ? "operator" : "viewer" }).waitFor();
-}
+const logIn = (page, user) => dashboardLogIn(page, URL_, user, PASSWORD, user === "ops" ? "operator" : "viewer");
 
 const panel = (page, name) => page.click(`#nav button[data-panel=${name}]`);
 
-const browser = await chromium.launch({ executablePath: process.env.CHROMIUM, args: ["--no-sandbox"] });
+const browser = await launch();
 try {
   const operator = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 
-  await step("an inline script is refused and the violation is seen", async () => {
-    const { page, problems } = await watched(operator);
-    await page.goto(URL_);
-    await page.evaluate(() => {
-      const s = document.createElement("script");
-      s.textContent = "window.inlineRan = true";
-      document.body.append(s);
-    });
-    await page.waitForFunction(() => window.cspViolations.length > 0);
-    assert.equal(await page.evaluate(() => window.inlineRan), undefined);
-    assert.ok(problems.some((p) => p.includes("Content Security Policy")), problems.join("\n"));
-    await page.close();
-  });
+  await step("an inline script is refused and the violation is seen", () => inlineScriptRefused(operator, URL_));
 
   const { page, clean } = await watched(operator);
   await step("the operator logs in; no token is kept in storage", async () => {
@@ -128,9 +67,11 @@ try {
     await carol.waitFor({ state: "detached" });
   });
 
-  await step("rooms: member counts, filtered by prefix on the server", async () => {
+  await step("rooms: member counts and message rates, filtered by prefix on the server", async () => {
     await panel(page, "rooms");
     await page.locator("[data-testid=rooms] tr[data-room=lobby] td.num", { hasText: /^1$/ }).waitFor();
+    // erin talks in lobby all along: from the second read on, a rate.
+    await page.waitForFunction(() => Number(document.querySelector("[data-testid=rooms] tr[data-room=lobby] td.rate")?.textContent) > 0);
     await shot(page, "rooms");
     await page.fill("[data-testid=room-filter] input[name=prefix]", "zz");
     await page.click("[data-testid=room-filter] button[type=submit]");
