@@ -49,4 +49,5 @@ mod state;
 mod store;
 mod telemetry;
 pub mod tls;
+mod upstream;
 mod ws;

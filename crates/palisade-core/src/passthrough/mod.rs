@@ -123,12 +123,14 @@ impl RawFormat {
         }
     }
 
-    /// Palisade's error frame (`{"type":"error",…}`) as this framing
-    /// delivers it: as is, or as a Socket.IO event `palisade:error`.
-    pub fn error_frame(&self, frame: &str) -> String {
+    /// One of Palisade's own frames (`{"type":kind,…}`: an `error`, and
+    /// with `gateway.welcome` the `welcome`, `csrf` and `expiring` ones) as
+    /// this framing delivers it: as is, or as the Socket.IO event
+    /// `palisade:<kind>`.
+    pub fn palisade_frame(&self, kind: &str, frame: &str) -> String {
         match self.framing {
             Framing::Json => frame.to_owned(),
-            Framing::SocketIo => socketio::event(&format!(r#"["palisade:error",{frame}]"#)),
+            Framing::SocketIo => socketio::event(&format!(r#"["palisade:{kind}",{frame}]"#)),
         }
     }
 

@@ -169,7 +169,7 @@ fn socket_io_events_are_checked_through_the_preset_and_housekeeping_passes() {
     assert_eq!(refused(env.run(&mut s, &f, "43[1]")), Kind::UnknownEvent, "a client ack is no declared event");
     assert_eq!(refused(env.run(&mut s, &f, r#"451-["chat",{"_placeholder":true,"num":0}]"#)), Kind::Protocol);
     assert_eq!(
-        f.error_frame(r#"{"type":"error","code":"unknown_event"}"#),
+        f.palisade_frame("error", r#"{"type":"error","code":"unknown_event"}"#),
         r#"42["palisade:error",{"type":"error","code":"unknown_event"}]"#
     );
 }
