@@ -74,6 +74,10 @@ struct Backend {
 
 impl Backend {
     fn start(mode: &str) -> Self {
+        Self::start_with(mode, &[])
+    }
+
+    fn start_with(mode: &str, env: &[(&str, &Path)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let record = dir.path().join("record.jsonl");
         std::fs::write(&record, "").unwrap();
@@ -83,6 +87,7 @@ impl Backend {
             .current_dir(fixture_dir())
             .env("GATEWAY_SECRET", IDENTITY_SECRET)
             .env("RECORD", &record)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -204,6 +209,11 @@ async fn a_backend_that_echoes_markup_is_sanitized_outbound_and_a_tampered_ident
     let signed = backend.wait_for("a connection", |r| r["kind"] == "connect").await;
     assert_eq!(signed["verified"], true);
     let headers = signed["headers"].as_object().unwrap().clone();
+    // The Python verification of docs/GATEWAY.md agrees, both ways.
+    let mut forged = headers.clone();
+    forged.insert("x-palisade-user".into(), json!("mallory"));
+    assert_eq!(python_verifies(&Value::Object(headers.clone())), Some(true));
+    assert_eq!(python_verifies(&Value::Object(forged)), Some(false));
     let mut req = format!("ws://127.0.0.1:{}/", backend.port).into_client_request().unwrap();
     for (name, value) in &headers {
         let value = if name == "x-palisade-roles" { "student,admin" } else { value.as_str().unwrap() };
@@ -292,6 +302,51 @@ async fn the_socket_io_preset_checks_events_and_passes_engine_io_pings() {
     assert_eq!(events.len(), 3, "{events:?}");
     assert!(events.iter().all(|e| e["event"] != "admin.say" && !e.to_string().contains("script")), "{events:?}");
     assert_eq!(backend.recorded()[0]["verified"], true);
+}
+
+#[tokio::test]
+async fn a_wss_backend_is_trusted_through_gateway_ca_file_and_not_without_it() {
+    if !backends_available("wss") {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key, _) = common::tls::pair(certs.path(), "backend");
+    let backend = Backend::start_with("ws", &[("TLS_CERT", &cert), ("TLS_KEY", &key)]);
+    let upstream = format!("wss://localhost:{}/", backend.port);
+    let ca = format!("ca_file = \"{}\"", cert.display());
+    let server = gateway(&upstream, &ca).await;
+    let mut ws = open(&server, "heidi").await;
+    let clean = r#"{"type":"chat","data":{"content":"over tls"}}"#;
+    send_raw(&mut ws, clean).await;
+    assert_eq!(next_text(&mut ws).await, clean);
+    assert_eq!(backend.recorded()[0]["verified"], true);
+
+    // The compiled-in roots do not know a self-signed backend.
+    let server = gateway(&upstream, "").await;
+    let mut ws = open(&server, "ivan").await;
+    assert_eq!(close_frame(&mut ws).await.0, 1011);
+    assert_eq!(backend.recorded().iter().filter(|r| r["kind"] == "connect").count(), 1);
+}
+
+/// What docs/GATEWAY.md's Python `verify_palisade` says of `headers`;
+/// `None` without python3 (outside CI).
+fn python_verifies(headers: &Value) -> Option<bool> {
+    let script = format!(
+        "import json, sys; from verify_palisade import verify_palisade; \
+         print(verify_palisade(json.loads(sys.argv[1]), b'{IDENTITY_SECRET}'))"
+    );
+    let out =
+        Command::new("python3").arg("-c").arg(script).arg(headers.to_string()).current_dir(fixture_dir()).output();
+    let Ok(out) = out else {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is missing under CI");
+        eprintln!("python3 is missing: the Python verification is not checked");
+        return None;
+    };
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "True" => Some(true),
+        "False" => Some(false),
+        other => panic!("verify_palisade.py: {other} {}", String::from_utf8_lossy(&out.stderr)),
+    }
 }
 
 /// The next text frame (pings skipped).
