@@ -20,7 +20,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The backend: the tests' echo server, recording nothing.
 (cd "$fixture" && exec env GATEWAY_SECRET=bench-identity-secret-0123456789abcdef RECORD=/dev/null node backend.js ws >"$work/backend.out") &
@@ -28,36 +27,27 @@ backend=$!; pids+=("$backend")
 for _ in $(seq 1 100); do grep -q '^PORT' "$work/backend.out" 2>/dev/null && break; sleep 0.1; done
 bport=$(sed -n 's/^PORT //p' "$work/backend.out")
 
-pport=$(free_port)
-cat >"$work/palisade.toml" <<TOML
-[server]
-listen = "127.0.0.1:$pport"
-[gateway]
-upstream = "ws://127.0.0.1:$bport/"
-identity_secret = "bench-identity-secret-0123456789abcdef"
-[abuse]
-connect_rate = "100000/s"
-connection_rate = "100000/s"
-user_rate = "100000/s"
-ip_rate = "100000/s"
-max_connections_per_ip = 100000
-max_connections_per_user = 100000
-max_pending_per_ip = 100000
-[events."chat"]
-max_bytes = 512
-schema = '{"type":"object","properties":{"content":{"type":"string","maxLength":400}},"required":["content"],"additionalProperties":false}'
-sanitize = { "/content" = "html" }
-TOML
+# The standard bench config (bench/palisade.toml: the shipped chat.message
+# with its schema and sanitizers, and guard limits no run reaches), in
+# gateway mode in front of the backend.
+{ cat bench/palisade.toml
+  printf '\n[gateway]\nupstream = "ws://127.0.0.1:%s/"\nidentity_secret = "bench-identity-secret-0123456789abcdef"\n' "$bport"
+} >"$work/palisade.toml"
 pcli=(--dev --config "$work/palisade.toml" --data "$work/pd")
 PALISADE_LOG=error target/release/palisade serve "${pcli[@]}" 2>"$work/palisade.log" >/dev/null &
 palisade=$!; pids+=("$palisade")
-for _ in $(seq 1 100); do grep -q 'listening on' "$work/palisade.log" 2>/dev/null && break; sleep 0.1; done
+purl=""
+for _ in $(seq 1 100); do
+  purl=$(sed -n 's|.*listening on \(ws://[0-9.:]*/ws\).*|\1|p' "$work/palisade.log" | head -n1)
+  [ -n "$purl" ] && break; sleep 0.1
+done
+[ -n "$purl" ] || { echo "gateway-bench: palisade did not start" >&2; cat "$work/palisade.log" >&2; exit 1; }
 token=$(target/release/palisade token "${pcli[@]}" --sub bench)
 
 client() { (cd "$fixture" && node bench-client.js "$@"); }
-echo "== round trips ($trips, one connection, a chat message with a schema and an html sanitizer)"
+echo "== round trips ($trips, one connection, a chat.message: schema, html and profanity sanitizers)"
 direct=$(client latency "ws://127.0.0.1:$bport/" "$token" "$trips")
-gateway=$(client latency "ws://127.0.0.1:$pport/ws" "$token" "$trips")
+gateway=$(client latency "$purl" "$token" "$trips")
 echo "direct:  $direct"
 echo "gateway: $gateway"
 
@@ -70,12 +60,12 @@ hold() {
   [ "$line" = OPEN ] || { echo "hold: $line" >&2; exit 1; }
   sleep 1
   after=$(rss_kib "$2")
-  exec {HOLD[1]}>&-
+  eval "exec ${HOLD[1]}>&-"
   wait "$HOLD_PID" 2>/dev/null || true
   echo "$before $after"
 }
 echo "== memory ($conns idle connections)"
 read -r b0 b1 < <(hold "ws://127.0.0.1:$bport/" "$backend")
 echo "backend, direct connections: $(( (b1 - b0) * 1024 / conns )) bytes each (RSS $b0 → $b1 KiB)"
-read -r p0 p1 < <(hold "ws://127.0.0.1:$pport/ws" "$palisade")
+read -r p0 p1 < <(hold "$purl" "$palisade")
 echo "palisade, gateway pairs:     $(( (p1 - p0) * 1024 / conns )) bytes each (RSS $p0 → $p1 KiB)"

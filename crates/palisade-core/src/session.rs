@@ -634,4 +634,6 @@ enum Published<'a> {
 }
 
 #[cfg(test)]
+mod raw_tests;
+#[cfg(test)]
 mod tests;

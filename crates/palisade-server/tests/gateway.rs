@@ -137,6 +137,17 @@ async fn gateway(upstream: &str, extra: &str) -> TestServer {
     TestServer::start_lenient(&config).await
 }
 
+/// A `ws` backend and a gateway in front of it; `None` when the test is
+/// skipped.
+async fn ws_backend_behind_palisade(test: &str) -> Option<(Backend, TestServer)> {
+    if !backends_available(test) {
+        return None;
+    }
+    let backend = Backend::start("ws");
+    let server = gateway(&format!("ws://127.0.0.1:{}/", backend.port), "").await;
+    Some((backend, server))
+}
+
 async fn open(server: &TestServer, user: &str) -> common::Ws {
     let t = token(user, &["student"]);
     dial(server, Dial { bearer: Some(&t), ..Dial::default() }).await.expect("handshake accepted").0
@@ -144,11 +155,7 @@ async fn open(server: &TestServer, user: &str) -> common::Ws {
 
 #[tokio::test]
 async fn messages_flow_both_ways_and_forged_unknown_oversized_and_xss_ones_never_reach_the_backend() {
-    if !backends_available("messages_flow_both_ways") {
-        return;
-    }
-    let backend = Backend::start("ws");
-    let server = gateway(&format!("ws://127.0.0.1:{}/", backend.port), "").await;
+    let Some((backend, server)) = ws_backend_behind_palisade("messages_flow_both_ways").await else { return };
     let mut ws = open(&server, "alice").await;
 
     // Byte for byte both ways when nothing needs changing.
@@ -194,11 +201,7 @@ async fn messages_flow_both_ways_and_forged_unknown_oversized_and_xss_ones_never
 
 #[tokio::test]
 async fn a_backend_that_echoes_markup_is_sanitized_outbound_and_a_tampered_identity_does_not_verify() {
-    if !backends_available("outbound_and_identity") {
-        return;
-    }
-    let backend = Backend::start("ws");
-    let server = gateway(&format!("ws://127.0.0.1:{}/", backend.port), "").await;
+    let Some((backend, server)) = ws_backend_behind_palisade("outbound_and_identity").await else { return };
     let mut ws = open(&server, "bob").await;
     send_raw(&mut ws, r#"{"type":"markup"}"#).await;
     let out: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
@@ -234,11 +237,7 @@ async fn a_backend_that_echoes_markup_is_sanitized_outbound_and_a_tampered_ident
 
 #[tokio::test]
 async fn closes_pass_on_both_ways_and_an_unreachable_backend_closes_the_client_with_1011_and_a_retry_hint() {
-    if !backends_available("closes") {
-        return;
-    }
-    let backend = Backend::start("ws");
-    let server = gateway(&format!("ws://127.0.0.1:{}/", backend.port), "").await;
+    let Some((backend, server)) = ws_backend_behind_palisade("closes").await else { return };
 
     // The backend's close code reaches the client.
     let mut ws = open(&server, "carol").await;

@@ -102,15 +102,8 @@ mod tests {
     fn alice() -> Identity {
         Identity {
             user_id: "alice".into(),
-            name: "Alice".into(),
-            roles: vec!["student".into(), "a,b".into(), "é".into()],
-            rooms: None,
             expires_at: T0.saturating_add(Duration::from_secs(900)),
-            token_id: None,
-            issued_at: None,
-            session_id: None,
-            device: None,
-            external_issuer: None,
+            ..crate::testkit::identity(&["student", "a,b", "é"])
         }
     }
 

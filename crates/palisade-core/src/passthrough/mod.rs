@@ -269,4 +269,4 @@ pub fn relay_close(code: Option<u16>) -> u16 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,19 +1,13 @@
-use std::time::Duration;
-
 use serde_json::json;
 
 use super::*;
-use crate::csrf::CsrfSettings;
-use crate::guard::Guard;
 use crate::policy::{EventSpec, PolicySpec, RoleSpec, RoomSpec, RuleList};
 use crate::sanitize::Rule;
-use crate::session::{Context, RawDecision, RawGate, Session, SessionLimits};
-use crate::store::MemoryNonces;
-use crate::testkit::{T0, lenient_guard, mint, rng, standing, verifier};
 
-const JSON: JsonLimits = JsonLimits { max_depth: 16, max_bytes: 64 * 1024 };
+pub(crate) const JSON: JsonLimits = JsonLimits { max_depth: 16, max_bytes: 64 * 1024 };
 
-fn policy() -> Policy {
+/// The events gateway mode's tests check messages against.
+pub(crate) fn policy() -> Policy {
     let mut s = PolicySpec::default();
     s.roles.insert("user".into(), RoleSpec { permissions: vec!["chat:send".into()] });
     s.default_roles = vec!["user".into()];
@@ -33,159 +27,12 @@ fn policy() -> Policy {
     Policy::compile(&s).unwrap()
 }
 
-fn json_format() -> RawFormat {
+pub(crate) fn json_format() -> RawFormat {
     RawFormat::new(Framing::Json, FieldPointers::preset(Framing::Json)).unwrap()
 }
 
-fn socketio_format() -> RawFormat {
+pub(crate) fn socketio_format() -> RawFormat {
     RawFormat::new(Framing::SocketIo, FieldPointers::preset(Framing::SocketIo)).unwrap()
-}
-
-struct Env {
-    policy: Policy,
-    verifier: crate::auth::TokenVerifier,
-    guard: Guard,
-    nonces: MemoryNonces,
-    revocations: crate::auth::Revocations,
-    owners: crate::ownership::Owners,
-    client_ids: crate::client_ids::ClientIds,
-}
-
-impl Env {
-    fn new() -> Self {
-        Self {
-            policy: policy(),
-            verifier: verifier(),
-            guard: lenient_guard(),
-            nonces: MemoryNonces::new(100, 10),
-            revocations: Default::default(),
-            owners: Default::default(),
-            client_ids: Default::default(),
-        }
-    }
-
-    fn session(&self) -> Session {
-        let identity = self.verifier.verify(&mint("u1", &[], Duration::from_secs(900), T0), T0).unwrap();
-        let limits = SessionLimits {
-            max_rooms: 2,
-            expiry_notice: Duration::from_secs(60),
-            expiry_grace: Duration::from_secs(30),
-            csrf: CsrfSettings { rotate_every: Duration::from_secs(86_400), grace: Duration::from_secs(60) },
-            heartbeat_interval: Duration::from_secs(86_400),
-            silence_limit: Duration::from_secs(2 * 86_400),
-        };
-        Session::new(identity, limits, standing(), T0, &mut rng())
-    }
-
-    fn run<'t>(&self, s: &mut Session, format: &RawFormat, text: &'t str) -> RawDecision<'t> {
-        let cx = Context {
-            policy: &self.policy,
-            verifier: &self.verifier,
-            guard: &self.guard,
-            revocations: &self.revocations,
-            owners: &self.owners,
-            client_ids: &self.client_ids,
-        };
-        s.on_raw(cx, RawGate { format, nonces: &self.nonces, json: JSON }, text, T0)
-    }
-}
-
-fn forwarded(d: RawDecision<'_>) -> Cow<'_, str> {
-    match d {
-        RawDecision::Forward(out) => out,
-        RawDecision::Reject(r, _) => panic!("refused: {r:?}"),
-    }
-}
-
-fn refused(d: RawDecision<'_>) -> Kind {
-    match d {
-        RawDecision::Forward(out) => panic!("forwarded: {out}"),
-        RawDecision::Reject(r, _) => r.kind,
-    }
-}
-
-#[test]
-fn a_clean_message_is_forwarded_byte_for_byte_and_markup_is_rewritten() {
-    let env = Env::new();
-    let mut s = env.session();
-    let f = json_format();
-    // Spacing and key order a re-serialization would not keep.
-    let clean = r#"{ "data": {"content":"hi"},  "type":"chat", "extra": [1, 2] }"#;
-    assert!(matches!(forwarded(env.run(&mut s, &f, clean)), Cow::Borrowed(b) if b == clean));
-    let xss = r#"{"type":"chat","data":{"content":"<img src=x onerror=alert(1)>hi"},"extra":1}"#;
-    let out = forwarded(env.run(&mut s, &f, xss));
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["data"]["content"], "hi", "{out}");
-    assert_eq!(v["extra"], 1, "the rest of the message is kept");
-}
-
-#[test]
-fn the_native_refusals_apply_to_a_backends_messages() {
-    let env = Env::new();
-    let mut s = env.session();
-    let f = json_format();
-    assert_eq!(refused(env.run(&mut s, &f, r#"{"type":"nope","data":{}}"#)), Kind::UnknownEvent);
-    assert_eq!(refused(env.run(&mut s, &f, r#"{"type":"admin.say","data":{}}"#)), Kind::Forbidden);
-    assert_eq!(refused(env.run(&mut s, &f, r#"{"type":"chat","data":{"content":5}}"#)), Kind::Schema);
-    let big = format!(r#"{{"type":"chat","data":{{"content":"{}"}}}}"#, "a".repeat(1200));
-    assert_eq!(refused(env.run(&mut s, &f, &big)), Kind::Oversize);
-    assert_eq!(refused(env.run(&mut s, &f, r#"{"data":{}}"#)), Kind::Protocol, "no event name");
-    assert_eq!(refused(env.run(&mut s, &f, r#"{"type":"chat","type":"chat"}"#)), Kind::Protocol, "duplicate key");
-    assert_eq!(refused(env.run(&mut s, &f, "not json")), Kind::Protocol);
-    let deep = format!(r#"{{"type":"chat","data":{}{}}}"#, "[".repeat(40), "]".repeat(40));
-    assert_eq!(refused(env.run(&mut s, &f, &deep)), Kind::Protocol, "parse bounds");
-}
-
-#[test]
-fn csrf_and_replay_read_the_formats_fields_and_a_nonce_is_spent_once() {
-    let env = Env::new();
-    let mut s = env.session();
-    let f = json_format();
-    let vote = |csrf: &str, nonce: &str| {
-        format!(r#"{{"type":"vote","data":{{}},"csrf":"{csrf}","nonce":"{nonce}","ts":{}}}"#, T0.as_millis())
-    };
-    assert_eq!(refused(env.run(&mut s, &f, &vote("wrong", "n1"))), Kind::Csrf);
-    let csrf = s.csrf().to_owned();
-    let first = vote(&csrf, "n1");
-    forwarded(env.run(&mut s, &f, &first));
-    assert_eq!(refused(env.run(&mut s, &f, &first)), Kind::Replay);
-    let stale = r#"{"type":"vote","data":{},"csrf":"CSRF","nonce":"n2","ts":1}"#.replace("CSRF", &csrf);
-    assert_eq!(refused(env.run(&mut s, &f, &stale)), Kind::Replay);
-}
-
-#[test]
-fn socket_io_events_are_checked_through_the_preset_and_housekeeping_passes() {
-    let env = Env::new();
-    let mut s = env.session();
-    let f = socketio_format();
-    let clean = r#"42["chat",{"content":"hi"}]"#;
-    assert_eq!(forwarded(env.run(&mut s, &f, clean)), clean);
-    let out = forwarded(env.run(&mut s, &f, r#"4207["chat",{"content":"<b>x</b><script>1</script>"}]"#));
-    assert!(out.starts_with("4207[\"chat\","), "ack id kept: {out}");
-    assert!(!out.contains("<script>"), "{out}");
-    assert_eq!(forwarded(env.run(&mut s, &f, "3")), "3", "pong");
-    assert_eq!(forwarded(env.run(&mut s, &f, "40")), "40", "connect");
-    assert_eq!(refused(env.run(&mut s, &f, r#"42["nope",{}]"#)), Kind::UnknownEvent);
-    assert_eq!(refused(env.run(&mut s, &f, "43[1]")), Kind::UnknownEvent, "a client ack is no declared event");
-    assert_eq!(refused(env.run(&mut s, &f, r#"451-["chat",{"_placeholder":true,"num":0}]"#)), Kind::Protocol);
-    assert_eq!(
-        f.palisade_frame("error", r#"{"type":"error","code":"unknown_event"}"#),
-        r#"42["palisade:error",{"type":"error","code":"unknown_event"}]"#
-    );
-}
-
-#[test]
-fn a_room_field_is_authorized_like_a_native_room() {
-    let env = Env::new();
-    let mut s = env.session();
-    let fields = FieldPointers { room: Some("/room".into()), ..FieldPointers::preset(Framing::Json) };
-    let f = RawFormat::new(Framing::Json, fields).unwrap();
-    forwarded(env.run(&mut s, &f, r#"{"type":"chat","room":"lobby","data":{"content":"hi"}}"#));
-    assert_eq!(
-        refused(env.run(&mut s, &f, r#"{"type":"chat","room":"nowhere","data":{"content":"x"}}"#)),
-        Kind::Forbidden
-    );
-    assert_eq!(refused(env.run(&mut s, &f, r#"{"type":"chat","data":{"content":"x"}}"#)), Kind::Protocol);
 }
 
 #[test]
