@@ -42,6 +42,9 @@ sanitize = { "/content" = "html" }
 
 [events."admin.say"]
 permission = "admin:say"
+
+[events."vote"]
+csrf = true
 "#;
 
 fn fixture_dir() -> PathBuf {
@@ -132,9 +135,11 @@ impl Drop for Backend {
 }
 
 async fn gateway(upstream: &str, extra: &str) -> TestServer {
-    let config =
-        format!("[gateway]\nupstream = \"{upstream}\"\nidentity_secret = \"{IDENTITY_SECRET}\"\n{extra}\n{POLICY}");
-    TestServer::start_lenient(&config).await
+    TestServer::start_lenient(&gateway_config(upstream, extra)).await
+}
+
+fn gateway_config(upstream: &str, extra: &str) -> String {
+    format!("[gateway]\nupstream = \"{upstream}\"\nidentity_secret = \"{IDENTITY_SECRET}\"\n{extra}\n{POLICY}")
 }
 
 /// A `ws` backend and a gateway in front of it; `None` when the test is
@@ -325,6 +330,58 @@ async fn a_wss_backend_is_trusted_through_gateway_ca_file_and_not_without_it() {
     let mut ws = open(&server, "ivan").await;
     assert_eq!(close_frame(&mut ws).await.0, 1011);
     assert_eq!(backend.recorded().iter().filter(|r| r["kind"] == "connect").count(), 1);
+}
+
+#[tokio::test]
+async fn refusals_can_close_credentials_pass_only_when_asked_and_the_welcome_gives_the_csrf_token() {
+    if !backends_available("options") {
+        return;
+    }
+    let backend = Backend::start("ws");
+    let upstream = format!("ws://127.0.0.1:{}/", backend.port);
+    let options = "on_refusal = \"close\"\nforward_credentials = true\nwelcome = true";
+    let server = gateway(&upstream, options).await;
+    let t = token("judy", &["student"]);
+    let dialed = dial(&server, Dial { bearer: Some(&t), cookie: Some("theme=dark"), ..Dial::default() }).await;
+    let mut ws = dialed.expect("handshake accepted").0;
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    let csrf = welcome["csrf"].as_str().unwrap();
+    let vote = json!({"type":"vote","data":{},"csrf":csrf}).to_string();
+    send_raw(&mut ws, &vote).await;
+    assert_eq!(next_text(&mut ws).await, vote, "the welcome's CSRF token passes");
+    send_raw(&mut ws, r#"{"type":"vote","data":{},"csrf":"forged"}"#).await;
+    assert_eq!(close_code(&mut ws).await, Some(1008), "gateway.on_refusal = \"close\"");
+    let got = backend.recorded();
+    assert_eq!(got[0]["cookie"], "theme=dark", "gateway.forward_credentials = true");
+    assert!(got.iter().all(|r| !r.to_string().contains("forged")), "{got:?}");
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_messages_escalates_to_a_disconnect_as_natively() {
+    if !backends_available("flood") {
+        return;
+    }
+    let backend = Backend::start("ws");
+    // The default guard: every refusal scores, and 30 points disconnect.
+    let server = TestServer::start(&gateway_config(&format!("ws://127.0.0.1:{}/", backend.port), "")).await;
+    let mut ws = open(&server, "mallory").await;
+    let mut closed = None;
+    for _ in 0..100 {
+        if ws.send(Message::Text(r#"{"type":"admin.say","data":{}}"#.into())).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("an answer in time") {
+            Some(Ok(Message::Text(_))) => continue,
+            Some(Ok(Message::Close(frame))) => {
+                closed = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(closed, Some(4008), "the anomaly score disconnects");
+    assert!(backend.recorded().iter().all(|r| r["kind"] != "message"), "nothing reached the backend");
 }
 
 /// What docs/GATEWAY.md's Python `verify_palisade` says of `headers`;
