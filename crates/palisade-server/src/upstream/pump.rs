@@ -51,6 +51,8 @@ pub(crate) async fn serve(
             // The URL is not logged: its query may carry a credential.
             warn!(session = session.id(), peer = %peer, error = %e, "upstream unreachable: closing with 1011");
             let exit = Exit::Relay(CloseCode::Internal.code(), upstream.retry_hint);
+            // Upgraded, so opened, and closed at once.
+            state.metrics.opened.increment(1);
             state.metrics.closed(exit);
             finish(ws, exit, state.conn_limits.close_timeout).await;
         }
