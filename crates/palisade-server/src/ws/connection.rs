@@ -200,23 +200,15 @@ impl Conn<'_> {
                     debug!(conn = self.rooms.id(), "heartbeat timeout");
                     return Err(Exit::Gone);
                 }
-                TimerAction::Ping => Message::Ping(Bytes::new()),
+                TimerAction::Ping => Some(Message::Ping(Bytes::new())),
                 TimerAction::Expiring(at) => {
-                    let Some(msg) =
-                        self.own("expiring", ServerFrame::Expiring { expires_at: at.as_millis() }.to_json())
-                    else {
-                        continue;
-                    };
-                    msg
+                    self.own("expiring", ServerFrame::Expiring { expires_at: at.as_millis() }.to_json())
                 }
-                TimerAction::CsrfRotated => {
-                    let Some(msg) = self.own("csrf", ServerFrame::Csrf { csrf: self.session.csrf() }.to_json()) else {
-                        continue;
-                    };
-                    msg
-                }
+                TimerAction::CsrfRotated => self.own("csrf", ServerFrame::Csrf { csrf: self.session.csrf() }.to_json()),
             };
-            self.send(ws, msg).await?;
+            if let Some(msg) = msg {
+                self.send(ws, msg).await?;
+            }
         }
         Ok(())
     }
