@@ -384,6 +384,26 @@ async fn a_flood_of_refused_messages_escalates_to_a_disconnect_as_natively() {
     assert!(backend.recorded().iter().all(|r| r["kind"] != "message"), "nothing reached the backend");
 }
 
+#[tokio::test]
+async fn an_operators_ban_closes_the_client_with_4003_and_its_upstream_connection_too() {
+    if !backends_available("ban") {
+        return;
+    }
+    let backend = Backend::start("ws");
+    let config = gateway_config(&format!("ws://127.0.0.1:{}/", backend.port), "");
+    let server = TestServer::start_layers(&[common::NO_ABUSE_LIMITS, &common::auth::with_admin_key(), &config]).await;
+    let mut ws = open(&server, "oscar").await;
+    backend.wait_for("the connection", |r| r["kind"] == "connect").await;
+    let ban = common::auth::Call {
+        bearer: Some(common::auth::ADMIN_KEY),
+        ..common::auth::Call::post("/api/bans", json!({"subject": "user:oscar", "duration_secs": 60}))
+    };
+    let reply = common::auth::call_at(server.admin.unwrap(), ban).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    assert_eq!(close_code(&mut ws).await, Some(4003));
+    backend.wait_for("the upstream close", |r| r["kind"] == "close").await;
+}
+
 /// What docs/GATEWAY.md's Python `verify_palisade` says of `headers`;
 /// `None` without python3 (outside CI).
 fn python_verifies(headers: &Value) -> Option<bool> {
