@@ -142,14 +142,21 @@ fn gateway_config(upstream: &str, extra: &str) -> String {
     format!("[gateway]\nupstream = \"{upstream}\"\nidentity_secret = \"{IDENTITY_SECRET}\"\n{extra}\n{POLICY}")
 }
 
-/// A `ws` backend and a gateway in front of it; `None` when the test is
-/// skipped.
+/// A `ws` backend and a gateway in front of it, with the guard's limits
+/// out of reach; `None` when the test is skipped.
 async fn ws_backend_behind_palisade(test: &str) -> Option<(Backend, TestServer)> {
+    behind_palisade(test, &[common::NO_ABUSE_LIMITS], "").await
+}
+
+/// A `ws` backend and a gateway in front of it: the test config's
+/// `layers`, then `[gateway]` with `options`.
+async fn behind_palisade(test: &str, layers: &[&str], options: &str) -> Option<(Backend, TestServer)> {
     if !backends_available(test) {
         return None;
     }
     let backend = Backend::start("ws");
-    let server = gateway(&format!("ws://127.0.0.1:{}/", backend.port), "").await;
+    let config = gateway_config(&format!("ws://127.0.0.1:{}/", backend.port), options);
+    let server = TestServer::start_layers(&[layers, &[config.as_str()]].concat()).await;
     Some((backend, server))
 }
 
@@ -334,13 +341,8 @@ async fn a_wss_backend_is_trusted_through_gateway_ca_file_and_not_without_it() {
 
 #[tokio::test]
 async fn refusals_can_close_credentials_pass_only_when_asked_and_the_welcome_gives_the_csrf_token() {
-    if !backends_available("options") {
-        return;
-    }
-    let backend = Backend::start("ws");
-    let upstream = format!("ws://127.0.0.1:{}/", backend.port);
     let options = "on_refusal = \"close\"\nforward_credentials = true\nwelcome = true";
-    let server = gateway(&upstream, options).await;
+    let Some((backend, server)) = behind_palisade("options", &[common::NO_ABUSE_LIMITS], options).await else { return };
     let t = token("judy", &["student"]);
     let dialed = dial(&server, Dial { bearer: Some(&t), cookie: Some("theme=dark"), ..Dial::default() }).await;
     let mut ws = dialed.expect("handshake accepted").0;
@@ -359,12 +361,8 @@ async fn refusals_can_close_credentials_pass_only_when_asked_and_the_welcome_giv
 
 #[tokio::test]
 async fn a_flood_of_refused_messages_escalates_to_a_disconnect_as_natively() {
-    if !backends_available("flood") {
-        return;
-    }
-    let backend = Backend::start("ws");
     // The default guard: every refusal scores, and 30 points disconnect.
-    let server = TestServer::start(&gateway_config(&format!("ws://127.0.0.1:{}/", backend.port), "")).await;
+    let Some((backend, server)) = behind_palisade("flood", &[], "").await else { return };
     let mut ws = open(&server, "mallory").await;
     let mut closed = None;
     for _ in 0..100 {
@@ -386,12 +384,8 @@ async fn a_flood_of_refused_messages_escalates_to_a_disconnect_as_natively() {
 
 #[tokio::test]
 async fn an_operators_ban_closes_the_client_with_4003_and_its_upstream_connection_too() {
-    if !backends_available("ban") {
-        return;
-    }
-    let backend = Backend::start("ws");
-    let config = gateway_config(&format!("ws://127.0.0.1:{}/", backend.port), "");
-    let server = TestServer::start_layers(&[common::NO_ABUSE_LIMITS, &common::auth::with_admin_key(), &config]).await;
+    let admin = common::auth::with_admin_key();
+    let Some((backend, server)) = behind_palisade("ban", &[common::NO_ABUSE_LIMITS, &admin], "").await else { return };
     let mut ws = open(&server, "oscar").await;
     backend.wait_for("the connection", |r| r["kind"] == "connect").await;
     let ban = common::auth::Call {
