@@ -44,8 +44,14 @@ pub(crate) async fn serve(
     credentials: Credentials,
 ) {
     let Some(upstream) = state.upstream.as_deref() else { return };
-    let identity = IdentityHeaders::sign(&upstream.settings.secret, session.identity(), session.id());
-    match upstream.dial(&identity, &credentials).await {
+    let dialed = {
+        let identity = IdentityHeaders::sign(&upstream.settings.secret, session.identity(), session.id());
+        upstream.dial(&identity, &credentials).await
+    };
+    // Not kept for the connection's life: the task's future would hold
+    // them (and their heap) until the end.
+    drop(credentials);
+    match dialed {
         Ok(backend) => crate::ws::serve_connection(ws, state, session, peer, slot, Some(Box::new(backend))).await,
         Err(e) => {
             // The URL is not logged: its query may carry a credential.
