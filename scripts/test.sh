@@ -48,6 +48,14 @@ if [ ! -d crates/palisade-scan/tests/fixtures/node/node_modules/ws ]; then
   (cd crates/palisade-scan/tests/fixtures/node && npm install --silent --no-audit --no-fund --no-package-lock)
 fi
 
+# Gateway mode's tests start a ws and a Socket.IO backend
+# (crates/palisade-server/tests/gateway.rs; under CI=true they fail
+# without them); the versions are pinned in the fixture's package.json.
+if [ ! -d crates/palisade-server/tests/fixtures/gateway/node_modules/socket.io ]; then
+  echo "test.sh: installing ws and socket.io (npm)"
+  (cd crates/palisade-server/tests/fixtures/gateway && npm install --silent --no-audit --no-fund --no-package-lock)
+fi
+
 # Cluster mode's tests start their own redis-server on a free port (never
 # the machine's shared one; crates/palisade-server/tests/cluster_redis.rs;
 # under CI=true they fail without it).

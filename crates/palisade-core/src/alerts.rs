@@ -10,33 +10,19 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac as _};
-use sha2::Sha256;
-use subtle::ConstantTimeEq as _;
-
 use crate::Timestamp;
-use crate::audit::hex;
+use crate::signature;
 
 /// The `X-Palisade-Signature` value of `body` sent at `timestamp` (Unix
 /// seconds): `sha256=` and the hex HMAC-SHA256 of `timestamp.body`.
 pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
-    format!("sha256={}", hex(&mac(secret, timestamp, body)))
+    signature::sign(secret, &[timestamp.to_string().as_bytes(), b".", body])
 }
 
 /// Whether `signature` is `body`'s at `timestamp` under `secret`, compared
 /// in constant time.
 pub fn verify(secret: &[u8], timestamp: u64, body: &[u8], signature: &str) -> bool {
-    let want = sign(secret, timestamp, body);
-    want.as_bytes().ct_eq(signature.as_bytes()).into()
-}
-
-fn mac(secret: &[u8], timestamp: u64, body: &[u8]) -> Vec<u8> {
-    // HMAC takes a key of any length; the config requires a long one.
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return Vec::new() };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+    signature::verify(secret, &[timestamp.to_string().as_bytes(), b".", body], signature)
 }
 
 /// What a [`Threshold`] saw change.

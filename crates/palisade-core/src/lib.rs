@@ -24,6 +24,9 @@
 //!   log;
 //! - [`admin`] checks the admin listener's credentials and holds its
 //!   browser sessions;
+//! - [`passthrough`] is gateway mode's: a backend's own message format,
+//!   the checks on what the backend sends, and the signed identity headers
+//!   (the client's messages go through [`session`] like native ones);
 //! - [`transport`] decides whether a request's transport is secure enough
 //!   (TLS, or a trusted proxy's word for it).
 
@@ -45,6 +48,7 @@ pub mod login;
 pub mod node;
 pub mod origin;
 pub mod ownership;
+pub mod passthrough;
 pub mod policy;
 pub mod rate;
 pub mod refusal;
@@ -52,6 +56,7 @@ pub mod replay;
 pub mod sanitize;
 pub mod seams;
 pub mod session;
+pub mod signature;
 pub mod store;
 mod time;
 pub mod transport;

@@ -25,10 +25,12 @@ use crate::replay::NonceClaim;
 use crate::seams::{Claim, Committed};
 
 mod decision;
+mod raw;
 mod timer;
 
 pub use crate::refusal::Refusal;
 pub use decision::Decision;
+pub use raw::{RawDecision, RawGate};
 
 use timer::{Beat, Heartbeat};
 
@@ -295,8 +297,8 @@ impl Session {
                 None => Err(Refusal::from(Denied::new(ErrorCode::NotMember, "leave without join")).answering(id)),
             },
             ClientFrame::Send { id, room, event, data, csrf, nonce, ts, cid } => {
-                let request =
-                    Publish { room: &room, event: &event, data, csrf: csrf.as_deref(), nonce, ts, cid: cid.as_deref() };
+                let event_request = EventRequest { event: &event, data, csrf: csrf.as_deref(), nonce, ts };
+                let request = Publish { room: &room, event: event_request, cid: cid.as_deref() };
                 match self.publish(cx, &request, now) {
                     Ok(Published::Fresh { data, recorded, rate, nonce }) => Ok(Decision::Publish {
                         history: policy.history(&room),
@@ -388,6 +390,54 @@ impl Session {
         now: Timestamp,
     ) -> Result<Published<'a>, Refusal> {
         let policy = cx.policy;
+        // 4 to 7: declared, fresh, CSRF, permissions.
+        let (rule, nonce) = self.admit(cx, &req.event, Some(req.room), now)?;
+        // 7. ...and membership.
+        if !self.is_member(req.room) {
+            return Err(Denied::new(ErrorCode::NotMember, "send to a room not joined").into());
+        }
+        if rule.requires_owner() {
+            policy.check_owner(&self.identity, req.room, cx.owners.owner(req.room).as_deref())?;
+        }
+        let data = req.event.data;
+        // 7a. A resend (a `cid` already published) is answered with the
+        //     first one's seq, before it costs a rate or a nonce.
+        let Some(cid) = req.cid else {
+            let data = self.shape(cx, data, rule, now)?;
+            return Ok(Published::Fresh { data, recorded: false, rate: rule.rate(), nonce });
+        };
+        if cid.is_empty() || cid.len() > MAX_CID_LEN {
+            return Err(Denied::new(ErrorCode::BadRequest, "cid must be 1 to 64 bytes").into());
+        }
+        let recorded = match cx.client_ids.check(&self.identity.user_id, cid, now) {
+            Seen::New => true,
+            Seen::Unrecorded => false,
+            Seen::Sent { room, seq } if *room == *req.room => return Ok(Published::Duplicate(Some(seq))),
+            Seen::Sent { .. } => {
+                return Err(Denied::new(ErrorCode::BadRequest, "cid already used in another room").into());
+            }
+            Seen::InFlight => return Ok(Published::Duplicate(None)),
+        };
+        let shaped = self.shape(cx, data, rule, now);
+        if shaped.is_err() && recorded {
+            cx.client_ids.forget(&self.identity.user_id, cid);
+        }
+        shaped.map(|data| Published::Fresh { data, recorded, rate: rule.rate(), nonce })
+    }
+
+    /// Pipeline steps 4 to 7 for one event, native or (gateway mode) a
+    /// backend's, in `room` or, for a backend whose rooms the policy does
+    /// not see, none: the event is declared and its data within its size,
+    /// the stateless replay check, CSRF, and the token's and the roles'
+    /// permissions. Membership and ownership are the caller's.
+    fn admit<'p, 'a>(
+        &self,
+        cx: Context<'p>,
+        req: &EventRequest<'_, 'a>,
+        room: Option<&str>,
+        now: Timestamp,
+    ) -> Result<(&'p EventRule, Option<NonceClaim<'a>>), Refusal> {
+        let policy = cx.policy;
         // 4. The event is declared (and its data within its size).
         let rule = policy.event(req.event)?;
         rule.check_size(req.data)?;
@@ -404,37 +454,12 @@ impl Session {
             return Err(Denied::new(ErrorCode::CsrfFailed, "csrf token missing or wrong").into());
         }
         // 7. Authorization: the token's rooms claim, permissions for the
-        //    room and the event, and membership.
-        policy.authorize_publish(&self.identity, req.room, rule)?;
-        if !self.is_member(req.room) {
-            return Err(Denied::new(ErrorCode::NotMember, "send to a room not joined").into());
+        //    room and the event.
+        match room {
+            Some(room) => policy.authorize_publish(&self.identity, room, rule)?,
+            None => policy.authorize_event(&self.identity, rule)?,
         }
-        if rule.requires_owner() {
-            policy.check_owner(&self.identity, req.room, cx.owners.owner(req.room).as_deref())?;
-        }
-        // 7a. A resend (a `cid` already published) is answered with the
-        //     first one's seq, before it costs a rate or a nonce.
-        let Some(cid) = req.cid else {
-            let data = self.shape(cx, req, rule, now)?;
-            return Ok(Published::Fresh { data, recorded: false, rate: rule.rate(), nonce });
-        };
-        if cid.is_empty() || cid.len() > MAX_CID_LEN {
-            return Err(Denied::new(ErrorCode::BadRequest, "cid must be 1 to 64 bytes").into());
-        }
-        let recorded = match cx.client_ids.check(&self.identity.user_id, cid, now) {
-            Seen::New => true,
-            Seen::Unrecorded => false,
-            Seen::Sent { room, seq } if *room == *req.room => return Ok(Published::Duplicate(Some(seq))),
-            Seen::Sent { .. } => {
-                return Err(Denied::new(ErrorCode::BadRequest, "cid already used in another room").into());
-            }
-            Seen::InFlight => return Ok(Published::Duplicate(None)),
-        };
-        let shaped = self.shape(cx, req, rule, now);
-        if shaped.is_err() && recorded {
-            cx.client_ids.forget(&self.identity.user_id, cid);
-        }
-        shaped.map(|data| Published::Fresh { data, recorded, rate: rule.rate(), nonce })
+        Ok((rule, nonce))
     }
 
     /// Pipeline steps 9 to 10a for one `send`: bounded parse, schema,
@@ -443,14 +468,14 @@ impl Session {
     fn shape(
         &mut self,
         cx: Context<'_>,
-        req: &Publish<'_, '_>,
+        data: &RawValue,
         rule: &EventRule,
         now: Timestamp,
     ) -> Result<Box<RawValue>, Refusal> {
-        let data = rule.shape(req.data, cx.policy.sanitizers())?;
-        let verdict = cx.guard.spam(req.data.get());
+        let shaped = rule.shape(data, cx.policy.sanitizers())?;
+        let verdict = cx.guard.spam(data.get());
         self.judge(cx.guard, verdict, now)?;
-        Ok(data)
+        Ok(shaped)
     }
 
     /// The commit step's claim for a [`Decision::Publish`] of this session
@@ -585,12 +610,17 @@ impl Session {
 /// The parts of a `send` the pipeline checks; `'a` is the frame's.
 struct Publish<'r, 'a> {
     room: &'r str,
+    event: EventRequest<'r, 'a>,
+    cid: Option<&'r str>,
+}
+
+/// The parts of one event, native or a backend's, that steps 4 to 7 check.
+struct EventRequest<'r, 'a> {
     event: &'r str,
     data: &'a RawValue,
     csrf: Option<&'r str>,
     nonce: Option<Cow<'a, str>>,
     ts: Option<u64>,
-    cid: Option<&'r str>,
 }
 
 /// What the pipeline made of a `send`.
@@ -603,5 +633,7 @@ enum Published<'a> {
     Duplicate(Option<u64>),
 }
 
+#[cfg(test)]
+mod raw_tests;
 #[cfg(test)]
 mod tests;

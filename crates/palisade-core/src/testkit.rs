@@ -7,6 +7,23 @@ use crate::auth::{Algorithm, KeyMaterial, TokenRequest, TokenSigner, TokenVerifi
 
 pub(crate) const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
 
+/// An identity as a verified token gives it: `u1`, named alice, with
+/// `roles`, expired at the epoch (set what a test needs).
+pub(crate) fn identity(roles: &[&str]) -> crate::auth::Identity {
+    crate::auth::Identity {
+        user_id: "u1".into(),
+        name: "alice".into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        rooms: None,
+        expires_at: Timestamp::from_secs(0),
+        token_id: None,
+        issued_at: None,
+        session_id: None,
+        device: None,
+        external_issuer: None,
+    }
+}
+
 /// A seeded generator: ids and tokens drawn from it are the same every run.
 /// Draw twice from one generator for two different values; two calls give
 /// two generators that repeat each other.

@@ -15,6 +15,10 @@ pub(crate) enum Exit {
     PeerClosed,
     /// The socket is gone or the peer stopped answering; just drop it.
     Gone,
+    /// Gateway mode: close with a code and reason that are not Palisade's
+    /// own (the backend's close passed on, or 1011 with a retry hint when
+    /// the backend cannot be reached), and wait for the peer's reply.
+    Relay(u16, &'static str),
 }
 
 impl Exit {
@@ -24,6 +28,7 @@ impl Exit {
             Self::Close(c) | Self::Fail(c) => format!("{} {}", c.code(), c.reason()),
             Self::PeerClosed => "closed by peer".to_owned(),
             Self::Gone => "connection lost".to_owned(),
+            Self::Relay(code, reason) => format!("{code} {reason}"),
         }
     }
 }

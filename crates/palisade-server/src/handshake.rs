@@ -22,6 +22,7 @@ use tracing::info;
 use crate::headers::{all_str, header_str, joined};
 use crate::rejection::HttpRejection;
 use crate::state::AppState;
+use crate::upstream::Credentials;
 use crate::ws::{serve_connection, upgrade};
 
 pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Request) -> Result<Response, HttpRejection> {
@@ -99,7 +100,18 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let protocol = admitted.select_subprotocol.then_some(SUBPROTOCOL);
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);
+    // Gateway mode: `/ws` proxies to the backend (docs/GATEWAY.md).
+    if state.upstream.is_some() {
+        let headers = req.headers();
+        let credentials = Credentials {
+            cookie: headers.get(header::COOKIE).cloned(),
+            authorization: headers.get(header::AUTHORIZATION).cloned(),
+        };
+        return Ok(upgrade::switch(&state, on_upgrade, accept, protocol, move |ws| {
+            crate::upstream::pump::serve(ws, task_state, session, peer, slot, credentials)
+        }));
+    }
     Ok(upgrade::switch(&state, on_upgrade, accept, protocol, move |ws| {
-        serve_connection(ws, task_state, session, peer, slot)
+        serve_connection(ws, task_state, session, peer, slot, None)
     }))
 }

@@ -142,7 +142,12 @@ async fn fetch_unbounded(req: &FetchRequest) -> Result<Vec<u8>, FetchError> {
 /// the aws-lc-rs provider. Built per fetch: fetches are rare (alert
 /// deliveries use it too).
 pub(crate) fn connector() -> Result<TlsConnector, rustls::Error> {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    connector_trusting(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
+}
+
+/// A TLS client trusting `roots` (gateway mode's `gateway.ca_file`), on
+/// the aws-lc-rs provider.
+pub(crate) fn connector_trusting(roots: rustls::RootCertStore) -> Result<TlsConnector, rustls::Error> {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -51,4 +51,5 @@ mod state;
 mod store;
 mod telemetry;
 pub mod tls;
+mod upstream;
 mod ws;

@@ -28,6 +28,7 @@ pub use crate::message_path::ClusterError;
 use crate::message_path::MessagePath;
 use crate::settings::Settings;
 use crate::state::{AppState, Store};
+use crate::upstream::Upstream;
 
 pub use crate::reload::Reloader;
 
@@ -98,7 +99,14 @@ impl Server {
             None
         };
         let path = MessagePath::open(&settings.config, &settings.node, &guard).await?;
-        let state = Arc::new(AppState::new(settings, guard, path, store, revocations, login));
+        let upstream = match &settings.gateway {
+            Some(gateway) => Some(
+                Upstream::new(gateway.clone(), &settings.config.replay, &settings.config.limits)
+                    .map_err(|why| ConfigError::invalid("gateway.ca_file", why))?,
+            ),
+            None => None,
+        };
+        let state = Arc::new(AppState::new(settings, guard, path, store, revocations, login, upstream));
         state.owners.load(&state.store).await?;
         Ok(Self { state, listener, local_addr, admin })
     }

@@ -21,7 +21,8 @@ use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
 use crate::config::{
-    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, Source, StoreBackend, dev_key, load_issuers,
+    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, GatewaySettings, Source, StoreBackend, dev_key,
+    load_issuers,
 };
 use crate::tls::Tls;
 
@@ -70,6 +71,8 @@ pub struct Settings {
     pub admin_roles: AdminRoles,
     /// The public listener's TLS, when `server.tls` is set.
     pub tls: Option<Arc<Tls>>,
+    /// Gateway mode, when `gateway.upstream` is set.
+    pub gateway: Option<GatewaySettings>,
 }
 
 /// The public listener's TLS from `server.tls`. Production without it
@@ -134,6 +137,7 @@ impl Settings {
         let dev_data_dir = (profile == Profile::Dev).then_some(config.server.data_dir.as_path());
         let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
         let alert_secret = config.alerts.secret(&config.base_dir)?;
+        let gateway = config.gateway.settings(&config.base_dir, &config.limits)?;
         // Again here: `--listen` may have moved the public listener since
         // the file was checked.
         config.admin.validate(config.server.listen)?;
@@ -158,6 +162,7 @@ impl Settings {
             viewer_keys,
             admin_roles,
             tls,
+            gateway,
         })
     }
 

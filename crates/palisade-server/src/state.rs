@@ -26,6 +26,7 @@ use crate::message_path::MessagePath;
 use crate::owners::OwnerLedger;
 use crate::revoke::Revoker;
 use crate::settings::{ConnLimits, Settings};
+use crate::upstream::Upstream;
 
 pub(crate) use crate::gateway::Store;
 
@@ -68,6 +69,9 @@ pub(crate) struct AppState {
     pub(crate) login: Option<Login>,
     /// Performs what the guard decides.
     pub(crate) enforce: Enforcement,
+    /// Gateway mode's upstream, when `gateway.upstream` is set: `/ws`
+    /// proxies to it instead of serving rooms.
+    pub(crate) upstream: Option<Arc<Upstream>>,
     /// The audit log's queue.
     pub(crate) audit: Arc<Audit>,
     /// Metric handles (`/metrics` on the admin listener).
@@ -95,6 +99,7 @@ impl AppState {
         store: Arc<dyn Store>,
         revocations: Revocations,
         login: Option<Login>,
+        upstream: Option<Upstream>,
     ) -> Self {
         // First: it installs the process's recorder, which every metric
         // handle registered after it (the audit queue's too) reports to.
@@ -121,6 +126,7 @@ impl AppState {
         let revoker = Revoker::new(Arc::clone(&revocations), Arc::clone(&channel), Arc::clone(&store));
         Self {
             login,
+            upstream: upstream.map(Arc::new),
             guard,
             store,
             revocations,

@@ -169,6 +169,7 @@ impl Metrics {
             Exit::Close(code) | Exit::Fail(code) => CloseCode::ALL.iter().position(|c| *c == code),
             Exit::PeerClosed => Some(CloseCode::ALL.len()),
             Exit::Gone => Some(CloseCode::ALL.len() + 1),
+            Exit::Relay(code, _) => CloseCode::ALL.iter().position(|c| c.code() == code),
         };
         if let Some(counter) = index.and_then(|i| self.closed.get(i)) {
             counter.increment(1);

@@ -233,6 +233,13 @@ impl Policy {
         self.require(who, rule.permission.as_ref(), "missing event permission")
     }
 
+    /// May this user publish `rule`'s event where the policy sees no room
+    /// (gateway mode with a backend whose messages name none): the
+    /// event's permission alone.
+    pub fn authorize_event(&self, who: &Identity, rule: &EventRule) -> Result<(), Denied> {
+        self.require(who, rule.permission.as_ref(), "missing event permission")
+    }
+
     /// A backend's event for `room` (the admin API's `POST /api/publish`):
     /// the same declaration, size limit, schema and sanitizers as a client
     /// `send` (pipeline steps 4 and 9–10), and a room name some room rule

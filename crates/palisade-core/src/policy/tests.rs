@@ -1,5 +1,4 @@
 use super::*;
-use crate::Timestamp;
 
 fn spec() -> PolicySpec {
     let mut s = PolicySpec::default();
@@ -25,18 +24,7 @@ fn spec() -> PolicySpec {
 }
 
 fn who(roles: &[&str]) -> Identity {
-    Identity {
-        user_id: "u1".into(),
-        name: "alice".into(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-        rooms: None,
-        expires_at: Timestamp::from_secs(0),
-        token_id: None,
-        issued_at: None,
-        session_id: None,
-        device: None,
-        external_issuer: None,
-    }
+    crate::testkit::identity(roles)
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::policy::{EventSpec, PolicySpec, RoleSpec, RoomSpec};
 use crate::store::MemoryNonces;
 use crate::testkit::{T0, lenient_guard, mint, rng, standing, verifier};
 
-fn policy() -> Policy {
+pub(super) fn policy() -> Policy {
     let mut s = PolicySpec::default();
     s.roles.insert("user".into(), RoleSpec { permissions: vec!["chat:send".into()] });
     s.default_roles = vec!["user".into()];
@@ -32,16 +32,16 @@ const LIMITS: SessionLimits = SessionLimits {
     silence_limit: Duration::from_secs(31 * 86_400),
 };
 
-fn session(ttl: Duration) -> Session {
+pub(super) fn session(ttl: Duration) -> Session {
     let identity = verifier().verify(&mint("u1", &[], ttl, T0), T0).unwrap();
     Session::new(identity, LIMITS, standing(), T0, &mut rng())
 }
 
 /// Everything a test pipeline needs, owned.
-struct Env {
+pub(super) struct Env {
     policy: Policy,
     verifier: TokenVerifier,
-    nonces: MemoryNonces,
+    pub(super) nonces: MemoryNonces,
     guard: Guard,
     revocations: crate::auth::Revocations,
     owners: Owners,
@@ -49,7 +49,7 @@ struct Env {
 }
 
 impl Env {
-    fn new(policy: Policy) -> Self {
+    pub(super) fn new(policy: Policy) -> Self {
         Self {
             policy,
             verifier: verifier(),
@@ -61,7 +61,7 @@ impl Env {
         }
     }
 
-    fn cx(&self) -> Context<'_> {
+    pub(super) fn cx(&self) -> Context<'_> {
         Context {
             policy: &self.policy,
             verifier: &self.verifier,

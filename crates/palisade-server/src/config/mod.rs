@@ -14,6 +14,7 @@ mod audit;
 mod duration;
 pub mod env;
 pub mod explain;
+mod gateway;
 mod init;
 mod issuers;
 mod keys;
@@ -39,6 +40,7 @@ pub use admin::{AdminConfig, MIN_API_KEY_BYTES};
 pub use alerts::{AlertSecret, AlertsConfig, MIN_ALERT_SECRET_BYTES};
 pub use audit::{AuditConfig, AuditKey, RetentionConfig};
 pub use env::{Env, ProcessEnv};
+pub use gateway::{GatewayConfig, GatewaySettings, MIN_IDENTITY_SECRET_BYTES, OnRefusal, Preset};
 pub use init::render_init;
 pub use issuers::{IssuerConfig, load_issuers};
 pub(crate) use keys::fresh_secret;
@@ -143,6 +145,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[alerts]`
     pub alerts: AlertsConfig,
+    /// `[gateway]`
+    pub gateway: GatewayConfig,
     /// `[roles.<name>]`
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -520,6 +524,7 @@ impl Config {
         self.audit.validate()?;
         self.admin.validate(self.server.listen)?;
         self.alerts.validate()?;
+        self.gateway.settings(&self.base_dir, l)?;
         self.server.tls.validate()?;
         Ok(())
     }

@@ -14,6 +14,7 @@ use palisade_core::Timestamp;
 use palisade_core::audit::{self, Entry};
 use palisade_core::guard::Escalation;
 use palisade_core::log::Clipped;
+use palisade_core::policy::Policy;
 use palisade_core::refusal::Kind;
 use palisade_core::seams::Outgoing;
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
@@ -28,21 +29,27 @@ use crate::exit::Exit;
 use crate::hub::{Member, Membership};
 use crate::settings::ConnLimits;
 use crate::state::{AppState, Slot};
+use crate::upstream::UpstreamWs;
+use crate::upstream::pump;
 
 /// Most queued events written before one flush, and before the socket is
 /// read again (see [`Conn::run`]).
 const WRITE_BATCH: usize = 64;
 
-struct Conn<'s> {
-    state: &'s AppState,
-    limits: &'s ConnLimits,
+pub(crate) struct Conn<'s> {
+    pub(crate) state: &'s AppState,
+    pub(crate) limits: &'s ConnLimits,
     /// Leaves every room when the connection is dropped, even by a panic.
-    rooms: Membership<'s>,
-    control: Arc<Control>,
+    pub(crate) rooms: Membership<'s>,
+    pub(crate) control: Arc<Control>,
     /// Boxed: the task's future keeps what it holds in more than one of
     /// its states, and the session is its largest part (BENCHMARKS.md).
-    session: Box<Session>,
-    peer: SocketAddr,
+    pub(crate) session: Box<Session>,
+    pub(crate) peer: SocketAddr,
+    /// Gateway mode: the backend's connection (`crate::upstream`), which
+    /// takes the client's messages instead of the rooms. Boxed, for the
+    /// size of a native connection's future.
+    pub(crate) backend: Option<Box<UpstreamWs>>,
 }
 
 /// A read from the socket: a frame, an error, or the end of the stream.
@@ -62,14 +69,23 @@ struct Reply {
 }
 
 /// Runs a connection to its end. `_slot` keeps the connection counted.
-pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Box<Session>, peer: SocketAddr, _slot: Slot) {
+/// With a `backend` (gateway mode), client messages go there and its
+/// messages come back (`crate::upstream::pump`).
+pub(crate) async fn serve(
+    mut ws: Ws,
+    state: Arc<AppState>,
+    session: Box<Session>,
+    peer: SocketAddr,
+    _slot: Slot,
+    backend: Option<Box<UpstreamWs>>,
+) {
     let limits = &state.conn_limits;
     let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
     let control = Arc::new(Control::default());
     let member = Member { tx, control: Arc::clone(&control) };
     let (ip, now) = (session.standing().ip(), state.clock.now());
     let rooms = Membership::new(&state.hub, &*state.bus, member, ip, &session.identity().user_id, now);
-    let mut conn = Conn { state: &state, limits, rooms, control, session, peer };
+    let mut conn = Conn { state: &state, limits, rooms, control, session, peer, backend };
     // `conn` is the number later lines carry; `id` what the admin API lists.
     info!(
         conn = conn.rooms.id(),
@@ -83,6 +99,9 @@ pub(crate) async fn serve(mut ws: Ws, state: Arc<AppState>, session: Box<Session
     let Err(exit) = conn.run(&mut ws, &mut rx).await;
     state.metrics.closed(exit);
     info!(conn = conn.rooms.id(), session = conn.session.id(), reason = %exit.describe(), "connection closed");
+    if let Some(backend) = conn.backend.take() {
+        Box::pin(pump::hang_up(backend, exit, limits.close_timeout)).await;
+    }
     // Leaves every room; a panic above leaves them too, by unwinding.
     drop(conn);
     drop(rx);
@@ -95,7 +114,9 @@ impl Conn<'_> {
     /// The connection loop: waits on the shutdown and close signals, the
     /// session's one timer, the outbound queue and the socket.
     async fn run(&mut self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>) -> Result<Infallible, Exit> {
-        self.send(ws, Message::Text(self.welcome().into())).await?;
+        if let Some(welcome) = self.own("welcome", self.welcome()) {
+            self.send(ws, welcome).await?;
+        }
         let state = self.state;
         let control = Arc::clone(&self.control);
         let timer = tokio::time::sleep_until(state.clock.instant_at(self.session.next_timer()));
@@ -147,6 +168,10 @@ impl Conn<'_> {
                     read_now(ws).await
                 }
                 msg = ws.next() => Some(msg),
+                msg = pump::next(&mut self.backend) => {
+                    self.on_backend(ws, msg).await?;
+                    None
+                }
             };
             if let Some(msg) = inbound {
                 self.on_inbound(ws, rx, msg).await?;
@@ -175,13 +200,15 @@ impl Conn<'_> {
                     debug!(conn = self.rooms.id(), "heartbeat timeout");
                     return Err(Exit::Gone);
                 }
-                TimerAction::Ping => Message::Ping(Bytes::new()),
+                TimerAction::Ping => Some(Message::Ping(Bytes::new())),
                 TimerAction::Expiring(at) => {
-                    text_message(ServerFrame::Expiring { expires_at: at.as_millis() }.to_json())
+                    self.own("expiring", ServerFrame::Expiring { expires_at: at.as_millis() }.to_json())
                 }
-                TimerAction::CsrfRotated => text_message(ServerFrame::Csrf { csrf: self.session.csrf() }.to_json()),
+                TimerAction::CsrfRotated => self.own("csrf", ServerFrame::Csrf { csrf: self.session.csrf() }.to_json()),
             };
-            self.send(ws, msg).await?;
+            if let Some(msg) = msg {
+                self.send(ws, msg).await?;
+            }
         }
         Ok(())
     }
@@ -272,6 +299,10 @@ impl Conn<'_> {
         };
         self.session.on_heard(now);
         let reply = match msg {
+            Message::Text(text) if self.backend.is_some() => return self.forward_client(ws, text, now).await,
+            Message::Binary(data) if self.backend.is_some() && self.gateway_binary() => {
+                return self.write_upstream(Message::Binary(data)).await;
+            }
             Message::Text(text) => {
                 self.state.metrics.messages_in.increment(1);
                 let mut started = std::time::Instant::now();
@@ -323,13 +354,13 @@ impl Conn<'_> {
 
     /// Performs an escalation of this connection's refusal; the close code
     /// if this connection must close.
-    fn escalate(&self, escalation: Escalation) -> Option<CloseCode> {
+    pub(crate) fn escalate(&self, escalation: Escalation) -> Option<CloseCode> {
         self.state.enforce.escalate(escalation, self.session.standing().ip(), Some(&self.session.identity().user_id))
     }
 
     /// Reports what `abuse.dry_run` let through during the last call into
     /// the session.
-    fn unenforced(&mut self) -> Option<CloseCode> {
+    pub(crate) fn unenforced(&mut self) -> Option<CloseCode> {
         let (refusal, escalation) = self.session.take_unenforced()?;
         let ip = self.session.standing().ip();
         self.state.enforce.report_unenforced(&refusal, ip, Some(&self.session.identity().user_id));
@@ -361,15 +392,7 @@ impl Conn<'_> {
         // One load per pass: a reload swaps the policy between messages,
         // never during one.
         let policy = self.state.settings.policy.load();
-        let cx = Context {
-            policy: &policy,
-            verifier: self.state.settings.gate.verifier(),
-            guard: &self.state.guard,
-            revocations: &self.state.revocations,
-            owners: &self.state.owners.owners,
-            client_ids: &self.state.client_ids,
-        };
-        pass(&mut self.session, cx, text, now)
+        pass(&mut self.session, context(self.state, &policy), text, now)
     }
 
     /// Performs the session's decision on one text frame; returns the reply
@@ -496,7 +519,7 @@ impl Conn<'_> {
     /// budget, and renders its error frame. The reason and path may quote
     /// the client's own text: written clipped, never raw
     /// (docs/ARCHITECTURE.md, "Logs").
-    fn refuse(&self, refusal: &Refusal) -> String {
+    pub(crate) fn refuse(&self, refusal: &Refusal) -> String {
         self.state.enforce.count_refusal(refusal);
         self.state.metrics.rejected(refusal.code());
         let reference = palisade_core::random_id("r_", &mut rand::rng());
@@ -551,7 +574,7 @@ impl Conn<'_> {
     }
 
     /// Sends one message.
-    async fn send(&self, ws: &mut Ws, msg: Message) -> Result<(), Exit> {
+    pub(crate) async fn send(&self, ws: &mut Ws, msg: Message) -> Result<(), Exit> {
         if msg.is_text() {
             self.state.metrics.messages_out.increment(1);
         }
@@ -584,6 +607,19 @@ impl Conn<'_> {
     }
 }
 
+/// What the pipeline consults for one message, under `policy` (loaded once
+/// per message).
+pub(crate) fn context<'a>(state: &'a AppState, policy: &'a Policy) -> Context<'a> {
+    Context {
+        policy,
+        verifier: state.settings.gate.verifier(),
+        guard: &state.guard,
+        revocations: &state.revocations,
+        owners: &state.owners.owners,
+        client_ids: &state.client_ids,
+    }
+}
+
 /// The next read if one is ready now, without waiting for one.
 async fn read_now(ws: &mut Ws) -> Option<Inbound> {
     std::future::poll_fn(|cx| match ws.poll_next_unpin(cx) {
@@ -593,7 +629,7 @@ async fn read_now(ws: &mut Ws) -> Option<Inbound> {
     .await
 }
 
-fn text_message(frame: String) -> Message {
+pub(crate) fn text_message(frame: String) -> Message {
     Message::Text(frame.into())
 }
 

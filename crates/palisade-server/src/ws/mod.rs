@@ -1,7 +1,7 @@
 //! WebSocket connections: the upgrade, the per-connection task, the room
 //! hub, and the conformance echo endpoint.
 
-mod connection;
+pub(crate) mod connection;
 pub(crate) mod echo;
 pub(crate) mod transport;
 pub(crate) mod upgrade;

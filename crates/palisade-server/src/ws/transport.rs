@@ -57,8 +57,8 @@ pub(crate) fn exit_for_error(err: &WsError) -> Exit {
 /// `close_timeout`s.
 pub(crate) async fn finish(mut ws: Ws, exit: Exit, close_timeout: Duration) {
     match exit {
-        Exit::Close(code) => {
-            if tokio::time::timeout(close_timeout, ws.close(Some(close_frame(code)))).await.is_ok() {
+        Exit::Close(_) | Exit::Relay(..) => {
+            if tokio::time::timeout(close_timeout, ws.close(Some(closing_frame(exit)))).await.is_ok() {
                 // Wait for the peer's close frame so the close is clean.
                 let _ = tokio::time::timeout(close_timeout, async { while let Some(Ok(_)) = ws.next().await {} }).await;
             }
@@ -74,6 +74,17 @@ pub(crate) async fn finish(mut ws: Ws, exit: Exit, close_timeout: Duration) {
             let _ = tokio::time::timeout(close_timeout, async { while let Some(Ok(_)) = ws.next().await {} }).await;
         }
         Exit::Gone => {}
+    }
+}
+
+/// The close frame a close the server starts sends.
+fn closing_frame(exit: Exit) -> CloseFrame {
+    match exit {
+        Exit::Relay(code, reason) => {
+            CloseFrame { code: WireCloseCode::from(code), reason: Utf8Bytes::from_static(reason) }
+        }
+        Exit::Close(code) | Exit::Fail(code) => close_frame(code),
+        Exit::PeerClosed | Exit::Gone => close_frame(CloseCode::Normal),
     }
 }
 
