@@ -10,8 +10,7 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::auth::{Call, PASSWORD, call, call_at, refresh};
 use common::cluster::{nodes, operator};
@@ -22,17 +21,9 @@ use serde_json::{Value, json};
 /// `palisade user add ID --role ROLE --config CONFIG`, the password piped.
 async fn add_user_as(config: std::path::PathBuf, id: &'static str, role: &'static str) {
     let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["user", "add", id, "--role", role, "--config"])
-            .arg(&config)
-            .env_remove("PALISADE_CONFIG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
+        let mut command = Command::new(env!("CARGO_BIN_EXE_palisade"));
+        command.args(["user", "add", id, "--role", role, "--config"]).arg(&config).env_remove("PALISADE_CONFIG");
+        common::child::output_with_stdin(&mut command, &format!("{PASSWORD}\n"))
     })
     .await
     .unwrap();

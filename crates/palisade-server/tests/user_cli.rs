@@ -5,34 +5,21 @@
 // Helpers outside #[test] functions panic on setup failures by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use palisade_core::auth::verify_password;
 use palisade_core::store::UserStore as _;
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
 
 /// Runs `palisade ARGS --data DIR/data` with `stdin` piped in.
 fn palisade(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .arg("--data")
-        .arg(dir.join("data"))
-        .current_dir(dir)
-        .env_remove("PALISADE_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command refused before it reads stdin may have exited already.
-    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other.unwrap(),
-    }
-    child.wait_with_output().unwrap()
+    let mut command = Command::new(BIN);
+    command.args(args).arg("--data").arg(dir.join("data")).current_dir(dir).env_remove("PALISADE_CONFIG");
+    common::child::output_with_stdin(&mut command, stdin)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -2,7 +2,8 @@
 //! completion or killed at a deadline, so a hang fails the test instead of
 //! the whole run.
 
-use std::process::{Command, Stdio};
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs `command` until it exits or `deadline` passes (then kills it):
@@ -33,4 +34,16 @@ pub fn run_until(command: &mut Command, deadline: Duration) -> (bool, String) {
         Some(status) => (status.success(), text),
         None => (false, format!("{text}\nkilled after {deadline:?}")),
     }
+}
+
+/// Runs `command` with `stdin` piped in (a password, as an operator pipes
+/// it) and waits for its output. A command refused before it reads stdin
+/// may have exited already: that broken pipe is not the test's failure.
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> Output {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
+    child.wait_with_output().unwrap()
 }
