@@ -86,6 +86,21 @@ impl BanStore for Sqlite {
         let subject = ban.subject.to_string();
         let until = ban.until.map(to_sql);
         self.write("storing a ban", |tx| {
+            // Core's rule: an automatic ban never shortens one in force that
+            // another process wrote and this one had not read yet.
+            let old = tx
+                .query_row(
+                    "SELECT subject, since_ms, until_ms, strikes, reason, source FROM bans WHERE subject = ?1",
+                    [&subject],
+                    |row| RawBan::read(row, 0),
+                )
+                .optional()
+                .map_err(sql("storing a ban"))?;
+            if let Some(old) = old
+                && !ban.replaces(&old.parse(&format!("bans row {subject:?}"))?)
+            {
+                return Ok(());
+            }
             tx.execute(
                 "INSERT INTO bans (subject, since_ms, until_ms, strikes, reason, source)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)

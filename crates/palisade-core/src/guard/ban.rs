@@ -97,6 +97,21 @@ impl Ban {
     pub fn active(&self, now: Timestamp) -> bool {
         self.until.is_none_or(|until| now < until)
     }
+
+    /// Whether a store that holds `old` for the subject takes `self` in
+    /// its place: an operator decides, shorter or not; an automatic ban
+    /// never shortens one still in force when it starts (another node's,
+    /// or one `palisade ban` wrote, that its writer had not read yet).
+    pub fn replaces(&self, old: &Ban) -> bool {
+        if self.source == BanSource::Operator || !old.active(self.since) {
+            return true;
+        }
+        match (old.until, self.until) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(old_end), Some(end)) => end > old_end,
+        }
+    }
 }
 
 /// How long automatic bans last: `first`, then ×`factor` for each repeat
@@ -297,6 +312,27 @@ fn next_ban(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_automatic_ban_never_shortens_one_in_force_and_an_operator_decides() {
+        let subject: Subject = "ip:127.0.0.2".parse().unwrap();
+        let ban = |source, since: u64, len: Option<u64>| Ban {
+            subject: subject.clone(),
+            since: Timestamp::from_secs(since),
+            until: len.map(|l| Timestamp::from_secs(since + l)),
+            strikes: 1,
+            reason: String::new(),
+            source,
+        };
+        let permanent = ban(BanSource::Operator, 100, None);
+        assert!(!ban(BanSource::Auto, 160, Some(900)).replaces(&permanent));
+        assert!(ban(BanSource::Operator, 160, Some(60)).replaces(&permanent), "an operator's ban replaces");
+        let hour = ban(BanSource::Auto, 100, Some(3600));
+        assert!(!ban(BanSource::Auto, 160, Some(60)).replaces(&hour), "shorter");
+        assert!(ban(BanSource::Auto, 160, Some(3600)).replaces(&hour), "longer");
+        assert!(ban(BanSource::Auto, 160, None).replaces(&hour), "permanent");
+        assert!(ban(BanSource::Auto, 3700, Some(60)).replaces(&hour), "the old one had ended");
+    }
     use crate::testkit::T0;
 
     const MIN: Duration = Duration::from_secs(60);

@@ -42,7 +42,9 @@ pub trait BanStore: Send + Sync + std::fmt::Debug {
     fn bans(&self, now: Timestamp, remember_after_end: std::time::Duration) -> Result<Vec<Ban>, StoreError>;
 
     /// Stores `ban` in place of the subject's previous one and appends it
-    /// to the history. Durable when this returns.
+    /// to the history, unless [`Ban::replaces`] says the ban the store
+    /// holds stands (then nothing is written or recorded; the caller's
+    /// next read of the bans finds what stands). Durable when this returns.
     fn put(&self, ban: &Ban) -> Result<(), StoreError>;
 
     /// Removes the ban on `subject` (forgetting its strikes) and appends the

@@ -46,10 +46,11 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// for one subject's.
 const HISTORY_PAGE: isize = 1000;
 
-/// `put`: stores a ban and appends it to the history, unless it is an
-/// automatic ban and the ban in force ends no sooner (another node's ban,
-/// or an operator's, not yet followed here): a write never shortens a
-/// ban. The version moves either way, so the writer reloads what stands.
+/// `put`: stores a ban and appends it to the history, unless core's
+/// `Ban::replaces` says the ban in force stands (an automatic ban never
+/// shortens one still in force; the script repeats that rule, which the
+/// store conformance suite checks on both stores). The version moves
+/// either way, so the writer reloads what stands.
 /// KEYS: bans, history, version. ARGV: subject, ban, history record,
 /// `auto` or not, since, until (empty: permanent).
 const PUT: &str = r"

@@ -66,31 +66,18 @@ fn ban(source: BanSource, since: Timestamp, length: Option<Duration>) -> Ban {
     }
 }
 
+/// What the conformance suite cannot ask of SQLite, whose version moves
+/// only for another connection's write: a refused automatic ban still
+/// moves Redis's, so its writer reloads the ban that stands.
 #[test]
-fn an_automatic_ban_never_shortens_the_ban_in_force_and_an_operator_decides() {
+fn a_refused_automatic_ban_still_moves_the_version() {
     let Some(server) = RedisServer::start() else { return };
     let (a, b) = (shared(&server), shared(&server));
-    let permanent = ban(BanSource::Operator, T0, None);
-    a.put(&permanent).unwrap();
-    // Node b had not followed a's ban yet when its guard banned.
-    let v = a.version().unwrap();
+    a.put(&ban(BanSource::Operator, T0, None)).unwrap();
+    let v = b.version().unwrap();
     b.put(&ban(BanSource::Auto, T0.saturating_add(MIN), Some(15 * MIN))).unwrap();
-    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [permanent], "still permanent");
-    assert_eq!(a.history(None, 10).unwrap().len(), 1, "nothing happened to record");
-    assert_ne!(a.version().unwrap(), v, "the writer is told to read what stands");
-    // A longer automatic ban replaces a shorter one in force, and an
-    // ended one is replaced whatever its length.
-    let short = ban(BanSource::Auto, T0, Some(MIN));
-    let long = ban(BanSource::Auto, T0.saturating_add(MIN), Some(60 * MIN));
-    let operator = ban(BanSource::Operator, T0, Some(MIN));
-    a.put(&operator).unwrap();
-    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [operator], "an operator's ban replaces, shorter or not");
-    b.put(&short).unwrap();
-    b.put(&long).unwrap();
-    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [long]);
-    let after = ban(BanSource::Auto, T0.saturating_add(120 * MIN), Some(MIN));
-    b.put(&after).unwrap();
-    assert_eq!(a.bans(T0, Duration::MAX).unwrap(), [after]);
+    assert_eq!(a.history(None, 10).unwrap().len(), 1, "refused");
+    assert_ne!(b.version().unwrap(), v, "the writer is told to read what stands");
 }
 
 #[test]

@@ -42,6 +42,7 @@ macro_rules! suite {
             prune_history_drops_old_records_and_keeps_the_newest,
             another_handle_sees_every_write_and_the_version_moves,
             revocations_round_trip_and_a_user_keeps_the_later_instant,
+            an_automatic_ban_never_shortens_one_in_force_and_an_operator_decides,
             users_are_added_once_read_listed_given_roles_and_removed,
             a_refresh_token_rotates_once_and_its_reuse_ends_the_session,
             a_session_refreshed_in_a_loop_keeps_recognising_its_newest_used_tokens,
@@ -88,6 +89,31 @@ fn ban(s: &str, since: Timestamp, length: Option<Duration>, strikes: u32) -> Ban
 
 fn subjects(store: &dyn Shared, now: Timestamp, remember: Duration) -> Vec<String> {
     store.bans(now, remember).unwrap().iter().map(|b| b.subject.to_string()).collect()
+}
+
+/// Two writers (the server's guard and `palisade ban`, or two nodes): an
+/// automatic ban never shortens the one in force that its writer had not
+/// read yet (`Ban::replaces`); an operator decides.
+pub(crate) fn an_automatic_ban_never_shortens_one_in_force_and_an_operator_decides(backend: &dyn Backend) {
+    let (a, b) = (backend.open(), backend.open());
+    let with = |source, since, length| Ban { source, ..ban("ip:127.0.0.2", since, length, 1) };
+    let permanent = with(BanSource::Operator, T0, None);
+    a.put(&permanent).unwrap();
+    b.put(&with(BanSource::Auto, T0.saturating_add(MIN), Some(15 * MIN))).unwrap();
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), std::slice::from_ref(&permanent), "still permanent");
+    assert_eq!(a.history(None, 10).unwrap().len(), 1, "nothing happened to record");
+    let operator = with(BanSource::Operator, T0, Some(MIN));
+    a.put(&operator).unwrap();
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [operator], "an operator's ban replaces, shorter or not");
+    // A longer automatic ban replaces a shorter one in force, and an
+    // ended one is replaced whatever its length.
+    let long = with(BanSource::Auto, T0.saturating_add(MIN), Some(60 * MIN));
+    b.put(&with(BanSource::Auto, T0, Some(MIN))).unwrap();
+    b.put(&long).unwrap();
+    assert_eq!(a.bans(T0, Duration::ZERO).unwrap(), [long]);
+    let after = with(BanSource::Auto, T0.saturating_add(120 * MIN), Some(MIN));
+    b.put(&after).unwrap();
+    assert_eq!(a.bans(T0, Duration::MAX).unwrap(), [after]);
 }
 
 pub(crate) fn put_bans_lift_and_history_round_trip(backend: &dyn Backend) {
