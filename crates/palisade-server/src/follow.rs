@@ -1,7 +1,8 @@
 //! Follows the store: bans and revocations that other processes
 //! (`palisade ban`, `palisade revoke`) or, in cluster mode, other nodes
 //! write while the server runs take effect within [`POLL`] and one store
-//! read.
+//! read; in cluster mode at once, woken by the change stream
+//! (`cluster::changes`), and within [`CLUSTER_POLL`] if a wake is lost.
 
 use palisade_core::seams::{Command, Target};
 use std::sync::Arc;
@@ -14,6 +15,9 @@ use crate::state::AppState;
 
 /// How often the store is asked whether another process changed it.
 pub(crate) const POLL: Duration = Duration::from_millis(250);
+/// The same in cluster mode, where the change stream wakes the follower
+/// and the poll only covers a lost wake.
+const CLUSTER_POLL: Duration = Duration::from_secs(2);
 
 /// Polls the store's change counter; when it moves, reloads the bans
 /// (closing the live connections of new ones with 4003) and the
@@ -21,12 +25,20 @@ pub(crate) const POLL: Duration = Duration::from_millis(250);
 pub(crate) async fn follow_store(state: Arc<AppState>) {
     let mut seen = None;
     let mut failing = false;
-    let mut tick = tokio::time::interval(POLL);
+    let wake = state.changes.as_ref().map(|changes| changes.wake());
+    let mut tick = tokio::time::interval(if wake.is_some() { CLUSTER_POLL } else { POLL });
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let woken = async {
+            match &wake {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            () = woken => {}
         }
         let now = state.clock.now();
         let memory = state.guard.settings().ban_terms.memory;

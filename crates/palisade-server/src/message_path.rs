@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::bus::{Broker, MemoryBus};
 use crate::channel::LocalChannel;
 use crate::cluster::bus::{OnControl, RedisBus};
+use crate::cluster::changes::ChangeStream;
 use crate::cluster::channel::{self, RedisChannel};
 use crate::cluster::commit::{NonceLimits, RedisCommit};
 use crate::cluster::history::RedisHistory;
@@ -37,6 +38,9 @@ pub(crate) struct MessagePath {
     pub(crate) channel: Arc<dyn ControlChannel>,
     /// Cluster mode: this node's clock against Redis's.
     pub(crate) clock: Option<Arc<ClockCheck>>,
+    /// Cluster mode: the stream that wakes this node when a ban or a
+    /// revocation is written anywhere.
+    pub(crate) changes: Option<Arc<ChangeStream>>,
 }
 
 /// Redis could not be reached or used when the node started.
@@ -63,7 +67,7 @@ impl MessagePath {
                     nonces: MemoryNonces::new(replay.max_nonces, replay.max_nonces_per_user),
                 });
                 let history = Box::new(LocalHistory { hub: Arc::clone(&hub) });
-                Ok(Self { hub, bus, commit, history, channel: local, clock: None })
+                Ok(Self { hub, bus, commit, history, channel: local, clock: None, changes: None })
             }
             StoreBackend::Redis => {
                 let store = &config.store;
@@ -100,7 +104,8 @@ impl MessagePath {
                 let bus = Arc::new(bus);
                 let channel = Arc::new(RedisChannel::new(local, Arc::clone(&bus)));
                 let (commit, history) = (Box::new(commit), Box::new(history));
-                Ok(Self { hub, bus, commit, history, channel, clock: Some(clock) })
+                let changes = Some(Arc::new(ChangeStream::new(client, Keys::new(&store.prefix))));
+                Ok(Self { hub, bus, commit, history, channel, clock: Some(clock), changes })
             }
         }
     }

@@ -144,6 +144,9 @@ impl Server {
         #[cfg(unix)]
         state.tasks.spawn(crate::reload::reload_on_sighup(Reloader::new(Arc::clone(&state)), state.shutdown.clone()));
         state.tasks.spawn(follow_store(Arc::clone(&state)));
+        if let Some(changes) = &state.changes {
+            state.tasks.spawn(Arc::clone(changes).read(state.shutdown.clone()));
+        }
         if let Some(tls) = &state.settings.tls {
             let every = state.settings.config.server.tls.watch_interval;
             state.tasks.spawn(crate::tls::watch(Arc::clone(tls), every, state.shutdown.clone()));

@@ -19,6 +19,7 @@ use crate::alerts::Alerts;
 use crate::audit::Audit;
 pub(crate) use crate::clock::{Clock, now};
 use crate::cluster::ClockCheck;
+use crate::cluster::changes::ChangeStream;
 use crate::enforce::{Enforcement, Handles};
 use crate::hub::Hub;
 use crate::login::Login;
@@ -44,6 +45,9 @@ pub(crate) struct AppState {
     pub(crate) bus: Arc<dyn Bus<Frame = Utf8Bytes>>,
     /// Cluster mode: this node's clock against Redis's (`/readyz`).
     pub(crate) cluster_clock: Option<Arc<ClockCheck>>,
+    /// Cluster mode: wakes `follow` when a ban or revocation is written
+    /// anywhere.
+    pub(crate) changes: Option<Arc<ChangeStream>>,
     /// History reads (`seams::History`): what rooms keep for `recover`.
     pub(crate) history: Box<dyn History<Frame = Utf8Bytes>>,
     /// The control channel (`seams::ControlChannel`): closes, re-checks
@@ -106,7 +110,7 @@ impl AppState {
         let metrics = Arc::new(crate::telemetry::Metrics::new());
         let audit = Arc::new(Audit::new(&settings.config.audit));
         let alerts = Arc::new(Alerts::new(&settings.config.alerts, &settings.config.server.node_id));
-        let MessagePath { hub, bus, commit, history, channel, clock: cluster_clock } = path;
+        let MessagePath { hub, bus, commit, history, channel, clock: cluster_clock, changes } = path;
         let clock = Clock::start();
         let tasks = TaskTracker::new();
         let enforce = Enforcement::new(
@@ -159,6 +163,7 @@ impl AppState {
             hub,
             bus,
             cluster_clock,
+            changes,
             channel,
             shutdown: CancellationToken::new(),
             tasks,

@@ -11,6 +11,7 @@ use palisade_core::refusal::{Kind, Refusal};
 use crate::config::Config;
 
 pub(crate) mod bus;
+pub(crate) mod changes;
 pub(crate) mod channel;
 pub(crate) mod commit;
 pub(crate) mod history;

@@ -81,7 +81,7 @@ impl Memory {
         for (field, record) in &self.revocations {
             pipe.hset_nx(keys.guard("revocations"), field, record).ignore();
         }
-        pipe.incr(keys.guard("version"), 1).ignore();
+        super::changed(&mut pipe, keys);
         pipe.query::<()>(conn)?;
         tracing::error!(
             bans = self.bans.len(),

@@ -37,6 +37,37 @@ mod users;
 pub(crate) use composite::ClusterStore;
 pub(crate) use throttle::RedisThrottle;
 
+/// The Lua every write script of the bans and revocations starts with:
+/// `changed(version, changes)` moves the version nodes reload by and adds
+/// an entry to the change stream their readers block on
+/// (`cluster::changes`), trimmed to about a thousand: an entry only wakes
+/// them. [`changed`] is the same for a pipeline.
+macro_rules! changed_lua {
+    () => {
+        "local function changed(version, changes)
+  redis.call('INCR', version)
+  redis.call('XADD', changes, 'MAXLEN', '~', 1000, '*', 'v', '1')
+end
+"
+    };
+}
+
+/// Adds to `writes` what [`changed_lua`] does in a script.
+pub(super) fn changed(writes: &mut redis::Pipeline, keys: &Keys) {
+    writes
+        .incr(keys.guard("version"), 1)
+        .ignore()
+        .cmd("XADD")
+        .arg(keys.guard("changes"))
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(1000)
+        .arg("*")
+        .arg("v")
+        .arg("1")
+        .ignore();
+}
+
 /// How long connecting, and then each reply, may take. Longer than
 /// `store.timeout` (the message path's): nothing waits on these but an
 /// operator or a background task, and a slow answer beats a failed ban.
@@ -51,11 +82,13 @@ const HISTORY_PAGE: isize = 1000;
 /// shortens one still in force; the script repeats that rule, which the
 /// store conformance suite checks on both stores). The version moves
 /// either way, so the writer reloads what stands.
-/// KEYS: bans, history, version. ARGV: subject, ban, history record,
-/// `auto` or not, since, until (empty: permanent).
-const PUT: &str = r"
+/// KEYS: bans, history, version, changes. ARGV: subject, ban, history
+/// record, `auto` or not, since, until (empty: permanent).
+const PUT: &str = concat!(
+    changed_lua!(),
+    r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('INCR', KEYS[3])
+changed(KEYS[3], KEYS[4])
 if old and ARGV[4] == 'auto' then
   local u = cjson.decode(old)['until']
   local in_force = u == cjson.null or u > tonumber(ARGV[5])
@@ -66,22 +99,30 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('LPUSH', KEYS[2], ARGV[3])
 return 1
-";
+"
+);
 
 /// `lift`: removes a ban and appends the lift, with the ban it lifted,
-/// to the history. KEYS: bans, history, version. ARGV: subject, at.
-const LIFT: &str = r#"
+/// to the history. KEYS: bans, history, version, changes. ARGV: subject,
+/// at.
+const LIFT: &str = concat!(
+    changed_lua!(),
+    r#"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('LPUSH', KEYS[2], '{"at":' .. ARGV[2] .. ',"action":"lift","ban":' .. old .. '}')
-redis.call('INCR', KEYS[3])
+changed(KEYS[3], KEYS[4])
 return 1
-"#;
+"#
+);
 
 /// `prune`: removes the bans that ended before ARGV[1], then, past
-/// ARGV[2] bans, the automatic ones that end soonest. KEYS: bans, version.
-const PRUNE: &str = r"
+/// ARGV[2] bans, the automatic ones that end soonest. KEYS: bans, version,
+/// changes.
+const PRUNE: &str = concat!(
+    changed_lua!(),
+    r"
 local all = redis.call('HGETALL', KEYS[1])
 local before = tonumber(ARGV[1])
 local gone, left, auto = 0, 0, {}
@@ -106,9 +147,10 @@ if over > 0 then
     gone = gone + 1
   end
 end
-if gone > 0 then redis.call('INCR', KEYS[2]) end
+if gone > 0 then changed(KEYS[2], KEYS[3]) end
 return gone
-";
+"
+);
 
 /// `prune_history`: keeps the newest ARGV[2] records (the list's head)
 /// and, of those, the ones at or after ARGV[1]. KEYS: history.
@@ -133,8 +175,10 @@ return len - #kept + old
 
 /// `revoke`: adds a revocation; a user's keeps the later instant (and its
 /// first record's time and reason, as SQLite does). KEYS: revocations,
-/// version. ARGV: field, record, before (empty but for a user).
-const REVOKE: &str = r"
+/// version, changes. ARGV: field, record, before (empty but for a user).
+const REVOKE: &str = concat!(
+    changed_lua!(),
+    r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
   if ARGV[3] == '' then return 0 end
@@ -144,9 +188,10 @@ if old then
 else
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
-redis.call('INCR', KEYS[2])
+changed(KEYS[2], KEYS[3])
 return 1
-";
+"
+);
 
 /// A ban as stored.
 #[derive(Debug, Serialize, Deserialize)]
@@ -336,6 +381,7 @@ impl BanStore for RedisShared {
                 .key(keys.guard("bans"))
                 .key(keys.guard("ban-history"))
                 .key(keys.guard("version"))
+                .key(keys.guard("changes"))
                 .arg(ban.subject.to_string())
                 .arg(&text)
                 .arg(&record)
@@ -356,6 +402,7 @@ impl BanStore for RedisShared {
                 .key(keys.guard("bans"))
                 .key(keys.guard("ban-history"))
                 .key(keys.guard("version"))
+                .key(keys.guard("changes"))
                 .arg(subject.to_string())
                 .arg(ms(now))
                 .invoke(conn)
@@ -373,6 +420,7 @@ impl BanStore for RedisShared {
             redis::Script::new(PRUNE)
                 .key(keys.guard("bans"))
                 .key(keys.guard("version"))
+                .key(keys.guard("changes"))
                 .arg(ms(before))
                 .arg(count(max))
                 .invoke(conn)
@@ -442,6 +490,7 @@ impl RevocationStore for RedisShared {
             redis::Script::new(REVOKE)
                 .key(keys.guard("revocations"))
                 .key(keys.guard("version"))
+                .key(keys.guard("changes"))
                 .arg(&field)
                 .arg(&record)
                 .arg(&before)

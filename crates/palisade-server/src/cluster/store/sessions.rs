@@ -28,7 +28,7 @@ use palisade_core::store::{EndReason, LoginSession, Refreshed, SessionStore, Sto
 use redis::{Commands as _, Connection, Pipeline};
 use serde::{Deserialize, Serialize};
 
-use super::{Keys, RedisShared, decode, ms};
+use super::{Keys, RedisShared, changed, decode, ms};
 
 /// Used refresh tokens kept per session, newest first, for reuse
 /// detection: SQLite keeps as many.
@@ -260,9 +260,8 @@ fn end(
         .hset_nx(keys.guard("revocations"), format!("session:{id}"), &record)
         .ignore()
         .zadd(keys.guard("revoked-sessions"), id, stored.tokens_until)
-        .ignore()
-        .incr(keys.guard("version"), 1)
         .ignore();
+    changed(writes, keys);
     Ok((id.to_owned(), record))
 }
 
@@ -483,14 +482,16 @@ impl SessionStore for RedisShared {
                 return Ok(0);
             }
             let fields: Vec<String> = ids.iter().map(|id| format!("session:{id}")).collect();
-            let (removed, (), ()): (usize, (), ()) = redis::pipe()
+            let mut writes = redis::pipe();
+            writes
                 .atomic()
                 .hdel(keys.guard("revocations"), &fields)
                 .zrem(keys.guard("revoked-sessions"), &ids)
-                .zrem(keys.guard("revoked-sessions-made"), &ids)
-                .incr(keys.guard("version"), 1)
                 .ignore()
-                .query(conn)?;
+                .zrem(keys.guard("revoked-sessions-made"), &ids)
+                .ignore();
+            changed(&mut writes, keys);
+            let (removed,): (usize,) = writes.query(conn)?;
             Ok(removed)
         })?;
         Ok(gone + revocations)

@@ -1,0 +1,170 @@
+//! The change stream: every write of a ban or a revocation adds an entry
+//! to `{guard}:changes` (`cluster::store`), and each node reads it with
+//! `XREAD BLOCK` on a connection of its own, so it reloads within
+//! milliseconds of another node's write instead of at its next poll.
+//!
+//! An entry only wakes the node: what changed is still found by the
+//! version `server::follow` compares, and it reloads everything then. So
+//! a missed entry (Redis down, the stream trimmed past where this node
+//! was) costs only the wait for the follower's fallback poll, and after
+//! every reconnect the node wakes once to reload whatever it missed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands as _;
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::Keys;
+
+/// How long one `XREAD` blocks; the reply timeout is a little longer.
+const BLOCK: Duration = Duration::from_secs(5);
+/// Entries read at most per `XREAD`: one wake covers them all.
+const BATCH: usize = 100;
+/// The wait before dialling again after a failure, doubled up to
+/// [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A node's reader of the change stream, and the wake-up it gives.
+#[derive(Debug)]
+pub(crate) struct ChangeStream {
+    /// Holds `store.redis_url`: never in `Debug` output (redis-rs's
+    /// `Client` prints no password).
+    client: redis::Client,
+    keys: Keys,
+    wake: Arc<Notify>,
+}
+
+impl ChangeStream {
+    pub(crate) fn new(client: redis::Client, keys: Keys) -> Self {
+        Self { client, keys, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Notified when another node (or this one, or the CLI) wrote a ban or
+    /// a revocation, and after each reconnect.
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Reads the stream until `stop`, reconnecting with backoff.
+    pub(crate) async fn read(self: Arc<Self>, stop: CancellationToken) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut failing = false;
+        loop {
+            let (connected, error) = tokio::select! {
+                () = stop.cancelled() => return,
+                ended = self.follow() => ended,
+            };
+            if connected {
+                (backoff, failing) = (FIRST_BACKOFF, false);
+            }
+            // Logged once per outage.
+            if !std::mem::replace(&mut failing, true) {
+                warn!(error = %error, "redis: the change stream failed; reconnecting (the poll covers the gap)");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection's life: wakes the node once connected (it may have
+    /// missed entries meanwhile), then at every batch of entries; returns
+    /// whether it connected, and why it ended.
+    async fn follow(&self) -> (bool, redis::RedisError) {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(BLOCK))
+            .set_response_timeout(Some(BLOCK * 2));
+        let mut conn = match self.client.get_multiplexed_async_connection_with_config(&config).await {
+            Ok(conn) => conn,
+            Err(e) => return (false, e),
+        };
+        let key = self.keys.guard("changes");
+        let options = StreamReadOptions::default().block(duration_ms(BLOCK)).count(BATCH);
+        // From the newest entry now (not `$`, which a timed-out read would
+        // take again, missing what came in between); the reload the wake
+        // below asks for covers what came before.
+        let newest: redis::RedisResult<redis::streams::StreamRangeReply> =
+            conn.xrevrange_count(&key, "+", "-", 1).await;
+        let mut last = match newest {
+            Ok(range) => range.ids.into_iter().next().map_or_else(|| "0-0".to_owned(), |entry| entry.id),
+            Err(e) => return (true, e),
+        };
+        self.wake.notify_one();
+        loop {
+            let reply: Option<StreamReadReply> = match conn.xread_options(&[&key], &[&last], &options).await {
+                Ok(reply) => reply,
+                Err(e) => return (true, e),
+            };
+            let newest = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().last());
+            if let Some(entry) = newest {
+                last = entry.id;
+                self.wake.notify_one();
+            }
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> usize {
+    usize::try_from(d.as_millis()).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use palisade_core::Timestamp;
+    use palisade_core::guard::{Ban, BanSource};
+    use palisade_core::store::BanStore as _;
+
+    use super::*;
+    use crate::cluster::store::RedisShared;
+    use crate::cluster::testing::RedisServer;
+
+    /// Waits for `wake`, failing the test if it never comes.
+    async fn woken(wake: &Notify) {
+        tokio::time::timeout(Duration::from_secs(10), wake.notified()).await.expect("woken");
+    }
+
+    #[tokio::test]
+    async fn a_write_through_any_handle_wakes_the_reader_and_so_does_a_reconnect() {
+        let Some(mut server) = RedisServer::start() else { return };
+        let client = || redis::Client::open(server.url()).unwrap();
+        let stream = Arc::new(ChangeStream::new(client(), Keys::new("t")));
+        let wake = stream.wake();
+        let stop = CancellationToken::new();
+        let reader = tokio::spawn(Arc::clone(&stream).read(stop.clone()));
+        woken(&wake).await;
+
+        // Another node's write (a synchronous store call, off the runtime).
+        let other = RedisShared::new(client(), Keys::new("t"));
+        let ban = Ban {
+            subject: "ip:127.0.0.2".parse().unwrap(),
+            since: Timestamp::from_secs(1_700_000_000),
+            until: None,
+            strikes: 1,
+            reason: "test".into(),
+            source: BanSource::Operator,
+        };
+        tokio::task::spawn_blocking(move || other.put(&ban)).await.unwrap().unwrap();
+        woken(&wake).await;
+
+        // Redis restarts (empty): the reader reconnects and wakes the node
+        // to reload whatever it missed.
+        let _server = tokio::task::spawn_blocking(move || {
+            server.start_again();
+            server
+        })
+        .await
+        .unwrap();
+        woken(&wake).await;
+        stop.cancel();
+        reader.await.unwrap();
+    }
+}
