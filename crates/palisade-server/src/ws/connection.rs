@@ -1,7 +1,8 @@
 //! One authenticated connection: a single task that reads client frames,
 //! runs them through the core session, writes replies, forwards room events
 //! from its bounded queue, and performs the session's timers (pings,
-//! silence, token expiry, CSRF rotation).
+//! silence, token expiry, CSRF rotation). What a decision on a frame does
+//! (joins, `recover`, publishing through the commit) is in `perform`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +17,6 @@ use palisade_core::guard::Escalation;
 use palisade_core::log::Clipped;
 use palisade_core::policy::Policy;
 use palisade_core::refusal::Kind;
-use palisade_core::seams::Outgoing;
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
 use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, RemovedReason, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
@@ -31,6 +31,8 @@ use crate::settings::ConnLimits;
 use crate::state::{AppState, Slot};
 use crate::upstream::UpstreamWs;
 use crate::upstream::pump;
+
+mod perform;
 
 /// Most queued events written before one flush, and before the socket is
 /// read again (see [`Conn::run`]).
@@ -54,19 +56,6 @@ pub(crate) struct Conn<'s> {
 
 /// A read from the socket: a frame, an error, or the end of the stream.
 type Inbound = Option<Result<Message, WsError>>;
-
-/// What one text frame comes to.
-struct Reply {
-    /// Events a `recover` replays, before its `ack`.
-    replay: Vec<Utf8Bytes>,
-    /// The `ack` or `error` for the sender.
-    frame: String,
-    /// Rooms a `refresh` lost.
-    removed: Vec<Box<str>>,
-    /// Close the connection after the reply (the guard disconnected or
-    /// banned it).
-    close: Option<CloseCode>,
-}
 
 /// Runs a connection to its end. `_slot` keeps the connection counted.
 /// With a `backend` (gateway mode), client messages go there and its
@@ -230,56 +219,6 @@ impl Conn<'_> {
         self.write(burst).await
     }
 
-    /// Joins `room`: the `seq` its `ack` carries, after which every event
-    /// of the room reaches this connection. The member is added first and
-    /// the room's newest `seq` read after, so nothing above the answer is
-    /// missed; an event at or below it may still arrive (clients drop
-    /// repeats by `seq`, docs/PROTOCOL.md).
-    async fn join(&mut self, room: &str, now: Timestamp) -> Result<u64, Refusal> {
-        let delivered = self.rooms.join(room).await?;
-        Ok(self.state.history.head(room, now).await?.max(delivered))
-    }
-
-    /// Awaits `call`, a seam's, while the room events queued for this
-    /// connection keep going out: a cluster's commit answers over the
-    /// network, and the events must not wait behind it (nor fill the queue
-    /// and close the connection as a slow consumer). Not for a `recover`,
-    /// whose replay must reach the socket before the live events after it.
-    async fn meanwhile<T>(
-        &self,
-        ws: &mut Ws,
-        rx: &mut mpsc::Receiver<Utf8Bytes>,
-        call: impl Future<Output = T>,
-    ) -> Result<T, Exit> {
-        tokio::pin!(call);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut call => return Ok(out),
-                // Boxed: rare (never on one node, whose commit answers at
-                // once), and its state would otherwise enlarge the future
-                // every idle connection keeps (BENCHMARKS.md).
-                Some(first) = rx.recv() => Box::pin(self.forward(ws, rx, first)).await?,
-            }
-        }
-    }
-
-    /// Writes a `recover`'s events without flushing: the `ack` that
-    /// follows flushes them all at once.
-    async fn replay(&self, ws: &mut Ws, events: Vec<Utf8Bytes>) -> Result<(), Exit> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        self.state.metrics.messages_out.increment(events.len() as u64);
-        self.write(async {
-            for event in events {
-                ws.feed(Message::Text(event)).await?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
     /// Handles one read from the socket.
     async fn on_inbound(&mut self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>, msg: Inbound) -> Result<(), Exit> {
         let now = self.state.clock.now();
@@ -393,126 +332,6 @@ impl Conn<'_> {
         // never during one.
         let policy = self.state.settings.policy.load();
         pass(&mut self.session, context(self.state, &policy), text, now)
-    }
-
-    /// Performs the session's decision on one text frame; returns the reply
-    /// for the sender, the rooms a `refresh` lost, and whether the
-    /// connection must close after the reply. Queued events written while
-    /// a commit is in flight can end the connection (`Err`).
-    async fn perform(
-        &mut self,
-        ws: &mut Ws,
-        rx: &mut mpsc::Receiver<Utf8Bytes>,
-        decision: Decision<'_>,
-        now: Timestamp,
-    ) -> Result<Reply, Exit> {
-        let mut reply = Reply { replay: Vec::new(), frame: String::new(), removed: Vec::new(), close: None };
-        reply.frame = match decision {
-            Decision::Join { id, room, claimed } | Decision::Create { id, room, claimed } => {
-                if claimed {
-                    self.state.owners.changed();
-                    info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, "room owner recorded");
-                }
-                match self.join(&room, now).await {
-                    Ok(seq) => ack(&id, Some(seq)),
-                    Err(refusal) => {
-                        self.session.forget(&room);
-                        self.refuse(&refusal.answering(id))
-                    }
-                }
-            }
-            Decision::DeleteRoom { id, room } => {
-                self.state.owners.changed();
-                self.rooms.leave(&room);
-                let members = self.state.hub.delete(&room);
-                info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, members, "room deleted");
-                ack(&id, None)
-            }
-            Decision::RemoveMember { id, room, user } => {
-                let removed = self.state.hub.remove_user(&room, &user);
-                let max = self.limits.max_logged_text;
-                info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, removed_user = %Clipped::new(&user, max), removed, "member removed from room");
-                ack(&id, None)
-            }
-            Decision::Recover { id, room, since, claimed } => {
-                if claimed {
-                    self.state.owners.changed();
-                }
-                // Joined first: every event after the read reaches the
-                // queue, and one published in between comes twice, once
-                // each way, with one `seq` (clients drop repeats by `seq`).
-                let kept = match self.rooms.join(&room).await {
-                    Ok(_) => self.state.history.range(&room, since, now).await,
-                    Err(refusal) => {
-                        self.session.forget(&room);
-                        Err(refusal)
-                    }
-                };
-                match kept {
-                    Ok(kept) => {
-                        reply.replay = kept.replay.events;
-                        let complete = Some(kept.replay.complete);
-                        ServerFrame::Ack { id: &id, seq: Some(kept.seq), complete, duplicate: None }.to_json()
-                    }
-                    Err(refusal) => self.refuse(&refusal.answering(id)),
-                }
-            }
-            Decision::Leave { id, room } => {
-                self.rooms.leave(&room);
-                ack(&id, None)
-            }
-            Decision::Publish { id, room, event, data, history, cid, rate, nonce } => {
-                // What `abuse.dry_run` let through in the pipeline, reported
-                // before the commit step may let more through.
-                reply.close = self.unenforced();
-                let outcome = {
-                    let who = self.session.identity();
-                    let claim = self.session.claim(&room, &event, rate, nonce, history);
-                    let outgoing = Outgoing { from_id: &who.user_id, from_name: &who.name, data: &data, ts: now };
-                    self.meanwhile(ws, rx, self.state.commit.commit(claim, outgoing, now)).await?
-                };
-                let escalation = self.session.committed(&self.state.guard, outcome.as_ref(), now);
-                let user = &self.session.identity().user_id;
-                match outcome {
-                    Ok(committed) => {
-                        if let Some(cid) = cid {
-                            self.state.client_ids.sent(user, &cid, &room, committed.seq);
-                        }
-                        ack(&id, Some(committed.seq))
-                    }
-                    Err(refusal) => {
-                        if let Some(cid) = cid {
-                            self.state.client_ids.forget(user, &cid);
-                        }
-                        // The refusal's log line first, then what it led to
-                        // (performed even when the connection closes anyway).
-                        let frame = self.refuse(&refusal.answering(id));
-                        let closing = escalation.and_then(|e| self.escalate(e));
-                        reply.close = reply.close.or(closing);
-                        frame
-                    }
-                }
-            }
-            Decision::Duplicate { id, seq } => {
-                ServerFrame::Ack { id: &id, seq, complete: None, duplicate: Some(true) }.to_json()
-            }
-            Decision::Refreshed { id, removed } => {
-                reply.removed = removed;
-                ack(&id, None)
-            }
-            Decision::Reject(refusal, escalation) => {
-                // The refusal's log line first, then what it led to.
-                let frame = self.refuse(&refusal);
-                reply.close = self.escalate(escalation);
-                frame
-            }
-            // A resumed frame never asks again (core's `Session::resume`).
-            Decision::KeysWanted { .. } => {
-                self.refuse(&Refusal::new(Kind::Internal, "keys asked for twice for one frame"))
-            }
-        };
-        reply.close = reply.close.or_else(|| self.unenforced());
-        Ok(reply)
     }
 
     /// Logs a refusal under a fresh reference, within the refusal log
@@ -631,8 +450,4 @@ async fn read_now(ws: &mut Ws) -> Option<Inbound> {
 
 pub(crate) fn text_message(frame: String) -> Message {
     Message::Text(frame.into())
-}
-
-fn ack(id: &str, seq: Option<u64>) -> String {
-    ServerFrame::Ack { id, seq, complete: None, duplicate: None }.to_json()
 }
