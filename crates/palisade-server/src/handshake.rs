@@ -108,7 +108,7 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
             authorization: headers.get(header::AUTHORIZATION).cloned(),
         };
         return Ok(upgrade::switch(&state, on_upgrade, accept, protocol, move |ws| {
-            crate::upstream::pump::serve(ws, task_state, session, peer, slot, credentials)
+            crate::ws::serve_gateway(ws, task_state, session, peer, slot, credentials)
         }));
     }
     Ok(upgrade::switch(&state, on_upgrade, accept, protocol, move |ws| {

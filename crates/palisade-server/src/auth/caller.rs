@@ -127,8 +127,7 @@ impl Caller {
         username: &str,
     ) -> Result<(), AuthRejection> {
         let (throttle, ip, name, now) = (Arc::clone(throttle), self.knock.ip, username.to_owned(), state.clock.now());
-        let blocked = match super::endpoints::blocking("login_throttle", move || throttle.check(ip, &name, now)).await?
-        {
+        let blocked = match super::reply::blocking("login_throttle", move || throttle.check(ip, &name, now)).await? {
             Ok(()) => return Ok(()),
             Err(blocked) => blocked,
         };

@@ -17,13 +17,13 @@ use palisade_core::login::refresh::{NewRefreshToken, RefreshVerdict, refresh_tok
 use palisade_core::login::throttle::ThrottleCounts;
 use palisade_core::origin::CredentialKind;
 use palisade_core::refusal::{Kind, Refusal};
-use palisade_core::store::{EndReason, LoginSession, MAX_USER_AGENT, Refreshed, StoreError, StoredRefresh, User};
+use palisade_core::store::{EndReason, LoginSession, MAX_USER_AGENT, Refreshed, StoredRefresh, User};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::caller::{AUTH_REFUSED, Caller, check_origin, has_body, read_json};
-use super::reply::{AuthRejection, ok};
+use super::reply::{AuthRejection, blocking, ok};
 use super::{HASH_QUEUE_WAIT, cookies};
 use crate::headers::all_str;
 use crate::login::Login;
@@ -365,20 +365,6 @@ fn token_pair(login: &Login, session: &LoginSession, user: &User, access: &str, 
         cookies::set(&mut response, (access, login.access_ttl), (refresh, login.refresh_ttl), login.secure_cookies());
     }
     response
-}
-
-/// Runs a store call (and password hashing) through the gateway, as the
-/// operation `op`; a failure answers 503 `unavailable`.
-pub(super) async fn blocking<T: Send + 'static>(
-    op: &'static str,
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, AuthRejection> {
-    crate::gateway::blocking(op, f).await.map_err(|e| {
-        // The store's own failure (a locked file, Redis gone): worth a
-        // retry, unlike a bug.
-        tracing::error!(error = %e, op, "auth endpoint: store failed");
-        AuthRejection::Refused(Kind::Unavailable, Some(std::time::Duration::from_secs(1)))
-    })
 }
 
 /// An access token for `session`'s `user`, with the user's current roles.

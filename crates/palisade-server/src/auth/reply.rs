@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use palisade_core::refusal::Kind;
+use palisade_core::store::StoreError;
 
 /// A refused `/auth/*` request. Every variant but [`AuthRejection::Refused`]
 /// has its own fixed body; the reason is for the log only.
@@ -79,4 +80,18 @@ pub(crate) fn json(status: StatusCode, body: Body) -> Response {
 /// `200` with `value` as its body.
 pub(crate) fn ok(value: &serde_json::Value) -> Response {
     json(StatusCode::OK, Body::from(value.to_string()))
+}
+
+/// Runs a store call (and password hashing) through the gateway, as the
+/// operation `op`; a failure answers 503 `unavailable`.
+pub(super) async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, AuthRejection> {
+    crate::gateway::blocking(op, f).await.map_err(|e| {
+        // The store's own failure (a locked file, Redis gone): worth a
+        // retry, unlike a bug.
+        tracing::error!(error = %e, op, "auth endpoint: store failed");
+        AuthRejection::Refused(Kind::Unavailable, Some(Duration::from_secs(1)))
+    })
 }

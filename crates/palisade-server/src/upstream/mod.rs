@@ -1,11 +1,9 @@
 //! Gateway mode's upstream (docs/GATEWAY.md): one connection to the
 //! backend per authenticated client, opened with the signed identity
-//! headers, and the pump that carries messages both ways through core's
-//! rules (`palisade_core::passthrough`, `Session::on_raw`). This module is
-//! the service (settings, nonce store, dialing); [`pump`] is the part of
-//! the connection task that moves frames.
-
-pub(crate) mod pump;
+//! headers. This module is the service (settings, nonce store, dialing);
+//! the pump that carries messages both ways through core's rules
+//! (`palisade_core::passthrough`, `Session::on_raw`) is the connection
+//! task's part, `ws::connection::backend`.
 
 use palisade_core::passthrough::identity::IdentityHeaders;
 use palisade_core::store::MemoryNonces;

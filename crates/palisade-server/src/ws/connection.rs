@@ -30,8 +30,8 @@ use crate::hub::{Member, Membership};
 use crate::settings::ConnLimits;
 use crate::state::{AppState, Slot};
 use crate::upstream::UpstreamWs;
-use crate::upstream::pump;
 
+pub(crate) mod backend;
 mod perform;
 
 /// Most queued events written before one flush, and before the socket is
@@ -89,7 +89,7 @@ pub(crate) async fn serve(
     state.metrics.closed(exit);
     info!(conn = conn.rooms.id(), session = conn.session.id(), reason = %exit.describe(), "connection closed");
     if let Some(backend) = conn.backend.take() {
-        Box::pin(pump::hang_up(backend, exit, limits.close_timeout)).await;
+        Box::pin(backend::hang_up(backend, exit, limits.close_timeout)).await;
     }
     // Leaves every room; a panic above leaves them too, by unwinding.
     drop(conn);
@@ -157,7 +157,7 @@ impl Conn<'_> {
                     read_now(ws).await
                 }
                 msg = ws.next() => Some(msg),
-                msg = pump::next(&mut self.backend) => {
+                msg = backend::next(&mut self.backend) => {
                     self.on_backend(ws, msg).await?;
                     None
                 }

@@ -6,4 +6,5 @@ pub(crate) mod echo;
 pub(crate) mod transport;
 pub(crate) mod upgrade;
 
+pub(crate) use connection::backend::serve as serve_gateway;
 pub(crate) use connection::serve as serve_connection;

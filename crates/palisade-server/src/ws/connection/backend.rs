@@ -1,8 +1,8 @@
 //! Gateway mode's part of the connection task (docs/GATEWAY.md,
-//! "Lifecycle"): dials the backend, then the native connection loop
-//! (`ws::connection`) runs with the backend in place of the rooms, and
-//! calls in here for each client message, each backend message, and the
-//! frames Palisade itself would send. Everything the native loop bounds
+//! "Lifecycle"), the pump: dials the backend (`crate::upstream`), then the
+//! native connection loop (`super`) runs with the backend in place of the
+//! rooms, and calls in here for each client message, each backend message,
+//! and the frames Palisade itself would send. Everything the native loop bounds
 //! (timers, the guard's scores, revocation and ban closes, write
 //! timeouts) bounds a gateway connection the same way.
 
@@ -22,11 +22,11 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WireCl
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
-use super::{Credentials, Upstream, UpstreamWs};
+use super::{Conn, context, text_message};
 use crate::config::OnRefusal;
 use crate::exit::Exit;
 use crate::state::{AppState, Slot};
-use crate::ws::connection::{Conn, context, text_message};
+use crate::upstream::{Credentials, Upstream, UpstreamWs};
 use crate::ws::transport::{Ws, finish};
 
 /// A read from the backend.
