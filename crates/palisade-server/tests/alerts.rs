@@ -263,6 +263,39 @@ async fn an_audit_chain_rewritten_under_the_server_is_a_critical_alert() {
 }
 
 #[tokio::test]
+async fn records_dropped_on_a_full_audit_queue_are_a_gap_alert() {
+    let (url, mut rx) = receiver(Behaviour::FailFirst(0)).await;
+    // A queue of one, and 200 refusals at once from 200 addresses (no two
+    // fold into one record): the writer's first append cannot keep up.
+    let mut server = start(&url, "[audit]\nqueue = 1\n").await;
+    let refusals = (1..=200u8).map(|last| {
+        let dial = Dial { bearer: Some("not-a-token"), from: Some([127, 0, 43, last]), ..Dial::default() };
+        dial_at(server.addr, dial)
+    });
+    for refused in futures_util::future::join_all(refusals).await {
+        assert_eq!(refused.err().map(|(status, _)| status), Some(401));
+    }
+    // The gap is told with the next batch the writer appends.
+    assert!(refusal_from(&server, [127, 0, 43, 201]).await);
+    let alert = loop {
+        let delivery = next_delivery(&mut rx).await;
+        assert!(delivery.signed_with(ALERT_SECRET));
+        let alert = delivery.json();
+        if alert["kind"] == "audit_gap" {
+            break alert;
+        }
+    };
+    assert_eq!(alert["severity"], "warning");
+    assert!(alert["summary"].as_str().unwrap().contains("dropped on a full queue (audit.queue)"), "{alert}");
+    server.shutdown().await;
+}
+
+/// One more refused handshake from `from`.
+async fn refusal_from(server: &TestServer, from: [u8; 4]) -> bool {
+    dial_at(server.addr, Dial { bearer: Some("not-a-token"), from: Some(from), ..Dial::default() }).await.is_err()
+}
+
+#[tokio::test]
 async fn a_ban_by_the_guard_is_an_alert_too() {
     let (url, mut rx) = receiver(Behaviour::FailFirst(0)).await;
     let alerts = format!("[alerts]\nurl = \"{url}\"\nsecret = \"{ALERT_SECRET}\"\nauth_failures_per_second = 0\n");
