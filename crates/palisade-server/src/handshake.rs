@@ -30,7 +30,7 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let (knock, client) = state.enforce.knock_of(&req);
     let peer = knock.peer;
     let now = state.clock.now();
-    let (verdict, ticket) = state.guard.connect(knock.ip, now);
+    let (verdict, ticket) = state.threat.connect(&state.guard, &state.enforce, knock, client, now);
     state.enforce.judge(verdict, knock, None)?;
     let Some(ticket) = ticket else {
         // `judge` passes only verdicts that come with a ticket.

@@ -21,8 +21,8 @@ use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
 use crate::config::{
-    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, GatewaySettings, Source, StoreBackend, dev_key,
-    load_issuers,
+    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, GatewaySettings, Source, StoreBackend,
+    ThreatSettings, dev_key, load_issuers,
 };
 use crate::tls::Tls;
 
@@ -73,6 +73,8 @@ pub struct Settings {
     pub tls: Option<Arc<Tls>>,
     /// Gateway mode, when `gateway.upstream` is set.
     pub gateway: Option<GatewaySettings>,
+    /// `[threat]`: the feeds and the allow list.
+    pub threat: ThreatSettings,
 }
 
 /// The public listener's TLS from `server.tls`. Production without it
@@ -138,6 +140,7 @@ impl Settings {
         let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
         let alert_secret = config.alerts.secret(&config.base_dir)?;
         let gateway = config.gateway.settings(&config.base_dir, &config.limits)?;
+        let threat = config.threat.settings(&config.base_dir)?;
         // Again here: `--listen` may have moved the public listener since
         // the file was checked.
         config.admin.validate(config.server.listen)?;
@@ -163,6 +166,7 @@ impl Settings {
             admin_roles,
             tls,
             gateway,
+            threat,
         })
     }
 

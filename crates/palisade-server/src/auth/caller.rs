@@ -49,7 +49,7 @@ impl Caller {
             user_agent: header_str(req.headers(), header::USER_AGENT).unwrap_or("").to_owned(),
             origin: header_str(req.headers(), header::ORIGIN).map(str::to_owned),
         };
-        let verdict = state.guard.request(knock.ip, state.clock.now());
+        let verdict = state.threat.request(&state.guard, &state.enforce, knock, client, state.clock.now());
         state
             .enforce
             .judge_knock(verdict, knock, None, AUTH_REFUSED)

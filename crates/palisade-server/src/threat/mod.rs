@@ -1,0 +1,216 @@
+//! Threat feeds at work (docs/OPERATIONS.md, "Threat feeds"): the lists in
+//! force, checked at the handshake and on `/auth/*` right after the ban
+//! check, and kept fresh in the background. What a listing means is
+//! `palisade_core::threat`'s; this service performs it through the guard
+//! and [`Enforcement`], and fetches and re-reads the feeds (`refresh.rs`).
+
+pub(crate) mod api;
+mod refresh;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use palisade_core::Timestamp;
+use palisade_core::addr::IpKey;
+use palisade_core::guard::{Guard, Ticket, Verdict};
+use palisade_core::refusal::Refusal;
+use palisade_core::threat::{self, Action, FeedList, Threats};
+use serde_json::{Value, json};
+
+use crate::config::{FeedSettings, FeedSource, ThreatSettings};
+use crate::enforce::{Enforcement, Knock};
+
+pub(crate) use refresh::run;
+
+/// What one feed's last loads left, for `/readyz`, `/api/threat` and the
+/// log.
+#[derive(Debug, Default, Clone)]
+struct FeedState {
+    entries: usize,
+    malformed: usize,
+    dropped: usize,
+    /// When the list in force was loaded (Unix ms).
+    loaded_at: Option<u64>,
+    /// The last load's error, cleared by the next good one.
+    last_error: Option<String>,
+    failures: u64,
+}
+
+#[derive(Debug, Default)]
+struct FeedStatus {
+    state: std::sync::Mutex<FeedState>,
+    hits: AtomicU64,
+}
+
+/// The feeds in force and what their loads left.
+#[derive(Debug)]
+pub(crate) struct ThreatFeeds {
+    /// Swapped whole on every good load: a lookup never waits for one.
+    threats: ArcSwap<Threats>,
+    settings: ThreatSettings,
+    status: Vec<FeedStatus>,
+    /// `abuse.dry_run`: listings are reported, never refused.
+    dry_run: bool,
+}
+
+impl ThreatFeeds {
+    pub(crate) fn new(settings: &ThreatSettings, dry_run: bool) -> Self {
+        let feeds = settings
+            .feeds
+            .iter()
+            .map(|f| FeedList { name: f.name.clone(), action: f.action, weight: f.weight, table: Arc::default() })
+            .collect();
+        let threats = Threats { feeds, allow: Arc::new(settings.allow.clone()) };
+        Self {
+            threats: ArcSwap::from_pointee(threats),
+            settings: settings.clone(),
+            status: settings.feeds.iter().map(|_| FeedStatus::default()).collect(),
+            dry_run,
+        }
+    }
+
+    /// The guard's handshake check, then the feeds' (docs/ARCHITECTURE.md,
+    /// "Handshake"): a listed address is refused like a banned one, and its
+    /// ticket handed back.
+    pub(crate) fn connect(
+        &self,
+        guard: &Guard,
+        enforce: &Enforcement,
+        knock: Knock,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> (Verdict, Option<Ticket>) {
+        let (verdict, ticket) = guard.connect(knock.ip, now);
+        let verdict = self.after_ban(verdict, guard, enforce, knock, client, now);
+        match (verdict, ticket) {
+            (Verdict::Refuse(r), Some(ticket)) => {
+                guard.release(ticket);
+                (Verdict::Refuse(r), None)
+            }
+            other => other,
+        }
+    }
+
+    /// The guard's `/auth/*` check, then the feeds'.
+    pub(crate) fn request(
+        &self,
+        guard: &Guard,
+        enforce: &Enforcement,
+        knock: Knock,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Verdict {
+        let verdict = guard.request(knock.ip, now);
+        self.after_ban(verdict, guard, enforce, knock, client, now)
+    }
+
+    fn after_ban(
+        &self,
+        verdict: Verdict,
+        guard: &Guard,
+        enforce: &Enforcement,
+        knock: Knock,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Verdict {
+        if matches!(verdict, Verdict::Refuse(_)) {
+            return verdict;
+        }
+        let Some(refusal) = self.screen(guard, enforce, knock.ip, client, now) else {
+            return verdict;
+        };
+        match verdict {
+            Verdict::Pass if self.dry_run => Verdict::WouldRefuse(refusal),
+            Verdict::Pass => Verdict::Refuse(refusal),
+            other => other,
+        }
+    }
+
+    /// What the feeds say of `client`: a `deny` listing's refusal, or a
+    /// `score` listing's weight added (and escalated) on its first request.
+    fn screen(
+        &self,
+        guard: &Guard,
+        enforce: &Enforcement,
+        ip: IpKey,
+        client: IpAddr,
+        now: Timestamp,
+    ) -> Option<Refusal> {
+        let threats = self.threats.load();
+        if threats.is_empty() {
+            return None;
+        }
+        let verdict = threats.judge(client);
+        match &verdict {
+            threat::Verdict::Deny { feed, .. } => self.hit(feed),
+            threat::Verdict::Score { weight, feeds } => {
+                feeds.iter().for_each(|f| self.hit(f));
+                enforce.escalate(guard.reputation(ip, *weight, now), ip, None);
+            }
+            threat::Verdict::Clear | threat::Verdict::Allowed(_) => {}
+        }
+        verdict.refusal()
+    }
+
+    fn hit(&self, feed: &str) {
+        if let Some(i) = self.settings.feeds.iter().position(|f| f.name == feed) {
+            self.status[i].hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("palisade_threat_feed_hits_total", "feed" => feed.to_owned()).increment(1);
+        }
+    }
+
+    /// Every feed: its settings and what its loads left (`/api/threat`,
+    /// and `/readyz` detail). A URL is shown as its scheme and host only: a
+    /// feed URL may carry a key.
+    pub(crate) fn detail(&self) -> Value {
+        let feeds: Vec<Value> = self
+            .settings
+            .feeds
+            .iter()
+            .zip(&self.status)
+            .map(|(f, s)| {
+                let state = s.state.lock().map(|g| g.clone()).unwrap_or_default();
+                json!({
+                    "name": f.name,
+                    "source": source_label(&f.source),
+                    "action": match f.action { Action::Deny => "deny", Action::Score => "score" },
+                    "weight": f.weight,
+                    "refresh_secs": f.refresh.as_secs_f64(),
+                    "entries": state.entries,
+                    "malformed": state.malformed,
+                    "dropped": state.dropped,
+                    "loaded_at": state.loaded_at,
+                    "last_error": state.last_error,
+                    "failures": state.failures,
+                    "hits": s.hits.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        let allow: Vec<String> = self.settings.allow_listed.iter().map(ToString::to_string).collect();
+        json!({ "feeds": feeds, "allow": allow, "dry_run": self.dry_run })
+    }
+
+    /// Whether any feed is configured (else `/readyz` says nothing of them).
+    pub(crate) fn configured(&self) -> bool {
+        !self.settings.feeds.is_empty()
+    }
+
+    fn feed(&self, i: usize) -> Option<&FeedSettings> {
+        self.settings.feeds.get(i)
+    }
+}
+
+fn source_label(source: &FeedSource) -> String {
+    match source {
+        FeedSource::File(path) => path.display().to_string(),
+        FeedSource::Url(url) => {
+            let after = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            let scheme = url.split_once("://").map_or("", |(s, _)| s);
+            let host = after.split(['/', '?', '#']).next().unwrap_or("");
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            format!("{scheme}://{host}/…")
+        }
+    }
+}
