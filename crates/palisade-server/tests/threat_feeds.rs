@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::IntoResponse as _;
-use common::auth::{ADMIN_KEY, Call, audited, call_at, with_admin_key};
+use common::auth::{ADMIN_KEY, Call, audited, call, call_at, with_admin_key};
 use common::*;
 use http::StatusCode;
 use serde_json::Value;
@@ -259,4 +259,30 @@ async fn a_score_feed_escalates_faster_than_an_unlisted_address() {
     assert!(listed.is_some(), "the listed address was never banned");
     assert!(unlisted.is_none_or(|u| u > listed.unwrap_or(0) + 2), "listed {listed:?}, unlisted {unlisted:?}");
     assert_eq!(feed(&threat(&server).await, "reputation")["hits"].as_u64().map(|h| h >= 1), Some(true));
+}
+
+async fn login_status(server: &TestServer, from: [u8; 4]) -> u16 {
+    let body = serde_json::json!({"username": "nobody", "password": "wrong password"});
+    call(server, Call { from: Some(from), ..Call::post("/auth/login", body) }).await.status
+}
+
+#[tokio::test]
+async fn auth_endpoints_refuse_listed_addresses_and_dry_run_only_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("drop.txt");
+    std::fs::write(&file, "127.0.60.1\n").unwrap();
+    let feeds = feed_toml("drop", &file.display().to_string(), "");
+    let server = TestServer::start_lenient(&format!("{}{feeds}", with_admin_key())).await;
+    until(&server, "loaded", |v| feed(v, "drop")["entries"] == 1).await;
+    assert_eq!(login_status(&server, [127, 0, 60, 1]).await, 403);
+    assert_ne!(login_status(&server, [127, 0, 60, 2]).await, 403);
+
+    let dry = format!("{}[abuse]\ndry_run = true\n{feeds}", with_admin_key());
+    let server = TestServer::start_layers(&[NO_ABUSE_LIMITS, &dry]).await;
+    until(&server, "loaded", |v| feed(v, "drop")["entries"] == 1).await;
+    assert_eq!(status_from(&server, [127, 0, 60, 1]).await, 101);
+    assert_ne!(login_status(&server, [127, 0, 60, 1]).await, 403);
+    let view = threat(&server).await;
+    assert_eq!(view["dry_run"], true, "{view}");
+    assert_eq!(feed(&view, "drop")["hits"], 2, "{view}");
 }
