@@ -286,3 +286,38 @@ async fn auth_endpoints_refuse_listed_addresses_and_dry_run_only_reports() {
     assert_eq!(view["dry_run"], true, "{view}");
     assert_eq!(feed(&view, "drop")["hits"], 2, "{view}");
 }
+
+#[tokio::test]
+async fn threat_check_prints_what_applies_to_an_address() {
+    let http = Feeds::start("127.0.70.0/24\n").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rep.txt"), "127.0.70.1\n").unwrap();
+    let config = format!(
+        "{BASE}\n[threat]\nallow = [\"127.0.71.0/24\"]\n{}{}",
+        feed_toml("remote", &format!("{}/feed", http.url), ""),
+        feed_toml("rep", "rep.txt", "action = \"score\"\nweight = 5"),
+    )
+    .replace("[server]\n", &format!("[server]\ndata_dir = \"{}\"\n", dir.path().join("data").display()));
+    let path = dir.path().join("palisade.toml");
+    std::fs::write(&path, config).unwrap();
+    let check = |address: &'static str| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+                .args(["threat", "check", address, "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        })
+    };
+    let listed = check("127.0.70.1").await.unwrap();
+    assert!(listed.contains("feed remote (deny): lists it as 127.0.70.0/24"), "{listed}");
+    assert!(listed.contains("feed rep (score 5): lists it as 127.0.70.1/32"), "{listed}");
+    assert!(listed.contains("verdict: refused (403) by feed remote"), "{listed}");
+    assert!(listed.contains("ban: none"), "{listed}");
+    let allowed = check("127.0.71.1").await.unwrap();
+    assert!(allowed.contains("threat.allow: 127.0.71.0/24"), "{allowed}");
+    assert!(allowed.contains("verdict: no feed applies") || allowed.contains("verdict: allowed"), "{allowed}");
+}

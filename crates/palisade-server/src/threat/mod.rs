@@ -192,6 +192,24 @@ impl ThreatFeeds {
         json!({ "feeds": feeds, "allow": allow, "dry_run": self.dry_run })
     }
 
+    /// Loads every feed once, now (`palisade threat check`).
+    pub(crate) async fn load_all(&self) {
+        let clock = crate::clock::Clock::start();
+        for i in 0..self.settings.feeds.len() {
+            refresh::load(self, i, &mut None, clock).await;
+        }
+    }
+
+    /// The lists in force.
+    pub(crate) fn threats(&self) -> Arc<Threats> {
+        self.threats.load_full()
+    }
+
+    /// Each feed's last load error, if its last load failed.
+    pub(crate) fn errors(&self) -> Vec<Option<String>> {
+        self.status.iter().map(|s| s.state.lock().ok().and_then(|g| g.last_error.clone())).collect()
+    }
+
     /// Whether any feed is configured (else `/readyz` says nothing of them).
     pub(crate) fn configured(&self) -> bool {
         !self.settings.feeds.is_empty()

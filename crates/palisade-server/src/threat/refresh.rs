@@ -43,7 +43,7 @@ pub(crate) async fn run(feeds: Arc<ThreatFeeds>, clock: Clock, stop: Cancellatio
 }
 
 /// One load of feed `i`; on success its list is swapped in.
-async fn load(feeds: &ThreatFeeds, i: usize, stamp: &mut Option<Stamp>, clock: Clock) {
+pub(super) async fn load(feeds: &ThreatFeeds, i: usize, stamp: &mut Option<Stamp>, clock: Clock) {
     let Some(feed) = feeds.feed(i) else { return };
     let s = &feeds.settings;
     let body = match &feed.source {
