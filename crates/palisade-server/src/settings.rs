@@ -140,7 +140,8 @@ impl Settings {
         let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
         let alert_secret = config.alerts.secret(&config.base_dir)?;
         let gateway = config.gateway.settings(&config.base_dir, &config.limits)?;
-        let threat = config.threat.settings(&config.base_dir)?;
+        let mut threat = config.threat.settings(&config.base_dir)?;
+        threat.geo = config.geo.settings(&config.base_dir)?;
         // Again here: `--listen` may have moved the public listener since
         // the file was checked.
         config.admin.validate(config.server.listen)?;

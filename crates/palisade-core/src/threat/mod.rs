@@ -3,6 +3,7 @@
 //! an `/auth/*` request. Pure: the server fetches and re-reads the feeds,
 //! parses them here, and swaps a whole [`Threats`] in, like the policy.
 
+pub mod geo;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -144,11 +145,11 @@ impl Threats {
     /// What the feeds say about `addr`: the allow list first, then the
     /// first `deny` feed listing it, else the `score` feeds' weights.
     pub fn judge(&self, addr: IpAddr) -> Verdict {
-        if self.feeds.is_empty() {
-            return Verdict::Clear;
-        }
         if let Some(prefix) = self.allow.longest(addr) {
             return Verdict::Allowed(prefix);
+        }
+        if self.feeds.is_empty() {
+            return Verdict::Clear;
         }
         let listings = self.listings(addr);
         if let Some(deny) = listings.iter().find(|l| l.action == Action::Deny) {

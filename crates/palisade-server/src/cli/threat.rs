@@ -40,7 +40,8 @@ pub struct CheckArgs {
 pub fn threat(command: ThreatCommand, env: &dyn Env) -> Result<String, CliError> {
     let ThreatCommand::Check(args) = command;
     let config = args.config.load(env)?;
-    let settings = config.threat.settings(&config.base_dir)?;
+    let mut settings = config.threat.settings(&config.base_dir)?;
+    settings.geo = config.geo.settings(&config.base_dir)?;
     let feeds = ThreatFeeds::new(&settings, config.abuse.settings()?.dry_run);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -75,6 +76,13 @@ pub fn threat(command: ThreatCommand, env: &dyn Env) -> Result<String, CliError>
             writeln!(out, "verdict: score +{weight} on its first request ({})", feeds.join(", "))
         }
     };
+    if let Some((country, refusal)) = feeds.geo_of(addr) {
+        let country = country.unwrap_or_else(|| "unknown".into());
+        let _ = match refusal {
+            Some(r) => writeln!(out, "geo: country {country}: refused (403): {}", r.reason),
+            None => writeln!(out, "geo: country {country}: served"),
+        };
+    }
     let subject = Subject::Ip(IpKey::of(addr));
     let bans = match open_existing(&config) {
         Ok(store) => store.bans(now(), Duration::ZERO).map_err(failed)?,

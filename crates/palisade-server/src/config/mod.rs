@@ -47,7 +47,7 @@ pub use issuers::{IssuerConfig, load_issuers};
 pub(crate) use keys::fresh_secret;
 pub use keys::{KeyConfig, dev_key};
 pub use login::{LoginConfig, LoginSettings};
-pub use threat::{FeedConfig, FeedSettings, FeedSource, ThreatConfig, ThreatSettings};
+pub use threat::{FeedConfig, FeedSettings, FeedSource, GeoConfig, GeoSettings, ThreatConfig, ThreatSettings};
 pub use tls::TlsConfig;
 
 /// The default config, with comments: the single source of defaults.
@@ -151,6 +151,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// `[threat]`
     pub threat: ThreatConfig,
+    /// `[geo]`
+    pub geo: GeoConfig,
     /// `[roles.<name>]`
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -530,6 +532,7 @@ impl Config {
         self.alerts.validate()?;
         self.gateway.settings(&self.base_dir, l)?;
         self.threat.settings(&self.base_dir)?;
+        self.geo.settings(&self.base_dir)?;
         self.server.tls.validate()?;
         Ok(())
     }

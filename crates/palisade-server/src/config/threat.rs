@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
+use palisade_core::threat::geo::{GeoRules, Unknown};
 use palisade_core::threat::{Action, PrefixTable};
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +103,74 @@ pub struct ThreatSettings {
     pub max_bytes: usize,
     /// Per feed.
     pub max_entries: usize,
+    /// `[geo]`, when `geo.database` is set.
+    pub geo: Option<GeoSettings>,
+}
+
+/// `[geo]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoConfig {
+    /// The `.mmdb` file; "" for none.
+    pub database: String,
+    /// Only these countries are served.
+    pub allow_countries: Vec<String>,
+    /// These countries are refused.
+    pub deny_countries: Vec<String>,
+    /// `allow` or `deny`: addresses the database does not place.
+    pub unknown: String,
+    /// How often the file is checked for a change.
+    #[serde(with = "duration")]
+    pub refresh: Duration,
+}
+
+/// `[geo]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoSettings {
+    /// The database file.
+    pub database: PathBuf,
+    /// What it decides.
+    pub rules: GeoRules,
+    /// How often the file is checked for a change.
+    pub refresh: Duration,
+}
+
+impl GeoConfig {
+    /// The checked settings (`None` without a database).
+    pub fn settings(&self, base_dir: &Path) -> Result<Option<GeoSettings>, ConfigError> {
+        let codes = |key: &str, list: &[String]| {
+            list.iter()
+                .map(|c| {
+                    if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()) {
+                        Ok(c.to_ascii_uppercase())
+                    } else {
+                        Err(ConfigError::invalid(key, format!("`{c}` is not an ISO 3166-1 alpha-2 code")))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let allow = codes("geo.allow_countries", &self.allow_countries)?;
+        let deny = codes("geo.deny_countries", &self.deny_countries)?;
+        if !allow.is_empty() && !deny.is_empty() {
+            return Err(ConfigError::invalid("geo.allow_countries", "not both with geo.deny_countries"));
+        }
+        let unknown = match self.unknown.as_str() {
+            "allow" => Unknown::Allow,
+            "deny" => Unknown::Deny,
+            _ => return Err(ConfigError::invalid("geo.unknown", "must be \"allow\" or \"deny\"")),
+        };
+        if self.refresh.is_zero() {
+            return Err(ConfigError::invalid("geo.refresh", "must be greater than 0"));
+        }
+        let rules = GeoRules { allow, deny, unknown };
+        if self.database.is_empty() {
+            if rules.is_active() {
+                return Err(ConfigError::invalid("geo.database", "required by the geo rules"));
+            }
+            return Ok(None);
+        }
+        Ok(Some(GeoSettings { database: base_dir.join(&self.database), rules, refresh: self.refresh }))
+    }
 }
 
 impl ThreatConfig {
@@ -172,6 +241,7 @@ impl ThreatConfig {
             timeout: self.timeout,
             max_bytes: self.max_bytes,
             max_entries: self.max_entries,
+            geo: None,
         })
     }
 }

@@ -5,6 +5,7 @@
 //! and [`Enforcement`], and fetches and re-reads the feeds (`refresh.rs`).
 
 pub(crate) mod api;
+mod geo;
 mod refresh;
 
 use std::net::IpAddr;
@@ -53,6 +54,8 @@ pub(crate) struct ThreatFeeds {
     status: Vec<FeedStatus>,
     /// `abuse.dry_run`: listings are reported, never refused.
     dry_run: bool,
+    /// `[geo]`, when a database is set.
+    geo: Option<geo::GeoDb>,
 }
 
 impl ThreatFeeds {
@@ -68,6 +71,7 @@ impl ThreatFeeds {
             settings: settings.clone(),
             status: settings.feeds.iter().map(|_| FeedStatus::default()).collect(),
             dry_run,
+            geo: settings.geo.as_ref().map(geo::GeoDb::open),
         }
     }
 
@@ -139,10 +143,16 @@ impl ThreatFeeds {
         now: Timestamp,
     ) -> Option<Refusal> {
         let threats = self.threats.load();
-        if threats.is_empty() {
+        if threats.is_empty() && self.geo.is_none() {
             return None;
         }
         let verdict = threats.judge(client);
+        if matches!(verdict, threat::Verdict::Allowed(_)) {
+            return None;
+        }
+        if let Some(refusal) = self.geo.as_ref().and_then(|g| g.judge(client)) {
+            return Some(refusal);
+        }
         match &verdict {
             threat::Verdict::Deny { feed, .. } => self.hit(feed),
             threat::Verdict::Score { weight, feeds } => {
@@ -189,7 +199,8 @@ impl ThreatFeeds {
             })
             .collect();
         let allow: Vec<String> = self.settings.allow_listed.iter().map(ToString::to_string).collect();
-        json!({ "feeds": feeds, "allow": allow, "dry_run": self.dry_run })
+        let geo = self.geo.as_ref().map(geo::GeoDb::detail);
+        json!({ "feeds": feeds, "allow": allow, "dry_run": self.dry_run, "geo": geo })
     }
 
     /// Loads every feed once, now (`palisade threat check`).
@@ -212,7 +223,14 @@ impl ThreatFeeds {
 
     /// Whether any feed is configured (else `/readyz` says nothing of them).
     pub(crate) fn configured(&self) -> bool {
-        !self.settings.feeds.is_empty()
+        !self.settings.feeds.is_empty() || self.geo.is_some()
+    }
+
+    /// The country of `addr` and the geo rules' refusal, when `[geo]` is
+    /// on (`palisade threat check`).
+    pub(crate) fn geo_of(&self, addr: IpAddr) -> Option<(Option<String>, Option<Refusal>)> {
+        let geo = self.geo.as_ref()?;
+        Some((geo.country(addr), geo.judge(addr)))
     }
 
     fn feed(&self, i: usize) -> Option<&FeedSettings> {

@@ -25,6 +25,20 @@ type Stamp = (u64, Option<SystemTime>);
 /// Loads every feed now, then each again every `refresh`, until `stop`.
 pub(crate) async fn run(feeds: Arc<ThreatFeeds>, clock: Clock, stop: CancellationToken) {
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(every) = feeds.geo.as_ref().map(super::geo::GeoDb::refresh) {
+        let (feeds, stop) = (Arc::clone(&feeds), stop.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = stop.cancelled() => break,
+                }
+                let feeds = Arc::clone(&feeds);
+                // A database is megabytes: read off the workers.
+                let _ = tokio::task::spawn_blocking(move || feeds.geo.as_ref().map(super::geo::GeoDb::reload)).await;
+            }
+        });
+    }
     for i in 0..feeds.settings.feeds.len() {
         let (feeds, stop) = (Arc::clone(&feeds), stop.clone());
         tasks.spawn(async move {
