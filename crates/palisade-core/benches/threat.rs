@@ -13,13 +13,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_core::threat::parse;
 
-const PREFIXES: u32 = 1_000_000;
+mod rss;
 
-fn resident_kib() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4)
-}
+use rss::resident_kib;
+
+const PREFIXES: u32 = 1_000_000;
 
 /// A spread of addresses that is the same every run (a multiplicative hash
 /// of the index).

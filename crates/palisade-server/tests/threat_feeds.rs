@@ -112,18 +112,19 @@ fn feed_toml(name: &str, source: &str, extra: &str) -> String {
     format!("[[threat.feeds]]\nname = \"{name}\"\nsource = \"{source}\"\n{extra}\n")
 }
 
+/// Writes `lines` to `<dir>/<name>.txt`: the feed's TOML, and the file.
+fn file_feed(dir: &tempfile::TempDir, name: &str, lines: &str, extra: &str) -> (String, std::path::PathBuf) {
+    let file = dir.path().join(format!("{name}.txt"));
+    std::fs::write(&file, lines).unwrap();
+    (feed_toml(name, &file.display().to_string(), extra), file)
+}
+
 #[tokio::test]
 async fn listed_addresses_are_refused_audited_with_the_feed_and_others_served() {
     let http = Feeds::start("# test feed\n127.0.10.1\n127.0.11.0/24 ; SBL1\n").await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("drop.txt");
-    std::fs::write(&file, "127.0.12.7\nnot an address\n").unwrap();
-    let config = format!(
-        "{}{}{}",
-        with_admin_key(),
-        feed_toml("remote", &format!("{}/feed", http.url), ""),
-        feed_toml("local", &file.display().to_string(), ""),
-    );
+    let (local, _) = file_feed(&dir, "local", "127.0.12.7\nnot an address\n", "");
+    let config = format!("{}{}{local}", with_admin_key(), feed_toml("remote", &format!("{}/feed", http.url), ""));
     let server = TestServer::start_lenient(&config).await;
     let view =
         until(&server, "both feeds loaded", |v| feed(v, "remote")["entries"] == 2 && feed(v, "local")["entries"] == 1)
@@ -209,13 +210,8 @@ async fn slow_oversize_and_broken_feeds_fail_alone_and_never_block_a_handshake()
 #[tokio::test]
 async fn threat_allow_wins_over_a_deny_feed() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("drop.txt");
-    std::fs::write(&file, "127.0.50.0/24\n").unwrap();
-    let config = format!(
-        "{}[threat]\nallow = [\"127.0.50.9\"]\n{}",
-        with_admin_key(),
-        feed_toml("drop", &file.display().to_string(), "refresh = \"100ms\"")
-    );
+    let (drop, file) = file_feed(&dir, "drop", "127.0.50.0/24\n", "refresh = \"100ms\"");
+    let config = format!("{}[threat]\nallow = [\"127.0.50.9\"]\n{drop}", with_admin_key());
     let server = TestServer::start_lenient(&config).await;
     until_status(&server, [127, 0, 50, 1], 403).await;
     assert_eq!(status_from(&server, [127, 0, 50, 9]).await, 101);
@@ -243,15 +239,11 @@ async fn failures_to_ban(server: &TestServer, from: [u8; 4], max: usize) -> Opti
 #[tokio::test]
 async fn a_score_feed_escalates_faster_than_an_unlisted_address() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("reputation.txt");
-    std::fs::write(&file, "127.0.40.1\n").unwrap();
+    let (reputation, _) = file_feed(&dir, "reputation", "127.0.40.1\n", "action = \"score\"\nweight = 16");
     // auth_failure weighs 2: an unlisted address is banned at its 10th
     // failure, a listed one (16 on its first request) at its 2nd.
-    let config = format!(
-        "{}[abuse]\nrestrict_at = 20\ndisconnect_at = 20\nban_at = 20\n{}",
-        with_admin_key(),
-        feed_toml("reputation", &file.display().to_string(), "action = \"score\"\nweight = 16")
-    );
+    let config =
+        format!("{}[abuse]\nrestrict_at = 20\ndisconnect_at = 20\nban_at = 20\n{reputation}", with_admin_key());
     let server = TestServer::start_layers(&[NO_ABUSE_LIMITS, &config]).await;
     until(&server, "loaded", |v| feed(v, "reputation")["entries"] == 1).await;
     let listed = failures_to_ban(&server, [127, 0, 40, 1], 15).await;
@@ -269,9 +261,7 @@ async fn login_status(server: &TestServer, from: [u8; 4]) -> u16 {
 #[tokio::test]
 async fn auth_endpoints_refuse_listed_addresses_and_dry_run_only_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("drop.txt");
-    std::fs::write(&file, "127.0.60.1\n").unwrap();
-    let feeds = feed_toml("drop", &file.display().to_string(), "");
+    let (feeds, _) = file_feed(&dir, "drop", "127.0.60.1\n", "");
     let server = TestServer::start_lenient(&format!("{}{feeds}", with_admin_key())).await;
     until(&server, "loaded", |v| feed(v, "drop")["entries"] == 1).await;
     assert_eq!(login_status(&server, [127, 0, 60, 1]).await, 403);

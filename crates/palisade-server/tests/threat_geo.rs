@@ -51,23 +51,26 @@ async fn status_from(server: &TestServer, from: [u8; 4]) -> u16 {
     }
 }
 
+/// A server with the FR/US database and `rules` under `[geo]` (the
+/// database's key added); `None` when the database cannot be built here.
+async fn geo_server(rules: &str) -> Option<(TestServer, tempfile::TempDir, std::path::PathBuf)> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("countries.mmdb");
+    if !build_mmdb(&db, &[("127.0.80.0/24", "FR"), ("127.0.81.0/24", "US")]) {
+        return None;
+    }
+    let config = format!("{}[geo]\ndatabase = {:?}\n{rules}", with_admin_key(), db.display().to_string());
+    Some((TestServer::start_lenient(&config).await, dir, db))
+}
+
 const FR: [u8; 4] = [127, 0, 80, 1];
 const US: [u8; 4] = [127, 0, 81, 1];
 const NOWHERE: [u8; 4] = [127, 0, 82, 1];
 
 #[tokio::test]
 async fn allow_countries_serve_only_those_unknown_deny_refuses_the_rest_and_threat_allow_wins() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("countries.mmdb");
-    if !build_mmdb(&db, &[("127.0.80.0/24", "FR"), ("127.0.81.0/24", "US")]) {
-        return;
-    }
-    let config = format!(
-        "{}[geo]\ndatabase = {:?}\nallow_countries = [\"fr\"]\nunknown = \"deny\"\n[threat]\nallow = [\"127.0.82.9\"]\n",
-        with_admin_key(),
-        db.display().to_string()
-    );
-    let server = TestServer::start_lenient(&config).await;
+    let rules = "allow_countries = [\"fr\"]\nunknown = \"deny\"\n[threat]\nallow = [\"127.0.82.9\"]\n";
+    let Some((server, _dir, _)) = geo_server(rules).await else { return };
     assert_eq!(status_from(&server, FR).await, 101);
     assert_eq!(status_from(&server, US).await, 403);
     assert_eq!(status_from(&server, NOWHERE).await, 403);
@@ -83,17 +86,8 @@ async fn allow_countries_serve_only_those_unknown_deny_refuses_the_rest_and_thre
 
 #[tokio::test]
 async fn deny_countries_refuse_those_and_a_changed_database_applies() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("countries.mmdb");
-    if !build_mmdb(&db, &[("127.0.80.0/24", "FR"), ("127.0.81.0/24", "US")]) {
-        return;
-    }
-    let config = format!(
-        "{}[geo]\ndatabase = {:?}\ndeny_countries = [\"US\"]\nrefresh = \"100ms\"\n",
-        with_admin_key(),
-        db.display().to_string()
-    );
-    let server = TestServer::start_lenient(&config).await;
+    let rules = "deny_countries = [\"US\"]\nrefresh = \"100ms\"\n";
+    let Some((server, dir, db)) = geo_server(rules).await else { return };
     assert_eq!(status_from(&server, FR).await, 101);
     assert_eq!(status_from(&server, US).await, 403);
     assert_eq!(status_from(&server, NOWHERE).await, 101);

@@ -11,33 +11,61 @@
 //! docs/BENCHMARKS.md ("Threat feeds").
 
 use std::collections::HashSet;
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// One address family's prefixes: a set of masked networks per length.
+#[derive(Debug, Clone)]
+struct Family<K> {
+    /// Index = prefix length.
+    sets: Vec<HashSet<K>>,
+    /// The lengths with at least one entry, longest first.
+    lengths: Vec<u8>,
+}
+
+impl<K: Copy + Eq + Hash> Family<K> {
+    fn new(bits: usize) -> Self {
+        Self { sets: vec![HashSet::new(); bits + 1], lengths: Vec::new() }
+    }
+
+    fn add(&mut self, len: u8, key: K) -> bool {
+        let Some(set) = self.sets.get_mut(usize::from(len)) else { return false };
+        let added = set.insert(key);
+        if added && set.len() == 1 {
+            self.lengths.push(len);
+            self.lengths.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        added
+    }
+
+    /// The longest `(length, network)` present, `mask` giving an address's
+    /// network at a length.
+    fn find(&self, mask: impl Fn(u8) -> K) -> Option<(u8, K)> {
+        self.lengths.iter().find_map(|&len| {
+            let key = mask(len);
+            self.sets.get(usize::from(len)).is_some_and(|s| s.contains(&key)).then_some((len, key))
+        })
+    }
+
+    fn capacity(&self) -> usize {
+        self.sets.iter().map(HashSet::capacity).sum()
+    }
+}
 
 /// A set of IPv4 and IPv6 prefixes; `longest` finds the longest that
 /// contains an address.
 #[derive(Debug, Clone)]
 pub struct PrefixTable {
-    /// Index = prefix length (0..=32); keys are the masked network.
-    v4: Vec<HashSet<u32>>,
-    /// Index = prefix length (0..=128).
-    v6: Vec<HashSet<u128>>,
-    /// The lengths with at least one entry, longest first.
-    v4_lengths: Vec<u8>,
-    v6_lengths: Vec<u8>,
+    v4: Family<u32>,
+    v6: Family<u128>,
     len: usize,
 }
 
 impl Default for PrefixTable {
     fn default() -> Self {
-        Self {
-            v4: vec![HashSet::new(); 33],
-            v6: vec![HashSet::new(); 129],
-            v4_lengths: Vec::new(),
-            v6_lengths: Vec::new(),
-            len: 0,
-        }
+        Self { v4: Family::new(32), v6: Family::new(128), len: 0 }
     }
 }
 
@@ -58,17 +86,7 @@ impl PrefixTable {
     /// Adds `net` (its host bits ignored); false when it was there.
     pub fn insert(&mut self, net: IpNet) -> bool {
         let added = match net {
-            IpNet::V4(n) => {
-                let len = n.prefix_len();
-                let key = mask4(u32::from(n.addr()), len);
-                let set = &mut self.v4[usize::from(len)];
-                let added = set.insert(key);
-                if added && set.len() == 1 {
-                    self.v4_lengths.push(len);
-                    self.v4_lengths.sort_unstable_by(|a, b| b.cmp(a));
-                }
-                added
-            }
+            IpNet::V4(n) => self.v4.add(n.prefix_len(), mask4(u32::from(n.addr()), n.prefix_len())),
             IpNet::V6(n) => {
                 // An IPv4-mapped prefix is the IPv4 prefix it maps.
                 if let Some(v4net) = n
@@ -79,15 +97,7 @@ impl PrefixTable {
                 {
                     return self.insert(IpNet::V4(v4net));
                 }
-                let len = n.prefix_len();
-                let key = mask6(u128::from(n.addr()), len);
-                let set = &mut self.v6[usize::from(len)];
-                let added = set.insert(key);
-                if added && set.len() == 1 {
-                    self.v6_lengths.push(len);
-                    self.v6_lengths.sort_unstable_by(|a, b| b.cmp(a));
-                }
-                added
+                self.v6.add(n.prefix_len(), mask6(u128::from(n.addr()), n.prefix_len()))
             }
         };
         if added {
@@ -104,24 +114,12 @@ impl PrefixTable {
         };
         match addr {
             IpAddr::V4(v4) => {
-                let bits = u32::from(v4);
-                self.v4_lengths.iter().find_map(|&len| {
-                    let key = mask4(bits, len);
-                    self.v4[usize::from(len)]
-                        .contains(&key)
-                        .then(|| Ipv4Net::new(key.into(), len).ok().map(IpNet::V4))
-                        .flatten()
-                })
+                let (len, key) = self.v4.find(|len| mask4(u32::from(v4), len))?;
+                Ipv4Net::new(key.into(), len).ok().map(IpNet::V4)
             }
             IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                self.v6_lengths.iter().find_map(|&len| {
-                    let key = mask6(bits, len);
-                    self.v6[usize::from(len)]
-                        .contains(&key)
-                        .then(|| Ipv6Net::new(key.into(), len).ok().map(IpNet::V6))
-                        .flatten()
-                })
+                let (len, key) = self.v6.find(|len| mask6(u128::from(v6), len))?;
+                Ipv6Net::new(key.into(), len).ok().map(IpNet::V6)
             }
         }
     }
@@ -145,8 +143,6 @@ impl PrefixTable {
     /// and docs/BENCHMARKS.md.
     pub fn heap_bytes(&self) -> usize {
         // hashbrown: one control byte per bucket beside each key.
-        let v4: usize = self.v4.iter().map(|s| s.capacity() * (4 + 1)).sum();
-        let v6: usize = self.v6.iter().map(|s| s.capacity() * (16 + 1)).sum();
-        v4 + v6
+        self.v4.capacity() * (4 + 1) + self.v6.capacity() * (16 + 1)
     }
 }

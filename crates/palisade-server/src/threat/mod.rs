@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use palisade_core::Timestamp;
-use palisade_core::addr::IpKey;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::refusal::Refusal;
 use palisade_core::threat::{self, Action, FeedList, Threats};
@@ -43,6 +42,18 @@ struct FeedState {
 struct FeedStatus {
     state: std::sync::Mutex<FeedState>,
     hits: AtomicU64,
+}
+
+/// Who asks, and what a check needs to judge and score them.
+#[derive(Clone, Copy)]
+pub(crate) struct Asking<'a> {
+    pub(crate) guard: &'a Guard,
+    pub(crate) enforce: &'a Enforcement,
+    pub(crate) knock: Knock,
+    /// The client's address (a trusted proxy's word for it): feeds list
+    /// single IPv6 addresses too, finer than the guard's /64 key.
+    pub(crate) client: IpAddr,
+    pub(crate) now: Timestamp,
 }
 
 /// The feeds in force and what their loads left.
@@ -78,19 +89,11 @@ impl ThreatFeeds {
     /// The guard's handshake check, then the feeds' (docs/ARCHITECTURE.md,
     /// "Handshake"): a listed address is refused like a banned one, and its
     /// ticket handed back.
-    pub(crate) fn connect(
-        &self,
-        guard: &Guard,
-        enforce: &Enforcement,
-        knock: Knock,
-        client: IpAddr,
-        now: Timestamp,
-    ) -> (Verdict, Option<Ticket>) {
-        let (verdict, ticket) = guard.connect(knock.ip, now);
-        let verdict = self.after_ban(verdict, guard, enforce, knock, client, now);
-        match (verdict, ticket) {
+    pub(crate) fn connect(&self, ask: Asking<'_>) -> (Verdict, Option<Ticket>) {
+        let (verdict, ticket) = ask.guard.connect(ask.knock.ip, ask.now);
+        match (self.after_ban(verdict, &ask), ticket) {
             (Verdict::Refuse(r), Some(ticket)) => {
-                guard.release(ticket);
+                ask.guard.release(ticket);
                 (Verdict::Refuse(r), None)
             }
             other => other,
@@ -98,31 +101,15 @@ impl ThreatFeeds {
     }
 
     /// The guard's `/auth/*` check, then the feeds'.
-    pub(crate) fn request(
-        &self,
-        guard: &Guard,
-        enforce: &Enforcement,
-        knock: Knock,
-        client: IpAddr,
-        now: Timestamp,
-    ) -> Verdict {
-        let verdict = guard.request(knock.ip, now);
-        self.after_ban(verdict, guard, enforce, knock, client, now)
+    pub(crate) fn request(&self, ask: Asking<'_>) -> Verdict {
+        self.after_ban(ask.guard.request(ask.knock.ip, ask.now), &ask)
     }
 
-    fn after_ban(
-        &self,
-        verdict: Verdict,
-        guard: &Guard,
-        enforce: &Enforcement,
-        knock: Knock,
-        client: IpAddr,
-        now: Timestamp,
-    ) -> Verdict {
+    fn after_ban(&self, verdict: Verdict, ask: &Asking<'_>) -> Verdict {
         if matches!(verdict, Verdict::Refuse(_)) {
             return verdict;
         }
-        let Some(refusal) = self.screen(guard, enforce, knock.ip, client, now) else {
+        let Some(refusal) = self.screen(ask) else {
             return verdict;
         };
         match verdict {
@@ -132,16 +119,12 @@ impl ThreatFeeds {
         }
     }
 
-    /// What the feeds say of `client`: a `deny` listing's refusal, or a
-    /// `score` listing's weight added (and escalated) on its first request.
-    fn screen(
-        &self,
-        guard: &Guard,
-        enforce: &Enforcement,
-        ip: IpKey,
-        client: IpAddr,
-        now: Timestamp,
-    ) -> Option<Refusal> {
+    /// What the allow list, the geo rules and the feeds say of the client:
+    /// a refusal, or a `score` listing's weight added (and escalated) on its
+    /// first request.
+    fn screen(&self, ask: &Asking<'_>) -> Option<Refusal> {
+        let Asking { guard, enforce, knock, client, now } = *ask;
+        let ip = knock.ip;
         let threats = self.threats.load();
         if threats.is_empty() && self.geo.is_none() {
             return None;
