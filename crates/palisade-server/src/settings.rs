@@ -73,8 +73,9 @@ pub struct Settings {
     pub tls: Option<Arc<Tls>>,
     /// Gateway mode, when `gateway.upstream` is set.
     pub gateway: Option<GatewaySettings>,
-    /// `[threat]`: the feeds and the allow list.
-    pub threat: ThreatSettings,
+    /// `[threat]` and `[geo]` (boxed: `Settings` moves through the
+    /// start-up futures, which clippy's `large_futures` bounds).
+    pub threat: Box<ThreatSettings>,
 }
 
 /// The public listener's TLS from `server.tls`. Production without it
@@ -167,7 +168,7 @@ impl Settings {
             admin_roles,
             tls,
             gateway,
-            threat,
+            threat: Box::new(threat),
         })
     }
 

@@ -464,6 +464,13 @@ impl Guard {
         self.add_weight(None, ip, None, Kind::Banned, weight, now)
     }
 
+    /// Adds `weight` to `ip`'s score for what `kind` names (credential
+    /// stuffing: a `login_failure` spread over many names) and says what
+    /// that escalates to.
+    pub fn add_score(&self, ip: IpKey, kind: Kind, weight: u32, now: Timestamp) -> Escalation {
+        self.add_weight(None, ip, None, kind, weight, now)
+    }
+
     fn add_weight(
         &self,
         standing: Option<&mut Standing>,

@@ -4,6 +4,7 @@
 //! parses them here, and swaps a whole [`Threats`] in, like the policy.
 
 pub mod geo;
+pub mod stuffing;
 mod table;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use palisade_core::threat::geo::{GeoRules, Unknown};
+use palisade_core::threat::stuffing::StuffingSettings;
 use palisade_core::threat::{Action, PrefixTable};
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,15 @@ pub struct ThreatConfig {
     pub max_bytes: usize,
     /// The most prefixes one feed keeps.
     pub max_entries: usize,
+    /// Distinct names failing from one address that count as stuffing.
+    pub stuffing_names: usize,
+    /// Within this window.
+    #[serde(with = "duration")]
+    pub stuffing_window: Duration,
+    /// Added to the address's score when it does.
+    pub stuffing_weight: u32,
+    /// Addresses tracked at most.
+    pub stuffing_max_addresses: usize,
 }
 
 /// One `[[threat.feeds]]` entry.
@@ -105,6 +115,10 @@ pub struct ThreatSettings {
     pub max_entries: usize,
     /// `[geo]`, when `geo.database` is set.
     pub geo: Option<GeoSettings>,
+    /// Credential stuffing detection.
+    pub stuffing: StuffingSettings,
+    /// `threat.stuffing_weight`.
+    pub stuffing_weight: u32,
 }
 
 /// `[geo]`
@@ -181,8 +195,13 @@ impl ThreatConfig {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
         }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::invalid("threat.timeout", "must be greater than 0"));
+        for (key, d) in [("threat.timeout", self.timeout), ("threat.stuffing_window", self.stuffing_window)] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.stuffing_max_addresses == 0 {
+            return Err(ConfigError::invalid("threat.stuffing_max_addresses", "must be greater than 0"));
         }
         let mut allow = PrefixTable::new();
         let mut allow_listed = Vec::new();
@@ -242,6 +261,12 @@ impl ThreatConfig {
             max_bytes: self.max_bytes,
             max_entries: self.max_entries,
             geo: None,
+            stuffing: StuffingSettings {
+                names: self.stuffing_names,
+                window: self.stuffing_window,
+                max_addresses: self.stuffing_max_addresses,
+            },
+            stuffing_weight: self.stuffing_weight,
         })
     }
 }

@@ -15,10 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use palisade_core::Timestamp;
 use palisade_core::guard::{Guard, Ticket, Verdict};
+use palisade_core::refusal::Kind;
 use palisade_core::refusal::Refusal;
+use palisade_core::threat::stuffing::Stuffing;
 use palisade_core::threat::{self, Action, FeedList, Threats};
 use serde_json::{Value, json};
+use tracing::warn;
 
+use crate::alerts::Alerts;
 use crate::config::{FeedSettings, FeedSource, ThreatSettings};
 use crate::enforce::{Enforcement, Knock};
 
@@ -67,6 +71,8 @@ pub(crate) struct ThreatFeeds {
     dry_run: bool,
     /// `[geo]`, when a database is set.
     geo: Option<geo::GeoDb>,
+    /// Failed login names per address (`threat.stuffing_*`).
+    stuffing: Stuffing,
 }
 
 impl ThreatFeeds {
@@ -83,6 +89,7 @@ impl ThreatFeeds {
             status: settings.feeds.iter().map(|_| FeedStatus::default()).collect(),
             dry_run,
             geo: settings.geo.as_ref().map(geo::GeoDb::open),
+            stuffing: Stuffing::new(settings.stuffing),
         }
     }
 
@@ -145,6 +152,20 @@ impl ThreatFeeds {
             threat::Verdict::Clear | threat::Verdict::Allowed(_) => {}
         }
         verdict.refusal()
+    }
+
+    /// A failed login for `name`: when the address has now failed for
+    /// `threat.stuffing_names` distinct names, its score rises by
+    /// `threat.stuffing_weight`, an alert is raised and a metric counted.
+    pub(crate) fn login_failed(&self, ask: Asking<'_>, alerts: &Alerts, name: &str) {
+        let Asking { guard, enforce, knock, now, .. } = ask;
+        let Some(names) = self.stuffing.failed(knock.ip, name, now) else { return };
+        metrics::counter!("palisade_credential_stuffing_total").increment(1);
+        warn!(ip = %knock.ip, names, "credential stuffing: failed logins for many names from one address");
+        let summary = format!("credential stuffing from {}: failed logins for {names} names", knock.ip);
+        alerts.raise(now, "credential_stuffing", "warning", summary);
+        let weight = self.settings.stuffing_weight;
+        enforce.escalate(guard.add_score(knock.ip, Kind::LoginFailure, weight, now), knock.ip, None);
     }
 
     fn hit(&self, feed: &str) {
