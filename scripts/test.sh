@@ -37,6 +37,13 @@ if ! python3 -c 'import websockets' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check websockets==15.0.1
 fi
 
+# mmdb-writer builds the country database tests/threat_geo.rs checks geo
+# rules against (under CI=true that test fails without it).
+if ! python3 -c 'import mmdb_writer' >/dev/null 2>&1; then
+  echo "test.sh: installing mmdb-writer (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check mmdb-writer==0.2.7
+fi
+
 # Node's ws runs the second naive server (crates/palisade-scan/tests/naive.rs;
 # under CI=true that test fails without it); ws is pinned in its package.json.
 if ! command -v node >/dev/null 2>&1; then

@@ -12,15 +12,12 @@ use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
 use palisade_core::guard::{Guard, Standing};
 
+mod rss;
 mod shipped;
 
-const KEYS: u32 = 100_000;
+use rss::resident_kib;
 
-fn resident_kib() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4)
-}
+const KEYS: u32 = 100_000;
 
 fn main() {
     let Some(before) = resident_kib() else {

@@ -29,6 +29,8 @@
 //!   (the client's messages go through [`session`] like native ones);
 //! - [`transport`] decides whether a request's transport is secure enough
 //!   (TLS, or a trusted proxy's word for it).
+//! - [`threat`] reads blocklist feeds into prefix tables and says what a
+//!   listed address gets (docs/CONFIG.md, `[threat]`).
 
 #![forbid(unsafe_code)]
 
@@ -58,6 +60,7 @@ pub mod seams;
 pub mod session;
 pub mod signature;
 pub mod store;
+pub mod threat;
 mod time;
 pub mod transport;
 

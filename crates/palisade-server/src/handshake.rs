@@ -22,6 +22,7 @@ use tracing::info;
 use crate::headers::{all_str, header_str, joined};
 use crate::rejection::HttpRejection;
 use crate::state::AppState;
+use crate::threat::Asking;
 use crate::upstream::Credentials;
 use crate::ws::{serve_connection, upgrade};
 
@@ -30,7 +31,8 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let (knock, client) = state.enforce.knock_of(&req);
     let peer = knock.peer;
     let now = state.clock.now();
-    let (verdict, ticket) = state.guard.connect(knock.ip, now);
+    let (verdict, ticket) =
+        state.threat.connect(Asking { guard: &state.guard, enforce: &state.enforce, knock, client, now });
     state.enforce.judge(verdict, knock, None)?;
     let Some(ticket) = ticket else {
         // `judge` passes only verdicts that come with a ticket.

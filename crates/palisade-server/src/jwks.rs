@@ -85,9 +85,9 @@ async fn install(issuers: &Issuers, clock: &Clock, req: &FetchRequest) {
     }
 }
 
-/// Why a fetch failed, for the log.
+/// Why a fetch failed, for the log (threat feeds' fetches too).
 #[derive(Debug, thiserror::Error)]
-enum FetchError {
+pub(crate) enum FetchError {
     #[error("bad URL: {0}")]
     Url(String),
     #[error("cannot connect: {0}")]
@@ -105,8 +105,9 @@ enum FetchError {
 }
 
 /// GETs the document, the whole fetch within `req.timeout`, reading at most
-/// `req.max_bytes` of body.
-async fn fetch(req: &FetchRequest) -> Result<Vec<u8>, FetchError> {
+/// `req.max_bytes` of body. Threat feeds fetch through it too: one
+/// bounded client in the server.
+pub(crate) async fn fetch(req: &FetchRequest) -> Result<Vec<u8>, FetchError> {
     tokio::time::timeout(req.timeout, Box::pin(fetch_unbounded(req)))
         .await
         .map_err(|_| FetchError::Timeout(req.timeout))?

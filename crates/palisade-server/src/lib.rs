@@ -50,6 +50,7 @@ pub mod settings;
 mod state;
 mod store;
 mod telemetry;
+mod threat;
 pub mod tls;
 mod upstream;
 mod ws;

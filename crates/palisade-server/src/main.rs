@@ -48,6 +48,12 @@ fn main() -> ExitCode {
                 print!("{out}");
             }
         }),
+        Command::Threat(command) => cli::threat::threat(command, &env).map(|out| {
+            #[allow(clippy::print_stdout, reason = "what applies to the address is the command's output")]
+            {
+                print!("{out}");
+            }
+        }),
         Command::Cert(args) => cli::cert::cert(&args),
         Command::Config(cli::ConfigCommand::Explain { config, dev, strict }) => {
             cli::config_explain(&config, dev, strict, &env).map(|out| {

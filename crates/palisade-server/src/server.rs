@@ -152,6 +152,7 @@ impl Server {
             state.tasks.spawn(crate::tls::watch(Arc::clone(tls), every, state.shutdown.clone()));
         }
         state.tasks.spawn(sweep(Arc::clone(&state)));
+        state.tasks.spawn(crate::threat::run(Arc::clone(&state.threat), state.clock, state.shutdown.clone()));
         spawn_alerts(&state);
         // Outside the task tracker: it must outlive every connection task,
         // to write what they recorded while closing, and stop after them.

@@ -21,8 +21,8 @@ use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
 use crate::config::{
-    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, GatewaySettings, Source, StoreBackend, dev_key,
-    load_issuers,
+    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, GatewaySettings, Source, StoreBackend,
+    ThreatSettings, dev_key, load_issuers,
 };
 use crate::tls::Tls;
 
@@ -73,6 +73,9 @@ pub struct Settings {
     pub tls: Option<Arc<Tls>>,
     /// Gateway mode, when `gateway.upstream` is set.
     pub gateway: Option<GatewaySettings>,
+    /// `[threat]` and `[geo]` (boxed: `Settings` moves through the
+    /// start-up futures, which clippy's `large_futures` bounds).
+    pub threat: Box<ThreatSettings>,
 }
 
 /// The public listener's TLS from `server.tls`. Production without it
@@ -138,6 +141,8 @@ impl Settings {
         let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
         let alert_secret = config.alerts.secret(&config.base_dir)?;
         let gateway = config.gateway.settings(&config.base_dir, &config.limits)?;
+        let mut threat = config.threat.settings(&config.base_dir)?;
+        threat.geo = config.geo.settings(&config.base_dir)?;
         // Again here: `--listen` may have moved the public listener since
         // the file was checked.
         config.admin.validate(config.server.listen)?;
@@ -163,6 +168,7 @@ impl Settings {
             admin_roles,
             tls,
             gateway,
+            threat: Box::new(threat),
         })
     }
 

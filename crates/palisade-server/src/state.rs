@@ -84,6 +84,8 @@ pub(crate) struct AppState {
     pub(crate) alerts: Arc<Alerts>,
     /// Browser sessions on the admin listener (`POST /api/login`).
     admin_sessions: std::sync::Mutex<AdminSessions>,
+    /// Threat feeds' lists in force (`[threat]`).
+    pub(crate) threat: Arc<crate::threat::ThreatFeeds>,
     /// External issuers' key set fetches, one at a time per issuer.
     pub(crate) jwks: crate::jwks::JwksFetcher,
     /// The store's last answer to `/readyz`.
@@ -145,6 +147,7 @@ impl AppState {
                 settings.config.admin.session_lifetime,
             )),
             jwks: crate::jwks::JwksFetcher::default(),
+            threat: Arc::new(crate::threat::ThreatFeeds::new(&settings.threat, settings.guard.dry_run)),
             commit,
             store_probe: crate::probe::StoreProbe::default(),
             owners: Arc::new(OwnerLedger::new(OwnerLimits {

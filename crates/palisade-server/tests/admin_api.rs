@@ -304,7 +304,7 @@ async fn every_documented_operation_exists_behind_the_credential() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 18);
+    assert_eq!(operations, 19);
 }
 
 /// Values a generated case puts in a body field, of every JSON type.

@@ -150,6 +150,8 @@ struct KeyState {
     /// Per-event limiters (users only), one per declared event with a
     /// `rate` the user has sent: bounded by the policy.
     events: Vec<(Box<str>, Gcra)>,
+    /// A `score` threat feed's weight was added (addresses only).
+    reputed: bool,
 }
 
 /// The highest anomaly scores at one instant ([`Guard::leaders`]).
@@ -447,8 +449,39 @@ impl Guard {
         kind: Kind,
         now: Timestamp,
     ) -> Escalation {
+        self.add_weight(standing, ip, user, kind, self.settings.weights.get(kind), now)
+    }
+
+    /// A `score` threat feed lists `ip` (docs/CONFIG.md, `[threat]`): adds
+    /// `weight` to its score on its first request while it is tracked
+    /// (never again until it goes idle and is forgotten), and says what
+    /// that escalates to.
+    pub fn reputation(&self, ip: IpKey, weight: u32, now: Timestamp) -> Escalation {
+        let (first, _) = self.ips.with(&ip, now, |k| self.idle(k, now), |k| !std::mem::replace(&mut k.reputed, true));
+        if !first {
+            return Escalation::NONE;
+        }
+        self.add_weight(None, ip, None, Kind::Banned, weight, now)
+    }
+
+    /// Adds `weight` to `ip`'s score for what `kind` names (credential
+    /// stuffing: a `login_failure` spread over many names) and says what
+    /// that escalates to.
+    pub fn add_score(&self, ip: IpKey, kind: Kind, weight: u32, now: Timestamp) -> Escalation {
+        self.add_weight(None, ip, None, kind, weight, now)
+    }
+
+    fn add_weight(
+        &self,
+        standing: Option<&mut Standing>,
+        ip: IpKey,
+        user: Option<&str>,
+        kind: Kind,
+        weight: u32,
+        now: Timestamp,
+    ) -> Escalation {
         let s = &self.settings;
-        let weight = f64::from(s.weights.get(kind));
+        let weight = f64::from(weight);
         if weight == 0.0 {
             return Escalation::NONE;
         }

@@ -303,3 +303,16 @@ fn a_hundred_thousand_keys_stay_within_the_bound_and_go_when_idle() {
     guard.sweep(at(200_000 + 60_000));
     assert_eq!(guard.tracked(), (0, 0));
 }
+
+#[test]
+fn a_reputation_weight_is_added_once_per_tracked_address() {
+    let guard = Guard::new(guard_settings());
+    // Half of ban_at (60): twice would ban, once must not.
+    assert!((guard.settings().ban_at - 60.0).abs() < f64::EPSILON);
+    let weight = 30;
+    assert!(matches!(guard.reputation(ip(7), weight, T0).step, Step::None | Step::Restrict));
+    assert_eq!(guard.reputation(ip(7), weight, at(10)).step, Step::None);
+    assert!(guard.bans().active(&ban::Subject::Ip(ip(7)), at(10)).is_none());
+    // The full weight at once bans an unseen address.
+    assert!(matches!(guard.reputation(ip(8), 60, T0).step, Step::Ban(_)));
+}

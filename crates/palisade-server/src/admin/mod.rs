@@ -353,12 +353,23 @@ async fn scrape(State(state): State<Arc<AppState>>) -> Response {
 /// `GET /readyz`, on both listeners.
 pub(crate) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let readiness = readiness(&state).await;
-    if readiness.is_ready() {
+    // Threat feeds are detail, never a failure: the last good lists stay
+    // in force while a source is out of reach.
+    let threat = state.threat.configured().then(|| state.threat.detail());
+    if readiness.is_ready() && threat.is_none() {
         return json(StatusCode::OK, r#"{"status":"ready"}"#);
     }
-    let body = serde_json::json!({"status": "unavailable", "failed": readiness.failed()}).to_string();
-    let mut response = Response::new(axum::body::Body::from(body));
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let mut body = if readiness.is_ready() {
+        serde_json::json!({"status": "ready"})
+    } else {
+        serde_json::json!({"status": "unavailable", "failed": readiness.failed()})
+    };
+    if let Some(threat) = threat {
+        body["threat"] = threat;
+    }
+    let status = if readiness.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut response = Response::new(axum::body::Body::from(body.to_string()));
+    *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }

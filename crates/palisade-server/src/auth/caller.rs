@@ -24,6 +24,7 @@ use crate::enforce::{Enforcement, Knock};
 use crate::headers::{all_str, header_str};
 use crate::login::Login;
 use crate::state::AppState;
+use crate::threat::Asking;
 
 /// The log message of a refused `/auth/*` request.
 pub(super) const AUTH_REFUSED: &str = "auth request refused";
@@ -49,7 +50,8 @@ impl Caller {
             user_agent: header_str(req.headers(), header::USER_AGENT).unwrap_or("").to_owned(),
             origin: header_str(req.headers(), header::ORIGIN).map(str::to_owned),
         };
-        let verdict = state.guard.request(knock.ip, state.clock.now());
+        let (guard, enforce, now) = (&state.guard, &state.enforce, state.clock.now());
+        let verdict = state.threat.request(Asking { guard, enforce, knock, client, now });
         state
             .enforce
             .judge_knock(verdict, knock, None, AUTH_REFUSED)

@@ -28,6 +28,7 @@ use super::{HASH_QUEUE_WAIT, cookies};
 use crate::headers::all_str;
 use crate::login::Login;
 use crate::state::AppState;
+use crate::threat::Asking;
 
 /// `POST /auth/login` body.
 #[derive(Deserialize)]
@@ -120,6 +121,8 @@ pub(crate) async fn check_password(
             );
             let escalation = state.guard.penalize(None, caller.knock.ip, None, refusal.kind, now);
             state.enforce.escalate(escalation, caller.knock.ip, None);
+            let (guard, enforce, knock, client) = (&state.guard, &state.enforce, caller.knock, caller.client);
+            state.threat.login_failed(Asking { guard, enforce, knock, client, now }, &state.alerts, username);
             counted?;
             return Err(AuthRejection::Refused(Kind::LoginFailure, None));
         }

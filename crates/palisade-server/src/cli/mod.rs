@@ -7,6 +7,7 @@ pub mod ban;
 pub mod cert;
 pub mod revoke;
 pub mod scan;
+pub mod threat;
 pub mod user;
 
 use std::net::SocketAddr;
@@ -91,6 +92,9 @@ pub enum Command {
     /// Verify, tail and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// What threat feeds, allow entries and bans apply to an address.
+    #[command(subcommand)]
+    Threat(threat::ThreatCommand),
     /// Write a self-signed certificate and key for local TLS testing.
     Cert(cert::CertArgs),
     /// Inspect a config.

@@ -99,6 +99,9 @@ pub fn weaknesses(config: &Config, dev: bool) -> Vec<Weakness> {
             "a record per refusal: one flooding address fills the queue and the disk with repeats".into(),
         );
     }
+    if !config.threat.allow.is_empty() {
+        flag("threat.allow", format!("never refused or scored by a threat feed: {}", config.threat.allow.join(", ")));
+    }
     found
 }
 
@@ -182,5 +185,12 @@ aggregate_interval = "0s"
         let tls = "[server]\nhsts_max_age = \"0s\"\n[server.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
         let found = weaknesses(&load_text(tls, &[]).unwrap(), false);
         assert_eq!(found.iter().map(|w| w.key).collect::<Vec<_>>(), ["server.hsts_max_age"]);
+    }
+
+    #[test]
+    fn threat_allow_entries_are_listed() {
+        let found = weaknesses(&load_text("[threat]\nallow = [\"127.0.0.0/8\", \"::1\"]\n", &[]).unwrap(), false);
+        assert_eq!(found.iter().map(|w| w.key).collect::<Vec<_>>(), ["threat.allow"]);
+        assert!(found[0].why.contains("127.0.0.0/8, ::1"), "{found:?}");
     }
 }

@@ -21,6 +21,7 @@ mod keys;
 mod locate;
 mod login;
 mod secret;
+mod threat;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,7 @@ pub use issuers::{IssuerConfig, load_issuers};
 pub(crate) use keys::fresh_secret;
 pub use keys::{KeyConfig, dev_key};
 pub use login::{LoginConfig, LoginSettings};
+pub use threat::{FeedConfig, FeedSettings, FeedSource, GeoConfig, GeoSettings, ThreatConfig, ThreatSettings};
 pub use tls::TlsConfig;
 
 /// The default config, with comments: the single source of defaults.
@@ -147,6 +149,10 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// `[gateway]`
     pub gateway: GatewayConfig,
+    /// `[threat]`
+    pub threat: ThreatConfig,
+    /// `[geo]`
+    pub geo: GeoConfig,
     /// `[roles.<name>]`
     #[serde(default)]
     pub roles: BTreeMap<String, RoleSpec>,
@@ -525,6 +531,8 @@ impl Config {
         self.admin.validate(self.server.listen)?;
         self.alerts.validate()?;
         self.gateway.settings(&self.base_dir, l)?;
+        self.threat.settings(&self.base_dir)?;
+        self.geo.settings(&self.base_dir)?;
         self.server.tls.validate()?;
         Ok(())
     }

@@ -1,0 +1,110 @@
+//! Geo rules at work (docs/OPERATIONS.md, "Geo rules"): the operator's
+//! MaxMind-format country database, read whole into memory and swapped
+//! for a new copy when the file changes; a failed read keeps the copy in
+//! force. What a country means is `palisade_core::threat::geo`'s.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+use maxminddb::{Reader, geoip2};
+use palisade_core::refusal::Refusal;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::config::GeoSettings;
+
+/// The file's size and modification time when last read.
+type Stamp = (u64, Option<SystemTime>);
+
+#[derive(Debug)]
+pub(super) struct GeoDb {
+    settings: GeoSettings,
+    reader: ArcSwapOption<Reader<Vec<u8>>>,
+    stamp: Mutex<Option<Stamp>>,
+    last_error: Mutex<Option<String>>,
+    refused: AtomicU64,
+}
+
+impl GeoDb {
+    /// Reads the database now (a failure is logged; until a read
+    /// succeeds, every address counts as unknown).
+    pub(super) fn open(settings: &GeoSettings) -> Self {
+        let db = Self {
+            settings: settings.clone(),
+            reader: ArcSwapOption::empty(),
+            stamp: Mutex::new(None),
+            last_error: Mutex::new(None),
+            refused: AtomicU64::new(0),
+        };
+        db.reload();
+        db
+    }
+
+    pub(super) fn refresh(&self) -> std::time::Duration {
+        self.settings.refresh
+    }
+
+    /// Reads the file again if its size or modification time changed.
+    pub(super) fn reload(&self) {
+        let path = &self.settings.database;
+        let stamp = std::fs::metadata(path).map(|m| (m.len(), m.modified().ok()));
+        let Ok(mut last) = self.stamp.lock() else { return };
+        let result = match stamp {
+            Ok(stamp) if *last == Some(stamp) => return,
+            Ok(stamp) => Reader::open_readfile(path).map(|r| (r, stamp)).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok((reader, stamp)) => {
+                info!(database = %path.display(), kind = %reader.metadata().database_type, "geo database loaded");
+                self.reader.store(Some(std::sync::Arc::new(reader)));
+                *last = Some(stamp);
+                if let Ok(mut e) = self.last_error.lock() {
+                    *e = None;
+                }
+            }
+            Err(error) => {
+                warn!(database = %path.display(), %error, "geo database not loaded; the copy in force stays");
+                metrics::counter!("palisade_geo_load_failures_total").increment(1);
+                if let Ok(mut e) = self.last_error.lock() {
+                    *e = Some(error);
+                }
+            }
+        }
+    }
+
+    /// The ISO code of `addr`'s country, if the database places it.
+    pub(super) fn country(&self, addr: IpAddr) -> Option<String> {
+        let reader = self.reader.load();
+        let found = reader.as_ref()?.lookup(addr).ok()?;
+        let record: geoip2::Country<'_> = found.decode().ok()??;
+        record.country.iso_code.or(record.registered_country.iso_code).map(str::to_owned)
+    }
+
+    /// The refusal of `addr`, if the rules refuse its country.
+    pub(super) fn judge(&self, addr: IpAddr) -> Option<Refusal> {
+        let refusal = self.settings.rules.judge(self.country(addr).as_deref())?;
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("palisade_geo_refused_total").increment(1);
+        Some(refusal)
+    }
+
+    pub(super) fn detail(&self) -> Value {
+        let rules = &self.settings.rules;
+        json!({
+            "database": self.settings.database.display().to_string(),
+            "loaded": self.reader.load().is_some(),
+            "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
+            "allow_countries": rules.allow,
+            "deny_countries": rules.deny,
+            "unknown": match rules.unknown {
+                palisade_core::threat::geo::Unknown::Allow => "allow",
+                palisade_core::threat::geo::Unknown::Deny => "deny",
+            },
+            "refused": self.refused.load(Ordering::Relaxed),
+        })
+    }
+}

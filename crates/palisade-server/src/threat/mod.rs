@@ -1,0 +1,256 @@
+//! Threat feeds at work (docs/OPERATIONS.md, "Threat feeds"): the lists in
+//! force, checked at the handshake and on `/auth/*` right after the ban
+//! check, and kept fresh in the background. What a listing means is
+//! `palisade_core::threat`'s; this service performs it through the guard
+//! and [`Enforcement`], and fetches and re-reads the feeds (`refresh.rs`).
+
+pub(crate) mod api;
+mod geo;
+mod refresh;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use palisade_core::Timestamp;
+use palisade_core::guard::{Guard, Ticket, Verdict};
+use palisade_core::refusal::Kind;
+use palisade_core::refusal::Refusal;
+use palisade_core::threat::stuffing::Stuffing;
+use palisade_core::threat::{self, Action, FeedList, Threats};
+use serde_json::{Value, json};
+use tracing::warn;
+
+use crate::alerts::Alerts;
+use crate::config::{FeedSettings, FeedSource, ThreatSettings};
+use crate::enforce::{Enforcement, Knock};
+
+pub(crate) use refresh::run;
+
+/// What one feed's last loads left, for `/readyz`, `/api/threat` and the
+/// log.
+#[derive(Debug, Default, Clone)]
+struct FeedState {
+    entries: usize,
+    malformed: usize,
+    dropped: usize,
+    /// When the list in force was loaded (Unix ms).
+    loaded_at: Option<u64>,
+    /// The last load's error, cleared by the next good one.
+    last_error: Option<String>,
+    failures: u64,
+}
+
+#[derive(Debug, Default)]
+struct FeedStatus {
+    state: std::sync::Mutex<FeedState>,
+    hits: AtomicU64,
+}
+
+/// Who asks, and what a check needs to judge and score them.
+#[derive(Clone, Copy)]
+pub(crate) struct Asking<'a> {
+    pub(crate) guard: &'a Guard,
+    pub(crate) enforce: &'a Enforcement,
+    pub(crate) knock: Knock,
+    /// The client's address (a trusted proxy's word for it): feeds list
+    /// single IPv6 addresses too, finer than the guard's /64 key.
+    pub(crate) client: IpAddr,
+    pub(crate) now: Timestamp,
+}
+
+/// The feeds in force and what their loads left.
+#[derive(Debug)]
+pub(crate) struct ThreatFeeds {
+    /// Swapped whole on every good load: a lookup never waits for one.
+    threats: ArcSwap<Threats>,
+    settings: ThreatSettings,
+    status: Vec<FeedStatus>,
+    /// `abuse.dry_run`: listings are reported, never refused.
+    dry_run: bool,
+    /// `[geo]`, when a database is set.
+    geo: Option<geo::GeoDb>,
+    /// Failed login names per address (`threat.stuffing_*`).
+    stuffing: Stuffing,
+}
+
+impl ThreatFeeds {
+    pub(crate) fn new(settings: &ThreatSettings, dry_run: bool) -> Self {
+        let feeds = settings
+            .feeds
+            .iter()
+            .map(|f| FeedList { name: f.name.clone(), action: f.action, weight: f.weight, table: Arc::default() })
+            .collect();
+        let threats = Threats { feeds, allow: Arc::new(settings.allow.clone()) };
+        Self {
+            threats: ArcSwap::from_pointee(threats),
+            settings: settings.clone(),
+            status: settings.feeds.iter().map(|_| FeedStatus::default()).collect(),
+            dry_run,
+            geo: settings.geo.as_ref().map(geo::GeoDb::open),
+            stuffing: Stuffing::new(settings.stuffing),
+        }
+    }
+
+    /// The guard's handshake check, then the feeds' (docs/ARCHITECTURE.md,
+    /// "Handshake"): a listed address is refused like a banned one, and its
+    /// ticket handed back.
+    pub(crate) fn connect(&self, ask: Asking<'_>) -> (Verdict, Option<Ticket>) {
+        let (verdict, ticket) = ask.guard.connect(ask.knock.ip, ask.now);
+        match (self.after_ban(verdict, &ask), ticket) {
+            (Verdict::Refuse(r), Some(ticket)) => {
+                ask.guard.release(ticket);
+                (Verdict::Refuse(r), None)
+            }
+            other => other,
+        }
+    }
+
+    /// The guard's `/auth/*` check, then the feeds'.
+    pub(crate) fn request(&self, ask: Asking<'_>) -> Verdict {
+        self.after_ban(ask.guard.request(ask.knock.ip, ask.now), &ask)
+    }
+
+    fn after_ban(&self, verdict: Verdict, ask: &Asking<'_>) -> Verdict {
+        if matches!(verdict, Verdict::Refuse(_)) {
+            return verdict;
+        }
+        let Some(refusal) = self.screen(ask) else {
+            return verdict;
+        };
+        match verdict {
+            Verdict::Pass if self.dry_run => Verdict::WouldRefuse(refusal),
+            Verdict::Pass => Verdict::Refuse(refusal),
+            other => other,
+        }
+    }
+
+    /// What the allow list, the geo rules and the feeds say of the client:
+    /// a refusal, or a `score` listing's weight added (and escalated) on its
+    /// first request.
+    fn screen(&self, ask: &Asking<'_>) -> Option<Refusal> {
+        let Asking { guard, enforce, knock, client, now } = *ask;
+        let ip = knock.ip;
+        let threats = self.threats.load();
+        if threats.is_empty() && self.geo.is_none() {
+            return None;
+        }
+        let verdict = threats.judge(client);
+        if matches!(verdict, threat::Verdict::Allowed(_)) {
+            return None;
+        }
+        if let Some(refusal) = self.geo.as_ref().and_then(|g| g.judge(client)) {
+            return Some(refusal);
+        }
+        match &verdict {
+            threat::Verdict::Deny { feed, .. } => self.hit(feed),
+            threat::Verdict::Score { weight, feeds } => {
+                feeds.iter().for_each(|f| self.hit(f));
+                enforce.escalate(guard.reputation(ip, *weight, now), ip, None);
+            }
+            threat::Verdict::Clear | threat::Verdict::Allowed(_) => {}
+        }
+        verdict.refusal()
+    }
+
+    /// A failed login for `name`: when the address has now failed for
+    /// `threat.stuffing_names` distinct names, its score rises by
+    /// `threat.stuffing_weight`, an alert is raised and a metric counted.
+    pub(crate) fn login_failed(&self, ask: Asking<'_>, alerts: &Alerts, name: &str) {
+        let Asking { guard, enforce, knock, now, .. } = ask;
+        let Some(names) = self.stuffing.failed(knock.ip, name, now) else { return };
+        metrics::counter!("palisade_credential_stuffing_total").increment(1);
+        warn!(ip = %knock.ip, names, "credential stuffing: failed logins for many names from one address");
+        let summary = format!("credential stuffing from {}: failed logins for {names} names", knock.ip);
+        alerts.raise(now, "credential_stuffing", "warning", summary);
+        let weight = self.settings.stuffing_weight;
+        enforce.escalate(guard.add_score(knock.ip, Kind::LoginFailure, weight, now), knock.ip, None);
+    }
+
+    fn hit(&self, feed: &str) {
+        if let Some(i) = self.settings.feeds.iter().position(|f| f.name == feed) {
+            self.status[i].hits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("palisade_threat_feed_hits_total", "feed" => feed.to_owned()).increment(1);
+        }
+    }
+
+    /// Every feed: its settings and what its loads left (`/api/threat`,
+    /// and `/readyz` detail). A URL is shown as its scheme and host only: a
+    /// feed URL may carry a key.
+    pub(crate) fn detail(&self) -> Value {
+        let feeds: Vec<Value> = self
+            .settings
+            .feeds
+            .iter()
+            .zip(&self.status)
+            .map(|(f, s)| {
+                let state = s.state.lock().map(|g| g.clone()).unwrap_or_default();
+                json!({
+                    "name": f.name,
+                    "source": source_label(&f.source),
+                    "action": match f.action { Action::Deny => "deny", Action::Score => "score" },
+                    "weight": f.weight,
+                    "refresh_secs": f.refresh.as_secs_f64(),
+                    "entries": state.entries,
+                    "malformed": state.malformed,
+                    "dropped": state.dropped,
+                    "loaded_at": state.loaded_at,
+                    "last_error": state.last_error,
+                    "failures": state.failures,
+                    "hits": s.hits.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        let allow: Vec<String> = self.settings.allow_listed.iter().map(ToString::to_string).collect();
+        let geo = self.geo.as_ref().map(geo::GeoDb::detail);
+        json!({ "feeds": feeds, "allow": allow, "dry_run": self.dry_run, "geo": geo })
+    }
+
+    /// Loads every feed once, now (`palisade threat check`).
+    pub(crate) async fn load_all(&self) {
+        let clock = crate::clock::Clock::start();
+        for i in 0..self.settings.feeds.len() {
+            refresh::load(self, i, &mut None, clock).await;
+        }
+    }
+
+    /// The lists in force.
+    pub(crate) fn threats(&self) -> Arc<Threats> {
+        self.threats.load_full()
+    }
+
+    /// Each feed's last load error, if its last load failed.
+    pub(crate) fn errors(&self) -> Vec<Option<String>> {
+        self.status.iter().map(|s| s.state.lock().ok().and_then(|g| g.last_error.clone())).collect()
+    }
+
+    /// Whether any feed is configured (else `/readyz` says nothing of them).
+    pub(crate) fn configured(&self) -> bool {
+        !self.settings.feeds.is_empty() || self.geo.is_some()
+    }
+
+    /// The country of `addr` and the geo rules' refusal, when `[geo]` is
+    /// on (`palisade threat check`).
+    pub(crate) fn geo_of(&self, addr: IpAddr) -> Option<(Option<String>, Option<Refusal>)> {
+        let geo = self.geo.as_ref()?;
+        Some((geo.country(addr), geo.judge(addr)))
+    }
+
+    fn feed(&self, i: usize) -> Option<&FeedSettings> {
+        self.settings.feeds.get(i)
+    }
+}
+
+fn source_label(source: &FeedSource) -> String {
+    match source {
+        FeedSource::File(path) => path.display().to_string(),
+        FeedSource::Url(url) => {
+            let after = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+            let scheme = url.split_once("://").map_or("", |(s, _)| s);
+            let host = after.split(['/', '?', '#']).next().unwrap_or("");
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            format!("{scheme}://{host}/…")
+        }
+    }
+}
