@@ -63,8 +63,8 @@ pub(crate) async fn admin(req: Request, next: Next) -> Response {
 
 fn harden(headers: &mut HeaderMap, hsts: Option<Duration>, no_store: bool) {
     for (name, value) in SECURITY_HEADERS {
-        // A page brings its own policy (the dashboard's, `admin::ui`);
-        // everything else gets the JSON one.
+        // A page brings its own policy (the dashboard's, `admin::ui`; the
+        // demo's, `demo`); everything else gets the JSON one.
         if name == header::CONTENT_SECURITY_POLICY && headers.contains_key(&name) {
             continue;
         }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::Config;
+use super::{Config, StoreBackend};
 
 /// Access tokens living longer than this are flagged.
 const LONG_ACCESS_TOKEN: Duration = Duration::from_secs(3600);
@@ -91,6 +91,30 @@ pub fn weaknesses(config: &Config, dev: bool) -> Vec<Weakness> {
             ),
         );
     }
+    // Plain connections the server opens itself, to another machine.
+    if config.store.backend == StoreBackend::Redis && in_clear_off_host(&config.store.redis_url, "redis") {
+        flag(
+            "store.redis_url",
+            "redis:// to another host: bans, revocations, sessions and every message cross the network in clear \
+             (use rediss://)"
+                .into(),
+        );
+    }
+    if in_clear_off_host(&config.alerts.url, "http") {
+        flag(
+            "alerts.url",
+            "http:// to another host: alerts (subjects, addresses) cross the network in clear; the signature stops \
+             forgery, not reading"
+                .into(),
+        );
+    }
+    if in_clear_off_host(&config.gateway.upstream, "ws") {
+        flag(
+            "gateway.upstream",
+            "ws:// to another host: the identity headers and every message cross the network in clear (use wss://)"
+                .into(),
+        );
+    }
     if !config.audit.enabled {
         flag("audit.enabled", "no audit trail: refusals, bans and admin actions leave no tamper-evident record".into());
     } else if config.audit.aggregate_interval.is_zero() {
@@ -103,6 +127,21 @@ pub fn weaknesses(config: &Config, dev: bool) -> Vec<Weakness> {
         flag("threat.allow", format!("never refused or scored by a threat feed: {}", config.threat.allow.join(", ")));
     }
     found
+}
+
+/// Whether `url` is `scheme://` to a host other than this machine's
+/// loopback. Never quoted in a finding: it may hold a password.
+fn in_clear_off_host(url: &str, scheme: &str) -> bool {
+    let Some(rest) = url.strip_prefix(scheme).and_then(|r| r.strip_prefix("://")) else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 fn human(d: Duration) -> String {
@@ -177,6 +216,34 @@ aggregate_interval = "0s"
     fn an_audit_log_that_folds_no_refusal_is_flagged() {
         let found = weaknesses(&load_text("[audit]\naggregate_interval = \"0s\"\n", &[]).unwrap(), false);
         assert_eq!(found.iter().map(|w| w.key).collect::<Vec<_>>(), ["audit.aggregate_interval"]);
+    }
+
+    #[test]
+    fn plain_connections_to_other_hosts_are_flagged_and_loopback_ones_not() {
+        let off_host = r#"
+[store]
+backend = "redis"
+redis_url = "redis://ops:hunter2@10.0.0.5:6379/"
+[alerts]
+url = "http://alerts.example.com/hook"
+secret = "an-alert-secret-of-at-least-32-bytes!!"
+[gateway]
+upstream = "ws://[2001:db8::1]:9000/ws"
+identity_secret = "an-identity-secret-of-at-least-32-bytes"
+"#;
+        let found = weaknesses(&load_text(off_host, &[]).unwrap(), false);
+        let keys: Vec<&str> = found.iter().map(|w| w.key).collect();
+        for key in ["store.redis_url", "alerts.url", "gateway.upstream"] {
+            assert!(keys.contains(&key), "{key}: {keys:?}");
+        }
+        assert!(found.iter().all(|w| !w.why.contains("hunter2")), "never the URL: {found:?}");
+        for url in ["redis://127.0.0.1:6379/", "redis://u:p@localhost/", "redis://[::1]:6379"] {
+            assert!(!in_clear_off_host(url, "redis"), "{url}");
+        }
+        for url in ["rediss://10.0.0.5/", "", "http://10.0.0.5/"] {
+            assert!(!in_clear_off_host(url, "redis"), "{url}");
+        }
+        assert!(in_clear_off_host("redis://10.0.0.5", "redis"));
     }
 
     #[test]
