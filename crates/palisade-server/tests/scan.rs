@@ -155,8 +155,12 @@ async fn palisade_in_the_production_profile_passes_every_check() {
     assert!(run(dir.path(), &["init", "--output", "p.toml"]).status.success());
     // The one origin the application is served from; nothing else.
     let config = std::fs::read_to_string(dir.path().join("p.toml")).unwrap();
-    assert!(config.contains("\nallow = []\n"), "palisade init's origins changed");
-    let config = config.replace("\nallow = []\n", "\nallow = [\"https://app.example.com\"]\n");
+    // `[origins] allow`, not another section's (`[threat] allow` is a list
+    // of addresses).
+    let (head, origins) = config.split_at(config.find("\n[origins]\n").expect("palisade init writes [origins]"));
+    assert!(origins.contains("\nallow = []\n"), "palisade init's origins changed");
+    let config =
+        format!("{head}{}", origins.replacen("\nallow = []\n", "\nallow = [\"https://app.example.com\"]\n", 1));
     std::fs::write(dir.path().join("p.toml"), config).unwrap();
     let server = Running::start(dir.path(), &["serve", "--config", "p.toml", "--listen", "127.0.0.1:0"], &[]);
     let token = mint(dir.path(), &["--config", "p.toml", "--sub", "scanner", "--roles", "student"]);
