@@ -14,15 +14,17 @@
 # Fails when RSS at the end has grown more than RSS_LIMIT (10%) over RSS at
 # the end of warm-up, or the honest p99 of the last three rounds (median)
 # is more than P99_LIMIT (20%) above that of the first three after warm-up.
-# --short uses looser limits (30% and 100%): a 12 s round on a loaded 2-core
-# machine is noisy, and the short mode is there to catch leaks and crashes.
+# --short uses looser limits (30% and 200%): a 12 s round on a loaded 2-core
+# machine is noisy (its p99 moved -37% to +60% between runs with nothing
+# changed), and the short mode, in scripts/test.sh, is there to catch
+# leaks, crashes and a collapse, not a 20% drift.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 minutes=30; round=60; warmup=3; rss_limit=${RSS_LIMIT:-10}; p99_limit=${P99_LIMIT:-20}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --short) minutes=1.2; round=12; warmup=2; rss_limit=${RSS_LIMIT:-30}; p99_limit=${P99_LIMIT:-100} ;;
+    --short) minutes=1.2; round=12; warmup=2; rss_limit=${RSS_LIMIT:-30}; p99_limit=${P99_LIMIT:-200} ;;
     --minutes) minutes=$2; shift ;;
     *) echo "usage: scripts/soak.sh [--short] [--minutes N]" >&2; exit 2 ;;
   esac

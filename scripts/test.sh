@@ -96,3 +96,8 @@ echo "test.sh: README commands"
 scripts/readme-check.sh
 echo "test.sh: conformance"
 scripts/conformance.sh
+# About 80 s plus palisade-bench's release build: Palisade under honest and
+# hostile clients, failing on RSS growth or an honest p99 collapse
+# (docs/BENCHMARKS.md, "Soak"; scripts/soak.sh for the 30-minute run).
+echo "test.sh: soak (short)"
+scripts/soak.sh --short
