@@ -36,6 +36,7 @@ else
 fi
 
 "${fuzz[@]}" build -O
+found=0
 for target in "${targets[@]}"; do
   echo "fuzz.sh: $target for ${seconds}s"
   start=$(date +%s)
@@ -45,7 +46,15 @@ for target in "${targets[@]}"; do
   if [ "${FUZZ_JOBS:-1}" -gt 1 ]; then
     parallel=(-fork="$FUZZ_JOBS")
   fi
-  "${fuzz[@]}" run -O "$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=8192 "${parallel[@]}" 2>&1 | tail -n 3
+  # A crash ends that target's run, not the script: the others still run,
+  # and the exit status says something was found.
+  if "${fuzz[@]}" run -O "$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=8192 "${parallel[@]}" >"artifacts-$target.log" 2>&1; then
+    grep -E '^Done [0-9]+ runs' "artifacts-$target.log" || true
+  else
+    echo "fuzz.sh: $target FAILED: see fuzz/artifacts/$target/ and fuzz/artifacts-$target.log" >&2
+    found=1
+  fi
   echo "fuzz.sh: $target done in $(( $(date +%s) - start ))s (CPU: ${FUZZ_JOBS:-1} x wall)"
 done
+exit "$found"
