@@ -93,9 +93,18 @@ echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Includes the fuzz smoke: every fuzz target's body over its seed corpus,
+# its regressions and 5,000 seeded mutations, on stable
+# (crates/palisade-fuzz-targets/tests/smoke.rs; libFuzzer runs are
+# scripts/fuzz.sh).
 echo "test.sh: cargo test"
 cargo test --workspace --all-targets
 echo "test.sh: README commands"
 scripts/readme-check.sh
 echo "test.sh: conformance"
 scripts/conformance.sh
+# About 80 s plus palisade-bench's release build: Palisade under honest and
+# hostile clients, failing on RSS growth or an honest p99 collapse
+# (docs/BENCHMARKS.md, "Soak"; scripts/soak.sh for the 30-minute run).
+echo "test.sh: soak (short)"
+scripts/soak.sh --short

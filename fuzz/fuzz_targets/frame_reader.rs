@@ -1,0 +1,5 @@
+//! libFuzzer harness for `palisade_fuzz_targets::frame_reader` (its invariants are
+//! documented there).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| palisade_fuzz_targets::frame_reader(data));
