@@ -170,7 +170,12 @@ impl Sanitizers {
     }
 
     /// Applies one rule to one string. `Ok(None)` means unchanged, so the
-    /// caller keeps its string and nothing is allocated.
+    /// caller keeps its string and nothing is allocated. `input` must be
+    /// normalized already ([`normalize`], which the message pipeline runs
+    /// over the whole message first): the output is normalized after the
+    /// rule, so on raw input a rule can miss what normalization reveals
+    /// (the fuzz target `sanitizers` found `hec\0k` becoming an unmasked
+    /// `heck`), and applying it again would change it.
     pub fn apply(&self, rule: Rule, input: &str) -> Result<Option<String>, Refused> {
         let out = match rule {
             Rule::Html => self.html.clean(input).map_err(|html::Expands| Refused::Expands)?,
