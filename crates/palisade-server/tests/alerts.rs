@@ -265,18 +265,18 @@ async fn an_audit_chain_rewritten_under_the_server_is_a_critical_alert() {
 #[tokio::test]
 async fn records_dropped_on_a_full_audit_queue_are_a_gap_alert() {
     let (url, mut rx) = receiver(Behaviour::FailFirst(0)).await;
-    // A queue of one, and 200 refusals at once from 200 addresses (no two
-    // fold into one record): the writer's first append cannot keep up.
+    // A queue of one, and 1,000 refusals at once from 1,000 addresses (no
+    // two fold into one record): the writer's appends cannot keep up.
     let mut server = start(&url, "[audit]\nqueue = 1\n").await;
-    let refusals = (1..=200u8).map(|last| {
-        let dial = Dial { bearer: Some("not-a-token"), from: Some([127, 0, 43, last]), ..Dial::default() };
+    let refusals = (43..=46u8).flat_map(|net| (1..=250u8).map(move |last| [127, 0, net, last])).map(|from| {
+        let dial = Dial { bearer: Some("not-a-token"), from: Some(from), ..Dial::default() };
         dial_at(server.addr, dial)
     });
     for refused in futures_util::future::join_all(refusals).await {
         assert_eq!(refused.err().map(|(status, _)| status), Some(401));
     }
     // The gap is told with the next batch the writer appends.
-    assert!(refusal_from(&server, [127, 0, 43, 201]).await);
+    assert!(refusal_from(&server, [127, 0, 47, 1]).await);
     let alert = loop {
         let delivery = next_delivery(&mut rx).await;
         assert!(delivery.signed_with(ALERT_SECRET));
