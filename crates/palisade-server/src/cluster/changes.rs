@@ -30,13 +30,17 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// A node's reader of the change stream, and the wake-up it gives.
-#[derive(Debug)]
 pub(crate) struct ChangeStream {
-    /// Holds `store.redis_url`: never in `Debug` output (redis-rs's
-    /// `Client` prints no password).
+    /// Holds `store.redis_url`: never in `Debug` output.
     client: redis::Client,
     keys: Keys,
     wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for ChangeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeStream").field("keys", &self.keys).finish_non_exhaustive()
+    }
 }
 
 impl ChangeStream {
