@@ -12,6 +12,11 @@
 //! different rooms commute, and a room's last change is its state, so a
 //! claim and a release of one room by two connections can never reach the
 //! disk in the other order.
+//!
+//! On a cluster the record is each node's view of a shared one
+//! ([`Owners::shared`]): the shared store decides every claim, the node's
+//! view learns the outcome ([`Owners::settle`]) and other nodes' changes
+//! ([`Owners::set`]), and nothing is kept for a writer.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -73,17 +78,55 @@ struct Book {
     unwritten: HashMap<Box<str>, OwnerChange>,
 }
 
+impl Book {
+    /// Gives `room` the owner `holder` (or none), keeping the per-user
+    /// counts; the owner it had.
+    fn replace(&mut self, room: &str, holder: Option<OwnerRecord>) -> Option<OwnerRecord> {
+        let old = match holder {
+            Some(record) => {
+                *self.owned_by.entry(record.owner.clone()).or_default() += 1;
+                self.owner_of.insert(room.into(), record)
+            }
+            None => self.owner_of.remove(room),
+        };
+        if let Some(old) = &old
+            && let Some(count) = self.owned_by.get_mut(&old.owner)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.owned_by.remove(&old.owner);
+            }
+        }
+        old
+    }
+}
+
 /// Every room's owner, and the changes not yet written.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Owners {
     book: Mutex<Book>,
     limits: OwnerLimits,
+    /// Whether changes are kept for a writer (one node's record).
+    journal: bool,
+}
+
+impl Default for Owners {
+    fn default() -> Self {
+        Self::new(OwnerLimits::default())
+    }
 }
 
 impl Owners {
-    /// An empty record within `limits`.
+    /// An empty record within `limits`, keeping its changes for a writer.
     pub fn new(limits: OwnerLimits) -> Self {
-        Self { book: Mutex::default(), limits }
+        Self { book: Mutex::default(), limits, journal: true }
+    }
+
+    /// An empty view of a cluster's shared record: a claim here is only
+    /// provisional until the shared store settles it, and nothing is kept
+    /// for a writer (the shared store is written as it decides).
+    pub fn shared(limits: OwnerLimits) -> Self {
+        Self { book: Mutex::default(), limits, journal: false }
     }
 
     /// Replaces what is known with `records` (read from the store at start).
@@ -122,24 +165,38 @@ impl Owners {
             return Err(Denied::new(ErrorCode::Forbidden, "limits.max_owned_rooms reached"));
         }
         let record = OwnerRecord { room: room.into(), owner: user.into(), since: now };
-        *book.owned_by.entry(record.owner.clone()).or_default() += 1;
-        book.owner_of.insert(record.room.clone(), record.clone());
-        book.unwritten.insert(record.room.clone(), OwnerChange::Claimed(record));
+        book.replace(room, Some(record.clone()));
+        if self.journal {
+            book.unwritten.insert(record.room.clone(), OwnerChange::Claimed(record));
+        }
         Ok(OwnerClaim::Claimed)
     }
 
-    /// Forgets `room`'s owner; `false` if it had none.
-    pub fn release(&self, room: &str) -> bool {
+    /// Forgets `room`'s owner; the owner it had.
+    pub fn release(&self, room: &str) -> Option<OwnerRecord> {
         let mut book = self.book();
-        let Some(record) = book.owner_of.remove(room) else { return false };
-        if let Some(count) = book.owned_by.get_mut(&record.owner) {
-            *count -= 1;
-            if *count == 0 {
-                book.owned_by.remove(&record.owner);
-            }
+        let record = book.replace(room, None)?;
+        if self.journal {
+            book.unwritten.insert(record.room.clone(), OwnerChange::Released(record.room.clone()));
         }
-        book.unwritten.insert(record.room.clone(), OwnerChange::Released(record.room));
-        true
+        Some(record)
+    }
+
+    /// What the shared store decided on `user`'s claim of `room`: `holder`
+    /// owns it (`None`: nobody, as when the claim could not be made). Only
+    /// replaces the claim this node made for `user`; a change the node
+    /// learnt meanwhile is newer and stays.
+    pub fn settle(&self, room: &str, user: &str, holder: Option<OwnerRecord>) {
+        let mut book = self.book();
+        if book.owner_of.get(room).is_some_and(|r| *r.owner == *user) {
+            book.replace(room, holder);
+        }
+    }
+
+    /// `room`'s owner is `holder` now: another node's change, in the shared
+    /// store's order. Never kept for a writer.
+    pub fn set(&self, room: &str, holder: Option<OwnerRecord>) {
+        self.book().replace(room, holder);
     }
 
     /// Each changed room's last change since the previous call, for the one
@@ -204,10 +261,10 @@ mod tests {
         let owners = Owners::new(OwnerLimits { per_user: 1, total: 10 });
         owners.claim("a", "alice", T0).unwrap();
         assert!(owners.claim("b", "alice", T0).is_err(), "alice owns her one room");
-        assert!(owners.release("a"));
-        assert!(!owners.release("a"), "nothing left to release");
+        assert!(owners.release("a").is_some());
+        assert!(owners.release("a").is_none(), "nothing left to release");
         assert_eq!(owners.claim("b", "alice", T0), Ok(OwnerClaim::Claimed));
-        assert!(owners.release("b"));
+        assert!(owners.release("b").is_some());
         let record = |room: &str, owner: &str| OwnerRecord { room: room.into(), owner: owner.into(), since: T0 };
         assert_eq!(owners.claim("a", "bob", T0), Ok(OwnerClaim::Claimed), "a released room is anyone's");
         assert_eq!(
@@ -215,6 +272,25 @@ mod tests {
             [OwnerChange::Claimed(record("a", "bob")), OwnerChange::Released("b".into())],
             "each room's last change"
         );
+    }
+
+    #[test]
+    fn a_shared_view_settles_its_claims_and_keeps_newer_changes() {
+        let owners = Owners::shared(OwnerLimits { per_user: 1, total: 10 });
+        let record = |room: &str, owner: &str| OwnerRecord { room: room.into(), owner: owner.into(), since: T0 };
+        owners.claim("a", "alice", T0).unwrap();
+        owners.settle("a", "alice", Some(record("a", "bob")));
+        assert_eq!(owners.owner("a").as_deref(), Some("bob"), "the shared store gave it to bob");
+        assert_eq!(owners.claim("b", "alice", T0), Ok(OwnerClaim::Claimed), "alice's quota is free again");
+        // Another node's change arrives before the store's answer on b.
+        owners.set("b", Some(record("b", "carol")));
+        owners.settle("b", "alice", None);
+        assert_eq!(owners.owner("b").as_deref(), Some("carol"), "the newer change stays");
+        owners.set("b", None);
+        owners.claim("c", "alice", T0).unwrap();
+        assert!(owners.release("c").is_some());
+        assert!(owners.take_changes().is_empty(), "nothing is kept for a writer");
+        assert_eq!(owners.claim("c", "bob", T0).unwrap_err().code, ErrorCode::Forbidden, "bob owns a");
     }
 
     #[test]

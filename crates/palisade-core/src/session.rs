@@ -276,9 +276,9 @@ impl Session {
             ClientFrame::DeleteRoom { id, room } => {
                 match policy.check_owner(&self.identity, &room, cx.owners.owner(&room).as_deref()) {
                     Ok(()) => {
-                        cx.owners.release(&room);
+                        let owner = cx.owners.release(&room);
                         self.forget(&room);
-                        Ok(Decision::DeleteRoom { id, room })
+                        Ok(Decision::DeleteRoom { id, room, owner })
                     }
                     Err(d) => Err(Refusal::from(d).answering(id)),
                 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use palisade_core::node::{NodeId, parse_conn_id};
-use palisade_core::seams::{Command, ControlChannel, Target};
+use palisade_core::seams::{Command, ControlChannel, Leaving, Target};
 
 use crate::hub::{Hub, Who};
 
@@ -32,6 +32,13 @@ impl ControlChannel for LocalChannel {
             Command::Revalidate => control.revalidate(),
             Command::Recheck => control.recheck(),
         })
+    }
+
+    fn leave(&self, room: &str, who: Leaving<'_>) -> usize {
+        match who {
+            Leaving::Everyone => self.hub.delete(room),
+            Leaving::User(user) => self.hub.remove_user(room, user),
+        }
     }
 }
 

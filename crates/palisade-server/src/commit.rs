@@ -178,6 +178,15 @@ pub(crate) mod conformance {
         assert_eq!(replayed.kind, Kind::Replay);
         assert_eq!(history.range("r", 0, t0()).await.unwrap().replay.events.len(), 2, "two published");
 
+        // A cleared room (deleted) keeps nothing, and its `seq` goes on.
+        let head = history.head("r", t0()).await.unwrap();
+        history.clear("r").await.unwrap();
+        let cleared = history.range("r", 0, t0()).await.unwrap();
+        assert!(cleared.replay.events.is_empty() && !cleared.replay.complete, "nothing kept");
+        assert!(cleared.seq >= head, "the seq does not go back");
+        let next = commit.commit(claim("r", KEEP, None, None), event, t0()).await.unwrap().seq;
+        assert!(next > head, "nor does the next event's");
+
         // A room nobody is in and that keeps nothing still never goes back.
         let first = commit.commit(claim("g", NONE, None, None), event, t0()).await.unwrap().seq;
         let second = commit.commit(claim("g", NONE, None, None), event, t0()).await.unwrap().seq;

@@ -338,16 +338,21 @@ impl Hub {
         }
     }
 
-    /// Deletes room `name`: drops its history and asks every member to
-    /// leave it (`removed`, reason `deleted`); how many were asked. Its
-    /// `seq` goes on: a room of the same name created later starts above.
-    pub(crate) fn delete(&self, name: &str) -> usize {
+    /// Drops what room `name` keeps (it was deleted). Its `seq` goes on: a
+    /// room of the same name created later starts above.
+    pub(crate) fn clear_history(&self, name: &str) {
         if let Some(entry) = self.rooms.get(name).map(|r| Arc::clone(r.value())) {
             let mut room = lock(&entry);
             let before = room.history.bytes();
             while room.history.drop_oldest() {}
             self.history_bytes.fetch_sub(before - room.history.bytes(), Ordering::Relaxed);
         }
+        self.let_go(name);
+    }
+
+    /// Asks every member of room `name` to leave it (`removed`, reason
+    /// `deleted`); how many were asked.
+    pub(crate) fn delete(&self, name: &str) -> usize {
         let members: Vec<Arc<Control>> = match self.members.get(name).map(|set| Arc::clone(set.value())) {
             Some(set) => lock(&set).members.values().map(|m| Arc::clone(&m.control)).collect(),
             None => Vec::new(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use palisade_core::guard::Guard;
 use palisade_core::node::NodeId;
+use palisade_core::ownership::OwnerLimits;
 use palisade_core::seams::{Bus, Commit, ControlChannel, Deliver, History};
 use palisade_core::store::MemoryNonces;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -19,6 +20,7 @@ use crate::cluster::changes::ChangeStream;
 use crate::cluster::channel::{self, RedisChannel};
 use crate::cluster::commit::{NonceLimits, RedisCommit};
 use crate::cluster::history::RedisHistory;
+use crate::cluster::owners::RedisOwners;
 use crate::cluster::{ClockCheck, Keys};
 use crate::commit::LocalCommit;
 use crate::config::{Config, StoreBackend};
@@ -39,8 +41,10 @@ pub(crate) struct MessagePath {
     /// Cluster mode: this node's clock against Redis's.
     pub(crate) clock: Option<Arc<ClockCheck>>,
     /// Cluster mode: the stream that wakes this node when a ban or a
-    /// revocation is written anywhere.
+    /// revocation is written anywhere, and tells it rooms' owners.
     pub(crate) changes: Option<Arc<ChangeStream>>,
+    /// Cluster mode: the shared record of rooms' owners.
+    pub(crate) owners: Option<RedisOwners>,
 }
 
 /// Redis could not be reached or used when the node started.
@@ -67,7 +71,7 @@ impl MessagePath {
                     nonces: MemoryNonces::new(replay.max_nonces, replay.max_nonces_per_user),
                 });
                 let history = Box::new(LocalHistory { hub: Arc::clone(&hub) });
-                Ok(Self { hub, bus, commit, history, channel: local, clock: None, changes: None })
+                Ok(Self { hub, bus, commit, history, channel: local, clock: None, changes: None, owners: None })
             }
             StoreBackend::Redis => {
                 let store = &config.store;
@@ -100,13 +104,20 @@ impl MessagePath {
                     .map_err(failed)?;
                 let nonces = NonceLimits { per_user: replay.max_nonces_per_user, total: replay.max_nonces };
                 let commit = RedisCommit::new(conn.clone(), keys.clone(), Arc::clone(guard), nonces, store.timeout);
+                let owners = RedisOwners::new(conn.clone(), keys.clone(), store.timeout, owner_limits(config));
                 let history = RedisHistory::new(conn, keys, store.timeout);
                 let bus = Arc::new(bus);
                 let channel = Arc::new(RedisChannel::new(local, Arc::clone(&bus)));
                 let (commit, history) = (Box::new(commit), Box::new(history));
                 let changes = Some(Arc::new(ChangeStream::new(client, Keys::new(&store.prefix))));
-                Ok(Self { hub, bus, commit, history, channel, clock: Some(clock), changes })
+                Ok(Self { hub, bus, commit, history, channel, clock: Some(clock), changes, owners: Some(owners) })
             }
         }
     }
+}
+
+/// The bounds on rooms' owners (`limits.max_owned_rooms_per_user`,
+/// `limits.max_owned_rooms`).
+pub(crate) fn owner_limits(config: &Config) -> OwnerLimits {
+    OwnerLimits { per_user: config.limits.max_owned_rooms_per_user, total: config.limits.max_owned_rooms }
 }

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::abuse::{Stats, sweep};
 use crate::alerts::{Counts, Webhook, watch_rates};
+use crate::cluster::changes::OnOwner;
 use crate::config::ConfigError;
 use crate::enforce::Knock;
 use crate::follow::follow_store;
@@ -145,7 +146,9 @@ impl Server {
         state.tasks.spawn(crate::reload::reload_on_sighup(Reloader::new(Arc::clone(&state)), state.shutdown.clone()));
         state.tasks.spawn(follow_store(Arc::clone(&state)));
         if let Some(changes) = &state.changes {
-            state.tasks.spawn(Arc::clone(changes).read(state.shutdown.clone()));
+            let owners = Arc::clone(&state.owners);
+            let learn: OnOwner = Arc::new(move |news| owners.learn(news));
+            state.tasks.spawn(Arc::clone(changes).read(state.shutdown.clone(), learn));
         }
         if let Some(tls) = &state.settings.tls {
             let every = state.settings.config.server.tls.watch_interval;

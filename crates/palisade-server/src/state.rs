@@ -8,7 +8,6 @@ use palisade_core::admin::session::AdminSessions;
 use palisade_core::auth::Revocations;
 use palisade_core::client_ids::{ClientIdLimits, ClientIds};
 use palisade_core::guard::{Guard, Ticket, Verdict};
-use palisade_core::ownership::OwnerLimits;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::seams::{Bus, Commit, ControlChannel, History};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -112,7 +111,7 @@ impl AppState {
         let metrics = Arc::new(crate::telemetry::Metrics::new());
         let audit = Arc::new(Audit::new(&settings.config.audit));
         let alerts = Arc::new(Alerts::new(&settings.config.alerts, &settings.config.server.node_id));
-        let MessagePath { hub, bus, commit, history, channel, clock: cluster_clock, changes } = path;
+        let MessagePath { hub, bus, commit, history, channel, clock: cluster_clock, changes, owners } = path;
         let clock = Clock::start();
         let tasks = TaskTracker::new();
         let enforce = Enforcement::new(
@@ -150,10 +149,7 @@ impl AppState {
             threat: Arc::new(crate::threat::ThreatFeeds::new(&settings.threat, settings.guard.dry_run)),
             commit,
             store_probe: crate::probe::StoreProbe::default(),
-            owners: Arc::new(OwnerLedger::new(OwnerLimits {
-                per_user: settings.config.limits.max_owned_rooms_per_user,
-                total: settings.config.limits.max_owned_rooms,
-            })),
+            owners: Arc::new(OwnerLedger::new(crate::message_path::owner_limits(&settings.config), owners)),
             client_ids: ClientIds::new(ClientIdLimits {
                 window: settings.config.limits.client_id_window,
                 per_user: settings.config.limits.max_client_ids_per_user,

@@ -28,6 +28,16 @@ pub enum Command {
     Recheck,
 }
 
+/// Whose membership of a room ends, and why (what their clients are told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving<'a> {
+    /// Every member: the room was deleted (`removed`, reason `deleted`).
+    Everyone,
+    /// Every connection of this user: the room's owner removed them
+    /// (`removed`, reason `removed_by_owner`).
+    User(&'a str),
+}
+
 /// The control channel. An implementation must keep this contract:
 /// - a command reaches every live connection its target names on this
 ///   node before `send` returns, and, on a cluster, on every other node
@@ -40,4 +50,9 @@ pub trait ControlChannel: Send + Sync + std::fmt::Debug {
     /// Sends `command` to `target`; how many connections of this node
     /// were asked.
     fn send(&self, target: Target<'_>, command: Command) -> usize;
+
+    /// Asks the members of `room` that `who` names to leave it, under the
+    /// same contract as `send`; how many connections of this node were
+    /// asked.
+    fn leave(&self, room: &str, who: Leaving<'_>) -> usize;
 }

@@ -25,7 +25,9 @@ pub struct Kept<F> {
 ///   and false for a `since` above the room's newest `seq`;
 /// - the room need not have members, here or anywhere;
 /// - `head` gives the room's newest `seq`: every event published after
-///   the call has a greater one.
+///   the call has a greater one;
+/// - `clear` forgets every event the room keeps, and its `seq` goes on:
+///   `head` never goes back.
 pub trait History: Send + Sync + std::fmt::Debug {
     /// The frames events are kept as.
     type Frame;
@@ -40,4 +42,7 @@ pub trait History: Send + Sync + std::fmt::Debug {
 
     /// `room`'s newest `seq`, at `now`.
     fn head<'a>(&'a self, room: &'a str, now: Timestamp) -> Pending<'a, Result<u64, Refusal>>;
+
+    /// Forgets what `room` keeps (the room was deleted).
+    fn clear<'a>(&'a self, room: &'a str) -> Pending<'a, Result<(), Refusal>>;
 }

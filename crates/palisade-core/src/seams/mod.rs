@@ -19,7 +19,7 @@ pub mod history;
 
 pub use crate::replay::NonceClaim;
 pub use bus::{Bus, Deliver};
-pub use channel::{Command, ControlChannel, Target};
+pub use channel::{Command, ControlChannel, Leaving, Target};
 pub use commit::{Claim, Commit, Committed, Outgoing};
 pub use history::{History, Kept};
 

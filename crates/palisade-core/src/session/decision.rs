@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::guard::{Escalation, Rate};
 use crate::history::HistoryRule;
+use crate::ownership::OwnerRecord;
 use crate::refusal::Refusal;
 use crate::replay::NonceClaim;
 
@@ -55,6 +56,9 @@ pub enum Decision<'a> {
         id: Cow<'a, str>,
         /// Room name.
         room: Cow<'a, str>,
+        /// The owner it had, to put back if a cluster's shared store
+        /// cannot record the deletion.
+        owner: Option<OwnerRecord>,
     },
     /// Remove every connection of `user` from `room`, with `removed`
     /// (`removed_by_owner`), then acknowledge.

@@ -3,22 +3,41 @@
 //! `XREAD BLOCK` on a connection of its own, so it reloads within
 //! milliseconds of another node's write instead of at its next poll.
 //!
-//! An entry only wakes the node: what changed is still found by the
-//! version `server::follow` compares, and it reloads everything then. So
-//! a missed entry (Redis down, the stream trimmed past where this node
-//! was) costs only the wait for the follower's fallback poll, and after
-//! every reconnect the node wakes once to reload whatever it missed.
+//! A ban's or a revocation's entry only wakes the node: what changed is
+//! still found by the version `server::follow` compares, and it reloads
+//! everything then. So a missed entry (Redis down, the stream trimmed past
+//! where this node was) costs only the wait for the follower's fallback
+//! poll, and after every reconnect the node wakes once to reload whatever
+//! it missed.
+//!
+//! A room owner's entry (`cluster::owners`) carries the change itself, in
+//! the shared record's order, for the node's view of the owners; after
+//! every reconnect the reader reads the whole record again first.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade_core::ownership::OwnerRecord;
 use redis::AsyncCommands as _;
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamId, StreamReadOptions, StreamReadReply};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::Keys;
+use super::owners::{decode, decode_all};
+
+/// What the stream tells a node's view of rooms' owners.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum OwnerNews {
+    /// The room has this owner now (`None`: it was deleted).
+    Changed(Box<str>, Option<OwnerRecord>),
+    /// Every owner, read after a (re)connect.
+    All(Vec<OwnerRecord>),
+}
+
+/// Where the reader hands [`OwnerNews`].
+pub(crate) type OnOwner = Arc<dyn Fn(OwnerNews) + Send + Sync>;
 
 /// How long one `XREAD` blocks; the reply timeout is a little longer.
 const BLOCK: Duration = Duration::from_secs(5);
@@ -54,14 +73,15 @@ impl ChangeStream {
         Arc::clone(&self.wake)
     }
 
-    /// Reads the stream until `stop`, reconnecting with backoff.
-    pub(crate) async fn read(self: Arc<Self>, stop: CancellationToken) {
+    /// Reads the stream until `stop`, reconnecting with backoff; owners'
+    /// news go to `owners`.
+    pub(crate) async fn read(self: Arc<Self>, stop: CancellationToken, owners: OnOwner) {
         let mut backoff = FIRST_BACKOFF;
         let mut failing = false;
         loop {
             let (connected, error) = tokio::select! {
                 () = stop.cancelled() => return,
-                ended = self.follow() => ended,
+                ended = self.follow(&owners) => ended,
             };
             if connected {
                 (backoff, failing) = (FIRST_BACKOFF, false);
@@ -78,10 +98,11 @@ impl ChangeStream {
         }
     }
 
-    /// One connection's life: wakes the node once connected (it may have
-    /// missed entries meanwhile), then at every batch of entries; returns
-    /// whether it connected, and why it ended.
-    async fn follow(&self) -> (bool, redis::RedisError) {
+    /// One connection's life: reads every owner and wakes the node once
+    /// connected (it may have missed entries meanwhile), then hands on
+    /// each owner's entry and wakes the node at every batch with another;
+    /// returns whether it connected, and why it ended.
+    async fn follow(&self, owners: &OnOwner) -> (bool, redis::RedisError) {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(BLOCK))
             .set_response_timeout(Some(BLOCK * 2));
@@ -100,19 +121,43 @@ impl ChangeStream {
             Ok(range) => range.ids.into_iter().next().map_or_else(|| "0-0".to_owned(), |entry| entry.id),
             Err(e) => return (true, e),
         };
+        // After the stream's newest id is known: a change made in between
+        // is both in this read and among the entries after `last`.
+        let all: Vec<(String, String)> = match conn.hgetall(self.keys.guard("owners")).await {
+            Ok(all) => all,
+            Err(e) => return (true, e),
+        };
+        match decode_all(all) {
+            Ok(records) => owners(OwnerNews::All(records)),
+            Err(e) => error!(error = %e, "redis: the room owners do not read back; keeping this node's view"),
+        }
         self.wake.notify_one();
         loop {
             let reply: Option<StreamReadReply> = match conn.xread_options(&[&key], &[&last], &options).await {
                 Ok(reply) => reply,
                 Err(e) => return (true, e),
             };
-            let newest = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().last());
-            if let Some(entry) = newest {
+            let entries = reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default();
+            let mut woken = false;
+            for entry in entries {
+                match owner_news(&entry) {
+                    Some(news) => owners(news),
+                    None => woken = true,
+                }
                 last = entry.id;
+            }
+            if woken {
                 self.wake.notify_one();
             }
         }
     }
+}
+
+/// A room owner's entry as news; `None` for a ban's or a revocation's.
+fn owner_news(entry: &StreamId) -> Option<OwnerNews> {
+    let room: String = entry.get("room")?;
+    let value: String = entry.get("owner")?;
+    Some(OwnerNews::Changed(room.as_str().into(), decode(&room, &value)))
 }
 
 fn duration_ms(d: Duration) -> usize {
@@ -125,7 +170,8 @@ mod tests {
 
     use palisade_core::Timestamp;
     use palisade_core::guard::{Ban, BanSource};
-    use palisade_core::store::BanStore as _;
+    use palisade_core::ownership::OwnerChange;
+    use palisade_core::store::{BanStore as _, OwnerStore as _};
 
     use super::*;
     use crate::cluster::store::RedisShared;
@@ -143,8 +189,12 @@ mod tests {
         let stream = Arc::new(ChangeStream::new(client(), Keys::new("t")));
         let wake = stream.wake();
         let stop = CancellationToken::new();
-        let reader = tokio::spawn(Arc::clone(&stream).read(stop.clone()));
+        let (news_tx, mut news) = tokio::sync::mpsc::unbounded_channel();
+        let owners: OnOwner = Arc::new(move |n| news_tx.send(n).unwrap());
+        let reader = tokio::spawn(Arc::clone(&stream).read(stop.clone(), owners));
         woken(&wake).await;
+        let heard = |news: Option<OwnerNews>| news.expect("owner news");
+        assert_eq!(heard(news.recv().await), OwnerNews::All(Vec::new()), "every owner, at connect");
 
         // Another node's write (a synchronous store call, off the runtime).
         let other = RedisShared::new(client(), Keys::new("t"));
@@ -156,8 +206,17 @@ mod tests {
             reason: "test".into(),
             source: BanSource::Operator,
         };
-        tokio::task::spawn_blocking(move || other.put(&ban)).await.unwrap().unwrap();
+        let record = OwnerRecord { room: "team".into(), owner: "alice".into(), since: ban.since };
+        let changes = [OwnerChange::Claimed(record.clone()), OwnerChange::Released("team".into())];
+        tokio::task::spawn_blocking(move || {
+            other.put(&ban).unwrap();
+            other.apply_owner_changes(&changes).unwrap();
+        })
+        .await
+        .unwrap();
         woken(&wake).await;
+        assert_eq!(heard(news.recv().await), OwnerNews::Changed("team".into(), Some(record)), "in order");
+        assert_eq!(heard(news.recv().await), OwnerNews::Changed("team".into(), None));
 
         // Redis restarts (empty): the reader reconnects and wakes the node
         // to reload whatever it missed.
@@ -168,6 +227,7 @@ mod tests {
         .await
         .unwrap();
         woken(&wake).await;
+        assert_eq!(heard(news.recv().await), OwnerNews::All(Vec::new()), "read again after the reconnect");
         stop.cancel();
         reader.await.unwrap();
     }

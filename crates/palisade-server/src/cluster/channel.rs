@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use palisade_core::guard::Subject;
 use palisade_core::node::{NodeId, parse_conn_id};
-use palisade_core::seams::{Command, ControlChannel, Target};
+use palisade_core::seams::{Command, ControlChannel, Leaving, Target};
 use palisade_protocol::CloseCode;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -24,9 +24,13 @@ struct Wire {
     from: String,
     /// `all`, `conn:<node>-<n>`, or a subject (`ip:…`, `user:…`).
     to: String,
-    /// `close:<code>`, `revalidate` or `recheck`.
+    /// `close:<code>`, `revalidate`, `recheck`, or for a `room`: `delete`
+    /// (to `all`) or `remove` (to a user).
     #[serde(rename = "do")]
     act: String,
+    /// The room a `delete` or a `remove` is of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    room: Option<String>,
 }
 
 impl Wire {
@@ -41,13 +45,31 @@ impl Wire {
             Command::Revalidate => "revalidate".to_owned(),
             Command::Recheck => "recheck".to_owned(),
         };
-        Self { from: from.to_string(), to, act }
+        Self { from: from.to_string(), to, act, room: None }
+    }
+
+    fn leaving(from: &NodeId, room: &str, who: Leaving<'_>) -> Self {
+        let (to, act) = match who {
+            Leaving::Everyone => ("all".to_owned(), "delete"),
+            Leaving::User(user) => (Subject::User(user.into()).to_string(), "remove"),
+        };
+        Self { from: from.to_string(), to, act: act.to_owned(), room: Some(room.to_owned()) }
     }
 
     /// Performs it through `local`, unless this node sent it.
     fn perform(&self, node: &NodeId, local: &LocalChannel) -> Option<usize> {
         if self.from == node.to_string() {
             return Some(0);
+        }
+        if let Some(room) = &self.room {
+            return match (self.act.as_str(), self.to.as_str()) {
+                ("delete", "all") => Some(local.leave(room, Leaving::Everyone)),
+                ("remove", to) => match to.parse().ok()? {
+                    Subject::User(user) => Some(local.leave(room, Leaving::User(&user))),
+                    Subject::Ip(_) => None,
+                },
+                _ => None,
+            };
         }
         let command = match self.act.as_str() {
             "revalidate" => Command::Revalidate,
@@ -91,6 +113,15 @@ impl ControlChannel for RedisChannel {
             if let Ok(text) = serde_json::to_string(&wire) {
                 self.bus.control(text);
             }
+        }
+        here
+    }
+
+    fn leave(&self, room: &str, who: Leaving<'_>) -> usize {
+        let here = self.local.leave(room, who);
+        // Serializing strings cannot fail.
+        if let Ok(text) = serde_json::to_string(&Wire::leaving(&self.local.node, room, who)) {
+            self.bus.control(text);
         }
         here
     }
@@ -148,5 +179,16 @@ mod tests {
             let wire = Wire::new(&node, target, command);
             assert_eq!((wire.to.as_str(), wire.act.as_str()), (to, act));
         }
+        let hub = Arc::new(crate::hub::Hub::default());
+        let local = LocalChannel { hub, node: NodeId::parse("b").unwrap() };
+        for (who, to, act) in [(Leaving::Everyone, "all", "delete"), (Leaving::User("bob"), "user:bob", "remove")] {
+            let wire = Wire::leaving(&node, "team", who);
+            assert_eq!((wire.to.as_str(), wire.act.as_str(), wire.room.as_deref()), (to, act, Some("team")));
+            let text = serde_json::to_string(&wire).unwrap();
+            let back: Wire = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.perform(&local.node, &local), Some(0), "read back and performed: nobody is in the room");
+        }
+        let odd = Wire { from: "a".into(), to: "ip:127.0.0.3".into(), act: "remove".into(), room: Some("team".into()) };
+        assert_eq!(odd.perform(&local.node, &local), None, "only users are removed from rooms");
     }
 }

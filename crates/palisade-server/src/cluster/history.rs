@@ -8,6 +8,7 @@ use palisade_core::Timestamp;
 use palisade_core::history::{Replay, SEQ_PER_MS};
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::seams::{History, Kept, Pending};
+use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -59,6 +60,13 @@ impl History for RedisHistory {
     fn head<'a>(&'a self, room: &'a str, _now: Timestamp) -> Pending<'a, Result<u64, Refusal>> {
         // The events after u64::MAX: none, with the room's seq.
         Box::pin(async move { Ok(self.range_now(room, u64::MAX - 1).await?.seq) })
+    }
+
+    fn clear<'a>(&'a self, room: &'a str) -> Pending<'a, Result<(), Refusal>> {
+        // The stream only: the room's record keeps its `seq`, which goes on.
+        let mut conn = self.conn.clone();
+        let key = self.keys.history(room);
+        Box::pin(async move { within(self.timeout, "history clear", conn.del::<_, ()>(key)).await })
     }
 }
 

@@ -15,6 +15,7 @@ pub(crate) mod changes;
 pub(crate) mod channel;
 pub(crate) mod commit;
 pub(crate) mod history;
+pub(crate) mod owners;
 pub(crate) mod store;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,6 +1,6 @@
-//! [`ClusterStore`]: the shared bans, revocations, users and login
-//! sessions beside the node's own SQLite file, every store trait by
-//! delegation.
+//! [`ClusterStore`]: the shared bans, revocations, users, login sessions
+//! and rooms' owners beside the node's own SQLite file, every store trait
+//! by delegation.
 
 use std::time::Duration;
 
@@ -18,8 +18,8 @@ use palisade_store::Sqlite;
 
 use super::RedisShared;
 
-/// Cluster mode's store: bans, revocations, users and login sessions in
-/// Redis, shared by the nodes; rooms' owners and the audit chain in the
+/// Cluster mode's store: bans, revocations, users, login sessions and
+/// rooms' owners in Redis, shared by the nodes; the audit chain in the
 /// node's own SQLite file (docs/OPERATIONS.md, "Cluster mode").
 #[derive(Debug)]
 pub(crate) struct ClusterStore {
@@ -134,11 +134,11 @@ impl SessionStore for ClusterStore {
 
 impl OwnerStore for ClusterStore {
     fn owners(&self) -> Result<Vec<OwnerRecord>, StoreError> {
-        self.local.owners()
+        self.shared.owners()
     }
 
     fn apply_owner_changes(&self, changes: &[OwnerChange]) -> Result<(), StoreError> {
-        self.local.apply_owner_changes(changes)
+        self.shared.apply_owner_changes(changes)
     }
 }
 

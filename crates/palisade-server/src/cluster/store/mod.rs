@@ -1,9 +1,9 @@
-//! Bans, revocations, users and login sessions on Redis
+//! Bans, revocations, users, login sessions and rooms' owners on Redis
 //! (docs/ARCHITECTURE.md, "Cluster mode"): [`RedisShared`] implements
-//! core's `BanStore`, `RevocationStore`, `UserStore` (`users`) and
-//! `SessionStore` (`sessions`) so every node reads and writes one copy,
-//! and [`ClusterStore`] (`composite`) puts it beside the node's own SQLite
-//! file, which keeps rooms' owners and the audit chain.
+//! core's `BanStore`, `RevocationStore`, `UserStore` (`users`),
+//! `SessionStore` (`sessions`) and `OwnerStore` (`owners`) so every node
+//! reads and writes one copy, and [`ClusterStore`] (`composite`) puts it
+//! beside the node's own SQLite file, which keeps the audit chain.
 //!
 //! The cold path: every call comes through `gateway::call` on a blocking
 //! thread, so one synchronous connection behind a mutex suits it, opened
@@ -30,6 +30,7 @@ use super::Keys;
 
 mod composite;
 mod memory;
+mod owners;
 mod sessions;
 mod throttle;
 mod users;

@@ -1,5 +1,5 @@
-//! What every `BanStore`, `RevocationStore`, `UserStore` and
-//! `SessionStore` must do, as the SQLite store does it: one suite, run
+//! What every `BanStore`, `RevocationStore`, `UserStore`, `SessionStore`
+//! and `OwnerStore` must do, as the SQLite store does it: one suite, run
 //! unchanged against each backend (the SQLite file here, Redis in
 //! `cluster::store`'s tests), through the traits only. [`suite!`] makes a
 //! `#[test]` of each case for a backend; the login sessions' cases are in
@@ -12,16 +12,17 @@ use std::time::Duration;
 use palisade_core::Timestamp;
 use palisade_core::auth::{Revocation, user_revocation};
 use palisade_core::guard::{Ban, BanSource, Subject};
-use palisade_core::store::{BanAction, BanStore, RevocationStore, SessionStore, UserStore};
+use palisade_core::ownership::{OwnerChange, OwnerRecord};
+use palisade_core::store::{BanAction, BanStore, OwnerStore, RevocationStore, SessionStore, UserStore};
 
 mod sessions;
 
 pub(crate) use sessions::*;
 
 /// What the suite needs of a store.
-pub(crate) trait Shared: BanStore + RevocationStore + UserStore + SessionStore {}
+pub(crate) trait Shared: BanStore + RevocationStore + UserStore + SessionStore + OwnerStore {}
 
-impl<T: BanStore + RevocationStore + UserStore + SessionStore> Shared for T {}
+impl<T: BanStore + RevocationStore + UserStore + SessionStore + OwnerStore> Shared for T {}
 
 /// A backend under test, fresh for each case. Every handle it opens is on
 /// the same store: a second one is what another process, or another node,
@@ -52,6 +53,7 @@ macro_rules! suite {
             revoking_or_removing_a_user_ends_their_sessions,
             a_session_revocation_lasts_as_long_as_its_newest_token_whatever_the_ttl_now,
             another_handle_refreshes_a_session_opened_on_this_one,
+            room_owners_change_in_one_write_and_another_handle_reads_them,
         );
     };
     (@cases $fresh:expr; $($case:ident),* $(,)?) => {
@@ -89,6 +91,27 @@ fn ban(s: &str, since: Timestamp, length: Option<Duration>, strikes: u32) -> Ban
 
 fn subjects(store: &dyn Shared, now: Timestamp, remember: Duration) -> Vec<String> {
     store.bans(now, remember).unwrap().iter().map(|b| b.subject.to_string()).collect()
+}
+
+/// Each room's latest change is what is stored, whatever it replaces.
+pub(crate) fn room_owners_change_in_one_write_and_another_handle_reads_them(backend: &dyn Backend) {
+    let (store, other) = (backend.open(), backend.open());
+    let record = |room: &str, owner: &str| OwnerRecord { room: room.into(), owner: owner.into(), since: T0 };
+    store
+        .apply_owner_changes(&[OwnerChange::Claimed(record("a", "alice")), OwnerChange::Claimed(record("b", "bob"))])
+        .unwrap();
+    let changes = [
+        OwnerChange::Claimed(record("b", "carol")),
+        OwnerChange::Released("a".into()),
+        OwnerChange::Released("never-owned".into()),
+    ];
+    store.apply_owner_changes(&changes).unwrap();
+    store.apply_owner_changes(&[]).unwrap();
+    assert_eq!(other.owners().unwrap(), [record("b", "carol")]);
+    other.apply_owner_changes(&[OwnerChange::Claimed(record("a", "alice"))]).unwrap();
+    let mut owners = store.owners().unwrap();
+    owners.sort_by(|x, y| x.room.cmp(&y.room));
+    assert_eq!(owners, [record("a", "alice"), record("b", "carol")]);
 }
 
 /// Two writers (the server's guard and `palisade ban`, or two nodes): an

@@ -1,21 +1,23 @@
 //! What a connection does with the session's decision on one text frame
-//! (`Conn::perform`): joins, room deletions and removals, `recover`, and
+//! (`Conn::perform`): joins and owner claims, room deletions and removals
+//! (on every node, through the control channel), `recover`, and
 //! publishing through the commit seam while the connection's queue keeps
 //! going out. The connection loop (`super`) reads frames and writes the
 //! [`Reply`].
 
+use std::borrow::Cow;
 use std::future::Future;
 
 use futures_util::SinkExt as _;
 use palisade_core::Timestamp;
 use palisade_core::log::Clipped;
 use palisade_core::refusal::Kind;
-use palisade_core::seams::Outgoing;
+use palisade_core::seams::{Leaving, Outgoing};
 use palisade_core::session::{Decision, Refusal};
 use palisade_protocol::{CloseCode, ServerFrame};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Conn;
 use crate::exit::Exit;
@@ -43,6 +45,61 @@ impl Conn<'_> {
     async fn join(&mut self, room: &str, now: Timestamp) -> Result<u64, Refusal> {
         let delivered = self.rooms.join(room).await?;
         Ok(self.state.history.head(room, now).await?.max(delivered))
+    }
+
+    /// Joins `room` after recording the claim the session made of it, if
+    /// any; the `ack`, or the refusal. A join joins whoever owns the room;
+    /// a `create` whose claim another node's user won is refused, as when
+    /// the owner is known here.
+    #[expect(clippy::too_many_arguments, reason = "the frame's three fields beside the connection's")]
+    async fn enter(
+        &mut self,
+        ws: &mut Ws,
+        rx: &mut mpsc::Receiver<Utf8Bytes>,
+        id: &str,
+        room: &str,
+        claimed: bool,
+        creating: bool,
+        now: Timestamp,
+    ) -> Result<String, Exit> {
+        let joined = match self.record_claim(ws, rx, room, claimed, now).await? {
+            Ok(false) if creating && claimed => Err(Refusal::new(Kind::Forbidden, "room has another owner")),
+            Ok(_) => self.join(room, now).await,
+            Err(refusal) => Err(refusal),
+        };
+        Ok(match joined {
+            Ok(seq) => ack(id, Some(seq)),
+            Err(refusal) => {
+                self.session.forget(room);
+                self.refuse(&refusal.answering(Cow::Borrowed(id)))
+            }
+        })
+    }
+
+    /// Records the claim the session made of `room` (`claimed`) in the
+    /// owners' record (`OwnerLedger::claimed`): whether the user owns the
+    /// room now. Without a claim, nothing to record.
+    async fn record_claim(
+        &self,
+        ws: &mut Ws,
+        rx: &mut mpsc::Receiver<Utf8Bytes>,
+        room: &str,
+        claimed: bool,
+        now: Timestamp,
+    ) -> Result<Result<bool, Refusal>, Exit> {
+        if !claimed {
+            return Ok(Ok(false));
+        }
+        let user = &self.session.identity().user_id;
+        let owned = self.meanwhile(ws, rx, self.state.owners.claimed(room, user, now)).await?;
+        match &owned {
+            Ok(true) => info!(conn = self.rooms.id(), user = %user, room = %room, "room owner recorded"),
+            Ok(false) => {
+                info!(conn = self.rooms.id(), user = %user, room = %room, "room owned elsewhere in the cluster")
+            }
+            Err(_) => {}
+        }
+        Ok(owned)
     }
 
     /// Awaits `call`, a seam's, while the room events queued for this
@@ -98,35 +155,40 @@ impl Conn<'_> {
     ) -> Result<Reply, Exit> {
         let mut reply = Reply { replay: Vec::new(), frame: String::new(), removed: Vec::new(), close: None };
         reply.frame = match decision {
-            Decision::Join { id, room, claimed } | Decision::Create { id, room, claimed } => {
-                if claimed {
-                    self.state.owners.changed();
-                    info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, "room owner recorded");
-                }
-                match self.join(&room, now).await {
-                    Ok(seq) => ack(&id, Some(seq)),
-                    Err(refusal) => {
-                        self.session.forget(&room);
-                        self.refuse(&refusal.answering(id))
-                    }
-                }
-            }
-            Decision::DeleteRoom { id, room } => {
-                self.state.owners.changed();
+            Decision::Join { id, room, claimed } => self.enter(ws, rx, &id, &room, claimed, false, now).await?,
+            Decision::Create { id, room, claimed } => self.enter(ws, rx, &id, &room, claimed, true, now).await?,
+            Decision::DeleteRoom { id, room, owner } => {
                 self.rooms.leave(&room);
-                let members = self.state.hub.delete(&room);
-                info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, members, "room deleted");
-                ack(&id, None)
+                let user = &self.session.identity().user_id;
+                // The shared owner first: a deletion the cluster has not
+                // recorded must not empty the room anywhere.
+                match self.meanwhile(ws, rx, self.state.owners.released(&room, owner)).await? {
+                    Ok(()) => {
+                        // Forgetting what the room keeps may fail on its
+                        // own: the room is deleted either way, and a new
+                        // life of it never replays the old one's events
+                        // as complete (`seq` goes on).
+                        if let Err(refusal) = self.meanwhile(ws, rx, self.state.history.clear(&room)).await? {
+                            warn!(room = %room, reason = %refusal.reason, "the deleted room's history was not dropped");
+                        }
+                        let members = self.state.channel.leave(&room, Leaving::Everyone);
+                        info!(conn = self.rooms.id(), user = %user, room = %room, members, "room deleted");
+                        ack(&id, None)
+                    }
+                    Err(refusal) => self.refuse(&refusal.answering(id)),
+                }
             }
             Decision::RemoveMember { id, room, user } => {
-                let removed = self.state.hub.remove_user(&room, &user);
+                let removed = self.state.channel.leave(&room, Leaving::User(&user));
                 let max = self.limits.max_logged_text;
                 info!(conn = self.rooms.id(), user = %self.session.identity().user_id, room = %room, removed_user = %Clipped::new(&user, max), removed, "member removed from room");
                 ack(&id, None)
             }
             Decision::Recover { id, room, since, claimed } => {
-                if claimed {
-                    self.state.owners.changed();
+                if let Err(refusal) = self.record_claim(ws, rx, &room, claimed, now).await? {
+                    self.session.forget(&room);
+                    reply.frame = self.refuse(&refusal.answering(id));
+                    return Ok(reply);
                 }
                 // Joined first: every event after the read reaches the
                 // queue, and one published in between comes twice, once
