@@ -16,7 +16,7 @@ use palisade_core::handshake::Gate;
 use palisade_core::login::device::DeviceBinding;
 use palisade_core::node::NodeId;
 use palisade_core::origin::OriginPolicy;
-use palisade_core::policy::{Policy, PolicySpec};
+use palisade_core::policy::{Policy, PolicySpec, RoomSpec};
 use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
@@ -259,7 +259,20 @@ pub fn compile_policy(config: &Config) -> Result<Policy, ConfigError> {
         max_json_depth: config.limits.max_json_depth,
         max_message_bytes: config.limits.max_message_bytes,
         replay_window: config.replay.window,
+        geo_unknown: config.geo.unknown()?,
     };
+    if config.geo.database.is_empty() {
+        // Without a database every connection is exempt: the rule would
+        // silently let every country in.
+        let countries = |r: &RoomSpec| !r.allow_countries.is_empty() || !r.deny_countries.is_empty();
+        if let Some((room, rule)) = config.rooms.iter().find(|(_, r)| countries(r)) {
+            let field = if rule.allow_countries.is_empty() { "deny_countries" } else { "allow_countries" };
+            return Err(ConfigError::invalid(
+                format!("rooms.\"{room}\".{field}"),
+                "room countries need geo.database (the country database addresses are looked up in)",
+            ));
+        }
+    }
     Policy::compile(&spec).map_err(|e| ConfigError::Invalid { key: e.key, why: e.why })
 }
 

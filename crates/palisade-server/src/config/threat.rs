@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use palisade_core::threat::geo::{GeoRules, Unknown};
+use palisade_core::threat::geo::{GeoRules, Unknown, iso_codes};
 use palisade_core::threat::stuffing::StuffingSettings;
 use palisade_core::threat::{Action, PrefixTable};
 use serde::{Deserialize, Serialize};
@@ -150,29 +150,24 @@ pub struct GeoSettings {
 }
 
 impl GeoConfig {
+    /// `geo.unknown`, checked (the room rules' countries read it too).
+    pub fn unknown(&self) -> Result<Unknown, ConfigError> {
+        match self.unknown.as_str() {
+            "allow" => Ok(Unknown::Allow),
+            "deny" => Ok(Unknown::Deny),
+            _ => Err(ConfigError::invalid("geo.unknown", "must be \"allow\" or \"deny\"")),
+        }
+    }
+
     /// The checked settings (`None` without a database).
     pub fn settings(&self, base_dir: &Path) -> Result<Option<GeoSettings>, ConfigError> {
-        let codes = |key: &str, list: &[String]| {
-            list.iter()
-                .map(|c| {
-                    if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()) {
-                        Ok(c.to_ascii_uppercase())
-                    } else {
-                        Err(ConfigError::invalid(key, format!("`{c}` is not an ISO 3166-1 alpha-2 code")))
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
+        let codes = |key: &str, list: &[String]| iso_codes(list).map_err(|why| ConfigError::invalid(key, why));
         let allow = codes("geo.allow_countries", &self.allow_countries)?;
         let deny = codes("geo.deny_countries", &self.deny_countries)?;
         if !allow.is_empty() && !deny.is_empty() {
             return Err(ConfigError::invalid("geo.allow_countries", "not both with geo.deny_countries"));
         }
-        let unknown = match self.unknown.as_str() {
-            "allow" => Unknown::Allow,
-            "deny" => Unknown::Deny,
-            _ => return Err(ConfigError::invalid("geo.unknown", "must be \"allow\" or \"deny\"")),
-        };
+        let unknown = self.unknown()?;
         if self.refresh.is_zero() {
             return Err(ConfigError::invalid("geo.refresh", "must be greater than 0"));
         }

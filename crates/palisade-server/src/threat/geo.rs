@@ -84,9 +84,10 @@ impl GeoDb {
         record.country.iso_code.or(record.registered_country.iso_code).map(str::to_owned)
     }
 
-    /// The refusal of `addr`, if the rules refuse its country.
-    pub(super) fn judge(&self, addr: IpAddr) -> Option<Refusal> {
-        let refusal = self.settings.rules.judge(self.country(addr).as_deref())?;
+    /// The refusal of an address in `country` (looked up with
+    /// [`GeoDb::country`]), if the rules refuse it.
+    pub(super) fn judge(&self, country: Option<&str>) -> Option<Refusal> {
+        let refusal = self.settings.rules.judge(country)?;
         self.refused.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("palisade_geo_refused_total").increment(1);
         Some(refusal)

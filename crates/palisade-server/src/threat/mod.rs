@@ -17,6 +17,7 @@ use palisade_core::Timestamp;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::refusal::Kind;
 use palisade_core::refusal::Refusal;
+use palisade_core::threat::geo::Locale;
 use palisade_core::threat::stuffing::Stuffing;
 use palisade_core::threat::{self, Action, FeedList, Threats};
 use serde_json::{Value, json};
@@ -95,54 +96,64 @@ impl ThreatFeeds {
 
     /// The guard's handshake check, then the feeds' (docs/ARCHITECTURE.md,
     /// "Handshake"): a listed address is refused like a banned one, and its
-    /// ticket handed back.
-    pub(crate) fn connect(&self, ask: Asking<'_>) -> (Verdict, Option<Ticket>) {
+    /// ticket handed back. The client's [`Locale`] comes back too, looked
+    /// up once here for the room rules' countries.
+    pub(crate) fn connect(&self, ask: Asking<'_>) -> (Verdict, Option<Ticket>, Locale) {
         let (verdict, ticket) = ask.guard.connect(ask.knock.ip, ask.now);
         match (self.after_ban(verdict, &ask), ticket) {
-            (Verdict::Refuse(r), Some(ticket)) => {
+            ((Verdict::Refuse(r), locale), Some(ticket)) => {
                 ask.guard.release(ticket);
-                (Verdict::Refuse(r), None)
+                (Verdict::Refuse(r), None, locale)
             }
-            other => other,
+            ((verdict, locale), ticket) => (verdict, ticket, locale),
         }
     }
 
     /// The guard's `/auth/*` check, then the feeds'.
     pub(crate) fn request(&self, ask: Asking<'_>) -> Verdict {
-        self.after_ban(ask.guard.request(ask.knock.ip, ask.now), &ask)
+        self.after_ban(ask.guard.request(ask.knock.ip, ask.now), &ask).0
     }
 
-    fn after_ban(&self, verdict: Verdict, ask: &Asking<'_>) -> Verdict {
+    fn after_ban(&self, verdict: Verdict, ask: &Asking<'_>) -> (Verdict, Locale) {
         if matches!(verdict, Verdict::Refuse(_)) {
-            return verdict;
+            return (verdict, Locale::Exempt);
         }
-        let Some(refusal) = self.screen(ask) else {
-            return verdict;
+        let (refusal, locale) = self.screen(ask);
+        let Some(refusal) = refusal else {
+            return (verdict, locale);
         };
-        match verdict {
+        let verdict = match verdict {
             Verdict::Pass if self.dry_run => Verdict::WouldRefuse(refusal),
             Verdict::Pass => Verdict::Refuse(refusal),
             other => other,
-        }
+        };
+        (verdict, locale)
     }
 
     /// What the allow list, the geo rules and the feeds say of the client:
     /// a refusal, or a `score` listing's weight added (and escalated) on its
-    /// first request.
-    fn screen(&self, ask: &Asking<'_>) -> Option<Refusal> {
+    /// first request; and where the client is, for the room rules.
+    fn screen(&self, ask: &Asking<'_>) -> (Option<Refusal>, Locale) {
         let Asking { guard, enforce, knock, client, now } = *ask;
         let ip = knock.ip;
         let threats = self.threats.load();
         if threats.is_empty() && self.geo.is_none() {
-            return None;
+            return (None, Locale::Exempt);
         }
         let verdict = threats.judge(client);
         if matches!(verdict, threat::Verdict::Allowed(_)) {
-            return None;
+            return (None, Locale::Exempt);
         }
-        if let Some(refusal) = self.geo.as_ref().and_then(|g| g.judge(client)) {
-            return Some(refusal);
-        }
+        let locale = match &self.geo {
+            Some(geo) => {
+                let country = geo.country(client);
+                if let Some(refusal) = geo.judge(country.as_deref()) {
+                    return (Some(refusal), Locale::of(country.as_deref()));
+                }
+                Locale::of(country.as_deref())
+            }
+            None => Locale::Exempt,
+        };
         match &verdict {
             threat::Verdict::Deny { feed, .. } => self.hit(feed),
             threat::Verdict::Score { weight, feeds } => {
@@ -151,7 +162,7 @@ impl ThreatFeeds {
             }
             threat::Verdict::Clear | threat::Verdict::Allowed(_) => {}
         }
-        verdict.refusal()
+        (verdict.refusal(), locale)
     }
 
     /// A failed login for `name`: when the address has now failed for
@@ -234,7 +245,9 @@ impl ThreatFeeds {
     /// on (`palisade threat check`).
     pub(crate) fn geo_of(&self, addr: IpAddr) -> Option<(Option<String>, Option<Refusal>)> {
         let geo = self.geo.as_ref()?;
-        Some((geo.country(addr), geo.judge(addr)))
+        let country = geo.country(addr);
+        let refusal = geo.judge(country.as_deref());
+        Some((country, refusal))
     }
 
     fn feed(&self, i: usize) -> Option<&FeedSettings> {
