@@ -241,3 +241,13 @@ fn room_countries_without_a_geo_database_are_refused_naming_the_room() {
         "[geo]\ndatabase = \"countries.mmdb\"\nunknown = \"deny\"\n[rooms.\"eu:*\"]\nallow_countries = [\"fr\"]\n";
     compile_policy(&load_text(with_db, &[]).unwrap()).unwrap();
 }
+
+#[test]
+fn a_password_spray_threshold_past_its_own_memory_bound_is_refused() {
+    let text = "[threat]\nstuffing_addresses = 65\nstuffing_max_addresses_per_password = 64\n";
+    let err = load_text(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("threat.stuffing_addresses"), "{err}");
+    let text = "[threat]\nstuffing_max_passwords = 0\n";
+    let err = load_text(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("threat.stuffing_max_passwords"), "{err}");
+}

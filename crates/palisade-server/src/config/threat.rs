@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use palisade_core::threat::geo::{GeoRules, Unknown, iso_codes};
-use palisade_core::threat::stuffing::StuffingSettings;
+use palisade_core::threat::stuffing::{SpraySettings, StuffingSettings};
 use palisade_core::threat::{Action, PrefixTable};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,13 @@ pub struct ThreatConfig {
     pub stuffing_weight: u32,
     /// Addresses tracked at most.
     pub stuffing_max_addresses: usize,
+    /// Distinct addresses one wrong password fails from within
+    /// `stuffing_window` that count as stuffing.
+    pub stuffing_addresses: usize,
+    /// Wrong passwords (keyed fingerprints) tracked at most.
+    pub stuffing_max_passwords: usize,
+    /// Addresses kept per wrong password at most.
+    pub stuffing_max_addresses_per_password: usize,
 }
 
 /// One `[[threat.feeds]]` entry.
@@ -115,8 +122,10 @@ pub struct ThreatSettings {
     pub max_entries: usize,
     /// `[geo]`, when `geo.database` is set.
     pub geo: Option<GeoSettings>,
-    /// Credential stuffing detection.
+    /// Credential stuffing detection: many names from one address.
     pub stuffing: StuffingSettings,
+    /// And one password from many addresses.
+    pub spray: SpraySettings,
     /// `threat.stuffing_weight`.
     pub stuffing_weight: u32,
 }
@@ -195,8 +204,20 @@ impl ThreatConfig {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
         }
-        if self.stuffing_max_addresses == 0 {
-            return Err(ConfigError::invalid("threat.stuffing_max_addresses", "must be greater than 0"));
+        for (key, value) in [
+            ("threat.stuffing_max_addresses", self.stuffing_max_addresses),
+            ("threat.stuffing_max_passwords", self.stuffing_max_passwords),
+            ("threat.stuffing_max_addresses_per_password", self.stuffing_max_addresses_per_password),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.stuffing_addresses > self.stuffing_max_addresses_per_password {
+            return Err(ConfigError::invalid(
+                "threat.stuffing_addresses",
+                "must be at most threat.stuffing_max_addresses_per_password (else it is never reached)",
+            ));
         }
         let mut allow = PrefixTable::new();
         let mut allow_listed = Vec::new();
@@ -260,6 +281,12 @@ impl ThreatConfig {
                 names: self.stuffing_names,
                 window: self.stuffing_window,
                 max_addresses: self.stuffing_max_addresses,
+            },
+            spray: SpraySettings {
+                addresses: self.stuffing_addresses,
+                window: self.stuffing_window,
+                max_passwords: self.stuffing_max_passwords,
+                max_addresses_per_password: self.stuffing_max_addresses_per_password,
             },
             stuffing_weight: self.stuffing_weight,
         })

@@ -14,11 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use palisade_core::Timestamp;
+use palisade_core::addr::IpKey;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::refusal::Kind;
 use palisade_core::refusal::Refusal;
 use palisade_core::threat::geo::Locale;
-use palisade_core::threat::stuffing::Stuffing;
+use palisade_core::threat::stuffing::{Fingerprint, PasswordKey, Spraying, Stuffing};
 use palisade_core::threat::{self, Action, FeedList, Threats};
 use serde_json::{Value, json};
 use tracing::warn;
@@ -28,6 +29,9 @@ use crate::config::{FeedSettings, FeedSource, ThreatSettings};
 use crate::enforce::{Enforcement, Knock};
 
 pub(crate) use refresh::run;
+
+/// Addresses a password-spray alert names (the rest are counted).
+const ALERT_ADDRESSES: usize = 5;
 
 /// What one feed's last loads left, for `/readyz`, `/api/threat` and the
 /// log.
@@ -74,6 +78,10 @@ pub(crate) struct ThreatFeeds {
     geo: Option<geo::GeoDb>,
     /// Failed login names per address (`threat.stuffing_*`).
     stuffing: Stuffing,
+    /// Failed login addresses per wrong password (`threat.stuffing_*`).
+    spraying: Spraying,
+    /// Keys the passwords' fingerprints; drawn at start, never stored.
+    password_key: PasswordKey,
 }
 
 impl ThreatFeeds {
@@ -91,6 +99,8 @@ impl ThreatFeeds {
             dry_run,
             geo: settings.geo.as_ref().map(geo::GeoDb::open),
             stuffing: Stuffing::new(settings.stuffing),
+            spraying: Spraying::new(settings.spray),
+            password_key: PasswordKey::random(&mut rand::rng()),
         }
     }
 
@@ -165,18 +175,45 @@ impl ThreatFeeds {
         (verdict.refusal(), locale)
     }
 
-    /// A failed login for `name`: when the address has now failed for
-    /// `threat.stuffing_names` distinct names, its score rises by
+    /// What a failed login's password is kept as: its keyed fingerprint,
+    /// taken before the password is hashed and dropped.
+    pub(crate) fn fingerprint(&self, password: &str) -> Fingerprint {
+        self.password_key.fingerprint(password)
+    }
+
+    /// A failed login for `name` with the password of `fingerprint`: when
+    /// the address has now failed for `threat.stuffing_names` distinct
+    /// names, or the password has failed from `threat.stuffing_addresses`
+    /// distinct addresses, the addresses involved get
     /// `threat.stuffing_weight`, an alert is raised and a metric counted.
-    pub(crate) fn login_failed(&self, ask: Asking<'_>, alerts: &Alerts, name: &str) {
+    pub(crate) fn login_failed(&self, ask: Asking<'_>, alerts: &Alerts, name: &str, password: Fingerprint) {
         let Asking { guard, enforce, knock, now, .. } = ask;
-        let Some(names) = self.stuffing.failed(knock.ip, name, now) else { return };
-        metrics::counter!("palisade_credential_stuffing_total").increment(1);
-        warn!(ip = %knock.ip, names, "credential stuffing: failed logins for many names from one address");
-        let summary = format!("credential stuffing from {}: failed logins for {names} names", knock.ip);
-        alerts.raise(now, "credential_stuffing", "warning", summary);
         let weight = self.settings.stuffing_weight;
-        enforce.escalate(guard.add_score(knock.ip, Kind::LoginFailure, weight, now), knock.ip, None);
+        // No connection of theirs is at hand: a ban closes them all anyway.
+        let score = |ip: IpKey| {
+            let _ = enforce.escalate(guard.add_score(ip, Kind::LoginFailure, weight, now), ip, None);
+        };
+        if let Some(names) = self.stuffing.failed(knock.ip, name, now) {
+            metrics::counter!("palisade_credential_stuffing_total", "pattern" => "names").increment(1);
+            warn!(ip = %knock.ip, names, "credential stuffing: failed logins for many names from one address");
+            let summary = format!("credential stuffing from {}: failed logins for {names} names", knock.ip);
+            alerts.raise(now, "credential_stuffing", "warning", summary);
+            score(knock.ip);
+        }
+        let Some(sprayed) = self.spraying.failed(knock.ip, password, now) else { return };
+        if let Some(addresses) = sprayed.raised {
+            metrics::counter!("palisade_credential_stuffing_total", "pattern" => "password").increment(1);
+            let shown: Vec<String> = sprayed.score.iter().take(ALERT_ADDRESSES).map(ToString::to_string).collect();
+            let more = if addresses > shown.len() { ", …" } else { "" };
+            // The addresses, never the password or its fingerprint.
+            warn!(addresses, first = %shown.join(" "), "credential stuffing: one password failing from many addresses");
+            let summary = format!(
+                "credential stuffing: one password failed from {addresses} addresses ({}{more})",
+                shown.join(", ")
+            );
+            alerts.raise(now, "credential_stuffing", "warning", summary);
+        }
+        sprayed.score.into_iter().for_each(score);
     }
 
     fn hit(&self, feed: &str) {
