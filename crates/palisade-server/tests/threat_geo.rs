@@ -133,3 +133,33 @@ async fn room_countries_refuse_a_join_with_forbidden_audited_with_the_country() 
     let (mut office, _) = connect_from(&server, [127, 0, 81, 9], &t).await;
     join(&mut office, "fr:1").await;
 }
+
+#[tokio::test]
+async fn a_reload_applies_new_country_lists_and_an_invalid_one_keeps_them() {
+    let Some((server, dir, db)) = geo_server("deny_countries = [\"US\"]\n").await else { return };
+    assert_eq!(status_from(&server, US).await, 403);
+    assert_eq!(status_from(&server, FR).await, 101);
+    let rewrite = |key: &str, value: toml::Value| {
+        let path = &server.config_path;
+        let mut tree: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let geo = tree.get_mut("geo").and_then(|g| g.as_table_mut()).unwrap();
+        geo.insert(key.into(), value);
+        std::fs::write(path, toml::to_string(&tree).unwrap()).unwrap();
+        server.reloader.reload(&std::collections::BTreeMap::new())
+    };
+    let deny = |code: &str| toml::Value::Array(vec![toml::Value::String(code.into())]);
+    rewrite("deny_countries", deny("FR")).unwrap();
+    assert_eq!(status_from(&server, FR).await, 403);
+    assert_eq!(status_from(&server, US).await, 101);
+    let err = rewrite("deny_countries", deny("France")).unwrap_err().to_string();
+    assert!(err.contains("geo.deny_countries"), "{err}");
+    assert_eq!(status_from(&server, FR).await, 403, "the rules in force stay");
+    assert_eq!(status_from(&server, US).await, 101);
+    // Another database file: FR's network is in DE there.
+    rewrite("deny_countries", deny("FR")).unwrap();
+    let other = dir.path().join("other.mmdb");
+    assert!(build_mmdb(&other, &[("127.0.80.0/24", "DE")]));
+    assert_ne!(other, db);
+    rewrite("database", toml::Value::String(other.display().to_string())).unwrap();
+    assert_eq!(status_from(&server, FR).await, 101);
+}

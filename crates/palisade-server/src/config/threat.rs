@@ -191,6 +191,16 @@ impl GeoConfig {
     }
 }
 
+impl super::Config {
+    /// `[threat]` and `[geo]`, checked: what the server (at start and on a
+    /// reload) and `palisade threat check` run on.
+    pub fn threat_settings(&self) -> Result<ThreatSettings, ConfigError> {
+        let mut threat = self.threat.settings(&self.base_dir)?;
+        threat.geo = self.geo.settings(&self.base_dir)?;
+        Ok(threat)
+    }
+}
+
 impl ThreatConfig {
     /// The checked settings; `base_dir` resolves relative file sources.
     pub fn settings(&self, base_dir: &Path) -> Result<ThreatSettings, ConfigError> {

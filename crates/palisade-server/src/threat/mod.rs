@@ -3,16 +3,18 @@
 //! check, and kept fresh in the background. What a listing means is
 //! `palisade_core::threat`'s; this service performs it through the guard
 //! and [`Enforcement`], and fetches and re-reads the feeds (`refresh.rs`).
+//! A config reload swaps in new feeds and geo rules (`reload.rs`).
 
 pub(crate) mod api;
 mod geo;
 mod refresh;
+mod reload;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use palisade_core::Timestamp;
 use palisade_core::addr::IpKey;
 use palisade_core::guard::{Guard, Ticket, Verdict};
@@ -53,6 +55,41 @@ struct FeedStatus {
     hits: AtomicU64,
 }
 
+/// The `[threat]` settings in force and what each feed's loads left (in
+/// the same order), swapped whole by a reload; a feed a reload keeps
+/// (same name and source) keeps its status.
+#[derive(Debug)]
+struct FeedSet {
+    settings: ThreatSettings,
+    status: Vec<Arc<FeedStatus>>,
+}
+
+impl FeedSet {
+    fn new(settings: &ThreatSettings) -> Self {
+        Self { settings: settings.clone(), status: settings.feeds.iter().map(|_| Arc::default()).collect() }
+    }
+
+    fn feed(&self, i: usize) -> Option<(&FeedSettings, &FeedStatus)> {
+        Some((self.settings.feeds.get(i)?, self.status.get(i)?))
+    }
+}
+
+/// Both credential stuffing trackers, replaced by a reload that changes
+/// their settings.
+#[derive(Debug)]
+struct Trackers {
+    /// Failed login names per address.
+    stuffing: Stuffing,
+    /// Failed login addresses per wrong password.
+    spraying: Spraying,
+}
+
+impl Trackers {
+    fn new(settings: &ThreatSettings) -> Self {
+        Self { stuffing: Stuffing::new(settings.stuffing), spraying: Spraying::new(settings.spray) }
+    }
+}
+
 /// Who asks, and what a check needs to judge and score them.
 #[derive(Clone, Copy)]
 pub(crate) struct Asking<'a> {
@@ -70,18 +107,19 @@ pub(crate) struct Asking<'a> {
 pub(crate) struct ThreatFeeds {
     /// Swapped whole on every good load: a lookup never waits for one.
     threats: ArcSwap<Threats>,
-    settings: ThreatSettings,
-    status: Vec<FeedStatus>,
+    /// The settings in force and the feeds' status.
+    set: ArcSwap<FeedSet>,
     /// `abuse.dry_run`: listings are reported, never refused.
     dry_run: bool,
     /// `[geo]`, when a database is set.
-    geo: Option<geo::GeoDb>,
-    /// Failed login names per address (`threat.stuffing_*`).
-    stuffing: Stuffing,
-    /// Failed login addresses per wrong password (`threat.stuffing_*`).
-    spraying: Spraying,
+    geo: ArcSwapOption<geo::GeoDb>,
+    /// `threat.stuffing_*`.
+    trackers: ArcSwap<Trackers>,
     /// Keys the passwords' fingerprints; drawn at start, never stored.
     password_key: PasswordKey,
+    /// A reload happened: [`run`] restarts the refresh tasks on the new
+    /// feeds.
+    reloaded: tokio::sync::Notify,
 }
 
 impl ThreatFeeds {
@@ -94,13 +132,12 @@ impl ThreatFeeds {
         let threats = Threats { feeds, allow: Arc::new(settings.allow.clone()) };
         Self {
             threats: ArcSwap::from_pointee(threats),
-            settings: settings.clone(),
-            status: settings.feeds.iter().map(|_| FeedStatus::default()).collect(),
+            set: ArcSwap::from_pointee(FeedSet::new(settings)),
             dry_run,
-            geo: settings.geo.as_ref().map(geo::GeoDb::open),
-            stuffing: Stuffing::new(settings.stuffing),
-            spraying: Spraying::new(settings.spray),
+            geo: ArcSwapOption::new(settings.geo.as_ref().map(|g| Arc::new(geo::GeoDb::open(g, None)))),
+            trackers: ArcSwap::from_pointee(Trackers::new(settings)),
             password_key: PasswordKey::random(&mut rand::rng()),
+            reloaded: tokio::sync::Notify::new(),
         }
     }
 
@@ -147,14 +184,15 @@ impl ThreatFeeds {
         let Asking { guard, enforce, knock, client, now } = *ask;
         let ip = knock.ip;
         let threats = self.threats.load();
-        if threats.is_empty() && self.geo.is_none() {
+        let geo = self.geo.load();
+        if threats.is_empty() && geo.is_none() {
             return (None, Locale::Exempt);
         }
         let verdict = threats.judge(client);
         if matches!(verdict, threat::Verdict::Allowed(_)) {
             return (None, Locale::Exempt);
         }
-        let locale = match &self.geo {
+        let locale = match &*geo {
             Some(geo) => {
                 let country = geo.country(client);
                 if let Some(refusal) = geo.judge(country.as_deref()) {
@@ -188,19 +226,20 @@ impl ThreatFeeds {
     /// `threat.stuffing_weight`, an alert is raised and a metric counted.
     pub(crate) fn login_failed(&self, ask: Asking<'_>, alerts: &Alerts, name: &str, password: Fingerprint) {
         let Asking { guard, enforce, knock, now, .. } = ask;
-        let weight = self.settings.stuffing_weight;
+        let weight = self.set.load().settings.stuffing_weight;
+        let trackers = self.trackers.load();
         // No connection of theirs is at hand: a ban closes them all anyway.
         let score = |ip: IpKey| {
             let _ = enforce.escalate(guard.add_score(ip, Kind::LoginFailure, weight, now), ip, None);
         };
-        if let Some(names) = self.stuffing.failed(knock.ip, name, now) {
+        if let Some(names) = trackers.stuffing.failed(knock.ip, name, now) {
             metrics::counter!("palisade_credential_stuffing_total", "pattern" => "names").increment(1);
             warn!(ip = %knock.ip, names, "credential stuffing: failed logins for many names from one address");
             let summary = format!("credential stuffing from {}: failed logins for {names} names", knock.ip);
             alerts.raise(now, "credential_stuffing", "warning", summary);
             score(knock.ip);
         }
-        let Some(sprayed) = self.spraying.failed(knock.ip, password, now) else { return };
+        let Some(sprayed) = trackers.spraying.failed(knock.ip, password, now) else { return };
         if let Some(addresses) = sprayed.raised {
             metrics::counter!("palisade_credential_stuffing_total", "pattern" => "password").increment(1);
             let shown: Vec<String> = sprayed.score.iter().take(ALERT_ADDRESSES).map(ToString::to_string).collect();
@@ -217,8 +256,9 @@ impl ThreatFeeds {
     }
 
     fn hit(&self, feed: &str) {
-        if let Some(i) = self.settings.feeds.iter().position(|f| f.name == feed) {
-            self.status[i].hits.fetch_add(1, Ordering::Relaxed);
+        let set = self.set.load();
+        if let Some(status) = set.settings.feeds.iter().position(|f| f.name == feed).and_then(|i| set.status.get(i)) {
+            status.hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("palisade_threat_feed_hits_total", "feed" => feed.to_owned()).increment(1);
         }
     }
@@ -227,11 +267,12 @@ impl ThreatFeeds {
     /// and `/readyz` detail). A URL is shown as its scheme and host only: a
     /// feed URL may carry a key.
     pub(crate) fn detail(&self) -> Value {
-        let feeds: Vec<Value> = self
+        let set = self.set.load();
+        let feeds: Vec<Value> = set
             .settings
             .feeds
             .iter()
-            .zip(&self.status)
+            .zip(&set.status)
             .map(|(f, s)| {
                 let state = s.state.lock().map(|g| g.clone()).unwrap_or_default();
                 json!({
@@ -250,16 +291,17 @@ impl ThreatFeeds {
                 })
             })
             .collect();
-        let allow: Vec<String> = self.settings.allow_listed.iter().map(ToString::to_string).collect();
-        let geo = self.geo.as_ref().map(geo::GeoDb::detail);
+        let allow: Vec<String> = set.settings.allow_listed.iter().map(ToString::to_string).collect();
+        let geo = self.geo.load().as_deref().map(geo::GeoDb::detail);
         json!({ "feeds": feeds, "allow": allow, "dry_run": self.dry_run, "geo": geo })
     }
 
     /// Loads every feed once, now (`palisade threat check`).
     pub(crate) async fn load_all(&self) {
         let clock = crate::clock::Clock::start();
-        for i in 0..self.settings.feeds.len() {
-            refresh::load(self, i, &mut None, clock).await;
+        let set = self.set.load_full();
+        for i in 0..set.settings.feeds.len() {
+            refresh::load(self, &set, i, &mut None, clock).await;
         }
     }
 
@@ -270,25 +312,21 @@ impl ThreatFeeds {
 
     /// Each feed's last load error, if its last load failed.
     pub(crate) fn errors(&self) -> Vec<Option<String>> {
-        self.status.iter().map(|s| s.state.lock().ok().and_then(|g| g.last_error.clone())).collect()
+        self.set.load().status.iter().map(|s| s.state.lock().ok().and_then(|g| g.last_error.clone())).collect()
     }
 
     /// Whether any feed is configured (else `/readyz` says nothing of them).
     pub(crate) fn configured(&self) -> bool {
-        !self.settings.feeds.is_empty() || self.geo.is_some()
+        !self.set.load().settings.feeds.is_empty() || self.geo.load().is_some()
     }
 
     /// The country of `addr` and the geo rules' refusal, when `[geo]` is
     /// on (`palisade threat check`).
     pub(crate) fn geo_of(&self, addr: IpAddr) -> Option<(Option<String>, Option<Refusal>)> {
-        let geo = self.geo.as_ref()?;
+        let geo = self.geo.load_full()?;
         let country = geo.country(addr);
         let refusal = geo.judge(country.as_deref());
         Some((country, refusal))
-    }
-
-    fn feed(&self, i: usize) -> Option<&FeedSettings> {
-        self.settings.feeds.get(i)
     }
 }
 
