@@ -353,7 +353,11 @@ async fn a_reload_adds_removes_and_retunes_feeds_and_an_invalid_one_keeps_them()
         (Some("score"), Some(1))
     );
     assert_eq!(feed(&view, "new")["hits"], hits, "its counters are kept: {view}");
-    assert_eq!(status_from(&server, [127, 0, 50, 2]).await, 101);
+    // A `score` feed's hits count its weight added (once), not requests.
+    for _ in 0..3 {
+        assert_eq!(status_from(&server, [127, 0, 50, 2]).await, 101);
+    }
+    assert_eq!(feed(&threat(&server).await, "new")["hits"], hits + 1);
     // An invalid feed list is refused whole; the feeds in force stay.
     let broken = new.replace("source", "action = \"explode\"\nsource");
     let err = reload_with(&server, |t| set_feeds(t, &broken)).unwrap_err();

@@ -69,13 +69,11 @@ impl Guard {
     /// A `score` threat feed lists `ip` (docs/CONFIG.md, `[threat]`): adds
     /// `weight` to its score on its first request while it is tracked
     /// (never again until it goes idle and is forgotten), and says what
-    /// that escalates to.
-    pub fn reputation(&self, ip: IpKey, weight: u32, now: Timestamp) -> Escalation {
+    /// that escalates to; `None` when the weight was added before (the
+    /// feed's `hits` count additions, not requests).
+    pub fn reputation(&self, ip: IpKey, weight: u32, now: Timestamp) -> Option<Escalation> {
         let (first, _) = self.ips.with(&ip, now, |k| self.idle(k, now), |k| !std::mem::replace(&mut k.reputed, true));
-        if !first {
-            return Escalation::NONE;
-        }
-        self.add_weight(None, ip, None, Kind::Banned, weight, now)
+        first.then(|| self.add_weight(None, ip, None, Kind::Banned, weight, now))
     }
 
     /// Adds `weight` to `ip`'s score for what `kind` names (credential

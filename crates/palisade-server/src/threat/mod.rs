@@ -204,9 +204,13 @@ impl ThreatFeeds {
         };
         match &verdict {
             threat::Verdict::Deny { feed, .. } => self.hit(feed),
+            // A hit is what the listing did: a refusal (or, under dry run,
+            // a would-be refusal), or a weight added, not every request.
             threat::Verdict::Score { weight, feeds } => {
-                feeds.iter().for_each(|f| self.hit(f));
-                enforce.escalate(guard.reputation(ip, *weight, now), ip, None);
+                if let Some(escalation) = guard.reputation(ip, *weight, now) {
+                    feeds.iter().for_each(|f| self.hit(f));
+                    enforce.escalate(escalation, ip, None);
+                }
             }
             threat::Verdict::Clear | threat::Verdict::Allowed(_) => {}
         }
