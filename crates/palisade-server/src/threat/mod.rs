@@ -195,17 +195,18 @@ impl ThreatFeeds {
         let locale = match &*geo {
             Some(geo) => {
                 let country = geo.country(client);
+                let locale = Locale::of(country.as_deref());
                 if let Some(refusal) = geo.judge(country.as_deref()) {
-                    return (Some(refusal), Locale::of(country.as_deref()));
+                    return (Some(refusal), locale);
                 }
-                Locale::of(country.as_deref())
+                locale
             }
             None => Locale::Exempt,
         };
+        // A hit is what the listing did: a refusal (or, under dry run, a
+        // would-be refusal), or a weight added; not every request.
         match &verdict {
             threat::Verdict::Deny { feed, .. } => self.hit(feed),
-            // A hit is what the listing did: a refusal (or, under dry run,
-            // a would-be refusal), or a weight added, not every request.
             threat::Verdict::Score { weight, feeds } => {
                 if let Some(escalation) = guard.reputation(ip, *weight, now) {
                     feeds.iter().for_each(|f| self.hit(f));
