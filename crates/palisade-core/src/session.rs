@@ -23,6 +23,7 @@ use crate::refusal::Kind;
 use crate::replay;
 use crate::replay::NonceClaim;
 use crate::seams::{Claim, Committed};
+use crate::threat::geo::Locale;
 
 mod decision;
 mod raw;
@@ -111,6 +112,9 @@ pub struct Session {
     /// Authenticated by the session cookie: every `send` needs the CSRF
     /// token, whatever its event says.
     csrf_every_send: bool,
+    /// The connection's country, looked up at the handshake, for room
+    /// rules' countries.
+    locale: Locale,
     /// Under `abuse.dry_run`: the last refusal the guard did not enforce.
     /// Boxed: it is rare, and every idle connection would carry its size.
     unenforced: Option<Box<(Refusal, Escalation)>>,
@@ -136,8 +140,16 @@ impl Session {
             heartbeat: Heartbeat::new(limits.heartbeat_interval, limits.silence_limit, now),
             standing,
             csrf_every_send: false,
+            locale: Locale::Exempt,
             unenforced: None,
         }
+    }
+
+    /// A session from `locale` (the handshake's lookup), which room rules'
+    /// countries judge.
+    pub fn with_locale(mut self, locale: Locale) -> Self {
+        self.locale = locale;
+        self
     }
 
     /// A session authenticated by a cookie, which a browser sends on its
@@ -267,11 +279,11 @@ impl Session {
         match frame {
             ClientFrame::Join { id, room } => match self.join(cx, &room, now) {
                 Ok(claimed) => Ok(Decision::Join { id, room, claimed }),
-                Err(d) => Err(Refusal::from(d).answering(id)),
+                Err(refusal) => Err(refusal.answering(id)),
             },
             ClientFrame::Create { id, room } => match self.create(cx, &room, now) {
                 Ok(claimed) => Ok(Decision::Create { id, room, claimed }),
-                Err(d) => Err(Refusal::from(d).answering(id)),
+                Err(refusal) => Err(refusal.answering(id)),
             },
             ClientFrame::DeleteRoom { id, room } => {
                 match policy.check_owner(&self.identity, &room, cx.owners.owner(&room).as_deref()) {
@@ -332,7 +344,7 @@ impl Session {
                 }
                 match self.join(cx, &room, now) {
                     Ok(claimed) => Ok(Decision::Recover { id, room, since, claimed }),
-                    Err(d) => Err(Refusal::from(d).answering(id)),
+                    Err(refusal) => Err(refusal.answering(id)),
                 }
             }
         }
@@ -534,13 +546,13 @@ impl Session {
 
     /// Joins `room` if the policy allows; whether the join made the user
     /// its owner.
-    fn join(&mut self, cx: Context<'_>, room: &str, now: Timestamp) -> Result<bool, Denied> {
-        cx.policy.check_join(&self.identity, room)?;
+    fn join(&mut self, cx: Context<'_>, room: &str, now: Timestamp) -> Result<bool, Refusal> {
+        may_enter(&self.identity, self.locale, cx.policy, room)?;
         if self.is_member(room) {
             return Ok(false);
         }
         if self.rooms.len() >= self.limits.max_rooms {
-            return Err(Denied::new(ErrorCode::Forbidden, "too many rooms on one connection"));
+            return Err(Denied::new(ErrorCode::Forbidden, "too many rooms on one connection").into());
         }
         let claimed = match cx.policy.owner_mode(room) {
             None => false,
@@ -548,7 +560,7 @@ impl Session {
             // Joining never depends on owning: a user at its quota (or a
             // race lost to another joiner) joins a room it does not own.
             Some(OwnerMode::FirstJoin) => cx.owners.claim(room, &self.identity.user_id, now) == Ok(OwnerClaim::Claimed),
-            Some(OwnerMode::Create) => return Err(Denied::new(ErrorCode::Forbidden, "room not created")),
+            Some(OwnerMode::Create) => return Err(Denied::new(ErrorCode::Forbidden, "room not created").into()),
         };
         self.rooms.push(room.into());
         Ok(claimed)
@@ -556,10 +568,12 @@ impl Session {
 
     /// Claims `room` for the user, then joins it; whether the room had no
     /// owner before.
-    fn create(&mut self, cx: Context<'_>, room: &str, now: Timestamp) -> Result<bool, Denied> {
+    fn create(&mut self, cx: Context<'_>, room: &str, now: Timestamp) -> Result<bool, Refusal> {
         cx.policy.check_create(&self.identity, room)?;
+        // Before the claim: a refused country never owns the room.
+        cx.policy.check_locale(room, self.locale)?;
         if !self.is_member(room) && self.rooms.len() >= self.limits.max_rooms {
-            return Err(Denied::new(ErrorCode::Forbidden, "too many rooms on one connection"));
+            return Err(Denied::new(ErrorCode::Forbidden, "too many rooms on one connection").into());
         }
         let claimed = cx.owners.claim(room, &self.identity.user_id, now)? == OwnerClaim::Claimed;
         self.join(cx, room, now)?;
@@ -581,7 +595,7 @@ impl Session {
     pub fn recheck_rooms(&mut self, policy: &Policy) -> Vec<Box<str>> {
         let mut removed = Vec::new();
         self.rooms.retain(|room| {
-            let keep = policy.check_join(&self.identity, room).is_ok();
+            let keep = may_enter(&self.identity, self.locale, policy, room).is_ok();
             if !keep {
                 removed.push(room.clone());
             }
@@ -605,6 +619,13 @@ impl Session {
         self.expiry_noticed = false;
         Ok(self.recheck_rooms(cx.policy))
     }
+}
+
+/// The policy's rights to be in `room`: the roles' and the token's, and
+/// the room rule's countries for the connection's `locale`.
+fn may_enter(who: &Identity, locale: Locale, policy: &Policy, room: &str) -> Result<(), Refusal> {
+    policy.check_join(who, room)?;
+    policy.check_locale(room, locale)
 }
 
 /// The parts of a `send` the pipeline checks; `'a` is the frame's.

@@ -31,7 +31,7 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let (knock, client) = state.enforce.knock_of(&req);
     let peer = knock.peer;
     let now = state.clock.now();
-    let (verdict, ticket) =
+    let (verdict, ticket, locale) =
         state.threat.connect(Asking { guard: &state.guard, enforce: &state.enforce, knock, client, now });
     state.enforce.judge(verdict, knock, None)?;
     let Some(ticket) = ticket else {
@@ -94,7 +94,8 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
     let verdict = slot.admit_user(user, now);
     state.enforce.judge(verdict, knock, Some(user))?;
     let mut session =
-        Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now, &mut rand::rng());
+        Session::new(admitted.identity, state.settings.session, Standing::new(knock.ip), now, &mut rand::rng())
+            .with_locale(locale);
     if admitted.via_cookie {
         session = session.with_csrf_on_every_send();
     }

@@ -1,6 +1,7 @@
-//! Reloading a running server's policy (SIGHUP, `POST /api/reload`): the
-//! file is read again, the policy swapped in whole or not at all, and the
-//! outcome audited.
+//! Reloading a running server's policy, threat feeds and geo rules
+//! (SIGHUP, `POST /api/reload`): the file is read again, the policy and
+//! `[threat]`/`[geo]` swapped in whole or not at all, and the outcome
+//! audited.
 
 use std::sync::Arc;
 
@@ -21,10 +22,11 @@ impl Reloader {
         Self(state)
     }
 
-    /// Re-reads the config file and swaps the policy in atomically; on
-    /// error the policy in force stays. Either way the outcome is logged.
+    /// Re-reads the config file and swaps the policy in atomically, then
+    /// the threat feeds and geo rules; on error all in force stay. Either
+    /// way the outcome is logged.
     pub fn reload(&self, env: &dyn Env) -> Result<(), ConfigError> {
-        let result = self.0.settings.reload_policy(env);
+        let result = self.0.settings.reload(env).map(|threat| self.0.threat.reload(&threat));
         // Only the key at fault, never the error's text: a TOML parser's
         // message can quote a line of the file, and the file holds secrets.
         let detail = match &result {

@@ -16,7 +16,7 @@ use palisade_core::handshake::Gate;
 use palisade_core::login::device::DeviceBinding;
 use palisade_core::node::NodeId;
 use palisade_core::origin::OriginPolicy;
-use palisade_core::policy::{Policy, PolicySpec};
+use palisade_core::policy::{Policy, PolicySpec, RoomSpec};
 use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
@@ -141,8 +141,7 @@ impl Settings {
         let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
         let alert_secret = config.alerts.secret(&config.base_dir)?;
         let gateway = config.gateway.settings(&config.base_dir, &config.limits)?;
-        let mut threat = config.threat.settings(&config.base_dir)?;
-        threat.geo = config.geo.settings(&config.base_dir)?;
+        let threat = config.threat_settings()?;
         // Again here: `--listen` may have moved the public listener since
         // the file was checked.
         config.admin.validate(config.server.listen)?;
@@ -172,18 +171,23 @@ impl Settings {
         })
     }
 
-    /// Re-reads the config file and swaps in its policy: everything
-    /// [`compile_policy`] reads (roles, rooms, events, `[sanitize]`,
+    /// Re-reads the config file, swaps in its policy (everything
+    /// [`compile_policy`] reads: roles, rooms, events, `[sanitize]`,
     /// `auth.default_roles`, `limits.max_json_depth`,
-    /// `limits.max_message_bytes`, `replay.window`).
-    /// Other settings need a restart. On error the policy in force stays.
-    pub fn reload_policy(&self, env: &dyn Env) -> Result<(), ConfigError> {
+    /// `limits.max_message_bytes`, `replay.window`, `geo.unknown`) and
+    /// returns its `[threat]` and `[geo]` for the threat service to swap
+    /// in. Both are checked before either is swapped: on error the policy
+    /// in force stays, and the caller swaps nothing. Other settings need a
+    /// restart.
+    pub fn reload(&self, env: &dyn Env) -> Result<Box<ThreatSettings>, ConfigError> {
         let path = self.source.as_deref().ok_or_else(|| {
             ConfigError::invalid("", "the server was started without a config file, so there is nothing to reload")
         })?;
-        let policy = compile_policy(&Config::load(Source::File(path), env)?)?;
+        let config = Config::load(Source::File(path), env)?;
+        let policy = compile_policy(&config)?;
+        let threat = config.threat_settings()?;
         self.policy.store(Arc::new(policy));
-        Ok(())
+        Ok(Box::new(threat))
     }
 }
 
@@ -259,7 +263,20 @@ pub fn compile_policy(config: &Config) -> Result<Policy, ConfigError> {
         max_json_depth: config.limits.max_json_depth,
         max_message_bytes: config.limits.max_message_bytes,
         replay_window: config.replay.window,
+        geo_unknown: config.geo.unknown()?,
     };
+    if config.geo.database.is_empty() {
+        // Without a database every connection is exempt: the rule would
+        // silently let every country in.
+        let countries = |r: &RoomSpec| !r.allow_countries.is_empty() || !r.deny_countries.is_empty();
+        if let Some((room, rule)) = config.rooms.iter().find(|(_, r)| countries(r)) {
+            let field = if rule.allow_countries.is_empty() { "deny_countries" } else { "allow_countries" };
+            return Err(ConfigError::invalid(
+                format!("rooms.\"{room}\".{field}"),
+                "room countries need geo.database (the country database addresses are looked up in)",
+            ));
+        }
+    }
     Policy::compile(&spec).map_err(|e| ConfigError::Invalid { key: e.key, why: e.why })
 }
 

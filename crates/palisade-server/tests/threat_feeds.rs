@@ -311,3 +311,56 @@ async fn threat_check_prints_what_applies_to_an_address() {
     assert!(allowed.contains("threat.allow: 127.0.71.0/24"), "{allowed}");
     assert!(allowed.contains("verdict: no feed applies") || allowed.contains("verdict: allowed"), "{allowed}");
 }
+
+/// Rewrites the running server's config file through `edit`, then reloads
+/// it as SIGHUP or `POST /api/reload` would.
+fn reload_with(server: &TestServer, edit: impl FnOnce(&mut toml::Table)) -> Result<(), String> {
+    let mut tree: toml::Table = toml::from_str(&std::fs::read_to_string(&server.config_path).unwrap()).unwrap();
+    edit(&mut tree);
+    std::fs::write(&server.config_path, toml::to_string(&tree).unwrap()).unwrap();
+    server.reloader.reload(&std::collections::BTreeMap::new()).map_err(|e| e.to_string())
+}
+
+fn set_feeds(tree: &mut toml::Table, feeds: &str) {
+    let threat = tree.get_mut("threat").and_then(|t| t.as_table_mut()).unwrap();
+    let parsed: toml::Table = toml::from_str(feeds).unwrap();
+    threat.insert("feeds".into(), parsed["threat"]["feeds"].clone());
+}
+
+#[tokio::test]
+async fn a_reload_adds_removes_and_retunes_feeds_and_an_invalid_one_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, _) = file_feed(&dir, "old", "127.0.50.1\n", "");
+    let (new, _) = file_feed(&dir, "new", "127.0.50.2\n", "");
+    let server = TestServer::start_lenient(&format!("{}{old}", with_admin_key())).await;
+    until(&server, "old loaded", |v| feed(v, "old")["entries"] == 1).await;
+    assert_eq!(status_from(&server, [127, 0, 50, 1]).await, 403);
+    assert_eq!(status_from(&server, [127, 0, 50, 2]).await, 101);
+    // "old" removed, "new" added: each applies without a restart.
+    reload_with(&server, |t| set_feeds(t, &new)).unwrap();
+    until_status(&server, [127, 0, 50, 2], 403).await;
+    assert_eq!(status_from(&server, [127, 0, 50, 1]).await, 101);
+    let view = threat(&server).await;
+    assert_eq!(view["feeds"].as_array().map(Vec::len), Some(1), "{view}");
+    // The same feed turned into a `score` feed keeps its list and applies
+    // at once: the address is served, and scored.
+    let hits = feed(&view, "new")["hits"].as_u64().unwrap();
+    let retuned = new.replace("source", "action = \"score\"\nweight = 3\nsource");
+    reload_with(&server, |t| set_feeds(t, &retuned)).unwrap();
+    let view = threat(&server).await;
+    assert_eq!(
+        (feed(&view, "new")["action"].as_str(), feed(&view, "new")["entries"].as_u64()),
+        (Some("score"), Some(1))
+    );
+    assert_eq!(feed(&view, "new")["hits"], hits, "its counters are kept: {view}");
+    // A `score` feed's hits count its weight added (once), not requests.
+    for _ in 0..3 {
+        assert_eq!(status_from(&server, [127, 0, 50, 2]).await, 101);
+    }
+    assert_eq!(feed(&threat(&server).await, "new")["hits"], hits + 1);
+    // An invalid feed list is refused whole; the feeds in force stay.
+    let broken = new.replace("source", "action = \"explode\"\nsource");
+    let err = reload_with(&server, |t| set_feeds(t, &broken)).unwrap_err();
+    assert!(err.contains("threat.feeds.new.action"), "{err}");
+    assert_eq!(feed(&threat(&server).await, "new")["action"], "score");
+}

@@ -310,9 +310,9 @@ fn a_reputation_weight_is_added_once_per_tracked_address() {
     // Half of ban_at (60): twice would ban, once must not.
     assert!((guard.settings().ban_at - 60.0).abs() < f64::EPSILON);
     let weight = 30;
-    assert!(matches!(guard.reputation(ip(7), weight, T0).step, Step::None | Step::Restrict));
-    assert_eq!(guard.reputation(ip(7), weight, at(10)).step, Step::None);
+    assert!(matches!(guard.reputation(ip(7), weight, T0).map(|e| e.step), Some(Step::None | Step::Restrict)));
+    assert_eq!(guard.reputation(ip(7), weight, at(10)), None, "not added again, and says so");
     assert!(guard.bans().active(&ban::Subject::Ip(ip(7)), at(10)).is_none());
     // The full weight at once bans an unseen address.
-    assert!(matches!(guard.reputation(ip(8), 60, T0).step, Step::Ban(_)));
+    assert!(matches!(guard.reputation(ip(8), 60, T0).map(|e| e.step), Some(Step::Ban(_))));
 }

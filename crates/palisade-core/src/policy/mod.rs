@@ -24,6 +24,7 @@ use crate::auth::Identity;
 use crate::history::HistoryRule;
 use crate::refusal::Refusal;
 use crate::sanitize::Sanitizers;
+use crate::threat::geo::{GeoRules, Locale, Unknown, iso_codes};
 
 /// A policy error found at load time; `key` is the config path to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +66,8 @@ struct RoomRule {
     owners: Option<OwnerMode>,
     create: Option<Permission>,
     moderate: Option<Permission>,
+    /// `allow_countries`/`deny_countries`, with `geo.unknown`.
+    countries: Option<GeoRules>,
 }
 
 /// How the rooms of a rule get their owner (`rooms."<pattern>".owners`).
@@ -142,7 +145,9 @@ impl Policy {
             if owners != Some(OwnerMode::Create) && create.is_some() {
                 return Err(PolicyError { key: key(".create"), why: "needs owners = \"create\"".to_owned() });
             }
-            rooms.push(RoomRule { pattern, join, publish, history, owners, create, moderate });
+            let countries =
+                room_countries(room, spec.geo_unknown).map_err(|(field, why)| PolicyError { key: key(field), why })?;
+            rooms.push(RoomRule { pattern, join, publish, history, owners, create, moderate, countries });
         }
         rooms.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         let mut events = HashMap::new();
@@ -179,6 +184,16 @@ impl Policy {
         let rule = self.room_rule(room)?;
         claim_allows(who, room)?;
         self.require(who, rule.join.as_ref(), "missing room join permission")
+    }
+
+    /// May a connection from `locale` join `room`? Its rule's countries
+    /// (docs/POLICY.md, "Country rules for rooms"); a room no rule covers
+    /// is `check_join`'s to refuse.
+    pub fn check_locale(&self, room: &str, locale: Locale) -> Result<(), Refusal> {
+        match self.room_rule(room).ok().and_then(|r| r.countries.as_ref()) {
+            Some(countries) => countries.judge_room(locale),
+            None => Ok(()),
+        }
     }
 
     /// How `room` gets its owner; `None` when it has none.
@@ -314,6 +329,18 @@ fn valid_event_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A room rule's `allow_countries` and `deny_countries` (not both, like
+/// `[geo]`'s), or the field at fault and why.
+fn room_countries(room: &RoomSpec, unknown: Unknown) -> Result<Option<GeoRules>, (&'static str, String)> {
+    let allow = iso_codes(&room.allow_countries).map_err(|why| (".allow_countries", why))?;
+    let deny = iso_codes(&room.deny_countries).map_err(|why| (".deny_countries", why))?;
+    match (allow.is_empty(), deny.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Err((".allow_countries", "not both with deny_countries".to_owned())),
+        _ => Ok(Some(GeoRules { allow, deny, unknown })),
+    }
 }
 
 /// A room rule's `history` and `history_ttl`, or the field at fault and why.

@@ -4,6 +4,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::sanitize::{Rule, SanitizeSettings};
+use crate::threat::geo::Unknown;
 
 /// The policy as written in config: `[roles]`, `[rooms]`, `[events]`,
 /// `[sanitize]`, plus the settings from other sections it depends on.
@@ -26,6 +27,10 @@ pub struct PolicySpec {
     pub max_message_bytes: usize,
     /// Accepted clock difference for replay-protected events (`replay.window`).
     pub replay_window: Duration,
+    /// What a room rule's countries make of an address the geo database
+    /// does not place (`geo.unknown`).
+    #[serde(default)]
+    pub geo_unknown: Unknown,
 }
 
 impl Default for PolicySpec {
@@ -39,6 +44,7 @@ impl Default for PolicySpec {
             max_json_depth: 32,
             max_message_bytes: 65536,
             replay_window: Duration::from_secs(30),
+            geo_unknown: Unknown::Allow,
         }
     }
 }
@@ -81,6 +87,13 @@ pub struct RoomSpec {
     /// (delete, remove members, owner-only events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moderate: Option<String>,
+    /// ISO 3166-1 alpha-2 codes: when non-empty, only connections placed
+    /// in these countries may join (needs `geo.database`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_countries: Vec<String>,
+    /// Connections placed in these countries may not join.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_countries: Vec<String>,
 }
 
 /// `history_ttl` when a room keeps history and does not say.

@@ -376,6 +376,12 @@ fn owner_rules_name_the_key_at_fault_and_create_needs_created_rooms() {
             "rooms.\"r\".create",
         ),
         (RoomSpec { moderate: Some("Not A Perm".into()), ..RoomSpec::default() }, "rooms.\"r\".moderate"),
+        (RoomSpec { allow_countries: vec!["France".into()], ..RoomSpec::default() }, "rooms.\"r\".allow_countries"),
+        (RoomSpec { deny_countries: vec!["u1".into()], ..RoomSpec::default() }, "rooms.\"r\".deny_countries"),
+        (
+            RoomSpec { allow_countries: vec!["FR".into()], deny_countries: vec!["US".into()], ..RoomSpec::default() },
+            "rooms.\"r\".allow_countries",
+        ),
     ] {
         let mut s = PolicySpec::default();
         s.rooms.insert("r".into(), room);

@@ -813,3 +813,66 @@ fn a_refused_cid_can_be_sent_again() {
     let long = send("raw", "{}", &format!(r#","cid":"{}""#, "c".repeat(65)));
     assert_eq!(code_of(&s.on_text(env.cx(), &long, T0)).map(|c| c.1), Some(ErrorCode::BadRequest));
 }
+
+fn country_policy(unknown: crate::threat::geo::Unknown) -> Policy {
+    let mut s = PolicySpec { geo_unknown: unknown, ..PolicySpec::default() };
+    s.rooms.insert("lobby".into(), RoomSpec::default());
+    s.rooms.insert("fr:*".into(), RoomSpec { allow_countries: vec!["fr".into()], ..RoomSpec::default() });
+    let created = RoomSpec { owners: Some("create".into()), deny_countries: vec!["US".into()], ..RoomSpec::default() };
+    s.rooms.insert("club:*".into(), created);
+    Policy::compile(&s).unwrap()
+}
+
+#[test]
+fn room_countries_refuse_join_create_and_recover_with_forbidden_and_spare_the_exempt() {
+    use crate::threat::geo::{Locale, Unknown};
+    let env = Env::new(country_policy(Unknown::Deny));
+    let (fr, us) = (Locale::Country(*b"FR"), Locale::Country(*b"US"));
+    let frames = [
+        r#"{"type":"join","id":"j","room":"fr:1"}"#,
+        r#"{"type":"recover","id":"j","room":"fr:1","since":1}"#,
+        r#"{"type":"create","id":"j","room":"club:1"}"#,
+    ];
+    for frame in frames {
+        let mut s = session(Duration::from_secs(3600)).with_locale(us);
+        match s.on_text(env.cx(), frame, T0) {
+            Decision::Reject(r, _) => {
+                assert_eq!((r.id.as_deref(), r.code()), (Some("j"), ErrorCode::Forbidden), "{frame}");
+                assert!(r.reason.contains("country US"), "{}", r.reason);
+            }
+            other => panic!("{frame}: {other:?}"),
+        }
+        assert_eq!(s.rooms().count(), 0, "{frame}");
+    }
+    assert_eq!(env.owners.owner("club:1"), None, "a refused create claims nothing");
+    let mut s = session(Duration::from_secs(3600)).with_locale(fr);
+    assert!(matches!(s.on_text(env.cx(), frames[0], T0), Decision::Join { .. }));
+    assert!(matches!(s.on_text(env.cx(), frames[2], T0), Decision::Create { claimed: true, .. }));
+    // Unknown follows geo.unknown; exempt (threat.allow, or no database)
+    // is never refused; rooms without countries are open to all.
+    let mut unknown = session(Duration::from_secs(3600)).with_locale(Locale::Unknown);
+    assert_eq!(code_of(&unknown.on_text(env.cx(), frames[0], T0)), Some((Some("j"), ErrorCode::Forbidden)));
+    assert!(matches!(
+        unknown.on_text(env.cx(), r#"{"type":"join","id":"l","room":"lobby"}"#, T0),
+        Decision::Join { .. }
+    ));
+    let mut exempt = session(Duration::from_secs(3600));
+    assert!(matches!(exempt.on_text(env.cx(), frames[0], T0), Decision::Join { .. }));
+    let lenient = Env::new(country_policy(Unknown::Allow));
+    let mut unknown = session(Duration::from_secs(3600)).with_locale(Locale::Unknown);
+    assert!(matches!(unknown.on_text(lenient.cx(), frames[0], T0), Decision::Join { .. }));
+}
+
+#[test]
+fn a_reload_that_narrows_a_rooms_countries_removes_the_membership() {
+    use crate::threat::geo::{Locale, Unknown};
+    let mut spec = PolicySpec::default();
+    spec.rooms.insert("r".into(), RoomSpec::default());
+    let before = Env::new(Policy::compile(&spec).unwrap());
+    let mut s = session(Duration::from_secs(600)).with_locale(Locale::Country(*b"DE"));
+    assert!(matches!(s.on_text(before.cx(), r#"{"type":"join","id":"j","room":"r"}"#, T0), Decision::Join { .. }));
+    spec.rooms.insert("r".into(), RoomSpec { deny_countries: vec!["DE".into()], ..RoomSpec::default() });
+    spec.geo_unknown = Unknown::Allow;
+    let after = Policy::compile(&spec).unwrap();
+    assert_eq!(s.recheck_rooms(&after), vec![Box::from("r")]);
+}

@@ -1,13 +1,18 @@
-//! Credential stuffing from one address (docs/CONFIG.md, `[threat]`):
-//! failed logins for many distinct names within a window. The per-name and
-//! per-address login throttles each see a little; this sees the spread.
-//! Names are kept as hashes, never as text.
+//! Credential stuffing (docs/CONFIG.md, `[threat]`), the two patterns the
+//! per-name and per-address login throttles each see only a little of:
+//! failed logins for many distinct names from one address ([`Stuffing`]),
+//! and one wrong password failing from many addresses ([`Spraying`]).
+//! Names are kept as hashes, passwords as keyed fingerprints, never as text.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rand::CryptoRng;
+use sha2::Sha256;
 
 use crate::Timestamp;
 use crate::addr::IpKey;
@@ -67,6 +72,155 @@ impl Stuffing {
     }
 }
 
+/// Keys password fingerprints: HMAC-SHA256 under 32 random bytes drawn at
+/// start and never stored or shown, so a fingerprint cannot be tried
+/// against a dictionary by anyone who reads memory dumps of this table
+/// without the key, and two processes' fingerprints do not match.
+pub struct PasswordKey([u8; 32]);
+
+impl std::fmt::Debug for PasswordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordKey(..)")
+    }
+}
+
+impl PasswordKey {
+    /// A fresh key from `rng`.
+    pub fn random(rng: &mut impl CryptoRng) -> Self {
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        Self(key)
+    }
+
+    /// `password`'s fingerprint: the MAC truncated to 64 bits, enough to
+    /// tell patterns apart (a collision merges two patterns, no worse).
+    pub fn fingerprint(&self, password: &str) -> Fingerprint {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            // HMAC takes a key of any length: unreachable.
+            return Fingerprint(0);
+        };
+        mac.update(password.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+        Fingerprint(u64::from_be_bytes(first))
+    }
+}
+
+/// A wrong password, as [`PasswordKey::fingerprint`] keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(u64);
+
+/// When one password failing from many addresses counts as stuffing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpraySettings {
+    /// Distinct addresses one password fails from within `window`; 0: off.
+    pub addresses: usize,
+    /// The window (`threat.stuffing_window`).
+    pub window: Duration,
+    /// Passwords tracked at most; past it new ones are not (memory bound).
+    pub max_passwords: usize,
+    /// Addresses kept per password at most; past it the oldest goes.
+    pub max_addresses_per_password: usize,
+}
+
+/// One password's failures: each address's last failure, and whether it
+/// was scored.
+#[derive(Debug, Default)]
+struct Pattern {
+    seen: Vec<(IpKey, Timestamp, bool)>,
+    raised: bool,
+}
+
+/// What one failure made of its password's pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sprayed {
+    /// Addresses to score now: every address involved when the pattern is
+    /// raised, then each new one that joins it.
+    pub score: Vec<IpKey>,
+    /// `Some(addresses)` when this failure raised the pattern (once per
+    /// pattern: alert then).
+    pub raised: Option<usize>,
+}
+
+/// Failed logins per password fingerprint, within the window.
+#[derive(Debug)]
+pub struct Spraying {
+    settings: SpraySettings,
+    patterns: Mutex<HashMap<Fingerprint, Pattern>>,
+}
+
+impl Spraying {
+    /// An empty tracker.
+    pub fn new(settings: SpraySettings) -> Self {
+        Self { settings, patterns: Mutex::new(HashMap::new()) }
+    }
+
+    /// A failed login with `password` from `ip`: the addresses to score,
+    /// if any. The pattern is raised when `addresses` distinct addresses
+    /// have failed with it within the window; it stays raised while
+    /// failures keep coming within the window, so later addresses are
+    /// scored too, each once.
+    pub fn failed(&self, ip: IpKey, password: Fingerprint, now: Timestamp) -> Option<Sprayed> {
+        let s = self.settings;
+        if s.addresses == 0 {
+            return None;
+        }
+        let mut patterns = self.patterns.lock().ok()?;
+        let since = now.as_millis().saturating_sub(u64::try_from(s.window.as_millis()).unwrap_or(u64::MAX));
+        let live = |p: &Pattern| p.seen.iter().any(|(_, at, _)| at.as_millis() > since);
+        if patterns.len() >= s.max_passwords && !patterns.contains_key(&password) {
+            patterns.retain(|_, p| live(p));
+            if patterns.len() >= s.max_passwords {
+                return None;
+            }
+        }
+        let pattern = patterns.entry(password).or_default();
+        pattern.seen.retain(|(_, at, _)| at.as_millis() > since);
+        if pattern.seen.is_empty() {
+            // Quiet for a whole window: a later run is a new pattern.
+            pattern.raised = false;
+        }
+        let scored = match pattern.seen.iter().position(|(a, _, _)| *a == ip) {
+            Some(i) => {
+                let (_, at, scored) = &mut pattern.seen[i];
+                *at = now;
+                *scored
+            }
+            None => {
+                if pattern.seen.len() >= s.max_addresses_per_password {
+                    let oldest = pattern.seen.iter().enumerate().min_by_key(|(_, (_, at, _))| *at).map(|(i, _)| i);
+                    if let Some(i) = oldest {
+                        pattern.seen.swap_remove(i);
+                    }
+                }
+                pattern.seen.push((ip, now, false));
+                false
+            }
+        };
+        if pattern.raised {
+            if scored {
+                return None;
+            }
+            mark(pattern, ip);
+            return Some(Sprayed { score: vec![ip], raised: None });
+        }
+        if pattern.seen.len() < s.addresses {
+            return None;
+        }
+        pattern.raised = true;
+        let score = pattern.seen.iter().map(|(a, _, _)| *a).collect();
+        pattern.seen.iter_mut().for_each(|(_, _, scored)| *scored = true);
+        Some(Sprayed { score, raised: Some(pattern.seen.len()) })
+    }
+}
+
+fn mark(pattern: &mut Pattern, ip: IpKey) {
+    if let Some((_, _, scored)) = pattern.seen.iter_mut().find(|(a, _, _)| *a == ip) {
+        *scored = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::Ipv4Addr;
@@ -106,5 +260,67 @@ mod tests {
         assert_eq!(s.failed(ip(2), "a", at(1)), None);
         assert_eq!(s.failed(ip(2), "b", at(2)), None);
         assert_eq!(s.failed(ip(1), "b", at(3)), Some(2));
+    }
+
+    fn spraying(addresses: usize, max_passwords: usize, per_password: usize) -> Spraying {
+        Spraying::new(SpraySettings {
+            addresses,
+            window: Duration::from_secs(60),
+            max_passwords,
+            max_addresses_per_password: per_password,
+        })
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_and_stable_per_key() {
+        let mut rng = crate::testkit::rng();
+        let (a, b) = (PasswordKey::random(&mut rng), PasswordKey::random(&mut rng));
+        assert_eq!(a.fingerprint("hunter2"), a.fingerprint("hunter2"));
+        assert_ne!(a.fingerprint("hunter2"), a.fingerprint("hunter3"));
+        assert_ne!(a.fingerprint("hunter2"), b.fingerprint("hunter2"), "another key, another fingerprint");
+        assert!(!format!("{a:?}").contains(|c: char| c.is_ascii_digit()), "the key is never shown");
+    }
+
+    #[test]
+    fn one_password_from_many_addresses_scores_them_all_then_each_newcomer_once() {
+        let key = PasswordKey::random(&mut crate::testkit::rng());
+        let (spray, other) = (key.fingerprint("Winter2026!"), key.fingerprint("my own typo"));
+        let s = spraying(3, 10, 10);
+        assert_eq!(s.failed(ip(1), spray, at(0)), None);
+        // The same address again is one address.
+        assert_eq!(s.failed(ip(1), spray, at(1)), None);
+        assert_eq!(s.failed(ip(2), spray, at(2)), None);
+        // An unrelated password is its own pattern.
+        assert_eq!(s.failed(ip(9), other, at(3)), None);
+        let raised = s.failed(ip(3), spray, at(4)).unwrap();
+        assert_eq!(raised.raised, Some(3));
+        let mut scored = raised.score;
+        scored.sort();
+        assert_eq!(scored, [ip(1), ip(2), ip(3)]);
+        // Scored once each; a newcomer within the window is scored alone.
+        assert_eq!(s.failed(ip(2), spray, at(5)), None);
+        assert_eq!(s.failed(ip(4), spray, at(6)), Some(Sprayed { score: vec![ip(4)], raised: None }));
+        assert_eq!(s.failed(ip(4), spray, at(7)), None);
+        assert_eq!(s.failed(ip(9), other, at(8)), None, "the unrelated address is never scored");
+        // A whole quiet window: the next run is a new pattern.
+        assert_eq!(s.failed(ip(5), spray, at(70_000)), None);
+    }
+
+    #[test]
+    fn off_at_zero_and_bounded_in_passwords_and_addresses() {
+        let key = PasswordKey::random(&mut crate::testkit::rng());
+        assert_eq!(spraying(0, 10, 10).failed(ip(1), key.fingerprint("x"), at(0)), None);
+        let s = spraying(2, 1, 10);
+        assert_eq!(s.failed(ip(1), key.fingerprint("a"), at(0)), None);
+        // A second password is not tracked while the first is live.
+        assert_eq!(s.failed(ip(2), key.fingerprint("b"), at(1)), None);
+        assert_eq!(s.failed(ip(3), key.fingerprint("b"), at(2)), None);
+        assert!(s.failed(ip(2), key.fingerprint("a"), at(3)).is_some());
+        // Two addresses kept per password: the oldest makes room.
+        let s = spraying(3, 10, 2);
+        let p = key.fingerprint("p");
+        for (n, t) in [(1, 0), (2, 1), (3, 2)] {
+            assert_eq!(s.failed(ip(n), p, at(t)), None, "never three at once");
+        }
     }
 }

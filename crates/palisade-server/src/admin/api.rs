@@ -268,7 +268,8 @@ async fn stats(State(state): State<Arc<AppState>>) -> Response {
     )
 }
 
-/// `POST /api/reload`: re-reads the policy, as SIGHUP does.
+/// `POST /api/reload`: re-reads the policy, `[threat]` and `[geo]`, as
+/// SIGHUP does.
 async fn reload(State(state): State<Arc<AppState>>, Extension(actor): Extension<Actor>) -> Result<Response, ApiError> {
     admin_action(&state, &actor, "policy reload requested", None);
     let reloader = crate::reload::Reloader::new(Arc::clone(&state));

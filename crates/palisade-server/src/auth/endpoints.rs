@@ -69,6 +69,7 @@ pub(crate) async fn check_password(
     password: String,
 ) -> Result<User, AuthRejection> {
     caller.throttled(state, throttle, username).await?;
+    let fingerprint = state.threat.fingerprint(&password);
     let Ok(Ok(turn)) = tokio::time::timeout(HASH_QUEUE_WAIT, Arc::clone(&login.hashing).acquire_owned()).await else {
         let refusal = Refusal::new(Kind::AtCapacity, "login: no turn at password hashing within 2 s");
         state.enforce.refuse_knock(&refusal, caller.knock, None, AUTH_REFUSED);
@@ -122,7 +123,8 @@ pub(crate) async fn check_password(
             let escalation = state.guard.penalize(None, caller.knock.ip, None, refusal.kind, now);
             state.enforce.escalate(escalation, caller.knock.ip, None);
             let (guard, enforce, knock, client) = (&state.guard, &state.enforce, caller.knock, caller.client);
-            state.threat.login_failed(Asking { guard, enforce, knock, client, now }, &state.alerts, username);
+            let ask = Asking { guard, enforce, knock, client, now };
+            state.threat.login_failed(ask, &state.alerts, username, fingerprint);
             counted?;
             return Err(AuthRejection::Refused(Kind::LoginFailure, None));
         }

@@ -40,8 +40,7 @@ pub struct CheckArgs {
 pub fn threat(command: ThreatCommand, env: &dyn Env) -> Result<String, CliError> {
     let ThreatCommand::Check(args) = command;
     let config = args.config.load(env)?;
-    let mut settings = config.threat.settings(&config.base_dir)?;
-    settings.geo = config.geo.settings(&config.base_dir)?;
+    let settings = config.threat_settings()?;
     let feeds = ThreatFeeds::new(&settings, config.abuse.settings()?.dry_run);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

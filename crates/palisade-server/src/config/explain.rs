@@ -124,7 +124,13 @@ pub fn weaknesses(config: &Config, dev: bool) -> Vec<Weakness> {
         );
     }
     if !config.threat.allow.is_empty() {
-        flag("threat.allow", format!("never refused or scored by a threat feed: {}", config.threat.allow.join(", ")));
+        flag(
+            "threat.allow",
+            format!(
+                "never refused or scored by a threat feed, a geo rule or a room's countries: {}",
+                config.threat.allow.join(", ")
+            ),
+        );
     }
     found
 }

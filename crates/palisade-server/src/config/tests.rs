@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::settings::{Profile, Settings};
+use crate::settings::{Profile, Settings, compile_policy};
 
 pub(super) fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
@@ -230,4 +230,24 @@ fn production_requires_an_audit_key_and_dev_generates_one() {
         let mode = std::fs::metadata(data.path().join("audit-key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+}
+
+#[test]
+fn room_countries_without_a_geo_database_are_refused_naming_the_room() {
+    let err = compile_policy(&load_text("[rooms.\"eu:*\"]\ndeny_countries = [\"US\"]\n", &[]).unwrap()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("rooms.\"eu:*\".deny_countries") && msg.contains("geo.database"), "{msg}");
+    let with_db =
+        "[geo]\ndatabase = \"countries.mmdb\"\nunknown = \"deny\"\n[rooms.\"eu:*\"]\nallow_countries = [\"fr\"]\n";
+    compile_policy(&load_text(with_db, &[]).unwrap()).unwrap();
+}
+
+#[test]
+fn a_password_spray_threshold_past_its_own_memory_bound_is_refused() {
+    let text = "[threat]\nstuffing_addresses = 65\nstuffing_max_addresses_per_password = 64\n";
+    let err = load_text(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("threat.stuffing_addresses"), "{err}");
+    let text = "[threat]\nstuffing_max_passwords = 0\n";
+    let err = load_text(text, &[]).unwrap_err().to_string();
+    assert!(err.contains("threat.stuffing_max_passwords"), "{err}");
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use palisade_core::threat::geo::{GeoRules, Unknown};
-use palisade_core::threat::stuffing::StuffingSettings;
+use palisade_core::threat::geo::{GeoRules, Unknown, iso_codes};
+use palisade_core::threat::stuffing::{SpraySettings, StuffingSettings};
 use palisade_core::threat::{Action, PrefixTable};
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,13 @@ pub struct ThreatConfig {
     pub stuffing_weight: u32,
     /// Addresses tracked at most.
     pub stuffing_max_addresses: usize,
+    /// Distinct addresses one wrong password fails from within
+    /// `stuffing_window` that count as stuffing.
+    pub stuffing_addresses: usize,
+    /// Wrong passwords (keyed fingerprints) tracked at most.
+    pub stuffing_max_passwords: usize,
+    /// Addresses kept per wrong password at most.
+    pub stuffing_max_addresses_per_password: usize,
 }
 
 /// One `[[threat.feeds]]` entry.
@@ -115,8 +122,10 @@ pub struct ThreatSettings {
     pub max_entries: usize,
     /// `[geo]`, when `geo.database` is set.
     pub geo: Option<GeoSettings>,
-    /// Credential stuffing detection.
+    /// Credential stuffing detection: many names from one address.
     pub stuffing: StuffingSettings,
+    /// And one password from many addresses.
+    pub spray: SpraySettings,
     /// `threat.stuffing_weight`.
     pub stuffing_weight: u32,
 }
@@ -150,29 +159,24 @@ pub struct GeoSettings {
 }
 
 impl GeoConfig {
+    /// `geo.unknown`, checked (the room rules' countries read it too).
+    pub fn unknown(&self) -> Result<Unknown, ConfigError> {
+        match self.unknown.as_str() {
+            "allow" => Ok(Unknown::Allow),
+            "deny" => Ok(Unknown::Deny),
+            _ => Err(ConfigError::invalid("geo.unknown", "must be \"allow\" or \"deny\"")),
+        }
+    }
+
     /// The checked settings (`None` without a database).
     pub fn settings(&self, base_dir: &Path) -> Result<Option<GeoSettings>, ConfigError> {
-        let codes = |key: &str, list: &[String]| {
-            list.iter()
-                .map(|c| {
-                    if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_alphabetic()) {
-                        Ok(c.to_ascii_uppercase())
-                    } else {
-                        Err(ConfigError::invalid(key, format!("`{c}` is not an ISO 3166-1 alpha-2 code")))
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
+        let codes = |key: &str, list: &[String]| iso_codes(list).map_err(|why| ConfigError::invalid(key, why));
         let allow = codes("geo.allow_countries", &self.allow_countries)?;
         let deny = codes("geo.deny_countries", &self.deny_countries)?;
         if !allow.is_empty() && !deny.is_empty() {
             return Err(ConfigError::invalid("geo.allow_countries", "not both with geo.deny_countries"));
         }
-        let unknown = match self.unknown.as_str() {
-            "allow" => Unknown::Allow,
-            "deny" => Unknown::Deny,
-            _ => return Err(ConfigError::invalid("geo.unknown", "must be \"allow\" or \"deny\"")),
-        };
+        let unknown = self.unknown()?;
         if self.refresh.is_zero() {
             return Err(ConfigError::invalid("geo.refresh", "must be greater than 0"));
         }
@@ -184,6 +188,16 @@ impl GeoConfig {
             return Ok(None);
         }
         Ok(Some(GeoSettings { database: base_dir.join(&self.database), rules, refresh: self.refresh }))
+    }
+}
+
+impl super::Config {
+    /// `[threat]` and `[geo]`, checked: what the server (at start and on a
+    /// reload) and `palisade threat check` run on.
+    pub fn threat_settings(&self) -> Result<ThreatSettings, ConfigError> {
+        let mut threat = self.threat.settings(&self.base_dir)?;
+        threat.geo = self.geo.settings(&self.base_dir)?;
+        Ok(threat)
     }
 }
 
@@ -200,8 +214,20 @@ impl ThreatConfig {
                 return Err(ConfigError::invalid(key, "must be greater than 0"));
             }
         }
-        if self.stuffing_max_addresses == 0 {
-            return Err(ConfigError::invalid("threat.stuffing_max_addresses", "must be greater than 0"));
+        for (key, value) in [
+            ("threat.stuffing_max_addresses", self.stuffing_max_addresses),
+            ("threat.stuffing_max_passwords", self.stuffing_max_passwords),
+            ("threat.stuffing_max_addresses_per_password", self.stuffing_max_addresses_per_password),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.stuffing_addresses > self.stuffing_max_addresses_per_password {
+            return Err(ConfigError::invalid(
+                "threat.stuffing_addresses",
+                "must be at most threat.stuffing_max_addresses_per_password (else it is never reached)",
+            ));
         }
         let mut allow = PrefixTable::new();
         let mut allow_listed = Vec::new();
@@ -265,6 +291,12 @@ impl ThreatConfig {
                 names: self.stuffing_names,
                 window: self.stuffing_window,
                 max_addresses: self.stuffing_max_addresses,
+            },
+            spray: SpraySettings {
+                addresses: self.stuffing_addresses,
+                window: self.stuffing_window,
+                max_passwords: self.stuffing_max_passwords,
+                max_addresses_per_password: self.stuffing_max_addresses_per_password,
             },
             stuffing_weight: self.stuffing_weight,
         })

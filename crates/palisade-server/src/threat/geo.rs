@@ -1,14 +1,15 @@
 //! Geo rules at work (docs/OPERATIONS.md, "Geo rules"): the operator's
 //! MaxMind-format country database, read whole into memory and swapped
 //! for a new copy when the file changes; a failed read keeps the copy in
-//! force. What a country means is `palisade_core::threat::geo`'s.
+//! force. A config reload swaps the rules in, or opens another file. What
+//! a country means is `palisade_core::threat::geo`'s.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use maxminddb::{Reader, geoip2};
 use palisade_core::refusal::Refusal;
 use serde_json::{Value, json};
@@ -21,7 +22,8 @@ type Stamp = (u64, Option<SystemTime>);
 
 #[derive(Debug)]
 pub(super) struct GeoDb {
-    settings: GeoSettings,
+    /// Its `database` never changes: another file is another `GeoDb`.
+    settings: ArcSwap<GeoSettings>,
     reader: ArcSwapOption<Reader<Vec<u8>>>,
     stamp: Mutex<Option<Stamp>>,
     last_error: Mutex<Option<String>>,
@@ -30,11 +32,12 @@ pub(super) struct GeoDb {
 
 impl GeoDb {
     /// Reads the database now (a failure is logged; until a read
-    /// succeeds, every address counts as unknown).
-    pub(super) fn open(settings: &GeoSettings) -> Self {
+    /// succeeds, every address counts as unknown, or, on a reload that
+    /// names another file, `previous`'s copy stays in force).
+    pub(super) fn open(settings: &GeoSettings, previous: Option<&Self>) -> Self {
         let db = Self {
-            settings: settings.clone(),
-            reader: ArcSwapOption::empty(),
+            settings: ArcSwap::from_pointee(settings.clone()),
+            reader: ArcSwapOption::new(previous.and_then(|p| p.reader.load_full())),
             stamp: Mutex::new(None),
             last_error: Mutex::new(None),
             refused: AtomicU64::new(0),
@@ -44,12 +47,23 @@ impl GeoDb {
     }
 
     pub(super) fn refresh(&self) -> std::time::Duration {
-        self.settings.refresh
+        self.settings.load().refresh
+    }
+
+    /// Whether it reads `path`.
+    pub(super) fn reads(&self, path: &std::path::Path) -> bool {
+        self.settings.load().database == path
+    }
+
+    /// New rules and refresh for the same file (a config reload).
+    pub(super) fn retune(&self, settings: &GeoSettings) {
+        self.settings.store(Arc::new(settings.clone()));
     }
 
     /// Reads the file again if its size or modification time changed.
     pub(super) fn reload(&self) {
-        let path = &self.settings.database;
+        let settings = self.settings.load();
+        let path = &settings.database;
         let stamp = std::fs::metadata(path).map(|m| (m.len(), m.modified().ok()));
         let Ok(mut last) = self.stamp.lock() else { return };
         let result = match stamp {
@@ -60,7 +74,7 @@ impl GeoDb {
         match result {
             Ok((reader, stamp)) => {
                 info!(database = %path.display(), kind = %reader.metadata().database_type, "geo database loaded");
-                self.reader.store(Some(std::sync::Arc::new(reader)));
+                self.reader.store(Some(Arc::new(reader)));
                 *last = Some(stamp);
                 if let Ok(mut e) = self.last_error.lock() {
                     *e = None;
@@ -84,18 +98,20 @@ impl GeoDb {
         record.country.iso_code.or(record.registered_country.iso_code).map(str::to_owned)
     }
 
-    /// The refusal of `addr`, if the rules refuse its country.
-    pub(super) fn judge(&self, addr: IpAddr) -> Option<Refusal> {
-        let refusal = self.settings.rules.judge(self.country(addr).as_deref())?;
+    /// The refusal of an address in `country` (looked up with
+    /// [`GeoDb::country`]), if the rules refuse it.
+    pub(super) fn judge(&self, country: Option<&str>) -> Option<Refusal> {
+        let refusal = self.settings.load().rules.judge(country)?;
         self.refused.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("palisade_geo_refused_total").increment(1);
         Some(refusal)
     }
 
     pub(super) fn detail(&self) -> Value {
-        let rules = &self.settings.rules;
+        let settings = self.settings.load();
+        let rules = &settings.rules;
         json!({
-            "database": self.settings.database.display().to_string(),
+            "database": settings.database.display().to_string(),
             "loaded": self.reader.load().is_some(),
             "last_error": self.last_error.lock().ok().and_then(|e| e.clone()),
             "allow_countries": rules.allow,

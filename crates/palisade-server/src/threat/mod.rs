@@ -3,21 +3,25 @@
 //! check, and kept fresh in the background. What a listing means is
 //! `palisade_core::threat`'s; this service performs it through the guard
 //! and [`Enforcement`], and fetches and re-reads the feeds (`refresh.rs`).
+//! A config reload swaps in new feeds and geo rules (`reload.rs`).
 
 pub(crate) mod api;
 mod geo;
 mod refresh;
+mod reload;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use palisade_core::Timestamp;
+use palisade_core::addr::IpKey;
 use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::refusal::Kind;
 use palisade_core::refusal::Refusal;
-use palisade_core::threat::stuffing::Stuffing;
+use palisade_core::threat::geo::Locale;
+use palisade_core::threat::stuffing::{Fingerprint, PasswordKey, Spraying, Stuffing};
 use palisade_core::threat::{self, Action, FeedList, Threats};
 use serde_json::{Value, json};
 use tracing::warn;
@@ -27,6 +31,9 @@ use crate::config::{FeedSettings, FeedSource, ThreatSettings};
 use crate::enforce::{Enforcement, Knock};
 
 pub(crate) use refresh::run;
+
+/// Addresses a password-spray alert names (the rest are counted).
+const ALERT_ADDRESSES: usize = 5;
 
 /// What one feed's last loads left, for `/readyz`, `/api/threat` and the
 /// log.
@@ -48,6 +55,41 @@ struct FeedStatus {
     hits: AtomicU64,
 }
 
+/// The `[threat]` settings in force and what each feed's loads left (in
+/// the same order), swapped whole by a reload; a feed a reload keeps
+/// (same name and source) keeps its status.
+#[derive(Debug)]
+struct FeedSet {
+    settings: ThreatSettings,
+    status: Vec<Arc<FeedStatus>>,
+}
+
+impl FeedSet {
+    fn new(settings: &ThreatSettings) -> Self {
+        Self { settings: settings.clone(), status: settings.feeds.iter().map(|_| Arc::default()).collect() }
+    }
+
+    fn feed(&self, i: usize) -> Option<(&FeedSettings, &FeedStatus)> {
+        Some((self.settings.feeds.get(i)?, self.status.get(i)?))
+    }
+}
+
+/// Both credential stuffing trackers, replaced by a reload that changes
+/// their settings.
+#[derive(Debug)]
+struct Trackers {
+    /// Failed login names per address.
+    stuffing: Stuffing,
+    /// Failed login addresses per wrong password.
+    spraying: Spraying,
+}
+
+impl Trackers {
+    fn new(settings: &ThreatSettings) -> Self {
+        Self { stuffing: Stuffing::new(settings.stuffing), spraying: Spraying::new(settings.spray) }
+    }
+}
+
 /// Who asks, and what a check needs to judge and score them.
 #[derive(Clone, Copy)]
 pub(crate) struct Asking<'a> {
@@ -65,14 +107,19 @@ pub(crate) struct Asking<'a> {
 pub(crate) struct ThreatFeeds {
     /// Swapped whole on every good load: a lookup never waits for one.
     threats: ArcSwap<Threats>,
-    settings: ThreatSettings,
-    status: Vec<FeedStatus>,
+    /// The settings in force and the feeds' status.
+    set: ArcSwap<FeedSet>,
     /// `abuse.dry_run`: listings are reported, never refused.
     dry_run: bool,
     /// `[geo]`, when a database is set.
-    geo: Option<geo::GeoDb>,
-    /// Failed login names per address (`threat.stuffing_*`).
-    stuffing: Stuffing,
+    geo: ArcSwapOption<geo::GeoDb>,
+    /// `threat.stuffing_*`.
+    trackers: ArcSwap<Trackers>,
+    /// Keys the passwords' fingerprints; drawn at start, never stored.
+    password_key: PasswordKey,
+    /// A reload happened: [`run`] restarts the refresh tasks on the new
+    /// feeds.
+    reloaded: tokio::sync::Notify,
 }
 
 impl ThreatFeeds {
@@ -85,92 +132,138 @@ impl ThreatFeeds {
         let threats = Threats { feeds, allow: Arc::new(settings.allow.clone()) };
         Self {
             threats: ArcSwap::from_pointee(threats),
-            settings: settings.clone(),
-            status: settings.feeds.iter().map(|_| FeedStatus::default()).collect(),
+            set: ArcSwap::from_pointee(FeedSet::new(settings)),
             dry_run,
-            geo: settings.geo.as_ref().map(geo::GeoDb::open),
-            stuffing: Stuffing::new(settings.stuffing),
+            geo: ArcSwapOption::new(settings.geo.as_ref().map(|g| Arc::new(geo::GeoDb::open(g, None)))),
+            trackers: ArcSwap::from_pointee(Trackers::new(settings)),
+            password_key: PasswordKey::random(&mut rand::rng()),
+            reloaded: tokio::sync::Notify::new(),
         }
     }
 
     /// The guard's handshake check, then the feeds' (docs/ARCHITECTURE.md,
     /// "Handshake"): a listed address is refused like a banned one, and its
-    /// ticket handed back.
-    pub(crate) fn connect(&self, ask: Asking<'_>) -> (Verdict, Option<Ticket>) {
+    /// ticket handed back. The client's [`Locale`] comes back too, looked
+    /// up once here for the room rules' countries.
+    pub(crate) fn connect(&self, ask: Asking<'_>) -> (Verdict, Option<Ticket>, Locale) {
         let (verdict, ticket) = ask.guard.connect(ask.knock.ip, ask.now);
         match (self.after_ban(verdict, &ask), ticket) {
-            (Verdict::Refuse(r), Some(ticket)) => {
+            ((Verdict::Refuse(r), locale), Some(ticket)) => {
                 ask.guard.release(ticket);
-                (Verdict::Refuse(r), None)
+                (Verdict::Refuse(r), None, locale)
             }
-            other => other,
+            ((verdict, locale), ticket) => (verdict, ticket, locale),
         }
     }
 
     /// The guard's `/auth/*` check, then the feeds'.
     pub(crate) fn request(&self, ask: Asking<'_>) -> Verdict {
-        self.after_ban(ask.guard.request(ask.knock.ip, ask.now), &ask)
+        self.after_ban(ask.guard.request(ask.knock.ip, ask.now), &ask).0
     }
 
-    fn after_ban(&self, verdict: Verdict, ask: &Asking<'_>) -> Verdict {
+    fn after_ban(&self, verdict: Verdict, ask: &Asking<'_>) -> (Verdict, Locale) {
         if matches!(verdict, Verdict::Refuse(_)) {
-            return verdict;
+            return (verdict, Locale::Exempt);
         }
-        let Some(refusal) = self.screen(ask) else {
-            return verdict;
+        let (refusal, locale) = self.screen(ask);
+        let Some(refusal) = refusal else {
+            return (verdict, locale);
         };
-        match verdict {
+        let verdict = match verdict {
             Verdict::Pass if self.dry_run => Verdict::WouldRefuse(refusal),
             Verdict::Pass => Verdict::Refuse(refusal),
             other => other,
-        }
+        };
+        (verdict, locale)
     }
 
     /// What the allow list, the geo rules and the feeds say of the client:
     /// a refusal, or a `score` listing's weight added (and escalated) on its
-    /// first request.
-    fn screen(&self, ask: &Asking<'_>) -> Option<Refusal> {
+    /// first request; and where the client is, for the room rules.
+    fn screen(&self, ask: &Asking<'_>) -> (Option<Refusal>, Locale) {
         let Asking { guard, enforce, knock, client, now } = *ask;
         let ip = knock.ip;
         let threats = self.threats.load();
-        if threats.is_empty() && self.geo.is_none() {
-            return None;
+        let geo = self.geo.load();
+        if threats.is_empty() && geo.is_none() {
+            return (None, Locale::Exempt);
         }
         let verdict = threats.judge(client);
         if matches!(verdict, threat::Verdict::Allowed(_)) {
-            return None;
+            return (None, Locale::Exempt);
         }
-        if let Some(refusal) = self.geo.as_ref().and_then(|g| g.judge(client)) {
-            return Some(refusal);
-        }
+        let locale = match &*geo {
+            Some(geo) => {
+                let country = geo.country(client);
+                let locale = Locale::of(country.as_deref());
+                if let Some(refusal) = geo.judge(country.as_deref()) {
+                    return (Some(refusal), locale);
+                }
+                locale
+            }
+            None => Locale::Exempt,
+        };
+        // A hit is what the listing did: a refusal (or, under dry run, a
+        // would-be refusal), or a weight added; not every request.
         match &verdict {
             threat::Verdict::Deny { feed, .. } => self.hit(feed),
             threat::Verdict::Score { weight, feeds } => {
-                feeds.iter().for_each(|f| self.hit(f));
-                enforce.escalate(guard.reputation(ip, *weight, now), ip, None);
+                if let Some(escalation) = guard.reputation(ip, *weight, now) {
+                    feeds.iter().for_each(|f| self.hit(f));
+                    enforce.escalate(escalation, ip, None);
+                }
             }
             threat::Verdict::Clear | threat::Verdict::Allowed(_) => {}
         }
-        verdict.refusal()
+        (verdict.refusal(), locale)
     }
 
-    /// A failed login for `name`: when the address has now failed for
-    /// `threat.stuffing_names` distinct names, its score rises by
+    /// What a failed login's password is kept as: its keyed fingerprint,
+    /// taken before the password is hashed and dropped.
+    pub(crate) fn fingerprint(&self, password: &str) -> Fingerprint {
+        self.password_key.fingerprint(password)
+    }
+
+    /// A failed login for `name` with the password of `fingerprint`: when
+    /// the address has now failed for `threat.stuffing_names` distinct
+    /// names, or the password has failed from `threat.stuffing_addresses`
+    /// distinct addresses, the addresses involved get
     /// `threat.stuffing_weight`, an alert is raised and a metric counted.
-    pub(crate) fn login_failed(&self, ask: Asking<'_>, alerts: &Alerts, name: &str) {
+    pub(crate) fn login_failed(&self, ask: Asking<'_>, alerts: &Alerts, name: &str, password: Fingerprint) {
         let Asking { guard, enforce, knock, now, .. } = ask;
-        let Some(names) = self.stuffing.failed(knock.ip, name, now) else { return };
-        metrics::counter!("palisade_credential_stuffing_total").increment(1);
-        warn!(ip = %knock.ip, names, "credential stuffing: failed logins for many names from one address");
-        let summary = format!("credential stuffing from {}: failed logins for {names} names", knock.ip);
-        alerts.raise(now, "credential_stuffing", "warning", summary);
-        let weight = self.settings.stuffing_weight;
-        enforce.escalate(guard.add_score(knock.ip, Kind::LoginFailure, weight, now), knock.ip, None);
+        let weight = self.set.load().settings.stuffing_weight;
+        let trackers = self.trackers.load();
+        // No connection of theirs is at hand: a ban closes them all anyway.
+        let score = |ip: IpKey| {
+            let _ = enforce.escalate(guard.add_score(ip, Kind::LoginFailure, weight, now), ip, None);
+        };
+        if let Some(names) = trackers.stuffing.failed(knock.ip, name, now) {
+            metrics::counter!("palisade_credential_stuffing_total", "pattern" => "names").increment(1);
+            warn!(ip = %knock.ip, names, "credential stuffing: failed logins for many names from one address");
+            let summary = format!("credential stuffing from {}: failed logins for {names} names", knock.ip);
+            alerts.raise(now, "credential_stuffing", "warning", summary);
+            score(knock.ip);
+        }
+        let Some(sprayed) = trackers.spraying.failed(knock.ip, password, now) else { return };
+        if let Some(addresses) = sprayed.raised {
+            metrics::counter!("palisade_credential_stuffing_total", "pattern" => "password").increment(1);
+            let shown: Vec<String> = sprayed.score.iter().take(ALERT_ADDRESSES).map(ToString::to_string).collect();
+            let more = if addresses > shown.len() { ", …" } else { "" };
+            // The addresses, never the password or its fingerprint.
+            warn!(addresses, first = %shown.join(" "), "credential stuffing: one password failing from many addresses");
+            let summary = format!(
+                "credential stuffing: one password failed from {addresses} addresses ({}{more})",
+                shown.join(", ")
+            );
+            alerts.raise(now, "credential_stuffing", "warning", summary);
+        }
+        sprayed.score.into_iter().for_each(score);
     }
 
     fn hit(&self, feed: &str) {
-        if let Some(i) = self.settings.feeds.iter().position(|f| f.name == feed) {
-            self.status[i].hits.fetch_add(1, Ordering::Relaxed);
+        let set = self.set.load();
+        if let Some(status) = set.settings.feeds.iter().position(|f| f.name == feed).and_then(|i| set.status.get(i)) {
+            status.hits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("palisade_threat_feed_hits_total", "feed" => feed.to_owned()).increment(1);
         }
     }
@@ -179,11 +272,12 @@ impl ThreatFeeds {
     /// and `/readyz` detail). A URL is shown as its scheme and host only: a
     /// feed URL may carry a key.
     pub(crate) fn detail(&self) -> Value {
-        let feeds: Vec<Value> = self
+        let set = self.set.load();
+        let feeds: Vec<Value> = set
             .settings
             .feeds
             .iter()
-            .zip(&self.status)
+            .zip(&set.status)
             .map(|(f, s)| {
                 let state = s.state.lock().map(|g| g.clone()).unwrap_or_default();
                 json!({
@@ -202,16 +296,17 @@ impl ThreatFeeds {
                 })
             })
             .collect();
-        let allow: Vec<String> = self.settings.allow_listed.iter().map(ToString::to_string).collect();
-        let geo = self.geo.as_ref().map(geo::GeoDb::detail);
+        let allow: Vec<String> = set.settings.allow_listed.iter().map(ToString::to_string).collect();
+        let geo = self.geo.load().as_deref().map(geo::GeoDb::detail);
         json!({ "feeds": feeds, "allow": allow, "dry_run": self.dry_run, "geo": geo })
     }
 
     /// Loads every feed once, now (`palisade threat check`).
     pub(crate) async fn load_all(&self) {
         let clock = crate::clock::Clock::start();
-        for i in 0..self.settings.feeds.len() {
-            refresh::load(self, i, &mut None, clock).await;
+        let set = self.set.load_full();
+        for i in 0..set.settings.feeds.len() {
+            refresh::load(self, &set, i, &mut None, clock).await;
         }
     }
 
@@ -222,23 +317,21 @@ impl ThreatFeeds {
 
     /// Each feed's last load error, if its last load failed.
     pub(crate) fn errors(&self) -> Vec<Option<String>> {
-        self.status.iter().map(|s| s.state.lock().ok().and_then(|g| g.last_error.clone())).collect()
+        self.set.load().status.iter().map(|s| s.state.lock().ok().and_then(|g| g.last_error.clone())).collect()
     }
 
     /// Whether any feed is configured (else `/readyz` says nothing of them).
     pub(crate) fn configured(&self) -> bool {
-        !self.settings.feeds.is_empty() || self.geo.is_some()
+        !self.set.load().settings.feeds.is_empty() || self.geo.load().is_some()
     }
 
     /// The country of `addr` and the geo rules' refusal, when `[geo]` is
     /// on (`palisade threat check`).
     pub(crate) fn geo_of(&self, addr: IpAddr) -> Option<(Option<String>, Option<Refusal>)> {
-        let geo = self.geo.as_ref()?;
-        Some((geo.country(addr), geo.judge(addr)))
-    }
-
-    fn feed(&self, i: usize) -> Option<&FeedSettings> {
-        self.settings.feeds.get(i)
+        let geo = self.geo.load_full()?;
+        let country = geo.country(addr);
+        let refusal = geo.judge(country.as_deref());
+        Some((country, refusal))
     }
 }
 

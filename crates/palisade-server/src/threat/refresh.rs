@@ -2,19 +2,20 @@
 //! `refresh` (a URL fetched with the server's one bounded client,
 //! `jwks.rs`; a file re-read when its size or modification time changed).
 //! A load that fails, or reads as no address at all, keeps the last good
-//! list: logged, counted, and shown in `/readyz` detail.
+//! list: logged, counted, and shown in `/readyz` detail. A config reload
+//! ends the tasks and starts them again on the new feeds.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use palisade_core::auth::FetchRequest;
-use palisade_core::threat::{Parsed, parse};
+use palisade_core::threat::{Parsed, Threats, parse};
 use tokio::io::AsyncReadExt as _;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::ThreatFeeds;
+use super::{FeedSet, ThreatFeeds};
 use crate::clock::Clock;
 use crate::config::FeedSource;
 use crate::jwks::FetchError;
@@ -22,30 +23,52 @@ use crate::jwks::FetchError;
 /// A file's size and modification time, to skip re-reading it unchanged.
 type Stamp = (u64, Option<SystemTime>);
 
-/// Loads every feed now, then each again every `refresh`, until `stop`.
+/// Loads every feed now, then each again every `refresh`, until `stop`;
+/// after a reload, the new feeds.
 pub(crate) async fn run(feeds: Arc<ThreatFeeds>, clock: Clock, stop: CancellationToken) {
+    loop {
+        let generation = stop.child_token();
+        let mut tasks = start(&feeds, clock, &generation);
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = feeds.reloaded.notified() => {}
+        }
+        generation.cancel();
+        while tasks.join_next().await.is_some() {}
+        if stop.is_cancelled() {
+            return;
+        }
+    }
+}
+
+/// The tasks of the feeds and geo database in force, until `stop`.
+fn start(feeds: &Arc<ThreatFeeds>, clock: Clock, stop: &CancellationToken) -> tokio::task::JoinSet<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    if let Some(every) = feeds.geo.as_ref().map(super::geo::GeoDb::refresh) {
-        let (feeds, stop) = (Arc::clone(&feeds), stop.clone());
+    if let Some(geo) = feeds.geo.load_full() {
+        let stop = stop.clone();
         tasks.spawn(async move {
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(every) => {}
+                    () = tokio::time::sleep(geo.refresh()) => {}
                     () = stop.cancelled() => break,
                 }
-                let feeds = Arc::clone(&feeds);
+                let geo = Arc::clone(&geo);
                 // A database is megabytes: read off the workers.
-                let _ = tokio::task::spawn_blocking(move || feeds.geo.as_ref().map(super::geo::GeoDb::reload)).await;
+                let _ = tokio::task::spawn_blocking(move || geo.reload()).await;
             }
         });
     }
-    for i in 0..feeds.settings.feeds.len() {
-        let (feeds, stop) = (Arc::clone(&feeds), stop.clone());
+    let set = feeds.set.load_full();
+    for i in 0..set.settings.feeds.len() {
+        let (feeds, set, stop) = (Arc::clone(feeds), Arc::clone(&set), stop.clone());
         tasks.spawn(async move {
             let mut stamp = None;
-            let Some(every) = feeds.feed(i).map(|f| f.refresh) else { return };
+            let Some(every) = set.feed(i).map(|(f, _)| f.refresh) else { return };
             loop {
-                load(&feeds, i, &mut stamp, clock).await;
+                tokio::select! {
+                    () = load(&feeds, &set, i, &mut stamp, clock) => {}
+                    () = stop.cancelled() => break,
+                }
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
                     () = stop.cancelled() => break,
@@ -53,13 +76,13 @@ pub(crate) async fn run(feeds: Arc<ThreatFeeds>, clock: Clock, stop: Cancellatio
             }
         });
     }
-    while tasks.join_next().await.is_some() {}
+    tasks
 }
 
 /// One load of feed `i`; on success its list is swapped in.
-pub(super) async fn load(feeds: &ThreatFeeds, i: usize, stamp: &mut Option<Stamp>, clock: Clock) {
-    let Some(feed) = feeds.feed(i) else { return };
-    let s = &feeds.settings;
+pub(super) async fn load(feeds: &ThreatFeeds, set: &Arc<FeedSet>, i: usize, stamp: &mut Option<Stamp>, clock: Clock) {
+    let Some((feed, status)) = set.feed(i) else { return };
+    let s = &set.settings;
     let body = match &feed.source {
         FeedSource::Url(url) => {
             let req = FetchRequest {
@@ -92,13 +115,13 @@ pub(super) async fn load(feeds: &ThreatFeeds, i: usize, stamp: &mut Option<Stamp
     };
     let name = feed.name.as_str();
     match parsed {
-        Ok(parsed) => install(feeds, i, parsed, clock),
+        Ok(parsed) => install(feeds, set, i, parsed, clock),
         Err(error) => {
             // The stamp is forgotten so a file fixed in place is read again.
             *stamp = None;
             warn!(feed = name, %error, "threat feed load failed; the last good list stays");
             metrics::counter!("palisade_threat_feed_failures_total", "feed" => name.to_owned()).increment(1);
-            if let Some(Ok(mut state)) = feeds.status.get(i).map(|s| s.state.lock()) {
+            if let Ok(mut state) = status.state.lock() {
                 state.failures += 1;
                 state.last_error = Some(error);
             }
@@ -106,15 +129,22 @@ pub(super) async fn load(feeds: &ThreatFeeds, i: usize, stamp: &mut Option<Stamp
     }
 }
 
-fn install(feeds: &ThreatFeeds, i: usize, parsed: Parsed, clock: Clock) {
-    let Some(feed) = feeds.feed(i) else { return };
+fn install(feeds: &ThreatFeeds, set: &Arc<FeedSet>, i: usize, parsed: Parsed, clock: Clock) {
+    let Some((feed, status)) = set.feed(i) else { return };
     let name = feed.name.as_str();
     let Parsed { table, malformed, dropped } = parsed;
     let entries = table.len();
     let table = Arc::new(table);
-    feeds.threats.rcu(|t| t.with_table(name, Arc::clone(&table)));
+    // Only into the feeds `set` is still in force for: a load that a
+    // reload overtook would put back a list the new config no longer
+    // reads (another source under the same name).
+    let current = || Arc::ptr_eq(&feeds.set.load(), set);
+    if !current() {
+        return;
+    }
+    feeds.threats.rcu(|t| if current() { t.with_table(name, Arc::clone(&table)) } else { Threats::clone(t) });
     let now = clock.now().as_millis();
-    if let Some(Ok(mut state)) = feeds.status.get(i).map(|s| s.state.lock()) {
+    if let Ok(mut state) = status.state.lock() {
         let failures = state.failures;
         *state = super::FeedState { entries, malformed, dropped, loaded_at: Some(now), last_error: None, failures };
     }
