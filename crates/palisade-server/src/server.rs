@@ -169,6 +169,19 @@ impl Server {
             key: state.settings.audit_key.clone(),
         };
         let audit_writer = crate::audit::spawn_writer(parts, audit_stop.clone());
+        // Outside the task tracker too: it sends what the writer wrote last.
+        let siem = match &state.siem {
+            Some(siem) => Some(
+                crate::siem::start(crate::siem::Parts {
+                    siem: Arc::clone(siem),
+                    audit: Arc::clone(&state.audit),
+                    store: Arc::clone(&state.store),
+                    clock: state.clock,
+                })
+                .await,
+            ),
+            None => None,
+        };
         // Outside the task tracker, for the same reason: what the last
         // connections changed is written before the process ends.
         let owners_stop = CancellationToken::new();
@@ -221,6 +234,9 @@ impl Server {
             && tokio::time::timeout(grace, writer).await.is_err()
         {
             warn!("the audit writer did not finish within server.shutdown_grace; its last records may be lost");
+        }
+        if let Some(siem) = siem {
+            siem.finish(grace).await;
         }
     }
 }
