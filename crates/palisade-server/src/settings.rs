@@ -76,8 +76,8 @@ pub struct Settings {
     /// `[threat]` and `[geo]` (boxed: `Settings` moves through the
     /// start-up futures, which clippy's `large_futures` bounds).
     pub threat: Box<ThreatSettings>,
-    /// The SIEM stream, when `siem.syslog` is set.
-    pub siem: Option<SiemSettings>,
+    /// The SIEM stream, when `siem.syslog` is set (boxed, as `threat` is).
+    pub siem: Option<Box<SiemSettings>>,
 }
 
 /// The public listener's TLS from `server.tls`. Production without it
@@ -177,7 +177,7 @@ impl Settings {
             tls,
             gateway,
             threat: Box::new(threat),
-            siem,
+            siem: siem.map(Box::new),
         })
     }
 

@@ -150,7 +150,7 @@ impl AppState {
             )),
             jwks: crate::jwks::JwksFetcher::default(),
             threat: Arc::new(crate::threat::ThreatFeeds::new(&settings.threat, settings.guard.dry_run)),
-            siem: settings.siem.clone().map(|siem| Arc::new(crate::siem::Siem::new(siem))),
+            siem: settings.siem.clone().map(|siem| Arc::new(crate::siem::Siem::new(*siem))),
             commit,
             store_probe: crate::probe::StoreProbe::default(),
             owners: Arc::new(OwnerLedger::new(OwnerLimits {

@@ -348,6 +348,12 @@ async fn audit_export_writes_one_ecs_document_per_record() {
     let written: Vec<Value> =
         std::fs::read_to_string(&file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(written, printed);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the records name users and addresses");
+    }
     assert_eq!(written.len(), records.len(), "one document per record");
     for (doc, record) in written.iter().zip(&records) {
         assert_eq!(doc["ecs"]["version"].as_str().map(|v| v.starts_with("8.")), Some(true), "{doc}");

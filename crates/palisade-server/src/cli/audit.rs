@@ -128,10 +128,7 @@ pub fn audit(command: AuditCommand, env: &dyn Env, out: &mut dyn Write) -> Resul
         AuditCommand::Export(args) => {
             let store = open_existing(&args.config.load(env)?)?;
             let mut file = match &args.out {
-                Some(path) => Some(std::io::BufWriter::new(
-                    std::fs::File::create(path)
-                        .map_err(|e| CliError::Failed(format!("--out {}: {e}", path.display())))?,
-                )),
+                Some(path) => Some(std::io::BufWriter::new(create_private(path)?)),
                 None => None,
             };
             let out: &mut dyn Write = match &mut file {
@@ -142,6 +139,16 @@ pub fn audit(command: AuditCommand, env: &dyn Env, out: &mut dyn Write) -> Resul
             out.flush().map_err(write_failed)
         }
     }
+}
+
+/// `path` created (mode 0600 on Unix: the records name users and
+/// addresses) or truncated.
+fn create_private(path: &std::path::Path) -> Result<std::fs::File, CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| CliError::Failed(format!("--out {}: {e}", path.display())))
 }
 
 /// Writes every record `args` select, read in pages, one line each.
