@@ -154,6 +154,21 @@ impl Server {
         state.tasks.spawn(sweep(Arc::clone(&state)));
         state.tasks.spawn(crate::threat::run(Arc::clone(&state.threat), state.clock, state.shutdown.clone()));
         spawn_alerts(&state);
+        // Outside the task tracker too, as the audit writer below is: it
+        // sends what the writer wrote last. Started first, so it reads the
+        // head before the writer appends anything.
+        let siem = match &state.siem {
+            Some(siem) => Some(
+                crate::siem::start(crate::siem::Parts {
+                    siem: Arc::clone(siem),
+                    audit: Arc::clone(&state.audit),
+                    store: Arc::clone(&state.store),
+                    clock: state.clock,
+                })
+                .await,
+            ),
+            None => None,
+        };
         // Outside the task tracker: it must outlive every connection task,
         // to write what they recorded while closing, and stop after them.
         let audit_stop = CancellationToken::new();
@@ -169,19 +184,6 @@ impl Server {
             key: state.settings.audit_key.clone(),
         };
         let audit_writer = crate::audit::spawn_writer(parts, audit_stop.clone());
-        // Outside the task tracker too: it sends what the writer wrote last.
-        let siem = match &state.siem {
-            Some(siem) => Some(
-                crate::siem::start(crate::siem::Parts {
-                    siem: Arc::clone(siem),
-                    audit: Arc::clone(&state.audit),
-                    store: Arc::clone(&state.store),
-                    clock: state.clock,
-                })
-                .await,
-            ),
-            None => None,
-        };
         // Outside the task tracker, for the same reason: what the last
         // connections changed is written before the process ends.
         let owners_stop = CancellationToken::new();
