@@ -59,6 +59,23 @@ impl Stats {
         self.0.audit.failed()
     }
 
+    /// Audit records sent to the SIEM (`siem.syslog`; 0 without one).
+    pub fn siem_sent(&self) -> u64 {
+        self.0.siem.as_ref().map_or(0, |siem| siem.sent())
+    }
+
+    /// Audit records the SIEM lost: dropped from a full `siem.queue`, or
+    /// removed from the store before they were read. Each is told in a gap
+    /// record.
+    pub fn siem_dropped(&self) -> u64 {
+        self.0.siem.as_ref().map_or(0, |siem| siem.dropped())
+    }
+
+    /// Whether the SIEM sender is connected to its receiver.
+    pub fn siem_connected(&self) -> bool {
+        self.0.siem.as_ref().is_some_and(|siem| siem.is_connected())
+    }
+
     /// Addresses and users whose limits and scores are kept now.
     pub fn tracked(&self) -> (usize, usize) {
         self.0.guard.tracked()

@@ -146,9 +146,27 @@ pub(crate) fn connector() -> Result<TlsConnector, rustls::Error> {
     connector_trusting(rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() })
 }
 
-/// A TLS client trusting `roots` (gateway mode's `gateway.ca_file`), on
-/// the aws-lc-rs provider.
-pub(crate) fn connector_trusting(roots: rustls::RootCertStore) -> Result<TlsConnector, rustls::Error> {
+/// A TLS client trusting the certificates in the PEM file `ca_file`
+/// (`gateway.ca_file`, `siem.ca_file`), or the compiled-in roots without
+/// one. The error names the file.
+pub(crate) fn connector_with(ca_file: Option<&std::path::Path>) -> Result<TlsConnector, String> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let Some(path) = ca_file else { return connector().map_err(|e| e.to_string()) };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    connector_trusting(roots).map_err(|e| e.to_string())
+}
+
+/// A TLS client trusting `roots`, on the aws-lc-rs provider.
+fn connector_trusting(roots: rustls::RootCertStore) -> Result<TlsConnector, rustls::Error> {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)

@@ -47,6 +47,7 @@ mod reload;
 mod revoke;
 pub mod server;
 pub mod settings;
+mod siem;
 mod state;
 mod store;
 mod telemetry;

@@ -157,6 +157,21 @@ impl Server {
         state.tasks.spawn(sweep(Arc::clone(&state)));
         state.tasks.spawn(crate::threat::run(Arc::clone(&state.threat), state.clock, state.shutdown.clone()));
         spawn_alerts(&state);
+        // Outside the task tracker too, as the audit writer below is: it
+        // sends what the writer wrote last. Started first, so it reads the
+        // head before the writer appends anything.
+        let siem = match &state.siem {
+            Some(siem) => Some(
+                crate::siem::start(crate::siem::Parts {
+                    siem: Arc::clone(siem),
+                    audit: Arc::clone(&state.audit),
+                    store: Arc::clone(&state.store),
+                    clock: state.clock,
+                })
+                .await,
+            ),
+            None => None,
+        };
         // Outside the task tracker: it must outlive every connection task,
         // to write what they recorded while closing, and stop after them.
         let audit_stop = CancellationToken::new();
@@ -224,6 +239,9 @@ impl Server {
             && tokio::time::timeout(grace, writer).await.is_err()
         {
             warn!("the audit writer did not finish within server.shutdown_grace; its last records may be lost");
+        }
+        if let Some(siem) = siem {
+            siem.finish(grace).await;
         }
     }
 }

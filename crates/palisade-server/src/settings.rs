@@ -21,7 +21,7 @@ use palisade_core::sanitize::SanitizeSettings;
 use palisade_core::session::SessionLimits;
 
 use crate::config::{
-    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, GatewaySettings, Source, StoreBackend,
+    AlertSecret, AuditKey, Config, ConfigError, DEV_ORIGINS, Env, GatewaySettings, SiemSettings, Source, StoreBackend,
     ThreatSettings, dev_key, load_issuers,
 };
 use crate::tls::Tls;
@@ -76,6 +76,8 @@ pub struct Settings {
     /// `[threat]` and `[geo]` (boxed: `Settings` moves through the
     /// start-up futures, which clippy's `large_futures` bounds).
     pub threat: Box<ThreatSettings>,
+    /// The SIEM stream, when `siem.syslog` is set (boxed, as `threat` is).
+    pub siem: Option<Box<SiemSettings>>,
 }
 
 /// The public listener's TLS from `server.tls`. Production without it
@@ -141,6 +143,12 @@ impl Settings {
         let audit_key = config.audit.required_key(&config.base_dir, dev_data_dir)?;
         let alert_secret = config.alerts.secret(&config.base_dir)?;
         let gateway = config.gateway.settings(&config.base_dir, &config.limits)?;
+        let siem = config.siem.settings(&config.base_dir, &config.server.node_id, config.audit.enabled)?;
+        if let Some(SiemSettings { ca_file: Some(ca_file), .. }) = &siem {
+            // Read once here, so a bad file stops the start instead of
+            // every connection attempt.
+            crate::jwks::connector_with(Some(ca_file)).map_err(|why| ConfigError::invalid("siem.ca_file", why))?;
+        }
         let threat = config.threat_settings()?;
         // Again here: `--listen` may have moved the public listener since
         // the file was checked.
@@ -168,6 +176,7 @@ impl Settings {
             tls,
             gateway,
             threat: Box::new(threat),
+            siem: siem.map(Box::new),
         })
     }
 

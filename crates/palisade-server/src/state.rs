@@ -85,6 +85,8 @@ pub(crate) struct AppState {
     admin_sessions: std::sync::Mutex<AdminSessions>,
     /// Threat feeds' lists in force (`[threat]`).
     pub(crate) threat: Arc<crate::threat::ThreatFeeds>,
+    /// The SIEM stream's queue, when `siem.syslog` is set.
+    pub(crate) siem: Option<Arc<crate::siem::Siem>>,
     /// External issuers' key set fetches, one at a time per issuer.
     pub(crate) jwks: crate::jwks::JwksFetcher,
     /// The store's last answer to `/readyz`.
@@ -147,6 +149,7 @@ impl AppState {
             )),
             jwks: crate::jwks::JwksFetcher::default(),
             threat: Arc::new(crate::threat::ThreatFeeds::new(&settings.threat, settings.guard.dry_run)),
+            siem: settings.siem.clone().map(|siem| Arc::new(crate::siem::Siem::new(*siem))),
             commit,
             store_probe: crate::probe::StoreProbe::default(),
             owners: Arc::new(OwnerLedger::new(crate::message_path::owner_limits(&settings.config), owners)),

@@ -93,6 +93,12 @@ fn describe() {
         "palisade_audit_chain_breaks_total",
         "Times the audit writer found the record it signed last rewritten; it stopped signing."
     );
+    describe_counter!("palisade_siem_sent_total", "Audit records sent to the SIEM (siem.syslog).");
+    describe_counter!(
+        "palisade_siem_dropped_total",
+        "Audit records the SIEM lost (a full siem.queue); each is told in a gap record."
+    );
+    describe_gauge!("palisade_siem_connected", "1 while the SIEM sender is connected to its receiver, else 0.");
     describe_counter!(STORE_ERRORS, "Failed calls to the embedded store.");
     describe_histogram!(STORE_LATENCY, ::metrics::Unit::Seconds, "Duration of calls to the embedded store.");
     describe_histogram!(PIPELINE, ::metrics::Unit::Seconds, "Duration of one text frame through the session pipeline.");

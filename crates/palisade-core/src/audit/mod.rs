@@ -9,6 +9,7 @@
 
 mod checkpoint;
 mod fold;
+pub mod siem;
 mod verify;
 
 use std::fmt::{self, Write as _};

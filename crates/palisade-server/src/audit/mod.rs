@@ -58,6 +58,8 @@ pub(crate) struct Audit {
     dropped_metric: ::metrics::Counter,
     /// Counts chain breaks for `/metrics`.
     breaks_metric: ::metrics::Counter,
+    /// Woken when the writer appended, for whoever follows the chain.
+    appended: tokio::sync::Notify,
 }
 
 /// The writer's ends of the two lanes.
@@ -89,6 +91,7 @@ impl Audit {
             broken: AtomicBool::new(false),
             dropped_metric: ::metrics::counter!("palisade_audit_records_dropped_total"),
             breaks_metric: ::metrics::counter!("palisade_audit_chain_breaks_total"),
+            appended: tokio::sync::Notify::new(),
         }
     }
 
@@ -139,6 +142,12 @@ impl Audit {
     /// Entries the store failed to write so far.
     pub(crate) fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once the writer appended since the last call (one
+    /// follower: a wake-up is kept until it asks).
+    pub(crate) async fn appended(&self) {
+        self.appended.notified().await;
     }
 
     fn take_receivers(&self) -> Option<Lanes> {

@@ -224,6 +224,7 @@ impl Writer {
                 self.state.audit.written.fetch_add(count, Ordering::Relaxed);
                 self.state.metrics.audit_written.increment(count);
                 self.pending += count;
+                self.state.audit.appended.notify_one();
             }
             Err(e) => {
                 // The gap record is not counted as lost: the next one tells
@@ -351,6 +352,7 @@ impl Writer {
             Ok(Ok(head)) => {
                 self.head = head;
                 self.pending += 1;
+                self.state.audit.appended.notify_one();
                 info!(through = seq, "audit.retention removed the oldest records; anchor {anchor}");
             }
             Ok(Err(rewritten)) => self.broken(&rewritten),

@@ -1,15 +1,16 @@
 //! `palisade audit verify|tail|export`: reads the audit log in
 //! `<data_dir>/palisade.db` (docs/CONFIG.md §3.5). Prints no secret: the
-//! checkpoint key is only used, and records never hold one.
+//! checkpoint key is only used, and records never hold one. What a record
+//! becomes in an export is `core::audit::siem`'s, as for the SIEM stream.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
 
 use crate::gateway::Store;
 use clap::{Args, Subcommand, ValueEnum};
 use palisade_core::Timestamp;
+use palisade_core::audit::siem::{ecs, record_json, rfc3339};
 use palisade_core::audit::{Checkpoint, Hash, Kind, Record, Verifier, hex, retention_anchor};
 use palisade_core::log::Clipped;
 
@@ -29,7 +30,8 @@ pub enum AuditCommand {
     Verify(VerifyArgs),
     /// Print the newest records.
     Tail(TailArgs),
-    /// Print records as JSON lines on stdout.
+    /// Print records as JSON lines on stdout (or --out FILE): the stored
+    /// fields, or Elastic Common Schema documents for bulk import.
     Export(ExportArgs),
 }
 
@@ -83,13 +85,19 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
+    /// Write to this file (created, or truncated) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// One JSON object per line.
+    /// One JSON object per line: every stored field.
     Jsonl,
+    /// One Elastic Common Schema document per line (docs/OPERATIONS.md,
+    /// "Sending the audit trail to a SIEM").
+    Ecs,
 }
 
 fn parse_kind(name: &str) -> Result<Kind, String> {
@@ -119,18 +127,46 @@ pub fn audit(command: AuditCommand, env: &dyn Env, out: &mut dyn Write) -> Resul
         }
         AuditCommand::Export(args) => {
             let store = open_existing(&args.config.load(env)?)?;
-            let since = args.since.map_or(Timestamp::from_millis(0), Timestamp::from);
-            let mut from = 1;
-            loop {
-                let page = store.since(since, args.kind, from, PAGE).map_err(failed)?;
-                for record in &page {
-                    writeln!(out, "{}", json(record)).map_err(write_failed)?;
-                }
-                match page.last() {
-                    Some(last) if page.len() == PAGE => from = last.seq.saturating_add(1),
-                    _ => return Ok(()),
-                }
-            }
+            let mut file = match &args.out {
+                Some(path) => Some(std::io::BufWriter::new(create_private(path)?)),
+                None => None,
+            };
+            let out: &mut dyn Write = match &mut file {
+                Some(file) => file,
+                None => out,
+            };
+            export(&*store, &args, out)?;
+            out.flush().map_err(write_failed)
+        }
+    }
+}
+
+/// `path` created (mode 0600 on Unix: the records name users and
+/// addresses) or truncated.
+fn create_private(path: &std::path::Path) -> Result<std::fs::File, CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| CliError::Failed(format!("--out {}: {e}", path.display())))
+}
+
+/// Writes every record `args` select, read in pages, one line each.
+fn export(store: &dyn Store, args: &ExportArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let since = args.since.map_or(Timestamp::from_millis(0), Timestamp::from);
+    let mut from = 1;
+    loop {
+        let page = store.since(since, args.kind, from, PAGE).map_err(failed)?;
+        for record in &page {
+            let doc = match args.format {
+                Format::Jsonl => record_json(record),
+                Format::Ecs => ecs(record),
+            };
+            writeln!(out, "{doc}").map_err(|e| CliError::Failed(format!("cannot write the output: {e}")))?;
+        }
+        match page.last() {
+            Some(last) if page.len() == PAGE => from = last.seq.saturating_add(1),
+            _ => return Ok(()),
         }
     }
 }
@@ -333,28 +369,4 @@ fn line(record: &Record) -> String {
         field("session", &e.session),
         Clipped::new(&e.detail, 600),
     )
-}
-
-/// One record as a JSON object: every stored field, hashes in hex.
-fn json(record: &Record) -> serde_json::Value {
-    let e = &record.entry;
-    serde_json::json!({
-        "seq": record.seq,
-        "ts": e.ts.as_millis(),
-        "time": rfc3339(e.ts),
-        "kind": e.kind.name(),
-        "severity": e.severity.name(),
-        "ip": e.ip,
-        "user": e.user,
-        "session": e.session,
-        "detail": e.detail,
-        "prev_hash": hex(&record.prev_hash),
-        "hash": hex(&record.hash),
-    })
-}
-
-/// RFC 3339 in UTC to the millisecond.
-fn rfc3339(t: Timestamp) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t.as_millis().min(253_402_300_799_000)))
-        .to_string()
 }

@@ -115,6 +115,14 @@ pub fn weaknesses(config: &Config, dev: bool) -> Vec<Weakness> {
                 .into(),
         );
     }
+    if ["udp", "tcp"].iter().any(|scheme| in_clear_off_host(&config.siem.syslog, scheme)) {
+        flag(
+            "siem.syslog",
+            "udp:// or tcp:// to another host: the audit trail (addresses, users, sessions) crosses the network in \
+             clear, and anyone on the path can drop or forge records (use tls://)"
+                .into(),
+        );
+    }
     if !config.audit.enabled {
         flag("audit.enabled", "no audit trail: refusals, bans and admin actions leave no tamper-evident record".into());
     } else if config.audit.aggregate_interval.is_zero() {
@@ -236,10 +244,12 @@ secret = "an-alert-secret-of-at-least-32-bytes!!"
 [gateway]
 upstream = "ws://[2001:db8::1]:9000/ws"
 identity_secret = "an-identity-secret-of-at-least-32-bytes"
+[siem]
+syslog = "tcp://siem.example:601"
 "#;
         let found = weaknesses(&load_text(off_host, &[]).unwrap(), false);
         let keys: Vec<&str> = found.iter().map(|w| w.key).collect();
-        for key in ["store.redis_url", "alerts.url", "gateway.upstream"] {
+        for key in ["store.redis_url", "alerts.url", "gateway.upstream", "siem.syslog"] {
             assert!(keys.contains(&key), "{key}: {keys:?}");
         }
         assert!(found.iter().all(|w| !w.why.contains("hunter2")), "never the URL: {found:?}");
@@ -250,6 +260,9 @@ identity_secret = "an-identity-secret-of-at-least-32-bytes"
             assert!(!in_clear_off_host(url, "redis"), "{url}");
         }
         assert!(in_clear_off_host("redis://10.0.0.5", "redis"));
+        assert!(
+            !in_clear_off_host("udp://127.0.0.1:514", "udp") && !in_clear_off_host("tls://siem.example:6514", "tcp")
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod keys;
 mod locate;
 mod login;
 mod secret;
+mod siem;
 mod threat;
 mod tls;
 
@@ -47,6 +48,7 @@ pub use issuers::{IssuerConfig, load_issuers};
 pub(crate) use keys::fresh_secret;
 pub use keys::{KeyConfig, dev_key};
 pub use login::{LoginConfig, LoginSettings};
+pub use siem::{SiemConfig, SiemFormat, SiemSettings, Transport};
 pub use threat::{FeedConfig, FeedSettings, FeedSource, GeoConfig, GeoSettings, ThreatConfig, ThreatSettings};
 pub use tls::TlsConfig;
 
@@ -147,6 +149,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[alerts]`
     pub alerts: AlertsConfig,
+    /// `[siem]`
+    pub siem: SiemConfig,
     /// `[gateway]`
     pub gateway: GatewayConfig,
     /// `[threat]`
@@ -530,6 +534,7 @@ impl Config {
         self.audit.validate()?;
         self.admin.validate(self.server.listen)?;
         self.alerts.validate()?;
+        self.siem.settings(&self.base_dir, &self.server.node_id, self.audit.enabled)?;
         self.gateway.settings(&self.base_dir, l)?;
         self.threat.settings(&self.base_dir)?;
         self.geo.settings(&self.base_dir)?;

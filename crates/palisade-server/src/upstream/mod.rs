@@ -10,9 +10,7 @@ use palisade_core::store::MemoryNonces;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, RootCertStore};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -74,7 +72,7 @@ impl Upstream {
     /// got wrong.
     pub(crate) fn new(settings: GatewaySettings, replay: &ReplayConfig, limits: &LimitsConfig) -> Result<Self, String> {
         let tls = match settings.upstream.scheme_str() {
-            Some("wss") => Some(connector(&settings)?),
+            Some("wss") => Some(crate::jwks::connector_with(settings.ca_file.as_deref())?),
             _ => None,
         };
         let hint = format!("upstream unavailable; retry after {}s", settings.retry_after.as_secs().max(1));
@@ -147,25 +145,4 @@ impl Upstream {
             .map_err(DialError::Handshake)?;
         Ok(ws)
     }
-}
-
-/// The TLS client for a `wss://` backend: `gateway.ca_file`'s roots, or
-/// the compiled-in ones.
-fn connector(settings: &GatewaySettings) -> Result<TlsConnector, String> {
-    let roots = match &settings.ca_file {
-        None => RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
-        Some(path) => {
-            let mut roots = RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("{}: no certificate", path.display()));
-            }
-            roots
-        }
-    };
-    crate::jwks::connector_trusting(roots).map_err(|e: rustls::Error| e.to_string())
 }
