@@ -11,35 +11,11 @@ mod common;
 use std::time::Duration;
 
 use common::cluster::nodes;
+use common::owners::{POLICY, code, say};
 use common::redis::RedisServer;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
-
-const POLICY: &str = r#"
-[roles.user]
-permissions = ["chat:send"]
-
-[rooms."team:*"]
-owners = "first_join"
-history = 10
-[rooms."club:*"]
-owners = "create"
-
-[events."chat.message"]
-permission = "chat:send"
-[events."room.topic"]
-owner = true
-"#;
-
-fn code(reply: &Value) -> &str {
-    assert_eq!(reply["type"], "error", "{reply}");
-    reply["code"].as_str().unwrap()
-}
-
-async fn say(ws: &mut Ws, room: &str, event: &str) -> Value {
-    request(ws, json!({"type":"send","id":"s","room":room,"event":event,"data":{"content":"hi"}})).await
-}
 
 /// The next `removed` notice (events before it are skipped).
 async fn removed(ws: &mut Ws) -> (String, String) {
@@ -62,7 +38,8 @@ async fn a_room_has_one_owner_in_the_cluster_and_the_owners_acts_reach_every_nod
     // First joins on both nodes at once: one of them owns the room, in
     // every node's eyes.
     tokio::join!(join(&mut alice, "team:x"), join(&mut bob, "team:x"));
-    let (by_alice, by_bob) = tokio::join!(say(&mut alice, "team:x", "room.topic"), say(&mut bob, "team:x", "room.topic"));
+    let (by_alice, by_bob) =
+        tokio::join!(say(&mut alice, "team:x", "room.topic"), say(&mut bob, "team:x", "room.topic"));
     let owners = [&by_alice, &by_bob].iter().filter(|r| r["type"] == "ack").count();
     assert_eq!(owners, 1, "exactly one owner: {by_alice} {by_bob}");
     let (mut owner, mut other, other_user) =

@@ -7,32 +7,9 @@
 
 mod common;
 
+use common::owners::{POLICY, code, say};
 use common::*;
 use serde_json::{Value, json};
-
-const POLICY: &str = r#"
-[roles.user]
-permissions = ["chat:send"]
-[roles.moderator]
-permissions = ["rooms:moderate"]
-
-[rooms."team:*"]
-owners = "first_join"
-history = 10
-[rooms."club:*"]
-owners = "create"
-moderate = "rooms:moderate"
-
-[events."chat.message"]
-permission = "chat:send"
-[events."room.topic"]
-owner = true
-"#;
-
-fn code(reply: &Value) -> &str {
-    assert_eq!(reply["type"], "error", "{reply}");
-    reply["code"].as_str().unwrap()
-}
 
 /// The next frame that is not an event (a member also gets its own).
 async fn next_notice(ws: &mut Ws) -> Value {
@@ -42,10 +19,6 @@ async fn next_notice(ws: &mut Ws) -> Value {
             return frame;
         }
     }
-}
-
-async fn say(ws: &mut Ws, room: &str, event: &str) -> Value {
-    request(ws, json!({"type":"send","id":"s","room":room,"event":event,"data":{"content":"hi"}})).await
 }
 
 #[tokio::test]

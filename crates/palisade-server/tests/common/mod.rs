@@ -24,6 +24,7 @@ pub mod browser;
 pub mod child;
 pub mod cluster;
 pub mod log;
+pub mod owners;
 /// The cluster tests' own `redis-server`: the crate's unit tests use the
 /// same file.
 #[path = "../../src/cluster/testing.rs"]
