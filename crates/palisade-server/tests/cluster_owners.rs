@@ -62,7 +62,8 @@ async fn a_room_has_one_owner_in_the_cluster_and_the_owners_acts_reach_every_nod
     // First joins on both nodes at once: one of them owns the room, in
     // every node's eyes.
     tokio::join!(join(&mut alice, "team:x"), join(&mut bob, "team:x"));
-    let (by_alice, by_bob) = tokio::join!(say(&mut alice, "team:x", "room.topic"), say(&mut bob, "team:x", "room.topic"));
+    let (by_alice, by_bob) =
+        tokio::join!(say(&mut alice, "team:x", "room.topic"), say(&mut bob, "team:x", "room.topic"));
     let owners = [&by_alice, &by_bob].iter().filter(|r| r["type"] == "ack").count();
     assert_eq!(owners, 1, "exactly one owner: {by_alice} {by_bob}");
     let (mut owner, mut other, other_user) =
