@@ -47,12 +47,20 @@ pub struct StuffingSettings {
     pub max_addresses: usize,
 }
 
-/// Failed names per address, within the window: each name's hash, its
-/// last failure, and whether that came from an allowed client.
+/// Failed names per address, within the window.
 #[derive(Debug)]
 pub struct Stuffing {
     settings: StuffingSettings,
-    seen: Mutex<HashMap<IpKey, Vec<(u64, Timestamp, bool)>>>,
+    seen: Mutex<HashMap<IpKey, Vec<NameFailed>>>,
+}
+
+/// One name's last failure from an address.
+#[derive(Debug)]
+struct NameFailed {
+    hash: u64,
+    at: Timestamp,
+    /// It came from an allowed client ([`Failing`]).
+    allowed: bool,
 }
 
 /// An address that reached `names` distinct failed names.
@@ -86,19 +94,18 @@ impl Stuffing {
         let mut seen = self.seen.lock().ok()?;
         let since = now.as_millis().saturating_sub(u64::try_from(s.window.as_millis()).unwrap_or(u64::MAX));
         if seen.len() >= s.max_addresses && !seen.contains_key(&ip) {
-            seen.retain(|_, names| names.iter().any(|(_, at, _)| at.as_millis() > since));
+            seen.retain(|_, names| names.iter().any(|n| n.at.as_millis() > since));
             if seen.len() >= s.max_addresses {
                 return None;
             }
         }
         let names = seen.entry(ip).or_default();
-        names.retain(|(h, at, _)| at.as_millis() > since && *h != hash);
-        names.push((hash, now, from.allowed));
+        names.retain(|n| n.at.as_millis() > since && n.hash != hash);
+        names.push(NameFailed { hash, at: now, allowed: from.allowed });
         if names.len() < s.names {
             return None;
         }
-        let stuffed =
-            Stuffed { names: names.len(), score: (!names.iter().all(|(_, _, allowed)| *allowed)).then_some(ip) };
+        let stuffed = Stuffed { names: names.len(), score: (!names.iter().all(|n| n.allowed)).then_some(ip) };
         seen.remove(&ip);
         Some(stuffed)
     }
