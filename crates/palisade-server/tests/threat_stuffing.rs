@@ -6,6 +6,8 @@
 //! raise an alert; an address failing as often for fewer names does not.
 //! One wrong password failing from many addresses gets them all banned and
 //! raises an alert; an address failing with its own wrong password does not.
+//! A `threat.allow` address taking part in either is named in the alert
+//! and never banned for it.
 
 mod common;
 
@@ -76,4 +78,39 @@ async fn one_password_failing_from_many_addresses_scores_them_all_and_raises_an_
     assert_eq!(alerts.matches("one password failed").count(), 1, "one alert per pattern: {alerts}");
     let (_, metrics) = get(admin, "/metrics", Some(ADMIN_KEY)).await;
     assert!(metrics.contains("palisade_credential_stuffing_total{pattern=\"password\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_allowed_address_taking_part_in_stuffing_is_reported_but_not_banned() {
+    const SPRAYED: &str = "Summer2026!";
+    let config = format!(
+        "{}[threat]\nallow = [\"127.0.92.1\"]\nstuffing_names = 4\nstuffing_addresses = 4\nstuffing_weight = 1000000\n",
+        with_admin_key()
+    );
+    let server = TestServer::start_lenient(&config).await;
+    let office = [127, 0, 92, 1];
+    let sprayers = [office, [127, 0, 92, 2], [127, 0, 92, 3], [127, 0, 92, 4]];
+    for (from, name) in sprayers.iter().zip(["ann", "bob", "cy", "dee"]) {
+        assert_eq!(login_with(&server, *from, name, SPRAYED).await, 401);
+    }
+    // The pattern counts the allowed address, and scores every other one
+    // past abuse.ban_at.
+    for from in &sprayers[1..] {
+        assert_eq!(login_with(&server, *from, "zed", "anything").await, 403, "{from:?}");
+    }
+    // The allowed address fails for its fourth distinct name: the names
+    // pattern, reported, not scored.
+    for name in ["zed", "eve", "fay"] {
+        assert_eq!(login_from(&server, office, name).await, 401, "{name}");
+    }
+    // Not banned (401, or 429 once its own throttle backs off).
+    assert_ne!(login_from(&server, office, "ann").await, 403);
+    let alerts = call_at(server.admin.unwrap(), Call { bearer: Some(ADMIN_KEY), ..Call::get("/api/alerts") }).await;
+    let text = alerts.body;
+    assert!(text.contains("one password failed from 4 addresses (127.0.92.1 (threat.allow, not scored), "), "{text}");
+    assert!(text.contains("127.0.92.2"), "{text}");
+    assert!(
+        text.contains("credential stuffing from 127.0.92.1: failed logins for 4 names (threat.allow: not scored)"),
+        "{text}"
+    );
 }

@@ -11,7 +11,8 @@ use std::borrow::Cow;
 use palisade_protocol::ErrorCode;
 use serde_json::Value;
 
-use super::{Context, EventRequest, Session};
+use super::publish::EventRequest;
+use super::{Context, Session};
 use crate::Timestamp;
 use crate::guard::Escalation;
 use crate::history::HistoryRule;

@@ -143,6 +143,13 @@ impl Threats {
             .collect()
     }
 
+    /// Whether a `threat.allow` entry covers `addr`: never refused by a
+    /// feed or a geo rule, never scored for credential stuffing
+    /// ([`stuffing::Failing`]).
+    pub fn allows(&self, addr: IpAddr) -> bool {
+        self.allow.longest(addr).is_some()
+    }
+
     /// What the feeds say about `addr`: the allow list first, then the
     /// first `deny` feed listing it, else the `score` feeds' weights.
     pub fn judge(&self, addr: IpAddr) -> Verdict {

@@ -68,6 +68,7 @@ fn allow_wins_then_deny_then_scores_sum() {
         allow: Arc::new(allow),
     };
     assert!(matches!(threats.judge(ip("127.9.0.1")), Verdict::Allowed(_)));
+    assert!(threats.allows(ip("127.9.0.1")) && !threats.allows(ip("127.5.1.1")));
     let deny = threats.judge(ip("127.5.1.1"));
     assert_eq!(deny, Verdict::Deny { feed: "drop".into(), prefix: "127.5.0.0/16".parse().unwrap() });
     let refusal = deny.refusal().unwrap();

@@ -51,7 +51,10 @@ pub fn threat(command: ThreatCommand, env: &dyn Env) -> Result<String, CliError>
     let mut out = format!("address {addr}\n");
     let threats = feeds.threats();
     let _ = match threats.allow.longest(addr) {
-        Some(prefix) => writeln!(out, "threat.allow: {prefix} (never refused or scored by a feed)"),
+        Some(prefix) => writeln!(
+            out,
+            "threat.allow: {prefix} (never refused or scored by a feed, never scored for credential stuffing)"
+        ),
         None => writeln!(out, "threat.allow: not covered"),
     };
     let listings = threats.listings(addr);

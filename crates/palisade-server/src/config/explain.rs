@@ -135,7 +135,7 @@ pub fn weaknesses(config: &Config, dev: bool) -> Vec<Weakness> {
         flag(
             "threat.allow",
             format!(
-                "never refused or scored by a threat feed, a geo rule or a room's countries: {}",
+                "never refused or scored by a threat feed, a geo rule, a room's countries or credential stuffing: {}",
                 config.threat.allow.join(", ")
             ),
         );

@@ -20,7 +20,8 @@ pub struct ThreatConfig {
     /// `[[threat.feeds]]`, in order: the first `deny` feed listing an
     /// address names the refusal.
     pub feeds: Vec<FeedConfig>,
-    /// Addresses or CIDRs no feed refuses.
+    /// Addresses or CIDRs no feed or geo rule refuses, and credential
+    /// stuffing never scores.
     pub allow: Vec<String>,
     /// The longest one fetch or file read may take.
     #[serde(with = "duration")]

@@ -21,7 +21,7 @@ use palisade_core::guard::{Guard, Ticket, Verdict};
 use palisade_core::refusal::Kind;
 use palisade_core::refusal::Refusal;
 use palisade_core::threat::geo::Locale;
-use palisade_core::threat::stuffing::{Fingerprint, PasswordKey, Spraying, Stuffing};
+use palisade_core::threat::stuffing::{Failing, Fingerprint, PasswordKey, Spraying, Stuffing};
 use palisade_core::threat::{self, Action, FeedList, Threats};
 use serde_json::{Value, json};
 use tracing::warn;
@@ -228,33 +228,40 @@ impl ThreatFeeds {
     /// the address has now failed for `threat.stuffing_names` distinct
     /// names, or the password has failed from `threat.stuffing_addresses`
     /// distinct addresses, the addresses involved get
-    /// `threat.stuffing_weight`, an alert is raised and a metric counted.
+    /// `threat.stuffing_weight` (a `threat.allow` address counts and is
+    /// named, but is not scored), an alert is raised and a metric counted.
     pub(crate) fn login_failed(&self, ask: Asking<'_>, alerts: &Alerts, name: &str, password: Fingerprint) {
-        let Asking { guard, enforce, knock, now, .. } = ask;
+        let Asking { guard, enforce, knock, client, now } = ask;
         let weight = self.set.load().settings.stuffing_weight;
         let trackers = self.trackers.load();
+        let from = Failing { ip: knock.ip, allowed: self.threats.load().allows(client) };
         // No connection of theirs is at hand: a ban closes them all anyway.
         let score = |ip: IpKey| {
             let _ = enforce.escalate(guard.add_score(ip, Kind::LoginFailure, weight, now), ip, None);
         };
-        if let Some(names) = trackers.stuffing.failed(knock.ip, name, now) {
+        if let Some(stuffed) = trackers.stuffing.failed(from, name, now) {
+            let names = stuffed.names;
             metrics::counter!("palisade_credential_stuffing_total", "pattern" => "names").increment(1);
-            warn!(ip = %knock.ip, names, "credential stuffing: failed logins for many names from one address");
-            let summary = format!("credential stuffing from {}: failed logins for {names} names", knock.ip);
+            let allowed = stuffed.score.is_none();
+            warn!(ip = %knock.ip, names, allowed, "credential stuffing: failed logins for many names from one address");
+            let exempt = if allowed { " (threat.allow: not scored)" } else { "" };
+            let summary = format!("credential stuffing from {}: failed logins for {names} names{exempt}", knock.ip);
             alerts.raise(now, "credential_stuffing", "warning", summary);
-            score(knock.ip);
+            stuffed.score.into_iter().for_each(score);
         }
-        let Some(sprayed) = trackers.spraying.failed(knock.ip, password, now) else { return };
-        if let Some(addresses) = sprayed.raised {
+        let Some(sprayed) = trackers.spraying.failed(from, password, now) else { return };
+        if let Some(raised) = &sprayed.raised {
             metrics::counter!("palisade_credential_stuffing_total", "pattern" => "password").increment(1);
-            let shown: Vec<String> = sprayed.score.iter().take(ALERT_ADDRESSES).map(ToString::to_string).collect();
-            let more = if addresses > shown.len() { ", …" } else { "" };
+            let addresses = raised.addresses;
+            // Allowed addresses first: the operator's own, worth a look.
+            let allowed = raised.allowed.iter().map(|ip| format!("{ip} (threat.allow, not scored)"));
+            let scored = sprayed.score.iter().map(ToString::to_string);
+            let shown = allowed.chain(scored).take(ALERT_ADDRESSES).collect::<Vec<_>>().join(", ");
+            let more = if addresses > ALERT_ADDRESSES { ", …" } else { "" };
             // The addresses, never the password or its fingerprint.
-            warn!(addresses, first = %shown.join(" "), "credential stuffing: one password failing from many addresses");
-            let summary = format!(
-                "credential stuffing: one password failed from {addresses} addresses ({}{more})",
-                shown.join(", ")
-            );
+            warn!(addresses, first = %shown, "credential stuffing: one password failing from many addresses");
+            let summary =
+                format!("credential stuffing: one password failed from {addresses} addresses ({shown}{more})");
             alerts.raise(now, "credential_stuffing", "warning", summary);
         }
         sprayed.score.into_iter().for_each(score);
