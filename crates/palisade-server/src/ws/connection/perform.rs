@@ -185,15 +185,15 @@ impl Conn<'_> {
                 ack(&id, None)
             }
             Decision::Recover { id, room, since, claimed } => {
-                if let Err(refusal) = self.record_claim(ws, rx, &room, claimed, now).await? {
-                    self.session.forget(&room);
-                    reply.frame = self.refuse(&refusal.answering(id));
-                    return Ok(reply);
-                }
+                let recorded = self.record_claim(ws, rx, &room, claimed, now).await?;
                 // Joined first: every event after the read reaches the
                 // queue, and one published in between comes twice, once
                 // each way, with one `seq` (clients drop repeats by `seq`).
-                let kept = match self.rooms.join(&room).await {
+                let joined = match recorded {
+                    Ok(_) => self.rooms.join(&room).await,
+                    Err(refusal) => Err(refusal),
+                };
+                let kept = match joined {
                     Ok(_) => self.state.history.range(&room, since, now).await,
                     Err(refusal) => {
                         self.session.forget(&room);
