@@ -70,10 +70,6 @@ impl Tally {
     fn record(histogram: &Mutex<Latency>, d: Duration) {
         histogram.lock().unwrap_or_else(PoisonError::into_inner).record(d);
     }
-
-    fn summary(histogram: &Mutex<Latency>) -> crate::stats::Summary {
-        histogram.lock().unwrap_or_else(PoisonError::into_inner).summary()
-    }
 }
 
 /// A close code as a [`Tally::refusal`] code.
@@ -127,8 +123,12 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
         report.value("storm_accepted", tally.storm_accepted.load(Ordering::Relaxed) as f64);
         report.value("bans_provoked", tally.bans.load(Ordering::Relaxed) as f64);
     }
-    report.latency("time_to_ban", Tally::summary(&tally.time_to_ban));
-    report.latency("ban_length", Tally::summary(&tally.ban_length));
+    for (name, histogram) in [("time_to_ban", &tally.time_to_ban), ("ban_length", &tally.ban_length)] {
+        let summary = histogram.lock().unwrap_or_else(PoisonError::into_inner).summary();
+        if summary.count > 0 {
+            report.latency(name, summary);
+        }
+    }
     report.value("honest_delivered_per_sec", rate(lat.count(), p.duration));
     report.latency("honest_publish_to_receive", lat.summary());
     Ok(report)
