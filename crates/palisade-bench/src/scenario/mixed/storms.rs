@@ -88,6 +88,8 @@ pub(super) async fn ban_cycle(
     // before its first admission), and since when it has been banned.
     let (mut provoking, mut banned): (Option<Instant>, Option<Instant>) = (None, None);
     while Instant::now() < deadline {
+        // Every handshake is an attack, knocks on a ban included.
+        tally.attacks.fetch_add(1, Ordering::Relaxed);
         let wait = match tokio::time::timeout_at(deadline, palisade_client::open(&opts)).await {
             Err(_) => return,
             Ok(Ok(mut ws)) => {
