@@ -3,9 +3,10 @@
 # shipped abuse guard, honest clients chatting and 10% hostile clients
 # cycling through every attack `palisade-bench mixed` knows (oversize
 # frames and the reconnects after, malformed JSON, unknown events, slow
-# readers, schema-breaking payloads, forged tokens), in rounds. After each
-# round: the server's RSS, the honest clients' publish-to-receive p50/p99,
-# refusals by code and bans from /metrics.
+# readers, schema-breaking payloads, forged tokens, reconnect storms, ban
+# cycling), in rounds. After each round: the server's RSS, the honest
+# clients' publish-to-receive p50/p99, refusals by code and bans from
+# /metrics, and what the storm and the ban cycler got (the bench's report).
 #
 #   scripts/soak.sh              30 minutes (60 s rounds, 3 of warm-up)
 #   scripts/soak.sh --short      about 90 s (12 s rounds, 2 of warm-up)
@@ -31,10 +32,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 rounds=$(python3 -c "print(max(6, round($minutes * 60 / $round)))")
-# 54 honest and 6 hostile: one hostile client of each kind mixed cycles
-# through, each from its own 127.0.0.x (--sources), so a ban lands on the
-# attacker's address only.
-honest=${HONEST:-54}; hostile=${HOSTILE:-6}
+# 72 honest and 8 hostile (10%): one hostile client of each kind mixed
+# cycles through. The honest clients and the first six hostile ones each
+# have their own 127.0.0.x (--sources); the reconnect storm (127.1.0.1-4)
+# and the ban cycler (127.2.0.1) come from outside that range. So a ban
+# lands on the attacker's address only. The honest rate (3/s) keeps the
+# honest load near that of the first soaks (54 clients at 5/s): 15,552
+# deliveries a second.
+honest=${HONEST:-72}; hostile=${HOSTILE:-8}; rate=${RATE:-3}
 
 cargo build --release --quiet -p palisade-server -p palisade-bench
 out=${OUT:-target/soak/$(date +%Y%m%d-%H%M%S)}
@@ -77,7 +82,7 @@ for n in $(seq 1 "$rounds"); do
   kill -0 "$pid" 2>/dev/null || { echo "soak: palisade died in round $n" >&2; exit 1; }
   target/release/palisade-bench --url "$url" --secret-file "$work/pd/dev-secret" --origin http://localhost:3000 \
     --sources 250 --json "$out/round-$n.json" \
-    mixed --honest "$honest" --rate 5 --hostile "$hostile" --hostile-rate 10 --seconds "$round" >/dev/null
+    mixed --honest "$honest" --rate "$rate" --hostile "$hostile" --hostile-rate 10 --seconds "$round" >/dev/null
   awk '/^VmRSS/ {print $2}' "/proc/$pid/status" >"$out/round-$n.rss"
   curl -sf -H "Authorization: Bearer $key" "http://127.0.0.1:$admin_port/metrics" >"$out/round-$n.metrics" || true
 done
@@ -94,8 +99,8 @@ def counters(text):
         c[f"{name.removeprefix('palisade_').removesuffix('_total')}{':' + label if label else ''}"] += float(value)
     return c
 rows, prev = [], Counter()
-print("| round | RSS MiB | honest p50 ms | honest p99 ms | delivered/s | attacks | refused (bench) | new refusals and closes by code | bans |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| round | RSS MiB | honest p50 ms | honest p99 ms | delivered/s | attacks | refused (bench) | new refusals and closes by code | storm: ok/429/403 | bans provoked (bench) | bans |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in range(1, rounds + 1):
     r = json.loads((out / f"round-{n}.json").read_text())
     rss = int((out / f"round-{n}.rss").read_text()) / 1024
@@ -106,7 +111,11 @@ for n in range(1, rounds + 1):
     lat, v = r["latency"]["honest_publish_to_receive"], r["values"]
     bans = now.get("bans_issued", 0)
     codes = ", ".join(f"{k}={v:.0f}" for k, v in sorted(delta.items()) if not k.startswith("bans")) or "-"
-    print(f"| {n}{' (warm-up)' if n <= warmup else ''} | {rss:.1f} | {lat['p50_us']/1000:.2f} | {lat['p99_us']/1000:.2f} | {v['honest_delivered_per_sec']:.0f} | {v['hostile_attacks']:.0f} | {v['hostile_refused']:.0f} | {codes} | {bans:.0f} |")
+    storm = "/".join(f"{v.get(k, 0):.0f}" for k in ("storm_accepted", "refused_storm_http_429", "refused_storm_http_403"))
+    cycles = f"{v.get('bans_provoked', 0):.0f}"
+    if r["latency"].get("ban_length", {}).get("count"):
+        cycles += f" (out {r['latency']['ban_length']['p50_us']/1e6:.0f} s)"
+    print(f"| {n}{' (warm-up)' if n <= warmup else ''} | {rss:.1f} | {lat['p50_us']/1000:.2f} | {lat['p99_us']/1000:.2f} | {v['honest_delivered_per_sec']:.0f} | {v['hostile_attacks']:.0f} | {v['hostile_refused']:.0f} | {codes} | {storm} | {cycles} | {bans:.0f} |")
     rows.append((rss, lat["p99_us"]))
 base_rss, end_rss = rows[warmup - 1][0], rows[-1][0]
 early = statistics.median(p for _, p in rows[warmup:warmup + 3])

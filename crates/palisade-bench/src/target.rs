@@ -68,6 +68,19 @@ impl Target {
         })
     }
 
+    /// A source address for hostile client `client` outside 127.0.0.x,
+    /// where [`Target::source`] puts every other connection: 127.`range`.`client`.`k + 1`
+    /// (client and k taken modulo 256 and 254). The bans such a client earns
+    /// then never fall on an honest client's address. `None` for an IPv6
+    /// target, which has one loopback address only.
+    pub fn outside_source(&self, range: u8, client: usize, k: usize) -> Option<IpAddr> {
+        self.addr.is_ipv4().then(|| {
+            let third = u8::try_from(client % 256).unwrap_or(0);
+            let last = 1 + u8::try_from(k % 254).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::new(127, range.max(1), third, last))
+        })
+    }
+
     /// An HS256 token for `user`, valid for an hour. It carries a `jti`
     /// and an `iat`, as issuers' tokens do, so a server's revocation check
     /// looks the token up rather than skipping tokens without an id.
@@ -101,5 +114,16 @@ mod tests {
         let t = Target::new("ws://127.0.0.1:1/ws", "s", None, 3).unwrap();
         let ips: Vec<_> = (0..4).map(|n| t.options("u", n).bind.unwrap().to_string()).collect();
         assert_eq!(ips, ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.1"]);
+    }
+
+    #[test]
+    fn outside_sources_never_meet_the_shared_range() {
+        let t = Target::new("ws://127.0.0.1:1/ws", "s", None, 250).unwrap();
+        let ips: Vec<_> = [(1, 0, 0), (1, 3, 2), (0, 300, 254)]
+            .iter()
+            .map(|&(range, client, k)| t.outside_source(range, client, k).unwrap().to_string())
+            .collect();
+        assert_eq!(ips, ["127.1.0.1", "127.1.3.3", "127.1.44.1"]);
+        assert!(Target::new("ws://[::1]:1/ws", "s", None, 1).unwrap().outside_source(1, 0, 0).is_none());
     }
 }

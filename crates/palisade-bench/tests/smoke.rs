@@ -2,7 +2,7 @@
 //! proves the generator works and its reports are well formed. No timing
 //! is asserted; the numbers only have to exist and be plausible.
 
-// Setup failures in helpers panic by design.
+// Helpers outside #[test] functions panic on setup failures by design.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -21,10 +21,31 @@ struct Running {
     dir: tempfile::TempDir,
 }
 
+const BENCH_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/palisade.toml");
+
 async fn start() -> Running {
+    start_with(Path::new(BENCH_CONFIG), 2).await
+}
+
+/// The bench config with the shipped abuse guard instead of its own
+/// (which switches the guard off), but with one-second bans, as
+/// scripts/soak.sh runs it with short ones.
+async fn start_guarded() -> Running {
+    let text = std::fs::read_to_string(BENCH_CONFIG).unwrap();
+    let (head, tail) = text.split_once("\n[abuse]\n").unwrap();
+    let rest = &tail[tail.find("\n[").unwrap()..];
     let dir = tempfile::tempdir().unwrap();
-    let config_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/palisade.toml");
-    let mut config = Config::load(Source::File(&config_path), &std::collections::BTreeMap::new()).unwrap();
+    let path = dir.path().join("guarded.toml");
+    std::fs::write(&path, format!("{head}\n{rest}\n[abuse]\nban_first = \"1s\"\nban_max = \"1s\"\n")).unwrap();
+    let running = start_with(&path, 64).await;
+    // The server has read its config (it rereads it only on SIGHUP).
+    drop(dir);
+    running
+}
+
+async fn start_with(config_path: &Path, sources: u8) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::load(Source::File(config_path), &std::collections::BTreeMap::new()).unwrap();
     config.server.data_dir = dir.path().join("data");
     let settings = Settings::new(config, Profile::Dev).unwrap();
     let server = Server::bind(settings).await.unwrap();
@@ -34,7 +55,7 @@ async fn start() -> Running {
         let _ = stopped.await;
     }));
     let secret = std::fs::read_to_string(dir.path().join("data/dev-secret")).unwrap();
-    let target = Target::new(&url, secret.trim_end(), None, 2).unwrap();
+    let target = Target::new(&url, secret.trim_end(), None, sources).unwrap();
     Running { target, stop, dir }
 }
 
@@ -80,12 +101,39 @@ async fn every_scenario_runs_and_reports() {
     positive(&r, "delivered_per_sec");
     assert!(r.values["delivery_ratio"] > 0.5, "{r:?}");
 
-    let p = mixed::Params { honest: 4, rate: 20, hostile: 6, hostile_rate: 10, duration: Duration::from_millis(800) };
+    let p = mixed::Params { honest: 4, rate: 20, hostile: 8, hostile_rate: 10, duration: Duration::from_millis(800) };
     let r = mixed::run(t, p).await.unwrap();
     positive(&r, "honest_delivered_per_sec");
     positive(&r, "hostile_attacks");
     positive(&r, "hostile_refused");
+    // With the guard off, nothing refuses a storm.
+    positive(&r, "storm_accepted");
 
+    let _ = server.stop.send(());
+}
+
+/// Against the shipped guard (with one-second bans): the reconnect storm
+/// is refused with 429, then banned (403); the ban cycler is banned, waits
+/// its ban out, and is banned again; the honest clients, on other
+/// addresses, keep chatting throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_storms_and_cycles_bans_against_the_guard() {
+    let server = start_guarded().await;
+    let p = mixed::Params { honest: 4, rate: 5, hostile: 8, hostile_rate: 10, duration: Duration::from_secs(6) };
+    let r = mixed::run(&server.target, p).await.unwrap();
+    positive(&r, "honest_delivered_per_sec");
+    positive(&r, "storm_accepted");
+    positive(&r, "refused_storm_http_429");
+    positive(&r, "refused_storm_http_403");
+    assert!(r.values["bans_provoked"] >= 2.0, "the ban cycler came back and was banned again: {r:?}");
+    assert!(r.latency.get("ban_length").is_some_and(|s| s.count >= 1), "a ban was waited out: {r:?}");
+    positive(&r, "refused_forged_token_http_401");
+    // The honest messages reached the honest clients: no ban fell on
+    // their addresses (a banned one is closed at once, 4003).
+    let published = positive(&r, "honest_published");
+    #[allow(clippy::cast_precision_loss, reason = "small counts")]
+    let received = r.latency["honest_publish_to_receive"].count as f64;
+    assert!(received >= 0.9 * published * 4.0, "{received} of {} delivered: {r:?}", published * 4.0);
     let _ = server.stop.send(());
 }
 

@@ -110,7 +110,7 @@ pub(crate) async fn chat_loop(
                         lat.record(start.elapsed().saturating_sub(at));
                     }
                 }
-                Read::Closed => break,
+                Read::Closed(_) => break,
                 Read::Deadline if !publishing => break,
                 Read::Deadline => {}
             },

@@ -4,11 +4,17 @@
 //! Hostile kinds (cycled over the hostile connections): oversize frames
 //! (closed with 1009, then reconnect), malformed JSON, unknown events,
 //! slow readers that join the busy room and never read, payloads that break
-//! the event's schema (an injected `user_id`), and handshakes with forged
-//! tokens (refused with 401 before any upgrade).
+//! the event's schema (an injected `user_id`), handshakes with forged
+//! tokens (refused with 401 before any upgrade), reconnect storms and ban
+//! cycling (both in [`storms`], from addresses outside 127.0.0.x so their
+//! bans never reach an honest client).
 
-use std::sync::Arc;
+mod storms;
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use palisade_client::Stream;
@@ -42,6 +48,33 @@ const ROOM: &str = "mixed";
 struct Tally {
     attacks: AtomicU64,
     refused: AtomicU64,
+    /// Refusals that carry a code, by kind and code (`storm_http_429`,
+    /// `oversize_close_1009`): HTTP statuses and close codes.
+    by_code: Mutex<BTreeMap<String, u64>>,
+    /// Reconnect storms' handshakes the server let through.
+    storm_accepted: AtomicU64,
+    /// Bans the ban cyclers provoked, how long each took to provoke and
+    /// how long it kept them out.
+    bans: AtomicU64,
+    time_to_ban: Mutex<Latency>,
+    ban_length: Mutex<Latency>,
+}
+
+impl Tally {
+    fn refusal(&self, kind: usize, code: impl Display) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{}_{code}", NAMES[kind % KINDS]);
+        *self.by_code.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default() += 1;
+    }
+
+    fn record(histogram: &Mutex<Latency>, d: Duration) {
+        histogram.lock().unwrap_or_else(PoisonError::into_inner).record(d);
+    }
+}
+
+/// A close code as a [`Tally::refusal`] code.
+fn close_code(code: Option<u16>) -> String {
+    code.map_or_else(|| "close_none".to_owned(), |c| format!("close_{c}"))
 }
 
 /// Runs the scenario.
@@ -84,19 +117,38 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
         report.value("honest_published", sent as f64);
         report.value("hostile_attacks", tally.attacks.load(Ordering::Relaxed) as f64);
         report.value("hostile_refused", tally.refused.load(Ordering::Relaxed) as f64);
+        for (code, n) in tally.by_code.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            report.value(&format!("refused_{code}"), *n as f64);
+        }
+        report.value("storm_accepted", tally.storm_accepted.load(Ordering::Relaxed) as f64);
+        report.value("bans_provoked", tally.bans.load(Ordering::Relaxed) as f64);
+    }
+    for (name, histogram) in [("time_to_ban", &tally.time_to_ban), ("ban_length", &tally.ban_length)] {
+        let summary = histogram.lock().unwrap_or_else(PoisonError::into_inner).summary();
+        if summary.count > 0 {
+            report.latency(name, summary);
+        }
     }
     report.value("honest_delivered_per_sec", rate(lat.count(), p.duration));
     report.latency("honest_publish_to_receive", lat.summary());
     Ok(report)
 }
 
-/// How many hostile kinds [`attack`] cycles through.
-const KINDS: usize = 6;
+/// How many hostile kinds [`attack`] cycles through, and their names in
+/// the report.
+const KINDS: usize = 8;
+const NAMES: [&str; KINDS] =
+    ["oversize", "malformed", "unknown_event", "slow_reader", "schema", "forged_token", "storm", "ban_cycle"];
 
 /// One hostile client until `deadline`; its kind is `kind % KINDS`.
 async fn attack(target: &Target, kind: usize, n: usize, per_sec: u32, deadline: Instant, tally: &Tally) {
     let pause = Duration::from_secs(1) / per_sec.max(1);
     let user = format!("hostile{n}");
+    match kind % KINDS {
+        6 => return storms::storm(target, kind, &user, per_sec, deadline, tally).await,
+        7 => return storms::ban_cycle(target, kind, &user, per_sec, deadline, tally).await,
+        _ => {}
+    }
     if kind % KINDS == 5 {
         // Forged tokens: a signature made with the wrong secret.
         let mut opts = target.options(&user, n);
@@ -104,8 +156,8 @@ async fn attack(target: &Target, kind: usize, n: usize, per_sec: u32, deadline: 
             .token(&user, &["admin"]);
         while Instant::now() < deadline {
             tally.attacks.fetch_add(1, Ordering::Relaxed);
-            if matches!(palisade_client::open(&opts).await, Err(palisade_client::ClientError::Refused { .. })) {
-                tally.refused.fetch_add(1, Ordering::Relaxed);
+            if let Err(palisade_client::ClientError::Refused { status, .. }) = palisade_client::open(&opts).await {
+                tally.refusal(kind, format_args!("http_{status}"));
             }
             tokio::time::sleep(pause).await;
         }
@@ -161,8 +213,8 @@ async fn attack(target: &Target, kind: usize, n: usize, per_sec: u32, deadline: 
                         break;
                     }
                 }
-                Read::Closed => {
-                    tally.refused.fetch_add(1, Ordering::Relaxed);
+                Read::Closed(code) => {
+                    tally.refusal(kind, close_code(code));
                     conn = None;
                     break;
                 }

@@ -101,8 +101,9 @@ pub(crate) struct LiteData<'a> {
 pub(crate) enum Read {
     /// A text frame (parsed lightly; `None` if not JSON).
     Text(String),
-    /// The server closed or the socket failed.
-    Closed,
+    /// The server closed (with this close code, if it sent one) or the
+    /// socket failed.
+    Closed(Option<u16>),
     /// The deadline passed.
     Deadline,
 }
@@ -112,7 +113,8 @@ pub(crate) async fn read_text(ws: &mut Stream, deadline: Instant) -> Read {
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return Read::Deadline,
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Read::Closed,
+            Ok(Some(Ok(Message::Close(frame)))) => return Read::Closed(frame.map(|f| u16::from(f.code))),
+            Ok(None | Some(Err(_))) => return Read::Closed(None),
             Ok(Some(Ok(Message::Text(t)))) => return Read::Text(t.as_str().to_owned()),
             Ok(Some(Ok(_))) => continue,
         }
