@@ -60,7 +60,7 @@ pub(crate) fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/api/audit", get(audit_log))
         .route("/api/stats", get(stats))
         .route("/api/alerts", get(api_live::alerts))
-        .route("/api/threat", get(crate::threat::api::threat))
+        .route("/api/threat", get(api_live::threat))
         .route("/api/rooms", get(api_live::rooms))
         .route("/api/leaders", get(api_live::leaders))
         .merge(acts)

@@ -2,7 +2,7 @@
 //! (docs/PROTOCOL.md §1.7): operator alerts, rooms with their member
 //! counts and sequence numbers, and the anomaly-score leaders. All from memory: the hub's and
 //! the guard's read-only scans, the alerts' recent list. A viewer reads
-//! addresses as networks.
+//! addresses as networks. Also the threat feeds' state (`/api/threat`).
 
 use std::sync::Arc;
 
@@ -108,4 +108,10 @@ pub(super) async fn leaders(
         ))
     };
     run().unwrap_or_else(|e| e.into_response())
+}
+
+/// `GET /api/threat` (viewers read it too): every feed with what its loads
+/// left, and the allow list (docs/OPERATIONS.md, "Threat feeds").
+pub(super) async fn threat(State(state): State<Arc<AppState>>) -> axum::Json<Value> {
+    axum::Json(state.threat.detail())
 }

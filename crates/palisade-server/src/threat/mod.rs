@@ -5,7 +5,6 @@
 //! and [`Enforcement`], and fetches and re-reads the feeds (`refresh.rs`).
 //! A config reload swaps in new feeds and geo rules (`reload.rs`).
 
-pub(crate) mod api;
 mod geo;
 mod refresh;
 mod reload;
