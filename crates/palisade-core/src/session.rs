@@ -438,6 +438,19 @@ impl Session {
         Ok(claimed)
     }
 
+    /// A cluster's shared record did not give `room` to the user whose
+    /// `join` or `create` claimed it here (another node's user holds it,
+    /// or the owner limits are reached): a join stands, since joining
+    /// never depends on owning; a create is refused and leaves the room,
+    /// as when the owner is known here.
+    pub fn claim_lost(&mut self, room: &str, creating: bool) -> Result<(), Denied> {
+        if !creating {
+            return Ok(());
+        }
+        self.forget(room);
+        Err(Denied::new(ErrorCode::Forbidden, "room claimed elsewhere in the cluster, or owner limits reached"))
+    }
+
     /// Takes `room` out of the rooms the connection is in (the room was
     /// deleted, or its owner removed the user); whether it was in it.
     pub fn forget(&mut self, room: &str) -> bool {

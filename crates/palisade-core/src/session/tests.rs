@@ -754,6 +754,13 @@ fn a_created_room_cannot_be_joined_before_it_is_created_or_created_twice() {
     assert!(matches!(bob.on_text(env.cx(), join, T0), Decision::Join { claimed: false, .. }));
     let delete = r#"{"type":"room.delete","id":"d","room":"club:x"}"#;
     assert!(matches!(moderator.on_text(env.cx(), delete, T0), Decision::DeleteRoom { .. }), "moderate overrides");
+    // A cluster's record gave the rooms to others: bob's join stands, a
+    // create is refused and leaves the room.
+    assert_eq!(bob.claim_lost("club:x", false), Ok(()));
+    assert_eq!(bob.rooms().collect::<Vec<_>>(), ["club:x"]);
+    assert!(matches!(alice.on_text(env.cx(), create, T0), Decision::Create { claimed: true, .. }));
+    assert_eq!(alice.claim_lost("club:x", true).unwrap_err().code, ErrorCode::Forbidden);
+    assert_eq!(alice.rooms().count(), 0, "the refused create joined nothing");
     let create_team = r#"{"type":"create","id":"c","room":"team:y"}"#;
     assert_eq!(
         code_of(&alice.on_text(env.cx(), create_team, T0)),

@@ -82,6 +82,14 @@ return changes
 "
 );
 
+/// The keys both scripts take: owners, owned, changes.
+pub(super) fn with_keys<'c, 's>(
+    call: &'c mut redis::ScriptInvocation<'s>,
+    keys: &Keys,
+) -> &'c mut redis::ScriptInvocation<'s> {
+    call.key(keys.guard("owners")).key(keys.guard("owned")).key(keys.guard("changes"))
+}
+
 /// A record as stored: `<since ms>|<user>`.
 pub(super) fn encode(record: &OwnerRecord) -> String {
     format!("{}|{}", record.since.as_millis(), record.owner)
@@ -133,9 +141,7 @@ impl RedisOwners {
     /// Claims `room` for `user` at `now`.
     pub(crate) async fn claim(&self, room: &str, user: &str, now: Timestamp) -> Result<SharedClaim, Refusal> {
         let mut call = self.claim.prepare_invoke();
-        call.key(self.keys.guard("owners"))
-            .key(self.keys.guard("owned"))
-            .key(self.keys.guard("changes"))
+        with_keys(&mut call, &self.keys)
             .arg(room)
             .arg(user)
             .arg(now.as_millis())
@@ -159,11 +165,7 @@ impl RedisOwners {
     /// Takes `room`'s owner away (the room was deleted).
     pub(crate) async fn release(&self, room: &str) -> Result<(), Refusal> {
         let mut call = self.set.prepare_invoke();
-        call.key(self.keys.guard("owners"))
-            .key(self.keys.guard("owned"))
-            .key(self.keys.guard("changes"))
-            .arg(room)
-            .arg("");
+        with_keys(&mut call, &self.keys).arg(room).arg("");
         let mut conn = self.conn.clone();
         within(self.timeout, "room owner release", call.invoke_async::<i64>(&mut conn)).await.map(drop)
     }

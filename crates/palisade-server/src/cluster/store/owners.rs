@@ -7,7 +7,7 @@ use palisade_core::store::{OwnerStore, StoreError};
 use redis::Commands as _;
 
 use super::RedisShared;
-use crate::cluster::owners::{SET, decode_all, encode};
+use crate::cluster::owners::{SET, decode_all, encode, with_keys};
 
 impl OwnerStore for RedisShared {
     fn owners(&self) -> Result<Vec<OwnerRecord>, StoreError> {
@@ -29,9 +29,6 @@ impl OwnerStore for RedisShared {
                 OwnerChange::Released(room) => call.arg(&**room).arg(""),
             };
         }
-        self.run("writing room owners", |conn, keys| {
-            call.key(keys.guard("owners")).key(keys.guard("owned")).key(keys.guard("changes")).invoke::<i64>(conn)
-        })
-        .map(drop)
+        self.run("writing room owners", |conn, keys| with_keys(&mut call, keys).invoke::<i64>(conn)).map(drop)
     }
 }

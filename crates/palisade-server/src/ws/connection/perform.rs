@@ -48,9 +48,8 @@ impl Conn<'_> {
     }
 
     /// Joins `room` after recording the claim the session made of it, if
-    /// any; the `ack`, or the refusal. A join joins whoever owns the room;
-    /// a `create` whose claim another node's user won is refused, as when
-    /// the owner is known here.
+    /// any; the `ack`, or the refusal. What a lost claim means is the
+    /// session's (`Session::claim_lost`).
     #[expect(clippy::too_many_arguments, reason = "the frame's three fields beside the connection's")]
     async fn enter(
         &mut self,
@@ -63,7 +62,10 @@ impl Conn<'_> {
         now: Timestamp,
     ) -> Result<String, Exit> {
         let joined = match self.record_claim(ws, rx, room, claimed, now).await? {
-            Ok(false) if creating && claimed => Err(Refusal::new(Kind::Forbidden, "room has another owner")),
+            Ok(false) if claimed => match self.session.claim_lost(room, creating) {
+                Ok(()) => self.join(room, now).await,
+                Err(denied) => Err(Refusal::from(denied)),
+            },
             Ok(_) => self.join(room, now).await,
             Err(refusal) => Err(refusal),
         };
