@@ -37,7 +37,7 @@ pub(super) fn normalized(s: &str) -> Option<String> {
     // ASCII is NFC (no two ASCII characters compose), so only its controls
     // can need removing: one pass over bytes instead of two over chars.
     if s.is_ascii() {
-        let control = |b: &u8| (b.is_ascii_control() && *b != b'\n' && *b != b'\t');
+        let control = |b: &u8| b.is_ascii_control() && *b != b'\n' && *b != b'\t';
         return s.bytes().any(|b| control(&b)).then(|| s.bytes().filter(|b| !control(b)).map(char::from).collect());
     }
     let has_controls = s.chars().any(stripped);

@@ -29,6 +29,8 @@ use super::link::{self, BlockedHosts};
 use super::normalize;
 
 mod simple;
+#[cfg(test)]
+mod simple_tests;
 
 const TAGS: [&str; 8] = ["b", "i", "em", "strong", "code", "pre", "br", "a"];
 
