@@ -122,6 +122,10 @@ pub(super) fn allowed(input: &str, blocked: &BlockedHosts) -> Option<String> {
     // Accept only a serialization that parses back to itself: then the rule
     // is idempotent, and no second parser can find a different URL in it.
     let out = String::from(url);
+    // Already in that form (most links are), it is what was just parsed.
+    if out == input {
+        return Some(out);
+    }
     match Url::parse(&out) {
         Ok(again) if again.as_str() == out => Some(out),
         _ => None,

@@ -34,6 +34,12 @@ pub(super) fn value(value: &mut Value) {
 
 /// The normalized string, if it differs.
 pub(super) fn normalized(s: &str) -> Option<String> {
+    // ASCII is NFC (no two ASCII characters compose), so only its controls
+    // can need removing: one pass over bytes instead of two over chars.
+    if s.is_ascii() {
+        let control = |b: &u8| b.is_ascii_control() && *b != b'\n' && *b != b'\t';
+        return s.bytes().any(|b| control(&b)).then(|| s.bytes().filter(|b| !control(b)).map(char::from).collect());
+    }
     let has_controls = s.chars().any(stripped);
     if !has_controls && is_nfc_quick(s.chars()) == IsNormalized::Yes {
         return None;
@@ -102,6 +108,15 @@ mod tests {
         assert_eq!(normalized("cr\r\nlf"), Some("cr\nlf".to_owned()));
         assert_eq!(normalized("e\u{1}\u{301}"), Some("é".to_owned()), "strip, then compose");
         assert_eq!(normalized("\u{200b}\u{202e}"), None, "format characters are not controls");
+    }
+
+    #[test]
+    fn ascii_is_checked_byte_by_byte_with_the_same_result() {
+        for b in 0..=0x7f_u8 {
+            let s = format!("a{}b", char::from(b));
+            let by_chars: String = s.chars().filter(|c| !stripped(*c)).collect();
+            assert_eq!(normalized(&s), (by_chars != s).then_some(by_chars), "{b:#x}");
+        }
     }
 
     #[test]
