@@ -1,70 +1,54 @@
 //! Targets for what arrives first and is smallest: WebSocket frames, JSON,
 //! sanitized strings and forwarded addresses.
 
-use std::io::{Cursor, Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
+
+use bytes::BytesMut;
 
 use palisade_core::addr::{IpKey, TrustedProxies};
 use palisade_core::json::{JsonError, JsonLimits};
 use palisade_core::sanitize::{Refused, Rule, SanitizeSettings, Sanitizers};
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use palisade_protocol::rfc6455::{Inbound, Limits, MAX_CONTROL_PAYLOAD, Reader};
 
 use crate::env::defaults;
 
-/// Reads attempted per input: each consumes at least one frame header, so
-/// more would only re-read the end of the stream.
-const MAX_READS: usize = 256;
-
-/// The client's bytes as a socket: reads come from the input, writes (pongs,
-/// close replies) are kept and dropped.
-struct Peer {
-    input: Cursor<Vec<u8>>,
-    output: Vec<u8>,
-}
-
-impl Read for Peer {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-
-impl Write for Peer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // A bounded sink: the reader must not make us buffer without end.
-        let room = (1usize << 20).saturating_sub(self.output.len());
-        self.output.extend_from_slice(&buf[..buf.len().min(room)]);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The server side of an upgraded connection, with the frame and message
-/// limits `limits.max_message_bytes` gives every socket
-/// (crates/palisade-server/src/ws/transport.rs), reading client bytes.
-/// Invariant: no message over the limit is ever delivered, and text is
-/// UTF-8 (tungstenite's `Utf8Bytes`).
+/// The server's frame reader (`palisade_protocol::rfc6455`, which every
+/// server socket reads with: crates/palisade-server/src/ws/socket.rs) under
+/// the frame and message limits `limits.max_message_bytes` gives, fed the
+/// client's bytes in pieces whose sizes the first byte picks, as a socket
+/// might deliver them. Invariants: no message over the limit is ever
+/// delivered, a control frame's payload fits one, and reading never takes
+/// more than it was given.
 pub fn frame_reader(data: &[u8]) {
+    let Some((&first, bytes)) = data.split_first() else { return };
     let max = defaults().limits.max_message_bytes;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(defaults().limits.read_buffer_bytes)
-        .write_buffer_size(0)
-        .max_frame_size(Some(max))
-        .max_message_size(Some(max));
-    let peer = Peer { input: Cursor::new(data.to_vec()), output: Vec::new() };
-    let mut ws = WebSocket::from_raw_socket(peer, Role::Server, Some(config));
-    for _ in 0..MAX_READS {
-        match ws.read() {
-            Ok(Message::Text(text)) => {
-                assert!(text.len() <= max, "text message over the limit");
-                crate::envelope(text.as_bytes());
+    let mut reader = Reader::new(Limits { max_frame: max, max_message: max });
+    let piece = 1 + usize::from(first);
+    let mut buf = BytesMut::new();
+    for chunk in bytes.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        loop {
+            let before = buf.len();
+            match reader.read(&mut buf) {
+                Ok(Some(Inbound::Text(text))) => {
+                    assert!(text.len() <= max, "text message over the limit");
+                    crate::envelope(text.as_bytes());
+                }
+                Ok(Some(Inbound::Binary(bytes))) => assert!(bytes.len() <= max, "binary message over the limit"),
+                Ok(Some(Inbound::Ping(p) | Inbound::Pong(p))) => assert!(p.len() <= MAX_CONTROL_PAYLOAD),
+                Ok(Some(Inbound::Close(close))) => {
+                    assert!(close.is_none_or(|(_, reason)| reason.len() <= MAX_CONTROL_PAYLOAD - 2));
+                }
+                Ok(None) => {
+                    assert!(buf.len() <= before);
+                    break;
+                }
+                // A violation fails the connection: nothing more is read.
+                Err(violation) => {
+                    let _ = violation.close_code();
+                    return;
+                }
             }
-            Ok(Message::Binary(bytes)) => assert!(bytes.len() <= max, "binary message over the limit"),
-            Ok(_) => {}
-            Err(WsError::Io(_) | WsError::ConnectionClosed | WsError::AlreadyClosed) => return,
-            Err(_) => return,
         }
     }
 }

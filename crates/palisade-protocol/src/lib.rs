@@ -10,6 +10,7 @@
 
 mod codes;
 mod frames;
+pub mod rfc6455;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use frames::{

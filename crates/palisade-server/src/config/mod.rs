@@ -345,9 +345,9 @@ pub struct LimitsConfig {
     pub max_message_bytes: usize,
     /// Outbound queue length per connection.
     pub outbound_queue: usize,
-    /// Write buffer bound per connection.
+    /// The largest frame queued for a socket.
     pub max_write_buffer_bytes: usize,
-    /// Read buffer per connection.
+    /// Bytes asked for by each socket read.
     pub read_buffer_bytes: usize,
     /// Ping interval.
     #[serde(with = "duration")]

@@ -20,9 +20,10 @@ use palisade_core::refusal::Kind;
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
 use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, RemovedReason, ServerFrame, UserInfo, Welcome};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tracing::{debug, error, info, warn};
 
+use super::socket::SocketError;
 use super::transport::{Ws, exit_for_error, finish};
 use crate::control::{Control, Request};
 use crate::exit::Exit;
@@ -55,7 +56,7 @@ pub(crate) struct Conn<'s> {
 }
 
 /// A read from the socket: a frame, an error, or the end of the stream.
-type Inbound = Option<Result<Message, WsError>>;
+type Inbound = Option<Result<Message, SocketError>>;
 
 /// Runs a connection to its end. `_slot` keeps the connection counted.
 /// With a `backend` (gateway mode), client messages go there and its
@@ -157,13 +158,20 @@ impl Conn<'_> {
                     read_now(ws).await
                 }
                 msg = ws.next() => Some(msg),
+                // Gateway mode's awaits are boxed here and below: native
+                // connections run this same loop and would otherwise carry
+                // their state.
                 msg = backend::next(&mut self.backend) => {
-                    self.on_backend(ws, msg).await?;
+                    Box::pin(self.on_backend(ws, msg)).await?;
                     None
                 }
             };
+            // Boxed: a message's state (the decision, the reply, a commit in
+            // flight) would otherwise be part of the future an idle
+            // connection keeps; one allocation per message buys ~1.7 KB per
+            // idle connection (BENCHMARKS.md, "Where the time and memory go").
             if let Some(msg) = inbound {
-                self.on_inbound(ws, rx, msg).await?;
+                Box::pin(self.on_inbound(ws, rx, msg)).await?;
             }
             // Usually unchanged: a frame moves the silence deadline, which
             // stays behind the next ping.
@@ -238,9 +246,9 @@ impl Conn<'_> {
         };
         self.session.on_heard(now);
         let reply = match msg {
-            Message::Text(text) if self.backend.is_some() => return self.forward_client(ws, text, now).await,
+            Message::Text(text) if self.backend.is_some() => return Box::pin(self.forward_client(ws, text, now)).await,
             Message::Binary(data) if self.backend.is_some() && self.gateway_binary() => {
-                return self.write_upstream(Message::Binary(data)).await;
+                return Box::pin(self.write_upstream(Message::Binary(data))).await;
             }
             Message::Text(text) => {
                 self.state.metrics.messages_in.increment(1);
@@ -404,7 +412,7 @@ impl Conn<'_> {
     /// or the peer has not drained its socket for the whole write timeout
     /// (then it is a slow consumer: judged by its socket, never by the size
     /// of what others publish).
-    async fn write(&self, write: impl Future<Output = Result<(), WsError>>) -> Result<(), Exit> {
+    async fn write(&self, write: impl Future<Output = Result<(), SocketError>>) -> Result<(), Exit> {
         tokio::select! {
             // Biased, write first: a write that completes at once never
             // registers the other branches' wakers or timer.
@@ -416,8 +424,8 @@ impl Conn<'_> {
         }
     }
 
-    fn write_error(&self, e: &WsError) -> Exit {
-        if matches!(e, WsError::WriteBufferFull(_)) {
+    fn write_error(&self, e: &SocketError) -> Exit {
+        if matches!(e, SocketError::TooLargeToSend(_)) {
             // Config validation keeps the write buffer above the largest
             // frame the server sends, so this is a bug, not a slow peer.
             error!(conn = self.rooms.id(), peer = %self.peer, "a frame did not fit the write buffer");

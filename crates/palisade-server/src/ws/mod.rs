@@ -3,6 +3,7 @@
 
 pub(crate) mod connection;
 pub(crate) mod echo;
+pub(crate) mod socket;
 pub(crate) mod transport;
 pub(crate) mod upgrade;
 

@@ -7,49 +7,43 @@ use futures_util::StreamExt as _;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use palisade_protocol::CloseCode;
+use palisade_protocol::rfc6455::Limits;
 use tokio::io::AsyncReadExt as _;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WireCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Utf8Bytes};
 
+use super::socket::{Settings, SocketError};
 use crate::config::LimitsConfig;
 use crate::exit::Exit;
 
 /// A server-side WebSocket over an upgraded HTTP/1.1 connection.
-pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Ws = super::socket::Ws<TokioIo<Upgraded>>;
 
 /// Most bytes discarded while waiting for a misbehaving peer to hang up.
 const LINGER_BUDGET: usize = 1 << 20;
 
-/// The tungstenite settings for every server socket.
-pub(crate) fn websocket_config(limits: &LimitsConfig) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(limits.read_buffer_bytes)
-        // Frames go to the socket as they are written; the batching happens
-        // one level up, where a burst of queued events ends in one flush.
-        .write_buffer_size(0)
-        .max_write_buffer_size(limits.max_write_buffer_bytes)
-        // The frame limit is checked on the header, before the payload is
-        // read, so an oversized frame costs nothing to refuse.
-        .max_frame_size(Some(limits.max_message_bytes))
-        .max_message_size(Some(limits.max_message_bytes))
+/// The transport settings for every server socket. The frame limit is
+/// checked on the header, before the payload is read, so an oversized frame
+/// costs nothing to refuse.
+pub(crate) fn socket_settings(limits: &LimitsConfig) -> Settings {
+    Settings {
+        limits: Limits { max_frame: limits.max_message_bytes, max_message: limits.max_message_bytes },
+        read_chunk: limits.read_buffer_bytes,
+        max_frame_out: limits.max_write_buffer_bytes,
+    }
 }
 
-/// What a read error means for the connection.
-pub(crate) fn exit_for_error(err: &WsError) -> Exit {
+/// What a read or write error means for the connection.
+pub(crate) fn exit_for_error(err: &SocketError) -> Exit {
     match err {
-        WsError::Capacity(_) => Exit::Fail(CloseCode::TooBig),
-        WsError::Utf8(_) => Exit::Fail(CloseCode::InvalidPayload),
-        // A peer that vanished without a close frame is gone, not rude.
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Exit::Gone,
-        WsError::Protocol(_) => Exit::Fail(CloseCode::Protocol),
+        SocketError::Violation(violation) => Exit::Fail(violation.close_code()),
         // Impossible while `limits.max_write_buffer_bytes` holds the largest
         // frame (checked by the config); were it to happen, it is the
         // server's fault, not the peer's.
-        WsError::WriteBufferFull(_) => Exit::Close(CloseCode::Internal),
-        _ => Exit::Gone,
+        SocketError::TooLargeToSend(_) | SocketError::RawFrame => Exit::Close(CloseCode::Internal),
+        // A peer that vanished, or a write after the close began.
+        SocketError::Io(_) | SocketError::Closed => Exit::Gone,
     }
 }
 
@@ -58,19 +52,19 @@ pub(crate) fn exit_for_error(err: &WsError) -> Exit {
 pub(crate) async fn finish(mut ws: Ws, exit: Exit, close_timeout: Duration) {
     match exit {
         Exit::Close(_) | Exit::Relay(..) => {
-            if tokio::time::timeout(close_timeout, ws.close(Some(closing_frame(exit)))).await.is_ok() {
+            if tokio::time::timeout(close_timeout, ws.close(closing_frame(exit))).await.is_ok() {
                 // Wait for the peer's close frame so the close is clean.
                 let _ = tokio::time::timeout(close_timeout, async { while let Some(Ok(_)) = ws.next().await {} }).await;
             }
         }
         Exit::Fail(code) => {
-            if tokio::time::timeout(close_timeout, ws.close(Some(close_frame(code)))).await.is_ok() {
+            if tokio::time::timeout(close_timeout, ws.close(close_frame(code))).await.is_ok() {
                 let _ = tokio::time::timeout(close_timeout, linger(&mut ws)).await;
             }
         }
         Exit::PeerClosed => {
-            // tungstenite queued the reply to the peer's close; reading on
-            // flushes it and ends once the exchange is complete.
+            // The reply to the peer's close is queued; reading on flushes
+            // it and ends the stream.
             let _ = tokio::time::timeout(close_timeout, async { while let Some(Ok(_)) = ws.next().await {} }).await;
         }
         Exit::Gone => {}
@@ -109,13 +103,24 @@ pub(crate) fn close_frame(code: CloseCode) -> CloseFrame {
 
 #[cfg(test)]
 mod tests {
-    use tokio_tungstenite::tungstenite::Message;
+    use palisade_protocol::rfc6455::Violation;
 
     use super::*;
 
     #[test]
     fn a_frame_too_big_for_the_write_buffer_is_the_servers_fault_not_a_slow_consumer() {
-        let full = WsError::WriteBufferFull(Box::new(Message::text("x")));
-        assert_eq!(exit_for_error(&full), Exit::Close(CloseCode::Internal));
+        assert_eq!(exit_for_error(&SocketError::TooLargeToSend(1)), Exit::Close(CloseCode::Internal));
+    }
+
+    #[test]
+    fn a_violation_fails_the_connection_with_its_close_code() {
+        let too_big = SocketError::Violation(Violation::FrameTooBig { size: 2, max: 1 });
+        assert_eq!(exit_for_error(&too_big), Exit::Fail(CloseCode::TooBig));
+        assert_eq!(
+            exit_for_error(&SocketError::Violation(Violation::InvalidUtf8)),
+            Exit::Fail(CloseCode::InvalidPayload)
+        );
+        assert_eq!(exit_for_error(&SocketError::Violation(Violation::Unmasked)), Exit::Fail(CloseCode::Protocol));
+        assert_eq!(exit_for_error(&SocketError::Io(std::io::ErrorKind::BrokenPipe.into())), Exit::Gone);
     }
 }

@@ -10,12 +10,10 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use palisade_core::transport::{UpgradeRejection, UpgradeRequest, check_upgrade};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::debug;
 
-use super::transport::{Ws, websocket_config};
+use super::transport::{Ws, socket_settings};
 use crate::headers::{all_str, header_str};
 use crate::rejection::HttpRejection;
 use crate::state::AppState;
@@ -49,12 +47,11 @@ where
     F: FnOnce(Ws) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let config = websocket_config(&state.settings.config.limits);
+    let settings = socket_settings(&state.settings.config.limits);
     state.tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                serve(ws).await;
+                serve(Ws::new(TokioIo::new(upgraded), settings)).await;
             }
             Err(e) => debug!(error = %e, "upgrade did not complete"),
         }

@@ -156,15 +156,23 @@ impl Conn<'_> {
         now: Timestamp,
     ) -> Result<Reply, Exit> {
         let mut reply = Reply { replay: Vec::new(), frame: String::new(), removed: Vec::new(), close: None };
+        // The room-owner paths (joins, `create`, deletion, `recover`) await
+        // the most state and happen least: boxed, so the future every idle
+        // connection keeps is sized by a `send`, not by them
+        // (BENCHMARKS.md, "Where the time and memory go").
         reply.frame = match decision {
-            Decision::Join { id, room, claimed } => self.enter(ws, rx, &id, &room, claimed, false, now).await?,
-            Decision::Create { id, room, claimed } => self.enter(ws, rx, &id, &room, claimed, true, now).await?,
+            Decision::Join { id, room, claimed } => {
+                Box::pin(self.enter(ws, rx, &id, &room, claimed, false, now)).await?
+            }
+            Decision::Create { id, room, claimed } => {
+                Box::pin(self.enter(ws, rx, &id, &room, claimed, true, now)).await?
+            }
             Decision::DeleteRoom { id, room, owner } => {
                 self.rooms.leave(&room);
                 let user = &self.session.identity().user_id;
                 // The shared owner first: a deletion the cluster has not
                 // recorded must not empty the room anywhere.
-                match self.meanwhile(ws, rx, self.state.owners.released(&room, owner)).await? {
+                match Box::pin(self.meanwhile(ws, rx, self.state.owners.released(&room, owner))).await? {
                     Ok(()) => {
                         // Forgetting what the room keeps may fail on its
                         // own: the room is deleted either way, and a new
@@ -187,7 +195,7 @@ impl Conn<'_> {
                 ack(&id, None)
             }
             Decision::Recover { id, room, since, claimed } => {
-                let recorded = self.record_claim(ws, rx, &room, claimed, now).await?;
+                let recorded = Box::pin(self.record_claim(ws, rx, &room, claimed, now)).await?;
                 // Joined first: every event after the read reaches the
                 // queue, and one published in between comes twice, once
                 // each way, with one `seq` (clients drop repeats by `seq`).
