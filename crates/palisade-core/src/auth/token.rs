@@ -22,9 +22,9 @@ enum Check {
     /// and parses the header twice and the claims twice on every call,
     /// which on the handshake is work bought again for nothing. The same
     /// library (aws-lc) computes and compares the MAC, in constant time.
-    Hmac(hmac::Key),
+    Hmac(Box<hmac::Key>),
     /// A key pair: `jsonwebtoken` checks it.
-    Pair { key: DecodingKey, validation: Validation },
+    Pair(Box<(DecodingKey, Validation)>),
 }
 
 /// Verifies access tokens against a set of keys.
@@ -52,7 +52,7 @@ impl TokenVerifier {
                 let algorithm = k.algorithm.to_jwt();
                 let key = k.decoding_key()?;
                 let check = match hmac_algorithm(k.algorithm) {
-                    Some(mac) => Check::Hmac(hmac::Key::new(mac, key.as_bytes())),
+                    Some(mac) => Check::Hmac(Box::new(hmac::Key::new(mac, key.as_bytes()))),
                     None => {
                         let mut validation = Validation::new(algorithm);
                         // Claims are checked in `claims::check` against the
@@ -62,7 +62,7 @@ impl TokenVerifier {
                         validation.validate_nbf = false;
                         validation.validate_aud = false;
                         validation.required_spec_claims = HashSet::new();
-                        Check::Pair { key, validation }
+                        Check::Pair(Box::new((key, validation)))
                     }
                 };
                 Ok(VerifyKey { id: k.id.clone(), algorithm, check })
@@ -105,8 +105,8 @@ impl TokenVerifier {
         let key = self.select_key(&header)?;
         let claims = match &key.check {
             Check::Hmac(mac) => hmac_claims(mac, token)?,
-            Check::Pair { key, validation } => {
-                jsonwebtoken::decode::<Claims>(token, key, validation)
+            Check::Pair(pair) => {
+                jsonwebtoken::decode::<Claims>(token, &pair.0, &pair.1)
                     .map_err(|e| {
                         use jsonwebtoken::errors::ErrorKind;
                         match e.kind() {
