@@ -78,21 +78,27 @@ impl OriginPolicy {
                 CredentialKind::Ambient => Err(OriginError::Missing),
             };
         };
-        let Some(parsed) = parse_origin(origin) else {
+        // One lower-case copy, which the parsed parts borrow; a header too
+        // long to be an origin is refused before it is copied.
+        if origin.len() > MAX_ORIGIN {
+            return Err(OriginError::NotAllowed);
+        }
+        let lower = origin.to_ascii_lowercase();
+        let Some(parsed) = parse_origin(&lower) else {
             return Err(OriginError::NotAllowed);
         };
         if self.rules.iter().any(|r| r.matches(&parsed)) { Ok(()) } else { Err(OriginError::NotAllowed) }
     }
 }
 
-struct Origin {
-    scheme: String,
-    host: String,
+struct Origin<'a> {
+    scheme: &'a str,
+    host: &'a str,
     port: Option<u16>,
 }
 
 impl OriginRule {
-    fn matches(&self, o: &Origin) -> bool {
+    fn matches(&self, o: &Origin<'_>) -> bool {
         if o.scheme != self.scheme {
             return false;
         }
@@ -139,12 +145,12 @@ fn split_port(authority: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn parse_origin(raw: &str) -> Option<Origin> {
-    if raw.len() > 255 {
-        return None;
-    }
-    let lower = raw.to_ascii_lowercase();
-    let (scheme, authority) = split_scheme(&lower)?;
+/// Longest `Origin` header read (a DNS name is at most 253 characters).
+const MAX_ORIGIN: usize = 255;
+
+/// `lower`: the header, lower-cased and length-checked by the caller.
+fn parse_origin(lower: &str) -> Option<Origin<'_>> {
+    let (scheme, authority) = split_scheme(lower)?;
     let (host, port) = split_port(authority);
     if !is_host(host) {
         return None;
@@ -154,7 +160,7 @@ fn parse_origin(raw: &str) -> Option<Origin> {
         Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
         Some(_) => return None,
     };
-    Some(Origin { scheme: scheme.to_owned(), host: host.to_owned(), port })
+    Some(Origin { scheme, host, port })
 }
 
 fn parse_rule(entry: &str) -> Result<OriginRule, OriginRuleError> {

@@ -13,7 +13,7 @@ use axum::response::Response;
 use http::header;
 use palisade_core::guard::Standing;
 use palisade_core::handshake::{HandshakeRequest, session_cookie};
-use palisade_core::login::device::{DeviceVerdict, fingerprint};
+use palisade_core::login::device::DeviceVerdict;
 use palisade_core::refusal::{Kind, Refusal};
 use palisade_core::session::Session;
 use palisade_protocol::SUBPROTOCOL;
@@ -70,8 +70,11 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
         cookie,
     };
     // An external issuer's key set is fetched, if due, before the token is
-    // verified (docs/ARCHITECTURE.md, "External issuers").
-    if let Some(token) = state.settings.gate.presented_token(&handshake) {
+    // verified (docs/ARCHITECTURE.md, "External issuers"). Without a key
+    // set to fetch, the token is not looked for twice.
+    if state.settings.gate.verifier().issuers().has_jwks()
+        && let Some(token) = state.settings.gate.presented_token(&handshake)
+    {
         state.fetch_keys_for(token).await;
     }
     let admitted = state.settings.gate.admit(&handshake, now).map_err(|r| state.enforce.refuse(r, knock, None))?;
@@ -80,7 +83,7 @@ pub(crate) async fn websocket(State(state): State<Arc<AppState>>, mut req: Reque
         return Err(state.enforce.refuse(Refusal::new(Kind::AuthFailure, "auth: token revoked"), knock, None));
     }
     let user_agent = header_str(headers, header::USER_AGENT).unwrap_or("");
-    match state.settings.device_binding.judge(admitted.identity.device.as_deref(), &fingerprint(user_agent, client)) {
+    match state.settings.device_binding.judge_request(admitted.identity.device.as_deref(), user_agent, client) {
         DeviceVerdict::Pass => {}
         DeviceVerdict::PassMismatched => {
             info!(user = %admitted.identity.user_id, ip = %knock.ip, "handshake from another device (login.device_binding = log)");

@@ -1,7 +1,8 @@
 //! Access tokens: verification of incoming JWTs and minting with our own
 //! keys; and the own issuer's passwords.
 //!
-//! Signature checking is `jsonwebtoken`'s job; every time-based or identity
+//! Signature checking is `jsonwebtoken`'s job (for HMAC keys, aws-lc's
+//! under it, keyed once: `token`); every time-based or identity
 //! claim (`exp`, `nbf`, `iss`, `aud`) is checked here against the `now` the
 //! caller passes, so expiry is tested with a virtual clock.
 

@@ -117,6 +117,37 @@ fn claims_of_the_wrong_shape_are_refused() {
 }
 
 #[test]
+fn every_hmac_size_checks_its_own_mac_over_the_header_and_claims() {
+    let secret = [9u8; 64];
+    for (ours, theirs) in [
+        (Algorithm::HS256, jsonwebtoken::Algorithm::HS256),
+        (Algorithm::HS384, jsonwebtoken::Algorithm::HS384),
+        (Algorithm::HS512, jsonwebtoken::Algorithm::HS512),
+    ] {
+        let key = KeyMaterial { algorithm: ours, ..hs_key("k", &secret) };
+        let v = TokenVerifier::new(&[key], options()).unwrap();
+        let mut header = jsonwebtoken::Header::new(theirs);
+        header.kid = Some("k".into());
+        let claims = format!(r#"{{"sub":"u1","exp":{},"iss":"palisade","aud":"palisade"}}"#, T0.as_secs() + 60);
+        let claims = serde_json::from_str::<serde_json::Value>(&claims).unwrap();
+        let good = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(&secret)).unwrap();
+        assert_eq!(v.verify(&good, T0).unwrap().user_id, "u1", "{ours:?}");
+        let [h, p, sig]: [&str; 3] = good.split('.').collect::<Vec<_>>().try_into().unwrap();
+        // Another payload under the same signature, a short signature, a
+        // signature that is not base64url, and an extra part.
+        let other = b64(&format!(r#"{{"sub":"admin","exp":{}}}"#, T0.as_secs() + 60));
+        assert_eq!(v.verify(&format!("{h}.{other}.{sig}"), T0), Err(AuthError::BadSignature), "{ours:?}");
+        assert_eq!(v.verify(&format!("{h}.{p}.AAAA"), T0), Err(AuthError::BadSignature));
+        assert_eq!(v.verify(&format!("{h}.{p}.{sig}!"), T0), Err(AuthError::Malformed));
+        assert_eq!(v.verify(&format!("{h}.{p}.{p}.{sig}"), T0), Err(AuthError::Malformed));
+        // Another key of the same size.
+        let forged =
+            jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(&[8u8; 64])).unwrap();
+        assert_eq!(v.verify(&forged, T0), Err(AuthError::BadSignature), "{ours:?}");
+    }
+}
+
+#[test]
 fn identity_claims_with_markup_or_bidi_overrides_are_refused() {
     let mut opts = options();
     opts.issuer = None;

@@ -2,18 +2,29 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lc_rs::hmac;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 
 use super::claims::{self, Audience, AuthError, Claims, Identity, VerifyOptions};
 use super::issuers::Issuers;
-use super::keys::{KeyError, KeyMaterial};
+use super::keys::{Algorithm, KeyError, KeyMaterial};
 use crate::Timestamp;
 
 struct VerifyKey {
     id: String,
     algorithm: jsonwebtoken::Algorithm,
-    key: DecodingKey,
-    validation: Validation,
+    check: Check,
+}
+
+/// How a key checks a signature.
+enum Check {
+    /// A shared secret, keyed once: `jsonwebtoken::decode` keys a new HMAC
+    /// and parses the header twice and the claims twice on every call,
+    /// which on the handshake is work bought again for nothing. The same
+    /// library (aws-lc) computes and compares the MAC, in constant time.
+    Hmac(Box<hmac::Key>),
+    /// A key pair: `jsonwebtoken` checks it.
+    Pair(Box<(DecodingKey, Validation)>),
 }
 
 /// Verifies access tokens against a set of keys.
@@ -39,14 +50,22 @@ impl TokenVerifier {
             .iter()
             .map(|k| {
                 let algorithm = k.algorithm.to_jwt();
-                let mut validation = Validation::new(algorithm);
-                // Claims are checked in `claims::check` against the caller's
-                // `now`; jsonwebtoken would read the system clock instead.
-                validation.validate_exp = false;
-                validation.validate_nbf = false;
-                validation.validate_aud = false;
-                validation.required_spec_claims = HashSet::new();
-                Ok(VerifyKey { id: k.id.clone(), algorithm, key: k.decoding_key()?, validation })
+                let key = k.decoding_key()?;
+                let check = match hmac_algorithm(k.algorithm) {
+                    Some(mac) => Check::Hmac(Box::new(hmac::Key::new(mac, key.as_bytes()))),
+                    None => {
+                        let mut validation = Validation::new(algorithm);
+                        // Claims are checked in `claims::check` against the
+                        // caller's `now`; jsonwebtoken would read the system
+                        // clock instead.
+                        validation.validate_exp = false;
+                        validation.validate_nbf = false;
+                        validation.validate_aud = false;
+                        validation.required_spec_claims = HashSet::new();
+                        Check::Pair(Box::new((key, validation)))
+                    }
+                };
+                Ok(VerifyKey { id: k.id.clone(), algorithm, check })
             })
             .collect::<Result<Vec<_>, KeyError>>()?;
         Ok(Self { keys: keys.into(), options, issuers: Arc::default() })
@@ -84,16 +103,23 @@ impl TokenVerifier {
             return issuer.verify(token, &header, now);
         }
         let key = self.select_key(&header)?;
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            match e.kind() {
-                ErrorKind::InvalidSignature => AuthError::BadSignature,
-                ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
-                ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
-                _ => AuthError::Malformed,
+        let claims = match &key.check {
+            Check::Hmac(mac) => hmac_claims(mac, token)?,
+            Check::Pair(pair) => {
+                jsonwebtoken::decode::<Claims>(token, &pair.0, &pair.1)
+                    .map_err(|e| {
+                        use jsonwebtoken::errors::ErrorKind;
+                        match e.kind() {
+                            ErrorKind::InvalidSignature => AuthError::BadSignature,
+                            ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm,
+                            ErrorKind::Json(_) | ErrorKind::MissingRequiredClaim(_) => AuthError::BadClaims,
+                            _ => AuthError::Malformed,
+                        }
+                    })?
+                    .claims
             }
-        })?;
-        claims::check(&self.options, data.claims, now)
+        };
+        claims::check(&self.options, claims, now)
     }
 
     fn select_key(&self, header: &Header) -> Result<&VerifyKey, AuthError> {
@@ -108,6 +134,32 @@ impl TokenVerifier {
         }
         Ok(key)
     }
+}
+
+/// The aws-lc HMAC of an HMAC key's algorithm; `None` for a key pair.
+fn hmac_algorithm(algorithm: Algorithm) -> Option<hmac::Algorithm> {
+    match algorithm {
+        Algorithm::HS256 => Some(hmac::HMAC_SHA256),
+        Algorithm::HS384 => Some(hmac::HMAC_SHA384),
+        Algorithm::HS512 => Some(hmac::HMAC_SHA512),
+        Algorithm::EdDSA | Algorithm::RS256 | Algorithm::ES256 => None,
+    }
+}
+
+/// The claims of `token` once its MAC checks, as `jsonwebtoken::decode`
+/// finds them: the same split (the signature after the last dot, the
+/// claims after the one before; the header, parsed by the caller, is the
+/// rest), the same base64url without padding, the MAC over the same bytes,
+/// the signature checked before the claims are read, and the same errors.
+fn hmac_claims(mac: &hmac::Key, token: &str) -> Result<Claims, AuthError> {
+    use base64::Engine as _;
+    let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
+    let (_, payload) = message.rsplit_once('.').ok_or(AuthError::Malformed)?;
+    let signature = b64.decode(signature).map_err(|_| AuthError::Malformed)?;
+    hmac::verify(mac, message.as_bytes(), &signature).map_err(|_| AuthError::BadSignature)?;
+    let claims = b64.decode(payload).map_err(|_| AuthError::Malformed)?;
+    serde_json::from_slice(&claims).map_err(|_| AuthError::BadClaims)
 }
 
 /// Mints access tokens with one of our own keys.
