@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use palisade_bench::report::Report;
 use palisade_bench::scenario::{self, ScenarioError};
-use palisade_bench::target::Target;
+use palisade_bench::target::{Target, TargetError};
 
 #[derive(Debug, Parser)]
 #[command(name = "palisade-bench", about = "Load generator for Palisade and its peers (loopback only)")]
@@ -21,9 +21,14 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Server to drive: ws://IP:PORT/ws on a loopback address.
+    /// Server to drive: ws://IP:PORT/ws (or wss://, with --ca) on a
+    /// loopback address.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:8080/ws")]
     url: String,
+    /// For wss://: the PEM certificate(s) to trust, and only those; the
+    /// server's certificate must name the URL's IP address.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
     /// File holding the HS256 secret the server verifies tokens with.
     #[arg(long, global = true)]
     secret_file: Option<PathBuf>,
@@ -170,7 +175,15 @@ async fn run(cli: &Cli) -> Result<Report, String> {
         }
         None => String::new(),
     };
-    let target = Target::new(&c.url, &secret, c.origin.clone(), c.sources).map_err(|e| e.to_string())?;
+    let target_for = |url: &str| {
+        let target = Target::new(url, &secret, c.origin.clone(), c.sources)?;
+        match &c.ca {
+            Some(ca) => target.trusting(ca),
+            None if url.starts_with("wss://") => Err(TargetError::Trust(url.to_owned())),
+            None => Ok(target),
+        }
+    };
+    let target = target_for(&c.url).map_err(|e| e.to_string())?;
     let secs = Duration::from_secs;
     let report: Result<Report, ScenarioError> = match &cli.scenario {
         &Scenario::Connect { total, concurrency, seconds } => {
@@ -187,7 +200,7 @@ async fn run(cli: &Cli) -> Result<Report, String> {
         Scenario::Fanout { subscribers, publishers, rate, seconds, subscriber_urls } => {
             let subscribers_on = subscriber_urls
                 .iter()
-                .map(|url| Target::new(url, &secret, c.origin.clone(), c.sources))
+                .map(|url| target_for(url))
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
             let p = scenario::fanout::Params {

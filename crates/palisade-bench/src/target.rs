@@ -2,10 +2,17 @@
 //! local addresses connections come from.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use palisade_client::{ConnectOptions, socket_addr};
+use palisade_client::{Client, ClientError, ConnectOptions, socket_addr};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_tungstenite::MaybeTlsStream;
 
 /// Most connections one generator process opens: the file limit here is
 /// 20,000 per process, and the process needs a few for itself.
@@ -16,9 +23,16 @@ pub const MAX_DURATION: Duration = Duration::from_secs(600);
 /// Why a target cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    /// Not `ws://IP:PORT/…`.
-    #[error("url must be ws://IP:PORT/path: {0}")]
+    /// Not `ws://IP:PORT/…` or `wss://IP:PORT/…`.
+    #[error("url must be ws://IP:PORT/path or wss://IP:PORT/path: {0}")]
     BadUrl(String),
+    /// A `wss://` target without certificates to trust, or certificates
+    /// for a `ws://` one.
+    #[error("wss:// needs --ca (the server's certificate, PEM), and only wss:// takes it: {0}")]
+    Trust(String),
+    /// The certificates to trust do not load.
+    #[error("{0}")]
+    Ca(String),
     /// Benchmarks only ever talk to this machine.
     #[error("refusing non-loopback target {0}: benchmarks only run against 127.0.0.0/8 or ::1")]
     NotLoopback(IpAddr),
@@ -37,6 +51,22 @@ pub struct Target {
     pub origin: Option<String>,
     /// How many 127.0.0.x source addresses to spread connections over.
     pub sources: u8,
+    /// For `wss://`: the TLS client, set by [`Target::trusting`].
+    pub tls: Option<Tls>,
+}
+
+/// A TLS client that trusts only the given certificates, for a server
+/// whose certificate names the target's IP address.
+#[derive(Clone)]
+pub struct Tls {
+    connector: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 impl Target {
@@ -46,7 +76,48 @@ impl Target {
         if !addr.ip().is_loopback() {
             return Err(TargetError::NotLoopback(addr.ip()));
         }
-        Ok(Self { url: url.to_owned(), addr, secret: secret.to_owned(), origin, sources: sources.max(1) })
+        Ok(Self { url: url.to_owned(), addr, secret: secret.to_owned(), origin, sources: sources.max(1), tls: None })
+    }
+
+    /// For a `wss://` target: trusts the certificates in `ca` (PEM) and
+    /// nothing else, TLS 1.2 and 1.3, on the provider the server uses. The
+    /// server's certificate must name the target's IP address
+    /// (`palisade cert --self-signed --host 127.0.0.1`).
+    pub fn trusting(mut self, ca: &Path) -> Result<Self, TargetError> {
+        if !self.url.starts_with("wss://") {
+            return Err(TargetError::Trust(self.url));
+        }
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+            .and_then(Iterator::collect)
+            .map_err(|e| TargetError::Ca(format!("{}: not PEM certificates: {e}", ca.display())))?;
+        let mut roots = RootCertStore::empty();
+        for cert in certs {
+            roots.add(cert).map_err(|e| TargetError::Ca(format!("{}: {e}", ca.display())))?;
+        }
+        if roots.is_empty() {
+            return Err(TargetError::Ca(format!("{}: no certificate in it", ca.display())));
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TargetError::Ca(format!("TLS versions: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::IpAddress(self.addr.ip().into());
+        self.tls = Some(Tls { connector: TlsConnector::from(Arc::new(config)), name });
+        Ok(self)
+    }
+
+    /// Connects, authenticates and waits for `welcome`: over TLS for a
+    /// `wss://` target, the whole within `opts.timeout`.
+    pub async fn connect(&self, opts: &ConnectOptions) -> Result<Client, ClientError> {
+        let Some(tls) = &self.tls else { return Client::connect(opts).await };
+        let secured = async {
+            let tcp = palisade_client::dial(opts).await?;
+            Ok::<_, ClientError>(tls.connector.connect(tls.name.clone(), tcp).await?)
+        };
+        let stream = tokio::time::timeout(opts.timeout, secured).await.map_err(|_| ClientError::Timeout)??;
+        Client::connect_on(opts, MaybeTlsStream::Rustls(stream)).await
     }
 
     /// Connection options for user `user`, the `n`th connection overall.
@@ -107,6 +178,16 @@ mod tests {
         assert!(Target::new("ws://[::1]:1/ws", "s", None, 1).is_ok());
         assert!(matches!(Target::new("ws://10.0.0.1:1/ws", "s", None, 1), Err(TargetError::NotLoopback(_))));
         assert!(matches!(Target::new("ws://example.com:1/ws", "s", None, 1), Err(TargetError::BadUrl(_))));
+        assert!(Target::new("wss://127.0.0.1:1/ws", "s", None, 1).is_ok());
+        assert!(matches!(Target::new("wss://10.0.0.1:1/ws", "s", None, 1), Err(TargetError::NotLoopback(_))));
+    }
+
+    #[test]
+    fn only_wss_targets_take_certificates_to_trust() {
+        let ws = Target::new("ws://127.0.0.1:1/ws", "s", None, 1).unwrap();
+        assert!(matches!(ws.trusting(Path::new("/nonexistent")), Err(TargetError::Trust(_))));
+        let wss = Target::new("wss://127.0.0.1:1/ws", "s", None, 1).unwrap();
+        assert!(matches!(wss.trusting(Path::new("/nonexistent")), Err(TargetError::Ca(_))));
     }
 
     #[test]

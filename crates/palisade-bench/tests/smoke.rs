@@ -44,12 +44,19 @@ async fn start_guarded() -> Running {
 }
 
 async fn start_with(config_path: &Path, sources: u8) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::load(Source::File(config_path), &std::collections::BTreeMap::new()).unwrap();
+    let config = Config::load(Source::File(config_path), &std::collections::BTreeMap::new()).unwrap();
+    launch(config, tempfile::tempdir().unwrap(), sources).await
+}
+
+/// Serves `config` with its data in `dir`: wss:// when it has a
+/// certificate (the target then still has to be told to trust it).
+async fn launch(mut config: Config, dir: tempfile::TempDir, sources: u8) -> Running {
     config.server.data_dir = dir.path().join("data");
+    let scheme = if config.server.tls.cert.is_empty() { "ws" } else { "wss" };
     let settings = Settings::new(config, Profile::Dev).unwrap();
-    let server = Server::bind(settings).await.unwrap();
-    let url = format!("ws://{}/ws", server.local_addr());
+    // Boxed: binding is a large future, and every test awaits this one.
+    let server = Box::pin(Server::bind(settings)).await.unwrap();
+    let url = format!("{scheme}://{}/ws", server.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel();
     tokio::spawn(server.run(async {
         let _ = stopped.await;
@@ -137,6 +144,49 @@ async fn mixed_storms_and_cycles_bans_against_the_guard() {
     let _ = server.stop.send(());
 }
 
+/// A self-signed certificate for 127.0.0.1 in `dir`: the paths of the
+/// certificate (what a client trusts) and of its key.
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (dir.join(format!("{name}.cert.pem")), dir.join(format!("{name}.key.pem")));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// `idle` over wss://, trusting the server's own certificate only; a
+/// target that trusts another certificate opens nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_runs_over_wss_trusting_the_servers_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path(), "server");
+    let mut config = Config::load(Source::File(Path::new(BENCH_CONFIG)), &std::collections::BTreeMap::new()).unwrap();
+    config.server.tls.cert = cert.display().to_string();
+    config.server.tls.key = key.display().to_string();
+    let server = launch(config, dir, 2).await;
+    assert!(server.target.url.starts_with("wss://"), "{}", server.target.url);
+    let p = |connections| idle::Params {
+        connections,
+        concurrency: 4,
+        hold: Duration::ZERO,
+        server_pid: Some(std::process::id()),
+        rooms: 2,
+    };
+
+    let trusting = server.target.clone().trusting(&cert).unwrap();
+    let r = idle::run(&trusting, p(10)).await.unwrap();
+    assert_eq!(positive(&r, "opened"), 10.0, "{r:?}");
+    assert_eq!(r.values["failed"], 0.0, "{r:?}");
+    positive(&r, "server_rss_after_kib");
+
+    let (other, _) = certificate(server.dir.path(), "other");
+    let stranger = server.target.clone().trusting(&other).unwrap();
+    let r = idle::run(&stranger, p(3)).await.unwrap();
+    assert_eq!(r.values["opened"], 0.0, "{r:?}");
+    assert_eq!(r.values["failed"], 3.0, "{r:?}");
+    let _ = server.stop.send(());
+}
+
 #[test]
 fn the_bench_config_runs_the_shipped_chat_message_without_its_rate() {
     let read = |path: &str| -> toml::Table {
@@ -174,5 +224,8 @@ async fn the_binary_writes_a_json_report_and_refuses_remote_targets() {
     let out = tokio::process::Command::new(bin).args(["--url", "ws://10.1.2.3:80/ws", "echo"]).output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    let out = tokio::process::Command::new(bin).args(["--url", "wss://127.0.0.1:1/ws", "echo"]).output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --ca"), "{}", String::from_utf8_lossy(&out.stderr));
     let _ = server.stop.send(());
 }

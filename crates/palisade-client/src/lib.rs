@@ -107,7 +107,7 @@ pub enum TokenPlacement {
 /// Connection options.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    /// `ws://host:port/ws`.
+    /// `ws://host:port/ws` (or `wss://…`, with [`Client::connect_on`]).
     pub url: String,
     /// Access token.
     pub token: String,
@@ -270,8 +270,20 @@ impl Client {
         tokio::time::timeout(opts.timeout, Self::connect_inner(opts)).await.map_err(|_| ClientError::Timeout)?
     }
 
+    /// Connects over `transport`, a socket the caller opened (with
+    /// [`dial`]) and, for `wss://`, wrapped in its own TLS client: the
+    /// client itself never chooses whom to trust.
+    pub async fn connect_on(opts: &ConnectOptions, transport: MaybeTlsStream<TcpStream>) -> Result<Self, ClientError> {
+        let connecting = async { Self::welcomed(open_on(opts, transport).await?).await };
+        tokio::time::timeout(opts.timeout, connecting).await.map_err(|_| ClientError::Timeout)?
+    }
+
     async fn connect_inner(opts: &ConnectOptions) -> Result<Self, ClientError> {
-        let mut ws = open(opts).await?;
+        Self::welcomed(open(opts).await?).await
+    }
+
+    /// Waits for `welcome` on a freshly opened `ws`.
+    async fn welcomed(mut ws: Stream) -> Result<Self, ClientError> {
         let first = read_message(&mut ws).await?;
         let ServerMessage::Welcome(welcome) = first else {
             return Err(ClientError::Protocol(format!("expected welcome, got {first:?}")));
@@ -336,8 +348,19 @@ impl Client {
     }
 }
 
-/// Opens the WebSocket without waiting for `welcome`.
+/// Opens the WebSocket without waiting for `welcome` (`ws://` only:
+/// `wss://` goes through [`open_on`] with the caller's TLS).
 pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
+    if opts.url.starts_with("wss://") {
+        return Err(ClientError::BadUrl(format!("{}: wss:// needs the caller's TLS (open_on)", opts.url)));
+    }
+    let stream = dial(opts).await?;
+    open_on(opts, MaybeTlsStream::Plain(stream)).await
+}
+
+/// The TCP connection to the server of `opts.url`, from `opts.bind`, with
+/// `opts.recv_buffer`.
+pub async fn dial(opts: &ConnectOptions) -> Result<TcpStream, ClientError> {
     let addr = socket_addr(&opts.url)?;
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     if let Some(ip) = opts.bind {
@@ -348,6 +371,11 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
     }
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Opens the WebSocket over `transport` without waiting for `welcome`.
+pub async fn open_on(opts: &ConnectOptions, transport: MaybeTlsStream<TcpStream>) -> Result<Stream, ClientError> {
     let mut req = opts.url.as_str().into_client_request()?;
     let headers = req.headers_mut();
     let header = |v: String| {
@@ -376,7 +404,7 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
     // The client reads what the server allows; a small read buffer keeps
     // thousands of load-generator connections cheap.
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    match tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(config)).await {
+    match tokio_tungstenite::client_async_with_config(req, transport, Some(config)).await {
         Ok((ws, _)) => Ok(ws),
         Err(WsError::Http(resp)) => Err(ClientError::Refused {
             status: resp.status().as_u16(),
@@ -392,10 +420,13 @@ pub async fn open(opts: &ConnectOptions) -> Result<Stream, ClientError> {
     }
 }
 
-/// `ws://IP:PORT/…` → the socket address (no DNS: tests and benchmarks
-/// name loopback addresses directly).
+/// `ws://IP:PORT/…` or `wss://IP:PORT/…` → the socket address (no DNS:
+/// tests and benchmarks name loopback addresses directly).
 pub fn socket_addr(url: &str) -> Result<SocketAddr, ClientError> {
-    let rest = url.strip_prefix("ws://").ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
+        .ok_or_else(|| ClientError::BadUrl(url.to_owned()))?;
     let authority = rest.split('/').next().unwrap_or(rest);
     authority.parse().map_err(|_| ClientError::BadUrl(url.to_owned()))
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use palisade_client::Client;
 use tokio::time::Instant;
 
 use super::{ScenarioError, check_bounds, rate};
@@ -42,7 +41,7 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
                     }
                     let opts = target.options(&format!("c{n}"), n);
                     let t0 = Instant::now();
-                    match Client::connect(&opts).await {
+                    match target.connect(&opts).await {
                         Ok(client) => {
                             lat.record(t0.elapsed());
                             drop(client);

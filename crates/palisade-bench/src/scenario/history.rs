@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use palisade_client::{Client, Reply, ServerMessage};
+use palisade_client::{Reply, ServerMessage};
 use serde_json::json;
 
 use super::ScenarioError;
@@ -37,7 +37,7 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
         return Err(ScenarioError::Bounds(format!("at most {MAX_EVENTS} events in all")));
     }
     let before = p.server_pid.map(rss_kib).transpose()?;
-    let mut client = Client::connect(&target.options("hist", 0)).await?;
+    let mut client = target.connect(&target.options("hist", 0)).await?;
     // Varied letters: a run of one character would be refused as spam.
     let content: String = (0..p.content_bytes).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     let mut frame_bytes = 0;

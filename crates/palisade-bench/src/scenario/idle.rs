@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use palisade_client::Client;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -55,8 +54,9 @@ pub async fn run(target: &Target, p: Params) -> Result<Report, ScenarioError> {
             .map(|n| {
                 let opts = target.options(&format!("idle{n}"), n);
                 let room = (p.rooms > 0).then(|| format!("idle-{}", n % p.rooms));
+                let target = target.clone();
                 tokio::spawn(async move {
-                    let mut client = Client::connect(&opts).await?;
+                    let mut client = target.connect(&opts).await?;
                     if let Some(room) = room {
                         client.join(&room).await?;
                     }

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use palisade_client::{Client, ClientError, Reply, Stream};
+use palisade_client::{ClientError, Reply, Stream};
 use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -32,7 +32,7 @@ pub(crate) async fn joined(
 ) -> Result<Stream, ScenarioError> {
     let mut opts = target.options(user, n);
     opts.recv_buffer = recv_buffer;
-    let mut client = Client::connect(&opts).await?;
+    let mut client = target.connect(&opts).await?;
     match client.join(room).await? {
         Reply::Ack { .. } => Ok(client.into_stream()),
         Reply::Error { code, .. } => Err(ScenarioError::Refused { room: room.to_owned(), code }),
