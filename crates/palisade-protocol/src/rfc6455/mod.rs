@@ -113,15 +113,14 @@ pub enum Violation {
     UnknownOpcode(u8),
     /// A client frame without a mask.
     Unmasked,
-    /// A 64-bit length with its most significant bit set.
-    BadLength,
     /// A control frame split into fragments, or longer than 125 bytes.
     BadControlFrame,
     /// A continuation frame with no message to continue.
     UnexpectedContinuation,
     /// A new text or binary frame while a fragmented message is unfinished.
     UnfinishedMessage,
-    /// A frame over [`Limits::max_frame`].
+    /// A frame over [`Limits::max_frame`], or with a 64-bit length whose
+    /// top bit is set.
     FrameTooBig {
         /// The frame's payload length, from its header.
         size: u64,
@@ -152,7 +151,6 @@ impl Violation {
             Self::ReservedBits
             | Self::UnknownOpcode(_)
             | Self::Unmasked
-            | Self::BadLength
             | Self::BadControlFrame
             | Self::UnexpectedContinuation
             | Self::UnfinishedMessage
@@ -168,7 +166,6 @@ impl std::fmt::Display for Violation {
             Self::ReservedBits => f.write_str("a reserved bit is set"),
             Self::UnknownOpcode(op) => write!(f, "reserved opcode {op:#x}"),
             Self::Unmasked => f.write_str("a client frame is not masked"),
-            Self::BadLength => f.write_str("a 64-bit length has its top bit set"),
             Self::BadControlFrame => f.write_str("a control frame is fragmented or over 125 bytes"),
             Self::UnexpectedContinuation => f.write_str("a continuation frame continues nothing"),
             Self::UnfinishedMessage => f.write_str("a new message began before the fragmented one ended"),

@@ -114,9 +114,8 @@ impl Reader {
             },
             n => (n as u64, 2),
         };
-        if len >> 63 != 0 {
-            return Err(Violation::BadLength);
-        }
+        // A length with its top bit set (RFC 6455 §5.2 forbids it) is over
+        // any limit: refused as too big, as tungstenite did (1009).
         let len = self.check_size(opcode, len)?;
         let Some(&[m0, m1, m2, m3]) = buf.get(at..at + 4) else { return Ok(None) };
         Ok(Some(Header { fin, opcode, size: at + 4, len, mask: [m0, m1, m2, m3] }))

@@ -2,10 +2,18 @@
 //! free loopback port, keeping nothing on disk, killed when dropped. Never
 //! the machine's shared server on 6379.
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Ports this process handed to a server. A port is free when drawn and
+/// released before its server binds it, so two tests drawing at once could
+/// get the same one: the second server fails to bind, its test talks to the
+/// first test's server, and loses it when that test ends.
+static DRAWN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A running `redis-server`.
 #[derive(Debug)]
@@ -37,8 +45,13 @@ impl RedisServer {
             eprintln!("skipped: redis-server is not installed (scripts/test.sh installs it)");
             return None;
         }
-        let port =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
+        let port = loop {
+            let port =
+                TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
+            if DRAWN.lock().unwrap_or_else(PoisonError::into_inner).insert(port) {
+                break port;
+            }
+        };
         let mut server = Self { child: None, port, tls };
         server.start_again();
         Some(server)

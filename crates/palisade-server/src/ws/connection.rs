@@ -169,7 +169,7 @@ impl Conn<'_> {
             // Boxed: a message's state (the decision, the reply, a commit in
             // flight) would otherwise be part of the future an idle
             // connection keeps; one allocation per message buys ~1.7 KB per
-            // idle connection (BENCHMARKS.md, "Where the time and memory go").
+            // idle connection (BENCHMARKS.md, "the frame layer").
             if let Some(msg) = inbound {
                 Box::pin(self.on_inbound(ws, rx, msg)).await?;
             }

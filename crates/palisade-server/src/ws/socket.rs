@@ -177,7 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
     }
 
     /// Drops the buffers while nothing is in flight: an idle connection
-    /// keeps neither (BENCHMARKS.md, "Where the time and memory go").
+    /// keeps neither (BENCHMARKS.md, "the frame layer").
     fn release_if_idle(&mut self) {
         if self.inbox.is_empty() && self.inbox.capacity() > 0 {
             self.inbox = BytesMut::new();

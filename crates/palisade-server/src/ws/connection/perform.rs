@@ -159,7 +159,7 @@ impl Conn<'_> {
         // The room-owner paths (joins, `create`, deletion, `recover`) await
         // the most state and happen least: boxed, so the future every idle
         // connection keeps is sized by a `send`, not by them
-        // (BENCHMARKS.md, "Where the time and memory go").
+        // (BENCHMARKS.md, "the frame layer").
         reply.frame = match decision {
             Decision::Join { id, room, claimed } => {
                 Box::pin(self.enter(ws, rx, &id, &room, claimed, false, now)).await?
