@@ -14,6 +14,7 @@
 # Needs valgrind and release builds of palisade-bench (and bare-peer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/listening.sh
 [ $# -ge 1 ] || [ -n "${BARE:-}" ] || { echo "usage: [BARE=bare-peer] $0 SERVER_BINARY..." >&2; exit 2; }
 warm=${WARM:-200}
 total=${TOTAL:-2000}
@@ -44,12 +45,7 @@ measure() {
   rm -f "$cg" "$cg".*
   valgrind --tool=callgrind --callgrind-out-file="$cg" "$@" 2>"$log" >/dev/null &
   pid=$!
-  for _ in $(seq 1 1200); do
-    url=$(sed -n 's|.*listening on \(ws://[0-9.:]*/ws\).*|\1|p' "$log" | head -n1)
-    [ -n "$url" ] && break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "callgrind-connect: $name did not start" >&2; cat "$log" >&2; exit 1; }
+  url=$(listening_url "$log" "callgrind-connect: $name") || exit 1
   local b=(target/release/palisade-bench --url "$url" --secret-file "$secret" --origin http://localhost:3000)
   "${b[@]}" connect --total "$warm" --concurrency 16 >/dev/null
   callgrind_control -z "$pid" >/dev/null

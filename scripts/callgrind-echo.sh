@@ -9,6 +9,7 @@
 # Needs valgrind and a release build of palisade-bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/listening.sh
 [ $# -ge 1 ] || { echo "usage: $0 SERVER_BINARY..." >&2; exit 2; }
 cargo build --release --quiet -p palisade-bench
 work=$(mktemp -d)
@@ -22,12 +23,7 @@ run() {
   PALISADE_LOG=error valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
     "$bin" serve --dev --config bench/palisade.toml --data "$dir/pd" 2>"$dir/log" >/dev/null &
   pid=$!
-  for _ in $(seq 1 600); do
-    url=$(sed -n 's|.*listening on \(ws://[0-9.:]*/ws\).*|\1|p' "$dir/log" | head -n1)
-    [ -n "$url" ] && break
-    sleep 0.1
-  done
-  [ -n "$url" ] || { echo "callgrind-echo: $bin did not start" >&2; cat "$dir/log" >&2; exit 1; }
+  url=$(listening_url "$dir/log" "callgrind-echo: $bin") || exit 1
   target/release/palisade-bench --url "$url" --secret-file "$dir/pd/dev-secret" --origin http://localhost:3000 \
     --json "$dir/echo.json" echo --connections 10 --seconds "$secs" >/dev/null
   kill -INT "$pid"; wait "$pid" || true
