@@ -29,7 +29,7 @@ use palisade_core::admin::session::ADMIN_COOKIE;
 use palisade_core::admin::{AdminRole, bearer};
 use palisade_core::guard::Subject;
 use palisade_core::handshake::cookie;
-use palisade_core::login::device::{DeviceVerdict, fingerprint};
+use palisade_core::login::device::DeviceVerdict;
 use palisade_core::refusal::{Kind, Refusal};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -290,11 +290,7 @@ async fn authorize(
     }
     // The same binding as on /auth/* and at the handshake: a token stolen
     // off its device is no operator's anywhere.
-    match state
-        .settings
-        .device_binding
-        .judge(identity.device.as_deref(), &fingerprint(&device.user_agent, device.client))
-    {
+    match state.settings.device_binding.judge_request(identity.device.as_deref(), &device.user_agent, device.client) {
         DeviceVerdict::Pass => {}
         DeviceVerdict::PassMismatched => {
             info!(user = %identity.user_id, ip = %knock.ip, "admin token from another device (login.device_binding = log)");

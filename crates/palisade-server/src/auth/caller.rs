@@ -11,7 +11,7 @@ use axum::extract::Request;
 use http::{HeaderMap, header};
 use palisade_core::auth::Identity;
 use palisade_core::handshake::{HandshakeRequest, session_cookie};
-use palisade_core::login::device::{DeviceVerdict, fingerprint};
+use palisade_core::login::device::DeviceVerdict;
 use palisade_core::login::throttle::ThrottleCounts;
 use palisade_core::origin::CredentialKind;
 use palisade_core::refusal::{Kind, Refusal};
@@ -111,7 +111,7 @@ impl Caller {
         if state.revocations.is_revoked(&identity) {
             return Err(self.refuse(&state.enforce, "auth: token revoked"));
         }
-        if login.settings.device_binding.judge(identity.device.as_deref(), &fingerprint(&self.user_agent, self.client))
+        if login.settings.device_binding.judge_request(identity.device.as_deref(), &self.user_agent, self.client)
             == DeviceVerdict::Refuse
         {
             return Err(self.refuse(&state.enforce, "auth: token used from another device"));

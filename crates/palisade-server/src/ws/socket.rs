@@ -164,9 +164,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Ws<S> {
                 if self.closing == Closing::Open {
                     // Echo the peer's code (RFC 6455 §5.5.1), without a
                     // reason.
-                    let reply = frame.as_ref().map(|(code, _)| code.to_be_bytes()).unwrap_or_default();
-                    let len = if frame.is_some() { 2 } else { 0 };
-                    rfc6455::encode(&mut self.outbox, Opcode::Close, &reply[..len]);
+                    let reply = frame.as_ref().map(|(code, _)| rfc6455::close_payload(*code, "")).unwrap_or_default();
+                    rfc6455::encode(&mut self.outbox, Opcode::Close, &reply);
                     self.closing = Closing::Received;
                 } else {
                     self.ended = true;
