@@ -56,7 +56,6 @@ pub(crate) mod conformance {
     use palisade_core::guard::Subject;
     use palisade_core::seams::{Command, ControlChannel, Deliver, Target};
     use palisade_protocol::CloseCode;
-    use tokio::sync::mpsc;
     use tokio_tungstenite::tungstenite::Utf8Bytes;
 
     use crate::bus::MemoryBus;
@@ -80,13 +79,12 @@ pub(crate) mod conformance {
         let mut held = Vec::new();
         let mut controls = Vec::new();
         for (ip, user) in [(ip(1), "alice"), (ip(3), "alice"), (ip(3), "bob")] {
-            let (tx, rx) = mpsc::channel(1);
-            let control = Arc::new(Control::default());
-            let member = Member { tx, control: Arc::clone(&control) };
-            held.push((Membership::new(&hub, &bus, member, ip, user, T0), rx));
+            let control = Arc::new(Control::new(1));
+            let member = Member { control: Arc::clone(&control) };
+            held.push(Membership::new(&hub, &bus, member, ip, user, T0));
             controls.push(control);
         }
-        let ids: Vec<String> = held.iter().map(|(m, _)| format!("n1-{}", m.id())).collect();
+        let ids: Vec<String> = held.iter().map(|m| format!("n1-{}", m.id())).collect();
 
         // A subject: every connection of it, and no other.
         let alice = Subject::User("alice".into());

@@ -73,7 +73,6 @@ pub(crate) mod conformance {
     use palisade_core::refusal::Kind;
     use palisade_core::seams::{Bus, Claim, Commit, History, NonceClaim, Outgoing};
     use serde_json::value::RawValue;
-    use tokio::sync::mpsc;
     use tokio_tungstenite::tungstenite::Utf8Bytes;
 
     use crate::control::Control;
@@ -121,21 +120,21 @@ pub(crate) mod conformance {
         hub: &'h Hub,
         bus: &'h dyn Bus<Frame = Utf8Bytes>,
         room: &str,
-    ) -> (Membership<'h>, mpsc::Receiver<Utf8Bytes>) {
-        let (tx, rx) = mpsc::channel(16);
-        let member = Member { tx, control: Arc::new(Control::default()) };
+    ) -> (Membership<'h>, Arc<Control>) {
+        let control = Arc::new(Control::new(16));
+        let member = Member { control: Arc::clone(&control) };
         let mut membership =
             Membership::new(hub, bus, member, IpKey::of(std::net::Ipv4Addr::LOCALHOST.into()), "m", t0());
         membership.join(room).await.unwrap();
-        (membership, rx)
+        (membership, control)
     }
 
-    /// The `seq`s of the next `n` events `rx` gets (a bus may deliver
+    /// The `seq`s of the next `n` events `member` gets (a bus may deliver
     /// later than the commit answers).
-    async fn next_seqs(rx: &mut mpsc::Receiver<Utf8Bytes>, n: usize) -> Vec<u64> {
+    async fn next_seqs(member: &Control, n: usize) -> Vec<u64> {
         let mut seqs = Vec::new();
         for _ in 0..n {
-            let frame = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+            let frame = tokio::time::timeout(Duration::from_secs(5), member.events.next()).await.unwrap();
             seqs.push(seq_of(frame.as_str()));
         }
         seqs
@@ -149,7 +148,7 @@ pub(crate) mod conformance {
 
         // Members see every event, in `seq` order, and each is kept
         // before its `seq` is known.
-        let (membership, mut rx) = member(&hub, &*bus, "c").await;
+        let (membership, rx) = member(&hub, &*bus, "c").await;
         let mut seqs = Vec::new();
         for _ in 0..3 {
             let committed = commit.commit(claim("c", KEEP, None, None), event, t0()).await.unwrap();
@@ -158,7 +157,7 @@ pub(crate) mod conformance {
             seqs.push(committed.seq);
         }
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
-        assert_eq!(next_seqs(&mut rx, 3).await, seqs, "delivered in seq order");
+        assert_eq!(next_seqs(&rx, 3).await, seqs, "delivered in seq order");
         let all = history.range("c", seqs[0] - 1, t0()).await.unwrap();
         assert_eq!((all.seq, all.replay.events.len(), all.replay.complete), (seqs[2], 3, true));
         assert_eq!(history.head("c", t0()).await.unwrap(), seqs[2], "the head is the newest seq");
@@ -195,14 +194,14 @@ pub(crate) mod conformance {
 
         // A commit on one node reaches the room's members on another, in
         // `seq` order, and its own node's.
-        let (here, mut here_rx) = member(&hub, &*bus, "x").await;
-        let (there, mut there_rx) = member(&other_hub, &*other.bus, "x").await;
+        let (here, here_rx) = member(&hub, &*bus, "x").await;
+        let (there, there_rx) = member(&other_hub, &*other.bus, "x").await;
         let mut seqs = Vec::new();
         for _ in 0..3 {
             seqs.push(commit.commit(claim("x", NONE, None, None), event, t0()).await.unwrap().seq);
         }
-        assert_eq!(next_seqs(&mut there_rx, 3).await, seqs, "the other node's member, in seq order");
-        assert_eq!(next_seqs(&mut here_rx, 3).await, seqs, "and this node's");
+        assert_eq!(next_seqs(&there_rx, 3).await, seqs, "the other node's member, in seq order");
+        assert_eq!(next_seqs(&here_rx, 3).await, seqs, "and this node's");
         drop((here, there));
     }
 }

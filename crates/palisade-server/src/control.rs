@@ -1,12 +1,14 @@
-//! A handle other tasks use to ask a connection to close, to re-check its
-//! rooms after the policy changed, or to leave a room its owner deleted or
-//! removed it from.
+//! A handle other tasks use to reach a connection: to queue its rooms'
+//! events, and to ask it to close, to re-check its rooms after the policy
+//! changed, or to leave a room its owner deleted or removed it from.
 
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use palisade_protocol::{CloseCode, RemovedReason};
 use tokio::sync::Notify;
+
+use crate::outbox::Outbox;
 
 /// What another task asked of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +23,15 @@ pub(crate) enum Request {
     Remove,
 }
 
-/// Requests for one connection. The first close request wins; later ones
-/// are ignored, so a slow consumer that is also kicked closes once. Re-check
-/// requests made before the connection gets to them count as one.
-#[derive(Debug, Default)]
+/// Events and requests for one connection. The first close request wins;
+/// later ones are ignored, so a slow consumer that is also kicked closes
+/// once. Re-check requests made before the connection gets to them count
+/// as one.
+#[derive(Debug)]
 pub(crate) struct Control {
+    /// Its rooms' events, on their way to the socket. Here rather than
+    /// apart, so a connection's handle is one allocation.
+    pub(crate) events: Outbox,
     code: AtomicU16,
     recheck: AtomicBool,
     revalidate: AtomicBool,
@@ -37,6 +43,18 @@ pub(crate) struct Control {
 }
 
 impl Control {
+    /// A connection's handle, queueing up to `outbound_queue` events.
+    pub(crate) fn new(outbound_queue: usize) -> Self {
+        Self {
+            events: Outbox::new(outbound_queue),
+            code: AtomicU16::default(),
+            recheck: AtomicBool::default(),
+            revalidate: AtomicBool::default(),
+            removals: Mutex::default(),
+            notify: Notify::new(),
+        }
+    }
+
     /// Asks the connection to close with `code`.
     pub(crate) fn close(&self, code: CloseCode) {
         if self.code.compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
@@ -117,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_close_wins_over_a_recheck_and_rechecks_coalesce() {
-        let control = Control::default();
+        let control = Control::new(1);
         control.recheck();
         control.recheck();
         assert_eq!(control.requested().await, Request::Recheck);
@@ -130,7 +148,7 @@ mod tests {
 
     #[tokio::test]
     async fn removals_come_once_per_room_with_the_first_reason() {
-        let control = Control::default();
+        let control = Control::new(1);
         control.remove("a", RemovedReason::Deleted);
         control.remove("a", RemovedReason::RemovedByOwner);
         control.remove("b", RemovedReason::RemovedByOwner);
@@ -142,7 +160,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_for_a_close_ignores_rechecks() {
-        let control = Control::default();
+        let control = Control::new(1);
         control.recheck();
         let closed = tokio::time::timeout(std::time::Duration::from_millis(20), control.closed()).await;
         assert!(closed.is_err(), "a recheck is not a close");

@@ -30,7 +30,6 @@ use palisade_core::history::{self, HistoryRule, Replay, Ring};
 use palisade_core::refusal::Refusal;
 use palisade_core::seams::{Bus, Deliver};
 use palisade_protocol::{CloseCode, RemovedReason};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::control::Control;
@@ -41,7 +40,6 @@ pub(crate) type ConnId = u64;
 /// What a room needs to reach one member.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
-    pub(crate) tx: mpsc::Sender<Utf8Bytes>,
     pub(crate) control: Arc<Control>,
 }
 
@@ -495,11 +493,8 @@ impl Deliver<Utf8Bytes> for Hub {
         let mut set = lock(&set);
         set.delivered = set.delivered.max(seq);
         for member in set.members.values() {
-            match member.tx.try_send(frame.clone()) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => member.control.close(CloseCode::SlowConsumer),
-                // The connection is shutting down and will leave on its own.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if member.control.events.push(frame.clone()).is_err() {
+                member.control.close(CloseCode::SlowConsumer);
             }
         }
     }

@@ -40,6 +40,7 @@ mod listen;
 mod login;
 mod message_path;
 mod ops;
+mod outbox;
 mod owners;
 mod probe;
 mod rejection;

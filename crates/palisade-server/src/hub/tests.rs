@@ -24,16 +24,17 @@ fn node() -> (Arc<Hub>, MemoryBus, Arc<Broker>) {
     (hub, bus, broker)
 }
 
-fn member(cap: usize) -> (Member, mpsc::Receiver<Utf8Bytes>) {
-    let (tx, rx) = mpsc::channel(cap);
-    (Member { tx, control: Arc::new(Control::default()) }, rx)
+/// A member queueing up to `cap` events, and its handle to read them.
+fn member(cap: usize) -> (Member, Arc<Control>) {
+    let control = Arc::new(Control::new(cap));
+    (Member { control: Arc::clone(&control) }, control)
 }
 
 #[tokio::test]
 async fn publish_assigns_increasing_seq_and_shares_one_frame() {
     let hub = Hub::default();
-    let (a, mut ra) = member(8);
-    let (b, mut rb) = member(8);
+    let (a, ra) = member(8);
+    let (b, rb) = member(8);
     hub.join("r", 1, a);
     hub.join("r", 2, b);
     let mut renders = 0;
@@ -46,9 +47,9 @@ async fn publish_assigns_increasing_seq_and_shares_one_frame() {
         assert_eq!(seq, start + n);
     }
     assert_eq!(renders, 3);
-    for rx in [&mut ra, &mut rb] {
+    for rx in [&ra, &rb] {
         for n in 1..=3 {
-            assert_eq!(rx.recv().await.unwrap().as_str(), (start + n).to_string());
+            assert_eq!(rx.events.next().await.as_str(), (start + n).to_string());
         }
     }
 }
@@ -58,14 +59,14 @@ async fn a_full_queue_marks_only_that_member_slow() {
     let hub = Hub::default();
     let (slow, _keep) = member(1);
     let slow_control = Arc::clone(&slow.control);
-    let (fast, mut rf) = member(8);
+    let (fast, rf) = member(8);
     hub.join("r", 1, slow);
     hub.join("r", 2, fast);
     publish(&hub, "r", NONE, |_| Utf8Bytes::from_static("a"));
     publish(&hub, "r", NONE, |_| Utf8Bytes::from_static("b"));
     assert_eq!(slow_control.closed().await, CloseCode::SlowConsumer);
-    assert_eq!(rf.recv().await.unwrap().as_str(), "a");
-    assert_eq!(rf.recv().await.unwrap().as_str(), "b");
+    assert_eq!(rf.events.next().await.as_str(), "a");
+    assert_eq!(rf.events.next().await.as_str(), "b");
 }
 
 #[tokio::test]
@@ -73,7 +74,7 @@ async fn a_panicking_connection_task_leaves_its_rooms() {
     // 'static, as a spawned task needs; leaked once per test run.
     let (hub, bus, broker): &'static (Arc<Hub>, MemoryBus, Arc<Broker>) = Box::leak(Box::new(node()));
     let (m, _rx) = member(1);
-    let (other, mut other_rx) = member(1);
+    let (other, other_rx) = member(1);
     let mut bystander = Membership::new(hub, bus, other, loopback(), "b", T0);
     bystander.join("shared").await.unwrap();
     let task = tokio::spawn(async move {
@@ -88,7 +89,7 @@ async fn a_panicking_connection_task_leaves_its_rooms() {
     assert_eq!(lock(&hub.members.get("shared").unwrap()).members.keys().copied().collect::<Vec<_>>(), [bystander.id()]);
     assert!(!broker.is_heard("own") && broker.is_heard("shared"), "own's subscription was taken back");
     hub.publish("shared", NONE, T0, |_| Utf8Bytes::from_static("e"), |seq, f| bus.publish("shared", seq, f));
-    assert_eq!(other_rx.try_recv().unwrap().as_str(), "e", "the bystander still hears shared");
+    assert_eq!(other_rx.events.try_next().unwrap().as_str(), "e", "the bystander still hears shared");
     drop(bystander);
     assert!(hub.rooms.is_empty() && hub.members.is_empty());
     assert!(hub.conns.is_empty(), "and no connection stays registered");
@@ -152,7 +153,7 @@ async fn a_recover_replays_what_the_room_kept_and_then_the_live_events() {
     for _ in 0..3 {
         publish(&hub, "r", KEEP_2, |seq| Utf8Bytes::from(format!("e{}", seq - start)));
     }
-    let (late, mut rx) = member(8);
+    let (late, rx) = member(8);
     hub.join("r", 2, late);
     let (seq, replay) = hub.range("r", start + 1, T0);
     assert_eq!(replay.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(), ["e2", "e3"]);
@@ -161,7 +162,7 @@ async fn a_recover_replays_what_the_room_kept_and_then_the_live_events() {
     let (_, older) = hub.range("r", start, T0);
     assert!(!older.complete, "e1 is gone");
     publish(&hub, "r", KEEP_2, |_| Utf8Bytes::from_static("live"));
-    assert_eq!(rx.recv().await.unwrap().as_str(), "live", "live events follow in the member's queue");
+    assert_eq!(rx.events.next().await.as_str(), "live", "live events follow in the member's queue");
 }
 
 #[test]

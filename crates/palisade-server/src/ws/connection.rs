@@ -19,7 +19,6 @@ use palisade_core::policy::Policy;
 use palisade_core::refusal::Kind;
 use palisade_core::session::{Context, Decision, Refusal, Session, TimerAction};
 use palisade_protocol::{CloseCode, ErrorCode, ErrorFrame, RemovedReason, ServerFrame, UserInfo, Welcome};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 use tracing::{debug, error, info, warn};
 
@@ -70,9 +69,8 @@ pub(crate) async fn serve(
     backend: Option<Box<UpstreamWs>>,
 ) {
     let limits = &state.conn_limits;
-    let (tx, mut rx) = mpsc::channel(limits.outbound_queue);
-    let control = Arc::new(Control::default());
-    let member = Member { tx, control: Arc::clone(&control) };
+    let control = Arc::new(Control::new(limits.outbound_queue));
+    let member = Member { control: Arc::clone(&control) };
     let (ip, now) = (session.standing().ip(), state.clock.now());
     let rooms = Membership::new(&state.hub, &*state.bus, member, ip, &session.identity().user_id, now);
     let mut conn = Conn { state: &state, limits, rooms, control, session, peer, backend };
@@ -86,7 +84,7 @@ pub(crate) async fn serve(
         "connection opened"
     );
     state.metrics.opened.increment(1);
-    let Err(exit) = conn.run(&mut ws, &mut rx).await;
+    let Err(exit) = conn.run(&mut ws).await;
     state.metrics.closed(exit);
     info!(conn = conn.rooms.id(), session = conn.session.id(), reason = %exit.describe(), "connection closed");
     if let Some(backend) = conn.backend.take() {
@@ -94,7 +92,6 @@ pub(crate) async fn serve(
     }
     // Leaves every room; a panic above leaves them too, by unwinding.
     drop(conn);
-    drop(rx);
     // Boxed: closing happens once, and its state should not enlarge the
     // future an idle connection keeps alive.
     Box::pin(finish(ws, exit, limits.close_timeout)).await;
@@ -103,7 +100,7 @@ pub(crate) async fn serve(
 impl Conn<'_> {
     /// The connection loop: waits on the shutdown and close signals, the
     /// session's one timer, the outbound queue and the socket.
-    async fn run(&mut self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>) -> Result<Infallible, Exit> {
+    async fn run(&mut self, ws: &mut Ws) -> Result<Infallible, Exit> {
         if let Some(welcome) = self.own("welcome", self.welcome()) {
             self.send(ws, welcome).await?;
         }
@@ -147,8 +144,8 @@ impl Conn<'_> {
                     self.on_timer(ws).await?;
                     None
                 }
-                Some(first) = rx.recv() => {
-                    self.forward(ws, rx, first).await?;
+                first = control.events.next() => {
+                    self.forward(ws, first).await?;
                     // The queue comes before the socket so events keep
                     // flowing, but a busy room can keep the queue non-empty
                     // for as long as it chats: then look at the socket once,
@@ -171,7 +168,7 @@ impl Conn<'_> {
             // connection keeps; one allocation per message buys ~1.7 KB per
             // idle connection (BENCHMARKS.md, "the frame layer").
             if let Some(msg) = inbound {
-                Box::pin(self.on_inbound(ws, rx, msg)).await?;
+                Box::pin(self.on_inbound(ws, msg)).await?;
             }
             // Usually unchanged: a frame moves the silence deadline, which
             // stays behind the next ping.
@@ -212,12 +209,12 @@ impl Conn<'_> {
 
     /// Writes `first` and whatever else is queued, up to a batch, in one
     /// flush.
-    async fn forward(&self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>, first: Utf8Bytes) -> Result<(), Exit> {
+    async fn forward(&self, ws: &mut Ws, first: Utf8Bytes) -> Result<(), Exit> {
         let burst = async {
             ws.feed(Message::Text(first)).await?;
             let mut fed = 1;
             for _ in 1..WRITE_BATCH {
-                let Ok(next) = rx.try_recv() else { break };
+                let Some(next) = self.control.events.try_next() else { break };
                 ws.feed(Message::Text(next)).await?;
                 fed += 1;
             }
@@ -228,7 +225,7 @@ impl Conn<'_> {
     }
 
     /// Handles one read from the socket.
-    async fn on_inbound(&mut self, ws: &mut Ws, rx: &mut mpsc::Receiver<Utf8Bytes>, msg: Inbound) -> Result<(), Exit> {
+    async fn on_inbound(&mut self, ws: &mut Ws, msg: Inbound) -> Result<(), Exit> {
         let now = self.state.clock.now();
         let msg = match msg {
             None => return Err(Exit::Gone),
@@ -264,7 +261,7 @@ impl Conn<'_> {
                     }
                     decision => decision,
                 };
-                let reply = self.perform(ws, rx, decision, now).await?;
+                let reply = self.perform(ws, decision, now).await?;
                 self.state.metrics.pipeline_since(started);
                 self.remove(ws, &reply.removed).await?;
                 self.replay(ws, reply.replay).await?;

@@ -15,7 +15,6 @@ use palisade_core::refusal::Kind;
 use palisade_core::seams::{Leaving, Outgoing};
 use palisade_core::session::{Decision, Refusal};
 use palisade_protocol::{CloseCode, ServerFrame};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tracing::{info, warn};
 
@@ -50,18 +49,16 @@ impl Conn<'_> {
     /// Joins `room` after recording the claim the session made of it, if
     /// any; the `ack`, or the refusal. What a lost claim means is the
     /// session's (`Session::claim_lost`).
-    #[expect(clippy::too_many_arguments, reason = "the frame's three fields beside the connection's")]
     async fn enter(
         &mut self,
         ws: &mut Ws,
-        rx: &mut mpsc::Receiver<Utf8Bytes>,
         id: &str,
         room: &str,
         claimed: bool,
         creating: bool,
         now: Timestamp,
     ) -> Result<String, Exit> {
-        let joined = match self.record_claim(ws, rx, room, claimed, now).await? {
+        let joined = match self.record_claim(ws, room, claimed, now).await? {
             Ok(false) if claimed => match self.session.claim_lost(room, creating) {
                 Ok(()) => self.join(room, now).await,
                 Err(denied) => Err(Refusal::from(denied)),
@@ -84,7 +81,6 @@ impl Conn<'_> {
     async fn record_claim(
         &self,
         ws: &mut Ws,
-        rx: &mut mpsc::Receiver<Utf8Bytes>,
         room: &str,
         claimed: bool,
         now: Timestamp,
@@ -93,7 +89,7 @@ impl Conn<'_> {
             return Ok(Ok(false));
         }
         let user = &self.session.identity().user_id;
-        let owned = self.meanwhile(ws, rx, self.state.owners.claimed(room, user, now)).await?;
+        let owned = self.meanwhile(ws, self.state.owners.claimed(room, user, now)).await?;
         match &owned {
             Ok(true) => info!(conn = self.rooms.id(), user = %user, room = %room, "room owner recorded"),
             Ok(false) => {
@@ -112,7 +108,6 @@ impl Conn<'_> {
     async fn meanwhile<T>(
         &self,
         ws: &mut Ws,
-        rx: &mut mpsc::Receiver<Utf8Bytes>,
         call: impl Future<Output = T>,
     ) -> Result<T, Exit> {
         tokio::pin!(call);
@@ -123,7 +118,7 @@ impl Conn<'_> {
                 // Boxed: rare (never on one node, whose commit answers at
                 // once), and its state would otherwise enlarge the future
                 // every idle connection keeps (BENCHMARKS.md).
-                Some(first) = rx.recv() => Box::pin(self.forward(ws, rx, first)).await?,
+                first = self.control.events.next() => Box::pin(self.forward(ws, first)).await?,
             }
         }
     }
@@ -151,7 +146,6 @@ impl Conn<'_> {
     pub(super) async fn perform(
         &mut self,
         ws: &mut Ws,
-        rx: &mut mpsc::Receiver<Utf8Bytes>,
         decision: Decision<'_>,
         now: Timestamp,
     ) -> Result<Reply, Exit> {
@@ -162,23 +156,23 @@ impl Conn<'_> {
         // (BENCHMARKS.md, "the frame layer").
         reply.frame = match decision {
             Decision::Join { id, room, claimed } => {
-                Box::pin(self.enter(ws, rx, &id, &room, claimed, false, now)).await?
+                Box::pin(self.enter(ws, &id, &room, claimed, false, now)).await?
             }
             Decision::Create { id, room, claimed } => {
-                Box::pin(self.enter(ws, rx, &id, &room, claimed, true, now)).await?
+                Box::pin(self.enter(ws, &id, &room, claimed, true, now)).await?
             }
             Decision::DeleteRoom { id, room, owner } => {
                 self.rooms.leave(&room);
                 let user = &self.session.identity().user_id;
                 // The shared owner first: a deletion the cluster has not
                 // recorded must not empty the room anywhere.
-                match Box::pin(self.meanwhile(ws, rx, self.state.owners.released(&room, owner))).await? {
+                match Box::pin(self.meanwhile(ws, self.state.owners.released(&room, owner))).await? {
                     Ok(()) => {
                         // Forgetting what the room keeps may fail on its
                         // own: the room is deleted either way, and a new
                         // life of it never replays the old one's events
                         // as complete (`seq` goes on).
-                        if let Err(refusal) = self.meanwhile(ws, rx, self.state.history.clear(&room)).await? {
+                        if let Err(refusal) = self.meanwhile(ws, self.state.history.clear(&room)).await? {
                             warn!(room = %room, reason = %refusal.reason, "the deleted room's history was not dropped");
                         }
                         let members = self.state.channel.leave(&room, Leaving::Everyone);
@@ -195,7 +189,7 @@ impl Conn<'_> {
                 ack(&id, None)
             }
             Decision::Recover { id, room, since, claimed } => {
-                let recorded = Box::pin(self.record_claim(ws, rx, &room, claimed, now)).await?;
+                let recorded = Box::pin(self.record_claim(ws, &room, claimed, now)).await?;
                 // Joined first: every event after the read reaches the
                 // queue, and one published in between comes twice, once
                 // each way, with one `seq` (clients drop repeats by `seq`).
@@ -231,7 +225,7 @@ impl Conn<'_> {
                     let who = self.session.identity();
                     let claim = self.session.claim(&room, &event, rate, nonce, history);
                     let outgoing = Outgoing { from_id: &who.user_id, from_name: &who.name, data: &data, ts: now };
-                    self.meanwhile(ws, rx, self.state.commit.commit(claim, outgoing, now)).await?
+                    self.meanwhile(ws, self.state.commit.commit(claim, outgoing, now)).await?
                 };
                 let escalation = self.session.committed(&self.state.guard, outcome.as_ref(), now);
                 let user = &self.session.identity().user_id;
