@@ -3,6 +3,10 @@
 # echo endpoint and compares the outcome with conformance/expected-results.json.
 #   scripts/conformance.sh            run and compare
 #   scripts/conformance.sh --update   run and rewrite the expectations
+# CONFORMANCE_SERVER=path runs that palisade binary instead of building one
+# (scripts/test.sh passes the one `cargo test --workspace` just built: a
+# `-p palisade-server` build resolves features for that crate alone and
+# would compile the server a second time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +19,11 @@ if ! command -v kosoku >/dev/null 2>&1; then
   exit 0
 fi
 
-cargo build --quiet -p palisade-server --bin palisade
+server=${CONFORMANCE_SERVER:-}
+if [ -z "$server" ]; then
+  cargo build --quiet -p palisade-server --bin palisade
+  server=target/debug/palisade
+fi
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
@@ -24,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PALISADE_LOG=warn target/debug/palisade serve --dev --config conformance/palisade.toml --data "$work/data" \
+PALISADE_LOG=warn "$server" serve --dev --config conformance/palisade.toml --data "$work/data" \
   2>"$work/server.log" &
 server_pid=$!
 

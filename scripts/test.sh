@@ -102,7 +102,7 @@ cargo test --workspace --all-targets
 echo "test.sh: README commands"
 scripts/readme-check.sh
 echo "test.sh: conformance"
-scripts/conformance.sh
+CONFORMANCE_SERVER=target/debug/palisade scripts/conformance.sh
 # About 80 s plus palisade-bench's release build: Palisade under honest and
 # hostile clients, failing on RSS growth or an honest p99 collapse
 # (docs/BENCHMARKS.md, "Soak"; scripts/soak.sh for the 30-minute run).
