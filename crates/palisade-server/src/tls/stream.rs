@@ -54,36 +54,40 @@ where
         conn,
         incoming: Vec::new(),
         outgoing: Vec::new(),
-        sent: 0,
-        plaintext: Vec::new(),
-        taken: 0,
+        plaintext: None,
         peer_closed: false,
         close_queued: false,
-        failed: None,
+        failed: false,
     };
     poll_fn(|cx| stream.poll_handshake(cx)).await?;
     Ok(stream)
 }
 
-/// A server-side TLS connection over `IO`.
+/// A server-side TLS connection over `IO`. Every idle connection keeps
+/// one (boxed), so its fields are few and small: rustls' own state is most
+/// of it.
 pub(crate) struct TlsStream<IO> {
     io: IO,
     conn: UnbufferedServerConnection,
     /// Ciphertext read and not yet discarded by rustls (a partial record,
     /// or, in the handshake, a partial handshake message).
     incoming: Vec<u8>,
-    /// TLS bytes for the socket, of which `sent` are on it.
+    /// TLS bytes not yet on the socket.
     outgoing: Vec<u8>,
-    sent: usize,
-    /// Decrypted bytes the reader has not taken, from `taken` on.
-    plaintext: Vec<u8>,
-    taken: usize,
+    /// Decrypted bytes a reader with a small buffer has not taken yet.
+    plaintext: Option<Box<Leftover>>,
     /// The peer's close_notify arrived: reads end cleanly.
     peer_closed: bool,
     /// Our close_notify is in `outgoing` (or sent).
     close_queued: bool,
-    /// What failed the connection; every later call fails the same way.
-    failed: Option<rustls::Error>,
+    /// rustls failed the connection: every later call fails.
+    failed: bool,
+}
+
+/// A record's plaintext beyond what the reader took, from `taken` on.
+struct Leftover {
+    bytes: Vec<u8>,
+    taken: usize,
 }
 
 /// What one pass of rustls over the incoming bytes came to.
@@ -136,10 +140,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// One call of rustls over `incoming`, its state handled. Plaintext goes
     /// to `into` while it has room, the rest to `plaintext`.
     fn process(&mut self, send: Out<'_>, mut into: Option<&mut ReadBuf<'_>>) -> io::Result<Step> {
-        if let Some(e) = &self.failed {
-            return Err(invalid(e.clone()));
+        if self.failed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the TLS connection failed"));
         }
-        let Self { conn, incoming, outgoing, plaintext, taken, peer_closed, close_queued, .. } = self;
+        let Self { conn, incoming, outgoing, plaintext, peer_closed, close_queued, .. } = self;
         let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
         let step = match state {
             Err(e) => Err(e),
@@ -149,7 +153,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                     Some(Err(e)) => break Err(e),
                     Some(Ok(record)) => {
                         discard += record.discard;
-                        deliver(record.payload, into.as_deref_mut(), plaintext, taken);
+                        deliver(record.payload, into.as_deref_mut(), plaintext);
                     }
                 }
             },
@@ -203,7 +207,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
                 _ => break,
             }
         }
-        self.failed = Some(e.clone());
+        self.failed = true;
         invalid(e)
     }
 
@@ -211,7 +215,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// it now (as tokio-rustls does: the error is not held up by a peer
     /// that does not read).
     fn alert_then(&mut self, cx: &mut Context<'_>, e: io::Error) -> io::Error {
-        if self.failed.is_some() {
+        if self.failed {
             let _ = self.poll_write_out(cx);
         }
         e
@@ -257,47 +261,46 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
 
     /// Writes `outgoing` to the socket; dropped once all of it is there.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while let Some(rest) = self.outgoing.get(self.sent..).filter(|rest| !rest.is_empty()) {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, rest))?;
+        while !self.outgoing.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.outgoing))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.sent += n;
+            // A short write happens only when the socket is full: moving
+            // the rest (two records at most) is cheaper than a counter in
+            // every idle connection.
+            self.outgoing.drain(..n.min(self.outgoing.len()));
         }
         self.outgoing = Vec::new();
-        self.sent = 0;
         Poll::Ready(Ok(()))
-    }
-
-    fn pending_out(&self) -> usize {
-        self.outgoing.len().saturating_sub(self.sent)
     }
 
     /// Copies what the reader has not taken into `buf`.
     fn take_plaintext(&mut self, buf: &mut ReadBuf<'_>) {
-        let rest = self.plaintext.get(self.taken..).unwrap_or_default();
+        let Some(left) = &mut self.plaintext else { return };
+        let rest = left.bytes.get(left.taken..).unwrap_or_default();
         let n = rest.len().min(buf.remaining());
         buf.put_slice(rest.get(..n).unwrap_or_default());
-        self.taken += n;
-        if self.taken >= self.plaintext.len() {
-            self.plaintext = Vec::new();
-            self.taken = 0;
+        left.taken += n;
+        if left.taken >= left.bytes.len() {
+            self.plaintext = None;
         }
     }
 
     /// The capacities of the incoming, outgoing and plaintext buffers.
     #[cfg(test)]
     pub(crate) fn capacities(&self) -> (usize, usize, usize) {
-        (self.incoming.capacity(), self.outgoing.capacity(), self.plaintext.capacity())
+        let plaintext = self.plaintext.as_ref().map_or(0, |left| left.bytes.capacity());
+        (self.incoming.capacity(), self.outgoing.capacity(), plaintext)
     }
 }
 
 /// Hands a record's plaintext to the reader's buffer, keeping what does
 /// not fit (or everything, if an earlier record's rest is still kept).
-fn deliver(payload: &[u8], into: Option<&mut ReadBuf<'_>>, plaintext: &mut Vec<u8>, taken: &mut usize) {
+fn deliver(payload: &[u8], into: Option<&mut ReadBuf<'_>>, plaintext: &mut Option<Box<Leftover>>) {
     let mut rest = payload;
     if let Some(buf) = into
-        && plaintext.len() == *taken
+        && plaintext.is_none()
     {
         let n = rest.len().min(buf.remaining());
         let (now, later) = rest.split_at(n);
@@ -305,11 +308,10 @@ fn deliver(payload: &[u8], into: Option<&mut ReadBuf<'_>>, plaintext: &mut Vec<u
         rest = later;
     }
     if !rest.is_empty() {
-        if plaintext.len() == *taken {
-            plaintext.clear();
-            *taken = 0;
-        }
-        plaintext.extend_from_slice(rest);
+        plaintext
+            .get_or_insert_with(|| Box::new(Leftover { bytes: Vec::new(), taken: 0 }))
+            .bytes
+            .extend_from_slice(rest);
     }
 }
 
@@ -374,7 +376,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if this.plaintext.len() > this.taken {
+        if this.plaintext.is_some() {
             this.take_plaintext(buf);
             return Poll::Ready(Ok(()));
         }
@@ -399,7 +401,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
                     if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
                         return Poll::Ready(Err(e));
                     }
-                    if this.pending_out() > OUTGOING_LIMIT {
+                    if this.outgoing.len() > OUTGOING_LIMIT {
                         return Poll::Pending;
                     }
                     ready!(this.poll_fill(cx))?;
@@ -451,7 +453,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
         let this = self.get_mut();
         // A key update rustls queued goes out with the next record; a flush
         // sends it now.
-        while this.failed.is_none() && this.conn.wants_write() {
+        while !this.failed && this.conn.wants_write() {
             match this.process(Out::Nothing, None) {
                 Ok(Step::Again | Step::Sent(_)) => {}
                 Ok(Step::NeedBytes | Step::Closed) => break,
@@ -464,7 +466,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.close_queued && this.failed.is_none() {
+        if !this.close_queued && !this.failed {
             ready!(this.poll_write_out(cx))?;
             // Anything but Again ends it: Sent, or Closed (both alerts were
             // exchanged already), or a failure, which sends its own alert.
