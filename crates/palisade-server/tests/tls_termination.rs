@@ -3,7 +3,9 @@
 //! TLS port is answered 426; TLS 1.1 is refused; security headers on every
 //! answer and HSTS on the secure ones; X-Forwarded-Proto believed only
 //! from trusted proxies; a changed certificate picked up for new
-//! handshakes while the old connection goes on.
+//! handshakes while the old connection goes on; a TLS peer that sends
+//! garbage after its handshake gets an alert and is cut off, and a
+//! request in many small records is read whole.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +15,7 @@ mod process;
 use std::path::Path;
 use std::time::Duration;
 
-use common::tls::{install, pair, wss};
+use common::tls::{client, install, pair, wss};
 use common::*;
 use process::{Running, run};
 use serde_json::json;
@@ -271,4 +273,37 @@ fn production_will_not_start_in_plain_text_by_accident() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("server.tls.cert") && said.contains("allow_plaintext"), "{said}");
+}
+
+#[tokio::test]
+async fn garbage_after_the_tls_handshake_gets_an_alert_and_the_server_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = pair(dir.path(), "server");
+    let server = TestServer::start_lenient(&tls_config(&made.0, &made.1)).await;
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(client(&made.2)).connect(name, tcp).await.unwrap();
+    // An application-data record that does not decrypt.
+    let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    record.extend_from_slice(&[0xab; 0x20]);
+    tls.get_mut().0.write_all(&record).await.unwrap();
+    let read = tokio::time::timeout(WAIT, tls.read(&mut [0u8; 64])).await.expect("cut off in time");
+    let err = read.unwrap_err().to_string();
+    assert!(err.contains("BadRecordMac"), "{err}");
+
+    // Others are served as before: a request in 512-byte records (many in
+    // one socket read) is read whole, and the answer ends with the
+    // server's close_notify (no UnexpectedEof).
+    let mut config = (*client(&made.2)).clone();
+    config.max_fragment_size = Some(512);
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+    let pad = "a".repeat(12_000);
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: {pad}\r\nConnection: close\r\n\r\n");
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(WAIT, tls.read_to_string(&mut answer)).await.expect("answer in time").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with(r#"{"status":"ok"}"#), "{answer}");
 }

@@ -3,6 +3,9 @@
 //! rustls' default cipher suites, ALPN `http/1.1` (WebSocket over h2 is
 //! not served, so h2 is not offered).
 //!
+//! The handshake and the connection run on rustls' unbuffered API
+//! ([`stream`]), so an idle connection holds no TLS buffer.
+//!
 //! The certificate can change while the server runs: [`Tls::reload`]
 //! builds a new rustls config from the files and swaps it in for new
 //! handshakes; open connections keep the session they have. A pair that
@@ -18,14 +21,16 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
-use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
 use crate::rejection::{SECURITY_HEADERS, TLS_REQUIRED_BODY, TLS_UPGRADE_OFFER};
+
+mod stream;
+
+use stream::TlsStream;
 
 /// The first byte of every TLS record that opens a handshake.
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
@@ -104,10 +109,6 @@ impl Tls {
         }
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.config.load_full())
-    }
-
     /// Serves the TLS side of a new socket: a plaintext request (its first
     /// byte is no TLS handshake record) is answered 426 and closed; else
     /// the handshake. `None` when the socket is done with.
@@ -123,7 +124,8 @@ impl Tls {
             }
             _ => return None,
         }
-        match self.acceptor().accept(stream).await {
+        // The config in force now: a reload meanwhile serves the next one.
+        match stream::accept(stream, self.config.load_full()).await {
             Ok(tls) => Some(Stream::Tls(Box::new(tls))),
             Err(e) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
