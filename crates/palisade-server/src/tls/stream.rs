@@ -1,5 +1,5 @@
 //! The server side of a TLS connection on rustls' unbuffered API
-//! (docs/ARCHITECTURE.md, "The TLS stream").
+//! (docs/ARCHITECTURE.md, "TLS and the HTTP edge").
 //!
 //! rustls' buffered `ServerConnection` keeps a 4 KiB incoming buffer for the
 //! life of the connection; with the unbuffered API the buffers are ours,
@@ -315,55 +315,52 @@ fn deliver(payload: &[u8], into: Option<&mut ReadBuf<'_>>, plaintext: &mut Optio
     }
 }
 
-/// Appends what `encode` writes to `outgoing`, growing it to the size
-/// rustls asks for.
-fn encode_into(
+/// Appends what `write` puts in `outgoing`, growing it to the size rustls
+/// asks for (`required` reads that from its error: rustls' encode and
+/// encrypt calls fail with different error types for the same reason).
+fn write_into<E: std::fmt::Display>(
     outgoing: &mut Vec<u8>,
-    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    required: impl Fn(&E) -> Option<usize>,
 ) -> Result<(), rustls::Error> {
     let start = outgoing.len();
     loop {
-        match encode(outgoing.get_mut(start..).unwrap_or_default()) {
+        match write(outgoing.get_mut(start..).unwrap_or_default()) {
             Ok(n) => {
                 outgoing.truncate(start + n);
                 return Ok(());
             }
-            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size }))
-                if outgoing.len() < start + required_size =>
-            {
-                outgoing.resize(start + required_size, 0);
-            }
-            Err(e) => {
-                outgoing.truncate(start);
-                return Err(rustls::Error::General(e.to_string()));
-            }
+            Err(e) => match required(&e) {
+                Some(size) if outgoing.len() < start + size => outgoing.resize(start + size, 0),
+                _ => {
+                    outgoing.truncate(start);
+                    return Err(rustls::Error::General(e.to_string()));
+                }
+            },
         }
     }
 }
 
-/// As [`encode_into`], for application data and close_notify.
+/// Appends a TLS record rustls made (a handshake message, an alert).
+fn encode_into(
+    outgoing: &mut Vec<u8>,
+    encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), rustls::Error> {
+    write_into(outgoing, encode, |e| match e {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
+        _ => None,
+    })
+}
+
+/// Appends encrypted application data or close_notify.
 fn encrypt_into(
     outgoing: &mut Vec<u8>,
-    mut encrypt: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+    encrypt: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
 ) -> Result<(), rustls::Error> {
-    let start = outgoing.len();
-    loop {
-        match encrypt(outgoing.get_mut(start..).unwrap_or_default()) {
-            Ok(n) => {
-                outgoing.truncate(start + n);
-                return Ok(());
-            }
-            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size }))
-                if outgoing.len() < start + required_size =>
-            {
-                outgoing.resize(start + required_size, 0);
-            }
-            Err(e) => {
-                outgoing.truncate(start);
-                return Err(rustls::Error::General(e.to_string()));
-            }
-        }
-    }
+    write_into(outgoing, encrypt, |e| match e {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => Some(*required_size),
+        _ => None,
+    })
 }
 
 fn invalid(e: rustls::Error) -> io::Error {

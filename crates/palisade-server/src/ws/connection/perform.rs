@@ -105,11 +105,7 @@ impl Conn<'_> {
     /// network, and the events must not wait behind it (nor fill the queue
     /// and close the connection as a slow consumer). Not for a `recover`,
     /// whose replay must reach the socket before the live events after it.
-    async fn meanwhile<T>(
-        &self,
-        ws: &mut Ws,
-        call: impl Future<Output = T>,
-    ) -> Result<T, Exit> {
+    async fn meanwhile<T>(&self, ws: &mut Ws, call: impl Future<Output = T>) -> Result<T, Exit> {
         tokio::pin!(call);
         loop {
             tokio::select! {
@@ -143,24 +139,15 @@ impl Conn<'_> {
     /// for the sender, the rooms a `refresh` lost, and whether the
     /// connection must close after the reply. Queued events written while
     /// a commit is in flight can end the connection (`Err`).
-    pub(super) async fn perform(
-        &mut self,
-        ws: &mut Ws,
-        decision: Decision<'_>,
-        now: Timestamp,
-    ) -> Result<Reply, Exit> {
+    pub(super) async fn perform(&mut self, ws: &mut Ws, decision: Decision<'_>, now: Timestamp) -> Result<Reply, Exit> {
         let mut reply = Reply { replay: Vec::new(), frame: String::new(), removed: Vec::new(), close: None };
         // The room-owner paths (joins, `create`, deletion, `recover`) await
         // the most state and happen least: boxed, so the future every idle
         // connection keeps is sized by a `send`, not by them
         // (BENCHMARKS.md, "the frame layer").
         reply.frame = match decision {
-            Decision::Join { id, room, claimed } => {
-                Box::pin(self.enter(ws, &id, &room, claimed, false, now)).await?
-            }
-            Decision::Create { id, room, claimed } => {
-                Box::pin(self.enter(ws, &id, &room, claimed, true, now)).await?
-            }
+            Decision::Join { id, room, claimed } => Box::pin(self.enter(ws, &id, &room, claimed, false, now)).await?,
+            Decision::Create { id, room, claimed } => Box::pin(self.enter(ws, &id, &room, claimed, true, now)).await?,
             Decision::DeleteRoom { id, room, owner } => {
                 self.rooms.leave(&room);
                 let user = &self.session.identity().user_id;
