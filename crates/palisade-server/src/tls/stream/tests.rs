@@ -402,8 +402,10 @@ async fn raw_handshake(bytes: Vec<u8>) -> (io::Error, Vec<u8>) {
     let (accepted, (), answer) = tokio::join!(
         accept(server, Arc::clone(&pki.server)),
         async {
-            // The server may close before it has taken everything.
+            // The server may close before it has taken everything; an
+            // input it is still waiting on ends with the client's FIN.
             let _ = writer.write_all(&bytes).await;
+            let _ = writer.shutdown().await;
         },
         async {
             let mut answer = Vec::new();
@@ -438,4 +440,23 @@ async fn a_client_hello_over_the_limit_is_refused() {
     let (err, _) = raw_handshake(fragmented).await;
     assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     assert!(err.to_string().contains("buffer limit"), "{err}");
+}
+
+#[tokio::test]
+async fn random_bytes_in_the_handshake_end_in_an_error_never_a_panic_or_a_hang() {
+    let mut rng = Rng(0x5eed_cafe_f00d);
+    for case in 0..200 {
+        let len = rng.below(3_000);
+        let mut bytes = rng.bytes(len);
+        // Most cases open like a handshake record (and some like a
+        // ClientHello in it), so rustls parses further in.
+        match case % 4 {
+            0 => {}
+            1 => drop(bytes.splice(0..0, [0x16, 0x03, 0x01])),
+            _ => drop(bytes.splice(0..0, [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])),
+        }
+        let outcome = tokio::time::timeout(Duration::from_secs(10), raw_handshake(bytes)).await;
+        let Ok((err, _)) = outcome else { panic!("case {case}: the handshake hung") };
+        assert!(matches!(err.kind(), io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof), "case {case}: {err}");
+    }
 }
