@@ -10,10 +10,12 @@
 
 mod audit;
 mod env;
+mod tls;
 mod wire;
 
 pub use audit::audit_record;
 pub use env::{config_loader, pipeline, token};
+pub use tls::tls_stream;
 pub use wire::{bounded_json, frame_reader, sanitizers, xff};
 
 /// A target's body: the fuzzer's bytes in, a panic out when an invariant
@@ -22,7 +24,7 @@ pub type Target = fn(&[u8]);
 
 /// Every target by its name under `fuzz/fuzz_targets/` and
 /// `fuzz/corpus/`.
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("frame_reader", frame_reader),
     ("bounded_json", bounded_json),
     ("pipeline", pipeline),
@@ -32,6 +34,7 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("xff", xff),
     ("audit_record", audit_record),
     ("envelope", envelope),
+    ("tls_stream", tls_stream),
 ];
 
 /// The client envelope alone: `ClientFrame::parse` on any text, and the

@@ -130,3 +130,8 @@ fn xff() {
 fn audit_record() {
     smoke("audit_record", RUNS);
 }
+
+#[test]
+fn tls_stream() {
+    smoke("tls_stream", RUNS);
+}

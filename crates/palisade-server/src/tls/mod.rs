@@ -28,7 +28,7 @@ use tracing::{info, warn};
 
 use crate::rejection::{SECURITY_HEADERS, TLS_REQUIRED_BODY, TLS_UPGRADE_OFFER};
 
-mod stream;
+pub mod stream;
 
 use stream::TlsStream;
 

@@ -44,7 +44,7 @@ const HEADER: usize = 5;
 
 /// Runs the server handshake on `io` with `config`; the stream once both
 /// sides may send application data and the server's flight is out.
-pub(crate) async fn accept<IO>(io: IO, config: Arc<ServerConfig>) -> io::Result<TlsStream<IO>>
+pub async fn accept<IO>(io: IO, config: Arc<ServerConfig>) -> io::Result<TlsStream<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -66,7 +66,7 @@ where
 /// A server-side TLS connection over `IO`. Every idle connection keeps
 /// one (boxed), so its fields are few and small: rustls' own state is most
 /// of it.
-pub(crate) struct TlsStream<IO> {
+pub struct TlsStream<IO> {
     io: IO,
     conn: UnbufferedServerConnection,
     /// Ciphertext read and not yet discarded by rustls (a partial record,
@@ -275,6 +275,24 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         Poll::Ready(Ok(()))
     }
 
+    /// After our close_notify, what the peer still sends is read and
+    /// dropped until it hangs up, and the read ends then. rustls takes no
+    /// more input: a record it cannot open after it sent close_notify
+    /// trips its assertion that no second fatal alert is sent, in a debug
+    /// build (rustls/rustls#959), and a closing connection needs no more
+    /// of the peer's data (the WebSocket close frame was sent before).
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.incoming = Vec::new();
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut dropped = ReadBuf::new(&mut scratch);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut dropped))?;
+            if dropped.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
     /// Copies what the reader has not taken into `buf`.
     fn take_plaintext(&mut self, buf: &mut ReadBuf<'_>) {
         let Some(left) = &mut self.plaintext else { return };
@@ -287,9 +305,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         }
     }
 
-    /// The capacities of the incoming, outgoing and plaintext buffers.
-    #[cfg(test)]
-    pub(crate) fn capacities(&self) -> (usize, usize, usize) {
+    /// The capacities of the incoming, outgoing and plaintext buffers: what
+    /// the stream holds beyond rustls' state (the tests and the
+    /// `tls_stream` fuzz target check their bounds).
+    pub fn capacities(&self) -> (usize, usize, usize) {
         let plaintext = self.plaintext.as_ref().map_or(0, |left| left.bytes.capacity());
         (self.incoming.capacity(), self.outgoing.capacity(), plaintext)
     }
@@ -377,6 +396,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
             this.take_plaintext(buf);
             return Poll::Ready(Ok(()));
         }
+        if this.close_queued {
+            return this.poll_discard(cx);
+        }
         let before = buf.filled().len();
         loop {
             if this.peer_closed {
@@ -450,7 +472,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
         let this = self.get_mut();
         // A key update rustls queued goes out with the next record; a flush
         // sends it now.
-        while !this.failed && this.conn.wants_write() {
+        while !this.failed && !this.close_queued && this.conn.wants_write() {
             match this.process(Out::Nothing, None) {
                 Ok(Step::Again | Step::Sent(_)) => {}
                 Ok(Step::NeedBytes | Step::Closed) => break,
