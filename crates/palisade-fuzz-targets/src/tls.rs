@@ -21,6 +21,9 @@ use tokio_rustls::rustls::{self, ClientConfig, ClientConnection, RootCertStore, 
 /// More than any one of the stream's buffers may ever hold (its bounds are
 /// 68 KiB in the handshake and about one record after it).
 const BUFFER_BOUND: usize = 160 * 1024;
+/// Key updates rustls takes from a peer with no data between
+/// (`TooManyKeyUpdateRequests` past it).
+const MAX_KEY_UPDATES: u8 = 32;
 /// Steps of the handshake or the final drain before the target gives up
 /// on progress: a stall there is a finding.
 const MAX_STEPS: usize = 100_000;
@@ -36,7 +39,9 @@ const MAX_STEPS: usize = 100_000;
 /// handshake completes and every byte arrives, in order, whatever the
 /// pieces; what the server reads is always a prefix of what the client
 /// sent, forged bytes included (they end the connection, they are never
-/// read); the stream's buffers stay bounded; nothing panics or stalls.
+/// read); the stream's buffers stay bounded; nothing panics or stalls. Only
+/// a misbehaving client (forged bytes, or more than 32 key updates with no
+/// data between, which rustls refuses) may see the connection fail.
 pub fn tls_stream(data: &[u8]) {
     let [piece, window, steps @ ..] = data else { return };
     let wire = Rc::new(RefCell::new(Wire {
@@ -72,9 +77,12 @@ pub fn tls_stream(data: &[u8]) {
             0 if !peers.client_closed => {
                 let chunk = pattern(peers.client_sent.len(), (arg + 1) * 37);
                 match client.writer().write(&chunk) {
-                    Ok(n) => peers.client_sent.extend_from_slice(chunk.get(..n).expect("n ≤ len")),
-                    // The server's alert for forged bytes ends the client too.
-                    Err(e) => assert!(peers.forged, "an honest client could not write: {e}"),
+                    Ok(n) => {
+                        peers.client_sent.extend_from_slice(chunk.get(..n).expect("n ≤ len"));
+                        peers.key_updates = 0;
+                    }
+                    // The server's alert for a misbehaving client ends it too.
+                    Err(e) => assert!(peers.misbehaved, "an honest client could not write: {e}"),
                 }
             }
             1 => peers.server_read(&mut server, &mut cx, arg + 1),
@@ -87,8 +95,11 @@ pub fn tls_stream(data: &[u8]) {
             3 => {
                 let _ = Pin::new(&mut server).poll_flush(&mut cx);
             }
-            4 if !peers.client_closed && !peers.forged => {
-                let _ = client.refresh_traffic_keys();
+            4 if !peers.client_closed && !peers.misbehaved && client.refresh_traffic_keys().is_ok() => {
+                // rustls (as BoringSSL) fails a peer that asks for more than
+                // 32 key updates with no data between: a flood, not a client.
+                peers.key_updates += 1;
+                peers.misbehaved |= peers.key_updates > MAX_KEY_UPDATES;
             }
             5 => wire.borrow_mut().piece = arg + 1,
             6 if !peers.client_closed => {
@@ -100,14 +111,14 @@ pub fn tls_stream(data: &[u8]) {
                 // check must refuse them.
                 let forged = step.iter().cycle().take(1 + arg % 24).copied();
                 wire.borrow_mut().to_server.extend(forged);
-                peers.forged = true;
+                peers.misbehaved = true;
             }
             _ => {}
         }
         peers.pump_client(&mut client, &wire);
         peers.check(&server);
     }
-    if !peers.forged {
+    if !peers.misbehaved {
         peers.drain(&mut client, &mut server, &wire, &mut cx);
     }
 }
@@ -122,9 +133,12 @@ struct Peers {
     client_closed: bool,
     /// The server was asked to shut down (send close_notify).
     server_shut: bool,
-    /// Raw bytes went into the client's stream.
-    forged: bool,
-    /// The server's stream failed (only ever after forged bytes).
+    /// Raw bytes went into the client's stream, or the client flooded key
+    /// updates: the server may fail the connection.
+    misbehaved: bool,
+    /// The client's key updates since it last sent data.
+    key_updates: u8,
+    /// The server's stream failed (only ever after the client misbehaved).
     failed: bool,
 }
 
@@ -142,7 +156,7 @@ impl Peers {
             }
             Poll::Ready(Ok(())) => self.server_got.extend_from_slice(read.filled()),
             Poll::Ready(Err(e)) => {
-                assert!(self.forged, "the stream failed on an honest client: {e}");
+                assert!(self.misbehaved, "the stream failed on an honest client: {e}");
                 self.failed = true;
             }
             Poll::Pending => {}
@@ -156,7 +170,7 @@ impl Peers {
         let chunk = pattern(self.server_sent.len(), len);
         match Pin::new(server).poll_write(cx, &chunk) {
             Poll::Ready(Ok(n)) => self.server_sent.extend_from_slice(chunk.get(..n).expect("n ≤ len")),
-            Poll::Ready(Err(_)) if self.forged => self.failed = true,
+            Poll::Ready(Err(_)) if self.misbehaved => self.failed = true,
             Poll::Ready(Err(e)) => panic!("a write failed on an honest client: {e}"),
             Poll::Pending => {}
         }
@@ -166,8 +180,8 @@ impl Peers {
     fn pump_client(&mut self, client: &mut ClientConnection, wire: &Rc<RefCell<Wire>>) {
         if !pump(client, wire) {
             // The client refuses what came back only if the server
-            // answered forged bytes with an alert.
-            assert!(self.forged, "the client refused the server's records");
+            // answered the client's misbehaviour with an alert.
+            assert!(self.misbehaved, "the client refused the server's records");
             return;
         }
         let mut buf = [0u8; 4096];
