@@ -22,7 +22,7 @@ mkdir -p "$out"
 # One process may hold just under 20,000 sockets here (hard limit).
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --quiet -p palisade-server -p palisade-bench -p palisade-bench-peer-bare
+scripts/build-release.sh palisade-bench palisade-bench-peer-bare
 have_node=false
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   (cd bench/peers/node && { [ -d node_modules ] || npm ci --silent --no-audit --no-fund; }) && have_node=true

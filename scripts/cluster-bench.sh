@@ -20,7 +20,7 @@ mkdir -p "$out"
 ulimit -n "$(ulimit -Hn)"
 command -v redis-server >/dev/null || { echo "cluster-bench: redis-server not found (apt-get install redis-server)" >&2; exit 1; }
 
-cargo build --release --quiet -p palisade-server -p palisade-bench
+scripts/build-release.sh palisade-bench
 
 work=$(mktemp -d)
 pids=()

@@ -21,7 +21,7 @@ conns=${N:-$conns}
 runs=${RUNS:-5}
 ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --quiet -p palisade-server -p palisade-bench
+scripts/build-release.sh palisade-bench
 work=$(mktemp -d)
 server=""; load=""
 # SIGTERM, not SIGINT: a background job of a script ignores SIGINT.

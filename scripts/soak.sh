@@ -41,12 +41,9 @@ rounds=$(python3 -c "print(max(6, round($minutes * 60 / $round)))")
 # deliveries a second.
 honest=${HONEST:-72}; hostile=${HOSTILE:-8}; rate=${RATE:-3}
 
-# Two builds, not one `-p palisade-server -p palisade-bench`: features are
-# resolved over the packages a build names, and the bench's (wss://) would
-# make the server a second release build. The first is the README's
-# `cargo run --release`, which scripts/test.sh has just built.
-cargo build --release --quiet
-cargo build --release --quiet -p palisade-bench
+# The README's release binary (scripts/test.sh has just built it) and the
+# bench, apart.
+scripts/build-release.sh palisade-bench
 out=${OUT:-target/soak/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 work=$(mktemp -d)
