@@ -10,6 +10,9 @@ use tokio_rustls::client::TlsStream as ClientStream;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion, version};
 
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+
 use super::*;
 
 const BOTH: [&SupportedProtocolVersion; 2] = [&version::TLS13, &version::TLS12];
@@ -81,32 +84,32 @@ async fn connected(version: &'static SupportedProtocolVersion) -> (TlsStream<Tcp
     handshake(&pki(), version, server, client).await
 }
 
-/// xorshift: reproducible sizes and bytes without a seeded RNG's API.
-struct Rng(u64);
+/// Sizes and bytes from a seeded generator, so a failure reproduces.
+struct Rng(StdRng);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+    fn seeded(seed: u64) -> Self {
+        Self(StdRng::seed_from_u64(seed))
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        1 + usize::try_from(self.next() % n as u64).unwrap()
+    /// A size from 1 to `n`.
+    fn upto(&mut self, n: usize) -> usize {
+        self.0.random_range(1..=n)
     }
 
     fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next().to_le_bytes()[0]).collect()
+        let mut bytes = vec![0; n];
+        self.0.fill(&mut bytes[..]);
+        bytes
     }
 }
 
 async fn write_in_chunks<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8], rng: &mut Rng) {
     let mut at = 0;
     while at < data.len() {
-        let end = (at + rng.below(40_000)).min(data.len());
+        let end = (at + rng.upto(40_000)).min(data.len());
         w.write_all(&data[at..end]).await.unwrap();
-        if rng.below(4) == 1 {
+        if rng.upto(4) == 1 {
             w.flush().await.unwrap();
         }
         at = end;
@@ -117,7 +120,7 @@ async fn write_in_chunks<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8], rng: &mu
 async fn read_in_chunks<R: AsyncRead + Unpin>(r: &mut R, len: usize, rng: &mut Rng) -> Vec<u8> {
     let mut got = Vec::with_capacity(len);
     while got.len() < len {
-        let mut buf = vec![0; rng.below(20_000)];
+        let mut buf = vec![0; rng.upto(20_000)];
         let n = r.read(&mut buf).await.unwrap();
         assert!(n > 0, "EOF after {} of {len} bytes", got.len());
         got.extend_from_slice(&buf[..n]);
@@ -135,11 +138,11 @@ async fn read_finds_nothing(server: &mut TlsStream<TcpStream>) {
 async fn a_mebibyte_each_way(version: &'static SupportedProtocolVersion) {
     const LEN: usize = 1 << 20;
     let (server, client) = connected(version).await;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::seeded(0x9e37_79b9_7f4a_7c15);
     let (to_client, to_server) = (rng.bytes(LEN), rng.bytes(LEN));
     let (mut sr, mut sw) = tokio::io::split(server);
     let (mut cr, mut cw) = tokio::io::split(client);
-    let (mut r1, mut r2, mut r3, mut r4) = (Rng(1), Rng(2), Rng(3), Rng(4));
+    let (mut r1, mut r2, mut r3, mut r4) = (Rng::seeded(1), Rng::seeded(2), Rng::seeded(3), Rng::seeded(4));
     let (_, _, at_client, at_server) = tokio::join!(
         write_in_chunks(&mut sw, &to_client, &mut r1),
         write_in_chunks(&mut cw, &to_server, &mut r2),
@@ -193,7 +196,7 @@ async fn a_client_writing_one_byte_per_tcp_write_is_served() {
         let (server, client) = tcp_pair(false).await;
         client.set_nodelay(true).unwrap();
         let (mut server, mut client) = handshake(&pki, version, server, OneByte(client)).await;
-        let sent = Rng(7).bytes(3000);
+        let sent = Rng::seeded(7).bytes(3000);
         let mut got = vec![0; sent.len()];
         let (written, read) = tokio::join!(
             async {
@@ -217,7 +220,7 @@ async fn a_client_writing_one_byte_per_tcp_write_is_served() {
 async fn many_records_read_into_small_buffers_lose_no_byte() {
     for version in BOTH {
         let (mut server, mut client) = connected(version).await;
-        let mut rng = Rng(11);
+        let mut rng = Rng::seeded(11);
         let sent = rng.bytes(50_000);
         // Many small records back to back, then a few full ones.
         for piece in sent[..2000].chunks(10) {
@@ -227,7 +230,7 @@ async fn many_records_read_into_small_buffers_lose_no_byte() {
         client.flush().await.unwrap();
         let mut got = Vec::new();
         while got.len() < sent.len() {
-            let mut buf = vec![0; rng.below(7)];
+            let mut buf = vec![0; rng.upto(7)];
             let n = server.read(&mut buf).await.unwrap();
             assert!(n > 0);
             got.extend_from_slice(&buf[..n]);
@@ -251,7 +254,7 @@ async fn a_writer_blocked_by_a_peer_not_reading_loses_nothing() {
     const LEN: usize = 2 << 20;
     let (server, client) = tcp_pair(true).await;
     let (mut server, mut client) = handshake(&pki(), &version::TLS13, server, client).await;
-    let sent = Rng(5).bytes(LEN);
+    let sent = Rng::seeded(5).bytes(LEN);
     let expected = sent.clone();
     let writer = tokio::spawn(async move {
         server.write_all(&sent).await.unwrap();
@@ -464,9 +467,9 @@ async fn a_client_hello_over_the_limit_is_refused() {
 
 #[tokio::test]
 async fn random_bytes_in_the_handshake_end_in_an_error_never_a_panic_or_a_hang() {
-    let mut rng = Rng(0x5eed_cafe_f00d);
+    let mut rng = Rng::seeded(0x5eed_cafe_f00d);
     for case in 0..200 {
-        let len = rng.below(3_000);
+        let len = rng.upto(3_000);
         let mut bytes = rng.bytes(len);
         // Most cases open like a handshake record (and some like a
         // ClientHello in it), so rustls parses further in.
